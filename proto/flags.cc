@@ -1,0 +1,122 @@
+#include "flags.h"
+
+#include <fmt/format.h>
+
+#include "duration.h"
+
+namespace pgod {
+
+void FlagSet::add_string(char short_name, std::string long_name, std::string* target, std::string help,
+                         std::string value_name) {
+  std::string default_text = target->empty() ? "" : fmt::format("\"{}\"", *target);
+  flags_.push_back({short_name, std::move(long_name), target, std::move(help), std::move(value_name),
+                    std::move(default_text)});
+}
+
+void FlagSet::add_bool(char short_name, std::string long_name, bool* target, std::string help) {
+  flags_.push_back({short_name, std::move(long_name), target, std::move(help), "", *target ? "true" : ""});
+}
+
+void FlagSet::add_duration(char short_name, std::string long_name, std::chrono::nanoseconds* target,
+                           std::string help) {
+  flags_.push_back({short_name, std::move(long_name), target, std::move(help), "duration",
+                    format_duration(*target)});
+}
+
+Expected<bool, std::string> parse_bool(std::string_view text) {
+  for (std::string_view yes : {"1", "t", "T", "TRUE", "true", "True"})
+    if (text == yes) return true;
+  for (std::string_view no : {"0", "f", "F", "FALSE", "false", "False"})
+    if (text == no) return false;
+  return Unexpected{fmt::format("\"{}\" is not a boolean (use true or false)", text)};
+}
+
+const FlagSet::Flag* FlagSet::find_long(std::string_view name) const {
+  for (const auto& flag : flags_)
+    if (flag.long_name == name) return &flag;
+  return nullptr;
+}
+
+const FlagSet::Flag* FlagSet::find_short(char name) const {
+  for (const auto& flag : flags_)
+    if (flag.short_name != 0 && flag.short_name == name) return &flag;
+  return nullptr;
+}
+
+std::string FlagSet::display_name(const Flag& flag) {
+  if (flag.short_name != 0) return fmt::format("-{}, --{}", flag.short_name, flag.long_name);
+  return "--" + flag.long_name;
+}
+
+Expected<bool, std::string> FlagSet::assign(const Flag& flag, std::string_view value) {
+  if (auto* text = std::get_if<std::string*>(&flag.target)) {
+    **text = std::string(value);
+  } else if (auto* boolean = std::get_if<bool*>(&flag.target)) {
+    auto parsed = parse_bool(value);
+    if (!parsed) return Unexpected{fmt::format("invalid value for {}: {}", display_name(flag), parsed.error())};
+    **boolean = *parsed;
+  } else {
+    auto parsed = parse_duration(value);
+    if (!parsed) return Unexpected{fmt::format("invalid value for {}: {}", display_name(flag), parsed.error())};
+    *std::get<std::chrono::nanoseconds*>(flag.target) = *parsed;
+  }
+  return true;
+}
+
+Expected<std::vector<std::string>, std::string> FlagSet::parse(const std::vector<std::string>& args) {
+  std::vector<std::string> positional;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg == "--") {
+      positional.insert(positional.end(), args.begin() + static_cast<std::ptrdiff_t>(i) + 1, args.end());
+      break;
+    }
+    if (arg.size() < 2 || arg[0] != '-') {
+      positional.push_back(arg);
+      continue;
+    }
+
+    const Flag* flag = nullptr;
+    std::optional<std::string> inline_value;
+    std::string spelled;
+    if (arg.starts_with("--")) {
+      const auto eq = arg.find('=');
+      spelled = arg.substr(0, eq);
+      flag = find_long(std::string_view(spelled).substr(2));
+      if (eq != std::string::npos) inline_value = arg.substr(eq + 1);
+    } else {
+      spelled = arg.substr(0, 2);
+      flag = find_short(arg[1]);
+      if (arg.size() > 2) inline_value = arg[2] == '=' ? arg.substr(3) : arg.substr(2);
+    }
+    if (flag == nullptr)
+      return Unexpected{fmt::format("unknown flag {} (see {} --help)", spelled, program_)};
+
+    if (std::holds_alternative<bool*>(flag->target) && !inline_value) {
+      *std::get<bool*>(flag->target) = true;
+      continue;
+    }
+    if (!inline_value) {
+      if (i + 1 >= args.size())
+        return Unexpected{fmt::format("flag {} needs a {} value", display_name(*flag), flag->value_name)};
+      inline_value = args[++i];
+    }
+    if (auto assigned = assign(*flag, *inline_value); !assigned) return Unexpected{assigned.error()};
+  }
+  return positional;
+}
+
+std::string FlagSet::usage(std::string_view synopsis) const {
+  std::string out = fmt::format("Usage: {} {}\n\nOptions:\n", program_, synopsis);
+  for (const auto& flag : flags_) {
+    std::string left = "  " + display_name(flag);
+    if (flag.short_name == 0) left = "      " + display_name(flag);
+    if (!flag.value_name.empty()) left += " " + flag.value_name;
+    std::string line = fmt::format("{:<30} {}", left, flag.help);
+    if (!flag.default_text.empty()) line += fmt::format(" (default {})", flag.default_text);
+    out += line + "\n";
+  }
+  return out;
+}
+
+}  // namespace pgod

@@ -1,0 +1,44 @@
+#include "rpc_verbs.h"
+
+#include <array>
+#include <utility>
+
+namespace pgod {
+namespace {
+
+constexpr std::array<std::pair<Verb, rpc::Verb>, 17> kWorkerVerbs = {{
+    {Verb::kUp, rpc::Verb::UP},
+    {Verb::kDown, rpc::Verb::DOWN},
+    {Verb::kStop, rpc::Verb::STOP},
+    {Verb::kStart, rpc::Verb::START},
+    {Verb::kRestart, rpc::Verb::RESTART},
+    {Verb::kPs, rpc::Verb::PS},
+    {Verb::kPull, rpc::Verb::PULL},
+    {Verb::kBuild, rpc::Verb::BUILD},
+    {Verb::kLogs, rpc::Verb::LOGS},
+    {Verb::kExec, rpc::Verb::EXEC},
+    {Verb::kLoad, rpc::Verb::LOAD},
+    {Verb::kGitPull, rpc::Verb::GIT_PULL},
+    {Verb::kGitHash, rpc::Verb::GIT_HASH},
+    {Verb::kStatus, rpc::Verb::STATUS},
+    {Verb::kFreeze, rpc::Verb::FREEZE},
+    {Verb::kUnfreeze, rpc::Verb::UNFREEZE},
+    {Verb::kRollback, rpc::Verb::ROLLBACK},
+}};
+
+}  // namespace
+
+std::optional<rpc::Verb> to_rpc_verb(Verb verb) {
+  for (const auto& [grammar, rpc] : kWorkerVerbs)
+    if (grammar == verb) return rpc;
+  return std::nullopt;
+}
+
+Verb from_rpc_verb(rpc::Verb verb) {
+  for (const auto& [grammar, rpc] : kWorkerVerbs)
+    if (rpc == verb) return grammar;
+  // A newer peer's verb this build does not know: treat as the harmless read-only status.
+  return Verb::kStatus;
+}
+
+}  // namespace pgod

@@ -1,0 +1,19 @@
+// The grammar's verbs and the worker interface's verbs are one list seen from two sides; this
+// is the only place that maps between them.
+#pragma once
+
+#include <optional>
+
+#include "command_grammar.h"
+#include "worker.capnp.h"
+
+namespace pgod {
+
+// The worker's verb for a grammar verb; nullopt for verbs the worker does not run (ping,
+// worker restart).
+std::optional<rpc::Verb> to_rpc_verb(Verb verb);
+
+// The grammar verb for a worker verb (for logs and the worker's dispatch table).
+Verb from_rpc_verb(rpc::Verb verb);
+
+}  // namespace pgod

@@ -1,0 +1,62 @@
+@0xa02edff92f4e598f;
+# The worker's interface, served on /run/pgod/workers/<service>.sock to the gateway (and root).
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("pgod::rpc");
+
+using Common = import "common.capnp";
+
+interface OutputSink {
+  # A command's output as it is produced. `-> stream` gives flow control: the worker stops
+  # reading the command's pipes while the sink's window is full, so a slow reader slows only
+  # its own command and memory stays bounded. Calls arrive in order; stdout and stderr stay
+  # apart.
+  stdout @0 (data :Data) -> stream;
+  stderr @1 (data :Data) -> stream;
+}
+
+enum Verb {
+  # The verbs a worker runs (ping is answered by the gateway, "worker restart" by the
+  # supervisor). Each has an argument allowlist in the worker.
+  up @0;
+  down @1;
+  stop @2;
+  start @3;
+  restart @4;
+  ps @5;
+  pull @6;
+  build @7;
+  logs @8;
+  exec @9;
+  load @10;
+  gitPull @11;
+  gitHash @12;
+  status @13;
+  freeze @14;
+  unfreeze @15;
+  rollback @16;
+}
+
+struct AuthorizedKey {
+  # One key from ssh/*.pub in the checkout, parsed by the worker (the repository is untrusted
+  # input; the gateway re-parses the base64 blob with libssh before comparing).
+  type @0 :Text;     # ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256, ...
+  base64 @1 :Text;   # the key blob
+  comment @2 :Text;
+  file @3 :Text;     # which ssh/*.pub listed it
+}
+
+interface Worker {
+  run @0 (verb :Verb, args :List(Text), output :OutputSink, caller :Text)
+      -> (exitStatus :UInt32, message :Text);
+  # Runs one verb. exitStatus is the compose program's own exit code (0..255), or one of the
+  # status codes 400/406/500 with message saying why. Dropping the call (the client went away)
+  # cancels it: the worker kills the command's process group. `caller` names the key that
+  # asked, for the worker's log.
+
+  status @1 () -> (status :Common.ServiceStatus);
+
+  authorizedKeys @2 (after :UInt64) -> (generation :UInt64, keys :List(AuthorizedKey));
+  # The keys this service accepts. A long poll: returns at once when the key set's generation
+  # differs from `after`, else when it next changes (pass 0 the first time).
+}

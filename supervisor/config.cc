@@ -1,0 +1,615 @@
+#include "config.h"
+
+#include <fmt/format.h>
+#include <pwd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <map>
+#include <optional>
+#include <set>
+#include <tuple>
+#include <toml++/toml.h>
+
+#include "command_grammar.h"
+#include "service_name.h"
+#include "unique_fd.h"
+
+namespace pgod::config {
+namespace {
+
+constexpr std::size_t kMaxPathLength = 1024;
+// A config for hundreds of services is tens of KiB; anything near this is a mistake.
+constexpr off_t kMaxConfigSize = 4 << 20;
+constexpr std::size_t kMaxValueLength = 4096;
+
+constexpr std::array<std::string_view, 13> kServiceKeys = {
+    "name",     "user", "repository", "branch", "registries", "compose", "env",
+    "urls",     "networks", "import", "reload", "mount",      "ignore"};
+
+// Set by the worker for every compose run; an env item may not change them.
+constexpr std::array<std::string_view, 5> kReservedEnv = {"HOME", "PATH", "DOCKER_CONFIG",
+                                                          "COMPOSE_PROJECT_NAME", "COMPOSE_FILE"};
+
+SourcePosition position_of(const toml::source_region& region) {
+  return {static_cast<int>(region.begin.line), static_cast<int>(region.begin.column)};
+}
+
+std::string_view type_name(toml::node_type type) {
+  switch (type) {
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a float";
+    case toml::node_type::boolean: return "a boolean";
+    case toml::node_type::date: return "a date";
+    case toml::node_type::time: return "a time";
+    case toml::node_type::date_time: return "a date-time";
+    default: return "nothing";
+  }
+}
+
+bool is_ascii_alnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool has_space_or_control(std::string_view text) {
+  return std::any_of(text.begin(), text.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u <= 0x20 || u == 0x7f;
+  });
+}
+
+// Quotes a value for an error message (non-secret values only), showing control characters.
+std::string quoted(std::string_view text) {
+  std::string out = "\"";
+  for (const unsigned char c : text.substr(0, 200)) {
+    if (c < 0x20 || c == 0x7f)
+      out += fmt::format("\\x{:02x}", c);
+    else
+      out += static_cast<char>(c);
+  }
+  if (text.size() > 200) out += "…";
+  return out + "\"";
+}
+
+bool valid_port(std::string_view text) {
+  if (text.empty() || text.size() > 5 || !std::all_of(text.begin(), text.end(), is_digit)) return false;
+  const int port = std::stoi(std::string(text));
+  return port >= 1 && port <= 65535;
+}
+
+// host[:port] of a registry or an NFS server: DNS labels, an IPv4 address or [IPv6].
+bool valid_host(std::string_view host) {
+  if (host.empty() || host.size() > 253) return false;
+  if (host.front() == '[') {
+    return host.size() > 2 && host.back() == ']' &&
+           std::all_of(host.begin() + 1, host.end() - 1,
+                       [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) || c == ':' || c == '.'; });
+  }
+  if (host.front() == '-' || host.front() == '.' || host.back() == '.' || host.find("..") != std::string_view::npos)
+    return false;
+  return std::all_of(host.begin(), host.end(), [](char c) { return is_ascii_alnum(c) || c == '-' || c == '.'; });
+}
+
+bool valid_host_port(std::string_view text) {
+  std::string_view host = text;
+  if (const auto bracket = text.rfind(']'); text.starts_with('[') && bracket != std::string_view::npos) {
+    host = text.substr(0, bracket + 1);
+    const auto rest = text.substr(bracket + 1);
+    if (rest.empty()) return valid_host(host);
+    return rest.front() == ':' && valid_port(rest.substr(1)) && valid_host(host);
+  }
+  if (const auto colon = text.find(':'); colon != std::string_view::npos) {
+    return valid_host(text.substr(0, colon)) && valid_port(text.substr(colon + 1));
+  }
+  return valid_host(host);
+}
+
+// A relative path that stays inside the checkout (lexically; the worker resolves symlinks
+// when it writes) and does not reach into .git.
+std::optional<std::string> check_relative_path(std::string_view path) {
+  if (path.empty()) return "is empty (expected a path relative to the checkout)";
+  if (path.size() > kMaxPathLength) return fmt::format("is longer than {} bytes", kMaxPathLength);
+  if (path.front() == '/') return fmt::format("{} is absolute (expected a path relative to the checkout)", quoted(path));
+  if (std::any_of(path.begin(), path.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
+    return fmt::format("{} contains control characters", quoted(path));
+  if (path.back() == '/') return fmt::format("{} names a directory (expected a file)", quoted(path));
+  std::size_t begin = 0;
+  bool first = true;
+  bool named_something = false;
+  while (begin <= path.size()) {
+    const auto end = std::min(path.find('/', begin), path.size());
+    const auto part = path.substr(begin, end - begin);
+    if (part == "..") return fmt::format("{} leaves the checkout (\"..\" is not allowed)", quoted(path));
+    if (first && part == ".git") return fmt::format("{} points into .git", quoted(path));
+    if (!part.empty() && part != ".") {
+      first = false;
+      named_something = true;
+    }
+    begin = end + 1;
+  }
+  if (!named_something) return fmt::format("{} names no file", quoted(path));
+  return std::nullopt;
+}
+
+std::optional<std::string> check_repository(std::string_view url) {
+  constexpr std::string_view expected =
+      "expected an https://, http://, ssh://, git:// or file:// URL, user@host:path, or an absolute path";
+  if (url.empty()) return fmt::format("is empty ({})", expected);
+  if (url.size() > kMaxValueLength) return fmt::format("is longer than {} bytes", kMaxValueLength);
+  // The value may carry a token: describe problems without echoing it.
+  if (has_space_or_control(url)) return "contains whitespace or control characters";
+  if (url.front() == '-') return "starts with '-'";
+  if (url.front() == '/') return std::nullopt;
+  if (const auto scheme_end = url.find("://"); scheme_end != std::string_view::npos) {
+    const auto scheme = url.substr(0, scheme_end);
+    for (std::string_view allowed : {"https", "http", "ssh", "git", "file"}) {
+      if (scheme == allowed) {
+        if (url.size() == scheme_end + 3) return fmt::format("has no host or path ({})", expected);
+        return std::nullopt;
+      }
+    }
+    return fmt::format("uses the unsupported scheme {} ({})", quoted(scheme), expected);
+  }
+  // scp-like: [user@]host:path, with no '/' before the ':'.
+  const auto colon = url.find(':');
+  const auto slash = url.find('/');
+  if (colon != std::string_view::npos && colon > 0 && (slash == std::string_view::npos || slash > colon) &&
+      colon + 1 < url.size())
+    return std::nullopt;
+  return fmt::format("is not a repository location ({})", expected);
+}
+
+// The subset of git-check-ref-format(1) that matters for a branch name given in a config.
+std::optional<std::string> check_branch(std::string_view branch) {
+  const auto bad = [&] {
+    return fmt::format("{} is not a valid branch name (see git-check-ref-format(1))", quoted(branch));
+  };
+  if (branch.empty()) return "is empty (expected a branch name such as main)";
+  if (branch.size() > 255) return "is longer than 255 bytes";
+  if (branch.front() == '-' || branch.front() == '/' || branch.back() == '/' || branch.back() == '.' ||
+      branch == "@" || branch.ends_with(".lock"))
+    return bad();
+  for (std::string_view forbidden : {"..", "//", "@{", "/."})
+    if (branch.find(forbidden) != std::string_view::npos) return bad();
+  if (branch.front() == '.') return bad();
+  for (const unsigned char c : branch)
+    if (c <= 0x20 || c == 0x7f || c == '~' || c == '^' || c == ':' || c == '?' || c == '*' || c == '[' || c == '\\')
+      return bad();
+  return std::nullopt;
+}
+
+bool valid_user_name(std::string_view user) {
+  if (user.empty() || user.size() > 32) return false;
+  if (!((user.front() >= 'a' && user.front() <= 'z') || user.front() == '_')) return false;
+  for (std::size_t i = 0; i < user.size(); ++i) {
+    const char c = user[i];
+    const bool ok = (c >= 'a' && c <= 'z') || is_digit(c) || c == '_' || c == '-' || (c == '$' && i + 1 == user.size());
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool valid_env_name(std::string_view name) {
+  if (name.empty() || is_digit(name.front())) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) { return is_ascii_alnum(c) || c == '_'; });
+}
+
+// A Caddy site address: DNS labels with an optional leading "*." wildcard. Nothing else, since
+// it is written into a Caddyfile (a brace or newline would inject directives).
+bool valid_site_host(std::string_view host) {
+  if (host.starts_with("*.")) host.remove_prefix(2);
+  if (host.empty() || host.size() > 253) return false;
+  std::size_t begin = 0;
+  while (begin <= host.size()) {
+    const auto end = std::min(host.find('.', begin), host.size());
+    const auto label = host.substr(begin, end - begin);
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') return false;
+    if (!std::all_of(label.begin(), label.end(), [](char c) { return is_ascii_alnum(c) || c == '-'; })) return false;
+    begin = end + 1;
+  }
+  return true;
+}
+
+// Compose service and network names.
+bool valid_compose_name(std::string_view name) {
+  if (name.empty() || name.size() > 255 || !is_ascii_alnum(name.front())) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) { return is_ascii_alnum(c) || c == '_' || c == '.' || c == '-'; });
+}
+
+std::optional<std::string> check_url_target(std::string_view target) {
+  const auto colon = target.rfind(':');
+  if (colon == std::string_view::npos || !valid_compose_name(target.substr(0, colon)) ||
+      !valid_port(target.substr(colon + 1)))
+    return fmt::format("target {} is not service:port (a compose service name and a port 1-65535)", quoted(target));
+  return std::nullopt;
+}
+
+std::optional<std::string> check_mount(std::string_view mount) {
+  constexpr std::string_view expected = "expected nfs://server/path";
+  if (!mount.starts_with("nfs://")) return fmt::format("{} does not start with nfs:// ({})", quoted(mount), expected);
+  const auto rest = mount.substr(6);
+  const auto slash = rest.find('/', rest.starts_with('[') ? rest.find(']') : 0);
+  if (slash == std::string_view::npos || slash == 0)
+    return fmt::format("{} has no server or no path ({})", quoted(mount), expected);
+  if (!valid_host(rest.substr(0, slash))) return fmt::format("{} names an invalid server ({})", quoted(mount), expected);
+  const auto path = rest.substr(slash);
+  if (path.size() > kMaxPathLength || has_space_or_control(path) || path.find(',') != std::string_view::npos)
+    return fmt::format("{} has an invalid path (no whitespace, control characters or commas)", quoted(mount));
+  return std::nullopt;
+}
+
+class Validator {
+ public:
+  Validator(std::string file, const ValidationContext& context) : file_(std::move(file)), context_(context) {}
+
+  Expected<Config, ConfigErrors> run(const toml::table& root) {
+    Config config;
+    for (auto&& [key, node] : root) {
+      if (key.str() != "services") {
+        add(position_of(key.source()), "", std::string(key.str()),
+            "unknown top-level key (pgo.toml holds only [[services]] tables)");
+        continue;
+      }
+      const auto* services = node.as_array();
+      if (services == nullptr) {
+        add(position_of(node.source()), "", "services",
+            fmt::format("is {} (expected [[services]] tables)", type_name(node.type())));
+        continue;
+      }
+      for (std::size_t i = 0; i < services->size(); ++i) {
+        const auto& element = *services->get(i);
+        const auto* table = element.as_table();
+        if (table == nullptr) {
+          add(position_of(element.source()), fmt::format("#{}", i + 1), "services",
+              fmt::format("item {} is {} (expected a table)", i + 1, type_name(element.type())));
+          continue;
+        }
+        if (auto service = service_from(*table, i + 1)) config.services.push_back(std::move(*service));
+      }
+    }
+    check_across_services(config);
+    if (!errors_.empty()) {
+      // toml++ tables iterate in key order; report in file order.
+      std::stable_sort(errors_.begin(), errors_.end(), [](const ConfigError& a, const ConfigError& b) {
+        return std::tie(a.position.line, a.position.column) < std::tie(b.position.line, b.position.column);
+      });
+      return Unexpected{std::move(errors_)};
+    }
+    return config;
+  }
+
+ private:
+  void add(SourcePosition position, std::string service, std::string key, std::string message) {
+    errors_.push_back({file_, position, std::move(service), std::move(key), std::move(message)});
+  }
+
+  template <class T>
+  const T* typed(const toml::node& node, const std::string& service, std::string_view key,
+                 std::string_view expected_type) {
+    if (const auto* value = node.as<T>()) return value;
+    add(position_of(node.source()), service, std::string(key),
+        fmt::format("is {} (expected {})", type_name(node.type()), expected_type));
+    return nullptr;
+  }
+
+  const std::string* string_value(const toml::node& node, const std::string& service, std::string_view key) {
+    const auto* value = typed<toml::value<std::string>>(node, service, key, "a string");
+    return value ? &value->get() : nullptr;
+  }
+
+  // Calls each(index, position, text) for each string of an array; reports non-strings.
+  template <class Each>
+  void each_string(const toml::node& node, const std::string& service, std::string_view key, Each each) {
+    const auto* array = typed<toml::array>(node, service, key, "an array of strings");
+    if (array == nullptr) return;
+    for (std::size_t i = 0; i < array->size(); ++i) {
+      const auto& item = *array->get(i);
+      if (const auto* text = item.as_string()) {
+        each(i + 1, position_of(item.source()), text->get());
+      } else {
+        add(position_of(item.source()), service, std::string(key),
+            fmt::format("item {} is {} (expected a string)", i + 1, type_name(item.type())));
+      }
+    }
+  }
+
+  std::optional<Service> service_from(const toml::table& table, std::size_t index) {
+    Service service;
+    service.position = position_of(table.source());
+    const auto errors_before = errors_.size();
+
+    // The name first, so every later error can say which service it is about.
+    std::string label = fmt::format("#{}", index);
+    if (const auto* node = table.get("name")) {
+      if (const auto* name = string_value(*node, label, "name")) {
+        if (!is_valid_service_name(*name)) {
+          add(position_of(node->source()), label, "name",
+              fmt::format("{} is not a valid service name (expected [a-z0-9][a-z0-9_.-]*, no \"..\", at most {} characters)",
+                          quoted(*name), kMaxServiceNameLength));
+        } else {
+          service.name = *name;
+          label = *name;
+        }
+      }
+    } else {
+      add(service.position, label, "name", "missing required key (every service needs name, user and repository)");
+    }
+
+    for (auto&& [key_object, node] : table) {
+      const std::string key(key_object.str());
+      const auto position = position_of(node.source());
+      if (std::find(kServiceKeys.begin(), kServiceKeys.end(), key) == kServiceKeys.end()) {
+        std::string valid;
+        for (auto k : kServiceKeys) valid += (valid.empty() ? "" : ", ") + std::string(k);
+        add(position_of(key_object.source()), label, key, fmt::format("unknown key (valid keys: {})", valid));
+      } else if (key == "user") {
+        if (const auto* user = string_value(node, label, key)) {
+          if (!valid_user_name(*user))
+            add(position, label, key, fmt::format("{} is not a valid user name", quoted(*user)));
+          else if (context_.user_exists && !context_.user_exists(*user))
+            add(position, label, key,
+                fmt::format("user {} does not exist on this host (create it, or name an existing user)", quoted(*user)));
+          else
+            service.user = *user;
+        }
+      } else if (key == "repository") {
+        if (const auto* repository = string_value(node, label, key)) {
+          if (auto problem = check_repository(*repository))
+            add(position, label, key, *problem);
+          else
+            service.repository = *repository;
+        }
+      } else if (key == "branch") {
+        if (const auto* branch = string_value(node, label, key)) {
+          if (auto problem = check_branch(*branch))
+            add(position, label, key, *problem);
+          else
+            service.branch = *branch;
+        }
+      } else if (key == "compose" || key == "import") {
+        if (const auto* path = string_value(node, label, key)) {
+          if (auto problem = check_relative_path(*path))
+            add(position, label, key, *problem);
+          else
+            (key == "compose" ? service.compose : service.import_path) = *path;
+        }
+      } else if (key == "registries") {
+        read_registries(node, label, service);
+      } else if (key == "env") {
+        read_env(node, label, service);
+      } else if (key == "urls") {
+        read_urls(node, label, service);
+      } else if (key == "networks") {
+        each_string(node, label, key, [&](std::size_t i, SourcePosition at, const std::string& network) {
+          if (!valid_compose_name(network))
+            add(at, label, key, fmt::format("item {} ({}) is not a docker network name", i, quoted(network)));
+          else
+            service.networks.push_back(network);
+        });
+      } else if (key == "reload") {
+        if (const auto* reload = string_value(node, label, key)) check_reload(*reload, position, label, service);
+      } else if (key == "mount") {
+        if (const auto* mount = string_value(node, label, key)) {
+          if (auto problem = check_mount(*mount))
+            add(position, label, key, *problem);
+          else if (!context_.datadir_set)
+            add(position, label, key, "needs pgod's --datadir, where shares are mounted as <datadir>/<service>");
+          else
+            service.mount = *mount;
+        }
+      } else if (key == "ignore") {
+        if (const auto* ignore = typed<toml::value<bool>>(node, label, key, "a boolean")) service.ignore = ignore->get();
+      }
+    }
+
+    for (std::string_view required : {"user", "repository"})
+      if (!table.contains(required))
+        add(service.position, label, std::string(required),
+            "missing required key (every service needs name, user and repository)");
+
+    for (auto& login : service.registries)
+      if (login.user.empty()) login.user = service.user;
+
+    if (errors_.size() != errors_before) return std::nullopt;
+    return service;
+  }
+
+  void read_registries(const toml::node& node, const std::string& label, Service& service) {
+    each_string(node, label, "registries", [&](std::size_t i, SourcePosition at, const std::string& item) {
+      // The item holds a token: errors describe it without echoing it.
+      const auto at_sign = item.rfind('@');
+      if (at_sign == std::string::npos || at_sign == 0) {
+        add(at, label, "registries",
+            fmt::format("item {} is not [user:]token@registry (value not shown: it holds a token)", i));
+        return;
+      }
+      const auto credentials = std::string_view(item).substr(0, at_sign);
+      const auto registry = std::string_view(item).substr(at_sign + 1);
+      if (!valid_host_port(registry)) {
+        add(at, label, "registries",
+            fmt::format("item {}: registry {} is not host[:port]", i, quoted(registry)));
+        return;
+      }
+      RegistryLogin login;
+      login.registry = std::string(registry);
+      const auto colon = credentials.find(':');
+      const auto token = colon == std::string_view::npos ? credentials : credentials.substr(colon + 1);
+      if (colon != std::string_view::npos) login.user = std::string(credentials.substr(0, colon));
+      if (colon == 0 || token.empty() || has_space_or_control(credentials)) {
+        add(at, label, "registries",
+            fmt::format("item {} for {} is not [user:]token@registry with a non-empty user and token and no "
+                        "whitespace (value not shown: it holds a token)",
+                        i, login.registry));
+        return;
+      }
+      login.token = Secret(std::string(token));
+      service.registries.push_back(std::move(login));
+    });
+  }
+
+  void read_env(const toml::node& node, const std::string& label, Service& service) {
+    std::set<std::string> seen;
+    each_string(node, label, "env", [&](std::size_t i, SourcePosition at, const std::string& item) {
+      const auto eq = item.find('=');
+      // Only the part before '=' may be shown: the value is a secret.
+      if (eq == std::string::npos) {
+        add(at, label, "env", fmt::format("item {} is not VAR=VALUE (value not shown)", i));
+        return;
+      }
+      const std::string name = item.substr(0, eq);
+      if (!valid_env_name(name)) {
+        add(at, label, "env",
+            fmt::format("item {}: {} is not a variable name (expected [A-Za-z_][A-Za-z0-9_]* before '=')", i,
+                        quoted(name)));
+      } else if (std::find(kReservedEnv.begin(), kReservedEnv.end(), name) != kReservedEnv.end()) {
+        add(at, label, "env",
+            fmt::format("item {} sets {}, which pgod sets itself (reserved: HOME, PATH, DOCKER_CONFIG, "
+                        "COMPOSE_PROJECT_NAME, COMPOSE_FILE)",
+                        i, name));
+      } else if (!seen.insert(name).second) {
+        add(at, label, "env", fmt::format("item {} sets {} a second time", i, name));
+      } else {
+        service.env.push_back({name, Secret(item.substr(eq + 1))});
+      }
+    });
+  }
+
+  void read_urls(const toml::node& node, const std::string& label, Service& service) {
+    const auto* table = typed<toml::table>(node, label, "urls", "a table of \"host\" = \"service:port\"");
+    if (table == nullptr) return;
+    for (auto&& [host_key, target_node] : *table) {
+      const std::string host(host_key.str());
+      const auto at = position_of(target_node.source());
+      if (!valid_site_host(host)) {
+        add(position_of(host_key.source()), label, "urls",
+            fmt::format("{} is not a host name (expected DNS labels, optionally starting with \"*.\")", quoted(host)));
+        continue;
+      }
+      const auto* target = target_node.as_string();
+      if (target == nullptr) {
+        add(at, label, "urls",
+            fmt::format("{} maps to {} (expected a \"service:port\" string)", quoted(host), type_name(target_node.type())));
+        continue;
+      }
+      if (auto problem = check_url_target(target->get())) {
+        add(at, label, "urls", fmt::format("{}: {}", quoted(host), *problem));
+        continue;
+      }
+      service.urls.push_back({host, target->get()});
+    }
+    std::sort(service.urls.begin(), service.urls.end(), [](const Url& a, const Url& b) { return a.host < b.host; });
+  }
+
+  void check_reload(const std::string& reload, SourcePosition at, const std::string& label, Service& service) {
+    constexpr std::string_view expected = "expected host:service//exec <compose-service> <command…>";
+    auto command = parse_command_line(reload);
+    if (!command) {
+      add(at, label, "reload",
+          fmt::format("{} ({})", status_line(command.error().status, command.error().message), expected));
+      return;
+    }
+    if (command->verb != Verb::kExec || command->args.empty()) {
+      add(at, label, "reload", fmt::format("{} is not an exec command ({})", quoted(reload), expected));
+      return;
+    }
+    // A worker can only exec in its own compose project.
+    if (!service.name.empty() && command->service != service.name) {
+      add(at, label, "reload",
+          fmt::format("names service {}, but reload runs in this service's own project (use {}//exec …)",
+                      quoted(command->service), service.name));
+      return;
+    }
+    service.reload = reload;
+  }
+
+  void check_across_services(const Config& config) {
+    std::map<std::string, const Service*> by_name;
+    std::map<std::string, const Service*> by_project;
+    for (const auto& service : config.services) {
+      if (const auto [it, inserted] = by_name.emplace(service.name, &service); !inserted) {
+        add(service.position, service.name, "name",
+            fmt::format("service name {} is not unique (first defined at line {})", quoted(service.name),
+                        it->second->position.line));
+        continue;
+      }
+      const auto project = compose_project_name(service.name);
+      if (const auto [it, inserted] = by_project.emplace(project, &service); !inserted) {
+        add(service.position, service.name, "name",
+            fmt::format("service {} and service {} (line {}) would share the compose project {}: rename one",
+                        quoted(service.name), quoted(it->second->name), it->second->position.line, quoted(project)));
+      }
+    }
+  }
+
+  std::string file_;
+  const ValidationContext& context_;
+  ConfigErrors errors_;
+};
+
+}  // namespace
+
+std::string ConfigError::to_string() const {
+  std::string out = position.line > 0 ? fmt::format("{}:{}:{}: ", file, position.line, position.column)
+                                      : fmt::format("{}: ", file);
+  if (!service.empty()) out += fmt::format("service \"{}\": ", service);
+  if (!key.empty()) out += fmt::format("key \"{}\": ", key);
+  return out + message;
+}
+
+bool user_exists_on_host(const std::string& name) {
+  struct passwd entry {};
+  struct passwd* result = nullptr;
+  long size = sysconf(_SC_GETPW_R_SIZE_MAX);
+  std::vector<char> buffer(static_cast<std::size_t>(size > 0 ? size : 16384));
+  int rc;
+  while ((rc = getpwnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &result)) == ERANGE)
+    buffer.resize(buffer.size() * 2);
+  return rc == 0 && result != nullptr;
+}
+
+ValidationContext host_validation_context(bool datadir_set) { return {&user_exists_on_host, datadir_set}; }
+
+Expected<Config, ConfigErrors> parse_config(std::string_view text, const std::string& file,
+                                            const ValidationContext& context) {
+  toml::table root;
+  try {
+    root = toml::parse(text, file);
+  } catch (const toml::parse_error& error) {
+    return Unexpected{ConfigErrors{{file, position_of(error.source()), "", "", std::string(error.description())}}};
+  }
+  return Validator(file, context).run(root);
+}
+
+Expected<Config, ConfigErrors> load_config(const std::string& path, const ValidationContext& context) {
+  const auto failure = [&](std::string why) {
+    return Unexpected{ConfigErrors{{path, {}, "", "", fmt::format("cannot read the config file: {} (give another with -c)", why)}}};
+  };
+  const UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  if (!fd) return failure(std::strerror(errno));
+  struct stat info {};
+  if (fstat(fd.get(), &info) != 0) return failure(std::strerror(errno));
+  if (!S_ISREG(info.st_mode)) return failure("not a regular file");
+  if (info.st_size > kMaxConfigSize) return failure(fmt::format("larger than {} bytes", kMaxConfigSize));
+  std::string text;
+  char buffer[16384];
+  for (;;) {
+    const ssize_t n = read(fd.get(), buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return failure(std::strerror(errno));
+    if (n == 0) break;
+    text.append(buffer, static_cast<std::size_t>(n));
+    if (text.size() > static_cast<std::size_t>(kMaxConfigSize)) return failure(fmt::format("larger than {} bytes", kMaxConfigSize));
+  }
+  return parse_config(text, path, context);
+}
+
+}  // namespace pgod::config

@@ -1,0 +1,88 @@
+// pgo.toml: parse with toml++ and validate every key of pgod(8) before anything is touched.
+// Every error names the file, line and column, the service and the key, and says what is
+// expected; values that hold secrets (registry tokens, env values) are never echoed.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "expected.h"
+#include "secret.h"
+
+namespace pgod::config {
+
+struct SourcePosition {
+  int line = 0;
+  int column = 0;
+};
+
+struct RegistryLogin {
+  std::string user;  // the service's user when the item names none
+  Secret token;
+  std::string registry;  // host[:port]
+};
+
+struct EnvVar {
+  std::string name;
+  Secret value;
+};
+
+struct Url {
+  std::string host;    // example.org
+  std::string target;  // compose-service:port
+};
+
+struct Service {
+  std::string name;
+  std::string user;
+  std::string repository;  // may hold a token: log through redact_url()
+  std::string branch = "main";
+  std::string compose;  // relative to the checkout; empty: the standard names
+  std::vector<RegistryLogin> registries;
+  std::vector<EnvVar> env;
+  std::vector<Url> urls;  // sorted by host
+  std::vector<std::string> networks;
+  std::string import_path;
+  std::string reload;  // a validated "host:service//exec …" line
+  std::string mount;   // nfs://host/path
+  bool ignore = false;
+  SourcePosition position;  // of the [[services]] table
+};
+
+struct Config {
+  std::vector<Service> services;
+};
+
+struct ConfigError {
+  std::string file;
+  SourcePosition position;
+  std::string service;  // the service's name, or "#N" before a name is known; empty at top level
+  std::string key;      // empty for TOML syntax errors
+  std::string message;  // what is wrong and what is expected
+
+  // "FILE:LINE:COLUMN: service \"web\": key \"env\": MESSAGE"
+  std::string to_string() const;
+};
+
+using ConfigErrors = std::vector<ConfigError>;
+
+struct ValidationContext {
+  // Whether a user exists on this host; the default asks the system's user database.
+  std::function<bool(const std::string&)> user_exists;
+  // Whether pgod runs with --datadir (a `mount` needs somewhere to mount).
+  bool datadir_set = false;
+};
+
+bool user_exists_on_host(const std::string& name);
+ValidationContext host_validation_context(bool datadir_set);
+
+// Parses and validates a document; `file` is only used in error messages.
+Expected<Config, ConfigErrors> parse_config(std::string_view text, const std::string& file,
+                                            const ValidationContext& context);
+
+// Reads `path` and parses it. An unreadable file is one error naming the path and errno.
+Expected<Config, ConfigErrors> load_config(const std::string& path, const ValidationContext& context);
+
+}  // namespace pgod::config

@@ -1,0 +1,56 @@
+// The other three programs' command lines, as processes.
+#include <gtest/gtest.h>
+
+#include "process.h"
+
+namespace pgod::test {
+namespace {
+
+TEST(Pgoctl, UnknownCommandIsCaughtLocallyWithTheList) {
+  const auto result = run_process({PGOCTL_BIN, "localhost:web//frob"});
+  EXPECT_EQ(result.exit_code, 255);
+  EXPECT_EQ(result.err,
+            "pgoctl: Not Acceptable: Command \"frob\" does not match any route\n"
+            "pgoctl: valid commands: up, down, stop, start, restart, ps, pull, build, logs, exec, load, git pull, "
+            "git hash, ping, status, freeze, unfreeze, rollback, worker restart\n");
+}
+
+TEST(Pgoctl, UsageAndHostRequired) {
+  auto result = run_process({PGOCTL_BIN});
+  EXPECT_EQ(result.exit_code, 255);
+  EXPECT_NE(result.err.find("Usage: pgoctl [-i IDENTITY] [-p PORT] [--] host:service//command"), std::string::npos);
+
+  result = run_process({PGOCTL_BIN, "web//ps"});
+  EXPECT_EQ(result.exit_code, 255);
+  EXPECT_EQ(result.err, "pgoctl: no host in \"web//ps\" (expected host:service//command)\n");
+
+  result = run_process({PGOCTL_BIN, "--help"});
+  EXPECT_EQ(result.exit_code, 0);
+  EXPECT_NE(result.out.find("Commands: up, down"), std::string::npos);
+
+  result = run_process({PGOCTL_BIN, "-q", "h:web//ps"});
+  EXPECT_EQ(result.exit_code, 255);
+  EXPECT_EQ(result.err, "pgoctl: unknown flag -q (see pgoctl --help)\n");
+}
+
+TEST(PgodWorker, RejectsMissingOrGarbageSettings) {
+  auto result = run_process({PGOD_WORKER_BIN});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_EQ(result.err, "pgod-worker: --settings FILE is required\n");
+
+  TempDir dir;
+  const auto garbage = dir.write("settings.bin", "this is not a capnp message at all");
+  result = run_process({PGOD_WORKER_BIN, "--settings", garbage});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("not a settings message"), std::string::npos) << result.err;
+}
+
+TEST(PgodGateway, RejectsBadAddresses) {
+  const auto result = run_process({PGOD_GATEWAY_BIN, "-s", "nope"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("invalid address \"nope\""), std::string::npos) << result.err;
+  EXPECT_EQ(run_process({PGOD_GATEWAY_BIN, "--help"}).exit_code, 0);
+}
+
+}  // namespace
+}  // namespace pgod::test

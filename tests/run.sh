@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every test: installs the Debian packages the build needs (when missing), configures,
+# builds warning-free (-Werror), runs ctest, then builds and runs the unit tests again under
+# AddressSanitizer + UndefinedBehaviorSanitizer. Exits non-zero on any failure.
+#
+#   tests/run.sh            everything
+#   tests/run.sh --no-asan  skip the sanitizer pass (quicker while developing)
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+jobs=$(nproc 2>/dev/null || echo 2)
+asan=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-asan) asan=0 ;;
+    *) echo "tests/run.sh: unknown argument $arg (use --no-asan or nothing)" >&2; exit 2 ;;
+  esac
+done
+
+"$root/deploy/install-deps.sh" build
+
+echo "== build (RelWithDebInfo, -Werror) =="
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPGOD_WERROR=ON >/dev/null
+cmake --build build -j"$jobs"
+
+echo "== tests =="
+(cd build && ctest --output-on-failure -j"$jobs")
+
+if [ "$asan" = 1 ]; then
+  echo "== unit tests under ASan+UBSan =="
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DPGOD_WERROR=ON -DPGOD_SANITIZE=ON >/dev/null
+  cmake --build build-asan -j"$jobs" --target unit_tests
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+     ctest --output-on-failure -j"$jobs" -L unit)
+fi

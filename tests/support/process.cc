@@ -1,0 +1,111 @@
+#include "process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+#include <system_error>
+
+#include "unique_fd.h"
+
+extern char** environ;
+
+namespace pgod::test {
+namespace {
+
+void check(int rc, const char* what) {
+  if (rc != 0) throw std::system_error(rc == -1 ? errno : rc, std::generic_category(), what);
+}
+
+struct Pipe {
+  UniqueFd read, write;
+  Pipe() {
+    int fds[2];
+    check(pipe2(fds, O_CLOEXEC), "pipe2");
+    read.reset(fds[0]);
+    write.reset(fds[1]);
+  }
+};
+
+}  // namespace
+
+ProcessResult run_process(const std::vector<std::string>& argv, const std::string& stdin_text) {
+  Pipe in, out, err;
+  posix_spawn_file_actions_t actions;
+  check(posix_spawn_file_actions_init(&actions), "posix_spawn_file_actions_init");
+  check(posix_spawn_file_actions_adddup2(&actions, in.read.get(), 0), "adddup2");
+  check(posix_spawn_file_actions_adddup2(&actions, out.write.get(), 1), "adddup2");
+  check(posix_spawn_file_actions_adddup2(&actions, err.write.get(), 2), "adddup2");
+  std::vector<char*> args;
+  for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  check(rc, "posix_spawn");
+  in.read.reset();
+  out.write.reset();
+  err.write.reset();
+
+  // Small inputs only: written before reading, which the pipe buffer absorbs.
+  if (!stdin_text.empty() && write(in.write.get(), stdin_text.data(), stdin_text.size()) < 0) {
+    // The child may exit without reading; its exit code tells the story.
+  }
+  in.write.reset();
+
+  ProcessResult result;
+  pollfd fds[2] = {{out.read.get(), POLLIN, 0}, {err.read.get(), POLLIN, 0}};
+  std::string* sinks[2] = {&result.out, &result.err};
+  int open_streams = 2;
+  while (open_streams > 0) {
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      check(-1, "poll");
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      char buffer[4096];
+      const ssize_t n = read(fds[i].fd, buffer, sizeof buffer);
+      if (n > 0) {
+        sinks[i]->append(buffer, static_cast<std::size_t>(n));
+      } else if (n == 0 || errno != EINTR) {
+        fds[i].fd = -1;
+        --open_streams;
+      }
+    }
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) check(-1, "waitpid");
+  }
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+TempDir::TempDir() {
+  const char* base = std::getenv("TMPDIR");
+  std::string pattern = std::string(base && *base ? base : "/tmp") + "/pgod-test-XXXXXX";
+  if (mkdtemp(pattern.data()) == nullptr) throw std::system_error(errno, std::generic_category(), "mkdtemp");
+  path_ = pattern;
+}
+
+TempDir::~TempDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
+}
+
+std::string TempDir::write(const std::string& name, const std::string& content) const {
+  const auto file = path_ + "/" + name;
+  std::filesystem::create_directories(std::filesystem::path(file).parent_path());
+  std::ofstream(file, std::ios::binary) << content;
+  return file;
+}
+
+}  // namespace pgod::test

@@ -1,0 +1,33 @@
+// Runs a program (argv only, no shell) and captures its stdout, stderr and exit code, for tests
+// that check the real binaries as a user would run them.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace pgod::test {
+
+struct ProcessResult {
+  int exit_code = -1;  // -1 when killed by a signal
+  std::string out;
+  std::string err;
+};
+
+ProcessResult run_process(const std::vector<std::string>& argv, const std::string& stdin_text = "");
+
+// A directory under $TMPDIR removed (recursively) when the object goes away.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  // Writes a file below the directory and returns its path.
+  std::string write(const std::string& name, const std::string& content) const;
+
+ private:
+  std::string path_;
+};
+
+}  // namespace pgod::test

@@ -1,0 +1,341 @@
+#include "config.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <set>
+
+namespace pgod::config {
+namespace {
+
+// Users that "exist" for these tests; the real lookup is tested through pgod --check.
+ValidationContext test_context(bool datadir_set = true) {
+  static const std::set<std::string> users = {"alice", "bob", "root"};
+  return {[](const std::string& user) { return users.count(user) > 0; }, datadir_set};
+}
+
+// Lines 1-4: a valid service. Cases append their own lines from line 5 on.
+const std::string kValidService =
+    "[[services]]\n"
+    "name = \"web\"\n"
+    "user = \"alice\"\n"
+    "repository = \"https://example.org/web.git\"\n";
+
+struct RejectCase {
+  std::string label;
+  std::string toml;
+  int line;             // expected line of the (first) error
+  std::string at;       // the error's column is where this text starts on that line
+  std::string service;  // expected service in the error
+  std::string key;      // expected key
+  std::string message;  // expected part of the message
+  std::string never;    // text that must not appear in any error (a secret), if any
+
+  RejectCase(std::string label, std::string toml, int line, std::string at, std::string service, std::string key,
+             std::string message, std::string never = "")
+      : label(std::move(label)), toml(std::move(toml)), line(line), at(std::move(at)), service(std::move(service)),
+        key(std::move(key)), message(std::move(message)), never(std::move(never)) {}
+};
+
+std::string line_of(const std::string& text, int line) {
+  std::size_t begin = 0;
+  for (int i = 1; i < line; ++i) begin = text.find('\n', begin) + 1;
+  return text.substr(begin, text.find('\n', begin) - begin);
+}
+
+class ConfigRejects : public ::testing::TestWithParam<RejectCase> {};
+
+TEST_P(ConfigRejects, NamesFileLineColumnServiceAndKey) {
+  const auto& c = GetParam();
+  auto result = parse_config(c.toml, "pgo.toml", test_context());
+  ASSERT_FALSE(result.has_value()) << "accepted:\n" << c.toml;
+  const auto& errors = result.error();
+  const auto found = std::find_if(errors.begin(), errors.end(), [&](const ConfigError& e) { return e.key == c.key; });
+  ASSERT_NE(found, errors.end()) << "no error for key '" << c.key << "'; first: " << errors.front().to_string();
+  const auto& error = *found;
+  const auto text = line_of(c.toml, c.line);
+  const auto column = c.at == "<end of line>" ? text.size() : text.find(c.at);
+  ASSERT_NE(column, std::string::npos) << "test bug: '" << c.at << "' not on line " << c.line;
+  EXPECT_EQ(error.file, "pgo.toml");
+  EXPECT_EQ(error.position.line, c.line) << error.to_string();
+  EXPECT_EQ(error.position.column, static_cast<int>(column) + 1) << error.to_string();
+  EXPECT_EQ(error.service, c.service) << error.to_string();
+  EXPECT_EQ(error.key, c.key) << error.to_string();
+  EXPECT_NE(error.message.find(c.message), std::string::npos) << error.to_string();
+  if (!c.never.empty()) {
+    for (const auto& e : errors) EXPECT_EQ(e.to_string().find(c.never), std::string::npos) << e.to_string();
+  }
+}
+
+const std::string V = kValidService;
+// Lines 1-3: a service still missing its repository, which cases add on line 4.
+const std::string R = "[[services]]\nname = \"web\"\nuser = \"alice\"\n";
+
+void PrintTo(const RejectCase& c, std::ostream* out) { *out << c.label; }
+
+INSTANTIATE_TEST_SUITE_P(
+    Keys, ConfigRejects,
+    ::testing::Values(
+        // Structure and syntax.
+        RejectCase{"toml_syntax", V + "branch = \"main\n", 5, "<end of line>", "", "",
+                   "unescaped control characters"},
+        RejectCase{"unknown_top_level_key", "colour = \"red\"\n" + V, 1, "colour", "", "colour",
+                   "unknown top-level key"},
+        RejectCase{"services_is_a_table", "[services]\nname = \"web\"\n", 1, "[services]", "", "services",
+                   "expected [[services]] tables"},
+        RejectCase{"services_item_not_table", "services = [ 1 ]\n", 1, "1 ]", "#1", "services",
+                   "item 1 is an integer (expected a table)"},
+        RejectCase{"unknown_service_key", V + "colour = \"red\"\n", 5, "colour", "web", "colour",
+                   "unknown key (valid keys: name, user, repository"},
+        RejectCase{"old_ports_key_is_unknown", V + "ports = [\"8000/10\"]\n", 5, "ports", "web", "ports", "unknown key"},
+        // name
+        RejectCase{"name_missing", "[[services]]\nuser = \"alice\"\nrepository = \"/srv/x\"\n", 1, "[[services]]", "#1",
+                   "name", "missing required key"},
+        RejectCase{"name_not_string", "[[services]]\nname = 5\n", 2, "5", "#1", "name",
+                   "is an integer (expected a string)"},
+        RejectCase{"name_uppercase", "[[services]]\nname = \"Web\"\n", 2, "\"Web\"", "#1", "name",
+                   "\"Web\" is not a valid service name"},
+        RejectCase{"name_dotdot", "[[services]]\nname = \"a..b\"\n", 2, "\"a..b\"", "#1", "name",
+                   "not a valid service name"},
+        RejectCase{"name_slash", "[[services]]\nname = \"a/b\"\n", 2, "\"a/b\"", "#1", "name",
+                   "not a valid service name"},
+        RejectCase{"name_leading_dash", "[[services]]\nname = \"-a\"\n", 2, "\"-a\"", "#1", "name",
+                   "not a valid service name"},
+        RejectCase{"name_leading_dot", "[[services]]\nname = \".a\"\n", 2, "\".a\"", "#1", "name",
+                   "not a valid service name"},
+        RejectCase{"name_too_long", "[[services]]\nname = \"" + std::string(65, 'a') + "\"\n", 2, "\"aaa", "#1",
+                   "name", "at most 64 characters"},
+        RejectCase{"name_duplicate", V + "\n" + V, 6, "[[services]]", "web", "name",
+                   "service name \"web\" is not unique (first defined at line 1)"},
+        RejectCase{"name_project_collision",
+                   V + "\n[[services]]\nname = \"w.b\"\nuser = \"alice\"\nrepository = \"/r\"\n"
+                       "\n[[services]]\nname = \"w_b\"\nuser = \"alice\"\nrepository = \"/r\"\n",
+                   11, "[[services]]", "w_b", "name", "would share the compose project \"w_b\""},
+        // user
+        RejectCase{"user_missing", "[[services]]\nname = \"web\"\nrepository = \"/r\"\n", 1, "[[services]]", "web",
+                   "user", "missing required key"},
+        RejectCase{"user_unknown_on_host", "[[services]]\nname = \"web\"\nrepository = \"/r\"\nuser = \"mallory\"\n", 4, "\"mallory\"", "web", "user",
+                   "user \"mallory\" does not exist on this host"},
+        RejectCase{"user_invalid", "[[services]]\nname = \"web\"\nrepository = \"/r\"\nuser = \"Bad User\"\n", 4, "\"Bad User\"", "web", "user",
+                   "is not a valid user name"},
+        // repository
+        RejectCase{"repository_missing", "[[services]]\nname = \"web\"\nuser = \"alice\"\n", 1, "[[services]]", "web",
+                   "repository", "missing required key"},
+        RejectCase{"repository_scheme", R + "repository = \"ftp://example.org/x\"\n", 4, "\"ftp", "web",
+                   "repository", "unsupported scheme \"ftp\""},
+        RejectCase{"repository_relative", R + "repository = \"some/dir\"\n", 4, "\"some", "web", "repository",
+                   "is not a repository location"},
+        RejectCase{"repository_space_hides_token", R + "repository = \"https://u:S3cr3tTok@h/ x\"\n", 4, "\"https",
+                   "web", "repository", "whitespace", "S3cr3tTok"},
+        RejectCase{"repository_dash", R + "repository = \"-uhttps://x\"\n", 4, "\"-u", "web", "repository",
+                   "starts with '-'"},
+        RejectCase{"repository_empty", R + "repository = \"\"\n", 4, "\"\"", "web", "repository", "is empty"},
+        // branch
+        RejectCase{"branch_dotdot", V + "branch = \"a..b\"\n", 5, "\"a..b\"", "web", "branch",
+                   "is not a valid branch name"},
+        RejectCase{"branch_dash", V + "branch = \"-f\"\n", 5, "\"-f\"", "web", "branch", "not a valid branch name"},
+        RejectCase{"branch_lock", V + "branch = \"x.lock\"\n", 5, "\"x.lock\"", "web", "branch",
+                   "not a valid branch name"},
+        RejectCase{"branch_space", V + "branch = \"a b\"\n", 5, "\"a b\"", "web", "branch", "not a valid branch name"},
+        RejectCase{"branch_type", V + "branch = true\n", 5, "true", "web", "branch", "is a boolean (expected a string)"},
+        // registries: the token never appears in an error.
+        RejectCase{"registries_not_array", V + "registries = \"tok@r\"\n", 5, "\"tok", "web", "registries",
+                   "is a string (expected an array of strings)"},
+        RejectCase{"registries_item_type", V + "registries = [ 7 ]\n", 5, "7 ]", "web", "registries",
+                   "item 1 is an integer (expected a string)"},
+        RejectCase{"registries_no_at", V + "registries = [ \"u:Tok3nValue\" ]\n", 5, "\"u:", "web", "registries",
+                   "item 1 is not [user:]token@registry", "Tok3nValue"},
+        RejectCase{"registries_bad_host", V + "registries = [ \"u:Tok3nValue@bad host!\" ]\n", 5, "\"u:", "web",
+                   "registries", "registry \"bad host!\" is not host[:port]", "Tok3nValue"},
+        RejectCase{"registries_bad_port", V + "registries = [ \"Tok3nValue@r.example:99999\" ]\n", 5, "\"Tok",
+                   "web", "registries", "is not host[:port]", "Tok3nValue"},
+        RejectCase{"registries_empty_user", V + "registries = [ \":Tok3nValue@r.example\" ]\n", 5, "\":", "web",
+                   "registries", "non-empty user and token", "Tok3nValue"},
+        RejectCase{"registries_empty_token", V + "registries = [ \"u:@r.example\" ]\n", 5, "\"u:", "web",
+                   "registries", "non-empty user and token"},
+        RejectCase{"registries_second_item", V + "registries = [ \"a@r.example\", \"Tok3nValue\" ]\n", 5,
+                   "\"Tok3n", "web", "registries", "item 2", "Tok3nValue"},
+        // compose and import: relative, inside the checkout, not in .git.
+        RejectCase{"compose_absolute", V + "compose = \"/etc/compose.yaml\"\n", 5, "\"/etc", "web", "compose",
+                   "is absolute"},
+        RejectCase{"compose_escapes", V + "compose = \"sub/../../x.yaml\"\n", 5, "\"sub", "web", "compose",
+                   "leaves the checkout"},
+        RejectCase{"compose_git", V + "compose = \"./.git/config\"\n", 5, "\"./", "web", "compose",
+                   "points into .git"},
+        RejectCase{"compose_directory", V + "compose = \"deploy/\"\n", 5, "\"deploy", "web", "compose",
+                   "names a directory"},
+        RejectCase{"import_absolute", V + "import = \"/tmp/Caddyfile\"\n", 5, "\"/tmp", "web", "import", "is absolute"},
+        RejectCase{"import_dotdot", V + "import = \"..\"\n", 5, "\"..\"", "web", "import", "leaves the checkout"},
+        RejectCase{"import_dot", V + "import = \".\"\n", 5, "\".\"", "web", "import", "names no file"},
+        RejectCase{"import_control", V + "import = \"a\\nb\"\n", 5, "\"a", "web", "import", "control characters"},
+        // env: VAR=VALUE; values never echoed.
+        RejectCase{"env_no_equals", V + "env = [ \"S3cretOnly\" ]\n", 5, "\"S3", "web", "env",
+                   "item 1 is not VAR=VALUE", "S3cretOnly"},
+        RejectCase{"env_bad_name", V + "env = [ \"1X=S3cretValue\" ]\n", 5, "\"1X", "web", "env",
+                   "\"1X\" is not a variable name", "S3cretValue"},
+        RejectCase{"env_reserved", V + "env = [ \"OK=1\", \"HOME=/S3cretValue\" ]\n", 5, "\"HOME", "web", "env",
+                   "item 2 sets HOME, which pgod sets itself", "S3cretValue"},
+        RejectCase{"env_duplicate", V + "env = [ \"A=1\", \"A=S3cretValue\" ]\n", 5, "\"A=S3", "web", "env",
+                   "item 2 sets A a second time", "S3cretValue"},
+        RejectCase{"env_not_array", V + "env = { A = \"1\" }\n", 5, "{", "web", "env", "is a table"},
+        // urls
+        RejectCase{"urls_not_table", V + "urls = [ \"x\" ]\n", 5, "[", "web", "urls", "is an array"},
+        RejectCase{"urls_bad_host", V + "urls = { \"a{b}.org\" = \"web:80\" }\n", 5, "\"a{b}", "web", "urls",
+                   "is not a host name"},
+        RejectCase{"urls_host_newline", V + "urls = { \"a.org\\nimport x\" = \"web:80\" }\n", 5, "\"a.org", "web",
+                   "urls", "is not a host name"},
+        RejectCase{"urls_target_type", V + "urls = { \"a.org\" = 80 }\n", 5, "80", "web", "urls",
+                   "maps to an integer"},
+        RejectCase{"urls_target_no_port", V + "urls = { \"a.org\" = \"web\" }\n", 5, "\"web\"", "web", "urls",
+                   "is not service:port"},
+        RejectCase{"urls_target_port_zero", V + "urls = { \"a.org\" = \"web:0\" }\n", 5, "\"web:0\"", "web", "urls",
+                   "is not service:port"},
+        RejectCase{"urls_target_port_big", V + "urls = { \"a.org\" = \"web:65536\" }\n", 5, "\"web:", "web", "urls",
+                   "is not service:port"},
+        // networks
+        RejectCase{"networks_not_array", V + "networks = \"proxy\"\n", 5, "\"proxy\"", "web", "networks",
+                   "expected an array of strings"},
+        RejectCase{"networks_bad_name", V + "networks = [ \"proxy\", \"bad net\" ]\n", 5, "\"bad", "web",
+                   "networks", "item 2 (\"bad net\") is not a docker network name"},
+        // reload: the pgoctl grammar, an exec, in this service.
+        RejectCase{"reload_grammar", V + "reload = \"localhost:web\"\n", 5, "\"localhost", "web", "reload",
+                   "Bad Request: expected [host:]service//command"},
+        RejectCase{"reload_unknown_command", V + "reload = \"localhost:web//frob\"\n", 5, "\"localhost", "web",
+                   "reload", "Not Acceptable: Command \"frob\" does not match any route"},
+        RejectCase{"reload_not_exec", V + "reload = \"localhost:web//ps\"\n", 5, "\"localhost", "web", "reload",
+                   "is not an exec command"},
+        RejectCase{"reload_exec_without_service", V + "reload = \"localhost:web//exec\"\n", 5, "\"localhost", "web",
+                   "reload", "is not an exec command"},
+        RejectCase{"reload_other_service", V + "reload = \"localhost:caddy//exec caddy caddy reload\"\n", 5,
+                   "\"localhost", "web", "reload", "names service \"caddy\""},
+        RejectCase{"reload_unterminated_quote", V + "reload = \"web//exec caddy 'x\"\n", 5, "\"web", "web", "reload",
+                   "unterminated ' quote"},
+        // mount
+        RejectCase{"mount_scheme", V + "mount = \"smb://server/share\"\n", 5, "\"smb", "web", "mount",
+                   "does not start with nfs://"},
+        RejectCase{"mount_no_path", V + "mount = \"nfs://server\"\n", 5, "\"nfs", "web", "mount",
+                   "has no server or no path"},
+        RejectCase{"mount_bad_server", V + "mount = \"nfs://bad_server!/x\"\n", 5, "\"nfs", "web", "mount",
+                   "invalid server"},
+        RejectCase{"mount_comma", V + "mount = \"nfs://server/a,b\"\n", 5, "\"nfs", "web", "mount", "invalid path"},
+        // ignore
+        RejectCase{"ignore_type", V + "ignore = \"yes\"\n", 5, "\"yes\"", "web", "ignore",
+                   "is a string (expected a boolean)"}),
+    [](const ::testing::TestParamInfo<RejectCase>& info) { return info.param.label; });
+
+TEST(Config, MountNeedsDatadir) {
+  auto result = parse_config(V + "mount = \"nfs://server/share\"\n", "pgo.toml", test_context(false));
+  ASSERT_FALSE(result.has_value());
+  EXPECT_EQ(result.error().front().key, "mount");
+  EXPECT_NE(result.error().front().message.find("--datadir"), std::string::npos);
+}
+
+TEST(Config, ReportsEveryErrorNotJustTheFirst) {
+  const std::string text =
+      "[[services]]\n"
+      "name = \"web\"\n"
+      "user = \"mallory\"\n"
+      "repository = \"ftp://x\"\n"
+      "env = [ \"nope\" ]\n"
+      "bogus = 1\n"
+      "[[services]]\n"
+      "name = \"Bad\"\n";
+  auto result = parse_config(text, "pgo.toml", test_context());
+  ASSERT_FALSE(result.has_value());
+  std::set<std::string> keys;
+  for (const auto& error : result.error()) keys.insert(error.service + "/" + error.key);
+  EXPECT_EQ(keys, (std::set<std::string>{"web/user", "web/repository", "web/env", "web/bogus", "#2/name",
+                                         "#2/user", "#2/repository"}));
+}
+
+TEST(Config, ErrorStringNamesFileLineColumnServiceKey) {
+  auto result = parse_config(V + "branch = \"a..b\"\n", "/etc/pgo.toml", test_context());
+  ASSERT_FALSE(result.has_value());
+  EXPECT_EQ(result.error().front().to_string(),
+            "/etc/pgo.toml:5:10: service \"web\": key \"branch\": \"a..b\" is not a valid branch name "
+            "(see git-check-ref-format(1))");
+}
+
+TEST(Config, AcceptsTheManualsExample) {
+  const std::string text = R"(
+[[services]]
+name = "pgo"
+user = "alice"
+repository = "https://oauth2:T0ken@gitlab.example.org/group/pgo.git"
+branch = "production"
+registries = [ "bob:RegT0ken@registry.example.org", "AnonT0ken@127.0.0.1:5000" ]
+compose = "my-compose.yaml"
+env = [ "MYVAR=VALUE", "OTHER=a=b" ]
+urls = { "example.org" = "pgo:5006", "*.b.example.org" = "web:80" }
+networks = [ "reverse_proxy", "internal" ]
+import = "caddy/Caddyfile-import"
+reload = "localhost:pgo//exec caddy caddy reload --config /etc/caddy/Caddyfile --adapter caddyfile"
+mount = "nfs://server.example.org/share"
+ignore = true
+
+[[services]]
+name = "caddy.proxy"
+user = "root"
+repository = "git@github.com:example/caddy.git"
+)";
+  auto result = parse_config(text, "pgo.toml", test_context());
+  ASSERT_TRUE(result.has_value()) << result.error().front().to_string();
+  ASSERT_EQ(result->services.size(), 2u);
+  const auto& pgo = result->services[0];
+  EXPECT_EQ(pgo.name, "pgo");
+  EXPECT_EQ(pgo.user, "alice");
+  EXPECT_EQ(pgo.branch, "production");
+  ASSERT_EQ(pgo.registries.size(), 2u);
+  EXPECT_EQ(pgo.registries[0].user, "bob");
+  EXPECT_EQ(pgo.registries[0].token.reveal(), "RegT0ken");
+  EXPECT_EQ(pgo.registries[0].registry, "registry.example.org");
+  EXPECT_EQ(pgo.registries[1].user, "alice") << "a registry without a user uses the service's user";
+  EXPECT_EQ(pgo.registries[1].registry, "127.0.0.1:5000");
+  EXPECT_EQ(pgo.compose, "my-compose.yaml");
+  ASSERT_EQ(pgo.env.size(), 2u);
+  EXPECT_EQ(pgo.env[1].name, "OTHER");
+  EXPECT_EQ(pgo.env[1].value.reveal(), "a=b");
+  ASSERT_EQ(pgo.urls.size(), 2u);
+  EXPECT_EQ(pgo.urls[0].host, "*.b.example.org");
+  EXPECT_EQ(pgo.urls[1].target, "pgo:5006");
+  EXPECT_EQ(pgo.networks, (std::vector<std::string>{"reverse_proxy", "internal"}));
+  EXPECT_EQ(pgo.import_path, "caddy/Caddyfile-import");
+  EXPECT_TRUE(pgo.reload.starts_with("localhost:pgo//exec caddy"));
+  EXPECT_EQ(pgo.mount, "nfs://server.example.org/share");
+  EXPECT_TRUE(pgo.ignore);
+  EXPECT_EQ(pgo.position.line, 2);
+  const auto& caddy = result->services[1];
+  EXPECT_EQ(caddy.branch, "main") << "branch defaults to main";
+  EXPECT_FALSE(caddy.ignore);
+}
+
+TEST(Config, AcceptsEveryRepositoryForm) {
+  for (const std::string repository :
+       {"https://example.org/x.git", "http://127.0.0.1:8080/git/x.git", "ssh://git@example.org/x.git",
+        "git://example.org/x.git", "file:///srv/git/x.git", "/srv/git/x.git", "git@example.org:group/x.git"}) {
+    auto result = parse_config("[[services]]\nname = \"x\"\nuser = \"alice\"\nrepository = \"" + repository + "\"\n",
+                               "pgo.toml", test_context());
+    EXPECT_TRUE(result.has_value()) << repository << ": " << result.error().front().to_string();
+  }
+}
+
+TEST(Config, EmptyFileHasNoServices) {
+  auto result = parse_config("", "pgo.toml", test_context());
+  ASSERT_TRUE(result.has_value());
+  EXPECT_TRUE(result->services.empty());
+}
+
+TEST(Config, UnreadableFileSaysWhichAndWhy) {
+  auto result = load_config("/nonexistent/pgo.toml", test_context());
+  ASSERT_FALSE(result.has_value());
+  EXPECT_EQ(result.error().front().to_string(),
+            "/nonexistent/pgo.toml: cannot read the config file: No such file or directory (give another with -c)");
+}
+
+TEST(Config, RealUserLookup) {
+  EXPECT_TRUE(user_exists_on_host("root"));
+  EXPECT_FALSE(user_exists_on_host("no-such-user-pgod-test"));
+}
+
+}  // namespace
+}  // namespace pgod::config

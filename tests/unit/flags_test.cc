@@ -1,0 +1,110 @@
+#include "flags.h"
+
+#include <gtest/gtest.h>
+
+#include "options.h"
+
+namespace pgod {
+namespace {
+
+using namespace std::chrono_literals;
+using Args = std::vector<std::string>;
+
+TEST(Flags, PflagSpellings) {
+  for (const Args& args : {Args{"-c", "x.toml"}, Args{"-cx.toml"}, Args{"-c=x.toml"}, Args{"--config", "x.toml"},
+                           Args{"--config=x.toml"}}) {
+    auto parsed = supervisor::parse_options(args);
+    ASSERT_TRUE(parsed.has_value()) << parsed.error();
+    EXPECT_EQ(parsed->options.config, "x.toml");
+  }
+}
+
+TEST(Flags, PgodDefaultsAreTheManuals) {
+  auto parsed = supervisor::parse_options({});
+  ASSERT_TRUE(parsed.has_value()) << parsed.error();
+  const auto& o = parsed->options;
+  EXPECT_EQ(o.config, "/etc/pgo.toml");
+  EXPECT_EQ(o.dir, "/var/lib/pgo");
+  EXPECT_EQ(o.ssh, ":2222");
+  EXPECT_EQ(o.duration, 5min);
+  EXPECT_EQ(o.metrics, ":9112");
+  EXPECT_TRUE(o.datadir.empty());
+  EXPECT_TRUE(o.restart);
+  EXPECT_FALSE(o.debug);
+  EXPECT_FALSE(o.check);
+  for (const char* documented : {"--config", "--dir", "--ssh", "--duration", "--datadir", "--debug", "--restart",
+                                 "--version", "--metrics", "--check", "(default 5m0s)", "(default true)",
+                                 "(default \"/etc/pgo.toml\")", "(default \":2222\")", "(default \":9112\")"})
+    EXPECT_NE(parsed->usage.find(documented), std::string::npos) << documented;
+}
+
+TEST(Flags, EveryPgodFlag) {
+  auto parsed = supervisor::parse_options({"-c", "/x/pgo.toml", "-d", "/srv/pgo", "-s", "127.0.0.1:2200", "-t", "1h30m",
+                                           "--datadir", "/srv/data", "--debug", "--restart=false", "-m", "[::1]:9000",
+                                           "--check"});
+  ASSERT_TRUE(parsed.has_value()) << parsed.error();
+  const auto& o = parsed->options;
+  EXPECT_EQ(o.config, "/x/pgo.toml");
+  EXPECT_EQ(o.dir, "/srv/pgo");
+  EXPECT_EQ(o.ssh, "127.0.0.1:2200");
+  EXPECT_EQ(o.duration, 90min);
+  EXPECT_EQ(o.datadir, "/srv/data");
+  EXPECT_TRUE(o.debug);
+  EXPECT_FALSE(o.restart);
+  EXPECT_EQ(o.metrics, "[::1]:9000");
+  EXPECT_TRUE(o.check);
+}
+
+TEST(Flags, BooleanSpellings) {
+  for (const char* yes : {"1", "t", "T", "true", "TRUE", "True"}) EXPECT_TRUE(*parse_bool(yes));
+  for (const char* no : {"0", "f", "F", "false", "FALSE", "False"}) EXPECT_FALSE(*parse_bool(no));
+  EXPECT_FALSE(parse_bool("yes").has_value());
+}
+
+struct BadCase {
+  Args args;
+  std::string error;
+};
+
+void PrintTo(const BadCase& c, std::ostream* out) {
+  for (const auto& arg : c.args) *out << arg << ' ';
+}
+
+class PgodFlagRejects : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(PgodFlagRejects, WithClearError) {
+  auto parsed = supervisor::parse_options(GetParam().args);
+  ASSERT_FALSE(parsed.has_value());
+  EXPECT_EQ(parsed.error(), GetParam().error);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Errors, PgodFlagRejects,
+    ::testing::Values(
+        BadCase{{"--bogus"}, "unknown flag --bogus (see pgod --help)"},
+        BadCase{{"-x"}, "unknown flag -x (see pgod --help)"},
+        BadCase{{"-c"}, "flag -c, --config needs a file value"},
+        BadCase{{"-t", "5"}, "invalid value for -t, --duration: missing unit in duration \"5\" (use ns, us, ms, s, m or h)"},
+        BadCase{{"-t", "0s"}, "-t/--duration must be positive, got 0s"},
+        BadCase{{"-t", "-5m"}, "-t/--duration must be positive, got -5m0s"},
+        BadCase{{"--restart=maybe"}, "invalid value for --restart: \"maybe\" is not a boolean (use true or false)"},
+        BadCase{{"-d", "/"}, "-d/--dir may not be /"},
+        BadCase{{"-d", "relative"}, "-d/--dir must be an absolute path, got \"relative\""},
+        BadCase{{"--datadir", "data"}, "--datadir must be an absolute path, got \"data\""},
+        BadCase{{"-s", "2222"}, "-s/--ssh: invalid address \"2222\": no port (expected [host]:port, e.g. :2222 or 127.0.0.1:2222)"},
+        BadCase{{"-s", ":99999"}, "-s/--ssh: invalid address \":99999\": port out of range (expected [host]:port, e.g. :2222 or 127.0.0.1:2222)"},
+        BadCase{{"-m", "::1:9112"}, "-m/--metrics: invalid address \"::1:9112\": an IPv6 address needs [ ] (expected [host]:port, e.g. :2222 or 127.0.0.1:2222)"},
+        BadCase{{"stray"}, "unexpected argument \"stray\" (see pgod --help)"}));
+
+TEST(Flags, DoubleDashEndsFlags) {
+  bool debug = false;
+  FlagSet flags("t");
+  flags.add_bool(0, "debug", &debug, "");
+  auto positional = flags.parse({"--", "--debug", "-x"});
+  ASSERT_TRUE(positional.has_value());
+  EXPECT_FALSE(debug);
+  EXPECT_EQ(*positional, (Args{"--debug", "-x"}));
+}
+
+}  // namespace
+}  // namespace pgod
