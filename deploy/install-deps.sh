@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages pgod needs, only those missing, with apt-get update first.
-#   install-deps.sh build    what building and testing need
+#   install-deps.sh build    what building needs
+#   install-deps.sh test     what the tests need besides: git, a docker engine, compose, a
+#                            loopback registry, lighttpd for git over HTTP, OpenSSH as reference
 # Needs root when something is missing; says what to install otherwise.
 set -euo pipefail
 
@@ -12,10 +14,20 @@ build_packages=(
   libgtest-dev libgmock-dev
 )
 
-case "${1:-build}" in
-  build) wanted=("${build_packages[@]}") ;;
-  *) echo "install-deps.sh: unknown set '$1' (use: build)" >&2; exit 2 ;;
-esac
+test_packages=(
+  git lighttpd
+  docker.io docker-compose busybox-static docker-registry apache2-utils
+  openssh-client openssh-server
+)
+
+wanted=()
+for set in "${@:-build}"; do
+  case "$set" in
+    build) wanted+=("${build_packages[@]}") ;;
+    test) wanted+=("${test_packages[@]}") ;;
+    *) echo "install-deps.sh: unknown set '$set' (use: build, test)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for package in "${wanted[@]}"; do
@@ -31,5 +43,14 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "== installing: ${missing[*]} =="
 export DEBIAN_FRONTEND=noninteractive
+# Packages such as docker.io and openssh-server start their daemons when installed; the tests
+# start their own on loopback. policy-rc.d (Debian's switch for that) blocks it during the
+# install, if the machine has none of its own.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' > "$policy"
+  chmod 755 "$policy"
+  trap 'rm -f "$policy"' EXIT
+fi
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"

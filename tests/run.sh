@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: installs the Debian packages the build needs (when missing), configures,
-# builds warning-free (-Werror), runs ctest, then builds and runs the unit tests again under
-# AddressSanitizer + UndefinedBehaviorSanitizer. Exits non-zero on any failure.
+# builds warning-free (-Werror), runs ctest, then builds again under AddressSanitizer +
+# UndefinedBehaviorSanitizer and reruns the unit and integration tests there (the end-to-end
+# ones on a real engine run once). Exits non-zero on any failure.
 #
 #   tests/run.sh            everything
 #   tests/run.sh --no-asan  skip the sanitizer pass (quicker while developing)
@@ -18,7 +19,7 @@ for arg in "$@"; do
   esac
 done
 
-"$root/deploy/install-deps.sh" build
+"$root/deploy/install-deps.sh" build test
 
 echo "== build (RelWithDebInfo, -Werror) =="
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPGOD_WERROR=ON >/dev/null
@@ -28,9 +29,9 @@ echo "== tests =="
 (cd build && ctest --output-on-failure -j"$jobs")
 
 if [ "$asan" = 1 ]; then
-  echo "== unit tests under ASan+UBSan =="
+  echo "== unit and integration tests under ASan+UBSan =="
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DPGOD_WERROR=ON -DPGOD_SANITIZE=ON >/dev/null
-  cmake --build build-asan -j"$jobs" --target unit_tests
+  cmake --build build-asan -j"$jobs"
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-     ctest --output-on-failure -j"$jobs" -L unit)
+     ctest --output-on-failure -j"$jobs" -L 'unit|integration|cli')
 fi

@@ -1,9 +1,17 @@
-// pgod-worker: one service's whole job, as that service's user. This part: its command
-// line and reading the settings message; tracking, compose and the RPC server follow.
+// pgod-worker: one service's whole job, as that service's user. Started by pgod (settings on
+// an inherited fd, the listening socket inherited) or by hand for tests and debugging:
+//
+//   pgod-worker --settings FILE --socket PATH
 #include <capnp/serialize.h>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <kj/async-io.h>
+#include <kj/async-unix.h>
+#include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,18 +19,54 @@
 
 #include "flags.h"
 #include "logging.h"
-#include "secret.h"
+#include "rpc_server.h"
+#include "safe_files.h"
+#include "service.h"
 #include "settings.capnp.h"
 #include "unique_fd.h"
 
-int main(int argc, char** argv) {
-  std::string settings_path;
-  std::string socket_path;
-  bool help = false;
-  bool version = false;
+namespace {
+
+// Settings are small; this bounds what a corrupted file can make us allocate.
+capnp::ReaderOptions settings_options() {
+  capnp::ReaderOptions options;
+  options.traversalLimitInWords = 1 << 20;
+  options.nestingLimit = 8;
+  return options;
+}
+
+int parse_fd(const std::string& text, const char* flag) {
+  if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos || text.size() > 6)
+    pgod::worker::fail(fmt::format("{} needs a file descriptor number, got \"{}\"", flag, text));
+  return std::stoi(text);
+}
+
+pgod::UniqueFd bind_socket(const std::string& path) {
+  pgod::UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) pgod::worker::fail(fmt::format("socket: {}", std::strerror(errno)));
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (path.size() >= sizeof address.sun_path) pgod::worker::fail(fmt::format("socket path too long: {}", path));
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  struct stat info {};
+  // Replace a stale socket from an earlier run, never anything else.
+  if (lstat(path.c_str(), &info) == 0 && S_ISSOCK(info.st_mode)) unlink(path.c_str());
+  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0)
+    pgod::worker::fail(fmt::format("bind {}: {}", path, std::strerror(errno)));
+  if (listen(fd.get(), 64) != 0) pgod::worker::fail(fmt::format("listen {}: {}", path, std::strerror(errno)));
+  return fd;
+}
+
+int run(int argc, char** argv) {
+  std::string settings_path, settings_fd_text, socket_path, listen_fd_text, path_prefix;
+  bool debug = false, help = false, version = false;
   pgod::FlagSet flags("pgod-worker");
   flags.add_string(0, "settings", &settings_path, "file holding this service's settings (a Cap'n Proto message)", "file");
-  flags.add_string(0, "socket", &socket_path, "unix socket to listen on (by hand; pgod passes a listening fd)", "path");
+  flags.add_string(0, "settings-fd", &settings_fd_text, "read the settings from this inherited fd (pgod uses it)", "fd");
+  flags.add_string(0, "socket", &socket_path, "unix socket to bind and listen on (by hand)", "path");
+  flags.add_string(0, "listen-fd", &listen_fd_text, "inherited listening socket (pgod uses it)", "fd");
+  flags.add_string(0, "path-prefix", &path_prefix, "directory put before PATH for docker programs (tests only)", "dir");
+  flags.add_bool(0, "debug", &debug, "enable debug logging");
   flags.add_bool('v', "version", &version, "show version and exit");
   flags.add_bool('h', "help", &help, "show this help and exit");
   auto positional = flags.parse({argv + 1, argv + argc});
@@ -31,32 +75,78 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (help) {
-    fmt::print("{}", flags.usage("--settings FILE --socket PATH"));
+    fmt::print("{}", flags.usage("(--settings FILE | --settings-fd N) (--socket PATH | --listen-fd N)"));
     return 0;
   }
   if (version) {
     fmt::print("pgod-worker {}\n", PGOD_VERSION);
     return 0;
   }
-  if (settings_path.empty()) {
-    fmt::print(stderr, "pgod-worker: --settings FILE is required\n");
+  if (settings_path.empty() == settings_fd_text.empty()) {
+    fmt::print(stderr, "pgod-worker: --settings FILE is required (or --settings-fd N)\n");
     return 1;
   }
-  const pgod::UniqueFd fd(open(settings_path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) {
+  if (socket_path.empty() == listen_fd_text.empty()) {
+    fmt::print(stderr, "pgod-worker: --socket PATH is required (or --listen-fd N)\n");
+    return 1;
+  }
+
+  pgod::UniqueFd settings_fd(settings_path.empty() ? parse_fd(settings_fd_text, "--settings-fd")
+                                                   : open(settings_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!settings_fd) {
     fmt::print(stderr, "pgod-worker: cannot open {}: {}\n", settings_path, std::strerror(errno));
     return 1;
   }
-  try {
-    capnp::StreamFdMessageReader message(fd.get());
-    auto settings = message.getRoot<pgod::rpc::ServiceSettings>();
-    pgod::setup_logging(settings.getName().cStr(), settings.getDebug());
-    spdlog::info("settings read: user {}, repository {}", settings.getUser().cStr(),
-                 pgod::redact_url(settings.getRepository().cStr()));
-  } catch (const kj::Exception& error) {
-    fmt::print(stderr, "pgod-worker: {}: not a settings message: {}\n", settings_path, error.getDescription().cStr());
+  kj::Own<capnp::StreamFdMessageReader> message;
+  KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
+                message = kj::heap<capnp::StreamFdMessageReader>(settings_fd.get(), settings_options());
+              })) {
+    fmt::print(stderr, "pgod-worker: {}: not a settings message: {}\n",
+               settings_path.empty() ? "--settings-fd" : settings_path, exception->getDescription().cStr());
     return 1;
   }
-  spdlog::error("serving the worker interface is not implemented yet");
-  return 1;
+  settings_fd.reset();
+  auto settings = message->getRoot<pgod::rpc::ServiceSettings>();
+  if (settings.getName().size() == 0 || settings.getCheckoutDir().size() == 0 || settings.getStateDir().size() == 0 ||
+      settings.getPollIntervalNs() == 0) {
+    fmt::print(stderr, "pgod-worker: the settings lack name, checkoutDir, stateDir or pollIntervalNs\n");
+    return 1;
+  }
+
+  pgod::setup_logging(settings.getName().cStr(), debug || settings.getDebug());
+  // libgit2 and docker read HOME once; it must be this user's, not the supervisor's.
+  if (settings.getHome().size() > 0) setenv("HOME", settings.getHome().cStr(), 1);
+
+  kj::UnixEventPort::captureChildExit();
+  kj::UnixEventPort::captureSignal(SIGTERM);
+  kj::UnixEventPort::captureSignal(SIGINT);
+  signal(SIGPIPE, SIG_IGN);
+  auto io = kj::setupAsyncIo();
+
+  pgod::UniqueFd listen_fd = socket_path.empty() ? pgod::UniqueFd(parse_fd(listen_fd_text, "--listen-fd"))
+                                                 : bind_socket(socket_path);
+  auto listener = io.lowLevelProvider->wrapListenSocketFd(listen_fd.release(),
+                                                          kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+
+  pgod::worker::Service service(io, settings, path_prefix);
+  auto serving = pgod::worker::serve_worker(*listener, service, settings.getGatewayUid())
+                     .eagerlyEvaluate([](kj::Exception&& e) { spdlog::critical("serving stopped: {}", e.getDescription().cStr()); });
+  auto running = service.run().eagerlyEvaluate(
+      [](kj::Exception&& e) { spdlog::critical("the reconcile loop stopped: {}", e.getDescription().cStr()); });
+
+  auto signalled = io.unixEventPort.onSignal(SIGTERM).exclusiveJoin(io.unixEventPort.onSignal(SIGINT));
+  const auto info = signalled.wait(io.waitScope);
+  spdlog::info("signal {}: stopping (containers keep running)", info.si_signo);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int code = 1;
+  KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() { code = run(argc, argv); })) {
+    fmt::print(stderr, "pgod-worker: {}\n", exception->getDescription().cStr());
+    return 1;
+  }
+  return code;
 }

@@ -36,11 +36,15 @@ TEST(Pgoctl, UsageAndHostRequired) {
 TEST(PgodWorker, RejectsMissingOrGarbageSettings) {
   auto result = run_process({PGOD_WORKER_BIN});
   EXPECT_EQ(result.exit_code, 1);
-  EXPECT_EQ(result.err, "pgod-worker: --settings FILE is required\n");
+  EXPECT_EQ(result.err, "pgod-worker: --settings FILE is required (or --settings-fd N)\n");
 
   TempDir dir;
+  result = run_process({PGOD_WORKER_BIN, "--settings", dir.path() + "/s"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_EQ(result.err, "pgod-worker: --socket PATH is required (or --listen-fd N)\n");
+
   const auto garbage = dir.write("settings.bin", "this is not a capnp message at all");
-  result = run_process({PGOD_WORKER_BIN, "--settings", garbage});
+  result = run_process({PGOD_WORKER_BIN, "--settings", garbage, "--socket", dir.path() + "/w.sock"});
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_NE(result.err.find("not a settings message"), std::string::npos) << result.err;
 }

@@ -1,0 +1,138 @@
+// Worker benchmark (not a test): figures for docs, each beside a reference measured in the
+// same run on the same repository, because these machines are noisy.
+//
+//   1. A no-change poll: `git pull` through the worker's RPC when upstream has not moved
+//      (fetch + compare + the self-heal `up -d`, with the recording stand-in docker), wall
+//      time per call and the worker's CPU per call. Reference: the git CLI's `git fetch` +
+//      `git rev-parse` on a clone of the same repository.
+//   2. Push -> `up` started: a new compose commit, then `git pull` through the RPC, until the
+//      stand-in records `up -d` starting. Reference: the same pair by hand (`git fetch`,
+//      `git reset --hard`, then starting the stand-in `docker-compose up -d`).
+//
+//   build/tests/worker_bench [runs]     (default 30; run as root, like the tests)
+#include <sys/times.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "git_fixture.h"
+#include "worker_harness.h"
+
+using namespace pgod::test;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+double p90(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[std::min(v.size() - 1, v.size() * 9 / 10)];
+}
+double ms_since(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+// utime + stime of a process (or, with children, of its reaped children), in milliseconds.
+// Clock ticks are 10 ms: only totals over many runs mean anything.
+double cpu_ms(pid_t pid, bool children = false) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string field;
+  std::vector<std::string> fields;
+  while (stat >> field) fields.push_back(field);
+  if (fields.size() < 17) return 0;
+  const int first = children ? 15 : 13;
+  return (std::stod(fields[first]) + std::stod(fields[first + 1])) * 1000.0 / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+std::int64_t realtime_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+// The t= stamp of the last stand-in call containing `needle`.
+std::int64_t stamp_of(const std::string& calls, const std::string& needle) {
+  const auto at = calls.rfind(needle);
+  if (at == std::string::npos) return 0;
+  const auto t = calls.find("| t=", at);
+  return std::stoll(calls.substr(t + 4, calls.find('\n', t) - t - 4));
+}
+
+void row(const char* what, const std::vector<double>& ours, const char* reference, const std::vector<double>& ref) {
+  std::printf("| %-34s | %8.1f | %8.1f | %-36s | %8.1f | %5.2fx |\n", what, median(ours), p90(ours), reference,
+              median(ref), median(ref) > 0 ? median(ours) / median(ref) : 0.0);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int runs = argc > 1 ? std::atoi(argv[1]) : 30;
+  const std::string compose = "services:\n  web:\n    image: busybox:pgod-bench\n    command: [\"sleep\", \"3600\"]\n";
+  TempDir repos;
+  GitUpstream upstream(repos.path());
+  upstream.commit({{"compose.yaml", compose}});
+
+  WorkerHarness worker(upstream.path());
+  worker.start();
+  worker.wait_for([&] { return worker.state() != pgod::rpc::ServiceState::STARTING; });
+
+  // 1. No-change poll.
+  std::vector<double> poll_wall, fetch_wall;
+  const auto clone = repos.path() + "/reference-clone";
+  git({"clone", "-q", upstream.path(), clone});
+  const double cpu_before = cpu_ms(worker.pid()), children_before = cpu_ms(worker.pid(), true);
+  double reference_cpu = 0;
+  for (int i = 0; i < runs; ++i) {
+    const auto start = Clock::now();
+    worker.run(pgod::rpc::Verb::GIT_PULL);
+    poll_wall.push_back(ms_since(start));
+
+    const auto ref_start = Clock::now();
+    tms before{}, after{};
+    times(&before);
+    git({"-C", clone, "fetch", "-q", "origin"});
+    git({"-C", clone, "rev-parse", "origin/main"});
+    times(&after);
+    fetch_wall.push_back(ms_since(ref_start));
+    reference_cpu += static_cast<double>((after.tms_cutime + after.tms_cstime) - (before.tms_cutime + before.tms_cstime)) *
+                     1000.0 / static_cast<double>(sysconf(_SC_CLK_TCK));
+  }
+  const double worker_cpu = (cpu_ms(worker.pid()) - cpu_before) / runs;
+  const double compose_cpu = (cpu_ms(worker.pid(), true) - children_before) / runs;
+
+  // 2. Push -> up started.
+  std::vector<double> push_to_up, reference_up;
+  const auto standin = worker.standin_dir() + "/docker-compose";
+  for (int i = 0; i < runs; ++i) {
+    upstream.commit({{"compose.yaml", compose + "    environment:\n      N: \"" + std::to_string(i) + "\"\n"}});
+    worker.clear_calls();
+    const auto sent = realtime_ns();
+    worker.run(pgod::rpc::Verb::GIT_PULL);
+    const auto up = stamp_of(worker.calls(), " up -d |");
+    if (up > 0) push_to_up.push_back(static_cast<double>(up - sent) / 1e6);
+
+    worker.clear_calls();
+    const auto ref_sent = realtime_ns();
+    git({"-C", clone, "fetch", "-q", "origin"});
+    git({"-C", clone, "reset", "-q", "--hard", "origin/main"});
+    run_process({standin, "-p", "bench", "-f", clone + "/compose.yaml", "up", "-d"});
+    const auto ref_up = stamp_of(worker.calls(), " up -d |");
+    if (ref_up > 0) reference_up.push_back(static_cast<double>(ref_up - ref_sent) / 1e6);
+  }
+
+  std::printf("worker benchmark, %d runs each (median and p90 in ms)\n\n", runs);
+  std::printf("| %-34s | %8s | %8s | %-36s | %8s | %6s |\n", "measure", "median", "p90", "reference", "median", "ratio");
+  std::printf("|%s|%s|%s|%s|%s|%s|\n", std::string(36, '-').c_str(), std::string(10, '-').c_str(),
+              std::string(10, '-').c_str(), std::string(38, '-').c_str(), std::string(10, '-').c_str(),
+              std::string(8, '-').c_str());
+  row("no-change poll, wall (RPC git pull)", poll_wall, "git fetch + rev-parse (git CLI)", fetch_wall);
+  std::printf("| %-34s | %8.1f | %8s | %-36s | %8.1f | %5.2fx |\n", "no-change poll, worker CPU (mean)", worker_cpu, "",
+              "git CLI fetch + rev-parse CPU (mean)", reference_cpu / runs,
+              reference_cpu > 0 ? worker_cpu / (reference_cpu / runs) : 0.0);
+  std::printf("| %-34s | %8.1f | %8s | %-36s | %8s | %6s |\n", "  + stand-in compose CPU (mean)", compose_cpu, "",
+              "(config + up -d, shell stand-in)", "", "");
+  row("push -> up -d started", push_to_up, "git fetch + reset + spawn up -d", reference_up);
+  return 0;
+}

@@ -1,0 +1,76 @@
+// Real git repositories for tests, built with the `git` program: a bare upstream with a work
+// clone to commit and push from, and a loopback HTTP server (lighttpd + git-http-backend)
+// that asks for a Basic-auth token.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "process.h"
+
+namespace pgod::test {
+
+// Runs /usr/bin/git with a fixed identity and no dependence on the host's git config; throws
+// std::runtime_error (with git's stderr) when it fails. Returns stdout without the final newline.
+std::string git(const std::vector<std::string>& args);
+
+// A bare repository `<root>/<name>` whose HEAD names `branch`, plus a work clone beside it.
+class GitUpstream {
+ public:
+  explicit GitUpstream(const std::string& root, const std::string& name = "upstream.git",
+                       const std::string& branch = "main");
+
+  const std::string& path() const { return bare_; }  // usable as a repository URL
+  const std::string& branch() const { return branch_; }
+
+  // Writes `files` (path -> content; nullopt deletes) in the work clone, commits and pushes.
+  // Returns the new commit's hash.
+  std::string commit(const std::map<std::string, std::optional<std::string>>& files,
+                     const std::string& message = "change");
+
+  // Rewrites history: drops the branch's last commit, commits `files` instead and force-pushes.
+  std::string rewrite_last(const std::map<std::string, std::optional<std::string>>& files,
+                           const std::string& message = "rewritten");
+
+  // The branch's tip in the bare repository.
+  std::string head() const;
+
+ private:
+  std::string bare_, work_, branch_;
+};
+
+// A TCP port on 127.0.0.1 that was free a moment ago (lighttpd cannot bind port 0).
+int free_loopback_port();
+
+// lighttpd on 127.0.0.1 serving the bare repositories below `project_root` at
+// http://127.0.0.1:<port>/git/<name>, for Basic auth `user:token` only (else 401 with
+// WWW-Authenticate). Stopped by its PID when the object goes away.
+class GitHttpServer {
+ public:
+  GitHttpServer(const std::string& project_root, const std::string& user, const std::string& token);
+  ~GitHttpServer();
+  GitHttpServer(const GitHttpServer&) = delete;
+  GitHttpServer& operator=(const GitHttpServer&) = delete;
+
+  int port() const { return port_; }
+  // http://<userinfo>@127.0.0.1:<port>/<prefix>/<repository> (no '@' when userinfo is empty).
+  // Under the prefix "moved", requests are redirected to http://localhost:<port>/git/....
+  std::string url(const std::string& repository, const std::string& userinfo, const std::string& prefix = "git") const;
+  // Requests the CGI saw so far, and how many of them it refused.
+  int requests() const;
+  int refused() const;
+
+ private:
+  void stop();
+  std::vector<std::string> log_lines() const;
+
+  TempDir dir_;
+  int port_ = 0;
+  pid_t pid_ = -1;
+};
+
+}  // namespace pgod::test

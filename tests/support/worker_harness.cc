@@ -1,0 +1,176 @@
+#include "worker_harness.h"
+
+#include <capnp/rpc-twoparty.h>
+#include <capnp/serialize.h>
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "unique_fd.h"
+
+extern char** environ;
+
+namespace pgod::test {
+namespace {
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+class Collector final : public rpc::OutputSink::Server {
+ public:
+  Collector(std::string& out, std::string& err) : out_(out), err_(err) {}
+  kj::Promise<void> stdout(StdoutContext context) override {
+    auto data = context.getParams().getData();
+    out_.append(reinterpret_cast<const char*>(data.begin()), data.size());
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> stderr(StderrContext context) override {
+    auto data = context.getParams().getData();
+    err_.append(reinterpret_cast<const char*>(data.begin()), data.size());
+    return kj::READY_NOW;
+  }
+
+ private:
+  std::string& out_;
+  std::string& err_;
+};
+
+}  // namespace
+
+WorkerHarness::WorkerHarness(const std::string& repository,
+                             const std::function<void(rpc::ServiceSettings::Builder)>& configure, bool standin)
+    : standin_(standin) {
+  const auto& base = root_.path();
+  // The worker runs as root in these tests; others must be able to reach the socket for the
+  // peer-credential test, so the directory is not private.
+  chmod(base.c_str(), 0755);
+  bin_ = base + "/bin";
+  checkout_ = base + "/dir/web";
+  state_dir_ = base + "/state/web";
+  stop_file_ = base + "/dir/web.stop";
+  socket_ = base + "/web.sock";
+  settings_file_ = base + "/settings.bin";
+  log_file_ = base + "/worker.log";
+  for (const auto& dir : {bin_, checkout_, state_dir_}) std::filesystem::create_directories(dir);
+  for (const char* name : {"docker", "docker-compose"})
+    std::filesystem::copy_file(PGOD_STANDIN_DOCKER, bin_ + "/" + name);
+
+  capnp::MallocMessageBuilder message;
+  auto settings = message.initRoot<rpc::ServiceSettings>();
+  settings.setName("web");
+  settings.setUser("tester");
+  settings.setUid(1000);
+  settings.setGid(1000);
+  settings.setHome(base);
+  settings.setRepository(repository);
+  settings.setBranch("main");
+  settings.setCheckoutDir(checkout_);
+  settings.setStateDir(state_dir_);
+  settings.setStopFile(stop_file_);
+  settings.setPollIntervalNs(3'600'000'000'000ULL);
+  settings.setGatewayUid(12345);
+  if (configure) configure(settings);
+  const UniqueFd fd(open(settings_file_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  capnp::writeMessageToFd(fd.get(), message);
+}
+
+WorkerHarness::~WorkerHarness() {
+  stop();
+  // The worker's own account of what happened is the fastest way to a failure's cause.
+  if (::testing::Test::HasFailure()) std::fprintf(stderr, "--- pgod-worker log ---\n%s--- end ---\n", worker_log().c_str());
+}
+
+void WorkerHarness::start() {
+  const UniqueFd log(open(log_file_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, log.get(), 2);
+  std::vector<std::string> args = {PGOD_WORKER_BIN, "--settings", settings_file_, "--socket", socket_, "--debug"};
+  if (standin_) args.insert(args.end(), {"--path-prefix", bin_});
+  std::vector<char*> argv;
+  for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
+  const int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) throw std::runtime_error("cannot start pgod-worker");
+
+  if (!io_) io_ = std::make_unique<kj::AsyncIoContext>(kj::setupAsyncIo());
+  struct stat info {};
+  for (int i = 0; i < 500 && stat(socket_.c_str(), &info) != 0; ++i) usleep(10'000);
+  if (stat(socket_.c_str(), &info) != 0) throw std::runtime_error("the worker's socket never appeared:\n" + worker_log());
+  auto address = io_->provider->getNetwork().parseAddress(kj::str("unix:", socket_.c_str())).wait(io_->waitScope);
+  // The file exists from bind(); connections are refused until listen().
+  for (int attempt = 0;; ++attempt) {
+    KJ_IF_MAYBE(failure, kj::runCatchingExceptions([&]() { connection_ = address->connect().wait(io_->waitScope); })) {
+      if (attempt > 200) throw std::runtime_error("cannot connect to the worker:\n" + worker_log());
+      usleep(10'000);
+      continue;
+    }
+    break;
+  }
+  rpc_ = kj::heap<capnp::TwoPartyClient>(*connection_);
+}
+
+void WorkerHarness::stop() {
+  rpc_ = nullptr;
+  connection_ = nullptr;
+  if (pid_ <= 0) return;
+  kill(pid_, SIGTERM);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+  unlink(socket_.c_str());  // so a restart waits for the new worker's socket
+}
+
+rpc::Worker::Client WorkerHarness::client() { return rpc_->bootstrap().castAs<rpc::Worker>(); }
+
+RunOutcome WorkerHarness::run(rpc::Verb verb, const std::vector<std::string>& args) {
+  RunOutcome outcome;
+  auto request = client().runRequest();
+  request.setVerb(verb);
+  auto list = request.initArgs(static_cast<unsigned>(args.size()));
+  for (unsigned i = 0; i < args.size(); ++i) list.set(i, args[i]);
+  request.setOutput(kj::heap<Collector>(outcome.out, outcome.err));
+  request.setCaller("test");
+  auto response = request.send().wait(io_->waitScope);
+  outcome.exit_status = response.getExitStatus();
+  outcome.message = response.getMessage();
+  return outcome;
+}
+
+rpc::ServiceState WorkerHarness::state() {
+  return client().statusRequest().send().wait(io_->waitScope).getStatus().getState();
+}
+
+bool WorkerHarness::wait_for(const std::function<bool()>& pred, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    sleep(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
+void WorkerHarness::sleep(std::chrono::milliseconds duration) {
+  io_->provider->getTimer().afterDelay(duration.count() * kj::MILLISECONDS).wait(io_->waitScope);
+}
+
+std::string WorkerHarness::calls() const { return read_file(bin_ + "/calls.log"); }
+void WorkerHarness::clear_calls() const { std::ofstream(bin_ + "/calls.log", std::ios::trunc); }
+std::string WorkerHarness::worker_log() const { return read_file(log_file_); }
+void WorkerHarness::touch(const std::string& name) const { std::ofstream(bin_ + "/" + name) << ""; }
+
+}  // namespace pgod::test

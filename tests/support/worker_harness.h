@@ -1,0 +1,73 @@
+// Runs a real pgod-worker process by hand (--settings FILE --socket PATH) against a real git
+// repository, with the recording stand-in docker first in its PATH, and talks to it over its
+// Cap'n Proto socket like the gateway does.
+#pragma once
+
+#include <capnp/message.h>
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "process.h"
+#include "settings.capnp.h"
+#include "worker.capnp.h"
+
+namespace pgod::test {
+
+struct RunOutcome {
+  std::uint32_t exit_status = 0;
+  std::string message;
+  std::string out;
+  std::string err;
+};
+
+class WorkerHarness {
+ public:
+  // `configure` may change the settings before they are written (defaults: service "web",
+  // user uid 1000 so the policy applies, poll interval 1h so only `git pull` cycles).
+  // `standin`: put the recording stand-in docker first in the worker's PATH (else the real
+  // docker and docker-compose run).
+  WorkerHarness(const std::string& repository,
+                const std::function<void(rpc::ServiceSettings::Builder)>& configure = {}, bool standin = true);
+  ~WorkerHarness();
+
+  void start();  // spawns the worker and waits for its socket
+  void stop();   // SIGTERM, then waits for it to exit
+
+  rpc::Worker::Client client();
+  RunOutcome run(rpc::Verb verb, const std::vector<std::string>& args = {});
+  rpc::ServiceState state();
+  // Waits until pred() holds, turning the event loop; fails the test after `limit`.
+  bool wait_for(const std::function<bool()>& pred, std::chrono::milliseconds limit = std::chrono::seconds(20));
+  void sleep(std::chrono::milliseconds duration);
+
+  std::string calls() const;      // the stand-in's calls.log
+  void clear_calls() const;
+  std::string worker_log() const;  // the worker's stderr
+  void touch(const std::string& name) const;  // a steering file for the stand-in (fail-up, …)
+
+  const std::string& checkout_dir() const { return checkout_; }
+  const std::string& stop_file() const { return stop_file_; }
+  const std::string& state_dir() const { return state_dir_; }
+  const std::string& standin_dir() const { return bin_; }
+  const std::string& socket_path() const { return socket_; }
+  pid_t pid() const { return pid_; }
+  kj::AsyncIoContext& io() { return *io_; }
+
+ private:
+  TempDir root_;
+  std::string bin_, checkout_, state_dir_, stop_file_, socket_, settings_file_, log_file_;
+  bool standin_ = true;
+  pid_t pid_ = -1;
+  std::unique_ptr<kj::AsyncIoContext> io_;
+  kj::Own<kj::AsyncIoStream> connection_;
+  kj::Own<capnp::TwoPartyClient> rpc_;
+};
+
+}  // namespace pgod::test

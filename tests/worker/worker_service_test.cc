@@ -1,0 +1,364 @@
+// pgod-worker as a process: real git repositories, the recording stand-in docker, and the
+// Cap'n Proto interface the gateway uses. (The real-engine end-to-end test is separate.)
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "git_fixture.h"
+#include "worker_harness.h"
+
+namespace pgod::test {
+namespace {
+
+using namespace std::chrono_literals;
+using rpc::ServiceState;
+using rpc::Verb;
+
+const std::string kCompose = "services:\n  web:\n    image: busybox:pgod-test\n    command: [\"sleep\", \"3600\"]\n";
+const std::string kKey =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPRbE6PfrAhKDwL7mRe6WEE3NAeCewiD8eIh6iLKFrug dev@laptop\n";
+
+std::size_t count(const std::string& text, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1)) ++n;
+  return n;
+}
+
+class WorkerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    upstream = std::make_unique<GitUpstream>(repos.path());
+    first_commit = upstream->commit({{"compose.yaml", kCompose}, {"ssh/dev.pub", kKey}, {"README", "hello\n"}});
+  }
+
+  // Starts the worker and waits for the first cycle to finish.
+  void start(WorkerHarness& worker) {
+    worker.start();
+    ASSERT_TRUE(worker.wait_for([&] { return worker.state() != ServiceState::STARTING; })) << worker.worker_log();
+  }
+
+  TempDir repos;
+  std::unique_ptr<GitUpstream> upstream;
+  std::string first_commit;
+};
+
+TEST_F(WorkerTest, FirstCycleClonesValidatesAndComesUpWithAMinimalEnvironment) {
+  WorkerHarness worker(upstream->path(), [](rpc::ServiceSettings::Builder s) {
+    auto env = s.initEnv(1);
+    env[0].setName("GREETING");
+    env[0].setValue("hello-secret-value");
+  });
+  start(worker);
+  EXPECT_EQ(worker.state(), ServiceState::OK) << worker.worker_log();
+  const auto calls = worker.calls();
+  const auto file = worker.checkout_dir() + "/compose.yaml";
+  // Detection first (no plugin here), then normalise, then up -d; all as docker-compose -p web -f FILE.
+  EXPECT_NE(calls.find("docker compose version"), std::string::npos) << calls;
+  EXPECT_NE(calls.find("docker-compose -p web -f " + file + " config | cwd=" + worker.checkout_dir()), std::string::npos) << calls;
+  EXPECT_NE(calls.find("docker-compose -p web -f " + file + " up -d | cwd=" + worker.checkout_dir()), std::string::npos) << calls;
+  EXPECT_EQ(count(calls, " down "), 0u) << "a first deploy does not take anything down";
+  // Only PATH, HOME, DOCKER_CONFIG and the service's env reach compose.
+  EXPECT_NE(calls.find("DOCKER_CONFIG=" + worker.state_dir() + "/docker | env=GREETING=hello-secret-value, |"),
+            std::string::npos)
+      << calls;
+  EXPECT_EQ(worker.worker_log().find("hello-secret-value"), std::string::npos) << "env values never reach the log";
+
+  auto response = worker.client().statusRequest().send().wait(worker.io().waitScope);
+  auto status = response.getStatus();
+  EXPECT_EQ(std::string(status.getHash().cStr()), first_commit);
+  EXPECT_EQ(std::string(status.getComposeFile().cStr()), "compose.yaml");
+  EXPECT_GT(status.getLastDeploy(), 0);
+
+  auto keys = worker.client().authorizedKeysRequest().send().wait(worker.io().waitScope);
+  ASSERT_EQ(keys.getKeys().size(), 1u);
+  EXPECT_EQ(std::string(keys.getKeys()[0].getType().cStr()), "ssh-ed25519");
+  EXPECT_EQ(std::string(keys.getKeys()[0].getComment().cStr()), "dev@laptop");
+  EXPECT_EQ(std::string(keys.getKeys()[0].getFile().cStr()), "ssh/dev.pub");
+}
+
+TEST_F(WorkerTest, ComposeVerbsStreamOutputAndPassTheExitCodeThrough) {
+  WorkerHarness worker(upstream->path());
+  start(worker);
+  auto ps = worker.run(Verb::PS);
+  EXPECT_EQ(ps.exit_status, 0u);
+  EXPECT_EQ(ps.out, "NAME          STATUS\nstandin-web-1 Up\n");
+  worker.touch("ps-exit");
+  std::ofstream(worker.standin_dir() + "/ps-exit") << "3";
+  ps = worker.run(Verb::PS, {"-a"});
+  EXPECT_EQ(ps.exit_status, 3u) << "compose's own code, unchanged";
+  EXPECT_NE(worker.calls().find(" ps --all |"), std::string::npos);
+
+  auto logs = worker.run(Verb::LOGS, {"--tail", "2"});
+  EXPECT_EQ(logs.out, "web-1 | hello\nweb-1 | world\n");
+
+  auto exec = worker.run(Verb::EXEC, {"web", "sh", "-c", "echo 'a b'"});
+  EXPECT_EQ(exec.exit_status, 0u);
+  EXPECT_NE(worker.calls().find(" exec -T web sh -c echo 'a b' |"), std::string::npos) << worker.calls();
+
+  auto hash = worker.run(Verb::GIT_HASH);
+  EXPECT_EQ(hash.out, first_commit + "\n");
+}
+
+TEST_F(WorkerTest, RefusedArgumentsNeverReachDocker) {
+  WorkerHarness worker(upstream->path());
+  start(worker);
+  worker.clear_calls();
+  for (const auto& [verb, args] : std::vector<std::pair<Verb, std::vector<std::string>>>{
+           {Verb::EXEC, {"--privileged", "web", "sh"}},
+           {Verb::UP, {"-f", "/etc/evil.yaml"}},
+           {Verb::PS, {"--project-directory", "/"}},
+           {Verb::DOWN, {"-p", "other"}},
+           {Verb::LOGS, {"--env-file", "/etc/shadow"}}}) {
+    auto result = worker.run(verb, args);
+    EXPECT_EQ(result.exit_status, 406u);
+    EXPECT_NE(result.message.find("is not allowed"), std::string::npos) << result.message;
+  }
+  EXPECT_EQ(worker.calls(), "");
+}
+
+TEST_F(WorkerTest, ComposeChangeRedeploysAndUnrelatedCommitDoesNot) {
+  WorkerHarness worker(upstream->path());
+  start(worker);
+
+  worker.clear_calls();
+  upstream->commit({{"README", "only the readme\n"}});
+  auto pull = worker.run(Verb::GIT_PULL);
+  EXPECT_EQ(pull.exit_status, 0u) << pull.err;
+  EXPECT_EQ(count(worker.calls(), " down"), 0u) << worker.calls();
+  EXPECT_EQ(count(worker.calls(), " up -d"), 1u) << "self-heal only";
+
+  worker.clear_calls();
+  upstream->commit({{"compose.yaml", kCompose + "    environment:\n      V: \"2\"\n"}});
+  pull = worker.run(Verb::GIT_PULL);
+  EXPECT_EQ(pull.exit_status, 0u) << pull.err;
+  const auto calls = worker.calls();
+  const auto down = calls.find(" down |");
+  const auto up = calls.find(" up -d |");
+  ASSERT_NE(down, std::string::npos) << calls;
+  ASSERT_NE(up, std::string::npos) << calls;
+  EXPECT_LT(down, up) << "down, then up";
+  EXPECT_EQ(worker.state(), ServiceState::OK);
+}
+
+TEST_F(WorkerTest, ReferencedFileChangeRedeploys) {
+  upstream->commit({{"compose.yaml", kCompose + "    env_file: app.env\n"}, {"app.env", "A=1\n"}});
+  WorkerHarness worker(upstream->path());
+  start(worker);
+  worker.clear_calls();
+  upstream->commit({{"app.env", "A=2\n"}});
+  worker.run(Verb::GIT_PULL);
+  EXPECT_NE(worker.calls().find(" down |"), std::string::npos) << worker.calls();
+}
+
+TEST_F(WorkerTest, XPgoReloadFalseMeansUpWithoutDown) {
+  upstream->commit({{"compose.yaml", kCompose + "x-pgo:\n  reload: false\n"}});
+  WorkerHarness worker(upstream->path());
+  start(worker);
+  worker.clear_calls();
+  upstream->commit({{"compose.yaml", kCompose + "    environment:\n      V: \"3\"\nx-pgo:\n  reload: false\n"}});
+  worker.run(Verb::GIT_PULL);
+  EXPECT_EQ(count(worker.calls(), " down"), 0u) << worker.calls();
+  EXPECT_EQ(count(worker.calls(), " up -d"), 1u) << worker.calls();
+}
+
+TEST_F(WorkerTest, RefusedComposeFileLeavesTheContainersAloneAndSaysWhy) {
+  WorkerHarness worker(upstream->path());
+  start(worker);
+  worker.clear_calls();
+  upstream->commit({{"compose.yaml", kCompose + "    privileged: true\n"}});
+  auto pull = worker.run(Verb::GIT_PULL);
+  EXPECT_EQ(pull.exit_status, 1u);
+  EXPECT_EQ(worker.state(), ServiceState::BROKEN);
+  const auto calls = worker.calls();
+  EXPECT_EQ(count(calls, " down"), 0u) << calls;
+  EXPECT_EQ(count(calls, " up"), 0u) << calls;
+  auto response = worker.client().statusRequest().send().wait(worker.io().waitScope);
+  const std::string error = response.getStatus().getLastError().cStr();
+  EXPECT_NE(error.find("service \"web\": key \"privileged\""), std::string::npos) << error;
+
+  auto load = worker.run(Verb::LOAD);
+  EXPECT_EQ(load.exit_status, 1u);
+  EXPECT_NE(load.err.find("privileged"), std::string::npos) << load.err;
+  auto up = worker.run(Verb::UP);
+  EXPECT_EQ(up.exit_status, 1u) << "an explicit up is refused too";
+  EXPECT_EQ(count(worker.calls(), " up -d"), 0u);
+
+  // Fixed upstream: back to OK.
+  upstream->commit({{"compose.yaml", kCompose}});
+  worker.run(Verb::GIT_PULL);
+  EXPECT_EQ(worker.state(), ServiceState::OK);
+}
+
+TEST_F(WorkerTest, FailedUpIsBrokenWithComposesMessage) {
+  WorkerHarness worker(upstream->path());
+  worker.touch("fail-up");
+  start(worker);
+  EXPECT_EQ(worker.state(), ServiceState::BROKEN);
+  auto response = worker.client().statusRequest().send().wait(worker.io().waitScope);
+  const std::string error = response.getStatus().getLastError().cStr();
+  EXPECT_NE(error.find("compose up failed (exit 1): ERROR: stand-in up failed"), std::string::npos) << error;
+}
+
+TEST_F(WorkerTest, StopFileBringsTheServiceDownAndKeepsItDown) {
+  WorkerHarness worker(upstream->path());
+  start(worker);
+  worker.clear_calls();
+  std::ofstream(worker.stop_file()) << "";
+  worker.run(Verb::GIT_PULL);
+  EXPECT_EQ(worker.state(), ServiceState::STOPPED);
+  EXPECT_NE(worker.calls().find(" down |"), std::string::npos);
+  auto up = worker.run(Verb::UP);
+  EXPECT_EQ(up.exit_status, 1u);
+  EXPECT_NE(up.err.find("web.stop exists"), std::string::npos) << up.err;
+  worker.clear_calls();
+  worker.run(Verb::GIT_PULL);
+  EXPECT_EQ(worker.calls(), "") << "stays down without calling docker again";
+
+  std::remove(worker.stop_file().c_str());
+  worker.run(Verb::GIT_PULL);
+  EXPECT_EQ(worker.state(), ServiceState::OK);
+  EXPECT_NE(worker.calls().find(" up -d |"), std::string::npos);
+}
+
+TEST_F(WorkerTest, LogsFollowStreamsUntilCancelledThenTheProcessIsKilled) {
+  WorkerHarness worker(upstream->path());
+  start(worker);
+  std::string out, err;
+  auto request = worker.client().runRequest();
+  request.setVerb(Verb::LOGS);
+  request.initArgs(1).set(0, "-f");
+  class Sink final : public rpc::OutputSink::Server {
+   public:
+    explicit Sink(std::string& out) : out_(out) {}
+    kj::Promise<void> stdout(StdoutContext c) override {
+      out_.append(reinterpret_cast<const char*>(c.getParams().getData().begin()), c.getParams().getData().size());
+      return kj::READY_NOW;
+    }
+    std::string& out_;
+  };
+  request.setOutput(kj::heap<Sink>(out));
+  {
+    auto call = request.send();
+    ASSERT_TRUE(worker.wait_for([&] { return out.find("line 5\n") != std::string::npos; })) << out;
+    // Dropping the call is what the gateway does when the SSH client goes away.
+  }
+  pid_t pid = 0;
+  std::ifstream(worker.standin_dir() + "/logs.pid") >> pid;
+  ASSERT_GT(pid, 0);
+  EXPECT_TRUE(worker.wait_for([&] {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string a, b, state;
+    return !(stat >> a >> b >> state) || state == "Z";
+  })) << "compose logs -f still running after the caller left";
+  // The worker carries on.
+  worker.sleep(100ms);
+  EXPECT_EQ(waitpid(worker.pid(), nullptr, WNOHANG), 0) << "the worker died:\n" << worker.worker_log();
+  EXPECT_EQ(worker.run(Verb::GIT_HASH).exit_status, 0u);
+}
+
+TEST_F(WorkerTest, RegistryLoginUsesStdinAndLogsOutAfterPull) {
+  WorkerHarness worker(upstream->path(), [](rpc::ServiceSettings::Builder s) {
+    auto registries = s.initRegistries(1);
+    registries[0].setUser("deploy");
+    registries[0].setToken("s3cret-registry-token");
+    registries[0].setRegistry("127.0.0.1:5000");
+  });
+  start(worker);
+  worker.clear_calls();
+  auto pull = worker.run(Verb::PULL);
+  EXPECT_EQ(pull.exit_status, 0u) << pull.err;
+  const auto calls = worker.calls();
+  const auto login = calls.find("docker login -u deploy --password-stdin 127.0.0.1:5000 |");
+  const auto compose_pull = calls.find(" pull |");
+  const auto logout = calls.find("docker logout 127.0.0.1:5000 |", compose_pull);
+  ASSERT_NE(login, std::string::npos) << calls;
+  ASSERT_NE(compose_pull, std::string::npos) << calls;
+  ASSERT_NE(logout, std::string::npos) << calls;
+  EXPECT_LT(login, compose_pull);
+  EXPECT_LT(compose_pull, logout);
+  EXPECT_NE(calls.find("stdin=s3cret-registry-token"), std::string::npos) << "the token goes on stdin";
+  EXPECT_EQ(calls.find("--password s3cret"), std::string::npos);
+  EXPECT_EQ(worker.worker_log().find("s3cret-registry-token"), std::string::npos);
+}
+
+TEST_F(WorkerTest, FreezeSurvivesARestartAndUnfreezeCatchesUp) {
+  auto worker = std::make_unique<WorkerHarness>(upstream->path());
+  start(*worker);
+  EXPECT_EQ(worker->run(Verb::FREEZE).exit_status, 0u);
+  EXPECT_EQ(worker->state(), ServiceState::FROZEN);
+  const auto second = upstream->commit({{"compose.yaml", kCompose + "    environment:\n      V: \"4\"\n"}});
+  auto pull = worker->run(Verb::GIT_PULL);
+  EXPECT_EQ(pull.exit_status, 1u);
+  EXPECT_NE(pull.err.find("FROZEN: not pulling"), std::string::npos) << pull.err;
+
+  worker->stop();
+  worker->start();
+  ASSERT_TRUE(worker->wait_for([&] { return worker->state() != ServiceState::STARTING; }));
+  EXPECT_EQ(worker->state(), ServiceState::FROZEN) << worker->worker_log();
+  EXPECT_EQ(worker->run(Verb::GIT_HASH).out, first_commit + "\n");
+
+  auto unfreeze = worker->run(Verb::UNFREEZE);
+  EXPECT_EQ(unfreeze.exit_status, 0u) << unfreeze.err;
+  EXPECT_EQ(worker->state(), ServiceState::OK);
+  EXPECT_EQ(worker->run(Verb::GIT_HASH).out, second + "\n");
+}
+
+TEST_F(WorkerTest, RollbackPinsAnAbbreviatedCommit) {
+  WorkerHarness worker(upstream->path());
+  start(worker);
+  upstream->commit({{"compose.yaml", kCompose + "    environment:\n      V: \"5\"\n"}});
+  worker.run(Verb::GIT_PULL);
+  auto rollback = worker.run(Verb::ROLLBACK, {first_commit.substr(0, 8)});
+  EXPECT_EQ(rollback.exit_status, 0u) << rollback.err;
+  EXPECT_EQ(worker.state(), ServiceState::ROLLBACK);
+  EXPECT_EQ(worker.run(Verb::GIT_HASH).out, first_commit + "\n");
+  auto bad = worker.run(Verb::ROLLBACK, {"deadbeef"});
+  EXPECT_EQ(bad.exit_status, 1u);
+  EXPECT_EQ(worker.state(), ServiceState::ROLLBACK) << "a bad rollback changes nothing";
+}
+
+TEST_F(WorkerTest, UnreachableUpstreamGoesDiffWithoutTouchingContainers) {
+  WorkerHarness worker(upstream->path());
+  start(worker);
+  std::filesystem::rename(upstream->path(), upstream->path() + ".gone");
+  worker.clear_calls();
+  for (int i = 0; i < 3; ++i) worker.run(Verb::GIT_PULL);
+  EXPECT_EQ(worker.state(), ServiceState::DIFF);
+  EXPECT_EQ(worker.calls(), "") << "git trouble never reaches docker";
+  std::filesystem::rename(upstream->path() + ".gone", upstream->path());
+  worker.run(Verb::GIT_PULL);
+  EXPECT_EQ(worker.state(), ServiceState::OK);
+}
+
+TEST_F(WorkerTest, RefusesPeersThatAreNeitherRootNorTheGateway) {
+  WorkerHarness worker(upstream->path());
+  start(worker);
+  chmod(worker.socket_path().c_str(), 0666);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // As nobody: the connection is accepted by the kernel, then closed by the worker unanswered.
+    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(10);
+    const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::snprintf(address.sun_path, sizeof address.sun_path, "%s", worker.socket_path().c_str());
+    if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) _exit(11);
+    char byte;
+    const ssize_t n = read(fd, &byte, 1);
+    _exit(n == 0 ? 0 : 12);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "exit " << WEXITSTATUS(status);
+  EXPECT_NE(worker.worker_log().find("refused a connection from uid 65534"), std::string::npos) << worker.worker_log();
+}
+
+}  // namespace
+}  // namespace pgod::test

@@ -1,0 +1,45 @@
+#include "compose.h"
+
+#include <sys/stat.h>
+
+#include "service_name.h"
+
+namespace pgod::worker {
+namespace {
+// Enough to find docker, docker-compose and the helpers they run; nothing user-writable.
+constexpr const char* kPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+bool is_regular_file(const std::string& path) {
+  struct stat info {};
+  return stat(path.c_str(), &info) == 0 && S_ISREG(info.st_mode);
+}
+}  // namespace
+
+std::vector<std::string> compose_environment(rpc::ServiceSettings::Reader settings, const std::string& docker_config,
+                                             const std::string& path_prefix) {
+  std::vector<std::string> env = {"PATH=" + (path_prefix.empty() ? std::string() : path_prefix + ":") + kPath,
+                                  std::string("HOME=") + settings.getHome().cStr(),
+                                  "DOCKER_CONFIG=" + docker_config};
+  for (auto var : settings.getEnv()) env.push_back(std::string(var.getName().cStr()) + "=" + var.getValue().cStr());
+  return env;
+}
+
+std::string find_compose_file(rpc::ServiceSettings::Reader settings) {
+  const std::string checkout = settings.getCheckoutDir().cStr();
+  if (settings.getComposeFile().size() > 0) {
+    const std::string configured = settings.getComposeFile().cStr();
+    return is_regular_file(checkout + "/" + configured) ? configured : "";
+  }
+  for (const char* name : kComposeFileNames)
+    if (is_regular_file(checkout + "/" + name)) return name;
+  return "";
+}
+
+std::vector<std::string> compose_argv(const ComposeSetup& setup, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = setup.program;
+  argv.insert(argv.end(), {"-p", setup.project, "-f", setup.checkout_dir + "/" + setup.compose_file});
+  argv.insert(argv.end(), args.begin(), args.end());
+  return argv;
+}
+
+}  // namespace pgod::worker

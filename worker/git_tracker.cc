@@ -1,0 +1,1087 @@
+#include "git_tracker.h"
+
+#include <git2.h>
+#include <git2/sys/stream.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+#include <limits>
+#include <optional>
+#include <string_view>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+
+#include "secret.h"
+#include "unique_fd.h"
+
+namespace pgod::worker {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+// ---------------------------------------------------------------------------------------------
+// Ownership of libgit2 objects: each one freed exactly once by its own free function.
+
+template <auto Free>
+struct GitFree {
+  template <class T>
+  void operator()(T* object) const {
+    Free(object);
+  }
+};
+template <class T, auto Free>
+using GitPtr = std::unique_ptr<T, GitFree<Free>>;
+
+using RepositoryPtr = GitPtr<git_repository, git_repository_free>;
+using RemotePtr = GitPtr<git_remote, git_remote_free>;
+using CommitPtr = GitPtr<git_commit, git_commit_free>;
+using TreePtr = GitPtr<git_tree, git_tree_free>;
+using TreeEntryPtr = GitPtr<git_tree_entry, git_tree_entry_free>;
+using DiffPtr = GitPtr<git_diff, git_diff_free>;
+using ReferencePtr = GitPtr<git_reference, git_reference_free>;
+using ObjectPtr = GitPtr<git_object, git_object_free>;
+using ConfigPtr = GitPtr<git_config, git_config_free>;
+using StatusListPtr = GitPtr<git_status_list, git_status_list_free>;
+
+// One libgit2 initialisation per process, never shut down: the worker uses it until it exits.
+int library_status() {
+  static const int status = [] {
+    int rc = git_libgit2_init();
+    if (rc < 0) return rc;
+    // The checkout is ours (created by the supervisor for this user); a local upstream used by
+    // tests or mirrors may belong to someone else, and libgit2 1.5 cannot whitelist it.
+    if ((rc = git_libgit2_opts(GIT_OPT_SET_OWNER_VALIDATION, 0)) < 0) return rc;
+    // Read no system, XDG or global git config: behaviour must not depend on the host's
+    // ~/.gitconfig (url.insteadOf, proxies, autocrlf...), only on the checkout's own config.
+    for (const auto level : {GIT_CONFIG_LEVEL_SYSTEM, GIT_CONFIG_LEVEL_XDG, GIT_CONFIG_LEVEL_GLOBAL,
+                             GIT_CONFIG_LEVEL_PROGRAMDATA}) {
+      if ((rc = git_libgit2_opts(GIT_OPT_SET_SEARCH_PATH, level, "")) < 0) return rc;
+    }
+    return 0;
+  }();
+  return status;
+}
+
+std::string hex(const git_oid& oid) {
+  char text[GIT_OID_HEXSZ + 1];
+  git_oid_tostr(text, sizeof text, &oid);
+  return text;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The repository URL: credentials are taken out of it, handed to libgit2 only through the
+// credentials callback, and never stored in the checkout's .git/config.
+
+std::string percent_decode(std::string_view text) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '%' && i + 2 < text.size() && std::isxdigit(static_cast<unsigned char>(text[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(text[i + 2]))) {
+      out += static_cast<char>(std::stoi(std::string(text.substr(i + 1, 2)), nullptr, 16));
+      i += 2;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
+// host[:port] of a URL, lower-cased; empty when it has none.
+std::string authority_of(std::string_view url) {
+  const auto scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) return "";
+  auto authority = url.substr(scheme_end + 3);
+  authority = authority.substr(0, authority.find_first_of("/?#"));
+  if (const auto at = authority.rfind('@'); at != std::string_view::npos) authority.remove_prefix(at + 1);
+  std::string out(authority);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+  return out;
+}
+
+struct RepositoryUrl {
+  std::string fetch_url;  // given to libgit2 and stored as origin: no credentials in it
+  std::string display;    // for messages
+  bool has_credentials = false;
+  std::string user, password;  // percent-decoded userinfo of an http(s) URL
+  bool uses_sockets = false;   // http, https, git://: libgit2 opens sockets (see TimedSocket)
+  std::string local_path;      // an upstream on this machine (absolute path or file://)
+  std::vector<Secret> secrets;
+};
+
+RepositoryUrl parse_repository_url(const std::string& url) {
+  RepositoryUrl out;
+  out.fetch_url = url;
+  out.display = redact_url(url);
+  const auto scheme_end = url.find("://");
+  if (url.starts_with("/")) out.local_path = url;
+  if (url.starts_with("file://")) out.local_path = url.substr(7);
+  if (scheme_end == std::string::npos) return out;  // a path, or scp-like ssh (user@host:path)
+  std::string scheme = url.substr(0, scheme_end);
+  std::transform(scheme.begin(), scheme.end(), scheme.begin(), [](unsigned char c) { return std::tolower(c); });
+  out.uses_sockets = scheme == "http" || scheme == "https" || scheme == "git";
+
+  const auto authority_begin = scheme_end + 3;
+  const auto authority_end = std::min(url.find_first_of("/?#", authority_begin), url.size());
+  const auto at = url.rfind('@', authority_end - 1);
+  if (at == std::string::npos || at < authority_begin) return out;
+  const auto userinfo = std::string_view(url).substr(authority_begin, at - authority_begin);
+  const auto colon = userinfo.find(':');
+  const auto raw_user = userinfo.substr(0, colon);
+  const auto raw_password = colon == std::string_view::npos ? std::string_view() : userinfo.substr(colon + 1);
+  const bool http = scheme == "http" || scheme == "https";
+  // A bare token is often sent as the user name (https://TOKEN@host/...): then it is the secret.
+  const auto secret = !raw_password.empty() ? raw_password : http ? raw_user : std::string_view();
+  if (!secret.empty()) {
+    out.secrets.emplace_back(std::string(secret));
+    if (auto decoded = percent_decode(secret); decoded != secret) out.secrets.emplace_back(std::move(decoded));
+  }
+  if (!http) return out;  // ssh: libgit2 needs the user name in the URL
+  out.has_credentials = true;
+  out.user = percent_decode(raw_user);
+  out.password = percent_decode(raw_password);
+  out.fetch_url = url.substr(0, authority_begin) + url.substr(at + 1);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timeouts. libgit2 1.5 has no server timeout option and its socket stream blocks in recv()
+// forever on a silent server, so plain sockets (which TLS also runs over) are replaced, for the
+// duration of one operation, by this stream: non-blocking, every wait bounded by poll(). The
+// transfer-progress callback also checks the overall deadline, for transports without sockets.
+
+struct NetworkLimits {
+  std::chrono::milliseconds io_timeout{};
+  Clock::time_point deadline;
+};
+
+// Set by NetworkScope; libgit2 creates streams synchronously on the calling thread.
+thread_local const NetworkLimits* active_limits = nullptr;
+// The last socket error of the current operation: libgit2's TLS stream replaces it with a
+// generic "SSL error" text, so the reason (e.g. a timeout) is kept here as well.
+thread_local std::string last_socket_error;
+
+std::string seconds_text(Clock::duration duration) {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(duration).count();
+  return ms % 1000 == 0 ? std::to_string(ms / 1000) + "s" : std::to_string(ms) + "ms";
+}
+
+class TimedSocket {
+ public:
+  TimedSocket(std::string host, std::string port, NetworkLimits limits)
+      : host_(std::move(host)), port_(std::move(port)), limits_(limits) {}
+
+  int connect() {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* found = nullptr;
+    // getaddrinfo() has no timeout of its own: the resolver's (resolv.conf) bounds it.
+    if (const int rc = getaddrinfo(host_.c_str(), port_.c_str(), &hints, &found); rc != 0) {
+      return fail("could not resolve " + host_ + ": " + gai_strerror(rc));
+    }
+    const std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> addresses(found, freeaddrinfo);
+    std::string last_error = "no address";
+    for (const addrinfo* address = found; address != nullptr; address = address->ai_next) {
+      UniqueFd fd(socket(address->ai_family, address->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                         address->ai_protocol));
+      if (!fd) {
+        last_error = errno_text();
+        continue;
+      }
+      if (::connect(fd.get(), address->ai_addr, address->ai_addrlen) < 0) {
+        if (errno != EINPROGRESS) {
+          last_error = errno_text();
+          continue;
+        }
+        if (const int rc = wait(fd.get(), POLLOUT, "connecting to"); rc != 0) return rc;
+        int error = 0;
+        socklen_t size = sizeof error;
+        if (getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &error, &size) < 0) error = errno;
+        if (error != 0) {
+          last_error = std::generic_category().message(error);
+          continue;
+        }
+      }
+      fd_ = std::move(fd);
+      return 0;
+    }
+    return fail("could not connect to " + where() + ": " + last_error);
+  }
+
+  ssize_t read(void* data, std::size_t size) {
+    for (;;) {
+      if (Clock::now() >= limits_.deadline) return timed_out("reading from");
+      const ssize_t n = ::recv(fd_.get(), data, size, 0);
+      if (n >= 0) return n;
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) return fail("could not read from " + where() + ": " + errno_text());
+      if (const int rc = wait(fd_.get(), POLLIN, "reading from"); rc != 0) return rc;
+    }
+  }
+
+  // Writes everything or fails: callers need not handle partial writes.
+  ssize_t write(const char* data, std::size_t size) {
+    std::size_t done = 0;
+    while (done < size) {
+      // MSG_NOSIGNAL: a peer that closed must give an error, not SIGPIPE for the whole worker.
+      const ssize_t n = ::send(fd_.get(), data + done, size - done, MSG_NOSIGNAL);
+      if (n >= 0) {
+        done += static_cast<std::size_t>(n);
+        continue;
+      }
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) return fail("could not write to " + where() + ": " + errno_text());
+      if (const int rc = wait(fd_.get(), POLLOUT, "writing to"); rc != 0) return rc;
+    }
+    return static_cast<ssize_t>(size);
+  }
+
+  void close() { fd_.reset(); }
+
+ private:
+  static std::string errno_text() { return std::generic_category().message(errno); }
+  std::string where() const { return host_ + ":" + port_; }
+
+  static int fail(const std::string& message) {
+    last_socket_error = message;
+    git_error_set_str(GIT_ERROR_NET, message.c_str());
+    return -1;
+  }
+
+  int timed_out(const char* doing) const {
+    const bool overall = Clock::now() >= limits_.deadline;
+    return fail(std::string("timed out ") + doing + " " + where() + ": " +
+                (overall ? "the operation ran past its time limit"
+                         : "no progress for " + seconds_text(limits_.io_timeout)));
+  }
+
+  // 0 once fd is ready (or has an error the next call reports), else -1 with the error set.
+  int wait(int fd, short events, const char* doing) const {
+    for (;;) {
+      const auto remaining = std::min<Clock::duration>(limits_.io_timeout, limits_.deadline - Clock::now());
+      if (remaining <= Clock::duration::zero()) return timed_out(doing);
+      const auto ms = std::chrono::ceil<std::chrono::milliseconds>(remaining).count();
+      pollfd entry{fd, events, 0};
+      const int n = ::poll(&entry, 1, static_cast<int>(std::min<long long>(ms, std::numeric_limits<int>::max())));
+      if (n > 0) return 0;
+      if (n == 0) return timed_out(doing);
+      if (errno != EINTR) return fail(std::string("could not wait for ") + where() + ": " + errno_text());
+    }
+  }
+
+  std::string host_, port_;
+  NetworkLimits limits_;
+  UniqueFd fd_;
+};
+
+// libgit2 sees the git_stream at the start and hands it back to each function.
+struct TimedStream {
+  git_stream parent;
+  TimedSocket* socket;
+};
+static_assert(std::is_standard_layout_v<TimedStream>, "libgit2 casts git_stream* to the whole struct");
+
+TimedSocket& socket_of(git_stream* stream) { return *reinterpret_cast<TimedStream*>(stream)->socket; }
+
+int timed_stream_new(git_stream** out, const char* host, const char* port) {
+  try {
+    auto stream = std::make_unique<TimedStream>();
+    stream->parent.version = GIT_STREAM_VERSION;
+    stream->parent.connect = [](git_stream* s) { return socket_of(s).connect(); };
+    stream->parent.read = [](git_stream* s, void* data, std::size_t size) { return socket_of(s).read(data, size); };
+    stream->parent.write = [](git_stream* s, const char* data, std::size_t size, int) {
+      return socket_of(s).write(data, size);
+    };
+    stream->parent.close = [](git_stream* s) {
+      socket_of(s).close();
+      return 0;
+    };
+    stream->parent.free = [](git_stream* s) {
+      auto* timed = reinterpret_cast<TimedStream*>(s);
+      delete timed->socket;
+      delete timed;
+    };
+    const NetworkLimits fallback{std::chrono::seconds(60), Clock::now() + std::chrono::minutes(10)};
+    stream->socket = new TimedSocket(host, port != nullptr ? port : "", active_limits ? *active_limits : fallback);
+    *out = &stream.release()->parent;
+    return 0;
+  } catch (const std::bad_alloc&) {
+    git_error_set_oom();
+    return -1;
+  }
+}
+
+// Installs TimedSocket for one operation and sets its limits. Only for http(s)/git:// URLs:
+// libgit2 1.5's ssh transport reads the file descriptor out of its own socket stream's private
+// struct, so it must keep libgit2's stream (ssh remotes have no timeout yet). Registration is
+// process-wide: one tracker at a time per process, as in a worker.
+class NetworkScope {
+ public:
+  NetworkScope(bool uses_sockets, const GitTrackerOptions& options)
+      : limits_{options.io_timeout, Clock::now() + options.operation_timeout} {
+    active_limits = &limits_;
+    last_socket_error.clear();
+    if (!uses_sockets) return;
+    git_stream_registration registration{};
+    registration.version = GIT_STREAM_VERSION;
+    registration.init = timed_stream_new;
+    status_ = git_stream_register(GIT_STREAM_STANDARD, &registration);
+    registered_ = status_ == 0;
+  }
+  ~NetworkScope() {
+    active_limits = nullptr;
+    last_socket_error.clear();
+    // Back to libgit2's own stream; deregistering only clears a table entry and cannot fail.
+    if (registered_) (void)git_stream_register(GIT_STREAM_STANDARD, nullptr);
+  }
+  NetworkScope(const NetworkScope&) = delete;
+  NetworkScope& operator=(const NetworkScope&) = delete;
+
+  int status() const { return status_; }
+  const NetworkLimits& limits() const { return limits_; }
+
+ private:
+  NetworkLimits limits_;
+  int status_ = 0;
+  bool registered_ = false;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Remote callbacks.
+
+struct CallbackState {
+  const RepositoryUrl* url = nullptr;
+  const NetworkLimits* limits = nullptr;
+  int credential_offers = 0;
+};
+
+int acquire_credentials(git_credential** out, const char* url, const char* username_from_url, unsigned int allowed,
+                        void* payload) {
+  auto& state = *static_cast<CallbackState*>(payload);
+  // The token is for the configured host only, not for wherever a redirect leads.
+  if (url != nullptr && authority_of(url) != authority_of(state.url->fetch_url)) {
+    git_error_set_str(GIT_ERROR_NET, ("refusing to send the repository's credentials to " + authority_of(url) +
+                                      " (redirected from " + authority_of(state.url->fetch_url) + ")")
+                                         .c_str());
+    return GIT_EAUTH;
+  }
+  if (allowed & GIT_CREDENTIAL_USERNAME) {
+    // ssh asks for the user name first; that is not an authentication attempt.
+    return git_credential_username_new(out, username_from_url != nullptr ? username_from_url : "git");
+  }
+  // libgit2 asks again after every refusal, forever: offer the credentials once per operation.
+  if (state.credential_offers++ > 0) {
+    git_error_set_str(GIT_ERROR_NET, "authentication failed: the server refused the credentials of the repository URL");
+    return GIT_EAUTH;
+  }
+  if (allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) {
+    if (!state.url->has_credentials) {
+      git_error_set_str(GIT_ERROR_NET, "authentication required: the repository URL has no credentials");
+      return GIT_EAUTH;
+    }
+    return git_credential_userpass_plaintext_new(out, state.url->user.c_str(), state.url->password.c_str());
+  }
+  if ((allowed & GIT_CREDENTIAL_SSH_KEY) && std::getenv("SSH_AUTH_SOCK") != nullptr) {
+    return git_credential_ssh_key_from_agent(out, username_from_url != nullptr ? username_from_url : "git");
+  }
+  git_error_set_str(GIT_ERROR_NET, "authentication required and no usable credentials (ssh needs an ssh-agent)");
+  return GIT_EAUTH;
+}
+
+int check_deadline(void* payload) {
+  const auto& state = *static_cast<CallbackState*>(payload);
+  if (Clock::now() < state.limits->deadline) return 0;
+  git_error_set_str(GIT_ERROR_NET, "timed out: the transfer ran past its time limit");
+  return -1;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+// What went wrong inside, before it becomes a GitError. local_damage: the repository on disk
+// looks broken (missing objects, bad refs or index), which a rebuild repairs.
+struct Failure {
+  std::string message;
+  bool local_damage = false;
+};
+
+bool damage_class(int klass) {
+  switch (klass) {
+    case GIT_ERROR_ODB:
+    case GIT_ERROR_OBJECT:
+    case GIT_ERROR_ZLIB:
+    case GIT_ERROR_INDEX:
+    case GIT_ERROR_REFERENCE:
+    case GIT_ERROR_REPOSITORY:
+    case GIT_ERROR_TREE:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// A normalised path relative to the checkout: "" stands for the whole checkout; nullopt for a
+// path outside it (never changed by a commit).
+std::optional<std::string> repository_relative(const std::string& path) {
+  const auto normal = fs::path(path).lexically_normal().generic_string();
+  if (normal.empty() || fs::path(normal).is_absolute()) return std::nullopt;
+  if (normal == ".." || normal.starts_with("../")) return std::nullopt;
+  if (normal == "." || normal == "./") return std::string();
+  std::string out = normal;
+  while (!out.empty() && out.back() == '/') out.pop_back();
+  return out;
+}
+
+bool path_covers(const std::string& wanted, std::string_view changed) {
+  return wanted.empty() || changed == wanted ||
+         (changed.size() > wanted.size() && changed.starts_with(wanted) && changed[wanted.size()] == '/');
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+struct GitTracker::Impl {
+  explicit Impl(GitTrackerOptions opts)
+      : options(std::move(opts)),
+        url(parse_repository_url(options.repository)),
+        dir(options.checkout_dir),
+        branch_ref("refs/heads/" + options.branch),
+        refspec("+refs/heads/" + options.branch + ":refs/remotes/origin/" + options.branch) {}
+
+  GitTrackerOptions options;
+  RepositoryUrl url;
+  fs::path dir;
+  std::string branch_ref;
+  std::string refspec;
+
+  // ----- messages
+
+  std::string redacted(std::string_view text) const { return redact(text, url.secrets); }
+
+  std::string where() const { return "'" + options.branch + "' of " + url.display; }
+
+  // what + libgit2's last error, credentials redacted.
+  Failure failure(const std::string& what, int rc, bool may_be_damage) const {
+    const git_error* error = git_error_last();
+    std::string reason =
+        error != nullptr && error->message != nullptr ? error->message : "libgit2 error " + std::to_string(rc);
+    if (error != nullptr && error->klass == GIT_ERROR_SSL && !last_socket_error.empty()) {
+      reason = last_socket_error;  // the socket's reason under TLS's generic one
+    }
+    const bool damage = may_be_damage && error != nullptr && damage_class(error->klass);
+    return Failure{redacted(what + ": " + reason), damage};
+  }
+
+  std::optional<GitError> preflight() const {
+    if (const int rc = library_status(); rc < 0) {
+      return GitError{failure("initialising libgit2 failed", rc, false).message};
+    }
+    git_error_clear();
+    if (options.repository.empty()) return GitError{"no repository URL configured"};
+    int valid = 0;
+    if (git_reference_name_is_valid(&valid, branch_ref.c_str()) < 0 || !valid) {
+      return GitError{redacted("'" + options.branch + "' is not a valid branch name")};
+    }
+    if (dir.empty()) return GitError{"no checkout directory configured"};
+    return std::nullopt;
+  }
+
+  // ----- repository access
+
+  bool has_git_dir() const {
+    std::error_code ignored;
+    return fs::exists(fs::symlink_status(dir / ".git", ignored));
+  }
+
+  Expected<RepositoryPtr, Failure> open() const {
+    git_repository* raw = nullptr;
+    // NO_SEARCH: never wander up into a repository that happens to contain the checkout.
+    const int rc = git_repository_open_ext(&raw, dir.c_str(), GIT_REPOSITORY_OPEN_NO_SEARCH, nullptr);
+    RepositoryPtr repo(raw);
+    if (rc < 0) {
+      auto failed = failure("opening the repository in " + dir.string() + " failed", rc, false);
+      failed.local_damage = true;
+      return Unexpected(failed);
+    }
+    if (git_repository_is_bare(repo.get()) || git_repository_workdir(repo.get()) == nullptr) {
+      return Unexpected(Failure{"the repository in " + dir.string() + " has no work tree", true});
+    }
+    return repo;
+  }
+
+  Expected<git_oid, Failure> head_commit(git_repository* repo) const {
+    git_reference* raw = nullptr;
+    int rc = git_repository_head(&raw, repo);
+    ReferencePtr head(raw);
+    if (rc < 0) {
+      auto failed = failure("reading HEAD in " + dir.string() + " failed", rc, true);
+      failed.local_damage = true;  // our checkouts always have a HEAD commit
+      return Unexpected(failed);
+    }
+    git_object* peeled = nullptr;
+    rc = git_reference_peel(&peeled, head.get(), GIT_OBJECT_COMMIT);
+    ObjectPtr commit(peeled);
+    if (rc < 0) {
+      auto failed = failure("reading HEAD's commit in " + dir.string() + " failed", rc, true);
+      failed.local_damage = true;
+      return Unexpected(failed);
+    }
+    return *git_object_id(commit.get());
+  }
+
+  Expected<git_oid, Failure> resolve(git_repository* repo, const std::string& hash) const {
+    const bool hex_only = std::all_of(hash.begin(), hash.end(), [](unsigned char c) { return std::isxdigit(c); });
+    if (hash.size() < 4 || hash.size() > GIT_OID_HEXSZ || !hex_only) {
+      return Unexpected(Failure{redacted("'" + hash + "' is not a commit hash (4 to 40 hex digits)")});
+    }
+    git_oid prefix;
+    if (const int rc = git_oid_fromstrn(&prefix, hash.data(), hash.size()); rc < 0) {
+      return Unexpected(failure("'" + hash + "' is not a commit hash", rc, false));
+    }
+    git_object* raw = nullptr;
+    const int rc = git_object_lookup_prefix(&raw, repo, &prefix, hash.size(), GIT_OBJECT_COMMIT);
+    ObjectPtr object(raw);
+    if (rc == GIT_ENOTFOUND) return Unexpected(Failure{"no commit " + hash + " in " + dir.string()});
+    if (rc == GIT_EAMBIGUOUS) return Unexpected(Failure{"commit hash " + hash + " is ambiguous in " + dir.string()});
+    if (rc < 0) return Unexpected(failure("looking up commit " + hash + " in " + dir.string() + " failed", rc, false));
+    return *git_object_id(object.get());
+  }
+
+  Expected<TreePtr, Failure> tree_of(git_repository* repo, const git_oid& id) const {
+    git_commit* raw_commit = nullptr;
+    int rc = git_commit_lookup(&raw_commit, repo, &id);
+    CommitPtr commit(raw_commit);
+    if (rc < 0) return Unexpected(failure("reading commit " + hex(id) + " failed", rc, true));
+    git_tree* raw_tree = nullptr;
+    rc = git_commit_tree(&raw_tree, commit.get());
+    TreePtr tree(raw_tree);
+    if (rc < 0) return Unexpected(failure("reading the tree of commit " + hex(id) + " failed", rc, true));
+    return tree;
+  }
+
+  // The remote to fetch from, with the configured URL (without credentials). remote.origin.*
+  // in the checkout's config follows the configured URL (replacing a changed one, or one with
+  // a token left by another tool), for people running git in the checkout. The remote itself
+  // is in-memory and skips url.*.insteadOf: libgit2 1.5.1's git_remote_lookup/create and
+  // git_branch_set_upstream leak PCRE2 match data on every call (~20 KiB each, fixed upstream
+  // after 1.5), which a worker syncing every few minutes cannot afford.
+  Expected<RemotePtr, Failure> origin(git_repository* repo) const {
+    git_config* raw_config = nullptr;
+    int rc = git_repository_config(&raw_config, repo);
+    ConfigPtr config(raw_config);
+    if (rc < 0) return Unexpected(failure("reading the config of " + dir.string() + " failed", rc, true));
+    git_buf stored = GIT_BUF_INIT;
+    rc = git_config_get_string_buf(&stored, config.get(), "remote.origin.url");
+    const bool same = rc == 0 && url.fetch_url == stored.ptr;
+    git_buf_dispose(&stored);
+    if (rc < 0 && rc != GIT_ENOTFOUND) {
+      return Unexpected(failure("reading remote.origin.url in " + dir.string() + " failed", rc, true));
+    }
+    if (rc == GIT_ENOTFOUND) {
+      rc = git_config_set_string(config.get(), "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*");
+      if (rc < 0) return Unexpected(failure("configuring origin in " + dir.string() + " failed", rc, true));
+    }
+    if (!same && (rc = git_config_set_string(config.get(), "remote.origin.url", url.fetch_url.c_str())) < 0) {
+      return Unexpected(failure("setting origin to " + url.display + " failed", rc, true));
+    }
+
+    git_remote_create_options create_options;
+    if ((rc = git_remote_create_options_init(&create_options, GIT_REMOTE_CREATE_OPTIONS_VERSION)) < 0) {
+      return Unexpected(failure("preparing the remote failed", rc, false));
+    }
+    create_options.repository = repo;
+    create_options.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF | GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
+    git_remote* raw = nullptr;
+    rc = git_remote_create_with_opts(&raw, url.fetch_url.c_str(), &create_options);
+    RemotePtr remote(raw);
+    if (rc < 0) return Unexpected(failure("setting up the remote " + url.display + " failed", rc, false));
+    return remote;
+  }
+
+  // Fetches the branch into refs/remotes/origin/<branch>; returns upstream's tip.
+  Expected<git_oid, Failure> fetch_branch(git_repository* repo, const NetworkScope& scope) const {
+    auto remote = origin(repo);
+    if (!remote) return Unexpected(remote.error());
+
+    CallbackState state{&url, &scope.limits(), 0};
+    git_fetch_options fetch_options;
+    if (const int rc = git_fetch_options_init(&fetch_options, GIT_FETCH_OPTIONS_VERSION); rc < 0) {
+      return Unexpected(failure("preparing the fetch failed", rc, false));
+    }
+    fetch_options.callbacks.credentials = acquire_credentials;
+    fetch_options.callbacks.transfer_progress = [](const git_indexer_progress*, void* payload) {
+      return check_deadline(payload);
+    };
+    fetch_options.callbacks.sideband_progress = [](const char*, int, void* payload) { return check_deadline(payload); };
+    fetch_options.callbacks.payload = &state;
+    fetch_options.prune = GIT_FETCH_NO_PRUNE;
+    fetch_options.update_fetchhead = 0;
+    fetch_options.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;  // only the branch is tracked
+
+    std::string spec = refspec;
+    char* specs[] = {spec.data()};
+    const git_strarray refspecs{specs, 1};
+    const std::string what = "fetching branch " + where() + " failed";
+    if (const int rc = git_remote_fetch(remote->get(), &refspecs, &fetch_options, "pgod: fetch"); rc < 0) {
+      // libgit2 says "unsupported URL protocol" for a path that does not exist.
+      std::error_code ignored;
+      if (!url.local_path.empty() && !fs::exists(url.local_path, ignored)) {
+        return Unexpected(Failure{redacted(what + ": " + url.local_path + " does not exist")});
+      }
+      auto failed = failure(what, rc, true);
+      // "not a repository" here is about the upstream, not the checkout.
+      if (const git_error* error = git_error_last(); error != nullptr && error->klass == GIT_ERROR_REPOSITORY) {
+        failed.local_damage = false;
+      }
+      return Unexpected(failed);
+    }
+    // The advertisement, not the tracking ref: a branch deleted upstream leaves a stale one.
+    const git_remote_head** heads = nullptr;
+    std::size_t count = 0;
+    if (const int rc = git_remote_ls(&heads, &count, remote->get()); rc < 0) {
+      return Unexpected(failure(what, rc, false));
+    }
+    for (std::size_t i = 0; i < count; ++i) {
+      if (branch_ref == heads[i]->name) return heads[i]->oid;
+    }
+    return Unexpected(Failure{redacted("branch '" + options.branch + "' does not exist in " + url.display)});
+  }
+
+  // Tracked files whose index or work-tree content differs from HEAD (untracked files are not
+  // looked at: generated files such as the Caddy import live in the checkout).
+  Expected<std::vector<std::string>, Failure> local_edits(git_repository* repo) const {
+    git_status_options status_options;
+    if (const int rc = git_status_options_init(&status_options, GIT_STATUS_OPTIONS_VERSION); rc < 0) {
+      return Unexpected(failure("preparing the status failed", rc, false));
+    }
+    status_options.show = GIT_STATUS_SHOW_INDEX_AND_WORKDIR;
+    status_options.flags = GIT_STATUS_OPT_EXCLUDE_SUBMODULES;
+    git_status_list* raw = nullptr;
+    const int rc = git_status_list_new(&raw, repo, &status_options);
+    StatusListPtr list(raw);
+    if (rc < 0) return Unexpected(failure("reading the status of " + dir.string() + " failed", rc, true));
+    std::vector<std::string> paths;
+    for (std::size_t i = 0, n = git_status_list_entrycount(list.get()); i < n; ++i) {
+      const git_status_entry* entry = git_status_byindex(list.get(), i);
+      if (entry == nullptr || entry->status == GIT_STATUS_CURRENT) continue;
+      const git_diff_delta* delta = entry->head_to_index != nullptr ? entry->head_to_index : entry->index_to_workdir;
+      if (delta == nullptr) continue;
+      paths.emplace_back(delta->old_file.path != nullptr ? delta->old_file.path : delta->new_file.path);
+    }
+    return paths;
+  }
+
+  // Work-tree files that exist but differ from `tree` (what a forced checkout overwrites when
+  // the index knows nothing, as after a rebuild).
+  Expected<std::vector<std::string>, Failure> differing_files(git_repository* repo, git_tree* tree) const {
+    git_diff_options diff_options;
+    if (const int rc = git_diff_options_init(&diff_options, GIT_DIFF_OPTIONS_VERSION); rc < 0) {
+      return Unexpected(failure("preparing a diff failed", rc, false));
+    }
+    diff_options.flags |= GIT_DIFF_INCLUDE_TYPECHANGE;
+    git_diff* raw = nullptr;
+    const int rc = git_diff_tree_to_workdir(&raw, repo, tree, &diff_options);
+    DiffPtr diff(raw);
+    if (rc < 0) return Unexpected(failure("comparing " + dir.string() + " with the new commit failed", rc, true));
+    std::vector<std::string> paths;
+    for (std::size_t i = 0, n = git_diff_num_deltas(diff.get()); i < n; ++i) {
+      const git_diff_delta* delta = git_diff_get_delta(diff.get(), i);
+      if (delta->status == GIT_DELTA_MODIFIED || delta->status == GIT_DELTA_TYPECHANGE) {
+        paths.emplace_back(delta->new_file.path);
+      }
+    }
+    return paths;
+  }
+
+  // Untracked work-tree files at paths the move from `from` to `to` adds: overwritten.
+  Expected<std::vector<std::string>, Failure> files_in_the_way(git_repository* repo, git_tree* from,
+                                                               git_tree* to) const {
+    git_diff* raw = nullptr;
+    const int rc = git_diff_tree_to_tree(&raw, repo, from, to, nullptr);
+    DiffPtr diff(raw);
+    if (rc < 0) return Unexpected(failure("comparing two commits failed", rc, true));
+    std::vector<std::string> paths;
+    for (std::size_t i = 0, n = git_diff_num_deltas(diff.get()); i < n; ++i) {
+      const git_diff_delta* delta = git_diff_get_delta(diff.get(), i);
+      if (delta->status != GIT_DELTA_ADDED) continue;
+      // Overwritten unless it already holds what the commit has.
+      const fs::path file = dir / delta->new_file.path;
+      std::error_code ignored;
+      const auto status = fs::symlink_status(file, ignored);
+      if (!fs::exists(status)) continue;
+      git_oid present;
+      if (fs::is_regular_file(status) && git_odb_hashfile(&present, file.c_str(), GIT_OBJECT_BLOB) == 0 &&
+          git_oid_equal(&present, &delta->new_file.id)) {
+        continue;
+      }
+      paths.emplace_back(delta->new_file.path);
+    }
+    return paths;
+  }
+
+  struct Moved {
+    std::vector<std::string> discarded;
+    bool rewound = false;  // target is not a descendant of the previous HEAD
+  };
+
+  // Puts HEAD on refs/heads/<branch> at `target` and makes index and work tree match it,
+  // discarding local edits to tracked files. previous: HEAD's commit, or null for a repository
+  // that has none yet (after a clone or rebuild).
+  Expected<Moved, Failure> move_to(git_repository* repo, const git_oid& target, const git_oid* previous,
+                                   const char* reflog) const {
+    Moved moved;
+    auto target_tree = tree_of(repo, target);
+    if (!target_tree) return Unexpected(target_tree.error());
+
+    const bool same = previous != nullptr && git_oid_equal(previous, &target);
+    if (previous != nullptr) {
+      auto edits = local_edits(repo);
+      if (!edits) return Unexpected(edits.error());
+      moved.discarded = std::move(*edits);
+      if (!same) {
+        const int rc = git_graph_descendant_of(repo, &target, previous);
+        if (rc < 0) return Unexpected(failure("comparing " + hex(target) + " with HEAD failed", rc, true));
+        moved.rewound = rc == 0;
+        auto previous_tree = tree_of(repo, *previous);
+        if (!previous_tree) return Unexpected(previous_tree.error());
+        auto in_the_way = files_in_the_way(repo, previous_tree->get(), target_tree->get());
+        if (!in_the_way) return Unexpected(in_the_way.error());
+        moved.discarded.insert(moved.discarded.end(), in_the_way->begin(), in_the_way->end());
+      }
+    } else {
+      auto differing = differing_files(repo, target_tree->get());
+      if (!differing) return Unexpected(differing.error());
+      moved.discarded = std::move(*differing);
+    }
+    std::sort(moved.discarded.begin(), moved.discarded.end());
+    moved.discarded.erase(std::unique(moved.discarded.begin(), moved.discarded.end()), moved.discarded.end());
+
+    // HEAD must be the branch itself (a changed branch setting, a fresh repository).
+    bool on_branch = false;
+    {
+      git_reference* raw = nullptr;
+      const int rc = git_reference_lookup(&raw, repo, "HEAD");
+      ReferencePtr head(raw);
+      if (rc < 0) return Unexpected(failure("reading HEAD in " + dir.string() + " failed", rc, true));
+      const char* symbolic = git_reference_type(head.get()) == GIT_REFERENCE_SYMBOLIC
+                                 ? git_reference_symbolic_target(head.get())
+                                 : nullptr;
+      on_branch = symbolic != nullptr && branch_ref == symbolic && previous != nullptr;
+    }
+    if (!on_branch) {
+      git_reference* raw = nullptr;
+      int rc = git_reference_create(&raw, repo, branch_ref.c_str(), &target, 1, reflog);
+      ReferencePtr branch(raw);
+      if (rc < 0) return Unexpected(failure("creating branch " + options.branch + " failed", rc, true));
+      if ((rc = git_repository_set_head(repo, branch_ref.c_str())) < 0) {
+        return Unexpected(failure("switching HEAD to " + options.branch + " failed", rc, true));
+      }
+    } else if (same && moved.discarded.empty()) {
+      return moved;  // nothing to do: the common, cheap case
+    }
+
+    git_object* raw_commit = nullptr;
+    int rc = git_object_lookup(&raw_commit, repo, &target, GIT_OBJECT_COMMIT);
+    ObjectPtr commit(raw_commit);
+    if (rc < 0) return Unexpected(failure("reading commit " + hex(target) + " failed", rc, true));
+    git_checkout_options checkout_options;
+    if ((rc = git_checkout_options_init(&checkout_options, GIT_CHECKOUT_OPTIONS_VERSION)) < 0) {
+      return Unexpected(failure("preparing the checkout failed", rc, false));
+    }
+    // FORCE: overwrite local edits; untracked files not in the target stay.
+    checkout_options.checkout_strategy = GIT_CHECKOUT_FORCE;
+    if ((rc = git_reset(repo, commit.get(), GIT_RESET_HARD, &checkout_options)) < 0) {
+      return Unexpected(failure("resetting " + dir.string() + " to " + hex(target) + " failed", rc, true));
+    }
+    return moved;
+  }
+
+  // ----- operations
+
+  // Builds a new repository in .git.pgod-new, fetches into it, and only then swaps it in for
+  // .git (kept aside as .git.pgod-broken until the swap worked). The work tree stays in place:
+  // containers bind-mount its files. Used for the first clone as well, so an interrupted clone
+  // never leaves a half .git behind.
+  Expected<SyncResult, GitError> rebuild(const NetworkScope& scope, bool damaged, const std::string& why) const {
+    auto failed = [&](const std::string& message) {
+      return Unexpected(GitError{damaged ? "the repository in " + dir.string() + " is damaged (" + why +
+                                               ") and rebuilding it failed: " + message
+                                         : "cloning branch '" + options.branch + "' into " + dir.string() +
+                                               " failed: " + message});
+    };
+    const fs::path fresh = dir / ".git.pgod-new";
+    const fs::path aside = dir / ".git.pgod-broken";
+    const fs::path git_dir = dir / ".git";
+    std::error_code ec;
+    // Only the directory itself: its parent belongs to root and is prepared by the supervisor.
+    if (!fs::is_directory(dir, ec) && !fs::create_directory(dir, ec) && ec) {
+      return failed("cannot create " + dir.string() + ": " + ec.message());
+    }
+    for (const auto& leftover : {fresh, aside}) {
+      if (fs::remove_all(leftover, ec); ec) return failed("cannot remove " + leftover.string() + ": " + ec.message());
+    }
+    auto discard_fresh = [&] {
+      std::error_code ignored;
+      fs::remove_all(fresh, ignored);
+    };
+
+    git_oid target;
+    {
+      git_repository_init_options init_options;
+      if (const int rc = git_repository_init_options_init(&init_options, GIT_REPOSITORY_INIT_OPTIONS_VERSION); rc < 0) {
+        return failed(failure("preparing a repository", rc, false).message);
+      }
+      init_options.flags = GIT_REPOSITORY_INIT_BARE | GIT_REPOSITORY_INIT_MKDIR | GIT_REPOSITORY_INIT_NO_REINIT;
+      init_options.initial_head = options.branch.c_str();
+      git_repository* raw = nullptr;
+      int rc = git_repository_init_ext(&raw, fresh.c_str(), &init_options);
+      RepositoryPtr repo(raw);
+      if (rc < 0) {
+        discard_fresh();
+        return failed(failure("creating a repository in " + fresh.string(), rc, false).message);
+      }
+      auto fetched = fetch_branch(repo.get(), scope);
+      if (!fetched) {
+        repo.reset();
+        discard_fresh();
+        return failed(fetched.error().message);
+      }
+      target = *fetched;
+      // It becomes <dir>/.git, the repository of the work tree <dir>; the branch tracks
+      // origin's so that `git status` in the checkout reads naturally.
+      git_config* raw_config = nullptr;
+      rc = git_repository_config(&raw_config, repo.get());
+      ConfigPtr config(raw_config);
+      const std::string section = "branch." + options.branch;
+      if (rc < 0 || (rc = git_config_set_bool(config.get(), "core.bare", 0)) < 0 ||
+          (rc = git_config_set_string(config.get(), (section + ".remote").c_str(), "origin")) < 0 ||
+          (rc = git_config_set_string(config.get(), (section + ".merge").c_str(), branch_ref.c_str())) < 0) {
+        auto message = failure("configuring " + fresh.string(), rc, false).message;
+        config.reset();
+        repo.reset();
+        discard_fresh();
+        return failed(message);
+      }
+    }
+
+    const bool had_git_dir = has_git_dir();
+    if (had_git_dir) {
+      if (fs::rename(git_dir, aside, ec); ec) {
+        discard_fresh();
+        return failed("cannot move " + git_dir.string() + " aside: " + ec.message());
+      }
+    }
+    if (fs::rename(fresh, git_dir, ec); ec) {
+      std::error_code ignored;
+      if (had_git_dir) fs::rename(aside, git_dir, ignored);
+      discard_fresh();
+      return failed("cannot move the new repository into place: " + ec.message());
+    }
+
+    auto repo = open();
+    if (!repo) return failed(repo.error().message);
+    auto moved = move_to(repo->get(), target, nullptr, "pgod: clone");
+    if (!moved) return failed(moved.error().message);
+    // The damaged repository goes last; a leftover is removed by the next sync.
+    fs::remove_all(aside, ec);
+
+    SyncResult result;
+    result.current_hash = hex(target);
+    result.recloned = damaged;
+    result.discarded = std::move(moved->discarded);
+    return result;
+  }
+
+  Expected<SyncResult, Failure> update(git_repository* repo, const NetworkScope& scope) const {
+    auto previous = head_commit(repo);
+    if (!previous) return Unexpected(previous.error());
+    auto target = fetch_branch(repo, scope);
+    if (!target) return Unexpected(target.error());
+    auto moved = move_to(repo, *target, &*previous, "pgod: sync");
+    if (!moved) return Unexpected(moved.error());
+    SyncResult result;
+    result.previous_hash = hex(*previous);
+    result.current_hash = hex(*target);
+    result.force_pushed = moved->rewound;
+    result.discarded = std::move(moved->discarded);
+    return result;
+  }
+
+  Expected<SyncResult, GitError> sync() const {
+    if (auto bad = preflight()) return Unexpected(*bad);
+    NetworkScope scope(url.uses_sockets, options);
+    if (scope.status() < 0) {
+      return Unexpected(GitError{failure("installing network timeouts failed", scope.status(), false).message});
+    }
+
+    if (!has_git_dir()) return rebuild(scope, false, "");
+    {
+      // Leftovers of an interrupted rebuild.
+      std::error_code ignored;
+      fs::remove_all(dir / ".git.pgod-new", ignored);
+      fs::remove_all(dir / ".git.pgod-broken", ignored);
+    }
+    std::string damage;
+    {
+      auto repo = open();
+      if (!repo) {
+        damage = repo.error().message;
+      } else {
+        auto updated = update(repo->get(), scope);
+        if (updated) return std::move(*updated);
+        if (!updated.error().local_damage) return Unexpected(GitError{updated.error().message});
+        damage = updated.error().message;
+      }
+    }  // the damaged repository is closed before .git is moved aside
+    return rebuild(scope, true, damage);
+  }
+
+  Expected<RepositoryPtr, GitError> open_existing(const std::string& doing) const {
+    if (auto bad = preflight()) return Unexpected(*bad);
+    if (!has_git_dir()) return Unexpected(GitError{doing + " failed: no repository in " + dir.string() + " yet"});
+    auto repo = open();
+    if (!repo) return Unexpected(GitError{doing + " failed: " + repo.error().message});
+    return std::move(*repo);
+  }
+};
+
+GitTracker::GitTracker(GitTrackerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+GitTracker::~GitTracker() = default;
+
+Expected<SyncResult, GitError> GitTracker::sync() { return impl_->sync(); }
+
+Expected<std::string, GitError> GitTracker::fetch() {
+  auto repo = impl_->open_existing("fetching branch " + impl_->where());
+  if (!repo) return Unexpected(repo.error());
+  NetworkScope scope(impl_->url.uses_sockets, impl_->options);
+  if (scope.status() < 0) {
+    return Unexpected(GitError{impl_->failure("installing network timeouts failed", scope.status(), false).message});
+  }
+  auto target = impl_->fetch_branch(repo->get(), scope);
+  if (!target) return Unexpected(GitError{target.error().message});
+  return hex(*target);
+}
+
+Expected<SyncResult, GitError> GitTracker::checkout(const std::string& commit_hash) {
+  const std::string doing = "checking out " + commit_hash + " in " + impl_->dir.string();
+  auto repo = impl_->open_existing(impl_->redacted(doing));
+  if (!repo) return Unexpected(repo.error());
+  auto target = impl_->resolve(repo->get(), commit_hash);
+  if (!target) return Unexpected(GitError{target.error().message});
+  auto previous = impl_->head_commit(repo->get());
+  if (!previous) return Unexpected(GitError{previous.error().message});
+  auto moved = impl_->move_to(repo->get(), *target, &*previous, "pgod: checkout");
+  if (!moved) return Unexpected(GitError{moved.error().message});
+  SyncResult result;
+  result.previous_hash = hex(*previous);
+  result.current_hash = hex(*target);
+  result.discarded = std::move(moved->discarded);
+  return result;
+}
+
+std::string GitTracker::head_hash() const {
+  if (impl_->preflight() || !impl_->has_git_dir()) return "";
+  auto repo = impl_->open();
+  if (!repo) return "";
+  auto head = impl_->head_commit(repo->get());
+  return head ? hex(*head) : "";
+}
+
+Expected<std::vector<std::string>, GitError> GitTracker::changed_paths(const std::string& from, const std::string& to,
+                                                                       const std::vector<std::string>& paths) const {
+  auto repo = impl_->open_existing("comparing " + from + " and " + to);
+  if (!repo) return Unexpected(repo.error());
+  auto to_id = impl_->resolve(repo->get(), to);
+  if (!to_id) return Unexpected(GitError{to_id.error().message});
+  auto to_tree = impl_->tree_of(repo->get(), *to_id);
+  if (!to_tree) return Unexpected(GitError{to_tree.error().message});
+
+  // Each wanted path, normalised; paths outside the checkout never change.
+  std::vector<std::optional<std::string>> wanted;
+  for (const auto& path : paths) wanted.push_back(repository_relative(path));
+  std::vector<std::string> changed;
+
+  if (from.empty()) {
+    // Everything is new: a path counts when `to` has it.
+    for (std::size_t i = 0; i < paths.size(); ++i) {
+      if (!wanted[i]) continue;
+      if (wanted[i]->empty()) {
+        if (git_tree_entrycount(to_tree->get()) > 0) changed.push_back(paths[i]);
+        continue;
+      }
+      git_tree_entry* raw = nullptr;
+      const int rc = git_tree_entry_bypath(&raw, to_tree->get(), wanted[i]->c_str());
+      TreeEntryPtr entry(raw);
+      if (rc == 0) {
+        changed.push_back(paths[i]);
+      } else if (rc != GIT_ENOTFOUND) {
+        return Unexpected(GitError{impl_->failure("looking up " + paths[i] + " in " + to, rc, false).message});
+      }
+    }
+    return changed;
+  }
+
+  auto from_id = impl_->resolve(repo->get(), from);
+  if (!from_id) return Unexpected(GitError{from_id.error().message});
+  auto from_tree = impl_->tree_of(repo->get(), *from_id);
+  if (!from_tree) return Unexpected(GitError{from_tree.error().message});
+
+  // Literal pathspecs (no globbing: file names may contain '*'); a directory covers its files.
+  std::vector<std::string> specs;
+  bool whole_tree = false;
+  for (const auto& path : wanted) {
+    if (!path) continue;
+    if (path->empty()) whole_tree = true;
+    specs.push_back(*path);
+  }
+  if (specs.empty()) return changed;
+  std::vector<char*> spec_pointers;
+  for (auto& spec : specs) spec_pointers.push_back(spec.data());
+
+  git_diff_options diff_options;
+  if (const int rc = git_diff_options_init(&diff_options, GIT_DIFF_OPTIONS_VERSION); rc < 0) {
+    return Unexpected(GitError{impl_->failure("preparing a diff failed", rc, false).message});
+  }
+  if (!whole_tree) {
+    diff_options.flags |= GIT_DIFF_DISABLE_PATHSPEC_MATCH;
+    diff_options.pathspec = {spec_pointers.data(), spec_pointers.size()};
+  }
+  git_diff* raw = nullptr;
+  const int rc = git_diff_tree_to_tree(&raw, repo->get(), from_tree->get(), to_tree->get(), &diff_options);
+  DiffPtr diff(raw);
+  if (rc < 0) {
+    return Unexpected(GitError{impl_->failure("comparing " + from + " with " + to + " failed", rc, false).message});
+  }
+  std::vector<bool> hit(paths.size(), false);
+  for (std::size_t d = 0, n = git_diff_num_deltas(diff.get()); d < n; ++d) {
+    const git_diff_delta* delta = git_diff_get_delta(diff.get(), d);
+    for (std::size_t i = 0; i < paths.size(); ++i) {
+      if (hit[i] || !wanted[i]) continue;
+      // Both sides: a deleted or renamed-away file has only an old path.
+      hit[i] = (delta->old_file.path != nullptr && path_covers(*wanted[i], delta->old_file.path)) ||
+               (delta->new_file.path != nullptr && path_covers(*wanted[i], delta->new_file.path));
+    }
+  }
+  for (std::size_t i = 0; i < paths.size(); ++i) {
+    if (hit[i]) changed.push_back(paths[i]);
+  }
+  return changed;
+}
+
+Expected<std::string, GitError> GitTracker::resolve_commit(const std::string& hash) const {
+  auto repo = impl_->open_existing(impl_->redacted("resolving commit " + hash));
+  if (!repo) return Unexpected(repo.error());
+  auto id = impl_->resolve(repo->get(), hash);
+  if (!id) return Unexpected(GitError{id.error().message});
+  return hex(*id);
+}
+
+}  // namespace pgod::worker

@@ -1,0 +1,156 @@
+#include "rpc_server.h"
+
+#include <capnp/rpc-twoparty.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include "rpc_verbs.h"
+#include "worker.capnp.h"
+
+namespace pgod::worker {
+namespace {
+
+// Generous for real requests (a command line is at most kilobytes), small enough that a
+// malformed or hostile message cannot make the worker allocate without bound.
+capnp::ReaderOptions reader_options() {
+  capnp::ReaderOptions options;
+  options.traversalLimitInWords = 1 << 20;  // 8 MiB
+  options.nestingLimit = 16;
+  return options;
+}
+
+constexpr std::size_t kMaxArgs = 256;
+constexpr std::size_t kMaxArgBytes = 64 * 1024;
+
+class RpcOutput final : public OutputSink {
+ public:
+  explicit RpcOutput(rpc::OutputSink::Client client) : client_(kj::mv(client)) {}
+  ~RpcOutput() noexcept(false) override = default;  // a capability's destructor may throw
+  kj::Promise<void> write(bool to_stderr, kj::ArrayPtr<const kj::byte> data) override {
+    if (to_stderr) {
+      auto request = client_.stderrRequest();
+      request.setData(data);
+      return request.send();
+    }
+    auto request = client_.stdoutRequest();
+    request.setData(data);
+    return request.send();
+  }
+
+ private:
+  rpc::OutputSink::Client client_;
+};
+
+class WorkerImpl final : public rpc::Worker::Server {
+ public:
+  explicit WorkerImpl(Service& service) : service_(service) {}
+
+  kj::Promise<void> run(RunContext context) override {
+    // Cap'n Proto 0.9 keeps running a call whose caller left unless told otherwise; a dropped
+    // `logs -f` must end, and with it the compose process group.
+    context.allowCancellation();
+    auto params = context.getParams();
+    std::vector<std::string> args;
+    std::size_t bytes = 0;
+    for (auto arg : params.getArgs()) {
+      bytes += arg.size();
+      args.emplace_back(arg.cStr(), arg.size());
+    }
+    if (args.size() > kMaxArgs || bytes > kMaxArgBytes) {
+      auto results = context.getResults();
+      results.setExitStatus(static_cast<std::uint32_t>(Status::kBadRequest));
+      results.setMessage("command line too long");
+      return kj::READY_NOW;
+    }
+    auto output = kj::heap<RpcOutput>(params.getOutput());
+    const std::string caller = params.getCaller().cStr();
+    auto verb = from_rpc_verb(params.getVerb());
+    auto& sink = *output;
+    return service_.run_verb(verb, std::move(args), sink, caller)
+        .then([context](VerbResult result) mutable {
+          auto results = context.getResults();
+          results.setExitStatus(result.exit_status);
+          results.setMessage(result.message);
+        })
+        .attach(kj::mv(output));
+  }
+
+  kj::Promise<void> status(StatusContext context) override {
+    service_.fill_status(context.getResults().initStatus());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> authorizedKeys(AuthorizedKeysContext context) override {
+    context.allowCancellation();  // a long poll: the gateway may give up waiting
+    const auto after = context.getParams().getAfter();
+    return service_.wait_for_keys(after).then([this, context]() mutable {
+      auto results = context.getResults();
+      results.setGeneration(service_.key_generation());
+      const auto& keys = service_.keys();
+      auto list = results.initKeys(static_cast<unsigned>(keys.size()));
+      for (unsigned i = 0; i < keys.size(); ++i) {
+        list[i].setType(keys[i].type);
+        list[i].setBase64(keys[i].base64);
+        list[i].setComment(keys[i].comment);
+        list[i].setFile(keys[i].file);
+      }
+    });
+  }
+
+ private:
+  Service& service_;
+};
+
+struct Connection {
+  Connection(kj::Own<kj::AsyncIoStream> stream_in, capnp::Capability::Client bootstrap)
+      : stream(kj::mv(stream_in)),
+        network(*stream, capnp::rpc::twoparty::Side::SERVER, reader_options()),
+        rpc(capnp::makeRpcServer(network, kj::mv(bootstrap))) {}
+  kj::Own<kj::AsyncIoStream> stream;
+  capnp::TwoPartyVatNetwork network;
+  capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
+};
+
+class ConnectionErrors final : public kj::TaskSet::ErrorHandler {
+ public:
+  void taskFailed(kj::Exception&& exception) override {
+    spdlog::debug("connection ended: {}", exception.getDescription().cStr());
+  }
+};
+
+kj::Promise<void> accept_loop(kj::ConnectionReceiver& listener, Service& service, uid_t gateway_uid,
+                              capnp::Capability::Client bootstrap, kj::TaskSet& connections) {
+  return listener.accept().then([&, bootstrap](kj::Own<kj::AsyncIoStream> stream) mutable {
+    std::optional<uid_t> uid;
+    KJ_IF_MAYBE(fd, stream->getFd()) { uid = peer_uid(*fd); }
+    if (!uid || (*uid != 0 && *uid != gateway_uid)) {
+      spdlog::warn("refused a connection from uid {} (only root and the gateway's uid {} may connect)",
+                   uid ? std::to_string(*uid) : "unknown", gateway_uid);
+    } else {
+      auto connection = kj::heap<Connection>(kj::mv(stream), bootstrap);
+      auto ended = connection->network.onDisconnect();
+      connections.add(ended.attach(kj::mv(connection)));
+    }
+    return accept_loop(listener, service, gateway_uid, kj::mv(bootstrap), connections);
+  });
+}
+
+}  // namespace
+
+std::optional<uid_t> peer_uid(int fd) {
+  struct ucred credentials {};
+  socklen_t length = sizeof credentials;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0 || length != sizeof credentials)
+    return std::nullopt;
+  return credentials.uid;
+}
+
+kj::Promise<void> serve_worker(kj::ConnectionReceiver& listener, Service& service, uid_t gateway_uid) {
+  auto errors = kj::heap<ConnectionErrors>();
+  auto connections = kj::heap<kj::TaskSet>(*errors);
+  capnp::Capability::Client bootstrap = kj::heap<WorkerImpl>(service);
+  auto& set = *connections;
+  return accept_loop(listener, service, gateway_uid, kj::mv(bootstrap), set).attach(kj::mv(connections), kj::mv(errors));
+}
+
+}  // namespace pgod::worker

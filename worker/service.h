@@ -1,0 +1,130 @@
+// One service, as its worker sees it: the checkout, the state (OK / FROZEN / ROLLBACK /
+// BROKEN / DIFF / STOPPED), the reconcile cycle, the verbs, and the key index the gateway
+// reads. Mutating verbs and the cycle run one at a time (a queue); read verbs (ps, logs,
+// status, git hash) run alongside them.
+#pragma once
+
+#include <kj/async-io.h>
+#include <spdlog/logger.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "authorized_keys.h"
+#include "blocking_thread.h"
+#include "child_process.h"
+#include "command_grammar.h"
+#include "common.capnp.h"
+#include "compose.h"
+#include "git_tracker.h"
+#include "secret.h"
+#include "settings.capnp.h"
+
+namespace pgod::worker {
+
+// Where a command's output goes: the RPC client's stream, or the log.
+class OutputSink {
+ public:
+  virtual ~OutputSink() noexcept(false) = default;
+  // Resolves when more may be written (flow control); rejects when the reader is gone.
+  virtual kj::Promise<void> write(bool to_stderr, kj::ArrayPtr<const kj::byte> data) = 0;
+};
+
+struct VerbResult {
+  std::uint32_t exit_status = 0;  // the compose code, or a pgod status (400/406/500)
+  std::string message;            // why, for pgod statuses
+};
+
+class Service {
+ public:
+  // `settings` must outlive the Service (main keeps the message). `path_prefix`: see
+  // compose_environment().
+  Service(kj::AsyncIoContext& io, rpc::ServiceSettings::Reader settings, std::string path_prefix = "");
+  ~Service();
+  KJ_DISALLOW_COPY(Service);
+
+  // Loads the persisted state, finds the compose program, runs the first cycle and keeps
+  // cycling every duration + jitter. The promise never resolves while the service runs.
+  kj::Promise<void> run();
+
+  // Runs one verb for a caller (the key's comment, for the log).
+  kj::Promise<VerbResult> run_verb(Verb verb, std::vector<std::string> args, OutputSink& output,
+                                   const std::string& caller);
+
+  void fill_status(rpc::ServiceStatus::Builder status) const;
+  rpc::ServiceState state() const { return state_; }
+
+  // The accepted keys and their generation; wait_for_keys resolves when the generation
+  // differs from `after`.
+  const std::vector<AuthorizedKey>& keys() const { return keys_; }
+  std::uint64_t key_generation() const { return key_generation_; }
+  kj::Promise<void> wait_for_keys(std::uint64_t after);
+
+ private:
+  struct Normalized;
+
+  // The queue: jobs start in order, one at a time.
+  template <class T>
+  kj::Promise<T> serialized(kj::Function<kj::Promise<T>()> job);
+
+  kj::Promise<void> cycle();
+  kj::Promise<void> deploy();
+  kj::Promise<Normalized> normalize();
+  kj::Promise<void> schedule_cycles();
+
+  kj::Promise<VerbResult> run_compose_verb(Verb verb, std::vector<std::string> compose_args, bool follow,
+                                           OutputSink& output);
+  kj::Promise<int> stream_compose(std::vector<std::string> compose_args, std::optional<std::chrono::seconds> timeout,
+                                  OutputSink& output);
+  kj::Promise<CollectedOutput> compose_collect(std::vector<std::string> args, std::chrono::seconds timeout);
+  kj::Promise<void> registry_login();
+  kj::Promise<void> registry_logout();
+  kj::Promise<bool> write_caddy_import();
+  kj::Promise<void> run_reload();
+
+  void set_state(rpc::ServiceState state, std::string error = "");
+  void broken(std::string reason);
+  void settle_state();
+  void refresh_keys();
+  void load_persisted();
+  void persist() const;
+  bool stop_file_exists() const;
+  std::string redacted(std::string_view text) const;
+  std::string describe_status() const;
+  ComposeSetup compose_setup() const;
+  ChildSpec docker_spec(std::vector<std::string> argv, std::chrono::seconds timeout) const;
+
+  kj::AsyncIoContext& io_;
+  rpc::ServiceSettings::Reader settings_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::vector<Secret> secrets_;  // everything that must never be echoed
+  std::vector<std::string> compose_program_;
+  std::string docker_config_;
+  std::string path_prefix_;
+
+  BlockingThread git_thread_;
+  std::unique_ptr<GitTracker> git_;
+
+  rpc::ServiceState state_ = rpc::ServiceState::STARTING;
+  std::string hash_;           // HEAD of the checkout
+  std::string upstream_hash_;  // origin/<branch> at the last fetch
+  std::string deployed_hash_;  // the commit last brought up (persisted)
+  std::string pinned_hash_;    // rollback target (persisted)
+  bool frozen_ = false;        // (persisted)
+  std::string last_error_;
+  std::int64_t last_change_ = 0;
+  std::int64_t last_deploy_ = 0;
+  int fetch_failures_ = 0;
+  std::string import_digest_;  // what we last wrote to the Caddy import
+
+  std::vector<AuthorizedKey> keys_;
+  std::uint64_t key_generation_ = 0;
+  std::vector<kj::Own<kj::PromiseFulfiller<void>>> key_waiters_;
+
+  kj::ForkedPromise<void> queue_tail_;
+};
+
+}  // namespace pgod::worker
