@@ -53,12 +53,6 @@ void stop_process(pid_t& pid) {
   pid = -1;
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 void require(const ProcessResult& result, const std::string& what) {
   if (result.exit_code != 0) throw std::runtime_error(what + " failed: " + result.out + result.err);

@@ -15,6 +15,9 @@ struct ProcessResult {
 
 ProcessResult run_process(const std::vector<std::string>& argv, const std::string& stdin_text = "");
 
+// A whole file's contents; empty when it cannot be read.
+std::string read_file(const std::string& path);
+
 // A directory under $TMPDIR removed (recursively) when the object goes away.
 class TempDir {
  public:

@@ -22,33 +22,20 @@ extern char** environ;
 namespace pgod::test {
 namespace {
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-class Collector final : public rpc::OutputSink::Server {
- public:
-  Collector(std::string& out, std::string& err) : out_(out), err_(err) {}
-  kj::Promise<void> stdout(StdoutContext context) override {
-    auto data = context.getParams().getData();
-    out_.append(reinterpret_cast<const char*>(data.begin()), data.size());
-    return kj::READY_NOW;
-  }
-  kj::Promise<void> stderr(StderrContext context) override {
-    auto data = context.getParams().getData();
-    err_.append(reinterpret_cast<const char*>(data.begin()), data.size());
-    return kj::READY_NOW;
-  }
-
- private:
-  std::string& out_;
-  std::string& err_;
-};
 
 }  // namespace
+
+kj::Promise<void> CollectingSink::stdout(StdoutContext context) {
+  auto data = context.getParams().getData();
+  out_.append(reinterpret_cast<const char*>(data.begin()), data.size());
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> CollectingSink::stderr(StderrContext context) {
+  auto data = context.getParams().getData();
+  err_.append(reinterpret_cast<const char*>(data.begin()), data.size());
+  return kj::READY_NOW;
+}
 
 WorkerHarness::WorkerHarness(const std::string& repository,
                              const std::function<void(rpc::ServiceSettings::Builder)>& configure, bool standin)
@@ -143,7 +130,7 @@ RunOutcome WorkerHarness::run(rpc::Verb verb, const std::vector<std::string>& ar
   request.setVerb(verb);
   auto list = request.initArgs(static_cast<unsigned>(args.size()));
   for (unsigned i = 0; i < args.size(); ++i) list.set(i, args[i]);
-  request.setOutput(kj::heap<Collector>(outcome.out, outcome.err));
+  request.setOutput(kj::heap<CollectingSink>(outcome.out, outcome.err));
   request.setCaller("test");
   auto response = request.send().wait(io_->waitScope);
   outcome.exit_status = response.getExitStatus();

@@ -27,6 +27,18 @@ struct RunOutcome {
   std::string err;
 };
 
+// An OutputSink that appends what it receives to two strings (the caller keeps them alive).
+class CollectingSink final : public rpc::OutputSink::Server {
+ public:
+  CollectingSink(std::string& out, std::string& err) : out_(out), err_(err) {}
+  kj::Promise<void> stdout(StdoutContext context) override;
+  kj::Promise<void> stderr(StderrContext context) override;
+
+ private:
+  std::string& out_;
+  std::string& err_;
+};
+
 class WorkerHarness {
  public:
   // `configure` may change the settings before they are written (defaults: service "web",

@@ -28,12 +28,7 @@ using pgod::test::GitUpstream;
 using pgod::test::TempDir;
 using Strings = std::vector<std::string>;
 
-std::string read_file(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+std::string read_file(const fs::path& file) { return pgod::test::read_file(file.string()); }
 
 void write_file(const fs::path& file, const std::string& content) {
   fs::create_directories(file.parent_path());

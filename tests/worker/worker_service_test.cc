@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "git_fixture.h"
 #include "worker_harness.h"
@@ -233,16 +234,7 @@ TEST_F(WorkerTest, LogsFollowStreamsUntilCancelledThenTheProcessIsKilled) {
   auto request = worker.client().runRequest();
   request.setVerb(Verb::LOGS);
   request.initArgs(1).set(0, "-f");
-  class Sink final : public rpc::OutputSink::Server {
-   public:
-    explicit Sink(std::string& out) : out_(out) {}
-    kj::Promise<void> stdout(StdoutContext c) override {
-      out_.append(reinterpret_cast<const char*>(c.getParams().getData().begin()), c.getParams().getData().size());
-      return kj::READY_NOW;
-    }
-    std::string& out_;
-  };
-  request.setOutput(kj::heap<Sink>(out));
+  request.setOutput(kj::heap<CollectingSink>(out, err));
   {
     auto call = request.send();
     ASSERT_TRUE(worker.wait_for([&] { return out.find("line 5\n") != std::string::npos; })) << out;
@@ -358,6 +350,154 @@ TEST_F(WorkerTest, RefusesPeersThatAreNeitherRootNorTheGateway) {
   waitpid(child, &status, 0);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "exit " << WEXITSTATUS(status);
   EXPECT_NE(worker.worker_log().find("refused a connection from uid 65534"), std::string::npos) << worker.worker_log();
+}
+
+TEST_F(WorkerTest, IgnoreTrueMeansUpWithoutDown) {
+  WorkerHarness worker(upstream->path(), [](rpc::ServiceSettings::Builder s) { s.setIgnore(true); });
+  start(worker);
+  worker.clear_calls();
+  upstream->commit({{"compose.yaml", kCompose + "    environment:\n      V: \"6\"\n"}});
+  worker.run(Verb::GIT_PULL);
+  EXPECT_EQ(count(worker.calls(), " down"), 0u) << worker.calls();
+  EXPECT_EQ(count(worker.calls(), " up -d"), 1u) << worker.calls();
+}
+
+TEST_F(WorkerTest, StdoutAndStderrStayApart) {
+  WorkerHarness worker(upstream->path());
+  start(worker);
+  auto up = worker.run(Verb::UP);
+  EXPECT_EQ(up.exit_status, 0u);
+  EXPECT_EQ(up.out, "");
+  EXPECT_EQ(up.err, "Creating stand-in ... done\n");
+}
+
+TEST_F(WorkerTest, CaddyImportIsWrittenAndReloadRunsOnlyWhenItChanges) {
+  const std::string import = "example.org {\n\treverse_proxy web:8080\n}\n";
+  WorkerHarness worker(upstream->path(), [&](rpc::ServiceSettings::Builder s) {
+    s.setImportPath("caddy/Caddyfile-import");
+    s.setImportContent(import);
+    s.setReload("localhost:web//exec caddy caddy reload --config /etc/caddy/Caddyfile");
+  });
+  start(worker);
+  std::ifstream written(worker.checkout_dir() + "/caddy/Caddyfile-import");
+  std::stringstream text;
+  text << written.rdbuf();
+  EXPECT_EQ(text.str(), import);
+  // The reload follows up -d in the same cycle, after the state already reads OK.
+  ASSERT_TRUE(worker.wait_for([&] { return worker.calls().find(" exec -T caddy") != std::string::npos; }))
+      << worker.calls();
+  const auto calls = worker.calls();
+  const auto up = calls.find(" up -d |");
+  const auto reload = calls.find(" exec -T caddy caddy reload --config /etc/caddy/Caddyfile |");
+  ASSERT_NE(reload, std::string::npos) << calls;
+  EXPECT_LT(up, reload) << "reload after up";
+
+  worker.clear_calls();
+  worker.run(Verb::GIT_PULL);
+  EXPECT_EQ(count(worker.calls(), " exec "), 0u) << "unchanged import: no reload";
+  // A commit to the repository does not remove the generated (untracked) file.
+  upstream->commit({{"README", "again\n"}});
+  worker.run(Verb::GIT_PULL);
+  EXPECT_TRUE(std::filesystem::exists(worker.checkout_dir() + "/caddy/Caddyfile-import"));
+  EXPECT_EQ(count(worker.calls(), " exec "), 0u);
+}
+
+// The gateway's side of a stalled client: a sink that takes the first chunk and never
+// finishes it. Flow control must stop the worker reading, and so stop the producer.
+class StalledSink final : public rpc::OutputSink::Server {
+ public:
+  explicit StalledSink(std::size_t& received) : received_(received) {}
+  kj::Promise<void> stdout(StdoutContext context) override {
+    received_ += context.getParams().getData().size();
+    auto pair = kj::newPromiseAndFulfiller<void>();
+    stalled_.push_back(kj::mv(pair.fulfiller));
+    return kj::mv(pair.promise);
+  }
+
+ private:
+  std::size_t& received_;
+  std::vector<kj::Own<kj::PromiseFulfiller<void>>> stalled_;
+};
+
+long rss_kib(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  return -1;
+}
+
+long bytes_written(pid_t pid) {
+  std::ifstream io("/proc/" + std::to_string(pid) + "/io");
+  for (std::string line; std::getline(io, line);)
+    if (line.rfind("wchar:", 0) == 0) return std::stol(line.substr(6));
+  return -1;
+}
+
+TEST_F(WorkerTest, ASlowReaderSlowsTheProducerAndMemoryStaysBounded) {
+  WorkerHarness worker(upstream->path());
+  start(worker);
+  worker.touch("logs-flood");
+  std::size_t received = 0;
+  auto request = worker.client().runRequest();
+  request.setVerb(Verb::LOGS);
+  request.initArgs(1).set(0, "-f");
+  request.setOutput(kj::heap<StalledSink>(received));
+  auto call = request.send();
+  pid_t producer = 0;
+  ASSERT_TRUE(worker.wait_for([&] {
+    std::ifstream(worker.standin_dir() + "/logs.pid") >> producer;
+    return producer > 0 && received > 0;
+  }));
+  worker.sleep(1000ms);
+  const long rss_before = rss_kib(worker.pid());
+  const long written_before = bytes_written(producer);
+  worker.sleep(1500ms);
+  const long rss_after = rss_kib(worker.pid());
+  const long written_after = bytes_written(producer);
+  // Unthrottled, `cat /dev/zero` writes gigabytes a second.
+  EXPECT_LT(written_after, 8l << 20) << "the producer kept writing: " << written_after << " bytes";
+  EXPECT_EQ(written_after, written_before) << "the producer is blocked";
+  EXPECT_LT(rss_after - rss_before, 4096) << "the worker's memory grew by " << (rss_after - rss_before) << " KiB";
+  EXPECT_LT(received, 8u << 20);
+}
+
+TEST_F(WorkerTest, ReadVerbsRunAlongsideAMutatingOneAndMutatingOnesQueue) {
+  WorkerHarness worker(upstream->path());
+  start(worker);
+  std::ofstream(worker.standin_dir() + "/exec-sleep") << "2";
+  std::string exec_out, exec_err, up_out, up_err;
+  auto exec_request = worker.client().runRequest();
+  exec_request.setVerb(Verb::EXEC);
+  auto exec_args = exec_request.initArgs(2);
+  exec_args.set(0, "web");
+  exec_args.set(1, "true");
+  exec_request.setOutput(kj::heap<CollectingSink>(exec_out, exec_err));
+  const auto started = std::chrono::steady_clock::now();
+  auto exec_call = exec_request.send();
+  worker.sleep(200ms);
+
+  // A read verb does not wait for the exec.
+  auto ps = worker.run(Verb::PS);
+  EXPECT_EQ(ps.exit_status, 0u);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 1500ms) << "ps waited for the exec";
+
+  // A mutating verb does.
+  auto up_request = worker.client().runRequest();
+  up_request.setVerb(Verb::UP);
+  up_request.setOutput(kj::heap<CollectingSink>(up_out, up_err));
+  auto up_call = up_request.send();
+  auto exec_result = exec_call.wait(worker.io().waitScope);
+  up_call.wait(worker.io().waitScope);
+  EXPECT_EQ(exec_result.getExitStatus(), 0u);
+  const auto calls = worker.calls();
+  const auto exec_line = calls.rfind(" exec -T web true |");
+  const auto up_line = calls.rfind(" up -d |");
+  ASSERT_NE(exec_line, std::string::npos);
+  ASSERT_NE(up_line, std::string::npos);
+  EXPECT_GT(up_line, exec_line);
+  // The up started only after the exec's two seconds were over.
+  const auto stamp = [&](std::size_t at) { return std::stoll(calls.substr(calls.find("| t=", at) + 4)); };
+  EXPECT_GE(stamp(up_line) - stamp(exec_line), 1'900'000'000ll) << calls;
 }
 
 }  // namespace
