@@ -114,10 +114,9 @@ ChildProcess::ChildProcess(kj::LowLevelAsyncIoProvider& io, kj::UnixEventPort& e
   const int rc = posix_spawn(&pid, program->c_str(), &actions.value, &attributes.value, argv.data(), envp.data());
   if (rc != 0) fail(fmt::format("cannot start {} in {}: {}", *program, spec.cwd, std::strerror(rc)));
   pid_ = pid;
-  auto handle = kj::heap<kj::Maybe<pid_t>>(pid);
-  reap_handle_ = handle.get();
+  reap_handle_ = std::make_shared<kj::Maybe<pid_t>>(pid);
   // Must be registered before returning to the event loop, or the exit could be missed.
-  status_ = events.onChildExit(*handle).attach(kj::mv(handle)).fork();
+  status_ = events.onChildExit(*reap_handle_).attach(std::shared_ptr(reap_handle_)).fork();
 
   in.read_end.reset();
   out.write_end.reset();
@@ -138,7 +137,7 @@ ChildProcess::ChildProcess(kj::LowLevelAsyncIoProvider& io, kj::UnixEventPort& e
 
   if (timeout_) {
     // KJ continuations run only when pulled: eagerlyEvaluate makes the deadline act on its own.
-    killer_ = timer_.afterDelay(timeout_->count() * kj::MILLISECONDS)
+    deadline_ = timer_.afterDelay(timeout_->count() * kj::MILLISECONDS)
                   .then([this]() {
                     timed_out_ = true;
                     terminate();
@@ -163,12 +162,13 @@ void ChildProcess::kill_group(int signal) {
 
 void ChildProcess::terminate() {
   kill_group(SIGTERM);
-  killer_ = timer_.afterDelay(kKillGrace).then([this]() { kill_group(SIGKILL); }).eagerlyEvaluate(nullptr);
+  grace_ = timer_.afterDelay(kKillGrace).then([this]() { kill_group(SIGKILL); }).eagerlyEvaluate(nullptr);
 }
 
 kj::Promise<ChildExit> ChildProcess::exited() {
   return status_.addBranch().then([this](int status) {
-    killer_ = nullptr;
+    deadline_ = nullptr;
+    grace_ = nullptr;
     ChildExit exit;
     exit.timed_out = timed_out_;
     if (WIFEXITED(status))

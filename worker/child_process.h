@@ -8,6 +8,7 @@
 #include <kj/async-unix.h>
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -50,9 +51,10 @@ class ChildProcess {
   void kill_group(int signal);
 
   pid_t pid_ = -1;
-  // Nulled by KJ once reaped (after that the pid may be reused). It lives on the heap, owned by
-  // the reaping promise, because that promise may outlive this object (see the destructor).
-  kj::Maybe<pid_t>* reap_handle_ = nullptr;
+  // Nulled by KJ once reaped (after that the pid may be reused). Shared with the reaping
+  // promise: that promise may outlive this object (see the destructor), and a resolved fork
+  // drops what was attached to it, so neither side may own it alone.
+  std::shared_ptr<kj::Maybe<pid_t>> reap_handle_;
   kj::Timer& timer_;
   kj::Own<kj::AsyncInputStream> stdout_;
   kj::Own<kj::AsyncInputStream> stderr_;
@@ -60,8 +62,8 @@ class ChildProcess {
   kj::ForkedPromise<int> status_;
   std::optional<std::chrono::milliseconds> timeout_;
   bool timed_out_ = false;
-  kj::Promise<void> stdin_writer_ = nullptr;
-  kj::Promise<void> killer_ = nullptr;
+  kj::Promise<void> deadline_ = nullptr;  // TERM at the timeout
+  kj::Promise<void> grace_ = nullptr;     // KILL after TERM; apart, as the deadline starts it
 };
 
 // Runs to completion, collecting output (bounded: beyond `max_bytes` per stream the rest is

@@ -49,6 +49,17 @@ TEST(PgodWorker, RejectsMissingOrGarbageSettings) {
   EXPECT_NE(result.err.find("not a settings message"), std::string::npos) << result.err;
 }
 
+TEST(PgodWorker, TheDocumentedSettingsExampleEncodes) {
+  // The README's way to run a worker by hand must match the schema.
+  const std::string source = PGOD_SOURCE_DIR;
+  const auto text = read_file(source + "/deploy/examples/worker-settings.txt");
+  ASSERT_FALSE(text.empty());
+  const auto encoded = run_process(
+      {"/usr/bin/capnp", "encode", "-I/usr/include", source + "/proto/settings.capnp", "ServiceSettings"}, text);
+  EXPECT_EQ(encoded.exit_code, 0) << encoded.err;
+  EXPECT_FALSE(encoded.out.empty());
+}
+
 TEST(PgodGateway, RejectsBadAddresses) {
   const auto result = run_process({PGOD_GATEWAY_BIN, "-s", "nope"});
   EXPECT_EQ(result.exit_code, 1);
