@@ -20,7 +20,8 @@ constexpr std::array kVerbs = {
     VerbInfo{Verb::kPull, "pull", Handler::kWorker, true, "pull the images"},
     VerbInfo{Verb::kBuild, "build", Handler::kWorker, true, "build the images"},
     VerbInfo{Verb::kLogs, "logs", Handler::kWorker, false, "show container output (-f follows)"},
-    VerbInfo{Verb::kExec, "exec", Handler::kWorker, true, "run a command in a running container"},
+    // exec changes a container, not the deployment: it need not wait for a cycle (nor hold one up).
+    VerbInfo{Verb::kExec, "exec", Handler::kWorker, false, "run a command in a running container"},
     VerbInfo{Verb::kLoad, "load", Handler::kWorker, false, "validate the compose file only"},
     VerbInfo{Verb::kGitPull, "git pull", Handler::kWorker, true, "fetch and reconcile now"},
     VerbInfo{Verb::kGitHash, "git hash", Handler::kWorker, false, "print the deployed commit"},
@@ -35,18 +36,6 @@ constexpr std::array kVerbs = {
 
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 
-// Echoed input goes to terminals: show control characters instead of sending them.
-std::string printable(std::string_view text) {
-  std::string out;
-  for (const unsigned char c : text) {
-    if (c < 0x20 || c == 0x7f)
-      out += fmt::format("\\x{:02x}", c);
-    else
-      out += static_cast<char>(c);
-  }
-  return out;
-}
-
 bool is_valid_host(std::string_view host) {
   if (host.empty() || host.size() > 255) return false;
   return std::all_of(host.begin(), host.end(), [](char c) {
@@ -58,6 +47,17 @@ bool is_valid_host(std::string_view host) {
 CommandError bad_request(std::string message) { return {Status::kBadRequest, std::move(message)}; }
 
 }  // namespace
+
+std::string printable(std::string_view text) {
+  std::string out;
+  for (const unsigned char c : text) {
+    if (c < 0x20 || c == 0x7f)
+      out += fmt::format("\\x{:02x}", c);
+    else
+      out += static_cast<char>(c);
+  }
+  return out;
+}
 
 std::span<const VerbInfo> all_verbs() { return kVerbs; }
 

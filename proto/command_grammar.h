@@ -89,4 +89,8 @@ Expected<Command, CommandError> parse_command_line(std::string_view line);
 // The line to send over SSH for a command: "service//command args…", host left out.
 std::string command_line(const Command& command);
 
+// User input echoed in a message, with control characters shown as \xNN (messages end up on
+// terminals).
+std::string printable(std::string_view text);
+
 }  // namespace pgod

@@ -2,12 +2,23 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <string_view>
+#include <utility>
+
 #include "service_name.h"
 
 namespace pgod::worker {
 namespace {
 // Enough to find docker, docker-compose and the helpers they run; nothing user-writable.
 constexpr const char* kPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+constexpr std::pair<std::string_view, std::string_view> kDockerEndpoint[] = {
+    {"DOCKER_HOST", "unix:///var/run/docker.sock"},
+    {"DOCKER_CONTEXT", "default"},
+    {"DOCKER_TLS_VERIFY", ""},
+    {"DOCKER_CERT_PATH", ""},
+};
 
 bool is_regular_file(const std::string& path) {
   struct stat info {};
@@ -21,6 +32,15 @@ std::vector<std::string> compose_environment(rpc::ServiceSettings::Reader settin
                                   std::string("HOME=") + settings.getHome().cStr(),
                                   "DOCKER_CONFIG=" + docker_config};
   for (auto var : settings.getEnv()) env.push_back(std::string(var.getName().cStr()) + "=" + var.getValue().cStr());
+  // Real environment variables win over a .env file, and the repository owns .env: without
+  // these, a committed `DOCKER_HOST=tcp://elsewhere` would send compose (and the registry
+  // credentials it carries) to a daemon of the author's choosing. pgo.toml may set them.
+  for (const auto& [name, value] : kDockerEndpoint) {
+    const bool configured = std::any_of(env.begin(), env.end(), [&](const std::string& entry) {
+      return entry.size() > name.size() && entry.compare(0, name.size(), name) == 0 && entry[name.size()] == '=';
+    });
+    if (!configured) env.push_back(std::string(name) + "=" + std::string(value));
+  }
   return env;
 }
 
@@ -37,7 +57,7 @@ std::string find_compose_file(rpc::ServiceSettings::Reader settings) {
 
 std::vector<std::string> compose_argv(const ComposeSetup& setup, const std::vector<std::string>& args) {
   std::vector<std::string> argv = setup.program;
-  argv.insert(argv.end(), {"-p", setup.project, "-f", setup.checkout_dir + "/" + setup.compose_file});
+  argv.insert(argv.end(), {"-p", setup.project, "-f", setup.compose_path});
   argv.insert(argv.end(), args.begin(), args.end());
   return argv;
 }

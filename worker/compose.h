@@ -18,7 +18,7 @@ inline constexpr const char* kComposeFileNames[] = {"compose.yaml", "compose.yml
 struct ComposeSetup {
   std::string project;                 // -p
   std::string checkout_dir;            // cwd
-  std::string compose_file;            // relative to the checkout; empty: none found
+  std::string compose_path;            // -f: absolute
   std::vector<std::string> program;    // {"docker", "compose"} or {"docker-compose"}
   std::vector<std::string> environment;
   std::string docker_config;           // DOCKER_CONFIG

@@ -444,6 +444,28 @@ void check_build(Judge& judge, const std::string& service, const YAML::Node& val
     judge.refuse(service, "build.entitlements", entitlements,
                  "build entitlements (host network, insecure) are refused");
   }
+  // More build contexts: local ones follow the context's rule (the build client reads them,
+  // as the service's user, after the registry login); images and URLs are fine.
+  const YAML::Node additional = get(value, "additional_contexts");
+  if (asks_for_something(additional)) {
+    if (!additional.IsMap() && !additional.IsSequence())
+      return judge.refuse(service, "build.additional_contexts", additional, "cannot be judged");
+    for (const auto& entry : additional) {
+      const YAML::Node target = additional.IsMap() ? entry.second : entry;
+      std::string path = is_scalar(target) ? target.Scalar() : "";
+      if (additional.IsSequence()) path = path.substr(path.find('=') == std::string::npos ? 0 : path.find('=') + 1);
+      if (path.empty()) {
+        judge.refuse(service, "build.additional_contexts", target, "cannot be judged");
+      } else if (!is_remote_build_context(path) && path.rfind("docker-image://", 0) != 0 &&
+                 path.rfind("service:", 0) != 0) {
+        inside_checkout("build.additional_contexts", path, target);
+      }
+    }
+  }
+  // ssh forwards an agent or key files into the build: the worker has no agent, and key
+  // files would be the service user's.
+  const YAML::Node ssh = get(value, "ssh");
+  if (asks_for_something(ssh)) judge.refuse(service, "build.ssh", ssh, "forwarding ssh keys into builds is refused");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -17,11 +17,12 @@ namespace {
 
 std::string error_text(const std::string& what) { return fmt::format("{}: {}", what, std::strerror(errno)); }
 
-// Reads a whole small file through an fd; nullopt on error.
-std::optional<std::string> read_fd(int fd) {
+// Reads a small file through an fd; nullopt on error or beyond `limit` bytes.
+std::optional<std::string> read_fd(int fd, std::size_t limit) {
   std::string text;
   char buffer[8192];
   for (;;) {
+    if (text.size() > limit) return std::nullopt;
     const ssize_t n = read(fd, buffer, sizeof buffer);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return std::nullopt;
@@ -57,9 +58,11 @@ Expected<bool, std::string> replace_at(int dir, const std::string& shown, const 
 
 }  // namespace
 
-void fail(const std::string& message) {
-  kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::heapString(message.c_str())));
+kj::Exception failure(const std::string& message) {
+  return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::heapString(message.c_str()));
 }
+
+void fail(const std::string& message) { kj::throwFatalException(failure(message)); }
 
 Expected<bool, std::string> replace_file(const std::string& dir, const std::string& name, const std::string& content,
                                          int mode) {
@@ -92,7 +95,7 @@ Expected<bool, std::string> write_file_beneath(const std::string& root, const st
   if (existing) {
     struct stat info {};
     if (fstat(existing.get(), &info) == 0 && S_ISREG(info.st_mode))
-      if (auto current = read_fd(existing.get()); current && *current == content) return false;
+      if (auto current = read_fd(existing.get(), content.size()); current && *current == content) return false;
   } else if (errno == ELOOP) {
     return Unexpected{fmt::format("{} is a symlink: not written", relative_path)};
   }

@@ -3,6 +3,8 @@
 // are replaced atomically (temporary file, then rename).
 #pragma once
 
+#include <kj/exception.h>
+
 #include <string>
 
 #include "expected.h"
@@ -19,7 +21,9 @@ Expected<bool, std::string> write_file_beneath(const std::string& root, const st
 Expected<bool, std::string> replace_file(const std::string& dir, const std::string& name, const std::string& content,
                                          int mode);
 
-// Throws a kj::Exception whose description is exactly `message` (for errors users read).
+// A kj::Exception whose description is exactly `message` (for errors users read), and a
+// function that throws one.
+kj::Exception failure(const std::string& message);
 [[noreturn]] void fail(const std::string& message);
 
 }  // namespace pgod::worker

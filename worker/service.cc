@@ -31,6 +31,7 @@
 namespace pgod::worker {
 
 struct Service::Normalized {
+  std::string yaml;                     // the model that passed the policy
   std::vector<std::string> referenced;  // compose file + what it references, for the diff
   bool reload = true;                   // x-pgo: reload
 };
@@ -44,6 +45,11 @@ constexpr auto kComposeUpTimeout = 20min;
 constexpr auto kComposeDownTimeout = 10min;
 constexpr auto kDockerLoginTimeout = 1min;
 constexpr std::size_t kErrorTail = 2000;
+constexpr int kMaxConcurrentReads = 16;  // each is a compose process (~50 MB for compose v1)
+constexpr std::size_t kMaxComposeFileBytes = 1 << 20;
+// Env values shorter than this are too likely to appear in ordinary text ("true", "prod") to
+// be redacted everywhere; tokens and passwords are longer.
+constexpr std::size_t kMinRedactedLength = 8;
 
 std::int64_t now_seconds() { return static_cast<std::int64_t>(std::time(nullptr)); }
 
@@ -115,12 +121,14 @@ Service::Service(kj::AsyncIoContext& io, rpc::ServiceSettings::Reader settings, 
       settings_(settings),
       log_(service_logger(settings.getName().cStr())),
       path_prefix_(std::move(path_prefix)),
-      queue_tail_(kj::Promise<void>(kj::READY_NOW).fork()) {
+      queue_tail_(kj::Promise<void>(kj::READY_NOW).fork()),
+      detached_(*this) {
   secrets_.emplace_back(settings.getRepository().cStr());  // whole URL: libgit2 may echo it
   for (auto var : settings.getEnv())
-    if (var.getValue().size() >= 4) secrets_.emplace_back(var.getValue().cStr());
+    if (var.getValue().size() >= kMinRedactedLength) secrets_.emplace_back(var.getValue().cStr());
   for (auto login : settings.getRegistries()) secrets_.emplace_back(login.getToken().cStr());
   docker_config_ = std::string(settings.getStateDir().cStr()) + "/docker";
+  validated_file_ = std::string(settings.getStateDir().cStr()) + "/compose.validated.yaml";
   git_ = std::make_unique<GitTracker>(GitTrackerOptions{settings.getRepository().cStr(), settings.getBranch().cStr(),
                                                         settings.getCheckoutDir().cStr()});
 }
@@ -141,6 +149,16 @@ kj::Promise<T> Service::serialized(kj::Function<kj::Promise<T>()> job) {
   return previous.catch_([](kj::Exception&&) {})
       .then([job = kj::mv(job)]() mutable { return job(); })
       .attach(kj::defer([fulfiller = kj::mv(done.fulfiller)]() mutable { fulfiller->fulfill(); }));
+}
+
+kj::Promise<void> Service::detached(kj::Function<kj::Promise<void>()> job) {
+  auto forked = serialized<void>(kj::mv(job)).fork();
+  detached_.add(forked.addBranch());
+  return forked.addBranch();
+}
+
+void Service::taskFailed(kj::Exception&& exception) {
+  log_->error("a reconcile job failed: {}", redacted(exception.getDescription().cStr()));
 }
 
 // ---- state ---------------------------------------------------------------------------------
@@ -183,11 +201,34 @@ void Service::load_persisted() {
   }
 }
 
-void Service::persist() const {
+bool Service::persist() const {
   const std::string text = fmt::format("frozen={}\npinned={}\ndeployed={}\nlast_deploy={}\n", frozen_ ? 1 : 0,
                                        pinned_hash_, deployed_hash_, last_deploy_);
-  if (auto written = replace_file(settings_.getStateDir().cStr(), "state", text, 0600); !written)
+  if (auto written = replace_file(settings_.getStateDir().cStr(), "state", text, 0600); !written) {
     log_->error("cannot save state in {}: {}", settings_.getStateDir().cStr(), written.error());
+    return false;
+  }
+  return true;
+}
+
+bool Service::save_validated(const std::string& yaml) {
+  auto written = replace_file(settings_.getStateDir().cStr(), "compose.validated.yaml", yaml, 0600);
+  if (!written) log_->error("cannot save the validated compose model: {}", written.error());
+  return written.has_value();
+}
+
+std::optional<std::string> Service::recheck_validated() {
+  struct stat info {};
+  if (stat(validated_file_.c_str(), &info) != 0) return std::nullopt;
+  std::ifstream in(validated_file_);
+  std::stringstream text;
+  text << in.rdbuf();
+  auto verdict = check_compose_policy(text.str(), policy_context());
+  if (!verdict) return "cannot judge the compose file: " + verdict.error();
+  if (verdict->empty()) return std::nullopt;
+  std::string reasons;
+  for (const auto& violation : *verdict) reasons += (reasons.empty() ? "" : "; ") + violation.to_string();
+  return redacted("refused: " + reasons);
 }
 
 bool Service::stop_file_exists() const {
@@ -199,6 +240,7 @@ void Service::refresh_keys() {
   auto scan = read_authorized_keys(settings_.getCheckoutDir().cStr());
   for (const auto& problem : scan.problems) log_->warn("authorized keys: {}", problem);
   if (scan.keys == keys_ && key_generation_ != 0) return;
+  if (scan.keys.empty() && !keys_.empty() && hash_.empty()) return;  // nothing checked out yet
   keys_ = std::move(scan.keys);
   ++key_generation_;
   log_->info("{} authorized key{} from ssh/*.pub", keys_.size(), keys_.size() == 1 ? "" : "s");
@@ -208,6 +250,10 @@ void Service::refresh_keys() {
 
 kj::Promise<void> Service::wait_for_keys(std::uint64_t after) {
   if (after != key_generation_) return kj::READY_NOW;
+  // Long polls the gateway gave up on are still listed: drop them before adding one.
+  key_waiters_.erase(std::remove_if(key_waiters_.begin(), key_waiters_.end(),
+                                    [](auto& waiter) { return !waiter->isWaiting(); }),
+                     key_waiters_.end());
   auto pair = kj::newPromiseAndFulfiller<void>();
   key_waiters_.push_back(kj::mv(pair.fulfiller));
   return kj::mv(pair.promise);
@@ -240,11 +286,15 @@ void Service::fill_status(rpc::ServiceStatus::Builder status) const {
 
 // ---- running docker ------------------------------------------------------------------------
 
-ComposeSetup Service::compose_setup() const {
+ComposeSetup Service::compose_setup(bool raw_file) const {
   ComposeSetup setup;
   setup.project = compose_project_name(settings_.getName().cStr());
   setup.checkout_dir = settings_.getCheckoutDir().cStr();
-  setup.compose_file = find_compose_file(settings_);
+  struct stat info {};
+  if (!raw_file && stat(validated_file_.c_str(), &info) == 0)
+    setup.compose_path = validated_file_;
+  else
+    setup.compose_path = setup.checkout_dir + "/" + find_compose_file(settings_);
   setup.program = compose_program_;
   setup.docker_config = docker_config_;
   setup.environment = compose_environment(settings_, docker_config_, path_prefix_);
@@ -256,8 +306,9 @@ ChildSpec Service::docker_spec(std::vector<std::string> argv, std::chrono::secon
                    std::nullopt, std::chrono::duration_cast<std::chrono::milliseconds>(timeout)};
 }
 
-kj::Promise<CollectedOutput> Service::compose_collect(std::vector<std::string> args, std::chrono::seconds timeout) {
-  const auto setup = compose_setup();
+kj::Promise<CollectedOutput> Service::compose_collect(std::vector<std::string> args, std::chrono::seconds timeout,
+                                                      bool raw_file) {
+  const auto setup = compose_setup(raw_file);
   return run_collect(*io_.lowLevelProvider, io_.unixEventPort, io_.provider->getTimer(),
                      docker_spec(compose_argv(setup, args), timeout));
 }
@@ -276,15 +327,21 @@ kj::Promise<int> Service::stream_compose(std::vector<std::string> compose_args,
   auto pumps = kj::joinPromises(kj::arr(pump(child->stdout_stream(), output, false).catch_(on_error),
                                         pump(child->stderr_stream(), output, true).catch_(on_error)));
   auto& child_ref = *child;
-  return pumps.exclusiveJoin(kj::mv(failure.promise))
-      .then([&child_ref]() { return child_ref.exited(); })
-      .then([&output, timeout](ChildExit exit) -> kj::Promise<int> {
-        if (!exit.timed_out) return exit.code;
-        return write_text(output, true, fmt::format("pgod: the command ran longer than {}s and was stopped\n",
-                                                    timeout ? timeout->count() : 0))
-            .then([code = exit.code]() { return code; });
-      })
-      .attach(kj::mv(child), kj::mv(failure.fulfiller));
+  auto finished = pumps.exclusiveJoin(kj::mv(failure.promise))
+                      .then([&child_ref]() { return child_ref.exited(); })
+                      .then([&output, timeout](ChildExit exit) -> kj::Promise<int> {
+                        if (!exit.timed_out) return exit.code;
+                        return write_text(output, true,
+                                          fmt::format("pgod: the command ran longer than {}s and was stopped\n",
+                                                      timeout ? timeout->count() : 0))
+                            .then([code = exit.code]() { return code; });
+                      });
+  if (timeout) {
+    // A reader that stopped reading must not hold the verb (and the queue) past its limit.
+    finished = finished.exclusiveJoin(
+        io_.provider->getTimer().afterDelay((timeout->count() + 15) * kj::SECONDS).then([]() { return 124; }));
+  }
+  return finished.attach(kj::mv(child), kj::mv(failure.fulfiller));
 }
 
 kj::Promise<void> Service::registry_login() {
@@ -307,6 +364,21 @@ kj::Promise<void> Service::registry_login() {
   return chain;
 }
 
+// Credentials live in DOCKER_CONFIG/config.json only while a job that needs them runs: the
+// guard removes the file on every way out (a cancelled job never reaches its logout).
+struct Service::CredentialsGuard {
+  std::string config_json;
+  ~CredentialsGuard() {
+    if (!config_json.empty()) unlink(config_json.c_str());
+  }
+};
+
+kj::Own<Service::CredentialsGuard> Service::credentials_guard() const {
+  auto guard = kj::heap<CredentialsGuard>();
+  if (settings_.getRegistries().size() > 0) guard->config_json = docker_config_ + "/config.json";
+  return guard;
+}
+
 kj::Promise<void> Service::registry_logout() {
   kj::Promise<void> chain = kj::READY_NOW;
   for (auto login : settings_.getRegistries()) {
@@ -326,6 +398,9 @@ kj::Promise<void> Service::registry_logout() {
 
 kj::Promise<void> Service::run() {
   load_persisted();
+  // Whatever is checked out already: a worker restarted during a git outage still lets the
+  // developers in.
+  refresh_keys();
   if (mkdir(docker_config_.c_str(), 0700) != 0 && errno != EEXIST)
     log_->error("cannot create {}: {}", docker_config_, std::strerror(errno));
 
@@ -346,11 +421,15 @@ kj::Promise<void> Service::run() {
                        },
                        [this](kj::Exception&&) { compose_program_ = {"docker-compose"}; });
   }
-  return detected.then([this]() {
-    log_->info("tracking {} branch {} with {}", redact_url(settings_.getRepository().cStr()),
-               settings_.getBranch().cStr(), fmt::join(compose_program_, " "));
-    return serialized<void>([this]() { return cycle(); });
-  }).then([this]() { return schedule_cycles(); });
+  return detected
+      .then([this]() {
+        log_->info("tracking {} branch {} with {}", redact_url(settings_.getRepository().cStr()),
+                   settings_.getBranch().cStr(), fmt::join(compose_program_, " "));
+        return serialized<void>([this]() { return cycle(); }).catch_([this](kj::Exception&& e) {
+          log_->error("the cycle failed: {}", redacted(e.getDescription().cStr()));
+        });
+      })
+      .then([this]() { return schedule_cycles(); });
 }
 
 kj::Promise<void> Service::schedule_cycles() {
@@ -361,7 +440,11 @@ kj::Promise<void> Service::schedule_cycles() {
   const auto delay = interval.count() + jitter;
   return io_.provider->getTimer()
       .afterDelay(delay * kj::NANOSECONDS)
-      .then([this]() { return serialized<void>([this]() { return cycle(); }); })
+      .then([this]() {
+        return serialized<void>([this]() { return cycle(); }).catch_([this](kj::Exception&& e) {
+          log_->error("the cycle failed: {}", redacted(e.getDescription().cStr()));
+        });
+      })
       .then([this]() { return schedule_cycles(); });
 }
 
@@ -417,6 +500,16 @@ kj::Promise<void> Service::cycle() {
   });
 }
 
+PolicyContext Service::policy_context() const {
+  PolicyContext context;
+  context.service = settings_.getName().cStr();
+  context.root = settings_.getUid() == 0;
+  context.checkout_dir = settings_.getCheckoutDir().cStr();
+  context.data_dir = settings_.getDataDir().cStr();
+  for (auto network : settings_.getNetworks()) context.allowed_networks.emplace_back(network.cStr());
+  return context;
+}
+
 kj::Promise<Service::Normalized> Service::normalize() {
   const auto compose_file = find_compose_file(settings_);
   if (compose_file.empty()) {
@@ -425,15 +518,10 @@ kj::Promise<Service::Normalized> Service::normalize() {
                                           "docker-compose.yml, docker-compose.yaml)")
                             : "the configured compose file " + configured + " is not in the checkout");
   }
-  return compose_collect({"config"}, kComposeConfigTimeout).then([this, compose_file](CollectedOutput out) {
+  return compose_collect({"config"}, kComposeConfigTimeout, /*raw_file=*/true).then([this, compose_file](CollectedOutput out) {
     if (out.exit.code != 0)
       fail(fmt::format("compose config failed (exit {}): {}", out.exit.code, tail(out.err)));
-    PolicyContext context;
-    context.service = settings_.getName().cStr();
-    context.root = settings_.getUid() == 0;
-    context.checkout_dir = settings_.getCheckoutDir().cStr();
-    context.data_dir = settings_.getDataDir().cStr();
-    for (auto network : settings_.getNetworks()) context.allowed_networks.emplace_back(network.cStr());
+    const auto context = policy_context();
     auto verdict = check_compose_policy(out.out, context);
     if (!verdict) fail("cannot judge the compose file: " + verdict.error());
     if (!verdict->empty()) {
@@ -444,21 +532,24 @@ kj::Promise<Service::Normalized> Service::normalize() {
     // compose v1's `config` drops x- extensions and folds env_file into environment: the raw
     // file is read too, for x-pgo and for what it references.
     std::ifstream raw(context.checkout_dir + "/" + compose_file);
-    std::stringstream text;
-    text << raw.rdbuf();
+    std::string text(kMaxComposeFileBytes, '\0');
+    raw.read(text.data(), static_cast<std::streamsize>(text.size()));
+    text.resize(static_cast<std::size_t>(raw.gcount()));
     Normalized normalized;
+    normalized.yaml = out.out;
     normalized.referenced = referenced_checkout_paths(out.out, context.checkout_dir);
-    for (auto& path : referenced_checkout_paths(text.str(), context.checkout_dir)) normalized.referenced.push_back(path);
+    for (auto& path : referenced_checkout_paths(text, context.checkout_dir)) normalized.referenced.push_back(path);
     normalized.referenced.push_back(compose_file);
     std::sort(normalized.referenced.begin(), normalized.referenced.end());
     normalized.referenced.erase(std::unique(normalized.referenced.begin(), normalized.referenced.end()),
                                 normalized.referenced.end());
-    normalized.reload = compose_reload_enabled(text.str());
+    normalized.reload = compose_reload_enabled(text);
     return normalized;
   });
 }
 
 kj::Promise<void> Service::deploy() {
+  if (stop_file_exists()) return kj::READY_NOW;  // the next cycle brings it down
   return normalize()
       .then([this](Normalized normalized) {
         kj::Promise<bool> changed = true;
@@ -479,18 +570,23 @@ kj::Promise<void> Service::deploy() {
                           return !paths->empty();
                         });
         }
-        return changed.then([this, reload = normalized.reload](bool changed) {
+        return changed.then([this, reload = normalized.reload, yaml = kj::mv(normalized.yaml)](bool changed) mutable {
           const bool down_first = changed && !deployed_hash_.empty() && reload && !settings_.getIgnore();
-          return write_caddy_import().then([this, down_first](bool import_changed) {
+          return write_caddy_import().then([this, down_first, yaml = kj::mv(yaml)](bool import_changed) mutable {
+            auto guard = credentials_guard();
             return registry_login()
                 .then([this, down_first]() -> kj::Promise<void> {
                   if (!down_first) return kj::READY_NOW;
                   log_->info("compose file or a file it references changed: down, then up");
+                  // Down with the model that brought the containers up.
                   return compose_collect({"down"}, kComposeDownTimeout).then([this](CollectedOutput out) {
                     if (out.exit.code != 0) log_->error("compose down failed (exit {}): {}", out.exit.code, redacted(tail(out.err)));
                   });
                 })
-                .then([this]() { return compose_collect({"up", "-d"}, kComposeUpTimeout); })
+                .then([this, yaml = kj::mv(yaml)]() {
+                  if (!save_validated(yaml)) fail("cannot save the validated compose model");
+                  return compose_collect({"up", "-d"}, kComposeUpTimeout);
+                })
                 .then([this](CollectedOutput up) {
                   if (up.exit.code != 0) {
                     broken(fmt::format("compose up failed (exit {}): {}", up.exit.code, tail(up.err)));
@@ -503,6 +599,7 @@ kj::Promise<void> Service::deploy() {
                   settle_state();
                 })
                 .then([this]() { return registry_logout(); })
+                .attach(kj::mv(guard))
                 .then([this, import_changed]() -> kj::Promise<void> {
                   if (import_changed && settings_.getReload().size() > 0 && state_ != rpc::ServiceState::BROKEN)
                     return run_reload();
@@ -568,53 +665,67 @@ kj::Promise<VerbResult> Service::run_verb(Verb verb, std::vector<std::string> ar
             return write_text(output, true, redacted(e.getDescription().cStr()) + "\n").then([ok]() { return ok(1); });
           });
     case Verb::kGitPull:
-      return serialized<VerbResult>([this, &output, ok]() -> kj::Promise<VerbResult> {
-        if (frozen_ || !pinned_hash_.empty())
-          return write_text(output, true, fmt::format("{}: not pulling (unfreeze first)\n", state_name(state_)))
-              .then([ok]() { return ok(1); });
-        return cycle().then([this, &output, ok]() {
-          const bool good = state_ == rpc::ServiceState::OK;
-          return write_text(output, !good, describe_status()).then([ok, good]() { return ok(good ? 0 : 1); });
-        });
+      if (frozen_ || !pinned_hash_.empty())
+        return write_text(output, true,
+                          fmt::format("{}: not pulling (unfreeze first)\n", frozen_ ? "FROZEN" : "ROLLBACK"))
+            .then([ok]() { return ok(1); });
+      return detached([this]() { return cycle(); }).then([this, &output, ok]() {
+        const bool good = state_ == rpc::ServiceState::OK;
+        return write_text(output, !good, describe_status()).then([ok, good]() { return ok(good ? 0 : 1); });
       });
     case Verb::kFreeze:
       return serialized<VerbResult>([this, &output, ok]() {
         frozen_ = true;
-        persist();
+        if (!persist()) {
+          frozen_ = false;
+          return write_text(output, true, "pgod: cannot save the frozen state (see the worker's log)\n")
+              .then([ok]() { return ok(1); });
+        }
         if (state_ == rpc::ServiceState::OK) set_state(rpc::ServiceState::FROZEN);
         return write_text(output, false, fmt::format("frozen at {}\n", short_hash(hash_))).then([ok]() { return ok(); });
       });
     case Verb::kUnfreeze:
-      return serialized<VerbResult>([this, &output, ok]() {
-        frozen_ = false;
-        pinned_hash_.clear();
-        persist();
-        return cycle().then([this, &output, ok]() {
-          return write_text(output, false, describe_status()).then([ok]() { return ok(); });
-        });
-      });
+      return detached([this]() {
+               frozen_ = false;
+               pinned_hash_.clear();
+               persist();
+               // Tracking again; the cycle says whether that works.
+               if (state_ == rpc::ServiceState::FROZEN || state_ == rpc::ServiceState::ROLLBACK)
+                 set_state(rpc::ServiceState::OK);
+               return cycle();
+             })
+          .then([this, &output, ok]() {
+            return write_text(output, false, describe_status()).then([ok]() { return ok(); });
+          });
     case Verb::kRollback: {
       const std::string wanted = checked->compose_args.front();
-      return serialized<VerbResult>([this, &output, ok, wanted]() {
-        return git_thread_
-            .run<Expected<SyncResult, GitError>>([git = git_.get(), wanted]() -> Expected<SyncResult, GitError> {
-              auto full = git->resolve_commit(wanted);
-              if (!full) return Unexpected{full.error()};
-              return git->checkout(*full);
-            })
-            .then([this, &output, ok](Expected<SyncResult, GitError> result) -> kj::Promise<VerbResult> {
-              if (!result)
-                return write_text(output, true, redacted(result.error().message) + "\n").then([ok]() { return ok(1); });
-              hash_ = pinned_hash_ = result->current_hash;
-              last_change_ = now_seconds();
-              persist();
-              refresh_keys();
-              return deploy().then([this, &output, ok]() {
-                const bool good = state_ == rpc::ServiceState::ROLLBACK;
-                return write_text(output, !good, describe_status()).then([ok, good]() { return ok(good ? 0 : 1); });
-              });
-            });
-      });
+      auto outcome = kj::heap<std::string>();  // an error for the caller, empty on success
+      auto& error = *outcome;
+      return detached([this, wanted, &error]() {
+               return git_thread_
+                   .run<Expected<SyncResult, GitError>>([git = git_.get(), wanted]() -> Expected<SyncResult, GitError> {
+                     auto full = git->resolve_commit(wanted);
+                     if (!full) return Unexpected{full.error()};
+                     return git->checkout(*full);
+                   })
+                   .then([this, &error](Expected<SyncResult, GitError> result) -> kj::Promise<void> {
+                     if (!result) {
+                       error = redacted(result.error().message);
+                       return kj::READY_NOW;
+                     }
+                     hash_ = pinned_hash_ = result->current_hash;
+                     last_change_ = now_seconds();
+                     if (!persist()) error = "pgod: cannot save the rollback pin (see the worker's log)";
+                     refresh_keys();
+                     return deploy();
+                   });
+             })
+          .then([this, &output, ok, &error]() {
+            if (!error.empty()) return write_text(output, true, error + "\n").then([ok]() { return ok(1); });
+            const bool good = state_ == rpc::ServiceState::ROLLBACK;
+            return write_text(output, !good, describe_status()).then([ok, good]() { return ok(good ? 0 : 1); });
+          })
+          .attach(kj::mv(outcome));
     }
     default:
       return run_compose_verb(verb, std::move(checked->compose_args), checked->follow, output);
@@ -626,16 +737,30 @@ kj::Promise<VerbResult> Service::run_compose_verb(Verb verb, std::vector<std::st
   const auto& row = *find_worker_verb(verb);
   if (find_compose_file(settings_).empty())
     return write_text(output, true, "pgod: no compose file in the checkout\n").then([]() { return VerbResult{1, ""}; });
-  if (verb == Verb::kUp && stop_file_exists())
+  const bool starts_containers = verb == Verb::kUp || verb == Verb::kStart || verb == Verb::kRestart;
+  if (starts_containers && stop_file_exists())
     return write_text(output, true, fmt::format("pgod: {} exists: remove it to bring the service up\n",
                                                 settings_.getStopFile().cStr()))
         .then([]() { return VerbResult{1, ""}; });
+  const bool mutates = verb_info(verb).mutates;
+  if (!mutates && running_reads_ >= kMaxConcurrentReads)
+    return VerbResult{static_cast<std::uint32_t>(Status::kInternalServerError),
+                      fmt::format("too many commands at once for this service (at most {})", kMaxConcurrentReads)};
 
   const auto timeout = follow ? std::nullopt : row.timeout;
   auto job = [this, &output, &row, compose_args = std::move(compose_args), timeout, verb]() mutable -> kj::Promise<VerbResult> {
-    // Commands that create containers or fetch images judge the compose file first.
+    // Commands that create containers or fetch images judge the compose file first and then
+    // run the model they judged; start and restart judge the saved model again (bind sources
+    // are resolved anew when a container starts).
     kj::Promise<void> validated = kj::READY_NOW;
-    if (verb == Verb::kUp || verb == Verb::kPull || verb == Verb::kBuild) validated = normalize().ignoreResult();
+    if (verb == Verb::kUp || verb == Verb::kPull || verb == Verb::kBuild) {
+      validated = normalize().then([this](Normalized normalized) {
+        if (!save_validated(normalized.yaml)) fail("cannot save the validated compose model");
+      });
+    } else if (verb == Verb::kStart || verb == Verb::kRestart) {
+      if (auto refused = recheck_validated()) validated = kj::Promise<void>(failure(*refused));
+    }
+    auto guard = row.registry_login ? credentials_guard() : kj::Own<CredentialsGuard>();
     return validated
         .then([this, &row]() { return row.registry_login ? registry_login() : kj::Promise<void>(kj::READY_NOW); })
         .then([this, &output, compose_args = std::move(compose_args), timeout]() mutable {
@@ -650,10 +775,12 @@ kj::Promise<VerbResult> Service::run_compose_verb(Verb verb, std::vector<std::st
           if (e.getType() == kj::Exception::Type::DISCONNECTED) return kj::mv(e);  // the caller left
           const std::string message = redacted(e.getDescription().cStr());
           return write_text(output, true, "pgod: " + message + "\n").then([]() { return VerbResult{1, ""}; });
-        });
+        })
+        .attach(kj::mv(guard));
   };
-  if (verb_info(verb).mutates) return serialized<VerbResult>(kj::mv(job));
-  return job();
+  if (mutates) return serialized<VerbResult>(kj::mv(job));
+  ++running_reads_;
+  return job().attach(kj::defer([this]() { --running_reads_; }));
 }
 
 }  // namespace pgod::worker

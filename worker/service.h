@@ -19,6 +19,7 @@
 #include "command_grammar.h"
 #include "common.capnp.h"
 #include "compose.h"
+#include "compose_policy.h"
 #include "git_tracker.h"
 #include "secret.h"
 #include "settings.capnp.h"
@@ -38,7 +39,7 @@ struct VerbResult {
   std::string message;            // why, for pgod statuses
 };
 
-class Service {
+class Service final : private kj::TaskSet::ErrorHandler {
  public:
   // `settings` must outlive the Service (main keeps the message). `path_prefix`: see
   // compose_environment().
@@ -65,6 +66,7 @@ class Service {
 
  private:
   struct Normalized;
+  struct CredentialsGuard;
 
   // The queue: jobs start in order, one at a time.
   template <class T>
@@ -74,12 +76,23 @@ class Service {
   kj::Promise<void> deploy();
   kj::Promise<Normalized> normalize();
   kj::Promise<void> schedule_cycles();
+  // Runs a queued job to its end even if the caller goes away (a cancelled `git pull` must not
+  // stop a cycle between down and up); the caller waits on a branch.
+  kj::Promise<void> detached(kj::Function<kj::Promise<void>()> job);
+  void taskFailed(kj::Exception&& exception) override;
+  // The compose model that passed the policy: what compose runs (so the files in the checkout,
+  // which containers may be able to change, are not read again between check and use).
+  bool save_validated(const std::string& yaml);
+  std::optional<std::string> recheck_validated();
 
   kj::Promise<VerbResult> run_compose_verb(Verb verb, std::vector<std::string> compose_args, bool follow,
                                            OutputSink& output);
   kj::Promise<int> stream_compose(std::vector<std::string> compose_args, std::optional<std::chrono::seconds> timeout,
                                   OutputSink& output);
-  kj::Promise<CollectedOutput> compose_collect(std::vector<std::string> args, std::chrono::seconds timeout);
+  kj::Promise<CollectedOutput> compose_collect(std::vector<std::string> args, std::chrono::seconds timeout,
+                                               bool raw_file = false);
+  kj::Own<CredentialsGuard> credentials_guard() const;
+  PolicyContext policy_context() const;
   kj::Promise<void> registry_login();
   kj::Promise<void> registry_logout();
   kj::Promise<bool> write_caddy_import();
@@ -90,11 +103,11 @@ class Service {
   void settle_state();
   void refresh_keys();
   void load_persisted();
-  void persist() const;
+  bool persist() const;
   bool stop_file_exists() const;
   std::string redacted(std::string_view text) const;
   std::string describe_status() const;
-  ComposeSetup compose_setup() const;
+  ComposeSetup compose_setup(bool raw_file = false) const;
   ChildSpec docker_spec(std::vector<std::string> argv, std::chrono::seconds timeout) const;
 
   kj::AsyncIoContext& io_;
@@ -105,8 +118,12 @@ class Service {
   std::string docker_config_;
   std::string path_prefix_;
 
-  BlockingThread git_thread_;
+  std::string validated_file_;
+  int running_reads_ = 0;  // read verbs in flight, bounded
+
+  // Declared before the thread, so the thread (joined in its destructor) is gone first.
   std::unique_ptr<GitTracker> git_;
+  BlockingThread git_thread_;
 
   rpc::ServiceState state_ = rpc::ServiceState::STARTING;
   std::string hash_;           // HEAD of the checkout
@@ -125,6 +142,7 @@ class Service {
   std::vector<kj::Own<kj::PromiseFulfiller<void>>> key_waiters_;
 
   kj::ForkedPromise<void> queue_tail_;
+  kj::TaskSet detached_;
 };
 
 }  // namespace pgod::worker

@@ -112,7 +112,8 @@ std::optional<std::string> check_value(const FlagRule& rule, sv spelled, sv valu
                               std::all_of(name.begin(), name.end(), [](char c) {
                                 return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
                               });
-      if (valid_name && value.size() <= 4096) return std::nullopt;
+      // NAME alone would make compose copy NAME from its own environment: pgo.toml's secrets.
+      if (valid_name && eq != sv::npos && value.size() <= 4096) return std::nullopt;
       return fmt::format("flag \"{}\" needs NAME=VALUE", spelled);
     }
   }
@@ -175,8 +176,8 @@ Expected<CheckedArguments, std::string> check_arguments(const WorkerVerb& verb, 
     }
     if (rule == nullptr) {
       const std::string why = spelled == "--privileged" ? " (privileged containers are refused)" : "";
-      return Unexpected{fmt::format("flag \"{}\" is not allowed for {}{} (allowed: {})", spelled, words, why,
-                                    allowed_list(verb))};
+      return Unexpected{fmt::format("flag \"{}\" is not allowed for {}{} (allowed: {})", printable(spelled), words,
+                                    why, allowed_list(verb))};
     }
     if (rule->value == V::kNone) {
       if (inline_value) return Unexpected{fmt::format("flag \"{}\" takes no value", spelled)};
@@ -198,16 +199,17 @@ Expected<CheckedArguments, std::string> check_arguments(const WorkerVerb& verb, 
   switch (verb.positionals) {
     case Positionals::kNone:
       if (!positionals.empty())
-        return Unexpected{fmt::format("{} takes no arguments, got \"{}\"", words, positionals.front())};
+        return Unexpected{fmt::format("{} takes no arguments, got \"{}\"", words, printable(positionals.front()))};
       break;
     case Positionals::kServices:
       for (const auto& name : positionals)
-        if (!is_compose_name(name)) return Unexpected{fmt::format("\"{}\" is not a compose service name", name)};
+        if (!is_compose_name(name))
+          return Unexpected{fmt::format("\"{}\" is not a compose service name", printable(name))};
       break;
     case Positionals::kExec:
       if (positionals.size() < 2) return Unexpected{std::string("exec needs a service and a command: exec SERVICE COMMAND [ARGS...]")};
       if (!is_compose_name(positionals.front()))
-        return Unexpected{fmt::format("\"{}\" is not a compose service name", positionals.front())};
+        return Unexpected{fmt::format("\"{}\" is not a compose service name", printable(positionals.front()))};
       break;
     case Positionals::kHash: {
       const bool ok = positionals.size() == 1 && positionals[0].size() >= 4 && positionals[0].size() <= 40 &&

@@ -46,7 +46,11 @@ class WorkerDockerTest : public ::testing::Test {
 TEST_F(WorkerDockerTest, LoginPullUpRedeployRefuseAndStop) {
   TempDir repos;
   GitUpstream upstream(repos.path());
-  upstream.commit({{"compose.yaml", compose()}});
+  // The repository's .env tries to send compose to another daemon (docker-compose v1 reads a
+  // .env beside the compose file). Two defences keep it from mattering: DOCKER_HOST is pinned
+  // in the environment (which wins over .env), and compose runs the validated model from the
+  // state directory, where there is no .env. Nothing below would come up otherwise.
+  upstream.commit({{"compose.yaml", compose()}, {".env", "DOCKER_HOST=tcp://127.0.0.1:9\n"}});
 
   WorkerHarness worker(
       upstream.path(),

@@ -97,6 +97,10 @@ INSTANTIATE_TEST_SUITE_P(
         RefuseCase{Verb::kLogs, {"--tail", "-f"}, "flag \"--tail\" needs a value that does not start with '-'"},
         RefuseCase{Verb::kUp, {"--build=yes"}, "flag \"--build\" takes no value"},
         RefuseCase{Verb::kExec, {"-e", "=x", "web", "id"}, "flag \"-e\" needs NAME=VALUE"},
+        // NAME alone would copy pgo.toml's secret of that name into the container.
+        RefuseCase{Verb::kExec, {"-e", "REGISTRY_TOKEN", "web", "printenv"}, "flag \"-e\" needs NAME=VALUE"},
+        RefuseCase{Verb::kBuild, {"--build-arg", "TOKEN"}, "flag \"--build-arg\" needs NAME=VALUE"},
+        RefuseCase{Verb::kUp, {"web\x1b[2J"}, "\"web\\x1b[2J\" is not a compose service name"},
         RefuseCase{Verb::kExec, {"web"}, "exec needs a service and a command: exec SERVICE COMMAND [ARGS...]"},
         RefuseCase{Verb::kExec, {"../x", "id"}, "\"../x\" is not a compose service name"},
         RefuseCase{Verb::kUp, {"we b"}, "\"we b\" is not a compose service name"},

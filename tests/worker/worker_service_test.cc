@@ -62,10 +62,17 @@ TEST_F(WorkerTest, FirstCycleClonesValidatesAndComesUpWithAMinimalEnvironment) {
   // Detection first (no plugin here), then normalise, then up -d; all as docker-compose -p web -f FILE.
   EXPECT_NE(calls.find("docker compose version"), std::string::npos) << calls;
   EXPECT_NE(calls.find("docker-compose -p web -f " + file + " config | cwd=" + worker.checkout_dir()), std::string::npos) << calls;
-  EXPECT_NE(calls.find("docker-compose -p web -f " + file + " up -d | cwd=" + worker.checkout_dir()), std::string::npos) << calls;
+  // up runs the model that passed the policy, not the checkout's file again.
+  EXPECT_NE(calls.find("docker-compose -p web -f " + worker.state_dir() + "/compose.validated.yaml up -d | cwd=" +
+                       worker.checkout_dir()),
+            std::string::npos)
+      << calls;
   EXPECT_EQ(count(calls, " down "), 0u) << "a first deploy does not take anything down";
   // Only PATH, HOME, DOCKER_CONFIG and the service's env reach compose.
-  EXPECT_NE(calls.find("DOCKER_CONFIG=" + worker.state_dir() + "/docker | env=GREETING=hello-secret-value, |"),
+  // The docker endpoint is pinned, so a .env in the repository cannot move it.
+  EXPECT_NE(calls.find("DOCKER_CONFIG=" + worker.state_dir() +
+                       "/docker | env=DOCKER_CERT_PATH=,DOCKER_CONTEXT=default,DOCKER_HOST=unix:///var/run/docker.sock,"
+                       "DOCKER_TLS_VERIFY=,GREETING=hello-secret-value, |"),
             std::string::npos)
       << calls;
   EXPECT_EQ(worker.worker_log().find("hello-secret-value"), std::string::npos) << "env values never reach the log";
@@ -464,40 +471,122 @@ TEST_F(WorkerTest, ASlowReaderSlowsTheProducerAndMemoryStaysBounded) {
 TEST_F(WorkerTest, ReadVerbsRunAlongsideAMutatingOneAndMutatingOnesQueue) {
   WorkerHarness worker(upstream->path());
   start(worker);
-  std::ofstream(worker.standin_dir() + "/exec-sleep") << "2";
+  std::ofstream(worker.standin_dir() + "/up-sleep") << "2";
   std::string exec_out, exec_err, up_out, up_err;
   auto exec_request = worker.client().runRequest();
-  exec_request.setVerb(Verb::EXEC);
-  auto exec_args = exec_request.initArgs(2);
-  exec_args.set(0, "web");
-  exec_args.set(1, "true");
+  exec_request.setVerb(Verb::UP);
   exec_request.setOutput(kj::heap<CollectingSink>(exec_out, exec_err));
   const auto started = std::chrono::steady_clock::now();
   auto exec_call = exec_request.send();
   worker.sleep(200ms);
 
-  // A read verb does not wait for the exec.
+  // Read verbs, and exec (which changes a container, not the deployment), do not wait.
   auto ps = worker.run(Verb::PS);
   EXPECT_EQ(ps.exit_status, 0u);
-  EXPECT_LT(std::chrono::steady_clock::now() - started, 1500ms) << "ps waited for the exec";
+  auto exec = worker.run(Verb::EXEC, {"web", "true"});
+  EXPECT_EQ(exec.exit_status, 0u);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 1500ms) << "ps or exec waited for the up";
 
   // A mutating verb does.
   auto up_request = worker.client().runRequest();
-  up_request.setVerb(Verb::UP);
+  up_request.setVerb(Verb::DOWN);
   up_request.setOutput(kj::heap<CollectingSink>(up_out, up_err));
   auto up_call = up_request.send();
   auto exec_result = exec_call.wait(worker.io().waitScope);
   up_call.wait(worker.io().waitScope);
   EXPECT_EQ(exec_result.getExitStatus(), 0u);
   const auto calls = worker.calls();
-  const auto exec_line = calls.rfind(" exec -T web true |");
   const auto up_line = calls.rfind(" up -d |");
-  ASSERT_NE(exec_line, std::string::npos);
+  const auto down_line = calls.rfind(" down |");
   ASSERT_NE(up_line, std::string::npos);
-  EXPECT_GT(up_line, exec_line);
-  // The up started only after the exec's two seconds were over.
+  ASSERT_NE(down_line, std::string::npos);
+  EXPECT_GT(down_line, up_line);
+  // The down started only after the up's two seconds were over.
   const auto stamp = [&](std::size_t at) { return std::stoll(calls.substr(calls.find("| t=", at) + 4)); };
-  EXPECT_GE(stamp(up_line) - stamp(exec_line), 1'900'000'000ll) << calls;
+  EXPECT_GE(stamp(down_line) - stamp(up_line), 1'900'000'000ll) << calls;
+}
+
+TEST_F(WorkerTest, WhatRunsIsTheModelThatPassedThePolicy) {
+  WorkerHarness worker(upstream->path());
+  start(worker);
+  // Something with write access to the checkout (a container with it mounted, say) changes
+  // the compose file after it was judged.
+  std::ofstream(worker.checkout_dir() + "/compose.yaml") << kCompose << "    privileged: true\n";
+  worker.clear_calls();
+  auto restart = worker.run(Verb::RESTART);
+  EXPECT_EQ(restart.exit_status, 0u) << restart.err;
+  EXPECT_NE(worker.calls().find("-f " + worker.state_dir() + "/compose.validated.yaml restart |"), std::string::npos)
+      << worker.calls();
+  auto up = worker.run(Verb::UP);
+  EXPECT_EQ(up.exit_status, 1u) << "up judges the file again";
+  EXPECT_NE(up.err.find("privileged"), std::string::npos) << up.err;
+  EXPECT_EQ(count(worker.calls(), " up -d"), 0u) << worker.calls();
+}
+
+TEST_F(WorkerTest, ACancelledGitPullStillFinishesItsCycle) {
+  WorkerHarness worker(upstream->path());
+  start(worker);
+  std::ofstream(worker.standin_dir() + "/down-sleep") << "1";
+  upstream->commit({{"compose.yaml", kCompose + "    environment:\n      V: \"7\"\n"}});
+  worker.clear_calls();
+  {
+    std::string out, err;
+    auto request = worker.client().runRequest();
+    request.setVerb(Verb::GIT_PULL);
+    request.setOutput(kj::heap<CollectingSink>(out, err));
+    auto call = request.send();
+    ASSERT_TRUE(worker.wait_for([&] { return worker.calls().find(" down |") != std::string::npos; }));
+    // Ctrl-C between down and up.
+  }
+  EXPECT_TRUE(worker.wait_for([&] { return worker.calls().find(" up -d |") != std::string::npos; }))
+      << "the service was left down:\n" << worker.calls();
+  EXPECT_TRUE(worker.wait_for([&] { return worker.state() == ServiceState::OK; }));
+}
+
+TEST_F(WorkerTest, StartAndRestartRespectTheStopFile) {
+  WorkerHarness worker(upstream->path());
+  start(worker);
+  std::ofstream(worker.stop_file()) << "";
+  worker.clear_calls();
+  for (auto verb : {Verb::START, Verb::RESTART, Verb::UP}) {
+    auto result = worker.run(verb);
+    EXPECT_EQ(result.exit_status, 1u);
+    EXPECT_NE(result.err.find("remove it to bring the service up"), std::string::npos) << result.err;
+  }
+  EXPECT_EQ(worker.calls(), "");
+}
+
+TEST_F(WorkerTest, KeysAreServedFromTheCheckoutDuringAGitOutage) {
+  auto worker = std::make_unique<WorkerHarness>(upstream->path());
+  start(*worker);
+  worker->stop();
+  std::filesystem::rename(upstream->path(), upstream->path() + ".gone");
+  worker->start();
+  auto keys = worker->client().authorizedKeysRequest().send().wait(worker->io().waitScope);
+  EXPECT_EQ(keys.getKeys().size(), 1u) << "developers can still get in to see what is wrong";
+  std::filesystem::rename(upstream->path() + ".gone", upstream->path());
+}
+
+TEST_F(WorkerTest, ReadVerbsAreBounded) {
+  WorkerHarness worker(upstream->path());
+  start(worker);
+  std::vector<std::unique_ptr<std::string>> buffers;
+  std::vector<capnp::RemotePromise<rpc::Worker::RunResults>> calls;
+  for (int i = 0; i < 16; ++i) {
+    buffers.push_back(std::make_unique<std::string>());
+    buffers.push_back(std::make_unique<std::string>());
+    auto request = worker.client().runRequest();
+    request.setVerb(Verb::LOGS);
+    request.initArgs(1).set(0, "-f");
+    request.setOutput(kj::heap<CollectingSink>(*buffers[buffers.size() - 2], *buffers.back()));
+    calls.push_back(request.send());
+  }
+  ASSERT_TRUE(worker.wait_for([&] { return count(worker.calls(), " logs --follow") == 16; }));
+  auto one_more = worker.run(Verb::PS);
+  EXPECT_EQ(one_more.exit_status, 500u);
+  EXPECT_EQ(one_more.message, "too many commands at once for this service (at most 16)");
+  calls.clear();  // cancelling them frees the slots
+  EXPECT_TRUE(worker.wait_for([&] { return worker.run(Verb::PS).exit_status == 0u; }));
 }
 
 }  // namespace
