@@ -129,14 +129,25 @@ int run(int argc, char** argv) {
                                                           kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
 
   pgod::worker::Service service(io, settings, path_prefix);
+  // Both loops run for the worker's whole life; if either ends, the worker is no use half
+  // alive: exit non-zero so pgod restarts it.
   auto serving = pgod::worker::serve_worker(*listener, service, settings.getGatewayUid())
-                     .eagerlyEvaluate([](kj::Exception&& e) { spdlog::critical("serving stopped: {}", e.getDescription().cStr()); });
-  auto running = service.run().eagerlyEvaluate(
-      [](kj::Exception&& e) { spdlog::critical("the reconcile loop stopped: {}", e.getDescription().cStr()); });
-
-  auto signalled = io.unixEventPort.onSignal(SIGTERM).exclusiveJoin(io.unixEventPort.onSignal(SIGINT));
-  const auto info = signalled.wait(io.waitScope);
-  spdlog::info("signal {}: stopping (containers keep running)", info.si_signo);
+                     .then([]() { return std::string("the socket stopped accepting"); },
+                           [](kj::Exception&& e) { return "serving failed: " + std::string(e.getDescription().cStr()); });
+  auto running = service.run().then([]() { return std::string("the reconcile loop ended"); },
+                                    [](kj::Exception&& e) {
+                                      return "the reconcile loop failed: " + std::string(e.getDescription().cStr());
+                                    });
+  auto failed = serving.exclusiveJoin(kj::mv(running)).then([](std::string why) { return std::make_pair(0, why); });
+  auto signalled = io.unixEventPort.onSignal(SIGTERM)
+                       .exclusiveJoin(io.unixEventPort.onSignal(SIGINT))
+                       .then([](siginfo_t info) { return std::make_pair(info.si_signo, std::string()); });
+  const auto [signal_number, why] = signalled.exclusiveJoin(kj::mv(failed)).wait(io.waitScope);
+  if (signal_number == 0) {
+    spdlog::critical("{}: exiting so that pgod restarts the worker", why);
+    return 1;
+  }
+  spdlog::info("signal {}: stopping (containers keep running)", signal_number);
   return 0;
 }
 

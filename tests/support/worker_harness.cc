@@ -111,15 +111,16 @@ void WorkerHarness::start() {
   rpc_ = kj::heap<capnp::TwoPartyClient>(*connection_);
 }
 
-void WorkerHarness::stop() {
+int WorkerHarness::stop() {
   rpc_ = nullptr;
   connection_ = nullptr;
-  if (pid_ <= 0) return;
+  if (pid_ <= 0) return -1;
   kill(pid_, SIGTERM);
   int status = 0;
   waitpid(pid_, &status, 0);
   pid_ = -1;
   unlink(socket_.c_str());  // so a restart waits for the new worker's socket
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 rpc::Worker::Client WorkerHarness::client() { return rpc_->bootstrap().castAs<rpc::Worker>(); }

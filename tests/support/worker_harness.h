@@ -50,7 +50,7 @@ class WorkerHarness {
   ~WorkerHarness();
 
   void start();  // spawns the worker and waits for its socket
-  void stop();   // SIGTERM, then waits for it to exit
+  int stop();    // SIGTERM, then waits for it to exit; its exit code (-1: killed or not running)
 
   rpc::Worker::Client client();
   RunOutcome run(rpc::Verb verb, const std::vector<std::string>& args = {});

@@ -567,6 +567,15 @@ TEST_F(WorkerTest, KeysAreServedFromTheCheckoutDuringAGitOutage) {
   std::filesystem::rename(upstream->path() + ".gone", upstream->path());
 }
 
+TEST_F(WorkerTest, SigtermExitsCleanlyAndLeavesTheContainersAlone) {
+  WorkerHarness worker(upstream->path());
+  start(worker);
+  worker.clear_calls();
+  EXPECT_EQ(worker.stop(), 0);
+  EXPECT_EQ(worker.calls(), "") << "no docker command on the way out";
+  EXPECT_NE(worker.worker_log().find("stopping (containers keep running)"), std::string::npos);
+}
+
 TEST_F(WorkerTest, ReadVerbsAreBounded) {
   WorkerHarness worker(upstream->path());
   start(worker);
