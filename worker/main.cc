@@ -2,6 +2,7 @@
 // an inherited fd, the listening socket inherited) or by hand for tests and debugging:
 //
 //   pgod-worker --settings FILE --socket PATH
+#include <capnp/message.h>
 #include <capnp/serialize.h>
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -58,13 +59,17 @@ pgod::UniqueFd bind_socket(const std::string& path) {
 }
 
 int run(int argc, char** argv) {
-  std::string settings_path, settings_fd_text, socket_path, listen_fd_text, path_prefix;
+  std::string settings_path, settings_fd_text, socket_path, listen_fd_text, path_prefix, compose_program;
   bool debug = false, help = false, version = false;
   pgod::FlagSet flags("pgod-worker");
   flags.add_string(0, "settings", &settings_path, "file holding this service's settings (a Cap'n Proto message)", "file");
   flags.add_string(0, "settings-fd", &settings_fd_text, "read the settings from this inherited fd (pgod uses it)", "fd");
   flags.add_string(0, "socket", &socket_path, "unix socket to bind and listen on (by hand)", "path");
   flags.add_string(0, "listen-fd", &listen_fd_text, "inherited listening socket (pgod uses it)", "fd");
+  flags.add_string(0, "compose", &compose_program,
+                   "force the compose program: plugin (docker compose) or standalone (docker-compose); default: "
+                   "the settings, else the plugin when it answers",
+                   "program");
   flags.add_string(0, "path-prefix", &path_prefix, "directory put before PATH for docker programs (tests only)", "dir");
   flags.add_bool(0, "debug", &debug, "enable debug logging");
   flags.add_bool('v', "version", &version, "show version and exit");
@@ -107,10 +112,27 @@ int run(int argc, char** argv) {
   }
   settings_fd.reset();
   auto settings = message->getRoot<pgod::rpc::ServiceSettings>();
+  capnp::MallocMessageBuilder forced_settings;
   if (settings.getName().size() == 0 || settings.getCheckoutDir().size() == 0 || settings.getStateDir().size() == 0 ||
       settings.getPollIntervalNs() == 0) {
     fmt::print(stderr, "pgod-worker: the settings lack name, checkoutDir, stateDir or pollIntervalNs\n");
     return 1;
+  }
+
+  if (!compose_program.empty()) {
+    // The message read from a file is read-only; the flag wins over what it says.
+    auto program = pgod::rpc::ServiceSettings::ComposeProgram::AUTO;
+    if (compose_program == "plugin") {
+      program = pgod::rpc::ServiceSettings::ComposeProgram::PLUGIN;
+    } else if (compose_program == "standalone") {
+      program = pgod::rpc::ServiceSettings::ComposeProgram::STANDALONE;
+    } else if (compose_program != "auto") {
+      fmt::print(stderr, "pgod-worker: --compose must be plugin, standalone or auto, got \"{}\"\n", compose_program);
+      return 1;
+    }
+    forced_settings.setRoot(settings);
+    forced_settings.getRoot<pgod::rpc::ServiceSettings>().setComposeProgram(program);
+    settings = forced_settings.getRoot<pgod::rpc::ServiceSettings>().asReader();
   }
 
   pgod::setup_logging(settings.getName().cStr(), debug || settings.getDebug());

@@ -6,7 +6,9 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -80,13 +82,37 @@ WorkerHarness::~WorkerHarness() {
   if (::testing::Test::HasFailure()) std::fprintf(stderr, "--- pgod-worker log ---\n%s--- end ---\n", worker_log().c_str());
 }
 
-void WorkerHarness::start() {
+void WorkerHarness::start(const std::vector<std::string>& extra_args, bool inherited) {
   const UniqueFd log(open(log_file_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, log.get(), 2);
-  std::vector<std::string> args = {PGOD_WORKER_BIN, "--settings", settings_file_, "--socket", socket_, "--debug"};
+  std::vector<std::string> args = {PGOD_WORKER_BIN, "--debug"};
+  UniqueFd listener, settings_read;
+  if (inherited) {
+    listener.reset(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::snprintf(address.sun_path, sizeof address.sun_path, "%s", socket_.c_str());
+    unlink(socket_.c_str());
+    if (bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 || listen(listener.get(), 16) != 0)
+      throw std::runtime_error("cannot bind the worker socket");
+    int pipe_fds[2];
+    if (pipe2(pipe_fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2");
+    settings_read.reset(pipe_fds[0]);
+    const UniqueFd settings_write(pipe_fds[1]);
+    const auto settings = read_file(settings_file_);
+    if (write(settings_write.get(), settings.data(), settings.size()) != static_cast<ssize_t>(settings.size()))
+      throw std::runtime_error("cannot write the settings into the pipe");
+    // dup2 onto fixed numbers clears FD_CLOEXEC on the copies (the originals keep it).
+    posix_spawn_file_actions_adddup2(&actions, listener.get(), 3);
+    posix_spawn_file_actions_adddup2(&actions, settings_read.get(), 4);
+    args.insert(args.end(), {"--listen-fd", "3", "--settings-fd", "4"});
+  } else {
+    args.insert(args.end(), {"--settings", settings_file_, "--socket", socket_});
+  }
   if (standin_) args.insert(args.end(), {"--path-prefix", bin_});
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
   std::vector<char*> argv;
   for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
   argv.push_back(nullptr);

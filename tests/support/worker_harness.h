@@ -49,7 +49,9 @@ class WorkerHarness {
                 const std::function<void(rpc::ServiceSettings::Builder)>& configure = {}, bool standin = true);
   ~WorkerHarness();
 
-  void start();  // spawns the worker and waits for its socket
+  // Spawns the worker and waits for its socket. With `inherited`, the way pgod starts it: the
+  // test binds and listens, and hands the socket and the settings (through a pipe) as fds.
+  void start(const std::vector<std::string>& extra_args = {}, bool inherited = false);
   int stop();    // SIGTERM, then waits for it to exit; its exit code (-1: killed or not running)
 
   rpc::Worker::Client client();

@@ -576,6 +576,40 @@ TEST_F(WorkerTest, SigtermExitsCleanlyAndLeavesTheContainersAlone) {
   EXPECT_NE(worker.worker_log().find("stopping (containers keep running)"), std::string::npos);
 }
 
+TEST_F(WorkerTest, RunsFromInheritedFdsAsPgodStartsIt) {
+  WorkerHarness worker(upstream->path());
+  worker.start({}, /*inherited=*/true);
+  ASSERT_TRUE(worker.wait_for([&] { return worker.state() != ServiceState::STARTING; })) << worker.worker_log();
+  EXPECT_EQ(worker.state(), ServiceState::OK) << worker.worker_log();
+  EXPECT_EQ(worker.run(Verb::GIT_HASH).out, first_commit + "\n");
+}
+
+TEST_F(WorkerTest, UsesTheComposePluginWhenItAnswersUnlessForced) {
+  {
+    WorkerHarness worker(upstream->path());
+    worker.touch("plugin");
+    start(worker);
+    EXPECT_NE(worker.calls().find("docker compose -p web -f "), std::string::npos) << worker.calls();
+  }
+  {
+    WorkerHarness worker(upstream->path());
+    worker.touch("plugin");
+    worker.start({"--compose", "standalone"});
+    ASSERT_TRUE(worker.wait_for([&] { return worker.state() != ServiceState::STARTING; }));
+    EXPECT_EQ(worker.calls().find("docker compose"), std::string::npos) << worker.calls();
+    EXPECT_NE(worker.calls().find("docker-compose -p web -f "), std::string::npos) << worker.calls();
+  }
+}
+
+TEST_F(WorkerTest, PollsUpstreamByItself) {
+  // A short duration: a new commit is picked up without anyone asking (duration + jitter).
+  WorkerHarness worker(upstream->path(), [](rpc::ServiceSettings::Builder s) { s.setPollIntervalNs(200'000'000); });
+  start(worker);
+  const auto second = upstream->commit({{"compose.yaml", kCompose + "    environment:\n      V: \"8\"\n"}});
+  EXPECT_TRUE(worker.wait_for([&] { return worker.run(Verb::GIT_HASH).out == second + "\n"; }, 5s));
+  EXPECT_TRUE(worker.wait_for([&] { return worker.calls().find(" down |") != std::string::npos; }, 5s));
+}
+
 TEST_F(WorkerTest, ReadVerbsAreBounded) {
   WorkerHarness worker(upstream->path());
   start(worker);
