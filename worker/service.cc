@@ -240,7 +240,6 @@ void Service::refresh_keys() {
   auto scan = read_authorized_keys(settings_.getCheckoutDir().cStr());
   for (const auto& problem : scan.problems) log_->warn("authorized keys: {}", problem);
   if (scan.keys == keys_ && key_generation_ != 0) return;
-  if (scan.keys.empty() && !keys_.empty() && hash_.empty()) return;  // nothing checked out yet
   keys_ = std::move(scan.keys);
   ++key_generation_;
   log_->info("{} authorized key{} from ssh/*.pub", keys_.size(), keys_.size() == 1 ? "" : "s");
