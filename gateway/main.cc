@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   std::string metrics_address = ":9112";
   std::string host_key = "/etc/pgo/ssh_host_ed25519_key";
   std::string rundir = "/run/pgod";
+  std::string ssh_fd, metrics_fd;
   bool debug = false;
   bool help = false;
   bool version = false;
@@ -21,6 +22,8 @@ int main(int argc, char** argv) {
   flags.add_string('s', "ssh", &ssh_address, "ssh address to listen on", "addr");
   flags.add_string('m', "metrics", &metrics_address, "address for the Prometheus /metrics endpoint", "addr");
   flags.add_string(0, "host-key", &host_key, "the ed25519 host key", "file");
+  flags.add_string(0, "ssh-fd", &ssh_fd, "inherited listening socket for SSH (pgod passes it; replaces -s)", "fd");
+  flags.add_string(0, "metrics-fd", &metrics_fd, "inherited listening socket for /metrics (replaces -m)", "fd");
   flags.add_string(0, "rundir", &rundir, "directory holding supervisor.sock and workers/", "dir");
   flags.add_bool(0, "debug", &debug, "enable debug logging");
   flags.add_bool('v', "version", &version, "show version and exit");

@@ -30,6 +30,22 @@ Expected<ParsedOptions, std::string> parse_options(const std::vector<std::string
   flags.add_bool(0, "restart", &o.restart, "reload the config when the file changes");
   flags.add_string('m', "metrics", &o.metrics, "address for the Prometheus /metrics endpoint", "addr");
   flags.add_bool(0, "check", &o.check, "validate the config file, print a summary or every error, and exit");
+  flags.add_string(0, "rundir", &o.rundir, "directory for supervisor.sock and workers/<service>.sock", "dir");
+  flags.add_bool(0, "no-gateway", &o.no_gateway, "do not start pgod-gateway (it runs as its own systemd unit)");
+  flags.add_string(0, "gateway-user", &o.gateway_user, "user the gateway runs as; its group may use the worker sockets",
+                   "user");
+  flags.add_string(0, "worker-program", &o.worker_program, "the worker program (default: pgod-worker beside pgod)",
+                   "file");
+  flags.add_string(0, "gateway-program", &o.gateway_program, "the gateway program (default: pgod-gateway beside pgod)",
+                   "file");
+  flags.add_string(0, "mount-program", &o.mount_program, "program that mounts NFS shares (called like mount(8))", "file");
+  flags.add_string(0, "umount-program", &o.umount_program, "program that unmounts them (called like umount(8))", "file");
+  flags.add_string(0, "path-prefix", &o.path_prefix, "directory put before PATH in workers (for tests)", "dir");
+  flags.add_bool(0, "no-root-check", &o.no_root_check,
+                 "run without root (for tests): workers keep pgod's own user and groups");
+  flags.add_bool(0, "status", &o.status, "print the running pgod's services and workers, and exit");
+  flags.add_string(0, "restart-worker", &o.restart_worker, "ask the running pgod to restart this service's worker",
+                   "service");
   flags.add_bool('v', "version", &o.version, "show version and exit");
   flags.add_bool('h', "help", &o.help, "show this help and exit");
   parsed.usage = flags.usage("[OPTION]... [-c CONFIG]");
@@ -43,6 +59,15 @@ Expected<ParsedOptions, std::string> parse_options(const std::vector<std::string
   if (o.duration <= std::chrono::nanoseconds::zero())
     return Unexpected{fmt::format("-t/--duration must be positive, got {}", format_duration(o.duration))};
   if (auto problem = check_directory("-d/--dir", o.dir)) return Unexpected{*problem};
+  if (auto problem = check_directory("--rundir", o.rundir)) return Unexpected{*problem};
+  for (auto [flag, value] : {std::pair{"--worker-program", &o.worker_program},
+                             std::pair{"--gateway-program", &o.gateway_program},
+                             std::pair{"--mount-program", &o.mount_program},
+                             std::pair{"--umount-program", &o.umount_program},
+                             std::pair{"--path-prefix", &o.path_prefix}}) {
+    if (!value->empty() && value->front() != '/')
+      return Unexpected{fmt::format("{} must be an absolute path, got \"{}\"", flag, *value)};
+  }
   if (!o.datadir.empty())
     if (auto problem = check_directory("--datadir", o.datadir)) return Unexpected{*problem};
   for (auto [flag, value] : {std::pair{"-s/--ssh", &o.ssh}, std::pair{"-m/--metrics", &o.metrics}}) {

@@ -18,6 +18,20 @@ struct Options {
   std::string metrics = ":9112";
   bool debug = false;
   bool restart = true;
+
+  // Beyond the original's flags: where the sockets live, the gateway child, the programs pgod
+  // runs, and escapes for tests.
+  std::string rundir = "/run/pgod";
+  bool no_gateway = false;               // pgod-gateway runs as its own unit
+  std::string gateway_user = "pgod-gw";
+  std::string worker_program;            // empty: pgod-worker next to pgod
+  std::string gateway_program;           // empty: pgod-gateway next to pgod
+  std::string mount_program = "/bin/mount";
+  std::string umount_program = "/bin/umount";
+  std::string path_prefix;               // tests: a directory put before PATH in workers
+  bool no_root_check = false;
+  bool status = false;                   // ask a running pgod for its services and exit
+  std::string restart_worker;            // ask a running pgod to restart this worker and exit
   bool version = false;
   bool check = false;
   bool help = false;

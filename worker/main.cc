@@ -60,7 +60,7 @@ pgod::UniqueFd bind_socket(const std::string& path) {
 
 int run(int argc, char** argv) {
   std::string settings_path, settings_fd_text, socket_path, listen_fd_text, path_prefix, compose_program;
-  bool debug = false, help = false, version = false;
+  bool debug = false, help = false, version = false, retire = false;
   pgod::FlagSet flags("pgod-worker");
   flags.add_string(0, "settings", &settings_path, "file holding this service's settings (a Cap'n Proto message)", "file");
   flags.add_string(0, "settings-fd", &settings_fd_text, "read the settings from this inherited fd (pgod uses it)", "fd");
@@ -71,6 +71,9 @@ int run(int argc, char** argv) {
                    "the settings, else the plugin when it answers",
                    "program");
   flags.add_string(0, "path-prefix", &path_prefix, "directory put before PATH for docker programs (tests only)", "dir");
+  flags.add_bool(0, "retire", &retire,
+                 "one-shot for a service removed from the config: compose down --remove-orphans, then exit "
+                 "(no socket needed)");
   flags.add_bool(0, "debug", &debug, "enable debug logging");
   flags.add_bool('v', "version", &version, "show version and exit");
   flags.add_bool('h', "help", &help, "show this help and exit");
@@ -91,7 +94,7 @@ int run(int argc, char** argv) {
     fmt::print(stderr, "pgod-worker: --settings FILE is required (or --settings-fd N)\n");
     return 1;
   }
-  if (socket_path.empty() == listen_fd_text.empty()) {
+  if (!retire && socket_path.empty() == listen_fd_text.empty()) {
     fmt::print(stderr, "pgod-worker: --socket PATH is required (or --listen-fd N)\n");
     return 1;
   }
@@ -144,6 +147,11 @@ int run(int argc, char** argv) {
   kj::UnixEventPort::captureSignal(SIGINT);
   signal(SIGPIPE, SIG_IGN);
   auto io = kj::setupAsyncIo();
+
+  if (retire) {
+    pgod::worker::Service service(io, settings, path_prefix);
+    return service.retire().wait(io.waitScope) == 0 ? 0 : 1;
+  }
 
   pgod::UniqueFd listen_fd = socket_path.empty() ? pgod::UniqueFd(parse_fd(listen_fd_text, "--listen-fd"))
                                                  : bind_socket(socket_path);

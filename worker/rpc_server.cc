@@ -1,23 +1,13 @@
 #include "rpc_server.h"
 
-#include <capnp/rpc-twoparty.h>
 #include <spdlog/spdlog.h>
-#include <sys/socket.h>
 
+#include "rpc_listener.h"
 #include "rpc_verbs.h"
 #include "worker.capnp.h"
 
 namespace pgod::worker {
 namespace {
-
-// Generous for real requests (a command line is at most kilobytes), small enough that a
-// malformed or hostile message cannot make the worker allocate without bound.
-capnp::ReaderOptions reader_options() {
-  capnp::ReaderOptions options;
-  options.traversalLimitInWords = 1 << 20;  // 8 MiB
-  options.nestingLimit = 16;
-  return options;
-}
 
 constexpr std::size_t kMaxArgs = 256;
 constexpr std::size_t kMaxArgBytes = 64 * 1024;
@@ -101,56 +91,10 @@ class WorkerImpl final : public rpc::Worker::Server {
   Service& service_;
 };
 
-struct Connection {
-  Connection(kj::Own<kj::AsyncIoStream> stream_in, capnp::Capability::Client bootstrap)
-      : stream(kj::mv(stream_in)),
-        network(*stream, capnp::rpc::twoparty::Side::SERVER, reader_options()),
-        rpc(capnp::makeRpcServer(network, kj::mv(bootstrap))) {}
-  kj::Own<kj::AsyncIoStream> stream;
-  capnp::TwoPartyVatNetwork network;
-  capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
-};
-
-class ConnectionErrors final : public kj::TaskSet::ErrorHandler {
- public:
-  void taskFailed(kj::Exception&& exception) override {
-    spdlog::debug("connection ended: {}", exception.getDescription().cStr());
-  }
-};
-
-kj::Promise<void> accept_loop(kj::ConnectionReceiver& listener, Service& service, uid_t gateway_uid,
-                              capnp::Capability::Client bootstrap, kj::TaskSet& connections) {
-  return listener.accept().then([&, bootstrap](kj::Own<kj::AsyncIoStream> stream) mutable {
-    std::optional<uid_t> uid;
-    KJ_IF_MAYBE(fd, stream->getFd()) { uid = peer_uid(*fd); }
-    if (!uid || (*uid != 0 && *uid != gateway_uid)) {
-      spdlog::warn("refused a connection from uid {} (only root and the gateway's uid {} may connect)",
-                   uid ? std::to_string(*uid) : "unknown", gateway_uid);
-    } else {
-      auto connection = kj::heap<Connection>(kj::mv(stream), bootstrap);
-      auto ended = connection->network.onDisconnect();
-      connections.add(ended.attach(kj::mv(connection)));
-    }
-    return accept_loop(listener, service, gateway_uid, kj::mv(bootstrap), connections);
-  });
-}
-
 }  // namespace
 
-std::optional<uid_t> peer_uid(int fd) {
-  struct ucred credentials {};
-  socklen_t length = sizeof credentials;
-  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0 || length != sizeof credentials)
-    return std::nullopt;
-  return credentials.uid;
-}
-
 kj::Promise<void> serve_worker(kj::ConnectionReceiver& listener, Service& service, uid_t gateway_uid) {
-  auto errors = kj::heap<ConnectionErrors>();
-  auto connections = kj::heap<kj::TaskSet>(*errors);
-  capnp::Capability::Client bootstrap = kj::heap<WorkerImpl>(service);
-  auto& set = *connections;
-  return accept_loop(listener, service, gateway_uid, kj::mv(bootstrap), set).attach(kj::mv(connections), kj::mv(errors));
+  return serve_unix_rpc(listener, kj::heap<WorkerImpl>(service), gateway_uid, "worker socket");
 }
 
 }  // namespace pgod::worker

@@ -13,7 +13,4 @@ namespace pgod::worker {
 // Accepts connections until the promise is dropped.
 kj::Promise<void> serve_worker(kj::ConnectionReceiver& listener, Service& service, uid_t gateway_uid);
 
-// SO_PEERCRED's uid of a unix-socket peer; nullopt when it cannot be told.
-std::optional<uid_t> peer_uid(int fd);
-
 }  // namespace pgod::worker

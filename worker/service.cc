@@ -403,24 +403,7 @@ kj::Promise<void> Service::run() {
   if (mkdir(docker_config_.c_str(), 0700) != 0 && errno != EEXIST)
     log_->error("cannot create {}: {}", docker_config_, std::strerror(errno));
 
-  // Which compose program: the plugin when it answers, else docker-compose.
-  const auto program = settings_.getComposeProgram();
-  kj::Promise<void> detected = kj::READY_NOW;
-  if (program == rpc::ServiceSettings::ComposeProgram::PLUGIN) {
-    compose_program_ = {"docker", "compose"};
-  } else if (program == rpc::ServiceSettings::ComposeProgram::STANDALONE) {
-    compose_program_ = {"docker-compose"};
-  } else {
-    detected = run_collect(*io_.lowLevelProvider, io_.unixEventPort, io_.provider->getTimer(),
-                           docker_spec({"docker", "compose", "version"}, 30s))
-                   .then(
-                       [this](CollectedOutput out) {
-                         compose_program_ = out.exit.code == 0 ? std::vector<std::string>{"docker", "compose"}
-                                                               : std::vector<std::string>{"docker-compose"};
-                       },
-                       [this](kj::Exception&&) { compose_program_ = {"docker-compose"}; });
-  }
-  return detected
+  return detect_compose_program()
       .then([this]() {
         log_->info("tracking {} branch {} with {}", redact_url(settings_.getRepository().cStr()),
                    settings_.getBranch().cStr(), fmt::join(compose_program_, " "));
@@ -429,6 +412,50 @@ kj::Promise<void> Service::run() {
         });
       })
       .then([this]() { return schedule_cycles(); });
+}
+
+kj::Promise<void> Service::detect_compose_program() {
+  // Which compose program: the plugin when it answers, else docker-compose.
+  const auto program = settings_.getComposeProgram();
+  if (program == rpc::ServiceSettings::ComposeProgram::PLUGIN) {
+    compose_program_ = {"docker", "compose"};
+    return kj::READY_NOW;
+  }
+  if (program == rpc::ServiceSettings::ComposeProgram::STANDALONE) {
+    compose_program_ = {"docker-compose"};
+    return kj::READY_NOW;
+  }
+  return run_collect(*io_.lowLevelProvider, io_.unixEventPort, io_.provider->getTimer(),
+                     docker_spec({"docker", "compose", "version"}, 30s))
+      .then(
+          [this](CollectedOutput out) {
+            compose_program_ = out.exit.code == 0 ? std::vector<std::string>{"docker", "compose"}
+                                                  : std::vector<std::string>{"docker-compose"};
+          },
+          [this](kj::Exception&&) { compose_program_ = {"docker-compose"}; });
+}
+
+kj::Promise<int> Service::retire() {
+  // The checkout of a removed service is untrusted and may be half gone: bring the project down
+  // with a compose file of our own that names no service, so every container of the project is
+  // an orphan and `--remove-orphans` removes it. Nothing of the repository is read.
+  return detect_compose_program().then([this]() {
+    constexpr const char* kEmptyProject = "version: \"3.8\"\nservices: {}\n";
+    auto written = replace_file(settings_.getStateDir().cStr(), "compose.retire.yaml", kEmptyProject, 0600);
+    if (!written) fail(fmt::format("cannot write the compose file for down: {}", written.error()));
+    auto setup = compose_setup();
+    setup.compose_path = std::string(settings_.getStateDir().cStr()) + "/compose.retire.yaml";
+    log_->info("service removed from the config: compose down --remove-orphans");
+    return run_collect(*io_.lowLevelProvider, io_.unixEventPort, io_.provider->getTimer(),
+                       docker_spec(compose_argv(setup, {"down", "--remove-orphans"}), kComposeDownTimeout))
+        .then([this](CollectedOutput out) {
+          if (out.exit.code != 0)
+            log_->error("compose down failed (exit {}): {}", out.exit.code, redacted(tail(out.err)));
+          else
+            log_->info("compose down done");
+          return out.exit.code;
+        });
+  });
 }
 
 kj::Promise<void> Service::schedule_cycles() {

@@ -55,6 +55,10 @@ class Service final : private kj::TaskSet::ErrorHandler {
   kj::Promise<VerbResult> run_verb(Verb verb, std::vector<std::string> args, OutputSink& output,
                                    const std::string& caller);
 
+  // One-shot, for a service removed from the config: `compose down --remove-orphans` of the
+  // service's compose project, without reading the checkout. Resolves to compose's exit code.
+  kj::Promise<int> retire();
+
   void fill_status(rpc::ServiceStatus::Builder status) const;
   rpc::ServiceState state() const { return state_; }
 
@@ -72,6 +76,7 @@ class Service final : private kj::TaskSet::ErrorHandler {
   template <class T>
   kj::Promise<T> serialized(kj::Function<kj::Promise<T>()> job);
 
+  kj::Promise<void> detect_compose_program();
   kj::Promise<void> cycle();
   kj::Promise<void> deploy();
   kj::Promise<Normalized> normalize();

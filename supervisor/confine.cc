@@ -1,0 +1,272 @@
+#include "confine.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <linux/close_range.h>
+#include <pwd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <optional>
+
+#include "unique_fd.h"
+
+namespace pgod::supervisor {
+namespace {
+
+constexpr const char* kDockerGroup = "docker";
+
+std::vector<char> lookup_buffer() {
+  const long size = sysconf(_SC_GETPW_R_SIZE_MAX);
+  return std::vector<char>(size > 0 ? static_cast<std::size_t>(size) : 16384);
+}
+
+std::optional<gid_t> docker_gid() {
+  struct group entry {};
+  struct group* found = nullptr;
+  std::vector<char> buffer(65536);  // group entries list members: they can be long
+  if (getgrnam_r(kDockerGroup, &entry, buffer.data(), buffer.size(), &found) != 0 || found == nullptr)
+    return std::nullopt;
+  return entry.gr_gid;
+}
+
+void add_group(std::vector<gid_t>& groups, gid_t gid) {
+  if (std::find(groups.begin(), groups.end(), gid) == groups.end()) groups.push_back(gid);
+}
+
+// The steps of the child, for the error report.
+enum class Step : int {
+  kSignals = 1,
+  kSession,
+  kFds,
+  kCloseFds,
+  kDirectory,
+  kBoundingSet,
+  kAmbient,
+  kGroups,
+  kGid,
+  kUid,
+  kRootRegained,
+  kNoNewPrivs,
+  kParentDeath,
+  kParentGone,
+  kSeccomp,
+  kExec,
+};
+
+const char* step_name(Step step) {
+  switch (step) {
+    case Step::kSignals: return "resetting signals";
+    case Step::kSession: return "setsid";
+    case Step::kFds: return "moving the inherited fds";
+    case Step::kCloseFds: return "closing the other fds";
+    case Step::kDirectory: return "chdir /";
+    case Step::kBoundingSet: return "emptying the capability bounding set";
+    case Step::kAmbient: return "clearing ambient capabilities";
+    case Step::kGroups: return "setgroups";
+    case Step::kGid: return "setresgid";
+    case Step::kUid: return "setresuid";
+    case Step::kRootRegained: return "checking that root cannot be regained (it could)";
+    case Step::kNoNewPrivs: return "PR_SET_NO_NEW_PRIVS";
+    case Step::kParentDeath: return "PR_SET_PDEATHSIG";
+    case Step::kParentGone: return "checking the parent (pgod exited)";
+    case Step::kSeccomp: return "installing the seccomp filter";
+    case Step::kExec: return "execve";
+  }
+  return "unknown step";
+}
+
+struct ChildError {
+  int step;
+  int error;
+};
+
+[[noreturn]] void child_fail(int report_fd, Step step, int error) {
+  const ChildError report{static_cast<int>(step), error};
+  // Nothing to do if the report cannot be written: the parent sees a child that exited 127.
+  [[maybe_unused]] auto written = write(report_fd, &report, sizeof report);
+  _exit(127);
+}
+
+// Only system calls from here to exec: the parent may hold locks (malloc, spdlog) that no
+// longer have an owner in this process.
+[[noreturn]] void run_child(const SpawnSpec& spec, char* const* argv, char* const* envp, int report_fd, int null_fd,
+                            pid_t parent) {
+  struct sigaction default_action {};
+  default_action.sa_handler = SIG_DFL;
+  for (int signal_number = 1; signal_number < NSIG; ++signal_number) {
+    // SIGKILL, SIGSTOP and glibc's internal signals refuse: that is fine.
+    sigaction(signal_number, &default_action, nullptr);
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  if (sigprocmask(SIG_SETMASK, &none, nullptr) != 0) child_fail(report_fd, Step::kSignals, errno);
+  // Its own session: a Ctrl-C on pgod's terminal must not reach the workers behind pgod's back.
+  if (setsid() < 0) child_fail(report_fd, Step::kSession, errno);
+
+  // The report pipe first goes above every target fd, so nothing below overwrites it.
+  const int count = static_cast<int>(spec.fds.size());
+  const int first_free = 3 + count;
+  const int report = fcntl(report_fd, F_DUPFD_CLOEXEC, first_free);
+  if (report < 0) child_fail(report_fd, Step::kFds, errno);
+  report_fd = report;
+  if (dup2(null_fd, STDIN_FILENO) < 0) child_fail(report_fd, Step::kFds, errno);
+  // Then the fds move to 3, 4, … through copies above every target, so no source is
+  // overwritten before it is moved; dup2 leaves the targets without close-on-exec.
+  std::array<int, 8> copies{};
+  if (count > static_cast<int>(copies.size())) child_fail(report_fd, Step::kFds, E2BIG);
+  for (int i = 0; i < count; ++i) {
+    copies[i] = fcntl(spec.fds[i], F_DUPFD_CLOEXEC, first_free);
+    if (copies[i] < 0) child_fail(report_fd, Step::kFds, errno);
+  }
+  for (int i = 0; i < count; ++i)
+    if (dup2(copies[i], 3 + i) < 0) child_fail(report_fd, Step::kFds, errno);
+  // Everything else closes at exec (the report pipe must live until then).
+  if (syscall(SYS_close_range, first_free, ~0U, CLOSE_RANGE_CLOEXEC) != 0) child_fail(report_fd, Step::kCloseFds, errno);
+  if (chdir("/") != 0) child_fail(report_fd, Step::kDirectory, errno);
+  umask(022);
+
+  const auto& id = spec.identity;
+  if (spec.change_identity) {
+    // While still root: no capability can come back through exec, not even for a root service.
+    for (int capability = 0; capability <= 63; ++capability) {
+      if (prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0) {
+        if (errno == EINVAL) break;  // past the kernel's last capability
+        child_fail(report_fd, Step::kBoundingSet, errno);
+      }
+    }
+    if (setgroups(id.groups.size(), id.groups.data()) != 0) child_fail(report_fd, Step::kGroups, errno);
+    if (setresgid(id.gid, id.gid, id.gid) != 0) child_fail(report_fd, Step::kGid, errno);
+    if (setresuid(id.uid, id.uid, id.uid) != 0) child_fail(report_fd, Step::kUid, errno);
+  }
+  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) child_fail(report_fd, Step::kAmbient, errno);
+  if (id.uid != 0) {
+    uid_t real = 0, effective = 0, saved = 0;
+    if (setuid(0) == 0 || setgid(0) == 0 || getresuid(&real, &effective, &saved) != 0 || real != id.uid ||
+        effective != id.uid || saved != id.uid)
+      child_fail(report_fd, Step::kRootRegained, EPERM);
+  }
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(report_fd, Step::kNoNewPrivs, errno);
+  // After the uid change, which clears it.
+  if (spec.parent_death_signal != 0) {
+    if (prctl(PR_SET_PDEATHSIG, spec.parent_death_signal, 0, 0, 0) != 0)
+      child_fail(report_fd, Step::kParentDeath, errno);
+    if (getppid() != parent) child_fail(report_fd, Step::kParentGone, ESRCH);
+  }
+  if (spec.seccomp != nullptr) {
+    if (int result = install_seccomp_program(*spec.seccomp); result != 0)
+      child_fail(report_fd, Step::kSeccomp, -result);
+  }
+  execve(spec.program.c_str(), argv, envp);
+  child_fail(report_fd, Step::kExec, errno);
+}
+
+std::vector<char*> c_strings(const std::vector<std::string>& strings) {
+  std::vector<char*> pointers;
+  pointers.reserve(strings.size() + 1);
+  for (const auto& s : strings) pointers.push_back(const_cast<char*>(s.c_str()));
+  pointers.push_back(nullptr);
+  return pointers;
+}
+
+}  // namespace
+
+Expected<Identity, std::string> lookup_user(const std::string& user, bool with_docker_group, std::string* note) {
+  struct passwd entry {};
+  struct passwd* found = nullptr;
+  auto buffer = lookup_buffer();
+  const int error = getpwnam_r(user.c_str(), &entry, buffer.data(), buffer.size(), &found);
+  if (found == nullptr)
+    return Unexpected{error != 0 ? fmt::format("looking up user \"{}\": {}", user, std::strerror(error))
+                                 : fmt::format("user \"{}\" does not exist", user)};
+  Identity identity{entry.pw_name, entry.pw_uid, entry.pw_gid, {}, entry.pw_dir ? entry.pw_dir : "/"};
+  int count = 64;
+  std::vector<gid_t> groups(count);
+  while (getgrouplist(identity.user.c_str(), identity.gid, groups.data(), &count) < 0) groups.resize(count);
+  groups.resize(count);
+  identity.groups = std::move(groups);
+  if (with_docker_group) {
+    if (auto gid = docker_gid())
+      add_group(identity.groups, *gid);
+    else if (note != nullptr)
+      *note = "there is no \"docker\" group: workers get only their users' groups";
+  }
+  return identity;
+}
+
+Identity identity_of_uid(uid_t uid, gid_t fallback_gid, bool with_docker_group) {
+  struct passwd entry {};
+  struct passwd* found = nullptr;
+  auto buffer = lookup_buffer();
+  if (getpwuid_r(uid, &entry, buffer.data(), buffer.size(), &found) == 0 && found != nullptr) {
+    if (auto identity = lookup_user(entry.pw_name, with_docker_group, nullptr)) return *identity;
+  }
+  Identity identity{std::to_string(uid), uid, fallback_gid, {fallback_gid}, "/"};
+  if (with_docker_group)
+    if (auto gid = docker_gid()) add_group(identity.groups, *gid);
+  return identity;
+}
+
+Expected<UniqueFd, std::string> sealed_memfd(const std::string& name, kj::ArrayPtr<const kj::byte> bytes) {
+  UniqueFd fd(memfd_create(("pgod-settings-" + name).c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!fd) return Unexpected{fmt::format("memfd_create for {}: {}", name, std::strerror(errno))};
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t written = write(fd.get(), bytes.begin() + done, bytes.size() - done);
+    if (written < 0 && errno == EINTR) continue;
+    if (written <= 0) return Unexpected{fmt::format("writing the settings of {}: {}", name, std::strerror(errno))};
+    done += static_cast<std::size_t>(written);
+  }
+  if (fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) != 0)
+    return Unexpected{fmt::format("sealing the settings of {}: {}", name, std::strerror(errno))};
+  if (lseek(fd.get(), 0, SEEK_SET) != 0)
+    return Unexpected{fmt::format("rewinding the settings of {}: {}", name, std::strerror(errno))};
+  return fd;
+}
+
+Expected<pid_t, std::string> spawn_confined(const SpawnSpec& spec) {
+  if (spec.program.empty() || spec.program.front() != '/')
+    return Unexpected{fmt::format("{}: the program must be an absolute path", spec.program)};
+  auto argv = c_strings(spec.argv);
+  auto envp = c_strings(spec.env);
+  int pipe_fds[2];
+  if (pipe2(pipe_fds, O_CLOEXEC) != 0) return Unexpected{fmt::format("pipe2: {}", std::strerror(errno))};
+  UniqueFd report_read(pipe_fds[0]), report_write(pipe_fds[1]);
+  UniqueFd null_fd(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (!null_fd) return Unexpected{fmt::format("open /dev/null: {}", std::strerror(errno))};
+
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid < 0) return Unexpected{fmt::format("fork: {}", std::strerror(errno))};
+  if (pid == 0) run_child(spec, argv.data(), envp.data(), report_write.get(), null_fd.get(), parent);
+
+  report_write.reset();
+  ChildError report{};
+  ssize_t got;
+  do {
+    got = read(report_read.get(), &report, sizeof report);
+  } while (got < 0 && errno == EINTR);
+  if (got == 0) return pid;  // the pipe closed at exec: the program runs
+
+  // The child failed before exec and is exiting: reap it here, it never became a worker.
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (got != static_cast<ssize_t>(sizeof report))
+    return Unexpected{fmt::format("starting {} as {}: the child failed before exec", spec.program, spec.identity.user)};
+  return Unexpected{fmt::format("starting {} as {}: {}: {}", spec.program, spec.identity.user,
+                                step_name(static_cast<Step>(report.step)), std::strerror(report.error))};
+}
+
+}  // namespace pgod::supervisor

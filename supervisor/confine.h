@@ -1,0 +1,60 @@
+// Starting a program as another user, confined: the one place where root turns into a worker
+// or the gateway. Everything is prepared in the parent (argv, env, groups, the seccomp program);
+// between fork and exec the child only makes system calls, in this order:
+//
+//   signals reset, new session, fds 0..2 + the given fds moved to 3.., every other fd closed,
+//   capability bounding set emptied, supplementary groups, gid, uid (real, effective, saved),
+//   proof that uid 0 cannot be regained, no_new_privs, parent-death signal, seccomp, exec.
+//
+// A step that fails is reported back through a close-on-exec pipe as "step: errno", so the
+// log says exactly what went wrong.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include <kj/common.h>
+
+#include "expected.h"
+#include "unique_fd.h"
+#include "seccomp_filter.h"
+
+namespace pgod::supervisor {
+
+struct Identity {
+  std::string user;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;  // supplementary: the user's groups, plus docker for workers
+  std::string home;
+};
+
+// The user's identity from the user database. With `with_docker_group`, the docker group is
+// added to the supplementary groups (the worker's access to the docker socket); a host without
+// a docker group gets a warning-worthy note in `*note` instead.
+Expected<Identity, std::string> lookup_user(const std::string& user, bool with_docker_group, std::string* note);
+
+// The identity of a uid that may have no user database entry (a stale directory's owner).
+Identity identity_of_uid(uid_t uid, gid_t fallback_gid, bool with_docker_group);
+
+struct SpawnSpec {
+  std::string program;              // absolute path
+  std::vector<std::string> argv;    // argv[0] included
+  std::vector<std::string> env;     // the whole environment: nothing is inherited
+  Identity identity;
+  std::vector<int> fds;             // passed as fds 3, 4, …, in this order
+  const SeccompProgram* seccomp = nullptr;  // nullptr: none (the gateway installs its own)
+  int parent_death_signal = 0;      // 0: none
+  bool change_identity = true;      // false only under --no-root-check, as a non-root user
+};
+
+// A memfd holding `bytes`, sealed against any change and positioned at its start: how a
+// worker receives its settings (never a file on disk, never another service's).
+Expected<UniqueFd, std::string> sealed_memfd(const std::string& name, kj::ArrayPtr<const kj::byte> bytes);
+
+// Forks and execs; returns the child's pid once the exec succeeded, or what failed.
+Expected<pid_t, std::string> spawn_confined(const SpawnSpec& spec);
+
+}  // namespace pgod::supervisor

@@ -1,0 +1,562 @@
+#include "supervisor.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <kj/async-unix.h>
+#include <signal.h>
+#include <spawn.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "fs_ops.h"
+#include "logging.h"
+#include "service_name.h"
+#include "sockets.h"
+
+namespace pgod::supervisor {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr auto kFirstBackoff = 1s;
+constexpr auto kMaxBackoff = 60s;
+// A worker that ran this long was healthy: its next crash starts the backoff from the bottom.
+constexpr auto kStablePeriod = 60s;
+constexpr auto kStopGrace = 10s;
+constexpr auto kMountTimeout = 60s;
+constexpr auto kRetireTimeout = 15min;  // the worker's own `down` timeout is 10 minutes
+constexpr const char* kGatewayName = "pgod-gateway";
+
+std::string describe_exit(int status) {
+  if (WIFEXITED(status)) return fmt::format("exit {}", WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return fmt::format("signal {}", WTERMSIG(status));
+  return fmt::format("status {}", status);
+}
+
+std::chrono::steady_clock::time_point now() { return std::chrono::steady_clock::now(); }
+
+std::string errno_text(std::string_view what, const std::string& path) {
+  return fmt::format("{} {}: {}", what, path, std::strerror(errno));
+}
+
+std::string nfs_source(const std::string& url) {
+  // nfs://host/path → host:/path (validated by the config check).
+  const auto rest = url.substr(std::string_view("nfs://").size());
+  const auto slash = rest.find('/');
+  return rest.substr(0, slash) + ":" + rest.substr(slash);
+}
+
+}  // namespace
+
+struct Supervisor::Supervised {
+  std::string name;
+  bool is_gateway = false;
+  config::Service service;           // workers: the config it runs with
+  Identity identity;
+  kj::Array<capnp::word> settings;   // workers: the message it was given
+  UniqueFd listen_fd;                // workers: the socket pgod bound
+  std::shared_ptr<spdlog::logger> log;
+
+  WorkerView::State state = WorkerView::State::kStopped;
+  pid_t pid = 0;
+  kj::Maybe<pid_t> reap;              // nulled by KJ once the child is reaped: safe to kill() while set
+  kj::Promise<void> watch = nullptr;  // the exit watch, the restart timer or the mount
+  std::chrono::steady_clock::time_point started{};
+  std::chrono::seconds backoff = kFirstBackoff;
+  unsigned restarts = 0;
+  std::string last_exit;
+  std::string mount_error;
+  kj::Own<kj::PromiseFulfiller<void>> stopped;  // set while a stop waits for the exit
+  kj::Maybe<kj::ForkedPromise<void>> stopping;  // every caller of stop() waits for the same exit
+};
+
+Supervisor::Supervisor(kj::AsyncIoContext& io, SupervisorSettings settings, SeccompProgram worker_filter)
+    : io_(io), settings_(std::move(settings)), worker_filter_(std::move(worker_filter)), tasks_(*this) {}
+
+Supervisor::~Supervisor() = default;
+
+void Supervisor::taskFailed(kj::Exception&& exception) {
+  spdlog::error("internal error: {}", exception.getDescription().cStr());
+}
+
+// ---- start and apply ----------------------------------------------------------------------
+
+std::optional<std::string> Supervisor::start(config::Config config) {
+  const auto& layout = settings_.layout;
+  const gid_t socket_group = settings_.gateway ? settings_.gateway->gid : 0;
+  // The checkouts' parent is root's; each service's directory below it is its user's.
+  for (const auto& [path, gid, mode] : {std::tuple{layout.dir, gid_t{0}, mode_t{0755}},
+                                        std::tuple{layout.state_root(), gid_t{0}, mode_t{0711}},
+                                        std::tuple{layout.rundir, gid_t{0}, mode_t{0755}},
+                                        std::tuple{layout.workers_dir(), socket_group, mode_t{0750}}}) {
+    auto made = ensure_directory(path, 0, gid, mode);
+    if (!made) return made.error();
+  }
+  if (!layout.datadir.empty())
+    if (auto made = ensure_directory(layout.datadir, 0, 0, 0755); !made) return made.error();
+
+  config_ = std::move(config);
+  remove_stale_services();
+  apply(config_);
+
+  if (!settings_.gateway_program.empty()) {
+    gateway_ = std::make_unique<Supervised>();
+    gateway_->name = kGatewayName;
+    gateway_->is_gateway = true;
+    gateway_->identity = *settings_.gateway;
+    gateway_->log = service_logger(kGatewayName);
+    launch(*gateway_);
+  }
+  return std::nullopt;
+}
+
+void Supervisor::apply(config::Config config) {
+  config_ = std::move(config);
+  const auto caddy = caddy_import(config_);
+  std::set<std::string> wanted;
+  for (const auto& service : config_.services) wanted.insert(service.name);
+  not_started_.clear();
+
+  // Deleted services: stop the worker, then bring the project down and remove its directories.
+  for (auto it = workers_.begin(); it != workers_.end();) {
+    if (wanted.count(it->first) != 0 || retiring_.count(it->first) != 0) {
+      ++it;
+      continue;
+    }
+    const std::string name = it->first;
+    it->second->log->info("removed from the config: stopping the worker");
+    retiring_.insert(name);
+    auto* child = it->second.get();
+    tasks_.add(stop(*child).then([this, name]() {
+      workers_.erase(name);
+      retire(name);
+    }));
+    ++it;
+  }
+
+  for (const auto& service : config_.services) {
+    if (retiring_.count(service.name) != 0) continue;  // started again once the removal is done
+    auto log = service_logger(service.name);
+    std::string note;
+    auto identity = lookup_user(service.user, true, &note);
+    if (!identity) {
+      log->error("{}: the worker is not started", identity.error());
+      not_started_[service.name] = identity.error();
+      continue;
+    }
+    if (!note.empty()) log->warn("{}", note);
+    if (!settings_.change_identity) identity->groups.clear();
+    auto settings = worker_settings(service, *identity, settings_.layout, settings_.defaults, caddy);
+
+    auto existing = workers_.find(service.name);
+    if (existing != workers_.end()) {
+      auto& child = *existing->second;
+      if (child.settings.asBytes() == settings.asBytes()) continue;  // unchanged: keeps running
+      log->info("settings changed: restarting the worker");
+      if (auto problem = prepare_service(service, *identity)) {
+        log->error("{}: keeping the running worker", *problem);
+        continue;
+      }
+      child.service = service;
+      child.identity = *identity;
+      child.settings = kj::mv(settings);
+      child.backoff = kFirstBackoff;
+      tasks_.add(stop(child).then([this, &child]() {
+        if (!shutting_down_) launch(child);
+      }));
+      continue;
+    }
+
+    if (auto problem = prepare_service(service, *identity)) {
+      log->error("{}: the worker is not started", *problem);
+      not_started_[service.name] = *problem;
+      continue;
+    }
+    const gid_t socket_group = settings_.gateway ? settings_.gateway->gid : 0;
+    auto socket = bind_unix_socket(settings_.layout.worker_socket(service.name), socket_group);
+    if (!socket) {
+      log->error("{}: the worker is not started", socket.error());
+      not_started_[service.name] = socket.error();
+      continue;
+    }
+    auto child = std::make_unique<Supervised>();
+    child->name = service.name;
+    child->service = service;
+    child->identity = *identity;
+    child->settings = kj::mv(settings);
+    child->listen_fd = std::move(*socket);
+    child->log = log;
+    auto& ref = *child;
+    workers_.emplace(service.name, std::move(child));
+    launch(ref);
+  }
+}
+
+std::optional<std::string> Supervisor::prepare_service(const config::Service& service, const Identity& identity) {
+  const auto& layout = settings_.layout;
+  const auto checkout = layout.checkout(service.name);
+  struct stat before {};
+  const bool existed = lstat(checkout.c_str(), &before) == 0;
+  // Not readable by other users: the checkout may hold .env files and the Caddy import.
+  auto made = ensure_directory(checkout, identity.uid, identity.gid, 0700);
+  if (!made) return made.error();
+  if (existed && (before.st_uid != identity.uid || before.st_gid != identity.gid)) {
+    // The service's user changed: the new user must own the whole checkout to update it.
+    spdlog::info("[{}] {} belonged to uid {}: giving it to {}", service.name, checkout, before.st_uid, identity.user);
+    if (auto chowned = chown_tree(checkout, identity.uid, identity.gid); !chowned) return chowned.error();
+  }
+  if (auto state = ensure_directory(layout.state(service.name), identity.uid, identity.gid, 0700); !state)
+    return state.error();
+  if (!layout.datadir.empty()) {
+    const auto data = layout.data(service.name);
+    auto mounted = is_mount_point(data);
+    // A mounted share's root belongs to the NFS server's idea of ownership: leave it alone.
+    if (!mounted || !*mounted)
+      if (auto made_data = ensure_directory(data, identity.uid, identity.gid, 0700); !made_data)
+        return made_data.error();
+  }
+  return std::nullopt;
+}
+
+// ---- one supervised process ---------------------------------------------------------------
+
+void Supervisor::launch(Supervised& child) {
+  // Running already (two restarts raced): one process per service, and its watch stays.
+  if (shutting_down_ || child.pid != 0) return;
+  // Only ever assigned from outside the chain it replaces: a continuation must not destroy the
+  // promise that is running it.
+  child.watch = supervise(child).eagerlyEvaluate([this](kj::Exception&& e) { taskFailed(kj::mv(e)); });
+}
+
+kj::Promise<void> Supervisor::supervise(Supervised& child) {
+  return run_once(child).then([this, &child](bool stopped) -> kj::Promise<void> {
+    if (stopped || shutting_down_) {
+      child.state = WorkerView::State::kStopped;
+      return kj::READY_NOW;
+    }
+    const auto ran = now() - child.started;
+    if (ran >= kStablePeriod) child.backoff = kFirstBackoff;
+    // Restarts are spaced from the last start: a worker that was up for a while comes back at
+    // once, one that dies at start-up is retried after 1 s, 2 s, 4 s, … up to a minute.
+    const auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::max(std::chrono::steady_clock::duration::zero(), child.backoff - ran));
+    child.backoff = std::min(child.backoff * 2, std::chrono::seconds(kMaxBackoff));
+    child.state = WorkerView::State::kBackingOff;
+    child.log->warn("{} {}: restarting in {:.1f} s", child.is_gateway ? "gateway" : "worker",
+                    child.last_exit.empty() ? "did not start" : child.last_exit, delay.count() / 1000.0);
+    return io_.provider->getTimer().afterDelay(delay.count() * kj::MILLISECONDS).then([this, &child]() {
+      return supervise(child);
+    });
+  });
+}
+
+kj::Promise<bool> Supervisor::run_once(Supervised& child) {
+  kj::Promise<bool> ready = true;
+  if (!child.is_gateway && !child.service.mount.empty()) ready = ensure_mounted(child.service);
+  return ready.then([this, &child](bool mounted) -> kj::Promise<bool> {
+    child.started = now();
+    if (!mounted || !spawn(child)) return false;
+    child.mount_error.clear();
+    return io_.unixEventPort.onChildExit(child.reap).then([&child](int status) {
+      child.pid = 0;
+      child.last_exit = describe_exit(status);
+      if (child.stopped) {
+        child.log->info("{} stopped ({})", child.is_gateway ? "gateway" : "worker", child.last_exit);
+        child.stopped->fulfill();
+        child.stopped = nullptr;
+        return true;
+      }
+      ++child.restarts;
+      return false;
+    });
+  });
+}
+
+bool Supervisor::spawn(Supervised& child) {
+  SpawnSpec spec;
+  spec.identity = child.identity;
+  spec.parent_death_signal = SIGTERM;
+  spec.change_identity = settings_.change_identity;
+  // Nothing of pgod's environment: the worker sets what docker and git need from its settings.
+  spec.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + child.identity.home,
+              "USER=" + child.identity.user, "LOGNAME=" + child.identity.user};
+  UniqueFd settings_fd;
+  if (child.is_gateway) {
+    spec.program = settings_.gateway_program;
+    spec.argv = {spec.program, "--ssh-fd", "3", "--metrics-fd", "4"};
+    spec.argv.insert(spec.argv.end(), settings_.gateway_args.begin(), settings_.gateway_args.end());
+    spec.fds = settings_.gateway_fds;
+  } else {
+    // The settings travel in a sealed memfd: read once by the worker, never a file on disk.
+    auto memfd = sealed_memfd(child.name, child.settings.asBytes());
+    if (!memfd) {
+      child.log->error("{}", memfd.error());
+      child.last_exit = memfd.error();
+      return false;
+    }
+    settings_fd = std::move(*memfd);
+    spec.program = settings_.worker_program;
+    spec.argv = {spec.program, "--settings-fd", "3", "--listen-fd", "4"};
+    if (!settings_.path_prefix.empty()) spec.argv.insert(spec.argv.end(), {"--path-prefix", settings_.path_prefix});
+    spec.fds = {settings_fd.get(), child.listen_fd.get()};
+    spec.seccomp = &worker_filter_;
+  }
+  auto pid = spawn_confined(spec);
+  if (!pid) {
+    child.log->error("{}", pid.error());
+    child.last_exit = pid.error();
+    return false;
+  }
+  child.pid = *pid;
+  child.reap = *pid;
+  child.state = WorkerView::State::kRunning;
+  child.log->info("{} started as {} (pid {})", child.is_gateway ? "gateway" : "worker", child.identity.user, *pid);
+  return true;
+}
+
+kj::Promise<void> Supervisor::stop(Supervised& child) {
+  if (child.pid == 0) {
+    child.watch = nullptr;  // a pending restart or mount: cancelled (never called from within it)
+    child.state = WorkerView::State::kStopped;
+    return kj::READY_NOW;
+  }
+  KJ_IF_MAYBE(pending, child.stopping) { return pending->addBranch(); }
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  child.stopped = kj::mv(paf.fulfiller);
+  KJ_IF_MAYBE(pid, child.reap) {
+    if (kill(*pid, SIGTERM) != 0) child.log->warn("kill {} TERM: {}", *pid, std::strerror(errno));
+  }
+  auto escalate = io_.provider->getTimer().afterDelay(kStopGrace.count() * kj::SECONDS).then([&child]() {
+    KJ_IF_MAYBE(pid, child.reap) {
+      child.log->warn("did not stop within {} s: killing pid {}", kStopGrace.count(), *pid);
+      kill(*pid, SIGKILL);
+    }
+  });
+  auto stopping = paf.promise.exclusiveJoin(escalate.then([]() { return kj::Promise<void>(kj::NEVER_DONE); }))
+                      .then([&child]() { child.stopping = nullptr; })
+                      .fork();
+  auto waiting = stopping.addBranch();
+  child.stopping = kj::mv(stopping);
+  return waiting;
+}
+
+kj::Promise<void> Supervisor::shutdown() {
+  shutting_down_ = true;
+  kj::Vector<kj::Promise<void>> stopping;
+  if (gateway_) stopping.add(stop(*gateway_));
+  for (auto& [name, child] : workers_) stopping.add(stop(*child));
+  return kj::joinPromises(stopping.releaseAsArray());
+}
+
+// ---- NFS ----------------------------------------------------------------------------------
+
+kj::Promise<bool> Supervisor::ensure_mounted(const config::Service& service) {
+  const auto target = settings_.layout.data(service.name);
+  auto mounted = is_mount_point(target);
+  if (mounted && *mounted) return true;
+  auto log = service_logger(service.name);
+  const auto source = nfs_source(service.mount);
+  log->info("mounting {} on {}", source, target);
+  return run_root_program({settings_.mount_program, "-t", "nfs", "-o", "rw,nosuid,hard", source, target}, kMountTimeout)
+      .then([this, log, name = service.name, source, target](int status) {
+        auto mounted_now = is_mount_point(target);
+        std::string error;
+        if (status != 0)
+          error = fmt::format("mount {} on {} failed ({})", source, target, describe_exit(status));
+        else if (!mounted_now || !*mounted_now)
+          error = fmt::format("mount {} on {} reported success but {} is not a mount point", source, target, target);
+        auto found = workers_.find(name);
+        if (!error.empty()) {
+          log->error("{}: the worker waits for the share", error);
+          if (found != workers_.end()) found->second->mount_error = error;
+          return false;
+        }
+        log->info("mounted {} on {}", source, target);
+        return true;
+      });
+}
+
+kj::Promise<int> Supervisor::run_root_program(std::vector<std::string> argv, std::chrono::seconds timeout) {
+  std::vector<char*> pointers;
+  for (auto& arg : argv) pointers.push_back(arg.data());
+  pointers.push_back(nullptr);
+  char path_env[] = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
+  char* env[] = {path_env, nullptr};
+  pid_t pid = 0;
+  if (int error = posix_spawn(&pid, argv[0].c_str(), nullptr, nullptr, pointers.data(), env); error != 0) {
+    spdlog::error("cannot run {}: {}", argv[0], std::strerror(error));
+    return 127 << 8;
+  }
+  struct Running {
+    kj::Maybe<pid_t> reap;
+    ~Running() {
+      // Cancelled (timeout, shutdown): the program must not outlive its purpose. KJ reaps it.
+      KJ_IF_MAYBE(pid, reap) { kill(*pid, SIGKILL); }
+    }
+  };
+  auto running = kj::heap<Running>();
+  running->reap = pid;
+  auto exited = io_.unixEventPort.onChildExit(running->reap);
+  auto timed_out = io_.provider->getTimer().afterDelay(timeout.count() * kj::SECONDS).then([argv0 = argv[0], timeout]() {
+    spdlog::error("{} did not finish within {} s: killed", argv0, timeout.count());
+    return int{SIGKILL};
+  });
+  return exited.exclusiveJoin(kj::mv(timed_out)).attach(kj::mv(running));
+}
+
+// ---- stale services -----------------------------------------------------------------------
+
+void Supervisor::remove_stale_services() {
+  std::set<std::string> configured;
+  for (const auto& service : config_.services) configured.insert(service.name);
+  std::unique_ptr<DIR, int (*)(DIR*)> listing(opendir(settings_.layout.dir.c_str()), closedir);
+  if (!listing) {
+    spdlog::error("cannot list {} for stale services: {}", settings_.layout.dir, std::strerror(errno));
+    return;
+  }
+  std::vector<std::string> stale;
+  while (auto* entry = readdir(listing.get())) {
+    const std::string name = entry->d_name;
+    if (!is_valid_service_name(name) || configured.count(name) != 0) continue;
+    struct stat info {};
+    if (fstatat(dirfd(listing.get()), name.c_str(), &info, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(info.st_mode))
+      continue;
+    stale.push_back(name);
+  }
+  for (const auto& name : stale) {
+    spdlog::info("[{}] {} is not in the config: bringing it down and removing it", name,
+                 settings_.layout.checkout(name));
+    retiring_.insert(name);
+    retire(name);
+  }
+}
+
+void Supervisor::retire(const std::string& name) {
+  const auto& layout = settings_.layout;
+  auto log = service_logger(name);
+  struct stat info {};
+  if (lstat(layout.checkout(name).c_str(), &info) != 0 || !S_ISDIR(info.st_mode)) {
+    finish_retirement(name, true);  // nothing checked out: nothing can run
+    return;
+  }
+  // As the directory's owner, like its worker was: the one-shot needs that user's docker access
+  // and must not be able to do more.
+  auto identity = identity_of_uid(info.st_uid, info.st_gid, true);
+  if (!settings_.change_identity) identity.groups.clear();
+  if (auto state = ensure_directory(layout.state(name), identity.uid, identity.gid, 0700); !state) {
+    log->error("{}: cannot bring it down; kept", state.error());
+    finish_retirement(name, false);
+    return;
+  }
+  auto settings = retire_settings(name, identity, layout, settings_.defaults);
+  auto memfd = sealed_memfd(name, settings.asBytes());
+  if (!memfd) {
+    log->error("{}: cannot bring it down; kept", memfd.error());
+    finish_retirement(name, false);
+    return;
+  }
+  SpawnSpec spec;
+  spec.program = settings_.worker_program;
+  spec.argv = {spec.program, "--settings-fd", "3", "--retire"};
+  if (!settings_.path_prefix.empty()) spec.argv.insert(spec.argv.end(), {"--path-prefix", settings_.path_prefix});
+  spec.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + identity.home,
+              "USER=" + identity.user, "LOGNAME=" + identity.user};
+  spec.identity = identity;
+  spec.fds = {memfd->get()};
+  spec.seccomp = &worker_filter_;
+  spec.parent_death_signal = SIGTERM;
+  spec.change_identity = settings_.change_identity;
+  auto pid = spawn_confined(spec);
+  if (!pid) {
+    log->error("{}: cannot bring it down; kept", pid.error());
+    finish_retirement(name, false);
+    return;
+  }
+  struct Running {
+    kj::Maybe<pid_t> reap;
+    ~Running() {
+      KJ_IF_MAYBE(pid, reap) { kill(*pid, SIGKILL); }
+    }
+  };
+  auto running = kj::heap<Running>();
+  running->reap = *pid;
+  auto exited = io_.unixEventPort.onChildExit(running->reap);
+  auto timed_out = io_.provider->getTimer().afterDelay(kRetireTimeout.count() * kj::SECONDS).then([]() {
+    return int{SIGKILL};
+  });
+  tasks_.add(exited.exclusiveJoin(kj::mv(timed_out)).attach(kj::mv(running)).then([this, name, log](int status) {
+    if (status != 0) log->error("compose down failed ({}): kept {}; retried at the next start or reload",
+                                describe_exit(status), settings_.layout.checkout(name));
+    finish_retirement(name, status == 0);
+  }));
+}
+
+void Supervisor::finish_retirement(const std::string& name, bool downed) {
+  const auto& layout = settings_.layout;
+  auto log = service_logger(name);
+  if (downed) {
+    for (const auto& [parent, entry] : {std::pair{layout.dir, name}, std::pair{layout.state_root(), name}}) {
+      if (auto removed = remove_tree(parent, entry); !removed) log->error("{}", removed.error());
+    }
+    if (unlink(layout.worker_socket(name).c_str()) != 0 && errno != ENOENT)
+      log->error("{}", errno_text("unlink", layout.worker_socket(name)));
+    if (!layout.datadir.empty()) {
+      // The data itself is never deleted: unmount the share, remove the directory only if empty.
+      const auto data = layout.data(name);
+      auto mounted = is_mount_point(data);
+      if (mounted && *mounted) {
+        tasks_.add(run_root_program({settings_.umount_program, data}, kMountTimeout).then([log, data](int status) {
+          if (status != 0) log->error("umount {} failed ({})", data, describe_exit(status));
+          else if (auto removed = remove_directory_if_empty(data); !removed) log->error("{}", removed.error());
+        }));
+      } else if (auto removed = remove_directory_if_empty(data); !removed) {
+        log->error("{}", removed.error());
+      }
+    }
+    log->info("removed");
+  }
+  retiring_.erase(name);
+  // Added back while it was being removed: start it now.
+  if (!shutting_down_)
+    for (const auto& service : config_.services)
+      if (service.name == name) {
+        apply(config_);
+        break;
+      }
+}
+
+// ---- views --------------------------------------------------------------------------------
+
+std::vector<WorkerView> Supervisor::workers() const {
+  std::vector<WorkerView> views;
+  for (const auto& [name, child] : workers_)
+    views.push_back({name, child->state, child->pid, child->restarts, child->last_exit, child->mount_error});
+  for (const auto& [name, why] : not_started_) views.push_back({name, WorkerView::State::kStopped, 0, 0, why, ""});
+  return views;
+}
+
+bool Supervisor::restart_worker(const std::string& name) {
+  auto found = workers_.find(name);
+  if (found == workers_.end() || shutting_down_ || retiring_.count(name) != 0) return false;
+  auto& child = *found->second;
+  child.log->info("restart requested");
+  child.backoff = kFirstBackoff;
+  ++child.restarts;
+  tasks_.add(stop(child).then([this, &child]() { launch(child); }));
+  return true;
+}
+
+std::string Supervisor::summary() const {
+  std::size_t running = 0;
+  for (const auto& [name, child] : workers_) running += child->state == WorkerView::State::kRunning;
+  return fmt::format("{} service{}, {} worker{} running", config_.services.size(),
+                     config_.services.size() == 1 ? "" : "s", running, running == 1 ? "" : "s");
+}
+
+}  // namespace pgod::supervisor

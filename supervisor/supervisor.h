@@ -1,0 +1,103 @@
+// The supervisor's life: prepare directories and sockets, remove stale services, keep one
+// confined worker per service (and the gateway) running, restart what dies with backoff,
+// apply a new config in place, and stop everything on request. It never parses network input,
+// compose files or repositories: that is the workers' job.
+#pragma once
+
+#include <kj/async-io.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "config.h"
+#include "confine.h"
+#include "layout.h"
+#include "seccomp_filter.h"
+#include "unique_fd.h"
+
+namespace pgod::supervisor {
+
+struct SupervisorSettings {
+  Layout layout;
+  WorkerDefaults defaults;
+  std::string worker_program;
+  std::string gateway_program;           // empty: no gateway child (--no-gateway)
+  std::optional<Identity> gateway;       // the gateway's user; its group may use the worker sockets
+  std::vector<std::string> gateway_args;  // after the fds: --rundir, --debug, …
+  std::vector<int> gateway_fds;          // listening sockets handed to the gateway (owned by the caller)
+  std::string mount_program;
+  std::string umount_program;
+  std::string path_prefix;               // tests: put before PATH in workers
+  bool change_identity = true;           // false only under --no-root-check as non-root
+};
+
+// What the RPC interface and the logs show about one worker.
+struct WorkerView {
+  std::string name;
+  enum class State { kRunning, kBackingOff, kStopped } state = State::kStopped;
+  pid_t pid = 0;
+  unsigned restarts = 0;
+  std::string last_exit;
+  std::string mount_error;
+};
+
+class Supervisor final : private kj::TaskSet::ErrorHandler {
+ public:
+  Supervisor(kj::AsyncIoContext& io, SupervisorSettings settings, SeccompProgram worker_filter);
+  ~Supervisor();
+  Supervisor(const Supervisor&) = delete;
+  Supervisor& operator=(const Supervisor&) = delete;
+
+  // Prepares the directories, removes stale services and starts the workers and the gateway.
+  // Fails (with a message) only when nothing can work: <dir> or <rundir> cannot be prepared.
+  std::optional<std::string> start(config::Config config);
+
+  // Applies a new, valid config: starts new services, stops and removes deleted ones, restarts
+  // the workers whose settings changed; unchanged workers keep running.
+  void apply(config::Config config);
+
+  // Stops the gateway and every worker (TERM, then KILL after a grace period); containers keep
+  // running.
+  kj::Promise<void> shutdown();
+
+  std::vector<WorkerView> workers() const;
+  // Restarts one worker now; false when there is no such service.
+  bool restart_worker(const std::string& name);
+  // "N services, M workers running": for sd_notify STATUS and the log.
+  std::string summary() const;
+
+ private:
+  struct Supervised;
+
+  void taskFailed(kj::Exception&& exception) override;
+  std::optional<std::string> prepare_service(const config::Service& service, const Identity& identity);
+  void launch(Supervised& child);
+  kj::Promise<void> supervise(Supervised& child);
+  kj::Promise<bool> run_once(Supervised& child);
+  bool spawn(Supervised& child);
+  kj::Promise<void> stop(Supervised& child);
+  kj::Promise<bool> ensure_mounted(const config::Service& service);
+  kj::Promise<int> run_root_program(std::vector<std::string> argv, std::chrono::seconds timeout);
+  void remove_stale_services();
+  void retire(const std::string& name);
+  void finish_retirement(const std::string& name, bool downed);
+
+  kj::AsyncIoContext& io_;
+  SupervisorSettings settings_;
+  SeccompProgram worker_filter_;
+  config::Config config_;
+  std::map<std::string, std::unique_ptr<Supervised>> workers_;
+  std::unique_ptr<Supervised> gateway_;
+  std::set<std::string> retiring_;
+  std::map<std::string, std::string> not_started_;  // name → why: shown in the service list
+  bool shutting_down_ = false;
+  kj::TaskSet tasks_;
+};
+
+}  // namespace pgod::supervisor

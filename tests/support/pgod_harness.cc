@@ -1,0 +1,285 @@
+#include "pgod_harness.h"
+
+#include <capnp/rpc-twoparty.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <kj/async-io.h>
+#include <pwd.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+#include <system_error>
+#include <thread>
+
+#include "supervisor.capnp.h"
+
+namespace pgod::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+void must(const ProcessResult& result, const std::string& what) {
+  if (result.exit_code != 0) throw std::runtime_error(what + " failed: " + result.err + result.out);
+}
+
+TestUser create_user(const std::string& name) {
+  must(run_process({"/usr/sbin/useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell",
+                    "/usr/sbin/nologin", name}),
+       "useradd " + name);
+  struct passwd* entry = getpwnam(name.c_str());
+  if (entry == nullptr) throw std::runtime_error("useradd " + name + " made no user");
+  return {name, entry->pw_uid, entry->pw_gid};
+}
+
+// The users exist for the whole test program; userdel at exit removes them (and their groups).
+struct Users {
+  Users() {
+    const std::string prefix = "pgt" + std::to_string(getpid() % 1000000);
+    a = create_user(prefix + "a");
+    b = create_user(prefix + "b");
+    gateway = create_user(prefix + "gw");
+  }
+  ~Users() {
+    for (const auto* user : {&a, &b, &gateway})
+      if (!user->name.empty()) run_process({"/usr/sbin/userdel", user->name});
+  }
+  TestUser a, b, gateway;
+};
+
+Users& users() {
+  static Users instance;
+  return instance;
+}
+
+void copy_program(const std::string& from, const std::string& to) {
+  std::filesystem::copy_file(from, to, std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::permissions(to, std::filesystem::perms(0755));
+}
+
+struct Programs {
+  Programs() {
+    std::filesystem::permissions(dir.path(), std::filesystem::perms(0755));
+    copy_program(PGOD_BIN, dir.path() + "/pgod");
+    copy_program(PGOD_WORKER_BIN, dir.path() + "/pgod-worker");
+    copy_program(PGOD_GATEWAY_BIN, dir.path() + "/pgod-gateway");
+    copy_program(PGOD_EXEC_PROBE_BIN, dir.path() + "/exec-probe");
+  }
+  TempDir dir;
+};
+
+template <class Call>
+auto with_supervisor(const std::string& socket_path, Call call) {
+  auto io = kj::setupAsyncIo();
+  auto address = io.provider->getNetwork().parseAddress(kj::str("unix:", socket_path.c_str())).wait(io.waitScope);
+  auto stream = address->connect().wait(io.waitScope);
+  capnp::TwoPartyClient client(*stream);
+  return call(client.bootstrap().castAs<rpc::Supervisor>(), io.waitScope);
+}
+
+const char* state_name(rpc::ServiceInfo::WorkerState state) {
+  switch (state) {
+    case rpc::ServiceInfo::WorkerState::RUNNING: return "running";
+    case rpc::ServiceInfo::WorkerState::BACKING_OFF: return "backing-off";
+    case rpc::ServiceInfo::WorkerState::STOPPED: return "stopped";
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+const TestUser& service_user_a() { return users().a; }
+const TestUser& service_user_b() { return users().b; }
+const TestUser& gateway_user() { return users().gateway; }
+
+gid_t docker_group() {
+  struct group* entry = getgrnam("docker");
+  if (entry == nullptr) throw std::runtime_error("no docker group on this host (install docker.io)");
+  return entry->gr_gid;
+}
+
+const std::string& programs_dir() {
+  static Programs programs;
+  return programs.dir.path();
+}
+
+PgodHarness::PgodHarness() {
+  std::filesystem::permissions(root_.path(), std::filesystem::perms(0755));
+  bin_ = root_.path() + "/bin";
+  dir_ = root_.path() + "/dir";
+  rundir_ = root_.path() + "/run";
+  datadir_ = root_.path() + "/data";
+  repos_ = root_.path() + "/repos";
+  log_file_ = root_.path() + "/pgod.log";
+  for (const auto& path : {bin_, repos_}) std::filesystem::create_directory(path);
+  // Workers of every test user append to calls.log.
+  std::filesystem::permissions(bin_, std::filesystem::perms(0777));
+  copy_program(PGOD_STANDIN_DOCKER, bin_ + "/docker");
+  std::filesystem::create_symlink("docker", bin_ + "/docker-compose");
+  std::ofstream(bin_ + "/calls.log").close();
+  std::filesystem::permissions(bin_ + "/calls.log", std::filesystem::perms(0666));
+  (void)users();  // created before any test needs them
+}
+
+PgodHarness::~PgodHarness() {
+  if (pid_ > 0) stop(SIGKILL, 10s);
+}
+
+GitUpstream& PgodHarness::upstream(const std::string& name) {
+  auto& slot = upstreams_[name];
+  if (!slot) {
+    slot = std::make_unique<GitUpstream>(repos_, name + ".git");
+    slot->commit({{"compose.yaml", "services:\n  web:\n    image: busybox\n"}}, "compose file");
+    run_process({"/bin/chmod", "-R", "a+rX", repos_});
+  }
+  return *slot;
+}
+
+std::string PgodHarness::service_toml(const std::string& name, const std::string& user, const std::string& repository,
+                                      const std::string& extra) {
+  return "[[services]]\nname = \"" + name + "\"\nuser = \"" + user + "\"\nrepository = \"file://" + repository +
+         "\"\nbranch = \"main\"\n" + extra + "\n";
+}
+
+void PgodHarness::write_config(const std::string& text) const {
+  // Replaced by rename, as editors do: the inotify watch must see it either way.
+  const std::string temporary = config_path() + ".new";
+  std::ofstream(temporary) << text;
+  std::filesystem::rename(temporary, config_path());
+}
+
+void PgodHarness::start(std::vector<std::string> args) {
+  std::vector<std::string> argv = {programs_dir() + "/pgod", "-c", config_path(), "-d", dir_, "--rundir", rundir_,
+                                   "--path-prefix", bin_, "--gateway-user", gateway_user().name};
+  bool gateway = false;
+  for (const auto& arg : args) gateway = gateway || arg.starts_with("--gateway-program");
+  if (!gateway) argv.push_back("--no-gateway");
+  argv.insert(argv.end(), args.begin(), args.end());
+
+  std::vector<char*> pointers;
+  for (auto& arg : argv) pointers.push_back(arg.data());
+  pointers.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, log_file_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  const int error = posix_spawn(&pid_, argv[0].c_str(), &actions, nullptr, pointers.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (error != 0) throw std::system_error(error, std::generic_category(), "posix_spawn pgod");
+  const bool up = wait_for([this]() {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      throw std::runtime_error("pgod exited at start: " + log());
+    }
+    try {
+      workers();
+      return true;
+    } catch (const std::exception&) {
+      return false;
+    }
+  });
+  if (!up) throw std::runtime_error("pgod's socket never answered: " + log());
+}
+
+void PgodHarness::send_signal(int signal_number) const {
+  if (pid_ > 0) kill(pid_, signal_number);
+}
+
+int PgodHarness::stop(int signal_number, std::chrono::seconds limit) {
+  if (pid_ <= 0) return -1;
+  kill(pid_, signal_number);
+  int status = 0;
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (waitpid(pid_, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, &status, 0);
+      pid_ = -1;
+      return -1;
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+  pid_ = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::vector<WorkerRow> PgodHarness::workers() const {
+  return with_supervisor(rundir_ + "/supervisor.sock", [](rpc::Supervisor::Client client, kj::WaitScope& wait) {
+    auto response = client.listServicesRequest().send().wait(wait);
+    std::vector<WorkerRow> rows;
+    for (auto info : response.getServices())
+      rows.push_back({info.getName().cStr(), state_name(info.getWorkerState()), info.getWorkerPid(),
+                      info.getRestarts(), info.getLastExit().cStr(), info.getMountError().cStr()});
+    return rows;
+  });
+}
+
+std::optional<WorkerRow> PgodHarness::worker(const std::string& name) const {
+  for (auto& row : workers())
+    if (row.name == name) return row;
+  return std::nullopt;
+}
+
+pid_t PgodHarness::worker_pid(const std::string& name) const {
+  auto row = worker(name);
+  return row && row->state == "running" ? row->pid : 0;
+}
+
+bool PgodHarness::wait_for(const std::function<bool()>& pred, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(20ms);
+  }
+  return true;
+}
+
+bool PgodHarness::wait_ready(const std::vector<std::string>& names, std::chrono::milliseconds limit) {
+  return wait_for(
+      [&]() {
+        const auto text = log();
+        for (const auto& name : names)
+          if (worker_pid(name) == 0 || text.find("[" + name + "] state STARTING -> OK") == std::string::npos)
+            return false;
+        return true;
+      },
+      limit);
+}
+
+std::string PgodHarness::log() const { return read_file(log_file_); }
+std::string PgodHarness::calls() const { return read_file(bin_ + "/calls.log"); }
+
+std::map<std::string, std::string> proc_status(pid_t pid) {
+  std::map<std::string, std::string> fields;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    auto value = line.substr(colon + 1);
+    value.erase(0, value.find_first_not_of(" \t"));
+    fields[line.substr(0, colon)] = value;
+  }
+  return fields;
+}
+
+std::map<int, std::string> proc_fds(pid_t pid) {
+  std::map<int, std::string> fds;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", error)) {
+    std::error_code ignored;
+    fds[std::stoi(entry.path().filename().string())] = std::filesystem::read_symlink(entry.path(), ignored).string();
+  }
+  return fds;
+}
+
+}  // namespace pgod::test
