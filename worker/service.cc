@@ -437,11 +437,14 @@ kj::Promise<void> Service::detect_compose_program() {
 
 kj::Promise<int> Service::retire() {
   // The checkout of a removed service is untrusted and may be half gone: bring the project down
-  // with a compose file of our own that names no service, so every container of the project is
-  // an orphan and `--remove-orphans` removes it. Nothing of the repository is read.
+  // with a compose file of our own, so nothing of the repository is read. Its one service never
+  // exists, so every container of the project is an orphan that `--remove-orphans` removes;
+  // the service is there because compose only removes the default network of a project that
+  // has one. `down` never pulls its image.
   return detect_compose_program().then([this]() {
-    constexpr const char* kEmptyProject = "version: \"3.8\"\nservices: {}\n";
-    auto written = replace_file(settings_.getStateDir().cStr(), "compose.retire.yaml", kEmptyProject, 0600);
+    constexpr const char* kRetireProject =
+        "version: \"3.8\"\nservices:\n  pgod-retire:\n    image: pgod-retire:never-pulled\n";
+    auto written = replace_file(settings_.getStateDir().cStr(), "compose.retire.yaml", kRetireProject, 0600);
     if (!written) fail(fmt::format("cannot write the compose file for down: {}", written.error()));
     auto setup = compose_setup();
     setup.compose_path = std::string(settings_.getStateDir().cStr()) + "/compose.retire.yaml";

@@ -71,6 +71,7 @@ struct Programs {
     copy_program(PGOD_WORKER_BIN, dir.path() + "/pgod-worker");
     copy_program(PGOD_GATEWAY_BIN, dir.path() + "/pgod-gateway");
     copy_program(PGOD_EXEC_PROBE_BIN, dir.path() + "/exec-probe");
+    copy_program(PGOD_CONFINEMENT_PROBE_BIN, dir.path() + "/confinement-probe");
   }
   TempDir dir;
 };
@@ -157,7 +158,8 @@ void PgodHarness::write_config(const std::string& text) const {
 
 void PgodHarness::start(std::vector<std::string> args) {
   std::vector<std::string> argv = {programs_dir() + "/pgod", "-c", config_path(), "-d", dir_, "--rundir", rundir_,
-                                   "--path-prefix", bin_, "--gateway-user", gateway_user().name};
+                                   "--gateway-user", gateway_user().name};
+  if (standin_) argv.insert(argv.end(), {"--path-prefix", bin_});
   bool gateway = false;
   for (const auto& arg : args) gateway = gateway || arg.starts_with("--gateway-program");
   if (!gateway) argv.push_back("--no-gateway");

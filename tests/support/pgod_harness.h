@@ -32,7 +32,8 @@ const TestUser& service_user_b();
 const TestUser& gateway_user();
 gid_t docker_group();  // the host's docker group (tests need it: workers get it)
 
-// pgod, pgod-worker, pgod-gateway and the test probes, copied once to a 0755 directory.
+// pgod, pgod-worker, pgod-gateway and the test probes (exec-probe, confinement-probe), copied
+// once to a 0755 directory.
 const std::string& programs_dir();
 
 struct WorkerRow {
@@ -62,6 +63,8 @@ class PgodHarness {
   // Starts pgod (-c, -d, --rundir, --path-prefix, --no-gateway unless `args` name a gateway
   // program) and waits until its socket answers.
   void start(std::vector<std::string> args = {});
+  // Workers run the real docker and docker-compose instead of the stand-in.
+  void use_real_docker() { standin_ = false; }
   void send_signal(int signal_number) const;
   // Sends `signal_number` and waits for pgod to exit; its exit code (-1: killed, or timed out).
   int stop(int signal_number = 15, std::chrono::seconds limit = std::chrono::seconds(30));
@@ -88,6 +91,7 @@ class PgodHarness {
   std::string bin_, dir_, rundir_, datadir_, repos_, log_file_;
   std::map<std::string, std::unique_ptr<GitUpstream>> upstreams_;
   pid_t pid_ = -1;
+  bool standin_ = true;
 };
 
 // /proc/<pid>/status as key → value (the text after the tab).
