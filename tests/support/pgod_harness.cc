@@ -156,7 +156,7 @@ void PgodHarness::write_config(const std::string& text) const {
   std::filesystem::rename(temporary, config_path());
 }
 
-void PgodHarness::start(std::vector<std::string> args) {
+void PgodHarness::start(std::vector<std::string> args, bool wait) {
   std::vector<std::string> argv = {programs_dir() + "/pgod", "-c", config_path(), "-d", dir_, "--rundir", rundir_,
                                    "--gateway-user", gateway_user().name};
   if (standin_) argv.insert(argv.end(), {"--path-prefix", bin_});
@@ -176,6 +176,7 @@ void PgodHarness::start(std::vector<std::string> args) {
   const int error = posix_spawn(&pid_, argv[0].c_str(), &actions, nullptr, pointers.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   if (error != 0) throw std::system_error(error, std::generic_category(), "posix_spawn pgod");
+  if (!wait) return;
   const bool up = wait_for([this]() {
     int status = 0;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {

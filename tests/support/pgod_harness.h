@@ -61,8 +61,8 @@ class PgodHarness {
   std::string config_path() const { return root_.path() + "/pgo.toml"; }
 
   // Starts pgod (-c, -d, --rundir, --path-prefix, --no-gateway unless `args` name a gateway
-  // program) and waits until its socket answers.
-  void start(std::vector<std::string> args = {});
+  // program) and, with `wait`, waits until its socket answers.
+  void start(std::vector<std::string> args = {}, bool wait = true);
   // Workers run the real docker and docker-compose instead of the stand-in.
   void use_real_docker() { standin_ = false; }
   void send_signal(int signal_number) const;
