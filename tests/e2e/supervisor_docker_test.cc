@@ -15,31 +15,20 @@ namespace {
 
 using namespace std::chrono_literals;
 
-DockerEnvironment* docker_env = nullptr;
-
-class DockerEnvironmentSetup : public ::testing::Environment {
- public:
-  void SetUp() override { docker_env = new DockerEnvironment(); }
-  void TearDown() override {
-    delete docker_env;
-    docker_env = nullptr;
-  }
-};
-const auto* const registered = ::testing::AddGlobalTestEnvironment(new DockerEnvironmentSetup);
 
 class SupervisorDockerTest : public ::testing::Test {
  protected:
   void TearDown() override {
-    for (const auto& id : docker_env->containers(name)) docker_env->docker({"rm", "-f", id});
-    docker_env->docker({"network", "rm", name + "_default"});
+    for (const auto& id : docker_environment().containers(name)) docker_environment().docker({"rm", "-f", id});
+    docker_environment().docker({"network", "rm", name + "_default"});
   }
   std::string config() {
     auto& upstream = pgod.upstream(name);
-    upstream.commit({{"compose.yaml", "services:\n  app:\n    image: " + docker_env->image() +
+    upstream.commit({{"compose.yaml", "services:\n  app:\n    image: " + docker_environment().image() +
                                           "\n    command: [\"sleep\", \"3600\"]\n"}});
     return PgodHarness::service_toml(name, service_user_a().name, upstream.path(),
-                                     "registries = [ \"" + docker_env->user() + ":" + docker_env->token() + "@" +
-                                         docker_env->registry() + "\" ]\n");
+                                     "registries = [ \"" + docker_environment().user() + ":" + docker_environment().token() + "@" +
+                                         docker_environment().registry() + "\" ]\n");
   }
 
   const std::string name = "pgode2es" + std::to_string(getpid());
@@ -70,22 +59,22 @@ TEST_F(SupervisorDockerTest, ContainersOutlivePgodAndAServiceThatLeftTheConfigIs
   pgod.use_real_docker();
   pgod.write_config(config());
   pgod.start();
-  ASSERT_TRUE(PgodHarness::wait_for([&]() { return docker_env->containers(name).size() == 1; }, 120s)) << pgod.log();
-  const auto id = docker_env->containers(name).at(0);
+  ASSERT_TRUE(PgodHarness::wait_for([&]() { return docker_environment().containers(name).size() == 1; }, 120s)) << pgod.log();
+  const auto id = docker_environment().containers(name).at(0);
   const pid_t worker = pgod.worker_pid(name);
 
   EXPECT_EQ(pgod.stop(SIGTERM), 0);
   EXPECT_NE(kill(worker, 0), 0) << "no worker left";
-  EXPECT_EQ(docker_env->containers(name), std::vector<std::string>{id}) << "the container kept running";
-  EXPECT_EQ(docker_env->docker({"exec", id, "echo", "still here"}).out, "still here\n");
+  EXPECT_EQ(docker_environment().containers(name), std::vector<std::string>{id}) << "the container kept running";
+  EXPECT_EQ(docker_environment().docker({"exec", id, "echo", "still here"}).out, "still here\n");
 
   // Started again without the service: its directory is stale, so its project is brought down.
   pgod.write_config("");
   pgod.start();
   ASSERT_TRUE(PgodHarness::wait_for([&]() { return !std::filesystem::exists(pgod.dir() + "/" + name); }, 120s))
       << pgod.log();
-  EXPECT_TRUE(docker_env->containers(name).empty()) << pgod.log();
-  EXPECT_NE(docker_env->docker({"network", "inspect", name + "_default"}).exit_code, 0) << "the network went too";
+  EXPECT_TRUE(docker_environment().containers(name).empty()) << pgod.log();
+  EXPECT_NE(docker_environment().docker({"network", "inspect", name + "_default"}).exit_code, 0) << "the network went too";
   EXPECT_EQ(pgod.stop(SIGTERM), 0);
 }
 

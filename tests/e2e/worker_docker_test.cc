@@ -17,28 +17,17 @@ using namespace std::chrono_literals;
 using rpc::ServiceState;
 using rpc::Verb;
 
-DockerEnvironment* docker_env = nullptr;
-
-class DockerEnvironmentSetup : public ::testing::Environment {
- public:
-  void SetUp() override { docker_env = new DockerEnvironment(); }
-  void TearDown() override {
-    delete docker_env;
-    docker_env = nullptr;
-  }
-};
-const auto* const registered = ::testing::AddGlobalTestEnvironment(new DockerEnvironmentSetup);
 
 std::string compose(const std::string& extra = "") {
-  return "services:\n  app:\n    image: " + docker_env->image() + "\n    command: [\"sleep\", \"3600\"]\n" + extra;
+  return "services:\n  app:\n    image: " + docker_environment().image() + "\n    command: [\"sleep\", \"3600\"]\n" + extra;
 }
 
 class WorkerDockerTest : public ::testing::Test {
  protected:
   void TearDown() override {
     // Whatever the test left: the project's containers and network.
-    for (const auto& id : docker_env->containers(project)) docker_env->docker({"rm", "-f", id});
-    docker_env->docker({"network", "rm", project + "_default"});
+    for (const auto& id : docker_environment().containers(project)) docker_environment().docker({"rm", "-f", id});
+    docker_environment().docker({"network", "rm", project + "_default"});
   }
   const std::string project = "pgode2e" + std::to_string(getpid());
 };
@@ -57,9 +46,9 @@ TEST_F(WorkerDockerTest, LoginPullUpRedeployRefuseAndStop) {
       [&](rpc::ServiceSettings::Builder s) {
         s.setName(project);
         auto registries = s.initRegistries(1);
-        registries[0].setUser(docker_env->user());
-        registries[0].setToken(docker_env->token());
-        registries[0].setRegistry(docker_env->registry());
+        registries[0].setUser(docker_environment().user());
+        registries[0].setToken(docker_environment().token());
+        registries[0].setRegistry(docker_environment().registry());
       },
       /*standin=*/false);
   worker.start();
@@ -67,16 +56,16 @@ TEST_F(WorkerDockerTest, LoginPullUpRedeployRefuseAndStop) {
   ASSERT_EQ(worker.state(), ServiceState::OK) << worker.worker_log();
 
   // Up, with the image pulled through the login.
-  auto ids = docker_env->containers(project);
+  auto ids = docker_environment().containers(project);
   ASSERT_EQ(ids.size(), 1u);
-  auto hello = docker_env->docker({"exec", ids[0], "echo", "hello from the container"});
+  auto hello = docker_environment().docker({"exec", ids[0], "echo", "hello from the container"});
   EXPECT_EQ(hello.out, "hello from the container\n");
   // Logged out again: the private DOCKER_CONFIG holds no credentials.
   std::ifstream config(worker.state_dir() + "/docker/config.json");
   std::stringstream config_text;
   config_text << config.rdbuf();
   EXPECT_EQ(config_text.str().find("\"auth\""), std::string::npos) << config_text.str();
-  EXPECT_EQ(worker.worker_log().find(docker_env->token()), std::string::npos);
+  EXPECT_EQ(worker.worker_log().find(docker_environment().token()), std::string::npos);
 
   // ps through the worker: compose's real output.
   auto ps = worker.run(Verb::PS);
@@ -87,25 +76,25 @@ TEST_F(WorkerDockerTest, LoginPullUpRedeployRefuseAndStop) {
   upstream.commit({{"compose.yaml", compose("    environment:\n      VERSION: \"2\"\n")}});
   auto pull = worker.run(Verb::GIT_PULL);
   ASSERT_EQ(pull.exit_status, 0u) << pull.err << worker.worker_log();
-  auto redeployed = docker_env->containers(project);
+  auto redeployed = docker_environment().containers(project);
   ASSERT_EQ(redeployed.size(), 1u);
   EXPECT_NE(redeployed[0], ids[0]) << "down + up made a new container";
-  EXPECT_EQ(docker_env->docker({"exec", redeployed[0], "sh", "-c", "echo $VERSION"}).out, "2\n");
+  EXPECT_EQ(docker_environment().docker({"exec", redeployed[0], "sh", "-c", "echo $VERSION"}).out, "2\n");
 
   // A privileged compose file is refused; the running container stays as it is.
   upstream.commit({{"compose.yaml", compose("    privileged: true\n")}});
   pull = worker.run(Verb::GIT_PULL);
   EXPECT_EQ(pull.exit_status, 1u);
   EXPECT_EQ(worker.state(), ServiceState::BROKEN);
-  EXPECT_EQ(docker_env->containers(project), redeployed) << "the old container still runs";
-  EXPECT_EQ(docker_env->docker({"exec", redeployed[0], "echo", "alive"}).out, "alive\n");
+  EXPECT_EQ(docker_environment().containers(project), redeployed) << "the old container still runs";
+  EXPECT_EQ(docker_environment().docker({"exec", redeployed[0], "echo", "alive"}).out, "alive\n");
 
   // The stop file brings it down and keeps it down.
   upstream.commit({{"compose.yaml", compose("    environment:\n      VERSION: \"2\"\n")}});
   std::ofstream(worker.stop_file()) << "";
   worker.run(Verb::GIT_PULL);
   EXPECT_EQ(worker.state(), ServiceState::STOPPED) << worker.worker_log();
-  EXPECT_TRUE(docker_env->containers(project).empty());
+  EXPECT_TRUE(docker_environment().containers(project).empty());
 }
 
 TEST_F(WorkerDockerTest, PullWithoutCredentialsFails) {
@@ -117,7 +106,7 @@ TEST_F(WorkerDockerTest, PullWithoutCredentialsFails) {
   worker.start();
   ASSERT_TRUE(worker.wait_for([&] { return worker.state() != ServiceState::STARTING; }, 120s));
   // The image may be cached from the other test; remove it and pull explicitly.
-  docker_env->docker({"rmi", "-f", docker_env->image()});
+  docker_environment().docker({"rmi", "-f", docker_environment().image()});
   auto pull = worker.run(Verb::PULL);
   EXPECT_NE(pull.exit_status, 0u);
   EXPECT_NE((pull.out + pull.err).find("no basic auth credentials"), std::string::npos) << pull.out << pull.err;

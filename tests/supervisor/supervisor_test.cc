@@ -7,9 +7,11 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -204,6 +206,28 @@ TEST_F(SupervisorTest, EditingOneServiceRestartsOnlyItsWorkerWithTheNewSettings)
   ASSERT_TRUE(PgodHarness::wait_for([&]() { return pgod.calls().find("GREETING=changed") != std::string::npos; }))
       << "the new worker runs compose with the new env\n" << pgod.calls();
   EXPECT_EQ(pgod.calls().find(" down"), std::string::npos);
+}
+
+TEST_F(SupervisorTest, TheServiceWithImportGetsTheCaddySitesOfEveryService) {
+  const auto config = [&](const std::string& host) {
+    return service("a", service_user_a(), "import = \"Caddyfile-import\"\nurls = { \"a.example.org\" = \"app:8080\" }\n") +
+           service("b", service_user_b(), "urls = { \"" + host + "\" = \"web:80\" }\n");
+  };
+  pgod.write_config(config("b.example.org"));
+  pgod.start();
+  ASSERT_TRUE(pgod.wait_ready({"a", "b"})) << pgod.log();
+  const auto import = pgod.dir() + "/a/Caddyfile-import";
+  EXPECT_EQ(read_file(import),
+            "a.example.org {\n\treverse_proxy app:8080\n}\nb.example.org {\n\treverse_proxy web:80\n}\n");
+  EXPECT_FALSE(fs::exists(pgod.dir() + "/b/Caddyfile-import")) << "only the service with import gets it";
+
+  // Another service's url changes: the importing worker is restarted with the new content.
+  const pid_t a = pgod.worker_pid("a");
+  pgod.write_config(config("c.example.org"));
+  ASSERT_TRUE(PgodHarness::wait_for([&]() { return read_file(import).find("c.example.org {") != std::string::npos; }))
+      << read_file(import) << pgod.log();
+  EXPECT_NE(pgod.worker_pid("a"), a);
+  EXPECT_EQ(read_file(import).find("b.example.org"), std::string::npos);
 }
 
 TEST_F(SupervisorTest, SighupAddsAServiceAndWithoutRestartTheFileIsNotWatched) {
@@ -423,6 +447,41 @@ TEST_F(SupervisorTest, TheGatewayRunsAsItsUserWithTheListeningSocketsAndIsRestar
   ASSERT_TRUE(PgodHarness::wait_for([&]() { return count(pgod.log(), "[pgod-gateway] gateway started as") == 2; }, 5s))
       << pgod.log();
   EXPECT_EQ(pgod.stop(SIGTERM), 0);
+}
+
+TEST_F(SupervisorTest, SystemdHearsReadyStatusWatchdogAndStopping) {
+  // A stand-in for systemd's notification socket.
+  const auto path = pgod.root() + "/notify.sock";
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  timeval wait{0, 100000};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+  std::string heard;
+  auto listen_for = [&](const std::string& what, std::chrono::seconds limit) {
+    return PgodHarness::wait_for([&]() {
+      char buffer[4096];
+      const ssize_t got = recv(fd, buffer, sizeof buffer, 0);
+      if (got > 0) heard += std::string(buffer, static_cast<std::size_t>(got)) + "\n";
+      return heard.find(what) != std::string::npos;
+    }, limit);
+  };
+  pgod.add_env("NOTIFY_SOCKET=" + path);
+  pgod.add_env("WATCHDOG_USEC=200000");
+  pgod.write_config(two_services());
+  pgod.start();
+  EXPECT_TRUE(listen_for("READY=1\nSTATUS=2 services, 2 workers running", 10s)) << heard;
+  const auto before = count(heard, "WATCHDOG=1");
+  EXPECT_TRUE(PgodHarness::wait_for([&]() {
+    listen_for("WATCHDOG=1", 1s);
+    return count(heard, "WATCHDOG=1") >= before + 3;
+  }, 2s)) << "a ping every 100 ms\n" << heard;
+  EXPECT_EQ(pgod.stop(SIGTERM), 0);
+  EXPECT_TRUE(listen_for("STOPPING=1", 2s)) << heard;
+  close(fd);
 }
 
 TEST(SupervisorStartTest, RefusesToRunAsAnotherUserThanRoot) {

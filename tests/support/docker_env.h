@@ -42,4 +42,8 @@ class DockerEnvironment {
   std::string registry_, user_ = "deploy", token_ = "pgod-e2e-token", image_;
 };
 
+// The engine shared by every test of an end-to-end program (link support/docker_env_setup.cc):
+// started before the first test, stopped after the last.
+DockerEnvironment& docker_environment();
+
 }  // namespace pgod::test

@@ -173,7 +173,11 @@ void PgodHarness::start(std::vector<std::string> args, bool wait) {
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&actions, 1, log_file_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
   posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  const int error = posix_spawn(&pid_, argv[0].c_str(), &actions, nullptr, pointers.data(), environ);
+  std::vector<char*> env;
+  for (char** entry = environ; *entry != nullptr; ++entry) env.push_back(*entry);
+  for (auto& entry : extra_env_) env.push_back(entry.data());
+  env.push_back(nullptr);
+  const int error = posix_spawn(&pid_, argv[0].c_str(), &actions, nullptr, pointers.data(), env.data());
   posix_spawn_file_actions_destroy(&actions);
   if (error != 0) throw std::system_error(error, std::generic_category(), "posix_spawn pgod");
   if (!wait) return;

@@ -63,6 +63,8 @@ class PgodHarness {
   // Starts pgod (-c, -d, --rundir, --path-prefix, --no-gateway unless `args` name a gateway
   // program) and, with `wait`, waits until its socket answers.
   void start(std::vector<std::string> args = {}, bool wait = true);
+  // "NAME=VALUE" added to pgod's environment (NOTIFY_SOCKET, WATCHDOG_USEC).
+  void add_env(std::string entry) { extra_env_.push_back(std::move(entry)); }
   // Workers run the real docker and docker-compose instead of the stand-in.
   void use_real_docker() { standin_ = false; }
   void send_signal(int signal_number) const;
@@ -92,6 +94,7 @@ class PgodHarness {
   std::map<std::string, std::unique_ptr<GitUpstream>> upstreams_;
   pid_t pid_ = -1;
   bool standin_ = true;
+  std::vector<std::string> extra_env_;
 };
 
 // /proc/<pid>/status as key → value (the text after the tab).
