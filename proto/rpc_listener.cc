@@ -7,6 +7,9 @@
 namespace pgod {
 namespace {
 
+// Far above what the gateway needs (one connection per running command).
+constexpr std::size_t kMaxConnections = 256;
+
 struct Connection {
   Connection(kj::Own<kj::AsyncIoStream> stream_in, capnp::Capability::Client bootstrap)
       : stream(kj::mv(stream_in)),
@@ -31,6 +34,7 @@ struct Listener {
   capnp::Capability::Client bootstrap;
   uid_t allowed_uid;
   std::string what;
+  std::size_t open = 0;
   ConnectionErrors errors;
   kj::TaskSet connections{errors};
 };
@@ -42,9 +46,17 @@ kj::Promise<void> accept_loop(Listener& listener) {
     if (!uid || (*uid != 0 && *uid != listener.allowed_uid)) {
       spdlog::warn("{}: refused a connection from uid {} (only root and uid {} may connect)", listener.what,
                    uid ? std::to_string(*uid) : "unknown", listener.allowed_uid);
+    } else if (listener.open >= kMaxConnections) {
+      // Bounded, so that a misbehaving peer cannot exhaust this process's file descriptors.
+      spdlog::warn("{}: refused a connection: {} are open already", listener.what, listener.open);
     } else {
+      ++listener.open;
       auto connection = kj::heap<Connection>(kj::mv(stream), listener.bootstrap);
-      auto ended = connection->network.onDisconnect();
+      auto ended = connection->network.onDisconnect().then([&listener]() { --listener.open; },
+                                                           [&listener](kj::Exception&& e) {
+                                                             --listener.open;
+                                                             kj::throwFatalException(kj::mv(e));
+                                                           });
       listener.connections.add(ended.attach(kj::mv(connection)));
     }
     return accept_loop(listener);

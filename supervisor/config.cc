@@ -34,8 +34,8 @@ constexpr std::array<std::string_view, 13> kServiceKeys = {
     "urls",     "networks", "import", "reload", "mount",      "ignore"};
 
 // Set by the worker for every compose run; an env item may not change them.
-constexpr std::array<std::string_view, 5> kReservedEnv = {"HOME", "PATH", "DOCKER_CONFIG",
-                                                          "COMPOSE_PROJECT_NAME", "COMPOSE_FILE"};
+constexpr std::array<std::string_view, 6> kReservedEnv = {"HOME", "PATH", "DOCKER_CONFIG",
+                                                          "COMPOSE_PROJECT_NAME", "COMPOSE_FILE", "PYTHONNOUSERSITE"};
 
 SourcePosition position_of(const toml::source_region& region) {
   return {static_cast<int>(region.begin.line), static_cast<int>(region.begin.column)};
@@ -473,7 +473,7 @@ class Validator {
       } else if (std::find(kReservedEnv.begin(), kReservedEnv.end(), name) != kReservedEnv.end()) {
         add(at, label, "env",
             fmt::format("item {} sets {}, which pgod sets itself (reserved: HOME, PATH, DOCKER_CONFIG, "
-                        "COMPOSE_PROJECT_NAME, COMPOSE_FILE)",
+                        "COMPOSE_PROJECT_NAME, COMPOSE_FILE, PYTHONNOUSERSITE)",
                         i, name));
       } else if (!seen.insert(name).second) {
         add(at, label, "env", fmt::format("item {} sets {} a second time", i, name));

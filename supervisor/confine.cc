@@ -5,6 +5,7 @@
 #include <grp.h>
 #include <linux/capability.h>
 #include <linux/close_range.h>
+#include <poll.h>
 #include <pwd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -26,6 +28,7 @@ namespace pgod::supervisor {
 namespace {
 
 constexpr const char* kDockerGroup = "docker";
+constexpr std::chrono::milliseconds kExecTimeout{5000};
 
 std::vector<char> lookup_buffer() {
   const long size = sysconf(_SC_GETPW_R_SIZE_MAX);
@@ -57,6 +60,7 @@ enum class Step : int {
   kGroups,
   kGid,
   kUid,
+  kCapabilities,
   kRootRegained,
   kNoNewPrivs,
   kParentDeath,
@@ -77,6 +81,7 @@ const char* step_name(Step step) {
     case Step::kGroups: return "setgroups";
     case Step::kGid: return "setresgid";
     case Step::kUid: return "setresuid";
+    case Step::kCapabilities: return "capset (emptying every capability set)";
     case Step::kRootRegained: return "checking that root cannot be regained (it could)";
     case Step::kNoNewPrivs: return "PR_SET_NO_NEW_PRIVS";
     case Step::kParentDeath: return "PR_SET_PDEATHSIG";
@@ -149,6 +154,11 @@ struct ChildError {
     if (setgroups(id.groups.size(), id.groups.data()) != 0) child_fail(report_fd, Step::kGroups, errno);
     if (setresgid(id.gid, id.gid, id.gid) != 0) child_fail(report_fd, Step::kGid, errno);
     if (setresuid(id.uid, id.uid, id.uid) != 0) child_fail(report_fd, Step::kUid, errno);
+    // A non-root uid lost every capability with setresuid; a root service keeps uid 0, so its
+    // sets are emptied here (the inheritable set would otherwise survive exec).
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct none[2]{};
+    if (syscall(SYS_capset, &header, none) != 0) child_fail(report_fd, Step::kCapabilities, errno);
   }
   if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) child_fail(report_fd, Step::kAmbient, errno);
   if (id.uid != 0) {
@@ -252,17 +262,31 @@ Expected<pid_t, std::string> spawn_confined(const SpawnSpec& spec) {
   if (pid == 0) run_child(spec, argv.data(), envp.data(), report_write.get(), null_fd.get(), parent);
 
   report_write.reset();
-  ChildError report{};
-  ssize_t got;
+  // Bounded: after setresuid the child is the user's, who could stop it (SIGSTOP) before exec
+  // and would otherwise freeze pgod here.
+  pollfd ready{report_read.get(), POLLIN, 0};
+  int polled;
   do {
-    got = read(report_read.get(), &report, sizeof report);
-  } while (got < 0 && errno == EINTR);
-  if (got == 0) return pid;  // the pipe closed at exec: the program runs
+    polled = poll(&ready, 1, static_cast<int>(kExecTimeout.count()));
+  } while (polled < 0 && errno == EINTR);
+  ChildError report{};
+  ssize_t got = -1;
+  if (polled > 0) {
+    do {
+      got = read(report_read.get(), &report, sizeof report);
+    } while (got < 0 && errno == EINTR);
+    if (got == 0) return pid;  // the pipe closed at exec: the program runs
+  } else {
+    kill(pid, SIGKILL);
+  }
 
   // The child failed before exec and is exiting: reap it here, it never became a worker.
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
+  if (polled <= 0)
+    return Unexpected{fmt::format("starting {} as {}: no exec within {} s (stopped?): killed", spec.program,
+                                  spec.identity.user, kExecTimeout.count() / 1000)};
   if (got != static_cast<ssize_t>(sizeof report))
     return Unexpected{fmt::format("starting {} as {}: the child failed before exec", spec.program, spec.identity.user)};
   return Unexpected{fmt::format("starting {} as {}: {}: {}", spec.program, spec.identity.user,

@@ -201,7 +201,6 @@ Expected<std::string, int> resolve(const std::string& path) {
 struct ChownJob {
   uid_t uid;
   gid_t gid;
-  uid_t previous_owner;
   Node home;  // the mount the tree is on
 };
 
@@ -227,7 +226,7 @@ Expected<Done, std::string> chown_contents(int dir, const std::string& shown, co
         return Unexpected{os_error("change owner of", path, errno)};
       continue;
     }
-    if (node->nlink > 1 && node->uid != job.previous_owner) continue;  // a planted hard link (see the header)
+    if (node->nlink > 1) continue;  // possibly a planted hard link to a file outside (see the header)
     if (node->uid == job.uid && node->gid == job.gid) continue;
     // Through the O_PATH fd: a symlink itself, and exactly the inode inspected above.
     if (fchownat(entry.get(), "", job.uid, job.gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
@@ -317,7 +316,7 @@ Expected<Done, std::string> chown_tree(const std::string& path, uid_t uid, gid_t
   if (!S_ISDIR(node->mode)) return Unexpected{fmt::format("{} is not a directory: owner not changed", path)};
   auto dir = reopen_directory(top.get(), path);
   if (!dir) return Unexpected{dir.error()};
-  const ChownJob job{uid, gid, node->uid, *node};
+  const ChownJob job{uid, gid, *node};
   if (auto done = chown_contents(dir->get(), path, job, 1); !done) return done;
   if (fchown(dir->get(), uid, gid) != 0) return Unexpected{os_error("change owner of", path, errno)};
   return Done{};
@@ -354,6 +353,23 @@ Expected<bool, std::string> remove_tree(const std::string& parent, const std::st
 Expected<bool, std::string> is_mount_point(const std::string& path) {
   auto mount_points = read_mount_points();
   if (!mount_points) return Unexpected{mount_points.error()};
+  // Only the parent is resolved: stat(2) of a hard-mounted NFS share whose server is gone
+  // never returns, and would freeze pgod. The last component is taken as it is.
+  std::string trimmed = path;
+  while (trimmed.size() > 1 && trimmed.back() == '/') trimmed.pop_back();
+  const auto slash = trimmed.rfind('/');
+  const std::string last = slash == std::string::npos ? trimmed : trimmed.substr(slash + 1);
+  if (slash != std::string::npos && !last.empty() && last != "." && last != "..") {
+    auto parent = resolve(slash == 0 ? "/" : trimmed.substr(0, slash));
+    if (!parent) {
+      if (parent.error() == ENOENT || parent.error() == ENOTDIR) return false;
+      return Unexpected{os_error("resolve", path, parent.error())};
+    }
+    const std::string target = join(*parent, last);
+    for (const auto& mount_point : *mount_points)
+      if (mount_point == target) return true;
+    return false;
+  }
   auto real = resolve(path);
   if (!real) {
     if (real.error() == ENOENT || real.error() == ENOTDIR) return false;

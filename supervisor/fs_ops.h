@@ -33,11 +33,12 @@ Expected<bool, std::string> ensure_directory(const std::string& path, uid_t uid,
 // `chown -R --no-dereference` that stays on one mount: symlinks are changed themselves, never
 // followed; entries on another mount (another st_dev or mount id, so bind mounts of the same
 // filesystem count too) are left alone and not descended into. A non-directory with more than
-// one hard link is changed only when its owner is the tree's previous owner (the owner of
-// `path` before the call): a hard link is how a user can bring a file they do not own (e.g.
-// /etc/shadow, where fs.protected_hardlinks is off) into the tree, and chowning it would hand it
-// over. Directories are changed after their contents, so a failed call can be retried with
-// the same result. `path` itself must be a directory, not a symlink.
+// one hard link is never changed: a hard link is how a user (or a root container writing into
+// the tree) can bring a file they do not own (e.g. /etc/shadow, where fs.protected_hardlinks is
+// off) into the tree, and chowning it would hand it over; the owner of the tree's top says
+// nothing, since a container can change it. Directories are changed after their contents, so a
+// failed call can be retried with the same result. `path` itself must be a directory, not a
+// symlink.
 Expected<Done, std::string> chown_tree(const std::string& path, uid_t uid, gid_t gid);
 
 // Removes parent/name and everything below it, like `rm -rf --one-file-system` that never

@@ -74,9 +74,12 @@ kj::Array<capnp::word> worker_settings(const config::Service& service, const Ide
 }
 
 kj::Array<capnp::word> retire_settings(const std::string& name, const Identity& identity, const Layout& layout,
-                                       const WorkerDefaults& defaults) {
+                                       const WorkerDefaults& defaults, const std::string& work_dir) {
   capnp::MallocMessageBuilder message;
-  set_identity(message.initRoot<rpc::ServiceSettings>(), name, identity, layout, defaults);
+  auto settings = message.initRoot<rpc::ServiceSettings>();
+  set_identity(settings, name, identity, layout, defaults);
+  settings.setCheckoutDir(work_dir);
+  settings.setStateDir(work_dir);
   return capnp::messageToFlatArray(message);
 }
 

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -264,6 +265,15 @@ int serve(const Options& options) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // fds 0-2 must be taken: otherwise a socket opened later could get number 1 or 2 and be
+  // inherited by every worker as its stdout or stderr.
+  for (int fd = open("/dev/null", O_RDWR | O_CLOEXEC); fd >= 0; fd = open("/dev/null", O_RDWR | O_CLOEXEC)) {
+    if (fd > 2) {
+      close(fd);
+      break;
+    }
+    fcntl(fd, F_SETFD, 0);  // it stands in for stdin/stdout/stderr: keep it across exec
+  }
   auto parsed = pgod::supervisor::parse_options({argv + 1, argv + argc});
   if (!parsed) {
     fmt::print(stderr, "pgod: {}\n", parsed.error());

@@ -101,9 +101,7 @@ std::optional<std::string> Supervisor::start(config::Config config) {
   if (!layout.datadir.empty())
     if (auto made = ensure_directory(layout.datadir, 0, 0, 0755); !made) return made.error();
 
-  config_ = std::move(config);
-  remove_stale_services();
-  apply(config_);
+  apply(std::move(config));
 
   if (!settings_.gateway_program.empty()) {
     gateway_ = std::make_unique<Supervised>();
@@ -139,6 +137,8 @@ void Supervisor::apply(config::Config config) {
     }));
     ++it;
   }
+  // Directories no service names: left by an earlier run, or whose removal failed before.
+  remove_stale_services();
 
   for (const auto& service : config_.services) {
     if (retiring_.count(service.name) != 0) continue;  // started again once the removal is done
@@ -159,16 +159,20 @@ void Supervisor::apply(config::Config config) {
       auto& child = *existing->second;
       if (child.settings.asBytes() == settings.asBytes()) continue;  // unchanged: keeps running
       log->info("settings changed: restarting the worker");
-      if (auto problem = prepare_service(service, *identity)) {
-        log->error("{}: keeping the running worker", *problem);
-        continue;
-      }
       child.service = service;
       child.identity = *identity;
       child.settings = kj::mv(settings);
       child.backoff = kFirstBackoff;
+      // Stopped before its directories are prepared: a user change must not hand the tree over
+      // while the old user's worker still writes in it.
       tasks_.add(stop(child).then([this, &child]() {
-        if (!shutting_down_) launch(child);
+        if (shutting_down_) return;
+        if (auto problem = prepare_service(child.service, child.identity)) {
+          child.log->error("{}: the worker is not started", *problem);
+          child.last_exit = *problem;
+          return;
+        }
+        launch(child);
       }));
       continue;
     }
@@ -201,23 +205,30 @@ void Supervisor::apply(config::Config config) {
 std::optional<std::string> Supervisor::prepare_service(const config::Service& service, const Identity& identity) {
   const auto& layout = settings_.layout;
   const auto checkout = layout.checkout(service.name);
+  const auto state = layout.state(service.name);
+  // Who ran the service before is told by its state directory, which no container can reach
+  // (a container may bind the checkout and chown it).
   struct stat before {};
-  const bool existed = lstat(checkout.c_str(), &before) == 0;
+  const bool existed = lstat(state.c_str(), &before) == 0 && S_ISDIR(before.st_mode);
   // Not readable by other users: the checkout may hold .env files and the Caddy import.
-  auto made = ensure_directory(checkout, identity.uid, identity.gid, 0700);
-  if (!made) return made.error();
+  if (auto made = ensure_directory(checkout, identity.uid, identity.gid, 0700); !made) return made.error();
+  if (auto made = ensure_directory(state, identity.uid, identity.gid, 0700); !made) return made.error();
   if (existed && (before.st_uid != identity.uid || before.st_gid != identity.gid)) {
-    // The service's user changed: the new user must own the whole checkout to update it.
-    spdlog::info("[{}] {} belonged to uid {}: giving it to {}", service.name, checkout, before.st_uid, identity.user);
-    if (auto chowned = chown_tree(checkout, identity.uid, identity.gid); !chowned) return chowned.error();
+    // The service's user changed (its worker is stopped by now): the new user must own the
+    // whole checkout and state to carry on; the old user's docker config (where a plugin could
+    // have been planted) is dropped, the worker makes a fresh one.
+    spdlog::info("[{}] was run by uid {}: giving {} and {} to {}", service.name, before.st_uid, checkout, state,
+                 identity.user);
+    if (auto removed = remove_tree(state, "docker"); !removed) return removed.error();
+    for (const auto& tree : {checkout, state})
+      if (auto chowned = chown_tree(tree, identity.uid, identity.gid); !chowned) return chowned.error();
   }
-  if (auto state = ensure_directory(layout.state(service.name), identity.uid, identity.gid, 0700); !state)
-    return state.error();
   if (!layout.datadir.empty()) {
     const auto data = layout.data(service.name);
     auto mounted = is_mount_point(data);
+    if (!mounted) return mounted.error();  // unsure what is there: touch nothing
     // A mounted share's root belongs to the NFS server's idea of ownership: leave it alone.
-    if (!mounted || !*mounted)
+    if (!*mounted)
       if (auto made_data = ensure_directory(data, identity.uid, identity.gid, 0700); !made_data)
         return made_data.error();
   }
@@ -358,12 +369,16 @@ kj::Promise<void> Supervisor::shutdown() {
 
 kj::Promise<bool> Supervisor::ensure_mounted(const config::Service& service) {
   const auto target = settings_.layout.data(service.name);
-  auto mounted = is_mount_point(target);
-  if (mounted && *mounted) return true;
   auto log = service_logger(service.name);
+  auto mounted = is_mount_point(target);
+  if (!mounted) {
+    log->error("{}: not mounting", mounted.error());
+    return false;
+  }
+  if (*mounted) return true;
   const auto source = nfs_source(service.mount);
   log->info("mounting {} on {}", source, target);
-  return run_root_program({settings_.mount_program, "-t", "nfs", "-o", "rw,nosuid,hard", source, target}, kMountTimeout)
+  return run_root_program({settings_.mount_program, "-t", "nfs", "-o", "rw,nosuid,nodev,hard", source, target}, kMountTimeout)
       .then([this, log, name = service.name, source, target](int status) {
         auto mounted_now = is_mount_point(target);
         std::string error;
@@ -423,7 +438,9 @@ void Supervisor::remove_stale_services() {
   std::vector<std::string> stale;
   while (auto* entry = readdir(listing.get())) {
     const std::string name = entry->d_name;
-    if (!is_valid_service_name(name) || configured.count(name) != 0) continue;
+    if (!is_valid_service_name(name) || configured.count(name) != 0 || retiring_.count(name) != 0 ||
+        workers_.count(name) != 0)
+      continue;
     struct stat info {};
     if (fstatat(dirfd(listing.get()), name.c_str(), &info, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(info.st_mode))
       continue;
@@ -445,16 +462,36 @@ void Supervisor::retire(const std::string& name) {
     finish_retirement(name, true);  // nothing checked out: nothing can run
     return;
   }
-  // As the directory's owner, like its worker was: the one-shot needs that user's docker access
-  // and must not be able to do more.
-  auto identity = identity_of_uid(info.st_uid, info.st_gid, true);
+  for (const auto& service : config_.services) {
+    if (compose_project_name(service.name) == compose_project_name(name)) {
+      // a.b and a_b share a compose project: its containers are the live service's now.
+      log->warn("its compose project {} belongs to service {}: removing the directory without down",
+                compose_project_name(name), service.name);
+      finish_retirement(name, true);
+      return;
+    }
+  }
+  // Not as the directory's owner: a container that binds the checkout can chown it (to root, or
+  // to another service's user). `nobody` with the docker group can bring the project down, and
+  // works in a fresh directory of pgod's making, so nothing the old user left (a docker config,
+  // a CLI plugin) is used.
+  std::string note;
+  auto nobody = lookup_user("nobody", true, &note);
+  Identity identity = nobody ? *nobody : identity_of_uid(65534, 65534, true);
   if (!settings_.change_identity) identity.groups.clear();
-  if (auto state = ensure_directory(layout.state(name), identity.uid, identity.gid, 0700); !state) {
-    log->error("{}: cannot bring it down; kept", state.error());
+  const std::string work_name = ".retire-" + name;
+  const std::string work_dir = layout.state_root() + "/" + work_name;
+  if (auto removed = remove_tree(layout.state_root(), work_name); !removed) {
+    log->error("{}: cannot bring it down; kept", removed.error());
     finish_retirement(name, false);
     return;
   }
-  auto settings = retire_settings(name, identity, layout, settings_.defaults);
+  if (auto made = ensure_directory(work_dir, identity.uid, identity.gid, 0700); !made) {
+    log->error("{}: cannot bring it down; kept", made.error());
+    finish_retirement(name, false);
+    return;
+  }
+  auto settings = retire_settings(name, identity, layout, settings_.defaults, work_dir);
   auto memfd = sealed_memfd(name, settings.asBytes());
   if (!memfd) {
     log->error("{}: cannot bring it down; kept", memfd.error());
@@ -490,9 +527,11 @@ void Supervisor::retire(const std::string& name) {
   auto timed_out = io_.provider->getTimer().afterDelay(kRetireTimeout.count() * kj::SECONDS).then([]() {
     return int{SIGKILL};
   });
-  tasks_.add(exited.exclusiveJoin(kj::mv(timed_out)).attach(kj::mv(running)).then([this, name, log](int status) {
-    if (status != 0) log->error("compose down failed ({}): kept {}; retried at the next start or reload",
-                                describe_exit(status), settings_.layout.checkout(name));
+  tasks_.add(exited.exclusiveJoin(kj::mv(timed_out)).attach(kj::mv(running)).then([this, name, log, work_name](int status) {
+    if (status != 0)
+      log->error("compose down failed ({}): kept {}; retried at the next start or reload", describe_exit(status),
+                 settings_.layout.checkout(name));
+    if (auto removed = remove_tree(settings_.layout.state_root(), work_name); !removed) log->error("{}", removed.error());
     finish_retirement(name, status == 0);
   }));
 }
@@ -500,27 +539,39 @@ void Supervisor::retire(const std::string& name) {
 void Supervisor::finish_retirement(const std::string& name, bool downed) {
   const auto& layout = settings_.layout;
   auto log = service_logger(name);
-  if (downed) {
-    for (const auto& [parent, entry] : {std::pair{layout.dir, name}, std::pair{layout.state_root(), name}}) {
-      if (auto removed = remove_tree(parent, entry); !removed) log->error("{}", removed.error());
-    }
-    if (unlink(layout.worker_socket(name).c_str()) != 0 && errno != ENOENT)
-      log->error("{}", errno_text("unlink", layout.worker_socket(name)));
-    if (!layout.datadir.empty()) {
-      // The data itself is never deleted: unmount the share, remove the directory only if empty.
-      const auto data = layout.data(name);
-      auto mounted = is_mount_point(data);
-      if (mounted && *mounted) {
-        tasks_.add(run_root_program({settings_.umount_program, data}, kMountTimeout).then([log, data](int status) {
-          if (status != 0) log->error("umount {} failed ({})", data, describe_exit(status));
-          else if (auto removed = remove_directory_if_empty(data); !removed) log->error("{}", removed.error());
-        }));
-      } else if (auto removed = remove_directory_if_empty(data); !removed) {
-        log->error("{}", removed.error());
-      }
-    }
-    log->info("removed");
+  if (!downed) {
+    end_retirement(name);
+    return;
   }
+  for (const auto& [parent, entry] : {std::pair{layout.dir, name}, std::pair{layout.state_root(), name}}) {
+    if (auto removed = remove_tree(parent, entry); !removed) log->error("{}", removed.error());
+  }
+  if (unlink(layout.worker_socket(name).c_str()) != 0 && errno != ENOENT)
+    log->error("{}", errno_text("unlink", layout.worker_socket(name)));
+  const auto data = layout.data(name);
+  auto mounted = data.empty() ? Expected<bool, std::string>(false) : is_mount_point(data);
+  if (!mounted) log->error("{}", mounted.error());
+  if (!mounted || !*mounted) {
+    // The data itself is never deleted: only an empty mount point goes.
+    if (!data.empty() && mounted)
+      if (auto removed = remove_directory_if_empty(data); !removed) log->error("{}", removed.error());
+    log->info("removed");
+    end_retirement(name);
+    return;
+  }
+  // The retirement ends once the share is unmounted: a service added back meanwhile must not
+  // start on a share that is about to go.
+  tasks_.add(run_root_program({settings_.umount_program, data}, kMountTimeout).then([this, log, data, name](int status) {
+    if (status != 0)
+      log->error("umount {} failed ({})", data, describe_exit(status));
+    else if (auto removed = remove_directory_if_empty(data); !removed)
+      log->error("{}", removed.error());
+    log->info("removed");
+    end_retirement(name);
+  }));
+}
+
+void Supervisor::end_retirement(const std::string& name) {
   retiring_.erase(name);
   // Added back while it was being removed: start it now.
   if (!shutting_down_)

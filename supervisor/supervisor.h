@@ -87,6 +87,7 @@ class Supervisor final : private kj::TaskSet::ErrorHandler {
   void remove_stale_services();
   void retire(const std::string& name);
   void finish_retirement(const std::string& name, bool downed);
+  void end_retirement(const std::string& name);
 
   kj::AsyncIoContext& io_;
   SupervisorSettings settings_;

@@ -41,6 +41,9 @@ std::vector<std::string> compose_environment(rpc::ServiceSettings::Reader settin
     });
     if (!configured) env.push_back(std::string(name) + "=" + std::string(value));
   }
+  // docker-compose v1 is Python: without this, a usercustomize.py in the user's home would run
+  // inside it, with the docker group.
+  env.push_back("PYTHONNOUSERSITE=1");
   return env;
 }
 

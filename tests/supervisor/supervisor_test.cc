@@ -242,6 +242,22 @@ TEST_F(SupervisorTest, SighupAddsAServiceAndWithoutRestartTheFileIsNotWatched) {
   EXPECT_EQ(pgod.worker_pid("b"), b);
 }
 
+TEST_F(SupervisorTest, ANewUserForAServiceGetsItsCheckoutAndStateAfterTheOldWorkerStopped) {
+  start_two();
+  const pid_t b = pgod.worker_pid("b");
+  std::ofstream(pgod.dir() + "/.pgod/b/docker/planted").close();  // what the old user might leave
+  pgod.write_config(service("a", service_user_a()) + service("b", service_user_a()));
+  ASSERT_TRUE(PgodHarness::wait_for([&]() {
+    const pid_t now = pgod.worker_pid("b");
+    return now != 0 && now != b && proc_status(now)["Uid"].starts_with(std::to_string(service_user_a().uid) + "\t");
+  })) << pgod.log();
+  EXPECT_FALSE(process_exists(b));
+  for (const auto& path : {pgod.dir() + "/b", pgod.dir() + "/b/compose.yaml", pgod.dir() + "/.pgod/b"})
+    EXPECT_EQ(mode_of(path).uid, service_user_a().uid) << path;
+  EXPECT_FALSE(fs::exists(pgod.dir() + "/.pgod/b/docker/planted")) << "the old user's docker config is dropped";
+  EXPECT_TRUE(pgod.wait_ready({"b"}));
+}
+
 TEST_F(SupervisorTest, ABadConfigOnReloadLeavesEveryWorkerAlone) {
   start_two();
   const pid_t a = pgod.worker_pid("a"), b = pgod.worker_pid("b");
@@ -258,7 +274,7 @@ TEST_F(SupervisorTest, ABadConfigOnReloadLeavesEveryWorkerAlone) {
   EXPECT_EQ(pgod.workers().size(), 2u);
 }
 
-TEST_F(SupervisorTest, ARemovedServiceIsDownedAsItsUserAndItsDirectoriesRemoved) {
+TEST_F(SupervisorTest, ARemovedServiceIsDownedAsNobodyAndItsDirectoriesRemoved) {
   start_two();
   const pid_t a = pgod.worker_pid("a"), b = pgod.worker_pid("b");
   pgod.write_config(service("a", service_user_a()));
@@ -267,15 +283,17 @@ TEST_F(SupervisorTest, ARemovedServiceIsDownedAsItsUserAndItsDirectoriesRemoved)
   EXPECT_FALSE(fs::exists(pgod.dir() + "/.pgod/b"));
   EXPECT_FALSE(fs::exists(pgod.rundir() + "/workers/b.sock"));
   const auto calls = pgod.calls();
-  const std::string down = "-p b -f " + pgod.dir() + "/.pgod/b/compose.retire.yaml down --remove-orphans";
+  const std::string down = "-p b -f " + pgod.dir() + "/.pgod/.retire-b/compose.retire.yaml down --remove-orphans";
   const auto at = calls.find(down);
   ASSERT_NE(at, std::string::npos) << calls;
-  EXPECT_NE(calls.find("uid=" + std::to_string(service_user_b().uid), at), std::string::npos);
+  EXPECT_NE(calls.find("| uid=65534 |", at), std::string::npos)
+      << "as nobody (with docker), never as whoever owns the checkout now\n" << calls.substr(at);
+  EXPECT_FALSE(fs::exists(pgod.dir() + "/.pgod/.retire-b"));
   EXPECT_EQ(pgod.worker_pid("a"), a);
   EXPECT_FALSE(pgod.worker("b").has_value());
 }
 
-TEST_F(SupervisorTest, AStaleDirectoryIsDownedAsItsOwnerAndRemovedWithoutFollowingSymlinks) {
+TEST_F(SupervisorTest, AStaleDirectoryIsDownedAndRemovedWithoutFollowingSymlinks) {
   const auto stale = pgod.dir() + "/old";
   fs::create_directories(stale + "/sub");
   std::ofstream(stale + "/sub/file") << "data";
@@ -291,9 +309,9 @@ TEST_F(SupervisorTest, AStaleDirectoryIsDownedAsItsOwnerAndRemovedWithoutFollowi
   pgod.start();
   ASSERT_TRUE(PgodHarness::wait_for([&]() { return !fs::exists(stale); })) << pgod.log();
   const auto calls = pgod.calls();
-  const auto at = calls.find("-p old -f " + pgod.dir() + "/.pgod/old/compose.retire.yaml down --remove-orphans");
+  const auto at = calls.find("-p old -f " + pgod.dir() + "/.pgod/.retire-old/compose.retire.yaml down --remove-orphans");
   ASSERT_NE(at, std::string::npos) << calls;
-  EXPECT_NE(calls.find("uid=" + std::to_string(service_user_b().uid), at), std::string::npos) << "as the owner";
+  EXPECT_NE(calls.find("| uid=65534 |", at), std::string::npos) << "as nobody, not as the (chown-able) owner";
   EXPECT_TRUE(fs::exists(pgod.root() + "/outside/keep")) << "the symlink was removed, not followed";
   EXPECT_TRUE(fs::exists(pgod.dir() + "/Not_A_Service"));
   EXPECT_TRUE(fs::exists(pgod.dir() + "/x.stop"));
@@ -395,7 +413,7 @@ TEST_F(SupervisorTest, NfsSharesAreMountedBeforeTheWorkerAndUnmountedOnRemoval) 
                     service("b", service_user_b(), "mount = \"nfs://bad/share\"\n"));
   pgod.start({"--datadir", pgod.datadir(), "--mount-program", mount, "--umount-program", umount});
   ASSERT_TRUE(pgod.wait_ready({"a"})) << pgod.log();
-  EXPECT_NE(read_file(calls).find("mount -t nfs -o rw,nosuid,hard server:/share " + pgod.datadir() + "/a\n"),
+  EXPECT_NE(read_file(calls).find("mount -t nfs -o rw,nosuid,nodev,hard server:/share " + pgod.datadir() + "/a\n"),
             std::string::npos)
       << read_file(calls);
   EXPECT_TRUE(fs::exists(pgod.datadir() + "/a/on-the-server")) << "the share is mounted where the worker expects";
@@ -418,13 +436,16 @@ TEST_F(SupervisorTest, TheGatewayRunsAsItsUserWithTheListeningSocketsAndIsRestar
   pgod.write_config(service("a", service_user_a()));
   pgod.start({"--gateway-program", probe, "-s", "127.0.0.1:" + std::to_string(ssh_port), "-m",
               "127.0.0.1:" + std::to_string(metrics_port)});
-  std::smatch found;
+  std::string gateway_pid;
   const std::regex started("\\[pgod-gateway\\] gateway started as " + gateway_user().name + " \\(pid ([0-9]+)\\)");
   ASSERT_TRUE(PgodHarness::wait_for([&]() {
     const auto log = pgod.log();
-    return std::regex_search(log, found, started);
+    std::smatch found;
+    if (!std::regex_search(log, found, started)) return false;
+    gateway_pid = found[1].str();  // copied while `log` is alive
+    return true;
   })) << pgod.log();
-  const pid_t gateway = std::stoi(found[1]);
+  const pid_t gateway = std::stoi(gateway_pid);
   ASSERT_TRUE(PgodHarness::wait_for([&]() { return pgod.log().find("GATEWAY-PROBE") != std::string::npos; }));
   EXPECT_NE(pgod.log().find("GATEWAY-PROBE uid=" + std::to_string(gateway_user().uid) +
                             " args=--ssh-fd 3 --metrics-fd 4 --rundir " + pgod.rundir()),

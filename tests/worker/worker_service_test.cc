@@ -68,11 +68,11 @@ TEST_F(WorkerTest, FirstCycleClonesValidatesAndComesUpWithAMinimalEnvironment) {
             std::string::npos)
       << calls;
   EXPECT_EQ(count(calls, " down "), 0u) << "a first deploy does not take anything down";
-  // Only PATH, HOME, DOCKER_CONFIG and the service's env reach compose.
+  // Only PATH, HOME, DOCKER_CONFIG, PYTHONNOUSERSITE and the service's env reach compose.
   // The docker endpoint is pinned, so a .env in the repository cannot move it.
   EXPECT_NE(calls.find("DOCKER_CONFIG=" + worker.state_dir() +
                        "/docker | env=DOCKER_CERT_PATH=,DOCKER_CONTEXT=default,DOCKER_HOST=unix:///var/run/docker.sock,"
-                       "DOCKER_TLS_VERIFY=,GREETING=hello-secret-value, |"),
+                       "DOCKER_TLS_VERIFY=,GREETING=hello-secret-value,PYTHONNOUSERSITE=1, |"),
             std::string::npos)
       << calls;
   EXPECT_EQ(worker.worker_log().find("hello-secret-value"), std::string::npos) << "env values never reach the log";
