@@ -6,7 +6,7 @@
 #include <kj/async-io.h>
 #include <pwd.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -168,18 +168,26 @@ void PgodHarness::start(std::vector<std::string> args, bool wait) {
   std::vector<char*> pointers;
   for (auto& arg : argv) pointers.push_back(arg.data());
   pointers.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, log_file_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
   std::vector<char*> env;
   for (char** entry = environ; *entry != nullptr; ++entry) env.push_back(*entry);
   for (auto& entry : extra_env_) env.push_back(entry.data());
   env.push_back(nullptr);
-  const int error = posix_spawn(&pid_, argv[0].c_str(), &actions, nullptr, pointers.data(), env.data());
-  posix_spawn_file_actions_destroy(&actions);
-  if (error != 0) throw std::system_error(error, std::generic_category(), "posix_spawn pgod");
+  const int log_fd = open(log_file_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log_fd < 0) throw std::system_error(errno, std::generic_category(), "open " + log_file_);
+  const pid_t parent = getpid();
+  pid_ = fork();
+  if (pid_ == 0) {
+    // pgod ends with the test program even when a test crashes (it stops its workers in turn).
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(127);
+    const int null_fd = open("/dev/null", O_RDONLY);
+    if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0) _exit(127);
+    execve(pointers[0], pointers.data(), env.data());
+    _exit(127);
+  }
+  const int error = pid_ < 0 ? errno : 0;
+  close(log_fd);
+  if (error != 0) throw std::system_error(error, std::generic_category(), "fork for pgod");
   if (!wait) return;
   const bool up = wait_for([this]() {
     int status = 0;
