@@ -161,7 +161,7 @@ struct ChildError {
     if (syscall(SYS_capset, &header, none) != 0) child_fail(report_fd, Step::kCapabilities, errno);
   }
   if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) child_fail(report_fd, Step::kAmbient, errno);
-  if (id.uid != 0) {
+  if (spec.change_identity && id.uid != 0) {
     uid_t real = 0, effective = 0, saved = 0;
     if (setuid(0) == 0 || setgid(0) == 0 || getresuid(&real, &effective, &saved) != 0 || real != id.uid ||
         effective != id.uid || saved != id.uid)

@@ -166,7 +166,8 @@ void Supervisor::apply(config::Config config) {
       // Stopped before its directories are prepared: a user change must not hand the tree over
       // while the old user's worker still writes in it.
       tasks_.add(stop(child).then([this, &child]() {
-        if (shutting_down_) return;
+        // Removed by a later reload while it stopped: the removal owns it now.
+        if (shutting_down_ || retiring_.count(child.name) != 0) return;
         if (auto problem = prepare_service(child.service, child.identity)) {
           child.log->error("{}: the worker is not started", *problem);
           child.last_exit = *problem;
@@ -599,7 +600,9 @@ bool Supervisor::restart_worker(const std::string& name) {
   child.log->info("restart requested");
   child.backoff = kFirstBackoff;
   ++child.restarts;
-  tasks_.add(stop(child).then([this, &child]() { launch(child); }));
+  tasks_.add(stop(child).then([this, &child]() {
+    if (retiring_.count(child.name) == 0) launch(child);  // not if removed meanwhile
+  }));
   return true;
 }
 
