@@ -41,4 +41,13 @@ Verb from_rpc_verb(rpc::Verb verb) {
   return Verb::kStatus;
 }
 
+const char* worker_state_name(rpc::ServiceInfo::WorkerState state) {
+  switch (state) {
+    case rpc::ServiceInfo::WorkerState::RUNNING: return "running";
+    case rpc::ServiceInfo::WorkerState::BACKING_OFF: return "backing-off";
+    case rpc::ServiceInfo::WorkerState::STOPPED: return "stopped";
+  }
+  return "unknown";
+}
+
 }  // namespace pgod

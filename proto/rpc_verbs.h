@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "command_grammar.h"
+#include "supervisor.capnp.h"
 #include "worker.capnp.h"
 
 namespace pgod {
@@ -15,5 +16,8 @@ std::optional<rpc::Verb> to_rpc_verb(Verb verb);
 
 // The grammar verb for a worker verb (for logs and the worker's dispatch table).
 Verb from_rpc_verb(rpc::Verb verb);
+
+// How a worker's state is written for people: "running", "backing-off", "stopped".
+const char* worker_state_name(rpc::ServiceInfo::WorkerState state);
 
 }  // namespace pgod

@@ -6,6 +6,7 @@
 
 #include <cstdio>
 
+#include "rpc_verbs.h"
 #include "supervisor.capnp.h"
 
 namespace pgod::supervisor {
@@ -18,15 +19,6 @@ rpc::ServiceInfo::WorkerState to_rpc(WorkerView::State state) {
     case WorkerView::State::kStopped: return rpc::ServiceInfo::WorkerState::STOPPED;
   }
   return rpc::ServiceInfo::WorkerState::STOPPED;
-}
-
-const char* state_name(rpc::ServiceInfo::WorkerState state) {
-  switch (state) {
-    case rpc::ServiceInfo::WorkerState::RUNNING: return "running";
-    case rpc::ServiceInfo::WorkerState::BACKING_OFF: return "backing-off";
-    case rpc::ServiceInfo::WorkerState::STOPPED: return "stopped";
-  }
-  return "unknown";
 }
 
 class ControlService final : public rpc::Supervisor::Server {
@@ -89,7 +81,7 @@ int print_status(const std::string& socket_path) {
     for (auto info : response.getServices()) {
       std::string note = info.getLastExit().cStr();
       if (info.getMountError().size() > 0) note += (note.empty() ? "" : "; ") + std::string(info.getMountError().cStr());
-      fmt::print("{:<24} {:<12} {:>8} {:>8}  {}\n", info.getName().cStr(), state_name(info.getWorkerState()),
+      fmt::print("{:<24} {:<12} {:>8} {:>8}  {}\n", info.getName().cStr(), worker_state_name(info.getWorkerState()),
                  info.getWorkerPid(), info.getRestarts(), note);
     }
     return 0;

@@ -19,6 +19,7 @@
 #include <system_error>
 #include <thread>
 
+#include "rpc_verbs.h"
 #include "supervisor.capnp.h"
 
 namespace pgod::test {
@@ -83,15 +84,6 @@ auto with_supervisor(const std::string& socket_path, Call call) {
   auto stream = address->connect().wait(io.waitScope);
   capnp::TwoPartyClient client(*stream);
   return call(client.bootstrap().castAs<rpc::Supervisor>(), io.waitScope);
-}
-
-const char* state_name(rpc::ServiceInfo::WorkerState state) {
-  switch (state) {
-    case rpc::ServiceInfo::WorkerState::RUNNING: return "running";
-    case rpc::ServiceInfo::WorkerState::BACKING_OFF: return "backing-off";
-    case rpc::ServiceInfo::WorkerState::STOPPED: return "stopped";
-  }
-  return "unknown";
 }
 
 }  // namespace
@@ -232,7 +224,7 @@ std::vector<WorkerRow> PgodHarness::workers() const {
     auto response = client.listServicesRequest().send().wait(wait);
     std::vector<WorkerRow> rows;
     for (auto info : response.getServices())
-      rows.push_back({info.getName().cStr(), state_name(info.getWorkerState()), info.getWorkerPid(),
+      rows.push_back({info.getName().cStr(), worker_state_name(info.getWorkerState()), info.getWorkerPid(),
                       info.getRestarts(), info.getLastExit().cStr(), info.getMountError().cStr()});
     return rows;
   });
