@@ -29,6 +29,30 @@ class SyslogPriorityFlag final : public spdlog::custom_flag_formatter {
   }
 };
 
+// "%&" → the message with control characters escaped, so a line stays one event: text that
+// ends up in a message (compose's stderr echoing a repository's YAML) could otherwise start a
+// new journal line of its own, with a priority and a "[pgod]" prefix of its choosing.
+class EscapedMessageFlag final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+    constexpr char kHex[] = "0123456789abcdef";
+    for (const char c : std::string_view(msg.payload.data(), msg.payload.size())) {
+      const auto byte = static_cast<unsigned char>(c);
+      if (c == '\n') {
+        dest.append(std::string_view("\\n"));
+      } else if (c == '\r') {
+        dest.append(std::string_view("\\r"));
+      } else if ((byte < 0x20 && c != '\t') || byte == 0x7f) {
+        const char escaped[] = {'\\', 'x', kHex[byte >> 4], kHex[byte & 0xf]};
+        dest.append(escaped, escaped + sizeof escaped);
+      } else {
+        dest.push_back(c);
+      }
+    }
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<EscapedMessageFlag>(); }
+};
+
 std::shared_ptr<spdlog::sinks::sink> shared_sink() {
   static auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
   return sink;
@@ -39,9 +63,9 @@ std::shared_ptr<spdlog::sinks::sink> shared_sink() {
 std::unique_ptr<spdlog::formatter> make_log_formatter(bool terminal) {
   auto formatter = std::make_unique<spdlog::pattern_formatter>();
   if (terminal) {
-    formatter->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%-5l%$ [%n] %v");
+    formatter->add_flag<EscapedMessageFlag>('&').set_pattern("%Y-%m-%d %H:%M:%S.%e %^%-5l%$ [%n] %&");
   } else {
-    formatter->add_flag<SyslogPriorityFlag>('*').set_pattern("<%*>[%n] %v");
+    formatter->add_flag<SyslogPriorityFlag>('*').add_flag<EscapedMessageFlag>('&').set_pattern("<%*>[%n] %&");
   }
   return formatter;
 }

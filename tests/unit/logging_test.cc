@@ -48,6 +48,15 @@ TEST(Logging, SecretsNeverReachALine) {
   EXPECT_EQ(text, "<6>[web] login with [redacted] to https://[redacted]@gitlab.example.org/x.git\n");
 }
 
+TEST(Logging, AMessageCannotStartALineOfItsOwn) {
+  const auto text = capture(false, [](spdlog::logger& l) {
+    l.error("compose said: {}", "bad key \"x\n<0>[pgod] all is well\r\x1b[2J\"\tend");
+  });
+  EXPECT_EQ(text, "<3>[web] compose said: bad key \"x\\n<0>[pgod] all is well\\r\\x1b[2J\"\tend\n");
+  const auto terminal = capture(true, [](spdlog::logger& l) { l.info("a\nb"); });
+  EXPECT_NE(terminal.find("[web] a\\nb\n"), std::string::npos) << terminal;
+}
+
 TEST(Logging, ServiceLoggersFollowTheProgramLevel) {
   setup_logging("pgod", false);
   EXPECT_EQ(spdlog::default_logger()->name(), "pgod");
