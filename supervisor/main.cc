@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/file.h>
 #include <sys/inotify.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 
 #include "config.h"
 #include "control.h"
+#include "fs_ops.h"
 #include "logging.h"
 #include "options.h"
 #include "rpc_listener.h"
@@ -133,6 +135,18 @@ int serve(const Options& options) {
   auto config = load(options);
   if (!config) {
     spdlog::critical("{}: invalid config; nothing was started", options.config);
+    return 1;
+  }
+  // One pgod per run directory: a second one would fight the first over sockets and workers.
+  if (auto made = pgod::supervisor::ensure_directory(options.rundir, 0, 0, 0755); !made && !options.no_root_check) {
+    spdlog::critical("{}", made.error());
+    return 1;
+  }
+  const std::string lock_path = options.rundir + "/pgod.lock";
+  pgod::UniqueFd lock(open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!lock || flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+    spdlog::critical("{}: {}", lock_path,
+                     errno == EWOULDBLOCK ? "another pgod runs with this --rundir" : std::strerror(errno));
     return 1;
   }
   auto filter = pgod::supervisor::build_worker_filter();

@@ -505,6 +505,16 @@ TEST_F(SupervisorTest, SystemdHearsReadyStatusWatchdogAndStopping) {
   close(fd);
 }
 
+TEST_F(SupervisorTest, ASecondPgodOnTheSameRunDirectoryRefusesToStart) {
+  start_two();
+  const pid_t a = pgod.worker_pid("a");
+  auto second = run_process({programs_dir() + "/pgod", "-c", pgod.config_path(), "-d", pgod.dir(), "--rundir",
+                             pgod.rundir(), "--no-gateway", "--path-prefix", pgod.standin_dir()});
+  EXPECT_EQ(second.exit_code, 1);
+  EXPECT_NE(second.err.find("another pgod runs with this --rundir"), std::string::npos) << second.err;
+  EXPECT_EQ(pgod.worker_pid("a"), a) << "the first one carries on";
+}
+
 TEST(SupervisorStartTest, RefusesToRunAsAnotherUserThanRoot) {
   PgodHarness pgod;
   pgod.write_config(PgodHarness::service_toml("a", service_user_a().name, pgod.upstream("a").path()));
