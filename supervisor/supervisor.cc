@@ -404,8 +404,22 @@ kj::Promise<int> Supervisor::run_root_program(std::vector<std::string> argv, std
   pointers.push_back(nullptr);
   char path_env[] = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
   char* env[] = {path_env, nullptr};
+  // pgod's event loop blocks the signals it handles; the program must start with none blocked
+  // and default handlers, or it could not be stopped with SIGTERM.
+  posix_spawnattr_t attributes;
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
   pid_t pid = 0;
-  if (int error = posix_spawn(&pid, argv[0].c_str(), nullptr, nullptr, pointers.data(), env); error != 0) {
+  int error = posix_spawnattr_init(&attributes);
+  if (error == 0) {
+    error = posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    if (error == 0) error = posix_spawnattr_setsigmask(&attributes, &none);
+    if (error == 0) error = posix_spawnattr_setsigdefault(&attributes, &all);
+    if (error == 0) error = posix_spawn(&pid, argv[0].c_str(), nullptr, &attributes, pointers.data(), env);
+    posix_spawnattr_destroy(&attributes);
+  }
+  if (error != 0) {
     spdlog::error("cannot run {}: {}", argv[0], std::strerror(error));
     return 127 << 8;
   }

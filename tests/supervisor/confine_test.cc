@@ -1,0 +1,64 @@
+// spawn_confined as a unit: what the child is at exec, and that a hostile user cannot freeze
+// the parent by stopping the half-started child.
+#include "confine.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+namespace pgod::supervisor {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A uid no test user has: kill(-1, …) as this uid reaches only the child under test.
+constexpr uid_t kUid = 64123;
+
+Identity test_identity() { return {"uid-64123", kUid, kUid, {kUid}, "/"}; }
+
+TEST(ConfineTest, AChildStoppedBeforeExecCannotFreezeTheParent) {
+  // A thread with the child's uid (raw setresuid changes only the calling thread) keeps
+  // stopping every process of that uid, as the service's user could.
+  std::atomic<bool> done{false};
+  std::thread stopper([&done]() {
+    if (syscall(SYS_setresuid, kUid, kUid, kUid) != 0) return;
+    while (!done) kill(-1, SIGSTOP);
+  });
+  SpawnSpec spec;
+  spec.program = "/bin/true";
+  spec.argv = {"/bin/true"};
+  spec.env = {"PATH=/bin"};
+  spec.identity = test_identity();
+  const auto start = std::chrono::steady_clock::now();
+  auto pid = spawn_confined(spec);
+  const auto took = std::chrono::steady_clock::now() - start;
+  done = true;
+  stopper.join();
+  EXPECT_LT(took, 7s) << "spawn_confined gives up on a child that does not exec";
+  if (pid) {
+    // The stop landed after the exec: the program runs (stopped); clean it up.
+    kill(*pid, SIGKILL);
+    waitpid(*pid, nullptr, 0);
+  } else {
+    EXPECT_NE(pid.error().find("no exec within 5 s"), std::string::npos) << pid.error();
+  }
+}
+
+TEST(ConfineTest, AFailedStepIsReportedByName) {
+  SpawnSpec spec;
+  spec.program = "/nonexistent/program";
+  spec.argv = {"/nonexistent/program"};
+  spec.identity = test_identity();
+  auto pid = spawn_confined(spec);
+  ASSERT_FALSE(pid.has_value());
+  EXPECT_NE(pid.error().find("execve: No such file or directory"), std::string::npos) << pid.error();
+}
+
+}  // namespace
+}  // namespace pgod::supervisor
