@@ -213,7 +213,6 @@ std::optional<std::string> Supervisor::prepare_service(const config::Service& se
   const bool existed = lstat(state.c_str(), &before) == 0 && S_ISDIR(before.st_mode);
   // Not readable by other users: the checkout may hold .env files and the Caddy import.
   if (auto made = ensure_directory(checkout, identity.uid, identity.gid, 0700); !made) return made.error();
-  if (auto made = ensure_directory(state, identity.uid, identity.gid, 0700); !made) return made.error();
   if (existed && (before.st_uid != identity.uid || before.st_gid != identity.gid)) {
     // The service's user changed (its worker is stopped by now): the new user must own the
     // whole checkout and state to carry on; the old user's docker config (where a plugin could
@@ -224,6 +223,8 @@ std::optional<std::string> Supervisor::prepare_service(const config::Service& se
     for (const auto& tree : {checkout, state})
       if (auto chowned = chown_tree(tree, identity.uid, identity.gid); !chowned) return chowned.error();
   }
+  // Last: until the state directory is the new user's, a failed hand-over is tried again.
+  if (auto made = ensure_directory(state, identity.uid, identity.gid, 0700); !made) return made.error();
   if (!layout.datadir.empty()) {
     const auto data = layout.data(service.name);
     auto mounted = is_mount_point(data);
