@@ -41,10 +41,6 @@ std::string describe_exit(int status) {
 
 std::chrono::steady_clock::time_point now() { return std::chrono::steady_clock::now(); }
 
-std::string errno_text(std::string_view what, const std::string& path) {
-  return fmt::format("{} {}: {}", what, path, std::strerror(errno));
-}
-
 std::string nfs_source(const std::string& url) {
   // nfs://host/path → host:/path (validated by the config check).
   const auto rest = url.substr(std::string_view("nfs://").size());
@@ -291,17 +287,24 @@ kj::Promise<bool> Supervisor::run_once(Supervised& child) {
   });
 }
 
-bool Supervisor::spawn(Supervised& child) {
+SpawnSpec Supervisor::child_spec(const Identity& identity) const {
   SpawnSpec spec;
-  spec.identity = child.identity;
+  spec.identity = identity;
   spec.parent_death_signal = SIGTERM;
   spec.change_identity = settings_.change_identity;
+  spec.seccomp = &worker_filter_;
   // Nothing of pgod's environment: the worker sets what docker and git need from its settings.
-  spec.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + child.identity.home,
-              "USER=" + child.identity.user, "LOGNAME=" + child.identity.user};
+  spec.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + identity.home,
+              "USER=" + identity.user, "LOGNAME=" + identity.user};
+  return spec;
+}
+
+bool Supervisor::spawn(Supervised& child) {
+  SpawnSpec spec = child_spec(child.identity);
   UniqueFd settings_fd;
   if (child.is_gateway) {
     spec.program = settings_.gateway_program;
+    spec.seccomp = nullptr;  // the gateway installs its own, stricter, after loading its key
     spec.argv = {spec.program, "--ssh-fd", "3", "--metrics-fd", "4"};
     spec.argv.insert(spec.argv.end(), settings_.gateway_args.begin(), settings_.gateway_args.end());
     spec.fds = settings_.gateway_fds;
@@ -318,7 +321,6 @@ bool Supervisor::spawn(Supervised& child) {
     spec.argv = {spec.program, "--settings-fd", "3", "--listen-fd", "4"};
     if (!settings_.path_prefix.empty()) spec.argv.insert(spec.argv.end(), {"--path-prefix", settings_.path_prefix});
     spec.fds = {settings_fd.get(), child.listen_fd.get()};
-    spec.seccomp = &worker_filter_;
   }
   auto pid = spawn_confined(spec);
   if (!pid) {
@@ -424,6 +426,10 @@ kj::Promise<int> Supervisor::run_root_program(std::vector<std::string> argv, std
     spdlog::error("cannot run {}: {}", argv[0], std::strerror(error));
     return 127 << 8;
   }
+  return wait_child(pid, timeout, argv[0]);
+}
+
+kj::Promise<int> Supervisor::wait_child(pid_t pid, std::chrono::seconds timeout, std::string what) {
   struct Running {
     kj::Maybe<pid_t> reap;
     ~Running() {
@@ -434,8 +440,8 @@ kj::Promise<int> Supervisor::run_root_program(std::vector<std::string> argv, std
   auto running = kj::heap<Running>();
   running->reap = pid;
   auto exited = io_.unixEventPort.onChildExit(running->reap);
-  auto timed_out = io_.provider->getTimer().afterDelay(timeout.count() * kj::SECONDS).then([argv0 = argv[0], timeout]() {
-    spdlog::error("{} did not finish within {} s: killed", argv0, timeout.count());
+  auto timed_out = io_.provider->getTimer().afterDelay(timeout.count() * kj::SECONDS).then([what, timeout]() {
+    spdlog::error("{} did not finish within {} s: killed", what, timeout.count());
     return int{SIGKILL};
   });
   return exited.exclusiveJoin(kj::mv(timed_out)).attach(kj::mv(running));
@@ -514,36 +520,18 @@ void Supervisor::retire(const std::string& name) {
     finish_retirement(name, false);
     return;
   }
-  SpawnSpec spec;
+  SpawnSpec spec = child_spec(identity);
   spec.program = settings_.worker_program;
   spec.argv = {spec.program, "--settings-fd", "3", "--retire"};
   if (!settings_.path_prefix.empty()) spec.argv.insert(spec.argv.end(), {"--path-prefix", settings_.path_prefix});
-  spec.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + identity.home,
-              "USER=" + identity.user, "LOGNAME=" + identity.user};
-  spec.identity = identity;
   spec.fds = {memfd->get()};
-  spec.seccomp = &worker_filter_;
-  spec.parent_death_signal = SIGTERM;
-  spec.change_identity = settings_.change_identity;
   auto pid = spawn_confined(spec);
   if (!pid) {
     log->error("{}: cannot bring it down; kept", pid.error());
     finish_retirement(name, false);
     return;
   }
-  struct Running {
-    kj::Maybe<pid_t> reap;
-    ~Running() {
-      KJ_IF_MAYBE(pid, reap) { kill(*pid, SIGKILL); }
-    }
-  };
-  auto running = kj::heap<Running>();
-  running->reap = *pid;
-  auto exited = io_.unixEventPort.onChildExit(running->reap);
-  auto timed_out = io_.provider->getTimer().afterDelay(kRetireTimeout.count() * kj::SECONDS).then([]() {
-    return int{SIGKILL};
-  });
-  tasks_.add(exited.exclusiveJoin(kj::mv(timed_out)).attach(kj::mv(running)).then([this, name, log, work_name](int status) {
+  tasks_.add(wait_child(*pid, kRetireTimeout, "compose down of " + name).then([this, name, log, work_name](int status) {
     if (status != 0)
       log->error("compose down failed ({}): kept {}; retried at the next start or reload", describe_exit(status),
                  settings_.layout.checkout(name));
@@ -563,7 +551,7 @@ void Supervisor::finish_retirement(const std::string& name, bool downed) {
     if (auto removed = remove_tree(parent, entry); !removed) log->error("{}", removed.error());
   }
   if (unlink(layout.worker_socket(name).c_str()) != 0 && errno != ENOENT)
-    log->error("{}", errno_text("unlink", layout.worker_socket(name)));
+    log->error("unlink {}: {}", layout.worker_socket(name), std::strerror(errno));
   const auto data = layout.data(name);
   auto mounted = data.empty() ? Expected<bool, std::string>(false) : is_mount_point(data);
   if (!mounted) log->error("{}", mounted.error());

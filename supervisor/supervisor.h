@@ -80,10 +80,13 @@ class Supervisor final : private kj::TaskSet::ErrorHandler {
   void launch(Supervised& child);
   kj::Promise<void> supervise(Supervised& child);
   kj::Promise<bool> run_once(Supervised& child);
+  SpawnSpec child_spec(const Identity& identity) const;  // confined like a worker
   bool spawn(Supervised& child);
   kj::Promise<void> stop(Supervised& child);
   kj::Promise<bool> ensure_mounted(const config::Service& service);
   kj::Promise<int> run_root_program(std::vector<std::string> argv, std::chrono::seconds timeout);
+  // The wait status of a child; SIGKILL (and that status) when it outlives `timeout`.
+  kj::Promise<int> wait_child(pid_t pid, std::chrono::seconds timeout, std::string what);
   void remove_stale_services();
   void retire(const std::string& name);
   void finish_retirement(const std::string& name, bool downed);
