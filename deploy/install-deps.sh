@@ -9,7 +9,7 @@ set -euo pipefail
 build_packages=(
   cmake make g++ pkg-config
   capnproto libcapnp-dev
-  libssh-dev libgit2-dev libseccomp-dev libsystemd-dev
+  libssh-dev libgit2-dev libseccomp-dev libsystemd-dev prometheus-cpp-dev
   libtomlplusplus-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev
 )

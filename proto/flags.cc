@@ -1,5 +1,7 @@
 #include "flags.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "duration.h"
@@ -72,6 +74,10 @@ Expected<std::vector<std::string>, std::string> FlagSet::parse(const std::vector
       break;
     }
     if (arg.size() < 2 || arg[0] != '-') {
+      if (stop_at_first_positional_) {
+        positional.insert(positional.end(), args.begin() + static_cast<std::ptrdiff_t>(i), args.end());
+        break;
+      }
       positional.push_back(arg);
       continue;
     }
@@ -108,11 +114,15 @@ Expected<std::vector<std::string>, std::string> FlagSet::parse(const std::vector
 
 std::string FlagSet::usage(std::string_view synopsis) const {
   std::string out = fmt::format("Usage: {} {}\n\nOptions:\n", program_, synopsis);
-  for (const auto& flag : flags_) {
-    std::string left = "  " + display_name(flag);
-    if (flag.short_name == 0) left = "      " + display_name(flag);
+  const auto left_of = [](const Flag& flag) {
+    std::string left = (flag.short_name == 0 ? "      " : "  ") + display_name(flag);
     if (!flag.value_name.empty()) left += " " + flag.value_name;
-    std::string line = fmt::format("{:<30} {}", left, flag.help);
+    return left;
+  };
+  std::size_t width = 30;  // widened so the longest flag still leaves its help aligned
+  for (const auto& flag : flags_) width = std::max(width, left_of(flag).size());
+  for (const auto& flag : flags_) {
+    std::string line = fmt::format("{:<{}} {}", left_of(flag), width, flag.help);
     if (!flag.default_text.empty()) line += fmt::format(" (default {})", flag.default_text);
     out += line + "\n";
   }

@@ -25,6 +25,10 @@ class FlagSet {
   void add_duration(char short_name, std::string long_name, std::chrono::nanoseconds* target,
                     std::string help);
 
+  // Everything from the first positional argument on is positional, flags included (pflag's
+  // SetInterspersed(false)): `pgoctl host:web//logs -f` passes -f to the command, as ssh does.
+  void stop_at_first_positional() { stop_at_first_positional_ = true; }
+
   // Parses args (argv without the program name); returns the positional arguments, or an error
   // naming the flag and what it expects.
   Expected<std::vector<std::string>, std::string> parse(const std::vector<std::string>& args);
@@ -49,6 +53,7 @@ class FlagSet {
 
   std::string program_;
   std::vector<Flag> flags_;
+  bool stop_at_first_positional_ = false;
 };
 
 // pgflag's accepted spellings of a boolean.

@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "expected.h"
+#include "unique_fd.h"
 
 namespace pgod {
 
@@ -16,5 +17,11 @@ struct ListenAddress {
 };
 
 Expected<ListenAddress, std::string> parse_listen_address(std::string_view text);
+
+// Binds and listens on a TCP address (close-on-exec, blocking); an empty host means every
+// address (IPv6 and IPv4 when the host has IPv6). `flag` names the address's origin in errors
+// ("-s/--ssh"). pgod binds the gateway's listeners with it (so a port below 1024 needs no
+// privilege in the gateway), and the gateway when it runs on its own.
+Expected<UniqueFd, std::string> bind_listen_address(const ListenAddress& address, const std::string& flag);
 
 }  // namespace pgod

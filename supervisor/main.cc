@@ -25,6 +25,8 @@
 #include "options.h"
 #include "rpc_listener.h"
 #include "seccomp_filter.h"
+#include "host_key.h"
+#include "listen_address.h"
 #include "sockets.h"
 #include "supervisor.h"
 
@@ -194,7 +196,7 @@ int serve(const Options& options) {
     }
     for (auto [flag, text] : {std::pair{"-s/--ssh", options.ssh}, std::pair{"-m/--metrics", options.metrics}}) {
       auto address = pgod::parse_listen_address(text);
-      auto socket = pgod::supervisor::bind_tcp(*address, flag);
+      auto socket = pgod::bind_listen_address(*address, flag);
       if (!socket) {
         spdlog::critical("{}", socket.error());
         return 1;
@@ -202,6 +204,14 @@ int serve(const Options& options) {
       settings.gateway_fds.push_back(socket->get());
       gateway_sockets.push_back(std::move(*socket));
     }
+    auto host_key = pgod::supervisor::ensure_host_key(options.host_key);
+    if (!host_key) {
+      spdlog::critical("the gateway's host key: {} (see --host-key)", host_key.error());
+      return 1;
+    }
+    spdlog::info("{} host key {} ({})", host_key->created ? "created the" : "the", options.host_key,
+                 host_key->fingerprint);
+    settings.gateway_host_key = options.host_key;
     settings.gateway_args = {"--rundir", options.rundir};
     if (options.debug) settings.gateway_args.push_back("--debug");
   }

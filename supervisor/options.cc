@@ -34,6 +34,8 @@ Expected<ParsedOptions, std::string> parse_options(const std::vector<std::string
   flags.add_bool(0, "no-gateway", &o.no_gateway, "do not start pgod-gateway (it runs as its own systemd unit)");
   flags.add_string(0, "gateway-user", &o.gateway_user, "user the gateway runs as; its group may use the worker sockets",
                    "user");
+  flags.add_string(0, "host-key", &o.host_key,
+                   "the gateway's SSH host key (ed25519, made on first start when missing; root-only)", "file");
   flags.add_string(0, "worker-program", &o.worker_program, "the worker program (default: pgod-worker beside pgod)",
                    "file");
   flags.add_string(0, "gateway-program", &o.gateway_program, "the gateway program (default: pgod-gateway beside pgod)",
@@ -64,7 +66,8 @@ Expected<ParsedOptions, std::string> parse_options(const std::vector<std::string
                              std::pair{"--gateway-program", &o.gateway_program},
                              std::pair{"--mount-program", &o.mount_program},
                              std::pair{"--umount-program", &o.umount_program},
-                             std::pair{"--path-prefix", &o.path_prefix}}) {
+                             std::pair{"--path-prefix", &o.path_prefix},
+                             std::pair{"--host-key", &o.host_key}}) {
     if (!value->empty() && value->front() != '/')
       return Unexpected{fmt::format("{} must be an absolute path, got \"{}\"", flag, *value)};
   }

@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "fs_ops.h"
+#include "host_key.h"
 #include "logging.h"
 #include "service_name.h"
 #include "sockets.h"
@@ -305,9 +306,25 @@ bool Supervisor::spawn(Supervised& child) {
   if (child.is_gateway) {
     spec.program = settings_.gateway_program;
     spec.seccomp = nullptr;  // the gateway installs its own, stricter, after loading its key
-    spec.argv = {spec.program, "--ssh-fd", "3", "--metrics-fd", "4"};
+    // The key is read now, so a replaced key takes effect at the gateway's next start.
+    auto key = read_host_key(settings_.gateway_host_key);
+    if (!key) {
+      child.log->error("the host key: {}", key.error());
+      child.last_exit = key.error();
+      return false;
+    }
+    auto memfd = sealed_memfd("host-key", kj::arrayPtr(reinterpret_cast<const kj::byte*>(key->data()), key->size()));
+    std::fill(key->begin(), key->end(), '\0');
+    if (!memfd) {
+      child.log->error("{}", memfd.error());
+      child.last_exit = memfd.error();
+      return false;
+    }
+    settings_fd = std::move(*memfd);
+    spec.argv = {spec.program, "--ssh-fd", "3", "--metrics-fd", "4", "--host-key-fd", "5"};
     spec.argv.insert(spec.argv.end(), settings_.gateway_args.begin(), settings_.gateway_args.end());
     spec.fds = settings_.gateway_fds;
+    spec.fds.push_back(settings_fd.get());
   } else {
     // The settings travel in a sealed memfd: read once by the worker, never a file on disk.
     auto memfd = sealed_memfd(child.name, child.settings.asBytes());

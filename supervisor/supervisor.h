@@ -31,6 +31,7 @@ struct SupervisorSettings {
   std::optional<Identity> gateway;       // the gateway's user; its group may use the worker sockets
   std::vector<std::string> gateway_args;  // after the fds: --rundir, --debug, …
   std::vector<int> gateway_fds;          // listening sockets handed to the gateway (owned by the caller)
+  std::string gateway_host_key;          // read at each gateway start, passed on a sealed memfd
   std::string mount_program;
   std::string umount_program;
   std::string path_prefix;               // tests: put before PATH in workers

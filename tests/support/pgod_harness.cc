@@ -155,6 +155,10 @@ void PgodHarness::start(std::vector<std::string> args, bool wait) {
   bool gateway = false;
   for (const auto& arg : args) gateway = gateway || arg.starts_with("--gateway-program");
   if (!gateway) argv.push_back("--no-gateway");
+  bool host_key = false;
+  for (const auto& arg : args) host_key = host_key || arg == "--host-key";
+  // Never the system's /etc/pgo: a key of the test's own (pgod makes it on first start).
+  if (gateway && !host_key) argv.insert(argv.end(), {"--host-key", root_.path() + "/ssh_host_ed25519_key"});
   argv.insert(argv.end(), args.begin(), args.end());
 
   std::vector<char*> pointers;

@@ -106,5 +106,19 @@ TEST(Flags, DoubleDashEndsFlags) {
   EXPECT_EQ(*positional, (Args{"--debug", "-x"}));
 }
 
+TEST(Flags, StopAtFirstPositionalLeavesTheRestToTheCommand) {
+  bool debug = false;
+  std::string port = "2222";
+  FlagSet flags("t");
+  flags.add_bool(0, "debug", &debug, "");
+  flags.add_string('p', "port", &port, "");
+  flags.stop_at_first_positional();
+  auto positional = flags.parse({"-p", "2200", "host:web//logs", "-f", "--debug"});
+  ASSERT_TRUE(positional.has_value()) << positional.error();
+  EXPECT_EQ(port, "2200");
+  EXPECT_FALSE(debug);
+  EXPECT_EQ(*positional, (Args{"host:web//logs", "-f", "--debug"}));
+}
+
 }  // namespace
 }  // namespace pgod

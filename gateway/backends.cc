@@ -1,0 +1,218 @@
+#include "backends.h"
+
+#include <capnp/message.h>
+#include <spdlog/spdlog.h>
+
+#include "logging.h"
+#include "rpc_listener.h"
+#include "rpc_verbs.h"
+
+namespace pgod::gateway {
+namespace {
+
+// A worker that does not answer `status` within this is reported as not answering.
+constexpr auto kStatusTimeout = 2 * kj::SECONDS;
+// After a key watch fails (worker restarting), wait this long before asking again.
+constexpr auto kKeyRetryDelay = 1 * kj::SECONDS;
+
+const char* state_word(rpc::ServiceState state) {
+  switch (state) {
+    case rpc::ServiceState::OK: return "ok";
+    case rpc::ServiceState::FROZEN: return "frozen";
+    case rpc::ServiceState::ROLLBACK: return "rollback";
+    case rpc::ServiceState::BROKEN: return "broken";
+    case rpc::ServiceState::DIFF: return "diff";
+    case rpc::ServiceState::STOPPED: return "stopped";
+    case rpc::ServiceState::STARTING: return "starting";
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+// One Cap'n Proto connection to a unix socket. `bootstrap` can be used at once: calls made
+// while connecting wait for the connection. `broken` turns true when it fails or ends.
+struct Backends::Link {
+  kj::Own<kj::AsyncIoStream> stream;
+  kj::Own<capnp::TwoPartyVatNetwork> network;
+  kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc;
+  capnp::Capability::Client bootstrap = nullptr;
+  kj::Promise<void> lifetime = nullptr;
+  bool broken = false;
+};
+
+struct Backends::WorkerEntry {
+  std::string name;
+  kj::Own<Link> link;
+  std::string worker_state;
+  std::uint64_t key_generation = 0;
+  kj::Promise<void> key_watch = nullptr;
+};
+
+Backends::Backends(kj::AsyncIoContext& io, std::string rundir, KeyIndex& keys)
+    : io_(io), rundir_(std::move(rundir)), keys_(keys) {}
+
+Backends::~Backends() = default;
+
+kj::Own<Backends::Link> Backends::connect(const std::string& path) {
+  auto link = kj::heap<Link>();
+  Link& l = *link;
+  auto connected = io_.provider->getNetwork()
+                       .parseAddress(kj::str("unix:", path.c_str()))
+                       .then([](kj::Own<kj::NetworkAddress> address) { return address->connect(); })
+                       .then([&l](kj::Own<kj::AsyncIoStream> stream) -> capnp::Capability::Client {
+                         l.stream = kj::mv(stream);
+                         // The peer is less trusted than us: its messages are bounded like ours are.
+                         l.network = kj::heap<capnp::TwoPartyVatNetwork>(
+                             *l.stream, capnp::rpc::twoparty::Side::CLIENT, rpc_reader_options());
+                         l.rpc = kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(
+                             capnp::makeRpcClient(*l.network));
+                         capnp::MallocMessageBuilder message(8);
+                         auto vat = message.initRoot<capnp::rpc::twoparty::VatId>();
+                         vat.setSide(capnp::rpc::twoparty::Side::SERVER);
+                         return l.rpc->bootstrap(vat);
+                       })
+                       .fork();
+  l.bootstrap = connected.addBranch();
+  l.lifetime = connected.addBranch()
+                   .then([&l](capnp::Capability::Client) { return l.network->onDisconnect(); })
+                   .then([&l]() { l.broken = true; }, [&l](kj::Exception&&) { l.broken = true; })
+                   .eagerlyEvaluate(nullptr);
+  return link;
+}
+
+Backends::Link& Backends::supervisor_link() {
+  if (!supervisor_ || supervisor_->broken) supervisor_ = connect(rundir_ + "/supervisor.sock");
+  return *supervisor_;
+}
+
+Backends::Link& Backends::worker_link(WorkerEntry& entry) {
+  if (!entry.link || entry.link->broken) entry.link = connect(rundir_ + "/workers/" + entry.name + ".sock");
+  return *entry.link;
+}
+
+rpc::Supervisor::Client Backends::supervisor() {
+  return supervisor_link().bootstrap.castAs<rpc::Supervisor>();
+}
+
+bool Backends::has_service(const std::string& name) const { return workers_.count(name) > 0; }
+
+std::string Backends::worker_state(const std::string& name) const {
+  auto found = workers_.find(name);
+  return found == workers_.end() ? std::string() : found->second->worker_state;
+}
+
+rpc::Worker::Client Backends::worker(const std::string& name) {
+  auto found = workers_.find(name);
+  KJ_REQUIRE(found != workers_.end(), "no such service");
+  return worker_link(*found->second).bootstrap.castAs<rpc::Worker>();
+}
+
+kj::Promise<void> Backends::watch_keys(WorkerEntry& entry) {
+  auto request = worker(entry.name).authorizedKeysRequest();
+  request.setAfter(entry.key_generation);
+  return request.send()
+      .then([this, &entry](capnp::Response<rpc::Worker::AuthorizedKeysResults> response) {
+        std::vector<ListedKey> listed;
+        for (auto key : response.getKeys())
+          listed.push_back({key.getType(), key.getBase64(), key.getComment(), key.getFile()});
+        const auto unusable = keys_.set_service_keys(entry.name, listed);
+        entry.key_generation = response.getGeneration();
+        auto log = service_logger(entry.name);
+        log->info("{} key(s) accepted for this service{}", listed.size() - unusable,
+                  unusable ? fmt::format(" ({} not usable)", unusable) : std::string());
+      })
+      .catch_([this, &entry](kj::Exception&& e) {
+        // The worker is restarting or gone: keep the last keys (its checkout is unchanged) and
+        // ask again shortly.
+        spdlog::debug("[{}] key watch: {}", entry.name, e.getDescription().cStr());
+        return io_.provider->getTimer().afterDelay(kKeyRetryDelay);
+      })
+      .then([this, &entry]() { return watch_keys(entry); });
+}
+
+void Backends::apply_list(capnp::List<rpc::ServiceInfo>::Reader services) {
+  std::set<std::string, std::less<>> seen;
+  for (auto info : services) {
+    std::string name = info.getName();
+    seen.insert(name);
+    if (auto known = workers_.find(name); known != workers_.end()) {
+      known->second->worker_state = worker_state_name(info.getWorkerState());
+      continue;
+    }
+    auto entry = std::make_unique<WorkerEntry>();
+    entry->name = name;
+    entry->worker_state = worker_state_name(info.getWorkerState());
+    auto& ref = *entry;
+    workers_.emplace(name, std::move(entry));
+    ref.key_watch = watch_keys(ref).eagerlyEvaluate(nullptr);
+    spdlog::info("service {} added", name);
+  }
+  for (auto it = workers_.begin(); it != workers_.end();) {
+    if (seen.count(it->first)) {
+      ++it;
+      continue;
+    }
+    spdlog::info("service {} removed", it->first);
+    keys_.remove_service(it->first);
+    it = workers_.erase(it);
+  }
+}
+
+kj::Promise<void> Backends::refresh() {
+  return supervisor()
+      .listServicesRequest()
+      .send()
+      .then([this](capnp::Response<rpc::Supervisor::ListServicesResults> response) {
+        if (supervisor_unreachable_logged_) spdlog::info("the supervisor answers again");
+        supervisor_unreachable_logged_ = false;
+        apply_list(response.getServices());
+      })
+      .catch_([this](kj::Exception&& e) {
+        // Without the supervisor the last known list stays: the workers may still be there.
+        if (!supervisor_unreachable_logged_)
+          spdlog::warn("cannot list the services ({}/supervisor.sock): {}", rundir_, e.getDescription().cStr());
+        supervisor_unreachable_logged_ = true;
+      });
+}
+
+kj::Promise<void> Backends::run(kj::Duration interval) {
+  return refresh().then([this, interval]() {
+    return io_.provider->getTimer().afterDelay(interval).then([this, interval]() { return run(interval); });
+  });
+}
+
+kj::Promise<std::vector<ServiceSnapshot>> Backends::snapshot() {
+  return supervisor()
+      .listServicesRequest()
+      .send()
+      .then([this](capnp::Response<rpc::Supervisor::ListServicesResults> response) {
+        auto snapshots = kj::heap<std::vector<ServiceSnapshot>>();
+        kj::Vector<kj::Promise<void>> asks;
+        for (auto info : response.getServices()) {
+          ServiceSnapshot snap;
+          snap.name = info.getName();
+          snap.worker_state = worker_state_name(info.getWorkerState());
+          snap.worker_restarts = info.getRestarts();
+          snapshots->push_back(std::move(snap));
+        }
+        for (std::size_t i = 0; i < snapshots->size(); ++i) {
+          auto& snap = (*snapshots)[i];
+          if (!has_service(snap.name)) continue;
+          auto ask = worker(snap.name).statusRequest().send().then(
+              [&snap](capnp::Response<rpc::Worker::StatusResults> status) {
+                snap.worker_answered = true;
+                snap.state = state_word(status.getStatus().getState());
+                snap.hash = status.getStatus().getHash();
+              });
+          asks.add(io_.provider->getTimer()
+                       .timeoutAfter(kStatusTimeout, kj::mv(ask))
+                       .catch_([](kj::Exception&&) { /* reported as not answering */ }));
+        }
+        return kj::joinPromises(asks.releaseAsArray()).then([snapshots = kj::mv(snapshots)]() mutable {
+          return std::move(*snapshots);
+        });
+      });
+}
+
+}  // namespace pgod::gateway

@@ -1,0 +1,63 @@
+// The gateway's view of the services behind it: the list from the supervisor (polled), one
+// Cap'n Proto connection per worker (made when first needed, made again after the worker
+// restarts), and each worker's key list (a long poll that keeps the KeyIndex current).
+#pragma once
+
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "key_index.h"
+#include "metrics.h"
+#include "supervisor.capnp.h"
+#include "worker.capnp.h"
+
+namespace pgod::gateway {
+
+class Backends {
+ public:
+  Backends(kj::AsyncIoContext& io, std::string rundir, KeyIndex& keys);
+  ~Backends();
+  Backends(const Backends&) = delete;
+  Backends& operator=(const Backends&) = delete;
+
+  // Polls the supervisor's list every `interval` and keeps one key watch per service. Never
+  // resolves; drop it to stop.
+  kj::Promise<void> run(kj::Duration interval);
+  // Asks the supervisor now (for a name not seen yet: a service added a moment ago).
+  kj::Promise<void> refresh();
+
+  bool has_service(const std::string& name) const;
+  // The supervisor's word for the service's worker at the last poll ("running", "backing-off",
+  // "stopped"): a call to a worker that is not running would wait until it is back.
+  std::string worker_state(const std::string& name) const;
+  // The worker of a known service. Calls wait while it connects; after a disconnect (worker
+  // restarted) the next call connects again.
+  rpc::Worker::Client worker(const std::string& name);
+  rpc::Supervisor::Client supervisor();
+
+  // For /metrics: the supervisor's list and each worker's status (each bounded in time).
+  kj::Promise<std::vector<ServiceSnapshot>> snapshot();
+
+ private:
+  struct Link;
+  struct WorkerEntry;
+  kj::Own<Link> connect(const std::string& path);
+  Link& supervisor_link();
+  Link& worker_link(WorkerEntry& entry);
+  kj::Promise<void> watch_keys(WorkerEntry& entry);
+  void apply_list(capnp::List<rpc::ServiceInfo>::Reader services);
+
+  kj::AsyncIoContext& io_;
+  std::string rundir_;
+  KeyIndex& keys_;
+  kj::Own<Link> supervisor_;
+  std::map<std::string, std::unique_ptr<WorkerEntry>, std::less<>> workers_;
+  bool supervisor_unreachable_logged_ = false;
+};
+
+}  // namespace pgod::gateway

@@ -1,0 +1,284 @@
+#include "confinement.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <pwd.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+namespace pgod::gateway {
+namespace {
+
+// "step: strerror(errno)", the shape of every error here.
+std::string failed(std::string_view step, int error = errno) {
+  return fmt::format("{}: {}", step, std::strerror(error));
+}
+
+// ---------------------------------------------------------------------------------------------
+// drop_root
+
+// The user database entry of `user`, read with a buffer grown until it fits.
+Expected<passwd, std::string> look_up(const std::string& user, std::vector<char>& buffer) {
+  const long suggested = sysconf(_SC_GETPW_R_SIZE_MAX);
+  buffer.resize(suggested > 0 ? static_cast<std::size_t>(suggested) : 16384);
+  passwd entry{};
+  passwd* found = nullptr;
+  int error = 0;
+  while ((error = getpwnam_r(user.c_str(), &entry, buffer.data(), buffer.size(), &found)) == ERANGE)
+    buffer.resize(buffer.size() * 2);
+  // Some NSS modules say "no such user" with ENOENT or ESRCH instead of a null result.
+  if (error != 0 && error != ENOENT && error != ESRCH)
+    return Unexpected{failed(fmt::format("getpwnam_r(\"{}\")", user), error)};
+  if (found == nullptr)
+    return Unexpected{fmt::format("the gateway's user \"{}\" does not exist (create it with `useradd --system "
+                                  "--no-create-home --shell /usr/sbin/nologin {}`)",
+                                  user, user)};
+  return entry;
+}
+
+// After the drop: no way back to root, exactly the user's ids, no group but its own, no
+// capability left (setresuid from root clears them unless SECBIT_KEEP_CAPS was set, which this
+// catches).
+Expected<Dropped, std::string> check_dropped(uid_t uid, gid_t gid) {
+  // glibc's setuid applies to every thread; a success here would mean root is still reachable.
+  if (setuid(0) == 0) return Unexpected{std::string("setuid(0) succeeded after the drop: root was not given up")};
+  uid_t ruid = 0, euid = 0, suid = 0;
+  if (getresuid(&ruid, &euid, &suid) != 0) return Unexpected{failed("getresuid")};
+  if (ruid != uid || euid != uid || suid != uid)
+    return Unexpected{fmt::format("getresuid: {}/{}/{} after the drop, expected {} for all", ruid, euid, suid, uid)};
+  gid_t rgid = 0, egid = 0, sgid = 0;
+  if (getresgid(&rgid, &egid, &sgid) != 0) return Unexpected{failed("getresgid")};
+  if (rgid != gid || egid != gid || sgid != gid)
+    return Unexpected{fmt::format("getresgid: {}/{}/{} after the drop, expected {} for all", rgid, egid, sgid, gid)};
+  std::array<gid_t, 2> groups{};
+  const int count = getgroups(static_cast<int>(groups.size()), groups.data());
+  if (count < 0) return Unexpected{failed("getgroups")};
+  if (count != 1 || groups[0] != gid)
+    return Unexpected{fmt::format("getgroups: {} groups after the drop, expected only {}", count, gid)};
+  // capget directly: no libcap, and no /proc (which the caller may not be able to read).
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  std::array<__user_cap_data_struct, _LINUX_CAPABILITY_U32S_3> data{};
+  if (syscall(SYS_capget, &header, data.data()) != 0) return Unexpected{failed("capget")};
+  for (const auto& word : data) {
+    if (word.effective != 0 || word.permitted != 0)
+      return Unexpected{fmt::format("capget: capabilities left after the drop (effective {:#x}, permitted {:#x})",
+                                    word.effective, word.permitted)};
+  }
+  return Dropped{};
+}
+
+// ---------------------------------------------------------------------------------------------
+// The allowlist
+
+enum class Verdict {
+  kAllow,
+  kEacces,  // the call fails as if the file were unreadable
+  kEnosys,  // the call fails as if the kernel did not have it
+  kEnotty,  // the descriptor is not a terminal
+};
+
+// One comparison of a syscall argument. For SCMP_CMP_MASKED_EQ, `datum` is the mask and
+// `value` what the masked argument must equal; otherwise `datum` is compared and `value` unused.
+struct Check {
+  unsigned arg = 0;
+  scmp_compare op = SCMP_CMP_EQ;
+  std::uint64_t datum = 0;
+  std::uint64_t value = 0;
+  bool own_pid = false;  // `datum` is this process's pid, known only when the filter is built
+};
+
+// What happens to `syscall` when every check holds (always, with none). libseccomp allows one
+// check per argument in a rule, and an unconditional rule silently replaces the conditional
+// ones of the same syscall: the builder refuses such a table.
+struct Rule {
+  const char* syscall;  // libseccomp's name; one it does not know is skipped (so: killed)
+  Verdict verdict = Verdict::kAllow;
+  std::array<Check, 2> checks{};
+  unsigned check_count = 0;
+};
+
+constexpr Rule allow(const char* syscall) { return {syscall, Verdict::kAllow, {}, 0}; }
+constexpr Rule allow_if(const char* syscall, Check check) { return {syscall, Verdict::kAllow, {check}, 1}; }
+constexpr Rule allow_if(const char* syscall, Check first, Check second) {
+  return {syscall, Verdict::kAllow, {first, second}, 2};
+}
+constexpr Rule fail(const char* syscall, Verdict verdict) { return {syscall, verdict, {}, 0}; }
+constexpr Rule fail_if(const char* syscall, Verdict verdict, Check check) { return {syscall, verdict, {check}, 1}; }
+
+constexpr Check arg_eq(unsigned arg, std::uint64_t value) { return {arg, SCMP_CMP_EQ, value, 0, false}; }
+constexpr Check arg_ne(unsigned arg, std::uint64_t value) { return {arg, SCMP_CMP_NE, value, 0, false}; }
+constexpr Check arg_has_none(unsigned arg, std::uint64_t bits) { return {arg, SCMP_CMP_MASKED_EQ, bits, 0, false}; }
+constexpr Check arg_masked(unsigned arg, std::uint64_t mask, std::uint64_t value) {
+  return {arg, SCMP_CMP_MASKED_EQ, mask, value, false};
+}
+constexpr Check arg_is_own_pid(unsigned arg) { return {arg, SCMP_CMP_EQ, 0, 0, true}; }
+
+// Namespace flags a thread's clone must not carry (CLONE_NEWTIME is left out: in clone(2) its
+// bit is part of the exit-signal byte, which a thread's clone leaves zero anyway).
+constexpr std::uint64_t kCloneNewAny =
+    CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET;
+
+// Everything the gateway may do once it serves: anything not listed kills the process with
+// SIGSYS. Listeners, the host key, logging and the KJ event loop exist before the filter.
+constexpr Rule kRules[] = {
+    // I/O on descriptors the gateway already holds: sockets, pipes, eventfds, stderr.
+    allow("read"), allow("write"), allow("readv"), allow("writev"), allow("pread64"), allow("pwrite64"),
+    allow("close"), allow("lseek"),
+    // fstat: glibc 2.33+ makes it newfstatat(fd, "", buf, AT_EMPTY_PATH) (stdio calls it on a
+    // stream's first use). With a path, newfstatat is a file probe: glibc's localtime() re-stats
+    // /etc/localtime on every call. Probes fail as open does.
+    allow("fstat"), allow_if("newfstatat", arg_eq(3, AT_EMPTY_PATH)),
+    fail_if("newfstatat", Verdict::kEacces, arg_ne(3, AT_EMPTY_PATH)),
+    // No file is ever opened after start-up, but libraries may try (OpenSSL loads openssl.cnf
+    // lazily during the first key exchange, glibc reads time zones and CPU counts, the
+    // sanitizers' reports read /proc/self/exe): they must just fail, not take the gateway down.
+    fail("open", Verdict::kEacces), fail("openat", Verdict::kEacces), fail("readlink", Verdict::kEacces),
+    fail("readlinkat", Verdict::kEacces),
+    // Connections: accepting on the listeners (libssh calls accept, KJ accept4) and talking on
+    // the accepted and connected sockets.
+    allow("accept"), allow("accept4"), allow("recvfrom"), allow("recvmsg"), allow("sendto"), allow("sendmsg"),
+    allow("shutdown"), allow("getsockopt"), allow("setsockopt"), allow("getsockname"), allow("getpeername"),
+    // New sockets: unix only, for the worker and supervisor sockets in the run directory and
+    // KJ's socketpair. An IP, netlink or packet socket kills the process.
+    allow_if("socket", arg_eq(0, AF_UNIX)), allow_if("socketpair", arg_eq(0, AF_UNIX)), allow("connect"),
+    // Waiting: libssh polls, KJ's event port is epoll with an eventfd for wake-ups and a signalfd.
+    allow("poll"), allow("ppoll"), allow("epoll_create1"), allow("epoll_ctl"), allow("epoll_wait"),
+    allow("epoll_pwait"), allow("eventfd2"), allow("signalfd4"), allow("pipe2"),
+    // Descriptor housekeeping (the gateway watches a dup of each libssh fd; see NOTES).
+    allow("dup"), allow("dup3"), allow("fcntl"),
+    // KJ sets non-blocking mode and close-on-exec with ioctl. isatty() (spdlog's colour sinks,
+    // the sanitizers' reports) asks TCGETS: the answer is "not a terminal". Any other request
+    // (terminal, device, file-system ioctls) kills.
+    allow_if("ioctl", arg_eq(1, FIONBIO)), allow_if("ioctl", arg_eq(1, FIOCLEX)),
+    fail_if("ioctl", Verdict::kEnotty, arg_eq(1, TCGETS)),
+    // Memory, never executable: no new code can be mapped or made runnable.
+    allow("brk"), allow("munmap"), allow("mremap"), allow("madvise"),
+    allow_if("mmap", arg_has_none(2, PROT_EXEC)), allow_if("mprotect", arg_has_none(2, PROT_EXEC)),
+    // Threads, never processes: clone must carry CLONE_THREAD (fork and vfork do not) and no
+    // namespace flag. clone3 hides its flags in memory a filter cannot read: ENOSYS makes glibc
+    // fall back to clone (EPERM would make pthread_create fail).
+    allow_if("clone", arg_masked(0, CLONE_THREAD | kCloneNewAny, CLONE_THREAD)), fail("clone3", Verdict::kEnosys),
+    allow("futex"), allow("set_robust_list"), allow("rseq"), allow("sched_yield"),
+    // Read-only CPU masks: glibc's malloc counts the CPUs when it makes its 9th arena (many
+    // threads allocating at once; /sys fails with EACCES first), and pthread_getattr_np asks
+    // for a thread's own (by its tid, so the pid cannot be pinned to 0).
+    allow("sched_getaffinity"),
+    // Signals: handlers, masks and their return; a signal only to this process (raise, abort).
+    allow("rt_sigaction"), allow("rt_sigprocmask"), allow("rt_sigreturn"), allow("sigaltstack"),
+    allow("restart_syscall"), allow_if("tgkill", arg_is_own_pid(0)),
+    // Who and what: identity getters, clocks (vDSO normally; real syscalls on some clock
+    // sources), randomness for the SSH key exchange, uname, and reading its own limits.
+    allow("getpid"), allow("gettid"), allow("getuid"), allow("geteuid"), allow("getgid"), allow("getegid"),
+    allow("getresuid"), allow("getresgid"), allow("clock_gettime"), allow("clock_getres"),
+    allow("clock_nanosleep"), allow("nanosleep"), allow("gettimeofday"), allow("time"), allow("getrandom"),
+    allow("uname"), allow_if("prlimit64", arg_eq(0, 0), arg_eq(2, 0)),
+    // Naming its own threads only.
+    allow_if("prctl", arg_eq(0, PR_SET_NAME)), allow_if("prctl", arg_eq(0, PR_GET_NAME)),
+    allow("exit"), allow("exit_group"),
+};
+
+struct ReleaseFilter {
+  void operator()(scmp_filter_ctx ctx) const { seccomp_release(ctx); }
+};
+using FilterContext = std::unique_ptr<void, ReleaseFilter>;
+
+// libseccomp returns -errno.
+std::string failed_seccomp(std::string_view call, int rc) { return failed(call, -rc); }
+
+std::uint32_t action_of(Verdict verdict) {
+  switch (verdict) {
+    case Verdict::kAllow: return SCMP_ACT_ALLOW;
+    case Verdict::kEacces: return SCMP_ACT_ERRNO(EACCES);
+    case Verdict::kEnosys: return SCMP_ACT_ERRNO(ENOSYS);
+    case Verdict::kEnotty: return SCMP_ACT_ERRNO(ENOTTY);
+  }
+  return SCMP_ACT_KILL_PROCESS;
+}
+
+// The table mistake libseccomp would not report (see Rule).
+Expected<Confined, std::string> check_table() {
+  for (const Rule& rule : kRules) {
+    if (rule.check_count != 0) continue;
+    for (const Rule& other : kRules) {
+      if (&other != &rule && std::string_view(other.syscall) == rule.syscall)
+        return Unexpected{fmt::format("the allowlist has an unconditional rule for {} among others", rule.syscall)};
+    }
+  }
+  return Confined{};
+}
+
+Expected<Confined, std::string> add_rules(scmp_filter_ctx ctx) {
+  const auto own_pid = static_cast<std::uint64_t>(getpid());  // fixed from here on: no fork
+  for (const Rule& rule : kRules) {
+    const int number = seccomp_syscall_resolve_name(rule.syscall);
+    if (number == __NR_SCMP_ERROR) continue;  // unknown to this libseccomp: stays forbidden
+    std::array<scmp_arg_cmp, 2> comparisons{};
+    for (unsigned i = 0; i < rule.check_count; ++i) {
+      const Check& check = rule.checks[i];
+      comparisons[i] = scmp_arg_cmp{check.arg, check.op, check.own_pid ? own_pid : check.datum, check.value};
+    }
+    if (const int rc = seccomp_rule_add_array(ctx, action_of(rule.verdict), number, rule.check_count,
+                                              comparisons.data());
+        rc != 0)
+      return Unexpected{failed_seccomp(fmt::format("seccomp_rule_add({})", rule.syscall), rc)};
+  }
+  return Confined{};
+}
+
+}  // namespace
+
+Expected<Dropped, std::string> drop_root(const std::string& user) {
+  if (geteuid() != 0) return Dropped{};  // already unprivileged: nothing to give up
+  std::vector<char> buffer;
+  auto entry = look_up(user, buffer);
+  if (!entry) return Unexpected{entry.error()};
+  const uid_t uid = entry->pw_uid;
+  const gid_t gid = entry->pw_gid;
+  if (uid == 0) return Unexpected{fmt::format("the gateway's user \"{}\" has uid 0: refusing to run as root", user)};
+  if (gid == 0)
+    return Unexpected{fmt::format("the gateway's user \"{}\" has the root group (gid 0): refusing", user)};
+  // Groups first, then gid, then uid: each step needs the privileges the next one gives up.
+  if (setgroups(1, &gid) != 0) return Unexpected{failed("setgroups")};
+  if (setresgid(gid, gid, gid) != 0) return Unexpected{failed("setresgid")};
+  if (setresuid(uid, uid, uid) != 0) return Unexpected{failed("setresuid")};
+  return check_dropped(uid, gid);
+}
+
+Expected<Confined, std::string> install_gateway_filter() {
+  if (auto table = check_table(); !table) return table;
+  // Required for an unprivileged process to install a filter, and keeps exec (were it ever
+  // possible) from granting privileges. Its own step, so no libseccomp side effect is relied on.
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return Unexpected{failed("prctl(PR_SET_NO_NEW_PRIVS)")};
+  const FilterContext ctx(seccomp_init(SCMP_ACT_KILL_PROCESS));
+  if (!ctx) return Unexpected{std::string("seccomp_init(SCMP_ACT_KILL_PROCESS) failed")};
+  // Other ABIs on x86_64 (i386 through int 0x80, x32) number their syscalls differently: none
+  // is allowed, and the whole process dies (libseccomp's default would kill only the thread).
+  if (const int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS); rc != 0)
+    return Unexpected{failed_seccomp("seccomp_attr_set(SCMP_FLTATR_ACT_BADARCH)", rc)};
+  if (const int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_NNP, 0); rc != 0)
+    return Unexpected{failed_seccomp("seccomp_attr_set(SCMP_FLTATR_CTL_NNP)", rc)};
+  // Every thread of the process, not only the caller's: libraries may have started threads.
+  if (const int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_TSYNC, 1); rc != 0)
+    return Unexpected{failed_seccomp("seccomp_attr_set(SCMP_FLTATR_CTL_TSYNC)", rc)};
+  if (auto added = add_rules(ctx.get()); !added) return added;
+  if (const int rc = seccomp_load(ctx.get()); rc != 0) return Unexpected{failed_seccomp("seccomp_load", rc)};
+  return Confined{};
+}
+
+}  // namespace pgod::gateway

@@ -1,0 +1,780 @@
+#include "ssh_server.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <kj/async-unix.h>
+#include <libssh/callbacks.h>
+#include <netinet/in.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <list>
+#include <map>
+#include <optional>
+
+#include "command_grammar.h"
+#include "logging.h"
+#include "rpc_verbs.h"
+#include "status.h"
+#include "unique_fd.h"
+
+namespace pgod::gateway {
+
+struct Connection;
+struct Channel;
+
+namespace {
+
+constexpr std::size_t kMaxWriteChunk = 32768;  // one SSH packet's worth
+constexpr int kMaxPollRounds = 64;             // per wake-up, so one busy client cannot starve the rest
+constexpr auto kHousekeeping = 1 * kj::SECONDS;
+constexpr auto kRefusalLogInterval = std::chrono::seconds(10);
+
+std::string peer_address(int fd) {
+  sockaddr_storage address{};
+  socklen_t length = sizeof address;
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) return "unknown";
+  char text[INET6_ADDRSTRLEN] = {};
+  if (address.ss_family == AF_INET) {
+    const auto* v4 = reinterpret_cast<const sockaddr_in*>(&address);
+    inet_ntop(AF_INET, &v4->sin_addr, text, sizeof text);
+    return fmt::format("{}:{}", text, ntohs(v4->sin_port));
+  }
+  if (address.ss_family == AF_INET6) {
+    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&address);
+    inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof text);
+    return fmt::format("[{}]:{}", text, ntohs(v6->sin6_port));
+  }
+  return "unknown";
+}
+
+// The reason word /metrics counts a refusal under.
+const char* rejection_reason(std::uint32_t status) {
+  switch (static_cast<Status>(status)) {
+    case Status::kBadRequest: return "bad_request";
+    case Status::kUnauthorized: return "unauthorized";
+    case Status::kNotFound: return "not_found";
+    case Status::kNotAcceptable: return "not_acceptable";
+    default: return "other";
+  }
+}
+
+bool is_pgod_status(std::uint32_t status) { return status >= 400; }
+
+int signal_exit_status(std::string_view name) {
+  if (name == "INT") return 128 + 2;
+  if (name == "HUP") return 128 + 1;
+  if (name == "KILL") return 128 + 9;
+  if (name == "TERM") return 128 + 15;
+  return 128 + 15;
+}
+
+}  // namespace
+
+struct SshServer::Impl final : kj::TaskSet::ErrorHandler {
+  Impl(kj::AsyncIoContext& io_in, ssh_bind bind_in, int listen_fd_in, Backends& backends_in,
+       const KeyIndex& keys_in, Metrics& metrics_in, Limits limits_in, std::string hostname_in)
+      : io(io_in),
+        bind(bind_in),
+        listen_fd(listen_fd_in),
+        backends(backends_in),
+        keys(keys_in),
+        metrics(metrics_in),
+        limits(limits_in),
+        hostname(std::move(hostname_in)) {}
+  ~Impl() noexcept(false);
+
+  void taskFailed(kj::Exception&& e) override { spdlog::error("gateway: {}", e.getDescription().cStr()); }
+
+  kj::Promise<void> accept_loop(kj::UnixEventPort::FdObserver& observer);
+  void accept_ready();
+  void schedule_reap();
+  void reap();
+  kj::Promise<void> housekeeping();
+  kj::TimePoint now() { return io.provider->getTimer().now(); }
+  // Refusals can come in floods: each kind is logged at most once per interval, with a count
+  // of those left out.
+  void log_refusal(const std::string& kind, const std::string& what);
+
+  kj::AsyncIoContext& io;
+  ssh_bind bind;
+  int listen_fd;
+  Backends& backends;
+  const KeyIndex& keys;
+  Metrics& metrics;
+  Limits limits;
+  std::string hostname;
+  std::list<std::unique_ptr<Connection>> connections;
+  std::size_t unauthenticated = 0;
+  std::map<std::string, std::size_t, std::less<>> running_per_service;
+  bool reap_scheduled = false;
+  struct RefusalLog {
+    std::chrono::steady_clock::time_point last{};
+    std::size_t unlogged = 0;
+  };
+  std::map<std::string, RefusalLog, std::less<>> refusal_logs;
+  kj::TaskSet tasks{*this};
+};
+
+// Where a worker's output goes: the channel while it exists. The sink capability can outlive
+// the channel (the worker may still be sending), so it holds this instead of the channel.
+struct SinkTarget {
+  Channel* channel = nullptr;
+};
+
+// One session channel: at most one command (exec), its output queue and its exit.
+struct Channel {
+  Channel(Connection& connection_in, ssh_channel channel_in);
+  ~Channel();
+  Channel(const Channel&) = delete;
+  Channel& operator=(const Channel&) = delete;
+
+  kj::Promise<void> send(bool to_stderr, kj::ArrayPtr<const kj::byte> data);
+  kj::Promise<void> send_text(bool to_stderr, const std::string& text) {
+    return send(to_stderr, kj::arrayPtr(reinterpret_cast<const kj::byte*>(text.data()), text.size()));
+  }
+  void pump();
+  void fail_queue(const char* why);
+  void start_command();
+  kj::Promise<void> dispatch(Command command);
+  kj::Promise<void> finish(std::uint32_t status, std::string message);
+  void cancel();
+  void close_local();
+  void count_running(const std::string& service);
+
+  Connection& connection;
+  ssh_channel channel;
+  ssh_channel_callbacks_struct callbacks{};
+  std::shared_ptr<SinkTarget> target = std::make_shared<SinkTarget>();
+  std::optional<std::string> request;  // the exec line, recorded by the callback
+  bool shell_request = false;
+  std::optional<std::string> signal;   // a signal the client sent
+  bool started = false;
+  bool remote_closed = false;
+  bool local_closed = false;
+  std::string counted_service;  // counted in running_per_service while not empty
+  std::string log_service;      // the known service a command went to (metrics, log)
+  std::string words;            // the verb as typed, for the log
+  std::chrono::steady_clock::time_point started_at{};
+  kj::Promise<void> task = nullptr;
+
+  struct Pending {
+    bool to_stderr;
+    kj::Array<kj::byte> data;
+    std::size_t offset = 0;
+    kj::Own<kj::PromiseFulfiller<void>> done;
+  };
+  std::deque<Pending> queue;
+};
+
+struct Connection {
+  Connection(SshServer::Impl& server_in, ssh_session session_in, UniqueFd watch_in, std::string peer_in);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  void start();
+  void drive();
+  void after_poll();
+  void kill(const std::string& why);
+  kj::Promise<void> watch_readable();
+  kj::Promise<void> watch_writable();
+
+  SshServer::Impl& server;
+  ssh_session session;
+  ssh_event event = nullptr;
+  UniqueFd watch_fd;  // a dup of libssh's fd: libssh closes its own on disconnect
+  std::string peer;
+  ssh_server_callbacks_struct callbacks{};
+  kj::Own<kj::UnixEventPort::FdObserver> observer;
+  kj::Promise<void> reading = nullptr;
+  kj::Promise<void> writing = nullptr;
+  bool kex_done = false;
+  bool authenticated = false;
+  bool dead = false;
+  bool driving = false;
+  std::size_t auth_failures = 0;
+  std::string user;     // as the client gave it (attacker-chosen: printable() before showing)
+  std::string key;      // canonical form of the key it authenticated with
+  kj::TimePoint deadline = kj::origin<kj::TimePoint>();
+  std::list<std::unique_ptr<Channel>> channels;
+};
+
+// --- the output sink the worker streams into ---
+
+class ChannelSink final : public rpc::OutputSink::Server {
+ public:
+  explicit ChannelSink(std::shared_ptr<SinkTarget> target) : target_(std::move(target)) {}
+
+ protected:
+  kj::Promise<void> stdout(StdoutContext context) override { return write(false, context.getParams().getData()); }
+  kj::Promise<void> stderr(StderrContext context) override { return write(true, context.getParams().getData()); }
+
+ private:
+  // Resolves once the bytes are in the SSH channel: until then the worker's stream window
+  // stays full and it stops reading the command's pipe.
+  kj::Promise<void> write(bool to_stderr, capnp::Data::Reader data) {
+    if (target_->channel == nullptr) return KJ_EXCEPTION(DISCONNECTED, "the client went away");
+    return target_->channel->send(to_stderr, data);
+  }
+  std::shared_ptr<SinkTarget> target_;
+};
+
+// --- libssh callbacks: they only record what happened; the work happens after the poll. ---
+
+namespace {
+
+int on_auth_pubkey(ssh_session, const char* user, ssh_key pubkey, char state, void* userdata) {
+  auto& connection = *static_cast<Connection*>(userdata);
+  if (state == SSH_PUBLICKEY_STATE_NONE || state == SSH_PUBLICKEY_STATE_VALID) {
+    auto canonical = KeyIndex::canonical(pubkey);
+    if (canonical && connection.server.keys.listed_anywhere(*canonical)) {
+      // NONE is the client asking whether this key would do; VALID is the signed proof.
+      if (state == SSH_PUBLICKEY_STATE_VALID && !connection.authenticated) {
+        connection.authenticated = true;
+        connection.user = user ? user : "";
+        connection.key = *canonical;
+        --connection.server.unauthenticated;
+        connection.deadline = connection.server.now() + connection.server.limits.idle_timeout;
+      }
+      return SSH_AUTH_SUCCESS;
+    }
+  }
+  ++connection.auth_failures;
+  return SSH_AUTH_DENIED;
+}
+
+// Everything the callbacks do not handle (other auth methods, port forwarding, global
+// requests) gets libssh's default refusal here, instead of piling up in libssh's queue.
+int on_other_message(ssh_session, ssh_message message, void* userdata) {
+  auto& connection = *static_cast<Connection*>(userdata);
+  if (ssh_message_type(message) == SSH_REQUEST_AUTH && ssh_message_subtype(message) != SSH_AUTH_METHOD_NONE)
+    ++connection.auth_failures;
+  return 1;  // 1: reply with the default (failure) and free it
+}
+
+int on_channel_data(ssh_session, ssh_channel, void*, uint32_t length, int, void*) {
+  return static_cast<int>(length);  // commands read no input: consume and drop it
+}
+
+void on_channel_close(ssh_session, ssh_channel, void* userdata) {
+  static_cast<Channel*>(userdata)->remote_closed = true;
+}
+
+void on_channel_signal(ssh_session, ssh_channel, const char* signal, void* userdata) {
+  static_cast<Channel*>(userdata)->signal = signal ? signal : "TERM";
+}
+
+int on_exec_request(ssh_session, ssh_channel, const char* command, void* userdata) {
+  auto& channel = *static_cast<Channel*>(userdata);
+  if (channel.request || channel.shell_request) return -1;  // one command per channel
+  channel.request = command ? command : "";
+  return 0;
+}
+
+int on_shell_request(ssh_session, ssh_channel, void* userdata) {
+  auto& channel = *static_cast<Channel*>(userdata);
+  if (channel.request || channel.shell_request) return -1;
+  channel.shell_request = true;  // answered with a usage message, not a shell
+  return 0;
+}
+
+// `ssh -t` asks for a terminal; commands do not use one, but refusing makes ssh exit 255.
+int on_pty_request(ssh_session, ssh_channel, const char*, int, int, int, int, void*) { return 0; }
+int on_refused_request(ssh_session, ssh_channel, const char*, void*) { return -1; }
+int on_refused_env(ssh_session, ssh_channel, const char*, const char*, void*) { return -1; }
+
+ssh_channel on_channel_open(ssh_session session, void* userdata) {
+  auto& connection = *static_cast<Connection*>(userdata);
+  if (!connection.authenticated) return nullptr;
+  if (connection.channels.size() >= connection.server.limits.max_sessions_per_connection) {
+    connection.server.metrics.count_rejected("limit");
+    connection.server.log_refusal("sessions", fmt::format("{}: session refused: {} open on this connection (see --max-sessions)",
+                                              connection.peer, connection.channels.size()));
+    return nullptr;
+  }
+  ssh_channel channel = ssh_channel_new(session);
+  if (channel == nullptr) return nullptr;
+  connection.channels.push_back(std::make_unique<Channel>(connection, channel));
+  return channel;
+}
+
+}  // namespace
+
+// --- Channel ---
+
+Channel::Channel(Connection& connection_in, ssh_channel channel_in) : connection(connection_in), channel(channel_in) {
+  target->channel = this;
+  callbacks.userdata = this;
+  callbacks.channel_data_function = on_channel_data;
+  callbacks.channel_close_function = on_channel_close;
+  callbacks.channel_signal_function = on_channel_signal;
+  callbacks.channel_exec_request_function = on_exec_request;
+  callbacks.channel_shell_request_function = on_shell_request;
+  callbacks.channel_pty_request_function = on_pty_request;
+  callbacks.channel_subsystem_request_function = on_refused_request;
+  callbacks.channel_env_request_function = on_refused_env;
+  ssh_callbacks_init(&callbacks);
+  ssh_set_channel_callbacks(channel, &callbacks);
+}
+
+Channel::~Channel() {
+  target->channel = nullptr;
+  task = nullptr;  // cancels the worker call: the worker kills the command
+  fail_queue("the channel is gone");
+  count_running("");
+  ssh_remove_channel_callbacks(channel, &callbacks);
+  // libssh finishes the close itself if the peer has not answered yet.
+  ssh_channel_free(channel);
+}
+
+void Channel::count_running(const std::string& service) {
+  auto& running = connection.server.running_per_service;
+  if (!counted_service.empty()) {
+    auto found = running.find(counted_service);
+    if (found != running.end() && --found->second == 0) running.erase(found);
+  }
+  counted_service = service;
+  if (!service.empty()) ++running[service];
+}
+
+kj::Promise<void> Channel::send(bool to_stderr, kj::ArrayPtr<const kj::byte> data) {
+  if (local_closed || remote_closed) return KJ_EXCEPTION(DISCONNECTED, "the client closed the session");
+  if (data.size() == 0) return kj::READY_NOW;
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  queue.push_back(Pending{to_stderr, kj::heapArray(data), 0, kj::mv(paf.fulfiller)});
+  pump();
+  return kj::mv(paf.promise);
+}
+
+// Writes what the client's window allows. Never more: libssh would otherwise wait for a window
+// adjust inside the write, and a client that stops reading would stall every session.
+void Channel::pump() {
+  while (!queue.empty()) {
+    if (local_closed || remote_closed) return fail_queue("the client closed the session");
+    const std::uint32_t window = ssh_channel_window_size(channel);
+    if (window == 0) return;  // resumed when the client's window adjust arrives (drive())
+    auto& front = queue.front();
+    const std::size_t length = std::min({front.data.size() - front.offset, std::size_t{window}, kMaxWriteChunk});
+    const auto* bytes = front.data.begin() + front.offset;
+    const int written = front.to_stderr ? ssh_channel_write_stderr(channel, bytes, static_cast<uint32_t>(length))
+                                        : ssh_channel_write(channel, bytes, static_cast<uint32_t>(length));
+    if (written == SSH_ERROR) return fail_queue("writing to the client failed");
+    if (written == 0) return;
+    front.offset += static_cast<std::size_t>(written);
+    if (front.offset == front.data.size()) {
+      front.done->fulfill();
+      queue.pop_front();
+    }
+  }
+}
+
+void Channel::fail_queue(const char* why) {
+  for (auto& pending : queue) pending.done->reject(KJ_EXCEPTION(DISCONNECTED, why));
+  queue.clear();
+}
+
+void Channel::start_command() {
+  started = true;
+  started_at = std::chrono::steady_clock::now();
+  auto& server = connection.server;
+  if (shell_request) {
+    task = finish(static_cast<std::uint32_t>(Status::kBadRequest),
+                  "no shell here; run a command: ssh -p PORT HOST 'service//command [args...]' (commands: " +
+                      verb_list() + ")")
+               .eagerlyEvaluate(nullptr);
+    return;
+  }
+  const std::string line = *request;
+  if (line.size() > server.limits.max_command_length) {
+    server.log_refusal("length", fmt::format("{}: command line of {} bytes refused (see --max-command-length)",
+                                   connection.peer, line.size()));
+    task = finish(static_cast<std::uint32_t>(Status::kBadRequest),
+                  fmt::format("command line too long: {} bytes, the limit is {}", line.size(),
+                              server.limits.max_command_length))
+               .eagerlyEvaluate(nullptr);
+    return;
+  }
+  auto parsed = parse_command_line(line);
+  if (!parsed) {
+    task = finish(static_cast<std::uint32_t>(parsed.error().status), parsed.error().message).eagerlyEvaluate(nullptr);
+    return;
+  }
+  // A service added a moment ago may not be in the list yet: ask the supervisor once more.
+  kj::Promise<void> known = server.backends.has_service(parsed->service) ? kj::Promise<void>(kj::READY_NOW)
+                                                                          : server.backends.refresh();
+  task = known.then([this, command = std::move(*parsed)]() mutable { return dispatch(std::move(command)); })
+             .catch_([this](kj::Exception&& e) {
+               // Only reached when the client went away mid-answer, or a bug: never leave the
+               // channel hanging.
+               spdlog::debug("{}: command ended: {}", connection.peer, e.getDescription().cStr());
+               close_local();
+             })
+             .eagerlyEvaluate(nullptr);
+}
+
+kj::Promise<void> Channel::dispatch(Command command) {
+  auto& server = connection.server;
+  const auto& info = verb_info(command.verb);
+  words = std::string(info.words);
+  if (!server.backends.has_service(command.service))
+    return finish(static_cast<std::uint32_t>(Status::kNotFound), not_found_message(command.service));
+  auto listed = server.keys.listed_by(command.service, connection.key);
+  if (!listed) {
+    service_logger(command.service)
+        ->warn("{} from {}: {} refused: the key is not listed by this service", printable(connection.user),
+               connection.peer, words);
+    return finish(static_cast<std::uint32_t>(Status::kUnauthorized),
+                  unauthorized_message(printable(connection.user), command.service));
+  }
+  log_service = command.service;
+  auto running = server.running_per_service.find(command.service);
+  if (running != server.running_per_service.end() && running->second >= server.limits.max_commands_per_service) {
+    server.log_refusal("busy", fmt::format("[{}] command refused: {} running (see --max-commands-per-service)",
+                                   command.service, running->second));
+    return finish(static_cast<std::uint32_t>(Status::kInternalServerError),
+                  fmt::format("too many commands running for {} (the limit is {}); try again later",
+                              command.service, server.limits.max_commands_per_service));
+  }
+  if (info.handler == Handler::kWorker) {
+    // Answer now rather than leave the client waiting in the socket's backlog for a worker
+    // that is backing off.
+    const auto state = server.backends.worker_state(command.service);
+    if (state != "running")
+      return finish(static_cast<std::uint32_t>(Status::kInternalServerError),
+                    fmt::format("the worker of {} is not running ({}); try again later", command.service, state));
+  }
+  count_running(command.service);
+  const std::string caller = fmt::format("{}@{} ({})", printable(connection.user), connection.peer, *listed);
+
+  switch (info.handler) {
+    case Handler::kGateway:  // ping: answered here, without touching the worker or docker
+      return send_text(false, fmt::format("pong! - {}\n", server.hostname)).then([this]() { return finish(0, ""); });
+    case Handler::kSupervisor: {
+      auto request = server.backends.supervisor().restartWorkerRequest();
+      request.setName(command.service);
+      return request.send().then(
+          [this, service = command.service](auto) {
+            return send_text(false, fmt::format("the worker of {} is restarting\n", service)).then([this]() {
+              return finish(0, "");
+            });
+          },
+          [this, service = command.service](kj::Exception&& e) {
+            return finish(static_cast<std::uint32_t>(Status::kInternalServerError),
+                          fmt::format("cannot restart the worker of {}: {}", service, e.getDescription().cStr()));
+          });
+    }
+    case Handler::kWorker: break;
+  }
+  auto verb = to_rpc_verb(command.verb);
+  KJ_ASSERT(verb != std::nullopt, "a worker verb without an RPC verb");
+  auto request = server.backends.worker(command.service).runRequest();
+  request.setVerb(*verb);
+  auto args = request.initArgs(static_cast<unsigned>(command.args.size()));
+  for (unsigned i = 0; i < command.args.size(); ++i) args.set(i, command.args[i]);
+  request.setOutput(kj::heap<ChannelSink>(target));
+  request.setCaller(caller);
+  return request.send().then(
+      [this](capnp::Response<rpc::Worker::RunResults> response) {
+        return finish(response.getExitStatus(), response.getMessage());
+      },
+      [this, service = command.service](kj::Exception&& e) {
+        if (local_closed || remote_closed) return kj::Promise<void>(kj::READY_NOW);
+        return finish(static_cast<std::uint32_t>(Status::kInternalServerError),
+                      fmt::format("the worker of {} did not answer (it may be restarting; try again): {}", service,
+                                  e.getDescription().cStr()));
+      });
+}
+
+// The answer's tail: the message on stderr (pgod statuses in the original's words), then
+// exit-status, EOF and close, in that order, after all output.
+kj::Promise<void> Channel::finish(std::uint32_t status, std::string message) {
+  auto& server = connection.server;
+  const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_at);
+  if (!log_service.empty()) {
+    const auto space = words.find(' ');
+    server.metrics.count_command(log_service, words.substr(0, space),
+                                 space == std::string::npos ? "" : words.substr(space + 1), status != 0);
+    service_logger(log_service)
+        ->info("{} from {}: {}: exit {} in {} ms", printable(connection.user), connection.peer, words, status,
+               elapsed.count());
+  } else {
+    server.metrics.count_rejected(rejection_reason(status));
+    spdlog::info("{} ({}): refused with {}: {}", connection.peer, printable(connection.user), status,
+                 printable(message));
+  }
+  kj::Promise<void> told = kj::READY_NOW;
+  if (!message.empty()) {
+    auto line = is_pgod_status(status) ? status_line(static_cast<Status>(status), message) : message;
+    told = send_text(true, line + "\n");
+  }
+  return told.then([this, status]() {
+    ssh_channel_request_send_exit_status(channel, static_cast<int>(status));
+    ssh_channel_send_eof(channel);
+    close_local();
+  });
+}
+
+void Channel::cancel() {
+  task = nullptr;
+  fail_queue("the client ended the command");
+  if (signal && !remote_closed && !local_closed) {
+    ssh_channel_request_send_exit_status(channel, signal_exit_status(*signal));
+    ssh_channel_send_eof(channel);
+  }
+  close_local();
+}
+
+void Channel::close_local() {
+  if (!local_closed) {
+    local_closed = true;
+    count_running("");
+    ssh_channel_close(channel);
+  }
+  connection.server.schedule_reap();
+}
+
+// --- Connection ---
+
+Connection::Connection(SshServer::Impl& server_in, ssh_session session_in, UniqueFd watch_in, std::string peer_in)
+    : server(server_in), session(session_in), watch_fd(std::move(watch_in)), peer(std::move(peer_in)) {}
+
+Connection::~Connection() {
+  channels.clear();
+  reading = nullptr;
+  writing = nullptr;
+  observer = nullptr;
+  watch_fd.reset();
+  if (event != nullptr) {
+    ssh_event_remove_session(event, session);
+    ssh_event_free(event);
+  }
+  if (ssh_is_connected(session)) ssh_disconnect(session);
+  ssh_free(session);
+  if (!authenticated) --server.unauthenticated;
+}
+
+void Connection::start() {
+  ssh_set_blocking(session, 0);
+  ssh_set_auth_methods(session, SSH_AUTH_METHOD_PUBLICKEY);
+  callbacks.userdata = this;
+  callbacks.auth_pubkey_function = on_auth_pubkey;
+  callbacks.channel_open_request_session_function = on_channel_open;
+  ssh_callbacks_init(&callbacks);
+  ssh_set_server_callbacks(session, &callbacks);
+  ssh_set_message_callback(session, on_other_message, this);
+  deadline = server.now() + server.limits.login_timeout;
+  observer = kj::heap<kj::UnixEventPort::FdObserver>(server.io.unixEventPort, watch_fd.get(),
+                                                     kj::UnixEventPort::FdObserver::OBSERVE_READ |
+                                                         kj::UnixEventPort::FdObserver::OBSERVE_WRITE);
+  reading = watch_readable().eagerlyEvaluate(nullptr);
+  writing = watch_writable().eagerlyEvaluate(nullptr);
+  drive();
+}
+
+kj::Promise<void> Connection::watch_readable() {
+  return observer->whenBecomesReadable().then([this]() {
+    drive();
+    return watch_readable();
+  });
+}
+
+kj::Promise<void> Connection::watch_writable() {
+  return observer->whenBecomesWritable().then([this]() {
+    drive();
+    return watch_writable();
+  });
+}
+
+// Lets libssh read and write what the socket allows (edge-triggered: until it has nothing more
+// to do), then acts on what its callbacks recorded.
+void Connection::drive() {
+  if (dead || driving) return;
+  driving = true;
+  if (!kex_done) {
+    const int rc = ssh_handle_key_exchange(session);
+    if (rc == SSH_OK) {
+      kex_done = true;
+    } else if (rc == SSH_ERROR) {
+      driving = false;
+      return kill(fmt::format("key exchange failed: {}", ssh_get_error(session)));
+    }
+    // libssh makes the session's poll context in its first key-exchange step; only then can
+    // the session join an event of its own.
+    if (event == nullptr) {
+      event = ssh_event_new();
+      if (event == nullptr || ssh_event_add_session(event, session) != SSH_OK) {
+        driving = false;
+        return kill("cannot create a poll event");
+      }
+    }
+  }
+  if (kex_done) {
+    for (int round = 0; round < kMaxPollRounds; ++round) {
+      const int rc = ssh_event_dopoll(event, 0);
+      if (rc == SSH_ERROR) break;
+      if (rc == SSH_AGAIN) break;
+    }
+  }
+  driving = false;
+  if (!ssh_is_connected(session) || (ssh_get_status(session) & (SSH_CLOSED | SSH_CLOSED_ERROR)) != 0)
+    return kill("disconnected");
+  if (auth_failures > server.limits.max_auth_tries) {
+    server.metrics.count_rejected("auth");
+    return kill(fmt::format("too many refused authentication attempts ({}; see --max-auth-tries)", auth_failures));
+  }
+  after_poll();
+}
+
+void Connection::after_poll() {
+  for (auto& channel : channels) {
+    if (channel->local_closed) continue;
+    if (channel->remote_closed || channel->signal) {
+      channel->cancel();
+      continue;
+    }
+    if (!channel->started && (channel->request || channel->shell_request)) channel->start_command();
+    channel->pump();
+  }
+}
+
+void Connection::kill(const std::string& why) {
+  if (dead) return;
+  dead = true;
+  if (authenticated)
+    spdlog::debug("{} ({}): connection ended: {}", peer, printable(user), why);
+  else
+    server.log_refusal("unauthenticated", fmt::format("{}: connection ended before authentication: {}", peer, why));
+  server.schedule_reap();
+}
+
+// --- the server ---
+
+SshServer::Impl::~Impl() noexcept(false) { connections.clear(); }
+
+void SshServer::Impl::log_refusal(const std::string& kind, const std::string& what) {
+  auto& log = refusal_logs[kind];
+  const auto now = std::chrono::steady_clock::now();
+  if (log.last != std::chrono::steady_clock::time_point{} && now - log.last < kRefusalLogInterval) {
+    ++log.unlogged;
+    return;
+  }
+  if (log.unlogged > 0)
+    spdlog::warn("{} (and {} more like it since the last one logged)", what, log.unlogged);
+  else
+    spdlog::warn("{}", what);
+  log.unlogged = 0;
+  log.last = now;
+}
+
+kj::Promise<void> SshServer::Impl::accept_loop(kj::UnixEventPort::FdObserver& observer) {
+  return observer.whenBecomesReadable().then([this, &observer]() {
+    accept_ready();
+    return accept_loop(observer);
+  });
+}
+
+void SshServer::Impl::accept_ready() {
+  for (;;) {
+    UniqueFd fd(accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (!fd) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK)
+        log_refusal("accept", fmt::format("accept on the ssh socket: {}", std::strerror(errno)));
+      return;
+    }
+    const std::string peer = peer_address(fd.get());
+    if (connections.size() >= limits.max_connections || unauthenticated >= limits.max_unauthenticated) {
+      metrics.count_rejected("limit");
+      log_refusal("limit", fmt::format("{}: connection refused: {} open, {} not authenticated (see --max-connections, "
+                              "--max-unauthenticated)",
+                              peer, connections.size(), unauthenticated));
+      continue;  // closed here, before any SSH work is spent on it
+    }
+    UniqueFd watch(fcntl(fd.get(), F_DUPFD_CLOEXEC, 3));
+    if (!watch) {
+      log_refusal("accept", fmt::format("{}: connection dropped: dup: {}", peer, std::strerror(errno)));
+      continue;
+    }
+    ssh_session session = ssh_new();
+    if (session == nullptr) {
+      log_refusal("accept", fmt::format("{}: connection dropped: out of memory", peer));
+      continue;
+    }
+    const int raw = fd.release();
+    if (ssh_bind_accept_fd(bind, session, raw) != SSH_OK) {
+      log_refusal("accept", fmt::format("{}: connection dropped: {}", peer, ssh_get_error(bind)));
+      if (ssh_get_fd(session) != raw) ::close(raw);  // else ssh_free closes it
+      ssh_free(session);
+      continue;
+    }
+    ++unauthenticated;
+    connections.push_back(std::make_unique<Connection>(*this, session, std::move(watch), peer));
+    connections.back()->start();
+  }
+}
+
+void SshServer::Impl::schedule_reap() {
+  if (reap_scheduled) return;
+  reap_scheduled = true;
+  // Never from inside a callback or a promise that the removal would destroy: a later turn.
+  tasks.add(kj::evalLater([this]() { reap(); }));
+}
+
+void SshServer::Impl::reap() {
+  reap_scheduled = false;
+  for (auto it = connections.begin(); it != connections.end();) {
+    auto& connection = **it;
+    if (connection.dead) {
+      it = connections.erase(it);
+      continue;
+    }
+    const bool had_channels = !connection.channels.empty();
+    connection.channels.remove_if([](const std::unique_ptr<Channel>& channel) { return channel->local_closed; });
+    if (had_channels && connection.channels.empty())
+      connection.deadline = now() + limits.idle_timeout;
+    // Closing a channel queued packets: let libssh send them.
+    connection.drive();
+    ++it;
+  }
+  metrics.set_connections(static_cast<std::int64_t>(connections.size()));
+}
+
+kj::Promise<void> SshServer::Impl::housekeeping() {
+  return io.provider->getTimer().afterDelay(kHousekeeping).then([this]() {
+    const auto time = now();
+    for (auto& connection : connections) {
+      if (connection->dead) continue;
+      if (!connection->authenticated && time > connection->deadline) {
+        metrics.count_rejected("auth");
+        connection->kill("login time-out (see --login-timeout)");
+      } else if (connection->authenticated && connection->channels.empty() && time > connection->deadline) {
+        connection->kill("idle (see --idle-timeout)");
+      } else {
+        connection->drive();  // a safety net for an edge missed
+      }
+    }
+    metrics.set_connections(static_cast<std::int64_t>(connections.size()));
+    return housekeeping();
+  });
+}
+
+SshServer::SshServer(kj::AsyncIoContext& io, ssh_bind bind, int listen_fd, Backends& backends, const KeyIndex& keys,
+                     Metrics& metrics, Limits limits, std::string hostname)
+    : impl_(std::make_unique<Impl>(io, bind, listen_fd, backends, keys, metrics, limits, std::move(hostname))) {}
+
+SshServer::~SshServer() = default;
+
+kj::Promise<void> SshServer::run() {
+  auto observer = kj::heap<kj::UnixEventPort::FdObserver>(impl_->io.unixEventPort, impl_->listen_fd,
+                                                          kj::UnixEventPort::FdObserver::OBSERVE_READ);
+  auto& ref = *observer;
+  impl_->accept_ready();  // connections that arrived before the loop started
+  return impl_->accept_loop(ref).attach(kj::mv(observer)).exclusiveJoin(impl_->housekeeping());
+}
+
+}  // namespace pgod::gateway

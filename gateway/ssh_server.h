@@ -1,0 +1,51 @@
+// The gateway's SSH server: libssh sessions driven by the KJ event loop, one thread, every
+// socket non-blocking, so one slow or stuck client never delays another. Keys are checked in
+// two steps (listed by some service at auth, by the named service at exec), each exec request
+// goes to its service's worker, and output streams back with flow control end to end.
+#pragma once
+
+#include <libssh/server.h>
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include <kj/async-io.h>
+
+#include "backends.h"
+#include "key_index.h"
+#include "metrics.h"
+
+namespace pgod::gateway {
+
+// Limits against abuse; each is a command-line flag (see pgod-gateway --help).
+struct Limits {
+  std::size_t max_connections = 512;        // open at once, authenticated or not
+  std::size_t max_unauthenticated = 100;    // not yet authenticated, at once
+  kj::Duration login_timeout = 30 * kj::SECONDS;
+  kj::Duration idle_timeout = 600 * kj::SECONDS;  // authenticated, no channel open
+  std::size_t max_auth_tries = 10;          // refused keys/methods before disconnect
+  std::size_t max_command_length = 16384;   // bytes in one exec request
+  std::size_t max_sessions_per_connection = 10;
+  std::size_t max_commands_per_service = 100;
+};
+
+class SshServer {
+ public:
+  // `bind` carries the host key; `listen_fd` is a listening TCP socket (not owned).
+  SshServer(kj::AsyncIoContext& io, ssh_bind bind, int listen_fd, Backends& backends, const KeyIndex& keys,
+            Metrics& metrics, Limits limits, std::string hostname);
+  ~SshServer();
+  SshServer(const SshServer&) = delete;
+  SshServer& operator=(const SshServer&) = delete;
+
+  // Accepts and serves until dropped.
+  kj::Promise<void> run();
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pgod::gateway

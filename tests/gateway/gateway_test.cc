@@ -1,0 +1,566 @@
+// The gateway end to end: pgod (as root, real test users, the stand-in docker) runs the real
+// pgod-gateway on loopback ports, and OpenSSH's ssh and pgoctl talk to it with real keys made by
+// ssh-keygen. Every answer is checked with its exact words and exit status.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <thread>
+
+#include "pgod_harness.h"
+#include "process.h"
+#include "status.h"
+#include "unique_fd.h"
+
+extern char** environ;
+
+namespace pgod::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+int free_loopback_port() {
+  UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+      getsockname(fd.get(), reinterpret_cast<sockaddr*>(&address), &length) != 0)
+    throw std::runtime_error("no free port");
+  return ntohs(address.sin_port);
+}
+
+std::string make_key(const std::string& dir, const std::string& name, const std::string& type = "ed25519") {
+  const std::string path = dir + "/" + name;
+  auto made = run_process({"/usr/bin/ssh-keygen", "-q", "-t", type, "-N", "", "-C", name + "@test", "-f", path});
+  if (made.exit_code != 0) throw std::runtime_error("ssh-keygen: " + made.err);
+  return path;
+}
+
+std::string hostname() {
+  char name[256] = {};
+  gethostname(name, sizeof name - 1);
+  return name;
+}
+
+// A process whose stdout the test reads (or deliberately does not read).
+struct Background {
+  pid_t pid = -1;
+  UniqueFd out;
+  ~Background() { stop(); }
+  void stop(int signal_number = SIGTERM) {
+    if (pid <= 0) return;
+    kill(pid, signal_number);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    pid = -1;
+  }
+  // Reads until `needle` shows up or `limit` passes; returns what was read.
+  std::string read_until(const std::string& needle, std::chrono::milliseconds limit) {
+    std::string text;
+    const auto end = std::chrono::steady_clock::now() + limit;
+    while (text.find(needle) == std::string::npos && std::chrono::steady_clock::now() < end) {
+      pollfd ready{out.get(), POLLIN, 0};
+      if (poll(&ready, 1, 100) <= 0) continue;
+      char buffer[4096];
+      const ssize_t got = read(out.get(), buffer, sizeof buffer);
+      if (got <= 0) break;
+      text.append(buffer, static_cast<std::size_t>(got));
+    }
+    return text;
+  }
+};
+
+std::unique_ptr<Background> spawn_background(const std::vector<std::string>& argv) {
+  auto background = std::make_unique<Background>();
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2");
+  background->out.reset(fds[0]);
+  UniqueFd write_end(fds[1]);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, write_end.get(), 1);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  std::vector<char*> args;
+  for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+  args.push_back(nullptr);
+  const int rc = posix_spawn(&background->pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) throw std::runtime_error("posix_spawn");
+  return background;
+}
+
+bool process_alive(pid_t pid) { return pid > 0 && kill(pid, 0) == 0; }
+
+long rss_kib(pid_t pid) {
+  auto status = proc_status(pid);
+  auto found = status.find("VmRSS");
+  return found == status.end() ? -1 : std::stol(found->second);
+}
+
+class GatewayTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    keys_ = new TempDir();
+    key_a_ = make_key(keys_->path(), "key-a");
+    key_b_ = make_key(keys_->path(), "key-b", "rsa");
+    key_stranger_ = make_key(keys_->path(), "key-stranger");
+  }
+  static void TearDownTestSuite() {
+    delete keys_;
+    keys_ = nullptr;
+  }
+
+  // pgod with services a and b, each listing its own key, and the real gateway.
+  void start(std::vector<std::string> gateway_flags = {}, const std::string& extra_config = "") {
+    ssh_port_ = free_loopback_port();
+    metrics_port_ = free_loopback_port();
+    pgod_.upstream("a").commit({{"ssh/dev.pub", read_file(key_a_ + ".pub")}});
+    pgod_.upstream("b").commit({{"ssh/ci.pub", read_file(key_b_ + ".pub")}});
+    pgod_.write_config(PgodHarness::service_toml("a", service_user_a().name, pgod_.upstream("a").path()) +
+                       PgodHarness::service_toml("b", service_user_b().name, pgod_.upstream("b").path()) +
+                       extra_config);
+    std::vector<std::string> args = {"--gateway-program", programs_dir() + "/pgod-gateway", "-s",
+                                     "127.0.0.1:" + std::to_string(ssh_port_), "-m",
+                                     "127.0.0.1:" + std::to_string(metrics_port_)};
+    args.insert(args.end(), gateway_flags.begin(), gateway_flags.end());
+    pgod_.start(args);
+    ASSERT_TRUE(pgod_.wait_ready({"a", "b"})) << pgod_.log();
+    // The keys reach the gateway from the workers: wait until both services answer.
+    ASSERT_TRUE(PgodHarness::wait_for([&]() { return ssh(key_a_, "a//ping").exit_code == 0; }, 20s)) << pgod_.log();
+    ASSERT_TRUE(PgodHarness::wait_for([&]() { return ssh(key_b_, "b//ping").exit_code == 0; }, 20s)) << pgod_.log();
+  }
+
+  std::vector<std::string> ssh_argv(const std::string& key, const std::string& command,
+                                    const std::vector<std::string>& extra = {}) const {
+    std::vector<std::string> argv = {"/usr/bin/ssh", "-F", "/dev/null", "-p", std::to_string(ssh_port_), "-i", key,
+                                     "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o",
+                                     "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o",
+                                     "BatchMode=yes", "-o", "LogLevel=ERROR"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.push_back("tester@127.0.0.1");
+    if (!command.empty()) argv.push_back(command);
+    return argv;
+  }
+  ProcessResult ssh(const std::string& key, const std::string& command, const std::vector<std::string>& extra = {}) const {
+    return run_process(ssh_argv(key, command, extra));
+  }
+
+  pid_t gateway_pid() const {
+    const std::regex started("\\[pgod-gateway\\] gateway started as \\S+ \\(pid ([0-9]+)\\)");
+    const auto log = pgod_.log();
+    pid_t pid = 0;
+    for (auto it = std::sregex_iterator(log.begin(), log.end(), started); it != std::sregex_iterator(); ++it)
+      pid = std::stoi((*it)[1].str());
+    return pid;
+  }
+
+  std::string metrics() const {
+    UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<uint16_t>(metrics_port_));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) return "";
+    const std::string request = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if (write(fd.get(), request.data(), request.size()) < 0) return "";
+    // Read the headers, then exactly Content-Length bytes (the server may keep the connection).
+    std::string response;
+    char buffer[4096];
+    std::size_t wanted = std::string::npos;
+    while (wanted == std::string::npos || response.size() < wanted) {
+      const ssize_t got = read(fd.get(), buffer, sizeof buffer);
+      if (got <= 0) break;
+      response.append(buffer, static_cast<std::size_t>(got));
+      const auto end = response.find("\r\n\r\n");
+      const auto length = response.find("Content-Length: ");
+      if (wanted == std::string::npos && end != std::string::npos && length != std::string::npos)
+        wanted = end + 4 + std::stoul(response.substr(length + 16));
+    }
+    return response;
+  }
+
+  static TempDir* keys_;
+  static std::string key_a_, key_b_, key_stranger_;
+  PgodHarness pgod_;
+  int ssh_port_ = 0;
+  int metrics_port_ = 0;
+};
+
+TempDir* GatewayTest::keys_ = nullptr;
+std::string GatewayTest::key_a_, GatewayTest::key_b_, GatewayTest::key_stranger_;
+
+TEST_F(GatewayTest, PingAnswersPongWithTheHostName) {
+  start();
+  auto pong = ssh(key_a_, "a//ping");
+  EXPECT_EQ(pong.exit_code, 0) << pong.err;
+  EXPECT_EQ(pong.out, "pong! - " + hostname() + "\n");
+  EXPECT_EQ(pong.err, "");
+  // ping never reaches the worker, let alone docker.
+  EXPECT_EQ(pgod_.calls().find(" ping"), std::string::npos);
+}
+
+TEST_F(GatewayTest, CommandsRunOnTheWorkerAndComposeExitCodesPassThrough) {
+  start();
+  auto ps = ssh(key_a_, "a//ps");
+  EXPECT_EQ(ps.exit_code, 0) << ps.err;
+  EXPECT_EQ(ps.out, "NAME          STATUS\nstandin-web-1 Up\n");
+  std::ofstream(pgod_.standin_dir() + "/ps-exit") << "3\n";
+  auto failing = ssh(key_b_, "b//ps");  // an RSA key, the other service
+  EXPECT_EQ(failing.exit_code, 3) << failing.err;
+  EXPECT_EQ(failing.out, "NAME          STATUS\nstandin-web-1 Up\n");
+  // Words arrive as the shell-like grammar splits them, quotes and all.
+  auto exec = ssh(key_a_, "a//exec web sh -c \"echo hi there\"");
+  EXPECT_EQ(exec.exit_code, 0) << exec.err;
+  EXPECT_NE(exec.out.find("exec: "), std::string::npos) << exec.out;
+  EXPECT_NE(pgod_.calls().find("sh -c echo hi there"), std::string::npos) << pgod_.calls();
+}
+
+TEST_F(GatewayTest, AKeyOfOneServiceIsRefusedForAnotherWith401) {
+  start();
+  auto refused = ssh(key_a_, "b//ps");
+  EXPECT_EQ(refused.exit_code, 401 % 256);
+  EXPECT_EQ(refused.err, "Unauthorized: Key for user \"tester\" does not match any for name b\n");
+  EXPECT_EQ(refused.out, "");
+  EXPECT_EQ(pgod_.calls().find(" ps"), std::string::npos) << "nothing ran";
+}
+
+TEST_F(GatewayTest, AKeyNoServiceListsIsRefusedAtAuthentication) {
+  start();
+  auto refused = ssh(key_stranger_, "a//ping");
+  EXPECT_EQ(refused.exit_code, 255);
+  EXPECT_NE(refused.err.find("Permission denied (publickey)"), std::string::npos) << refused.err;
+}
+
+TEST_F(GatewayTest, ErrorsUseTheOriginalsWordsAndCodes) {
+  start();
+  auto missing = ssh(key_a_, "nosuch//ps");
+  EXPECT_EQ(missing.exit_code, 404 % 256);
+  EXPECT_EQ(missing.err, "Not Found: No service found with name \"nosuch\"\n");
+  auto unknown = ssh(key_a_, "a//frobnicate");
+  EXPECT_EQ(unknown.exit_code, 406 % 256);
+  EXPECT_EQ(unknown.err.rfind("Not Acceptable: ", 0), 0u) << unknown.err;
+  auto unparsable = ssh(key_a_, "a//exec web sh -c \"unterminated");
+  EXPECT_EQ(unparsable.exit_code, 400 % 256);
+  EXPECT_EQ(unparsable.err.rfind("Bad Request: ", 0), 0u) << unparsable.err;
+  auto no_slashes = ssh(key_a_, "just-words");
+  EXPECT_EQ(no_slashes.exit_code, 400 % 256);
+  EXPECT_EQ(no_slashes.err.rfind("Bad Request: ", 0), 0u) << no_slashes.err;
+  // No command at all asks for a shell: a usage message, not a shell.
+  auto shell = ssh(key_a_, "");
+  EXPECT_EQ(shell.exit_code, 400 % 256);
+  EXPECT_NE(shell.err.find("no shell here"), std::string::npos) << shell.err;
+  // `ssh -t` asks for a terminal first: accepted and ignored.
+  auto with_tty = ssh(key_a_, "a//ping", {"-tt"});
+  EXPECT_EQ(with_tty.exit_code, 0) << with_tty.err;
+}
+
+TEST_F(GatewayTest, AWorkerThatDiesMidCommandIsA500) {
+  start();
+  auto follower = spawn_background(ssh_argv(key_b_, "b//logs -f"));
+  ASSERT_NE(follower->read_until("line 2\n", 10s).find("line 2\n"), std::string::npos) << pgod_.log();
+  const pid_t worker = pgod_.worker_pid("b");
+  ASSERT_GT(worker, 0);
+  ASSERT_EQ(kill(worker, SIGKILL), 0);
+  int status = 0;
+  ASSERT_TRUE(PgodHarness::wait_for([&]() { return waitpid(follower->pid, &status, WNOHANG) == follower->pid; }, 10s));
+  follower->pid = -1;
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 500 % 256);
+  // The restarted worker serves the next command: the gateway connects again.
+  EXPECT_TRUE(PgodHarness::wait_for([&]() { return ssh(key_b_, "b//ps").exit_code == 0; }, 10s)) << pgod_.log();
+}
+
+TEST_F(GatewayTest, LogsFollowStreamsAndEndsTheComposeProcessWhenTheClientGoesAway) {
+  start();
+  auto follower = spawn_background(ssh_argv(key_a_, "a//logs -f"));
+  const auto first = follower->read_until("line 3\n", 10s);
+  ASSERT_NE(first.find("line 3\n"), std::string::npos) << first << pgod_.log();
+  // The output streams: more keeps coming while the command runs.
+  const auto more = follower->read_until("line 6\n", 10s);
+  EXPECT_NE(more.find("line 6\n"), std::string::npos) << more;
+  const std::string pid_text = read_file(pgod_.standin_dir() + "/logs.pid");
+  ASSERT_FALSE(pid_text.empty());
+  const pid_t compose = std::stoi(pid_text);
+  ASSERT_TRUE(process_alive(compose));
+  follower->stop(SIGTERM);  // the client disconnects, as Ctrl-C does to ssh
+  EXPECT_TRUE(PgodHarness::wait_for([&]() { return !process_alive(compose); }, 10s))
+      << "the compose process " << compose << " outlived its client\n"
+      << pgod_.log();
+}
+
+TEST_F(GatewayTest, AStalledReaderIsBoundedAndDelaysNoOneElse) {
+  start();
+  std::ofstream(pgod_.standin_dir() + "/logs-flood") << "";
+  auto stalled = spawn_background(ssh_argv(key_a_, "a//logs -f"));
+  // It reads a little, then stops reading: the stream must stop at the windows, not pile up.
+  ASSERT_FALSE(stalled->read_until("\0", 200ms).empty() && false);
+  std::this_thread::sleep_for(2s);
+  const pid_t gateway = gateway_pid();
+  const pid_t worker = pgod_.worker_pid("a");
+  ASSERT_GT(gateway, 0);
+  const long gateway_before = rss_kib(gateway), worker_before = rss_kib(worker);
+  // Meanwhile everyone else is served at once.
+  for (int i = 0; i < 5; ++i) {
+    const auto started = std::chrono::steady_clock::now();
+    auto pong = ssh(key_b_, "b//ping");
+    EXPECT_EQ(pong.exit_code, 0) << pong.err;
+    auto ps = ssh(key_a_, "a//ps");
+    EXPECT_EQ(ps.exit_code, 0) << ps.err;
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
+  }
+  std::this_thread::sleep_for(2s);
+  const long gateway_after = rss_kib(gateway), worker_after = rss_kib(worker);
+  EXPECT_LT(gateway_after - gateway_before, 8 * 1024) << gateway_before << " → " << gateway_after << " KiB";
+  EXPECT_LT(worker_after - worker_before, 8 * 1024) << worker_before << " → " << worker_after << " KiB";
+  EXPECT_LT(gateway_after, 64 * 1024) << "the gateway holds " << gateway_after << " KiB";
+  stalled->stop(SIGKILL);
+  std::filesystem::remove(pgod_.standin_dir() + "/logs-flood");
+}
+
+TEST_F(GatewayTest, SixtyFourConcurrentSessionsSucceedWhileALogsFollowRuns) {
+  start();
+  auto follower = spawn_background(ssh_argv(key_a_, "a//logs -f"));
+  ASSERT_NE(follower->read_until("line 2\n", 10s).find("line 2\n"), std::string::npos) << pgod_.log();
+  std::vector<std::thread> threads;
+  std::vector<ProcessResult> results(64);
+  for (int i = 0; i < 64; ++i) {
+    threads.emplace_back([&, i]() {
+      results[i] = i % 2 == 0 ? ssh(key_a_, "a//ping") : ssh(key_b_, "b//ps");
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (int i = 0; i < 64; ++i) {
+    EXPECT_EQ(results[i].exit_code, 0) << i << ": " << results[i].err;
+    EXPECT_FALSE(results[i].out.empty()) << i;
+  }
+  // The follower kept streaming throughout.
+  EXPECT_NE(follower->read_until("line 40\n", 10s).find("line 4"), std::string::npos);
+}
+
+// The limits, on a gateway run on its own (as under its own systemd unit) beside pgod.
+TEST_F(GatewayTest, LimitsHoldAndAreLogged) {
+  start();
+  const int port = free_loopback_port();
+  const std::string host_key = make_key(pgod_.root(), "standalone-host-key");
+  const std::string log_path = pgod_.root() + "/standalone-gateway.log";
+  auto direct = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv = {programs_dir() + "/pgod-gateway", "-s", "127.0.0.1:" + std::to_string(port),
+                                     "-m", "127.0.0.1:" + std::to_string(free_loopback_port()), "--host-key",
+                                     host_key, "--rundir", pgod_.rundir(), "--user", gateway_user().name};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    std::vector<std::string> shell = {"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>>" + log_path};
+    shell.insert(shell.end(), argv.begin(), argv.end());
+    return spawn_background(shell);
+  };
+  auto gateway = direct({"--login-timeout", "1s", "--max-unauthenticated", "2", "--max-command-length", "100",
+                    "--max-commands-per-service", "1"});
+  ASSERT_TRUE(PgodHarness::wait_for([&]() { return read_file(log_path).find("ready: ssh on") != std::string::npos; }))
+      << read_file(log_path);
+  const auto saved_port = ssh_port_;
+  ssh_port_ = port;
+  ASSERT_TRUE(PgodHarness::wait_for([&]() { return ssh(key_a_, "a//ping").exit_code == 0; }, 10s)) << read_file(log_path);
+
+  auto raw_connect = [&]() {
+    UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<uint16_t>(port));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) return UniqueFd();
+    return fd;
+  };
+  // Reads until EOF or `limit`; returns (bytes, closed).
+  auto drain = [](int fd, std::chrono::milliseconds limit) {
+    std::string text;
+    const auto end = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < end) {
+      pollfd ready{fd, POLLIN, 0};
+      if (poll(&ready, 1, 50) <= 0) continue;
+      char buffer[512];
+      const ssize_t got = read(fd, buffer, sizeof buffer);
+      if (got <= 0) return std::pair{text, true};
+      text.append(buffer, static_cast<std::size_t>(got));
+    }
+    return std::pair{text, false};
+  };
+  // Two silent clients fill the unauthenticated slots; a third is closed at once, unserved.
+  auto first = raw_connect(), second = raw_connect();
+  ASSERT_TRUE(first && second);
+  EXPECT_EQ(drain(first.get(), 300ms).first.rfind("SSH-2.0-", 0), 0u);
+  auto third = raw_connect();
+  auto [third_text, third_closed] = drain(third.get(), 2s);
+  EXPECT_TRUE(third_closed);
+  EXPECT_EQ(third_text, "");
+  // The silent ones are dropped at the login time-out.
+  auto [first_text, first_closed] = drain(first.get(), 4s);
+  EXPECT_TRUE(first_closed) << "still open after the 1 s login time-out";
+  // Then there is room again.
+  EXPECT_TRUE(PgodHarness::wait_for([&]() { return ssh(key_a_, "a//ping").exit_code == 0; }, 5s));
+
+  auto long_line = ssh(key_a_, "a//exec web echo " + std::string(200, 'x'));
+  EXPECT_EQ(long_line.exit_code, 400 % 256);
+  EXPECT_EQ(long_line.err, "Bad Request: command line too long: 217 bytes, the limit is 100\n");
+
+  auto follower = spawn_background(ssh_argv(key_a_, "a//logs -f"));
+  ASSERT_NE(follower->read_until("line 2\n", 10s).find("line 2\n"), std::string::npos);
+  auto busy = ssh(key_a_, "a//ps");
+  EXPECT_EQ(busy.exit_code, 500 % 256);
+  EXPECT_EQ(busy.err, "Internal Server Error: too many commands running for a (the limit is 1); try again later\n");
+  EXPECT_EQ(ssh(key_b_, "b//ps").exit_code, 0) << "another service is not affected";
+  follower->stop();
+
+  const auto log = read_file(log_path);
+  EXPECT_NE(log.find("see --max-connections, --max-unauthenticated"), std::string::npos) << log;
+  EXPECT_NE(log.find("login time-out (see --login-timeout)"), std::string::npos) << log;
+  EXPECT_NE(log.find("see --max-command-length"), std::string::npos) << log;
+  ssh_port_ = saved_port;
+  gateway->stop();
+}
+
+TEST_F(GatewayTest, TheGatewayIsConfinedAsItsOwnUser) {
+  start();
+  const pid_t gateway = gateway_pid();
+  ASSERT_GT(gateway, 0) << pgod_.log();
+  auto status = proc_status(gateway);
+  const auto uid = std::to_string(gateway_user().uid);
+  EXPECT_EQ(status["Uid"], uid + "\t" + uid + "\t" + uid + "\t" + uid);
+  EXPECT_EQ(status["NoNewPrivs"], "1");
+  EXPECT_EQ(status["Seccomp"], "2");
+  EXPECT_EQ(status["CapEff"], "0000000000000000");
+  EXPECT_EQ(status["CapPrm"], "0000000000000000");
+  EXPECT_NE(pgod_.log().find("ready: ssh on 127.0.0.1:" + std::to_string(ssh_port_)), std::string::npos);
+}
+
+TEST_F(GatewayTest, MetricsCountCommandsPerServiceAndShowState) {
+  start();
+  ASSERT_EQ(ssh(key_a_, "a//ps").exit_code, 0);
+  ASSERT_EQ(ssh(key_a_, "a//ping").exit_code, 0);
+  std::ofstream(pgod_.standin_dir() + "/ps-exit") << "2\n";
+  ASSERT_EQ(ssh(key_a_, "a//ps").exit_code, 2);
+  ASSERT_EQ(ssh(key_a_, "b//ps").exit_code, 401 % 256);
+  const auto text = metrics();
+  ASSERT_NE(text.find("200 OK"), std::string::npos) << text;
+  EXPECT_NE(text.find("pgo_command_count{cmd=\"ps\",service=\"a\",subcmd=\"\"} 2"), std::string::npos) << text;
+  EXPECT_NE(text.find("pgo_command_error_count{cmd=\"ps\",service=\"a\",subcmd=\"\"} 1"), std::string::npos) << text;
+  // start() pinged until the keys arrived: at least once.
+  EXPECT_TRUE(std::regex_search(text, std::regex("pgo_command_count\\{cmd=\"ping\",service=\"a\",subcmd=\"\"\\} [1-9]")))
+      << text;
+  EXPECT_NE(text.find("reason=\"unauthorized\""), std::string::npos) << text;
+  EXPECT_NE(text.find("pgo_service_state{service=\"a\",state=\"ok\"} 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("pgo_service_git_info{service=\"a\",hash=\"" + pgod_.upstream("a").head() + "\"} 1"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("pgod_worker_restarts_total{service=\"b\"} 0"), std::string::npos) << text;
+}
+
+TEST_F(GatewayTest, ANewlyCommittedKeyIsAcceptedAfterTheCheckoutMoves) {
+  start();
+  const auto newcomer = make_key(pgod_.root(), "key-newcomer");
+  ASSERT_EQ(ssh(newcomer, "b//ping").exit_code, 255);
+  pgod_.upstream("b").commit({{"ssh/newcomer.pub", read_file(newcomer + ".pub")}});
+  auto pulled = ssh(key_b_, "b//git pull");
+  EXPECT_EQ(pulled.exit_code, 0) << pulled.err;
+  EXPECT_TRUE(PgodHarness::wait_for([&]() { return ssh(newcomer, "b//ping").exit_code == 0; }, 10s)) << pgod_.log();
+  // Removing it takes it away again, for auth too.
+  pgod_.upstream("b").commit({{"ssh/newcomer.pub", std::nullopt}});
+  ASSERT_EQ(ssh(key_b_, "b//git pull").exit_code, 0);
+  EXPECT_TRUE(PgodHarness::wait_for([&]() { return ssh(newcomer, "b//ping").exit_code == 255; }, 10s));
+}
+
+// pgoctl against the real gateway: the same answers, mapped to exit codes a shell can hold, with
+// the server's words on stderr.
+class PgoctlGatewayTest : public GatewayTest {
+ protected:
+  ProcessResult pgoctl(const std::vector<std::string>& args) const {
+    std::vector<std::string> argv = {PGOCTL_BIN, "-p", std::to_string(ssh_port_), "--known-hosts", known_hosts()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_process(argv);
+  }
+  std::string known_hosts() const { return pgod_.root() + "/known_hosts"; }
+  static std::string login_name() {
+    auto who = run_process({"/usr/bin/id", "-un"});
+    return who.out.substr(0, who.out.find('\n'));
+  }
+};
+
+TEST_F(PgoctlGatewayTest, PingRecordsTheHostKeyOnFirstUseAndChecksItAfter) {
+  start();
+  auto first = pgoctl({"-i", key_a_, "127.0.0.1:a//ping"});
+  EXPECT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_EQ(first.out, "pong! - " + hostname() + "\n");
+  EXPECT_NE(first.err.find("Permanently added"), std::string::npos) << first.err;
+  const auto recorded = read_file(known_hosts());
+  EXPECT_NE(recorded.find("[127.0.0.1]:" + std::to_string(ssh_port_) + " ssh-ed25519 "), std::string::npos) << recorded;
+  auto second = pgoctl({"-i", key_a_, "127.0.0.1:a//ping"});
+  EXPECT_EQ(second.exit_code, 0) << second.err;
+  EXPECT_EQ(second.err, "");
+  // The host key pgod made is the one recorded.
+  auto listed = run_process({"/usr/bin/ssh-keygen", "-y", "-f", pgod_.root() + "/ssh_host_ed25519_key"});
+  ASSERT_EQ(listed.exit_code, 0) << listed.err;
+  const auto type_end = listed.out.find(' ');
+  const auto blob = listed.out.substr(0, listed.out.find_first_of(" \n", type_end + 1));  // "ssh-ed25519 AAAA…"
+  EXPECT_NE(recorded.find(blob), std::string::npos) << blob << " in " << recorded;
+}
+
+TEST_F(PgoctlGatewayTest, RefusalsPrintTheServersWordsAndMapTheStatus) {
+  start();
+  auto refused = pgoctl({"-i", key_a_, "127.0.0.1:b//ps"});
+  EXPECT_EQ(refused.exit_code, 145);
+  EXPECT_NE(refused.err.find("Unauthorized: Key for user \"" + login_name() + "\" does not match any for name b\n"),
+            std::string::npos)
+      << refused.err;
+  EXPECT_NE(refused.err.find("pgoctl: remote exit status 401 (Unauthorized)"), std::string::npos) << refused.err;
+  auto missing = pgoctl({"-i", key_a_, "127.0.0.1:nosuch//ps"});
+  EXPECT_EQ(missing.exit_code, 148);
+  EXPECT_NE(missing.err.find("Not Found: No service found with name \"nosuch\""), std::string::npos) << missing.err;
+  auto stranger = pgoctl({"-i", key_stranger_, "127.0.0.1:a//ping"});
+  EXPECT_EQ(stranger.exit_code, 255);
+  auto compose_code = [&]() {
+    std::ofstream(pgod_.standin_dir() + "/ps-exit") << "7\n";
+    return pgoctl({"-i", key_a_, "127.0.0.1:a//ps"});
+  }();
+  EXPECT_EQ(compose_code.exit_code, 7) << compose_code.err;
+  EXPECT_EQ(compose_code.out, "NAME          STATUS\nstandin-web-1 Up\n");
+  EXPECT_EQ(compose_code.err, "") << "a compose code is passed on without a pgoctl note";
+}
+
+TEST_F(PgoctlGatewayTest, TheKeyFromPgoctlIdWorksForCi) {
+  start();
+  ASSERT_EQ(setenv("PGOCTL_ID", read_file(key_b_).c_str(), 1), 0);
+  auto ps = pgoctl({"127.0.0.1:b//ps"});
+  unsetenv("PGOCTL_ID");
+  EXPECT_EQ(ps.exit_code, 0) << ps.err;
+  EXPECT_EQ(ps.out, "NAME          STATUS\nstandin-web-1 Up\n");
+}
+
+TEST_F(PgoctlGatewayTest, CtrlCEndsLogsFollowOnTheWorkerToo) {
+  start();
+  auto follower = spawn_background({PGOCTL_BIN, "-p", std::to_string(ssh_port_), "--known-hosts", known_hosts(), "-i",
+                                    key_a_, "127.0.0.1:a//logs", "-f"});
+  ASSERT_NE(follower->read_until("line 3\n", 10s).find("line 3\n"), std::string::npos) << pgod_.log();
+  const pid_t compose = std::stoi(read_file(pgod_.standin_dir() + "/logs.pid"));
+  ASSERT_TRUE(process_alive(compose));
+  ASSERT_EQ(kill(follower->pid, SIGINT), 0);
+  int status = 0;
+  ASSERT_TRUE(PgodHarness::wait_for([&]() { return waitpid(follower->pid, &status, WNOHANG) == follower->pid; }, 5s));
+  follower->pid = -1;
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 130);
+  EXPECT_TRUE(PgodHarness::wait_for([&]() { return !process_alive(compose); }, 10s)) << pgod_.log();
+}
+
+}  // namespace
+}  // namespace pgod::test
