@@ -9,7 +9,7 @@
 //      (the count must be exact). Ours: `a//logs`, for which the stand-in docker writes SIZE zero
 //      bytes (compose process → worker → Cap'n Proto → gateway → SSH). Reference:
 //      `head -c SIZE /dev/zero` on sshd. Rates from the first byte to EOF and over the whole
-//      run (login included), and the cipher each side negotiated (from one `ssh -v` each).
+//      run (login included), and the cipher and key exchange each side negotiated (`ssh -v`).
 //   3. 64 clients at once (threads each running ssh), p50 and p99 latency of several rounds
 //      pooled, and failures. Ours: `a//ping`; reference: `echo pong`. sshd gets MaxStartups 100,
 //      the gateway's default --max-unauthenticated, so neither side drops logins by design.
@@ -31,6 +31,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <latch>
@@ -203,11 +204,25 @@ std::vector<Run> at_once(int clients, const std::vector<std::string>& argv) {
   return runs;
 }
 
-std::string cipher(const Run& verbose) {
-  std::smatch found;
-  static const std::regex line("kex: server->client cipher: (\\S+) MAC: (\\S+)");
-  if (!std::regex_search(verbose.err, found, line)) return "?";
-  return found[1].str() + (found[2] == "<implicit>" ? "" : " + " + found[2].str());
+// What `ssh -v` says was negotiated: the key exchange, the server-to-client cipher (and MAC).
+std::pair<std::string, std::string> negotiated(const Run& verbose) {
+  std::smatch kex, cipher;
+  static const std::regex kex_line("kex: algorithm: (\\S+)");
+  static const std::regex cipher_line("kex: server->client cipher: (\\S+) MAC: (\\S+)");
+  if (!std::regex_search(verbose.err, kex, kex_line) || !std::regex_search(verbose.err, cipher, cipher_line))
+    return {"?", "?"};
+  return {kex[1].str(), cipher[1].str() + (cipher[2] == "<implicit>" ? "" : " + " + cipher[2].str())};
+}
+
+bool runs_as(uid_t uid) {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    struct stat info {};
+    const auto name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") == std::string::npos && stat(entry.path().c_str(), &info) == 0 &&
+        info.st_uid == uid)
+      return true;
+  }
+  return false;
 }
 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
@@ -262,11 +277,11 @@ int main(int argc, char** argv) {
         !PgodHarness::wait_for([&]() { return run(ssh(port, key, "tester@127.0.0.1", "a//ping")).exit_code == 0; }))
       throw std::runtime_error("the gateway does not answer a//ping: " + pgod.log());
     Sshd sshd(dir.path(), key + ".pub");
-    if (getenv("HOLD")) { std::printf("HOLD gw=%d sshd=%d key=%s pid=%d\n", port, sshd.port(), key.c_str(), pgod.pid()); std::ofstream(pgod.standin_dir() + "/logs-bytes") << (256<<20) << "\n"; pause(); }
 
     const auto ping_ssh = ssh(port, key, "tester@127.0.0.1", "a//ping");
     const std::vector<std::string> ping_pgoctl = {PGOCTL_BIN, "-p", std::to_string(port), "-i", key,
-                                                  "--insecure-no-host-key-check", "127.0.0.1:a//ping"};
+                                                  "--insecure-no-host-key-check", "--known-hosts", "/dev/null",
+                                                  "127.0.0.1:a//ping"};
     const auto pong_sshd = ssh(sshd.port(), key, "root@127.0.0.1", "echo pong");
     const auto answered = [](const Run& r, const char* expected) {
       return r.exit_code == 0 && r.head.rfind(expected, 0) == 0;
@@ -310,8 +325,8 @@ int main(int argc, char** argv) {
       };
     };
     interleave(stream_runs, {streamed(logs, ours_stream, ours_whole), streamed(zeros, reference_stream, reference_whole)});
-    const std::string ours_cipher = cipher(run(ssh(port, key, "tester@127.0.0.1", "a//ping", true)));
-    const std::string reference_cipher = cipher(run(ssh(sshd.port(), key, "root@127.0.0.1", "echo pong", true)));
+    const auto ours_algorithms = negotiated(run(ssh(port, key, "tester@127.0.0.1", "a//ping", true)));
+    const auto reference_algorithms = negotiated(run(ssh(sshd.port(), key, "root@127.0.0.1", "echo pong", true)));
 
     // 3. 64 clients at once.
     std::vector<double> ours_crowd, reference_crowd;
@@ -351,7 +366,8 @@ int main(int argc, char** argv) {
         fixed(median(ours_stream)), fixed(median(reference_stream)), fixed(stream_ratio, 2));
     row("stream, whole client run incl. login (median MB/s)", fixed(median(ours_whole)),
         fixed(median(reference_whole)), fixed(median(ours_whole) / median(reference_whole), 2));
-    row("cipher negotiated (server to client)", ours_cipher, reference_cipher, "");
+    row("cipher negotiated (server to client)", ours_algorithms.second, reference_algorithms.second, "");
+    row("key exchange negotiated", ours_algorithms.first, reference_algorithms.first, "");
     const std::string crowd_size = std::to_string(rounds) + " rounds pooled";
     row(std::to_string(kClients) + " at once, p50 ms (" + crowd_size + ")", fixed(percentile(ours_crowd, 0.5)),
         fixed(percentile(reference_crowd, 0.5)), fixed(percentile(ours_crowd, 0.5) / percentile(reference_crowd, 0.5), 2));
@@ -366,6 +382,8 @@ int main(int argc, char** argv) {
                 fixed(stream_ratio, 2).c_str());
     if (!pgoctl_works) std::printf("pgoctl: n/a, it did not connect: %s\n", first_line(pgoctl_probe.err).c_str());
     pgod.stop();
+    // The test users are removed at exit: userdel refuses while any of their processes lingers.
+    PgodHarness::wait_for([]() { return !runs_as(service_user_a().uid); }, 10s);
   } catch (const std::exception& failure) {
     std::fprintf(stderr, "gateway_bench: %s\n", failure.what());
     return 1;

@@ -482,6 +482,81 @@ TEST_F(GatewayTest, ANewlyCommittedKeyIsAcceptedAfterTheCheckoutMoves) {
 
 // pgoctl against the real gateway: the same answers, mapped to exit codes a shell can hold, with
 // the server's words on stderr.
+// From inside the running gateway: a preloaded probe makes one forbidden call when it gets
+// SIGUSR2, after the gateway has confined itself. The process must die of SIGSYS; an open must
+// fail with EACCES and leave the gateway serving.
+class GatewayFromInsideTest : public GatewayTest, public ::testing::WithParamInterface<const char*> {
+ protected:
+  std::unique_ptr<Background> probed_gateway(const std::string& probe, const std::string& log_path) {
+    const int port = free_loopback_port();
+    probe_port_ = port;
+    const std::string host_key = make_key(pgod_.root(), std::string("probe-host-key-") + probe);
+    std::vector<std::string> shell = {"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>>" + log_path,
+                                      "/usr/bin/env",
+                                      std::string("LD_PRELOAD=") + PGOD_SYSCALL_PROBE_PATH,
+                                      "PGOD_PROBE_SYSCALL=" + probe,
+                                      "ASAN_OPTIONS=verify_asan_link_order=0",
+                                      programs_dir() + "/pgod-gateway", "-s", "127.0.0.1:" + std::to_string(port),
+                                      "-m", "127.0.0.1:" + std::to_string(free_loopback_port()), "--host-key",
+                                      host_key, "--rundir", pgod_.rundir(), "--user", gateway_user().name};
+    auto gateway = spawn_background(shell);
+    EXPECT_TRUE(PgodHarness::wait_for([&]() { return read_file(log_path).find("ready: ssh on") != std::string::npos; }))
+        << read_file(log_path);
+    EXPECT_NE(read_file(log_path).find(std::string("probe: armed for ") + probe), std::string::npos)
+        << read_file(log_path);
+    return gateway;
+  }
+  int probe_port_ = 0;
+};
+
+TEST_P(GatewayFromInsideTest, AForbiddenCallKillsTheConfinedGateway) {
+  start();
+  const std::string probe = GetParam();
+  const std::string log_path = pgod_.root() + "/probe-" + probe + ".log";
+  auto gateway = probed_gateway(probe, log_path);
+  // It serves first: confined, not broken.
+  const auto saved = ssh_port_;
+  ssh_port_ = probe_port_;
+  ASSERT_TRUE(PgodHarness::wait_for([&]() { return ssh(key_a_, "a//ping").exit_code == 0; }, 10s))
+      << read_file(log_path);
+  ssh_port_ = saved;
+  ASSERT_EQ(kill(gateway->pid, SIGUSR2), 0);
+  int status = 0;
+  ASSERT_TRUE(PgodHarness::wait_for([&]() { return waitpid(gateway->pid, &status, WNOHANG) == gateway->pid; }, 5s))
+      << read_file(log_path);
+  gateway->pid = -1;
+  ASSERT_TRUE(WIFSIGNALED(status)) << "exit " << WEXITSTATUS(status) << "\n" << read_file(log_path);
+  EXPECT_EQ(WTERMSIG(status), SIGSYS) << read_file(log_path);
+  EXPECT_EQ(read_file(log_path).find("was not stopped"), std::string::npos) << read_file(log_path);
+}
+
+INSTANTIATE_TEST_SUITE_P(Calls, GatewayFromInsideTest, ::testing::Values("execve", "fork", "socket_inet", "mmap_exec"),
+                         [](const ::testing::TestParamInfo<const char*>& info) { return std::string(info.param); });
+
+TEST_F(GatewayTest, AnOpenFromInsideTheGatewayIsRefusedAndItKeepsServing) {
+  start();
+  const std::string log_path = pgod_.root() + "/probe-openat.log";
+  const int port = free_loopback_port();
+  const std::string host_key = make_key(pgod_.root(), "probe-host-key-openat");
+  auto gateway = spawn_background({"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>>" + log_path, "/usr/bin/env",
+                                   std::string("LD_PRELOAD=") + PGOD_SYSCALL_PROBE_PATH, "PGOD_PROBE_SYSCALL=openat",
+                                   "ASAN_OPTIONS=verify_asan_link_order=0", programs_dir() + "/pgod-gateway", "-s",
+                                   "127.0.0.1:" + std::to_string(port), "-m",
+                                   "127.0.0.1:" + std::to_string(free_loopback_port()), "--host-key", host_key,
+                                   "--rundir", pgod_.rundir(), "--user", gateway_user().name});
+  ASSERT_TRUE(PgodHarness::wait_for([&]() { return read_file(log_path).find("ready: ssh on") != std::string::npos; }))
+      << read_file(log_path);
+  ASSERT_EQ(kill(gateway->pid, SIGUSR2), 0);
+  ASSERT_TRUE(PgodHarness::wait_for(
+      [&]() { return read_file(log_path).find("probe: openat errno=" + std::to_string(EACCES)) != std::string::npos; },
+      5s))
+      << read_file(log_path);
+  ssh_port_ = port;
+  EXPECT_TRUE(PgodHarness::wait_for([&]() { return ssh(key_a_, "a//ping").exit_code == 0; }, 10s))
+      << read_file(log_path);
+  EXPECT_TRUE(process_alive(gateway->pid));
+}
+
 class PgoctlGatewayTest : public GatewayTest {
  protected:
   ProcessResult pgoctl(const std::vector<std::string>& args) const {

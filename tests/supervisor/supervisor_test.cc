@@ -278,7 +278,10 @@ TEST_F(SupervisorTest, ARemovedServiceIsDownedAsNobodyAndItsDirectoriesRemoved) 
   start_two();
   const pid_t a = pgod.worker_pid("a"), b = pgod.worker_pid("b");
   pgod.write_config(service("a", service_user_a()));
-  ASSERT_TRUE(PgodHarness::wait_for([&]() { return !fs::exists(pgod.dir() + "/b"); })) << pgod.log();
+  // The checkout goes first, then the state directory and the socket: wait for the last.
+  ASSERT_TRUE(PgodHarness::wait_for([&]() {
+    return !fs::exists(pgod.dir() + "/b") && !fs::exists(pgod.rundir() + "/workers/b.sock");
+  })) << pgod.log();
   EXPECT_FALSE(process_exists(b));
   EXPECT_FALSE(fs::exists(pgod.dir() + "/.pgod/b"));
   EXPECT_FALSE(fs::exists(pgod.rundir() + "/workers/b.sock"));
