@@ -5,6 +5,7 @@
 #include <kj/async-unix.h>
 #include <libssh/callbacks.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
@@ -29,7 +30,6 @@ struct Channel;
 
 namespace {
 
-constexpr std::size_t kMaxWriteChunk = 32768;  // one SSH packet's worth
 constexpr int kMaxPollRounds = 64;             // per wake-up, so one busy client cannot starve the rest
 constexpr auto kHousekeeping = 1 * kj::SECONDS;
 constexpr auto kRefusalLogInterval = std::chrono::seconds(10);
@@ -133,10 +133,15 @@ struct Channel {
   Channel(const Channel&) = delete;
   Channel& operator=(const Channel&) = delete;
 
-  kj::Promise<void> send(bool to_stderr, kj::ArrayPtr<const kj::byte> data);
+  // Queues bytes that stay valid until the promise resolves (a call's parameters do).
+  kj::Promise<void> send(bool to_stderr, kj::ArrayPtr<const kj::byte> data, kj::Array<kj::byte> owned = nullptr);
   kj::Promise<void> send_text(bool to_stderr, const std::string& text) {
-    return send(to_stderr, kj::arrayPtr(reinterpret_cast<const kj::byte*>(text.data()), text.size()));
+    auto owned = kj::heapArray(kj::arrayPtr(reinterpret_cast<const kj::byte*>(text.data()), text.size()));
+    auto view = owned.asPtr().asConst();
+    return send(to_stderr, view, kj::mv(owned));
   }
+  // Resolves once everything queued before it is in the channel.
+  kj::Promise<void> drained();
   void pump();
   void fail_queue(const char* why);
   void start_command();
@@ -164,7 +169,8 @@ struct Channel {
 
   struct Pending {
     bool to_stderr;
-    kj::Array<kj::byte> data;
+    kj::ArrayPtr<const kj::byte> data;  // the worker's bytes stay in its RPC message until `done`
+    kj::Array<kj::byte> owned;          // or our own text
     std::size_t offset = 0;
     kj::Own<kj::PromiseFulfiller<void>> done;
   };
@@ -213,6 +219,10 @@ class ChannelSink final : public rpc::OutputSink::Server {
  protected:
   kj::Promise<void> stdout(StdoutContext context) override { return write(false, context.getParams().getData()); }
   kj::Promise<void> stderr(StderrContext context) override { return write(true, context.getParams().getData()); }
+  kj::Promise<void> done(DoneContext) override {
+    if (target_->channel == nullptr) return KJ_EXCEPTION(DISCONNECTED, "the client went away");
+    return target_->channel->drained();
+  }
 
  private:
   // Resolves once the bytes are in the SSH channel: until then the worker's stream window
@@ -342,12 +352,20 @@ void Channel::count_running(const std::string& service) {
   if (!service.empty()) ++running[service];
 }
 
-kj::Promise<void> Channel::send(bool to_stderr, kj::ArrayPtr<const kj::byte> data) {
+kj::Promise<void> Channel::send(bool to_stderr, kj::ArrayPtr<const kj::byte> data, kj::Array<kj::byte> owned) {
   if (local_closed || remote_closed) return KJ_EXCEPTION(DISCONNECTED, "the client closed the session");
   if (data.size() == 0) return kj::READY_NOW;
   auto paf = kj::newPromiseAndFulfiller<void>();
-  queue.push_back(Pending{to_stderr, kj::heapArray(data), 0, kj::mv(paf.fulfiller)});
+  queue.push_back(Pending{to_stderr, data, kj::mv(owned), 0, kj::mv(paf.fulfiller)});
   pump();
+  return kj::mv(paf.promise);
+}
+
+kj::Promise<void> Channel::drained() {
+  if (queue.empty()) return kj::READY_NOW;
+  // An empty entry at the tail: fulfilled when everything before it has been written.
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  queue.push_back(Pending{false, nullptr, nullptr, 0, kj::mv(paf.fulfiller)});
   return kj::mv(paf.promise);
 }
 
@@ -355,21 +373,28 @@ kj::Promise<void> Channel::send(bool to_stderr, kj::ArrayPtr<const kj::byte> dat
 // adjust inside the write, and a client that stops reading would stall every session.
 void Channel::pump() {
   while (!queue.empty()) {
+    auto& front = queue.front();
+    if (front.offset == front.data.size()) {
+      front.done->fulfill();
+      queue.pop_front();
+      continue;
+    }
+    if (!front.done->isWaiting() && front.owned.size() == 0) {
+      // The call that lent these bytes was cancelled: its message may be gone already.
+      queue.pop_front();
+      continue;
+    }
     if (local_closed || remote_closed) return fail_queue("the client closed the session");
     const std::uint32_t window = ssh_channel_window_size(channel);
     if (window == 0) return;  // resumed when the client's window adjust arrives (drive())
-    auto& front = queue.front();
-    const std::size_t length = std::min({front.data.size() - front.offset, std::size_t{window}, kMaxWriteChunk});
+    // libssh cuts this into packets of the client's maximum size itself.
+    const std::size_t length = std::min(front.data.size() - front.offset, std::size_t{window});
     const auto* bytes = front.data.begin() + front.offset;
     const int written = front.to_stderr ? ssh_channel_write_stderr(channel, bytes, static_cast<uint32_t>(length))
                                         : ssh_channel_write(channel, bytes, static_cast<uint32_t>(length));
     if (written == SSH_ERROR) return fail_queue("writing to the client failed");
     if (written == 0) return;
     front.offset += static_cast<std::size_t>(written);
-    if (front.offset == front.data.size()) {
-      front.done->fulfill();
-      queue.pop_front();
-    }
   }
 }
 
@@ -507,7 +532,9 @@ kj::Promise<void> Channel::finish(std::uint32_t status, std::string message) {
     spdlog::info("{} ({}): refused with {}: {}", connection.peer, printable(connection.user), status,
                  printable(message));
   }
-  kj::Promise<void> told = kj::READY_NOW;
+  // The exit status goes after the last byte of output: the worker's final writes may still
+  // wait for the client's window when its answer arrives.
+  kj::Promise<void> told = drained();
   if (!message.empty()) {
     auto line = is_pgod_status(status) ? status_line(static_cast<Status>(status), message) : message;
     told = send_text(true, line + "\n");
@@ -688,6 +715,12 @@ void SshServer::Impl::accept_ready() {
       return;
     }
     const std::string peer = peer_address(fd.get());
+    // The handshake is a string of small messages, each waiting on the last: without these,
+    // Nagle's algorithm and delayed ACKs add ~40 ms stalls to every login.
+    const int yes = 1;
+    if (setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes) != 0 ||
+        setsockopt(fd.get(), IPPROTO_TCP, TCP_QUICKACK, &yes, sizeof yes) != 0)
+      log_refusal("accept", fmt::format("{}: TCP options: {}", peer, std::strerror(errno)));
     if (connections.size() >= limits.max_connections || unauthenticated >= limits.max_unauthenticated) {
       metrics.count_rejected("limit");
       log_refusal("limit", fmt::format("{}: connection refused: {} open, {} not authenticated (see --max-connections, "

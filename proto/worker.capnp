@@ -13,6 +13,11 @@ interface OutputSink {
   # apart.
   stdout @0 (data :Data) -> stream;
   stderr @1 (data :Data) -> stream;
+
+  done @2 () -> ();
+  # Called by the worker after the last write and before `run` returns: a streaming call is
+  # delivered only after the one before it has finished, so when this returns every byte has
+  # reached the client's channel, and the exit status cannot overtake the output.
 }
 
 enum Verb {

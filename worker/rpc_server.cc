@@ -26,6 +26,8 @@ class RpcOutput final : public OutputSink {
     request.setData(data);
     return request.send();
   }
+  // Waits until every write has been taken by the reader (see OutputSink.done).
+  kj::Promise<void> finish() { return client_.doneRequest().send().ignoreResult(); }
 
  private:
   rpc::OutputSink::Client client_;
@@ -57,6 +59,10 @@ class WorkerImpl final : public rpc::Worker::Server {
     auto verb = from_rpc_verb(params.getVerb());
     auto& sink = *output;
     return service_.run_verb(verb, std::move(args), sink, caller)
+        .then([&sink](VerbResult result) {
+          // The answer goes after the output: a reader that has gone is no reason to fail.
+          return sink.finish().catch_([](kj::Exception&&) {}).then([result = std::move(result)]() { return result; });
+        })
         .then([context](VerbResult result) mutable {
           auto results = context.getResults();
           results.setExitStatus(result.exit_status);

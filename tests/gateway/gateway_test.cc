@@ -301,6 +301,28 @@ TEST_F(GatewayTest, LogsFollowStreamsAndEndsTheComposeProcessWhenTheClientGoesAw
       << pgod_.log();
 }
 
+// The worker's answer can arrive while its last output still waits for the client's window:
+// every byte must go out before the exit status.
+TEST_F(GatewayTest, AllOutputPrecedesTheExitStatusEvenForASlowReader) {
+  start();
+  constexpr std::size_t kBytes = 2'500'000;  // more than OpenSSH's 2 MiB window
+  std::ofstream(pgod_.standin_dir() + "/logs-bytes") << kBytes << "\n";
+  for (int round = 0; round < 3; ++round) {
+    auto reader = spawn_background(ssh_argv(key_a_, "a//logs"));
+    std::this_thread::sleep_for(1500ms);  // the window fills; the worker finishes meanwhile
+    std::size_t total = 0;
+    char buffer[65536];
+    ssize_t got;
+    while ((got = read(reader->out.get(), buffer, sizeof buffer)) > 0) total += static_cast<std::size_t>(got);
+    int status = 0;
+    ASSERT_EQ(waitpid(reader->pid, &status, 0), reader->pid);
+    reader->pid = -1;
+    EXPECT_EQ(total, kBytes) << "round " << round;
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "round " << round;
+  }
+  std::filesystem::remove(pgod_.standin_dir() + "/logs-bytes");
+}
+
 TEST_F(GatewayTest, AStalledReaderIsBoundedAndDelaysNoOneElse) {
   start();
   std::ofstream(pgod_.standin_dir() + "/logs-flood") << "";
