@@ -648,6 +648,12 @@ void Connection::drive() {
     }
   }
   driving = false;
+  if (!authenticated) {
+    // Delayed ACKs stall each step of the login by ~40 ms; the kernel clears QUICKACK after
+    // a while, so it is set again after every read while the login is in progress.
+    const int yes = 1;
+    setsockopt(watch_fd.get(), IPPROTO_TCP, TCP_QUICKACK, &yes, sizeof yes);
+  }
   if (!ssh_is_connected(session) || (ssh_get_status(session) & (SSH_CLOSED | SSH_CLOSED_ERROR)) != 0)
     return kill("disconnected");
   if (auth_failures > server.limits.max_auth_tries) {

@@ -105,7 +105,8 @@ kj::Promise<void> write_text(OutputSink& output, bool to_stderr, std::string tex
 }
 
 kj::Promise<void> pump(kj::AsyncInputStream& input, OutputSink& output, bool to_stderr) {
-  auto buffer = kj::heapArray<kj::byte>(32768);
+  // A pipe's whole default capacity: fewer, larger messages cost less on both sides of the RPC.
+  auto buffer = kj::heapArray<kj::byte>(65536);
   auto read = input.tryRead(buffer.begin(), 1, buffer.size());
   return read.then([&input, &output, to_stderr, buffer = kj::mv(buffer)](std::size_t n) mutable -> kj::Promise<void> {
     if (n == 0) return kj::READY_NOW;
