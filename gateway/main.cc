@@ -56,21 +56,6 @@ std::optional<int> parse_fd(const std::string& text) {
   return fd;
 }
 
-std::string local_address(int fd) {
-  sockaddr_storage address{};
-  socklen_t length = sizeof address;
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) return "?";
-  char text[INET6_ADDRSTRLEN] = {};
-  if (address.ss_family == AF_INET) {
-    const auto* v4 = reinterpret_cast<const sockaddr_in*>(&address);
-    inet_ntop(AF_INET, &v4->sin_addr, text, sizeof text);
-    return fmt::format("{}:{}", text, ntohs(v4->sin_port));
-  }
-  const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&address);
-  inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof text);
-  return fmt::format("[{}]:{}", text, ntohs(v6->sin6_port));
-}
-
 // An inherited listening socket (--ssh-fd), or one bound here (-s).
 pgod::Expected<pgod::UniqueFd, std::string> open_listener(const std::string& inherited, const std::string& address,
                                                           const std::string& flag) {
@@ -278,8 +263,8 @@ int main(int argc, char** argv) {
     spdlog::critical("cannot install the seccomp allowlist: {}", confined.error());
     return 1;
   }
-  spdlog::info("ready: ssh on {}, metrics on {}, uid {}, confined", local_address(ssh_listener->get()),
-               local_address(metrics_listener->get()), getuid());
+  spdlog::info("ready: ssh on {}, metrics on {}, uid {}, confined", pgod::gateway::socket_address(ssh_listener->get(), false),
+               pgod::gateway::socket_address(metrics_listener->get(), false), getuid());
 
   pgod::gateway::KeyIndex keys;
   pgod::gateway::Metrics metrics;

@@ -34,23 +34,6 @@ constexpr int kMaxPollRounds = 64;             // per wake-up, so one busy clien
 constexpr auto kHousekeeping = 1 * kj::SECONDS;
 constexpr auto kRefusalLogInterval = std::chrono::seconds(10);
 
-std::string peer_address(int fd) {
-  sockaddr_storage address{};
-  socklen_t length = sizeof address;
-  if (getpeername(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) return "unknown";
-  char text[INET6_ADDRSTRLEN] = {};
-  if (address.ss_family == AF_INET) {
-    const auto* v4 = reinterpret_cast<const sockaddr_in*>(&address);
-    inet_ntop(AF_INET, &v4->sin_addr, text, sizeof text);
-    return fmt::format("{}:{}", text, ntohs(v4->sin_port));
-  }
-  if (address.ss_family == AF_INET6) {
-    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&address);
-    inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof text);
-    return fmt::format("[{}]:{}", text, ntohs(v6->sin6_port));
-  }
-  return "unknown";
-}
 
 // The reason word /metrics counts a refusal under.
 const char* rejection_reason(std::uint32_t status) {
@@ -74,6 +57,26 @@ int signal_exit_status(std::string_view name) {
 }
 
 }  // namespace
+
+std::string socket_address(int fd, bool peer) {
+  sockaddr_storage address{};
+  socklen_t length = sizeof address;
+  const int rc = peer ? getpeername(fd, reinterpret_cast<sockaddr*>(&address), &length)
+                      : getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  if (rc != 0) return "unknown";
+  char text[INET6_ADDRSTRLEN] = {};
+  if (address.ss_family == AF_INET) {
+    const auto* v4 = reinterpret_cast<const sockaddr_in*>(&address);
+    inet_ntop(AF_INET, &v4->sin_addr, text, sizeof text);
+    return fmt::format("{}:{}", text, ntohs(v4->sin_port));
+  }
+  if (address.ss_family == AF_INET6) {
+    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&address);
+    inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof text);
+    return fmt::format("[{}]:{}", text, ntohs(v6->sin6_port));
+  }
+  return "unknown";
+}
 
 struct SshServer::Impl final : kj::TaskSet::ErrorHandler {
   Impl(kj::AsyncIoContext& io_in, ssh_bind bind_in, int listen_fd_in, Backends& backends_in,
@@ -720,7 +723,7 @@ void SshServer::Impl::accept_ready() {
         log_refusal("accept", fmt::format("accept on the ssh socket: {}", std::strerror(errno)));
       return;
     }
-    const std::string peer = peer_address(fd.get());
+    const std::string peer = socket_address(fd.get(), true);
     // The handshake is a string of small messages, each waiting on the last: without these,
     // Nagle's algorithm and delayed ACKs add ~40 ms stalls to every login.
     const int yes = 1;

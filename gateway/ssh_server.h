@@ -30,6 +30,9 @@ struct Limits {
   std::size_t max_commands_per_service = 100;
 };
 
+// "127.0.0.1:2222", "[::1]:2222": the socket's own address, or its peer's.
+std::string socket_address(int fd, bool peer);
+
 class SshServer {
  public:
   // `bind` carries the host key; `listen_fd` is a listening TCP socket (not owned).

@@ -60,19 +60,6 @@ std::string make_ssh_key(const std::string& path, const std::string& type, const
   return public_key;
 }
 
-int free_loopback_port() {
-  UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) fail("socket: " + errno_text());
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof address;
-  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
-      getsockname(fd.get(), reinterpret_cast<sockaddr*>(&address), &length) != 0)
-    fail("cannot find a free port: " + errno_text());
-  return ntohs(address.sin_port);
-}
-
 Sshd::Sshd(std::string directory, SshdOptions options) : directory_(std::move(directory)), options_(std::move(options)) {
   // sshd will not start without its privilege separation directory; Debian makes it at boot,
   // a container may not have it.
@@ -206,19 +193,10 @@ std::vector<pid_t> Sshd::session_pids() const {
 void Sshd::stop() {
   if (pid_ <= 0) return;
   const auto sessions = session_pids();
-  kill(pid_, SIGTERM);
   for (const pid_t pid : sessions) kill(pid, SIGTERM);
   const auto deadline = std::chrono::steady_clock::now() + kStopTimeout;
   const auto alive = [](pid_t pid) { return kill(pid, 0) == 0 && read_file("/proc/" + std::to_string(pid) + "/stat").find(") Z") == std::string::npos; };
-  int status = 0;
-  while (waitpid(pid_, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, &status, 0);
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  stop_child(pid_, std::chrono::duration_cast<std::chrono::milliseconds>(kStopTimeout));
   for (const pid_t pid : sessions) {
     while (alive(pid) && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     if (alive(pid)) kill(pid, SIGKILL);

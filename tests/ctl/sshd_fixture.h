@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "git_fixture.h"  // free_loopback_port()
+
 namespace pgod::test {
 
 // Makes a key pair with ssh-keygen at path and path + ".pub" ("ed25519", "rsa", "ecdsa"; an
@@ -15,8 +17,6 @@ namespace pgod::test {
 std::string make_ssh_key(const std::string& path, const std::string& type = "ed25519",
                          const std::string& passphrase = "");
 
-// A TCP port on 127.0.0.1 that was free a moment ago.
-int free_loopback_port();
 
 struct SshdOptions {
   std::string authorized_keys;  // absolute path of the AuthorizedKeysFile (may not exist yet)

@@ -30,18 +30,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-int free_loopback_port() {
-  UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof address;
-  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
-      getsockname(fd.get(), reinterpret_cast<sockaddr*>(&address), &length) != 0)
-    throw std::runtime_error("no free port");
-  return ntohs(address.sin_port);
-}
-
 std::string make_key(const std::string& dir, const std::string& name, const std::string& type = "ed25519") {
   const std::string path = dir + "/" + name;
   auto made = run_process({"/usr/bin/ssh-keygen", "-q", "-t", type, "-N", "", "-C", name + "@test", "-f", path});

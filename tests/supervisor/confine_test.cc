@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <string>
 #include <thread>
 
 namespace pgod::supervisor {
@@ -17,10 +18,11 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// A uid no test user has: kill(-1, …) as this uid reaches only the child under test.
-constexpr uid_t kUid = 64123;
+// A uid no test user has, and one per test process (ctest runs tests in parallel): kill(-1, …)
+// as this uid reaches only the child of this test.
+const uid_t kUid = 64000 + static_cast<uid_t>(getpid() % 1000);
 
-Identity test_identity() { return {"uid-64123", kUid, kUid, {kUid}, "/"}; }
+Identity test_identity() { return {"uid-" + std::to_string(kUid), kUid, kUid, {kUid}, "/"}; }
 
 TEST(ConfineTest, AChildStoppedBeforeExecCannotFreezeTheParent) {
   // A thread with the child's uid (raw setresuid changes only the calling thread) keeps

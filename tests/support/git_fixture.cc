@@ -206,19 +206,8 @@ GitHttpServer::GitHttpServer(const std::string& project_root, const std::string&
 GitHttpServer::~GitHttpServer() { stop(); }
 
 void GitHttpServer::stop() {
-  if (pid_ <= 0) return;
-  kill(pid_, SIGTERM);
   // lighttpd stops at once on SIGTERM; SIGKILL (same PID) only if it does not.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  int status = 0;
-  while (waitpid(pid_, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, &status, 0);
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  stop_child(pid_, std::chrono::seconds(5));
   pid_ = -1;
 }
 

@@ -2,6 +2,9 @@
 // that check the real binaries as a user would run them.
 #pragma once
 
+#include <sys/types.h>
+
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -14,6 +17,10 @@ struct ProcessResult {
 };
 
 ProcessResult run_process(const std::vector<std::string>& argv, const std::string& stdin_text = "");
+
+// Stops a child this process started: SIGTERM, then SIGKILL (same PID) if it has not exited
+// within `grace`; reaps it either way.
+void stop_child(pid_t pid, std::chrono::milliseconds grace);
 
 // A whole file's contents; empty when it cannot be read.
 std::string read_file(const std::string& path);
