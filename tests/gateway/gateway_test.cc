@@ -376,7 +376,7 @@ TEST_F(GatewayTest, LimitsHoldAndAreLogged) {
     return spawn_background(shell);
   };
   auto gateway = direct({"--login-timeout", "1s", "--max-unauthenticated", "2", "--max-command-length", "100",
-                    "--max-commands-per-service", "1"});
+                         "--max-commands-per-service", "1", "--max-sessions", "1"});
   ASSERT_TRUE(PgodHarness::wait_for([&]() { return read_file(log_path).find("ready: ssh on") != std::string::npos; }))
       << read_file(log_path);
   const auto saved_port = ssh_port_;
@@ -432,7 +432,22 @@ TEST_F(GatewayTest, LimitsHoldAndAreLogged) {
   EXPECT_EQ(ssh(key_b_, "b//ps").exit_code, 0) << "another service is not affected";
   follower->stop();
 
+  // One session per connection: a second channel on a multiplexed OpenSSH connection is refused,
+  // the first keeps working.
+  const std::string control = pgod_.root() + "/mux";
+  auto master = spawn_background(ssh_argv(key_a_, "", {"-M", "-S", control, "-N"}));
+  ASSERT_TRUE(PgodHarness::wait_for([&]() { return std::filesystem::exists(control); }, 10s));
+  auto first_session = spawn_background(ssh_argv(key_a_, "a//logs -f", {"-S", control}));
+  ASSERT_NE(first_session->read_until("line 2\n", 10s).find("line 2\n"), std::string::npos);
+  auto second_session = ssh(key_a_, "a//ping", {"-S", control});
+  EXPECT_NE(second_session.exit_code, 0);
+  EXPECT_NE(second_session.err.find("Session open refused by peer"), std::string::npos) << second_session.err;
+  EXPECT_NE(first_session->read_until("line 6\n", 10s).find("line 6\n"), std::string::npos);
+  first_session->stop();
+  master->stop();
+
   const auto log = read_file(log_path);
+  EXPECT_NE(log.find("see --max-sessions"), std::string::npos) << log;
   EXPECT_NE(log.find("see --max-connections, --max-unauthenticated"), std::string::npos) << log;
   EXPECT_NE(log.find("login time-out (see --login-timeout)"), std::string::npos) << log;
   EXPECT_NE(log.find("see --max-command-length"), std::string::npos) << log;
