@@ -1,7 +1,148 @@
 #!/usr/bin/env bash
-# The one-command demo: set up and run pgod on a local repository with a real container.
-# Not yet: it arrives with the supervisor, gateway and deploy work (issues 4-6). Until then,
-# build with tests/run.sh and try `build/bin/pgod --check -c deploy/pgo.toml.example`.
-echo "deploy/demo.sh: not yet — the demo needs the supervisor and gateway, which are not built yet." >&2
-echo "Meanwhile: tests/run.sh, then build/bin/pgod --check -c deploy/pgo.toml.example" >&2
-exit 1
+# The one-command demo, on a fresh Debian 12 machine, as root: installs what is missing, builds,
+# creates the demo's users, starts a docker engine if none runs, makes a local busybox image,
+# a local git repository with a compose file and an SSH key in ssh/, a pgo.toml, and starts
+# pgod (with its gateway on 127.0.0.1:2222). Then it waits until the container runs and prints
+# what to try. Running it again rebuilds, restarts pgod and keeps the repository.
+#
+#   deploy/demo.sh          set up and start
+#   deploy/demo.sh stop     stop the demo's pgod (its container keeps running, as with any pgod)
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+demo=/var/lib/pgod-demo           # everything of the demo lives here
+rundir=/run/pgod-demo
+log=/var/log/pgod-demo.log
+user=pgo-demo
+image=pgod-demo/busybox:1
+ssh_port=2222
+metrics_port=9112
+
+say() { printf '== %s\n' "$*"; }
+die() { printf 'deploy/demo.sh: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "run it as root (it installs packages, creates users and starts pgod)"
+
+stop_demo() {
+  local pid
+  pid=$(cat "$rundir/pgod.pid" 2>/dev/null || true)
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    say "stopping the demo's pgod (pid $pid)"
+    kill -TERM "$pid"
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -f "$rundir/pgod.pid"
+}
+
+if [ "${1:-}" = stop ]; then
+  stop_demo
+  exit 0
+fi
+[ $# -eq 0 ] || die "unknown argument '$1' (use: deploy/demo.sh [stop])"
+
+say "packages"
+"$root/deploy/install-deps.sh" build test
+
+say "build"
+cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$root/build" -j"$(nproc)" --target pgod pgod-worker pgod-gateway pgoctl
+bin="$root/build/bin"
+# Workers run as the demo's user: they must be able to execute the programs.
+install -d -m 0755 "$demo/bin"
+install -m 0755 "$bin/pgod" "$bin/pgod-worker" "$bin/pgod-gateway" "$bin/pgoctl" "$demo/bin/"
+
+say "users: $user (runs the compose file) and pgod-gw (the SSH gateway)"
+for name in "$user" pgod-gw; do
+  id -u "$name" >/dev/null 2>&1 ||
+    useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$name"
+done
+
+say "docker engine"
+if ! docker info >/dev/null 2>&1; then
+  # No systemd to start it here (containers, minimal machines): run it in the background.
+  nohup /usr/sbin/dockerd >/var/log/pgod-demo-dockerd.log 2>&1 &
+  for _ in $(seq 120); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  docker info >/dev/null 2>&1 || die "dockerd did not start; see /var/log/pgod-demo-dockerd.log"
+fi
+
+say "image $image (made locally from busybox-static: nothing is pulled)"
+if ! docker image inspect "$image" >/dev/null 2>&1; then
+  tree=$(mktemp -d)
+  mkdir -p "$tree/bin"
+  cp /bin/busybox "$tree/bin/"
+  ln -s busybox "$tree/bin/sh"
+  tar -C "$tree" -c . | docker import - "$image" >/dev/null
+  rm -rf "$tree"
+fi
+
+say "repository $demo/upstream.git"
+install -d -m 0755 "$demo"
+if [ ! -f "$demo/id_demo" ]; then
+  ssh-keygen -q -t ed25519 -N '' -C demo@pgod -f "$demo/id_demo"
+fi
+if [ ! -d "$demo/upstream.git" ]; then
+  git init -q --bare -b main "$demo/upstream.git"
+  work=$(mktemp -d)
+  git -C "$work" init -q -b main
+  mkdir -p "$work/ssh"
+  cp "$demo/id_demo.pub" "$work/ssh/demo.pub"
+  cat >"$work/compose.yaml" <<EOF
+services:
+  web:
+    image: $image
+    command: ["/bin/busybox", "sh", "-c", "while true; do echo hello from the pgod demo; sleep 5; done"]
+EOF
+  git -C "$work" add -A
+  git -C "$work" -c user.name=demo -c user.email=demo@pgod commit -q -m "the demo service"
+  git -C "$work" push -q "$demo/upstream.git" main
+  rm -rf "$work"
+fi
+# The demo's user clones it: readable by all, as a repository served to many would be.
+chmod -R a+rX "$demo/upstream.git"
+
+cat >"$demo/pgo.toml" <<EOF
+# The demo's pgod config (see pgod(8)).
+[[services]]
+name = "demo"
+user = "$user"
+repository = "$demo/upstream.git"
+branch = "main"
+EOF
+"$demo/bin/pgod" --check -c "$demo/pgo.toml"
+
+say "pgod"
+stop_demo
+install -d -m 0755 "$demo/checkouts" "$rundir"
+setsid "$demo/bin/pgod" -c "$demo/pgo.toml" -d "$demo/checkouts" --rundir "$rundir" \
+  --host-key "$demo/ssh_host_ed25519_key" -s "127.0.0.1:$ssh_port" -m "127.0.0.1:$metrics_port" -t 30s \
+  >>"$log" 2>&1 </dev/null &
+echo $! >"$rundir/pgod.pid"
+
+pgoctl=("$demo/bin/pgoctl" -i "$demo/id_demo" -p "$ssh_port" --known-hosts "$demo/known_hosts")
+say "waiting for the container (log: $log)"
+for _ in $(seq 120); do
+  if "${pgoctl[@]}" localhost:demo//ps 2>/dev/null | grep -q ' Up'; then break; fi
+  kill -0 "$(cat "$rundir/pgod.pid")" 2>/dev/null || { tail -20 "$log" >&2; die "pgod exited; see $log"; }
+  sleep 1
+done
+"${pgoctl[@]}" localhost:demo//ps | grep -q ' Up' || { tail -20 "$log" >&2; die "the container did not come up; see $log"; }
+
+cat <<EOF
+
+pgod runs the demo (pid $(cat "$rundir/pgod.pid"), log $log). Try:
+
+  ${pgoctl[*]} localhost:demo//ps
+  ${pgoctl[*]} localhost:demo//logs -f            # Ctrl-C to stop
+  ssh -p $ssh_port -i $demo/id_demo -o UserKnownHostsFile=$demo/known_hosts localhost 'demo//ping'
+  curl -s 127.0.0.1:$metrics_port/metrics | grep pgo_
+  $demo/bin/pgod --status --rundir $rundir
+
+Push a change and watch it redeploy (pgod polls every 30 s; git pull makes it now):
+
+  git clone $demo/upstream.git /tmp/demo && cd /tmp/demo
+  sed -i 's/hello from/hello again from/' compose.yaml
+  git -c user.name=you -c user.email=you@example.org commit -qam change && git push -q
+  ${pgoctl[*]} localhost:demo//git pull
+
+Stop it with: deploy/demo.sh stop
+EOF

@@ -159,7 +159,16 @@ void Backends::apply_list(capnp::List<rpc::ServiceInfo>::Reader services) {
   }
 }
 
+kj::Promise<void> Backends::refresh_soon() {
+  const auto now = io_.provider->getTimer().now();
+  KJ_IF_MAYBE(last, last_refresh_) {
+    if (now - *last < 1 * kj::SECONDS) return kj::READY_NOW;
+  }
+  return refresh();
+}
+
 kj::Promise<void> Backends::refresh() {
+  last_refresh_ = io_.provider->getTimer().now();
   return supervisor()
       .listServicesRequest()
       .send()

@@ -28,8 +28,11 @@ class Backends {
   // Polls the supervisor's list every `interval` and keeps one key watch per service. Never
   // resolves; drop it to stop.
   kj::Promise<void> run(kj::Duration interval);
-  // Asks the supervisor now (for a name not seen yet: a service added a moment ago).
+  // Asks the supervisor now.
   kj::Promise<void> refresh();
+  // For a name not seen yet (a service added a moment ago): asks the supervisor unless it was
+  // asked within the last second, so requests for made-up names cannot flood it.
+  kj::Promise<void> refresh_soon();
 
   bool has_service(const std::string& name) const;
   // The supervisor's word for the service's worker at the last poll ("running", "backing-off",
@@ -58,6 +61,7 @@ class Backends {
   kj::Own<Link> supervisor_;
   std::map<std::string, std::unique_ptr<WorkerEntry>, std::less<>> workers_;
   bool supervisor_unreachable_logged_ = false;
+  kj::Maybe<kj::TimePoint> last_refresh_;
 };
 
 }  // namespace pgod::gateway

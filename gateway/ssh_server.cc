@@ -434,7 +434,7 @@ void Channel::start_command() {
   }
   // A service added a moment ago may not be in the list yet: ask the supervisor once more.
   kj::Promise<void> known = server.backends.has_service(parsed->service) ? kj::Promise<void>(kj::READY_NOW)
-                                                                          : server.backends.refresh();
+                                                                          : server.backends.refresh_soon();
   task = known.then([this, command = std::move(*parsed)]() mutable { return dispatch(std::move(command)); })
              .catch_([this](kj::Exception&& e) {
                // Only reached when the client went away mid-answer, or a bug: never leave the
@@ -453,9 +453,6 @@ kj::Promise<void> Channel::dispatch(Command command) {
     return finish(static_cast<std::uint32_t>(Status::kNotFound), not_found_message(command.service));
   auto listed = server.keys.listed_by(command.service, connection.key);
   if (!listed) {
-    service_logger(command.service)
-        ->warn("{} from {}: {} refused: the key is not listed by this service", printable(connection.user),
-               connection.peer, words);
     return finish(static_cast<std::uint32_t>(Status::kUnauthorized),
                   unauthorized_message(printable(connection.user), command.service));
   }
