@@ -2,7 +2,8 @@
 # Installs the Debian 12 packages pgod needs, only those missing, with apt-get update first.
 #   install-deps.sh build    what building needs
 #   install-deps.sh test     what the tests need besides: git, a docker engine, compose, a
-#                            loopback registry, lighttpd for git over HTTP, OpenSSH as reference
+#                            loopback registry, lighttpd for git over HTTP, OpenSSH as reference,
+#                            systemd-analyze for the units
 # Needs root when something is missing; says what to install otherwise.
 set -euo pipefail
 
@@ -18,6 +19,7 @@ test_packages=(
   git lighttpd
   docker.io docker-compose busybox-static docker-registry apache2-utils
   openssh-client openssh-server
+  systemd
 )
 
 wanted=()

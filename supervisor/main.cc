@@ -313,6 +313,15 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (options.check) return check(options);
+  if (options.make_host_key) {
+    auto ready = pgod::supervisor::ensure_host_key(options.host_key);
+    if (!ready) {
+      fmt::print(stderr, "pgod: the host key: {}\n", ready.error());
+      return 1;
+    }
+    fmt::print("{} {} ({})\n", options.host_key, ready->created ? "created" : "exists", ready->fingerprint);
+    return 0;
+  }
   if (options.status) return pgod::supervisor::print_status(options.rundir + "/supervisor.sock");
   if (!options.restart_worker.empty())
     return pgod::supervisor::request_worker_restart(options.rundir + "/supervisor.sock", options.restart_worker);

@@ -48,6 +48,9 @@ Expected<ParsedOptions, std::string> parse_options(const std::vector<std::string
   flags.add_bool(0, "status", &o.status, "print the running pgod's services and workers, and exit");
   flags.add_string(0, "restart-worker", &o.restart_worker, "ask the running pgod to restart this service's worker",
                    "service");
+  flags.add_bool(0, "make-host-key", &o.make_host_key,
+                 "make the --host-key file if it is missing, print its fingerprint, and exit (for a gateway run "
+                 "as its own unit)");
   flags.add_bool('v', "version", &o.version, "show version and exit");
   flags.add_bool('h', "help", &o.help, "show this help and exit");
   parsed.usage = flags.usage("[OPTION]... [-c CONFIG]");

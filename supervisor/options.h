@@ -33,6 +33,7 @@ struct Options {
   bool no_root_check = false;
   bool status = false;                   // ask a running pgod for its services and exit
   std::string restart_worker;            // ask a running pgod to restart this worker and exit
+  bool make_host_key = false;            // make the host key if missing, print it, and exit
   bool version = false;
   bool check = false;
   bool help = false;

@@ -67,5 +67,17 @@ TEST(PgodGateway, RejectsBadAddresses) {
   EXPECT_EQ(run_process({PGOD_GATEWAY_BIN, "--help"}).exit_code, 0);
 }
 
+TEST(Pgod, MakeHostKeyCreatesOnceThenReportsIt) {
+  TempDir dir;
+  const std::string key = dir.path() + "/etc-pgo/ssh_host_ed25519_key";
+  auto first = run_process({PGOD_BIN, "--make-host-key", "--host-key", key});
+  EXPECT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_EQ(first.out.rfind(key + " created (SHA256:", 0), 0u) << first.out;
+  auto second = run_process({PGOD_BIN, "--make-host-key", "--host-key", key});
+  EXPECT_EQ(second.exit_code, 0) << second.err;
+  EXPECT_EQ(second.out.rfind(key + " exists (SHA256:", 0), 0u) << second.out;
+  EXPECT_EQ(first.out.substr(first.out.find('(')), second.out.substr(second.out.find('(')));
+}
+
 }  // namespace
 }  // namespace pgod::test
