@@ -44,7 +44,7 @@ struct Backends::Link {
 struct Backends::WorkerEntry {
   std::string name;
   kj::Own<Link> link;
-  std::string worker_state;
+  rpc::ServiceInfo::WorkerState worker_state = rpc::ServiceInfo::WorkerState::STOPPED;
   std::uint64_t key_generation = 0;
   kj::Promise<void> key_watch = nullptr;
 };
@@ -97,9 +97,10 @@ rpc::Supervisor::Client Backends::supervisor() {
 
 bool Backends::has_service(const std::string& name) const { return workers_.count(name) > 0; }
 
-std::string Backends::worker_state(const std::string& name) const {
+std::optional<rpc::ServiceInfo::WorkerState> Backends::worker_state(const std::string& name) const {
   auto found = workers_.find(name);
-  return found == workers_.end() ? std::string() : found->second->worker_state;
+  if (found == workers_.end()) return std::nullopt;
+  return found->second->worker_state;
 }
 
 rpc::Worker::Client Backends::worker(const std::string& name) {
@@ -137,12 +138,12 @@ void Backends::apply_list(capnp::List<rpc::ServiceInfo>::Reader services) {
     std::string name = info.getName();
     seen.insert(name);
     if (auto known = workers_.find(name); known != workers_.end()) {
-      known->second->worker_state = worker_state_name(info.getWorkerState());
+      known->second->worker_state = info.getWorkerState();
       continue;
     }
     auto entry = std::make_unique<WorkerEntry>();
     entry->name = name;
-    entry->worker_state = worker_state_name(info.getWorkerState());
+    entry->worker_state = info.getWorkerState();
     auto& ref = *entry;
     workers_.emplace(name, std::move(entry));
     ref.key_watch = watch_keys(ref).eagerlyEvaluate(nullptr);

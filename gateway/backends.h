@@ -8,6 +8,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,9 +36,9 @@ class Backends {
   kj::Promise<void> refresh_soon();
 
   bool has_service(const std::string& name) const;
-  // The supervisor's word for the service's worker at the last poll ("running", "backing-off",
-  // "stopped"): a call to a worker that is not running would wait until it is back.
-  std::string worker_state(const std::string& name) const;
+  // The service's worker as the supervisor last reported it (nullopt for an unknown service):
+  // a call to a worker that is not running would wait until it is back.
+  std::optional<rpc::ServiceInfo::WorkerState> worker_state(const std::string& name) const;
   // The worker of a known service. Calls wait while it connects; after a disconnect (worker
   // restarted) the next call connects again.
   rpc::Worker::Client worker(const std::string& name);

@@ -469,9 +469,10 @@ kj::Promise<void> Channel::dispatch(Command command) {
     // Answer now rather than leave the client waiting in the socket's backlog for a worker
     // that is backing off.
     const auto state = server.backends.worker_state(command.service);
-    if (state != "running")
+    if (state != rpc::ServiceInfo::WorkerState::RUNNING)
       return finish(static_cast<std::uint32_t>(Status::kInternalServerError),
-                    fmt::format("the worker of {} is not running ({}); try again later", command.service, state));
+                    fmt::format("the worker of {} is not running ({}); try again later", command.service,
+                                state ? worker_state_name(*state) : "unknown"));
   }
   count_running(command.service);
   const std::string caller = fmt::format("{}@{} ({})", printable(connection.user), connection.peer, *listed);

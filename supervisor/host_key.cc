@@ -84,7 +84,15 @@ Expected<bool, std::string> write_new_key(const std::string& path) {
 
 }  // namespace
 
-Expected<std::string, std::string> read_host_key(const std::string& path) {
+namespace {
+
+struct LoadedKey {
+  std::string text;
+  OwnedKey key;
+};
+
+// The checks of read_host_key(), and the parsed key so that it is parsed once.
+Expected<LoadedKey, std::string> load_host_key(const std::string& path) {
   UniqueFd fd(open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
   if (!fd) return Unexpected{errno_text("open", path)};
   struct stat info {};
@@ -106,8 +114,17 @@ Expected<std::string, std::string> read_host_key(const std::string& path) {
     done += static_cast<std::size_t>(got);
   }
   text.resize(done);
-  if (auto key = parse_key(text, path); !key) return Unexpected{key.error()};
-  return text;
+  auto key = parse_key(text, path);
+  if (!key) return Unexpected{key.error()};
+  return LoadedKey{std::move(text), std::move(*key)};
+}
+
+}  // namespace
+
+Expected<std::string, std::string> read_host_key(const std::string& path) {
+  auto loaded = load_host_key(path);
+  if (!loaded) return Unexpected{loaded.error()};
+  return std::move(loaded->text);
 }
 
 Expected<HostKeyReady, std::string> ensure_host_key(const std::string& path) {
@@ -119,11 +136,9 @@ Expected<HostKeyReady, std::string> ensure_host_key(const std::string& path) {
     if (!written) return Unexpected{written.error()};
     ready.created = true;
   }
-  auto text = read_host_key(path);
-  if (!text) return Unexpected{text.error()};
-  auto key = parse_key(*text, path);
-  if (!key) return Unexpected{key.error()};
-  ready.fingerprint = fingerprint(key->get());
+  auto loaded = load_host_key(path);
+  if (!loaded) return Unexpected{loaded.error()};
+  ready.fingerprint = fingerprint(loaded->key.get());
   return ready;
 }
 
