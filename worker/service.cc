@@ -45,7 +45,11 @@ constexpr auto kComposeUpTimeout = 20min;
 constexpr auto kComposeDownTimeout = 10min;
 constexpr auto kDockerLoginTimeout = 1min;
 constexpr std::size_t kErrorTail = 2000;
-constexpr int kMaxConcurrentReads = 16;  // each is a compose process (~50 MB for compose v1)
+// Read verbs each run a compose process (~50 MB for compose v1): a few at once, the rest wait
+// their turn (a burst of CI jobs asking `ps` is served, slower, rather than refused).
+constexpr std::size_t kMaxConcurrentReads = 16;
+constexpr std::size_t kMaxWaitingReads = 128;
+constexpr auto kReadWaitLimit = 30 * kj::SECONDS;
 constexpr std::size_t kMaxComposeFileBytes = 1 << 20;
 // Env values shorter than this are too likely to appear in ordinary text ("true", "prod") to
 // be redacted everywhere; tokens and passwords are longer.
@@ -122,6 +126,7 @@ Service::Service(kj::AsyncIoContext& io, rpc::ServiceSettings::Reader settings, 
       settings_(settings),
       log_(service_logger(settings.getName().cStr())),
       path_prefix_(std::move(path_prefix)),
+      read_slots_(io.provider->getTimer(), kMaxConcurrentReads, kMaxWaitingReads, kReadWaitLimit),
       queue_tail_(kj::Promise<void>(kj::READY_NOW).fork()),
       detached_(*this) {
   secrets_.emplace_back(settings.getRepository().cStr());  // whole URL: libgit2 may echo it
@@ -773,9 +778,6 @@ kj::Promise<VerbResult> Service::run_compose_verb(Verb verb, std::vector<std::st
                                                 settings_.getStopFile().cStr()))
         .then([]() { return VerbResult{1, ""}; });
   const bool mutates = verb_info(verb).mutates;
-  if (!mutates && running_reads_ >= kMaxConcurrentReads)
-    return VerbResult{static_cast<std::uint32_t>(Status::kInternalServerError),
-                      fmt::format("too many commands at once for this service (at most {})", kMaxConcurrentReads)};
 
   const auto timeout = follow ? std::nullopt : row.timeout;
   auto job = [this, &output, &row, compose_args = std::move(compose_args), timeout, verb]() mutable -> kj::Promise<VerbResult> {
@@ -809,8 +811,10 @@ kj::Promise<VerbResult> Service::run_compose_verb(Verb verb, std::vector<std::st
         .attach(kj::mv(guard));
   };
   if (mutates) return serialized<VerbResult>(kj::mv(job));
-  ++running_reads_;
-  return job().attach(kj::defer([this]() { --running_reads_; }));
+  return read_slots_.acquire().then([job = kj::mv(job)](ReadSlots::Grant grant) mutable -> kj::Promise<VerbResult> {
+    if (!grant.slot) return VerbResult{static_cast<std::uint32_t>(Status::kInternalServerError), grant.refusal};
+    return job().attach(kj::mv(grant.slot));
+  });
 }
 
 }  // namespace pgod::worker

@@ -21,6 +21,7 @@
 #include "compose.h"
 #include "compose_policy.h"
 #include "git_tracker.h"
+#include "read_slots.h"
 #include "secret.h"
 #include "settings.capnp.h"
 
@@ -124,7 +125,7 @@ class Service final : private kj::TaskSet::ErrorHandler {
   std::string path_prefix_;
 
   std::string validated_file_;
-  int running_reads_ = 0;  // read verbs in flight, bounded
+  ReadSlots read_slots_;  // read verbs in flight, bounded
 
   // Declared before the thread, so the thread (joined in its destructor) is gone first.
   std::unique_ptr<GitTracker> git_;

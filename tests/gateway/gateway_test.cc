@@ -344,6 +344,9 @@ TEST_F(GatewayTest, SixtyFourConcurrentSessionsSucceedWhileALogsFollowRuns) {
   start();
   auto follower = spawn_background(ssh_argv(key_a_, "a//logs -f"));
   ASSERT_NE(follower->read_until("line 2\n", 10s).find("line 2\n"), std::string::npos) << pgod_.log();
+  // Slow enough that the 32 `ps` overlap beyond the worker's 16 compose processes at once:
+  // the rest wait their turn instead of being refused.
+  std::ofstream(pgod_.standin_dir() + "/ps-delay") << "0.5\n";
   std::vector<std::thread> threads;
   std::vector<ProcessResult> results(64);
   for (int i = 0; i < 64; ++i) {
@@ -356,6 +359,7 @@ TEST_F(GatewayTest, SixtyFourConcurrentSessionsSucceedWhileALogsFollowRuns) {
     EXPECT_EQ(results[i].exit_code, 0) << i << ": " << results[i].err;
     EXPECT_FALSE(results[i].out.empty()) << i;
   }
+  std::filesystem::remove(pgod_.standin_dir() + "/ps-delay");
   // The follower kept streaming throughout.
   EXPECT_NE(follower->read_until("line 40\n", 10s).find("line 4"), std::string::npos);
 }

@@ -610,7 +610,7 @@ TEST_F(WorkerTest, PollsUpstreamByItself) {
   EXPECT_TRUE(worker.wait_for([&] { return worker.calls().find(" down |") != std::string::npos; }, 5s));
 }
 
-TEST_F(WorkerTest, ReadVerbsAreBounded) {
+TEST_F(WorkerTest, ReadVerbsBeyondTheLimitWaitTheirTurn) {
   WorkerHarness worker(upstream->path());
   start(worker);
   std::vector<std::unique_ptr<std::string>> buffers;
@@ -625,11 +625,20 @@ TEST_F(WorkerTest, ReadVerbsAreBounded) {
     calls.push_back(request.send());
   }
   ASSERT_TRUE(worker.wait_for([&] { return count(worker.calls(), " logs --follow") == 16; }));
-  auto one_more = worker.run(Verb::PS);
-  EXPECT_EQ(one_more.exit_status, 500u);
-  EXPECT_EQ(one_more.message, "too many commands at once for this service (at most 16)");
-  calls.clear();  // cancelling them frees the slots
-  EXPECT_TRUE(worker.wait_for([&] { return worker.run(Verb::PS).exit_status == 0u; }));
+  worker.clear_calls();
+  // A 17th read waits: no compose process starts for it while all slots are taken.
+  auto waiting = worker.client().runRequest();
+  waiting.setVerb(Verb::PS);
+  std::string out, err;
+  waiting.setOutput(kj::heap<CollectingSink>(out, err));
+  auto pending = waiting.send();
+  worker.sleep(500ms);
+  EXPECT_FALSE(pending.poll(worker.io().waitScope));
+  EXPECT_EQ(count(worker.calls(), " ps"), 0u) << worker.calls();
+  calls.erase(calls.begin());  // one follower leaves: the waiting ps runs
+  auto result = pending.wait(worker.io().waitScope);
+  EXPECT_EQ(result.getExitStatus(), 0u) << result.getMessage().cStr();
+  EXPECT_EQ(count(worker.calls(), " ps"), 1u) << worker.calls();
 }
 
 }  // namespace
