@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages pgod needs, only those missing, with apt-get update first.
-#   install-deps.sh build    what building needs
+#   install-deps.sh build    what building (and cpack -G DEB) needs
 #   install-deps.sh test     what the tests need besides: git, a docker engine, compose, a
 #                            loopback registry, lighttpd for git over HTTP, OpenSSH as reference,
-#                            systemd-analyze for the units
+#                            systemd-analyze for the units, systemd-nspawn to boot them,
+#                            bash-completion and man for the installed files
 # Needs root when something is missing; says what to install otherwise.
 set -euo pipefail
 
@@ -13,13 +14,14 @@ build_packages=(
   libssh-dev libgit2-dev libseccomp-dev libsystemd-dev prometheus-cpp-dev
   libtomlplusplus-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev
+  dpkg-dev
 )
 
 test_packages=(
   git lighttpd
   docker.io docker-compose busybox-static docker-registry apache2-utils
   openssh-client openssh-server
-  systemd
+  systemd systemd-container bash-completion man-db
 )
 
 wanted=()
