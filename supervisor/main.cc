@@ -161,8 +161,13 @@ int serve(const Options& options) {
   settings.layout = {options.dir, options.datadir, options.rundir};
   settings.defaults.poll_interval = options.duration;
   settings.defaults.debug = options.debug;
-  settings.mount_program = options.mount_program;
-  settings.umount_program = options.umount_program;
+  if (options.mount_with_systemd) {
+    settings.mount_command = {"/usr/bin/systemd-mount", "--collect"};
+    settings.umount_command = {"/usr/bin/systemd-umount"};
+  } else {
+    settings.mount_command = {options.mount_program};
+    settings.umount_command = {options.umount_program};
+  }
   settings.path_prefix = options.path_prefix;
   settings.change_identity = geteuid() == 0;
   const auto directory = own_directory();

@@ -42,6 +42,9 @@ Expected<ParsedOptions, std::string> parse_options(const std::vector<std::string
                    "file");
   flags.add_string(0, "mount-program", &o.mount_program, "program that mounts NFS shares (called like mount(8))", "file");
   flags.add_string(0, "umount-program", &o.umount_program, "program that unmounts them (called like umount(8))", "file");
+  flags.add_bool(0, "mount-with-systemd", &o.mount_with_systemd,
+                 "mount NFS shares with systemd-mount --collect and unmount them with systemd-umount, so that "
+                 "systemd makes them in the host's namespace (pgod.service runs in a private one)");
   flags.add_string(0, "path-prefix", &o.path_prefix, "directory put before PATH in workers (for tests)", "dir");
   flags.add_bool(0, "no-root-check", &o.no_root_check,
                  "run without root (for tests): workers keep pgod's own user and groups");
@@ -76,6 +79,8 @@ Expected<ParsedOptions, std::string> parse_options(const std::vector<std::string
   }
   if (!o.datadir.empty())
     if (auto problem = check_directory("--datadir", o.datadir)) return Unexpected{*problem};
+  if (o.mount_with_systemd && (o.mount_program != Options{}.mount_program || o.umount_program != Options{}.umount_program))
+    return Unexpected{std::string("--mount-with-systemd chooses the mount programs: drop --mount-program and --umount-program")};
   for (auto [flag, value] : {std::pair{"-s/--ssh", &o.ssh}, std::pair{"-m/--metrics", &o.metrics}}) {
     if (auto address = parse_listen_address(*value); !address)
       return Unexpected{fmt::format("{}: {}", flag, address.error())};

@@ -29,6 +29,7 @@ struct Options {
   std::string gateway_program;           // empty: pgod-gateway next to pgod
   std::string mount_program = "/bin/mount";
   std::string umount_program = "/bin/umount";
+  bool mount_with_systemd = false;       // NFS mounts by systemd (PID 1), for a sandboxed pgod.service
   std::string path_prefix;               // tests: a directory put before PATH in workers
   bool no_root_check = false;
   bool status = false;                   // ask a running pgod for its services and exit

@@ -399,7 +399,9 @@ kj::Promise<bool> Supervisor::ensure_mounted(const config::Service& service) {
   if (*mounted) return true;
   const auto source = nfs_source(service.mount);
   log->info("mounting {} on {}", source, target);
-  return run_root_program({settings_.mount_program, "-t", "nfs", "-o", "rw,nosuid,nodev,hard", source, target}, kMountTimeout)
+  auto argv = settings_.mount_command;
+  argv.insert(argv.end(), {"-t", "nfs", "-o", "rw,nosuid,nodev,hard", source, target});
+  return run_root_program(std::move(argv), kMountTimeout)
       .then([this, log, name = service.name, source, target](int status) {
         auto mounted_now = is_mount_point(target);
         std::string error;
@@ -582,7 +584,9 @@ void Supervisor::finish_retirement(const std::string& name, bool downed) {
   }
   // The retirement ends once the share is unmounted: a service added back meanwhile must not
   // start on a share that is about to go.
-  tasks_.add(run_root_program({settings_.umount_program, data}, kMountTimeout).then([this, log, data, name](int status) {
+  auto argv = settings_.umount_command;
+  argv.push_back(data);
+  tasks_.add(run_root_program(std::move(argv), kMountTimeout).then([this, log, data, name](int status) {
     if (status != 0)
       log->error("umount {} failed ({})", data, describe_exit(status));
     else if (auto removed = remove_directory_if_empty(data); !removed)

@@ -13,7 +13,8 @@
 # (Type=notify) and pgod-gateway.service start under their hardening; pgoctl reaches a service
 # through the gateway with the host key pgod made; the service's container runs; reload
 # (SIGHUP) reads the new config; restarting the gateway leaves the workers alone; both
-# daemons run confined; stopping pgod stops the workers and leaves the containers running.
+# daemons run confined; an NFS share is mounted by systemd where dockerd sees it (the server
+# stood in for by a tmpfs); stopping pgod stops the workers and leaves the containers running.
 set -euo pipefail
 deb=$(realpath "$1")
 image=$2
@@ -109,8 +110,8 @@ for file in /usr/lib/systemd/system/pgod.service /usr/lib/systemd/system/pgod-ga
   in_container test -s "$file" || fail "$file missing or empty"
 done
 in_container id pgod-gw >/dev/null || fail "postinst did not create pgod-gw"
-[ "$(in_container stat -c '%a %U' /run/pgod /var/lib/pgo | tr '\n' ' ')" = "755 root 755 root " ] ||
-  fail "tmpfiles: $(in_container stat -c '%n %a %U' /run/pgod /var/lib/pgo)"
+[ "$(in_container stat -c '%a %U' /run/pgod /var/lib/pgo /var/lib/pgo-data | tr '\n' ' ')" = "755 root 755 root 755 root " ] ||
+  fail "tmpfiles: $(in_container stat -c '%n %a %U' /run/pgod /var/lib/pgo /var/lib/pgo-data)"
 in_container man -P cat pgod 2>/dev/null | grep -q 'pgod-gateway' || fail "man pgod does not show the page"
 in_container man -P cat pgoctl 2>/dev/null | grep -q 'PGOCTL_ID' || fail "man pgoctl does not show the page"
 in_container systemctl cat pgod.service >/dev/null || fail "systemd does not know pgod.service"
@@ -211,6 +212,68 @@ for _ in $(seq 50); do
 done
 case $pong in "pong! - "*) ;; *) fail "ping after the gateway restart: $pong $(cat "$work/ping.err")" ;; esac
 echo "reloaded: ${project}b added without a restart; the gateway restarted alone"
+
+# ---- NFS shares, mounted by systemd in the host's namespace ----------------------------------
+# This kernel has no NFS client, so the one stand-in here is for the server: a share of
+# "share-server" becomes a tmpfs, still mounted by systemd-mount (PID 1) as pgod asked it to.
+# Any other share goes to the real systemd-mount, and fails as a missing server does.
+in_container mv /usr/bin/systemd-mount /usr/bin/systemd-mount.real
+in_container sh -c 'cat >/usr/bin/systemd-mount && chmod 755 /usr/bin/systemd-mount' <<'STANDIN'
+#!/bin/bash
+case $0 in *umount) exec -a systemd-umount /usr/bin/systemd-mount.real "$@" ;; esac
+case " $* " in
+  *" share-server:/"*) for last; do :; done; exec /usr/bin/systemd-mount.real --collect -t tmpfs -o size=1m tmpfs "$last" ;;
+esac
+exec /usr/bin/systemd-mount.real "$@"
+STANDIN
+in_container sh -c "cat >>/etc/pgo.toml" <<EOF
+
+[[services]]
+name = "${project}n"
+user = "$project"
+repository = "/srv/$project.git"
+mount = "nfs://share-server/export"
+
+[[services]]
+name = "${project}x"
+user = "$project"
+repository = "/srv/$project.git"
+mount = "nfs://127.0.0.1/nothing"
+EOF
+in_container systemctl reload pgod.service
+share=/var/lib/pgo-data/${project}n
+for _ in $(seq 100); do
+  [ "$(in_container findmnt -n -o FSTYPE "$share" 2>/dev/null)" = tmpfs ] && break
+  sleep 0.2
+done
+[ "$(in_container findmnt -n -o FSTYPE "$share" 2>/dev/null)" = tmpfs ] ||
+  fail "the share is not mounted in the host's namespace: $(in_container pgod --status 2>&1)"
+listed=""
+for _ in $(seq 150); do
+  listed=$(in_container pgod --status 2>&1 || true)
+  echo "$listed" | grep -q "^${project}n .*running" && echo "$listed" | grep -q "^${project}x .*mount .*failed" && break
+  sleep 0.2
+done
+echo "$listed" | grep -q "^${project}n .*running" || fail "no worker on the mounted share: $listed"
+echo "$listed" | grep -q "^${project}x .*mount .*failed" || fail "the failed mount is not reported: $listed"
+# A failed mount leaves no failed unit behind (--collect), so the next attempt can be made.
+if in_container systemctl list-units --all --plain --no-legend 'var-lib-pgo\x2ddata-*.mount' | grep -q failed; then
+  fail "a failed mount unit lingers: $(in_container systemctl list-units --all --plain --no-legend '*.mount')"
+fi
+# Both services go again: the share is unmounted (systemd-umount) and its mount point removed.
+in_container sh -c "cat >/etc/pgo.toml" <<EOF
+[[services]]
+name = "$project"
+user = "$project"
+repository = "/srv/$project.git"
+EOF
+in_container systemctl reload pgod.service
+for _ in $(seq 100); do
+  in_container findmnt -n "$share" >/dev/null 2>&1 || break
+  sleep 0.2
+done
+if in_container findmnt -n "$share" >/dev/null 2>&1; then fail "the share stayed mounted after its service went"; fi
+echo "mounted: a share by systemd-mount from the sandboxed pgod.service, seen outside it; unmounted on removal"
 
 # ---- stop ------------------------------------------------------------------------------------
 in_container systemctl stop pgod.service

@@ -44,7 +44,7 @@ grep -q '^pgod-gw:x:[0-9]*:[0-9]*:pgod SSH gateway:/nonexistent:/usr/sbin/nologi
   fail "no pgod-gw user: $(cat "$scratch/root/etc/passwd")"
 grep -q '^pgod-gw:' "$scratch/root/etc/group" || fail "no pgod-gw group"
 systemd-tmpfiles --root="$scratch/root" --create "$units/pgod.tmpfiles" || fail "systemd-tmpfiles"
-for dir in var/lib/pgo run/pgod; do
+for dir in var/lib/pgo var/lib/pgo-data run/pgod; do
   [ "$(stat -c %a "$scratch/root/$dir")" = 755 ] || fail "$dir is not 0755"
 done
 echo "units_test: OK"

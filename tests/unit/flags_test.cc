@@ -94,6 +94,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{{"-s", "2222"}, "-s/--ssh: invalid address \"2222\": no port (expected [host]:port, e.g. :2222 or 127.0.0.1:2222)"},
         BadCase{{"-s", ":99999"}, "-s/--ssh: invalid address \":99999\": port out of range (expected [host]:port, e.g. :2222 or 127.0.0.1:2222)"},
         BadCase{{"-m", "::1:9112"}, "-m/--metrics: invalid address \"::1:9112\": an IPv6 address needs [ ] (expected [host]:port, e.g. :2222 or 127.0.0.1:2222)"},
+        BadCase{{"--mount-with-systemd", "--mount-program", "/bin/true"},
+                "--mount-with-systemd chooses the mount programs: drop --mount-program and --umount-program"},
         BadCase{{"stray"}, "unexpected argument \"stray\" (see pgod --help)"}));
 
 TEST(Flags, DoubleDashEndsFlags) {
