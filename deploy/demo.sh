@@ -7,16 +7,19 @@
 #
 #   deploy/demo.sh          set up and start
 #   deploy/demo.sh stop     stop the demo's pgod (its container keeps running, as with any pgod)
+#
+# For its test, the places can be moved: PGOD_DEMO_DIR, PGOD_DEMO_RUNDIR, PGOD_DEMO_LOG,
+# PGOD_DEMO_SSH_PORT, PGOD_DEMO_METRICS_PORT, and PGOD_DEMO_BIN (programs already built: no build).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-demo=/var/lib/pgod-demo           # everything of the demo lives here
-rundir=/run/pgod-demo
-log=/var/log/pgod-demo.log
+demo=${PGOD_DEMO_DIR:-/var/lib/pgod-demo}   # everything of the demo lives here
+rundir=${PGOD_DEMO_RUNDIR:-/run/pgod-demo}
+log=${PGOD_DEMO_LOG:-/var/log/pgod-demo.log}
 user=pgo-demo
 image=pgod-demo/busybox:1
-ssh_port=2222
-metrics_port=9112
+ssh_port=${PGOD_DEMO_SSH_PORT:-2222}
+metrics_port=${PGOD_DEMO_METRICS_PORT:-9112}
 
 say() { printf '== %s\n' "$*"; }
 die() { printf 'deploy/demo.sh: %s\n' "$*" >&2; exit 1; }
@@ -43,10 +46,14 @@ fi
 say "packages"
 "$root/deploy/install-deps.sh" build test
 
-say "build"
-cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$root/build" -j"$(nproc)" --target pgod pgod-worker pgod-gateway pgoctl
-bin="$root/build/bin"
+if [ -n "${PGOD_DEMO_BIN:-}" ]; then
+  bin=$PGOD_DEMO_BIN
+else
+  say "build"
+  cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$root/build" -j"$(nproc)" --target pgod pgod-worker pgod-gateway pgoctl
+  bin="$root/build/bin"
+fi
 # Workers run as the demo's user: they must be able to execute the programs.
 install -d -m 0755 "$demo/bin"
 install -m 0755 "$bin/pgod" "$bin/pgod-worker" "$bin/pgod-gateway" "$bin/pgoctl" "$demo/bin/"
@@ -60,9 +67,9 @@ done
 say "docker engine"
 if ! docker info >/dev/null 2>&1; then
   # No systemd to start it here (containers, minimal machines): run it in the background.
-  nohup /usr/sbin/dockerd >/var/log/pgod-demo-dockerd.log 2>&1 &
+  nohup /usr/sbin/dockerd >"$log.dockerd" 2>&1 &
   for _ in $(seq 120); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
-  docker info >/dev/null 2>&1 || die "dockerd did not start; see /var/log/pgod-demo-dockerd.log"
+  docker info >/dev/null 2>&1 || die "dockerd did not start; see $log.dockerd"
 fi
 
 say "image $image (made locally from busybox-static: nothing is pulled)"

@@ -22,6 +22,7 @@ test_packages=(
   docker.io docker-compose busybox-static docker-registry apache2-utils
   openssh-client openssh-server
   systemd systemd-container bash-completion man-db
+  curl iproute2
 )
 
 wanted=()
