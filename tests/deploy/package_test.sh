@@ -133,12 +133,14 @@ in_container sh -euc "
   git -c user.name=t -c user.email=t@localhost commit -q -m one
   git clone -q --bare /root/src /srv/$project.git
   chmod -R a+rX /srv/$project.git"
-in_container sh -c "cat >/etc/pgo.toml" <<EOF
-[[services]]
-name = "$project"
-user = "$project"
-repository = "/srv/$project.git"
-EOF
+# A [[services]] table of the test's repository and user: NAME [MOUNT].
+service_table() {
+  printf '[[services]]\nname = "%s"\nuser = "%s"\nrepository = "/srv/%s.git"\n' "$1" "$project" "$project"
+  [ -z "${2:-}" ] || printf 'mount = "%s"\n' "$2"
+  echo
+}
+write_config() { in_container sh -c "cat >/etc/pgo.toml"; }
+service_table "$project" | write_config
 
 # ---- the units -------------------------------------------------------------------------------
 in_container systemctl start pgod.service || fail "pgod.service did not start"
@@ -186,13 +188,7 @@ status_of "$pgod" | grep -q '^Seccomp:[[:space:]]*2' || fail "pgod runs without 
 echo "confined: gateway $gateway and worker $worker (seccomp, no caps, no new privileges)"
 
 # ---- reload and independent restarts --------------------------------------------------------
-in_container sh -c "cat >>/etc/pgo.toml" <<EOF
-
-[[services]]
-name = "${project}b"
-user = "$project"
-repository = "/srv/$project.git"
-EOF
+{ service_table "$project"; service_table "${project}b"; } | write_config
 in_container systemctl reload pgod.service || fail "systemctl reload pgod"
 listed=""
 for _ in $(seq 50); do
@@ -226,20 +222,11 @@ case " $* " in
 esac
 exec /usr/bin/systemd-mount.real "$@"
 STANDIN
-in_container sh -c "cat >>/etc/pgo.toml" <<EOF
-
-[[services]]
-name = "${project}n"
-user = "$project"
-repository = "/srv/$project.git"
-mount = "nfs://share-server/export"
-
-[[services]]
-name = "${project}x"
-user = "$project"
-repository = "/srv/$project.git"
-mount = "nfs://127.0.0.1/nothing"
-EOF
+{
+  service_table "$project"
+  service_table "${project}n" nfs://share-server/export
+  service_table "${project}x" nfs://127.0.0.1/nothing
+} | write_config
 in_container systemctl reload pgod.service
 share=/var/lib/pgo-data/${project}n
 for _ in $(seq 100); do
@@ -261,12 +248,7 @@ if in_container systemctl list-units --all --plain --no-legend 'var-lib-pgo\x2dd
   fail "a failed mount unit lingers: $(in_container systemctl list-units --all --plain --no-legend '*.mount')"
 fi
 # Both services go again: the share is unmounted (systemd-umount) and its mount point removed.
-in_container sh -c "cat >/etc/pgo.toml" <<EOF
-[[services]]
-name = "$project"
-user = "$project"
-repository = "/srv/$project.git"
-EOF
+service_table "$project" | write_config
 in_container systemctl reload pgod.service
 for _ in $(seq 100); do
   in_container findmnt -n "$share" >/dev/null 2>&1 || break
