@@ -32,7 +32,9 @@ stop_demo() {
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
     say "stopping the demo's pgod (pid $pid)"
     kill -TERM "$pid"
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    # pgod gives its workers 10 s to stop; then it is made to go.
+    for _ in $(seq 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
   fi
   rm -f "$rundir/pgod.pid"
 }

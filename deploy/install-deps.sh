@@ -4,7 +4,8 @@
 #   install-deps.sh test     what the tests need besides: git, a docker engine, compose, a
 #                            loopback registry, lighttpd for git over HTTP, OpenSSH as reference,
 #                            systemd-analyze for the units, systemd-nspawn to boot them,
-#                            bash-completion and man for the installed files
+#                            bash-completion and man for the installed files, clang and
+#                            libFuzzer for the fuzz targets
 # Needs root when something is missing; says what to install otherwise.
 set -euo pipefail
 
@@ -23,6 +24,7 @@ test_packages=(
   openssh-client openssh-server
   systemd systemd-container bash-completion man-db
   curl iproute2
+  clang libclang-rt-14-dev
 )
 
 wanted=()

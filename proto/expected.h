@@ -9,6 +9,9 @@ namespace pgod {
 
 template <class E>
 struct Unexpected {
+  // A constructor rather than an aggregate: clang before 16 cannot do C++20's
+  // parenthesised aggregate initialisation (Unexpected(error)).
+  Unexpected(E e) : error(std::move(e)) {}  // NOLINT(google-explicit-constructor)
   E error;
 };
 template <class E>

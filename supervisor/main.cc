@@ -162,7 +162,9 @@ int serve(const Options& options) {
   settings.defaults.poll_interval = options.duration;
   settings.defaults.debug = options.debug;
   if (options.mount_with_systemd) {
-    settings.mount_command = {"/usr/bin/systemd-mount", "--collect"};
+    // systemd gives up on the mount before pgod gives up waiting (60 s), so no mount job is
+    // left running in PID 1 to succeed after pgod reported it failed.
+    settings.mount_command = {"/usr/bin/systemd-mount", "--collect", "--property=TimeoutSec=50s"};
     settings.umount_command = {"/usr/bin/systemd-umount"};
   } else {
     settings.mount_command = {options.mount_program};

@@ -175,17 +175,17 @@ Failure refuse_other_sockets(scmp_filter_ctx ctx) {
       std::max_element(std::begin(kAllowedFamilies), std::end(kAllowedFamilies),
                        [](const Named& a, const Named& b) { return a.value < b.value; })
           ->value;
-  if (auto failure = refuse(ctx, "socket", EAFNOSUPPORT, {SCMP_A0(SCMP_CMP_GT, highest)},
+  if (auto failure = refuse(ctx, "socket", EAFNOSUPPORT, {SCMP_A0(SCMP_CMP_GT, highest, 0)},
                             fmt::format(" with family > {}", highest)))
     return failure;
   for (std::uint64_t family = 0; family < highest; ++family) {
     if (is_allowed(family)) continue;
-    if (auto failure = refuse(ctx, "socket", EAFNOSUPPORT, {SCMP_A0(SCMP_CMP_EQ, family)},
+    if (auto failure = refuse(ctx, "socket", EAFNOSUPPORT, {SCMP_A0(SCMP_CMP_EQ, family, 0)},
                               fmt::format(" with family {}", family)))
       return failure;
   }
   return refuse(ctx, "socket", EPROTONOSUPPORT,
-                {SCMP_A0(SCMP_CMP_EQ, std::uint64_t{AF_NETLINK}), SCMP_A2(SCMP_CMP_NE, std::uint64_t{NETLINK_ROUTE})},
+                {SCMP_A0(SCMP_CMP_EQ, std::uint64_t{AF_NETLINK}, 0), SCMP_A2(SCMP_CMP_NE, std::uint64_t{NETLINK_ROUTE}, 0)},
                 " AF_NETLINK with protocol other than NETLINK_ROUTE");
 }
 

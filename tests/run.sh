@@ -2,10 +2,11 @@
 # Runs every test: installs the Debian packages the build needs (when missing), configures,
 # builds warning-free (-Werror), runs ctest, then builds again under AddressSanitizer +
 # UndefinedBehaviorSanitizer and reruns the unit and integration tests there (the end-to-end
-# ones on a real engine run once). Exits non-zero on any failure.
+# ones on a real engine run once), and finally builds the fuzz targets with clang and runs each
+# for PGOD_FUZZ_SECONDS (default 20). Exits non-zero on any failure.
 #
 #   tests/run.sh            everything
-#   tests/run.sh --no-asan  skip the sanitizer pass (quicker while developing)
+#   tests/run.sh --no-asan  skip the sanitizer and fuzz passes (quicker while developing)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,4 +35,12 @@ if [ "$asan" = 1 ]; then
   cmake --build build-asan -j"$jobs"
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
      ctest --output-on-failure -j"$jobs" -L 'unit|integration|cli')
+fi
+
+if [ "$asan" = 1 ]; then
+  echo "== fuzz targets (clang, libFuzzer + ASan/UBSan), ${PGOD_FUZZ_SECONDS:-20} s each =="
+  cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DPGOD_FUZZ=ON -DPGOD_WERROR=ON -DPGOD_FUZZ_SECONDS="${PGOD_FUZZ_SECONDS:-20}" >/dev/null
+  cmake --build build-fuzz -j"$jobs" --target fuzzers
+  (cd build-fuzz && ctest --output-on-failure -L fuzz)
 fi

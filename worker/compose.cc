@@ -35,7 +35,9 @@ std::vector<std::string> compose_environment(rpc::ServiceSettings::Reader settin
   // Real environment variables win over a .env file, and the repository owns .env: without
   // these, a committed `DOCKER_HOST=tcp://elsewhere` would send compose (and the registry
   // credentials it carries) to a daemon of the author's choosing. pgo.toml may set them.
-  for (const auto& [name, value] : kDockerEndpoint) {
+  for (const auto& endpoint : kDockerEndpoint) {
+    const auto& name = endpoint.first;  // (clang 14 cannot capture a structured binding)
+    const auto& value = endpoint.second;
     const bool configured = std::any_of(env.begin(), env.end(), [&](const std::string& entry) {
       return entry.size() > name.size() && entry.compare(0, name.size(), name) == 0 && entry[name.size()] == '=';
     });

@@ -1,7 +1,9 @@
 // GCC 12 at -O2 reports maybe-uninitialized inside KJ 0.9's ExceptionOr<T> (a flag-guarded
 // union) for promises of std::variant/std::string-holding types: a known false positive of
 // that pairing, silenced for this file only (before the includes: the reports point into them).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 #include "service.h"
 
@@ -45,11 +47,15 @@ constexpr auto kComposeUpTimeout = 20min;
 constexpr auto kComposeDownTimeout = 10min;
 constexpr auto kDockerLoginTimeout = 1min;
 constexpr std::size_t kErrorTail = 2000;
-// Read verbs each run a compose process (~50 MB for compose v1): a few at once, the rest wait
-// their turn (a burst of CI jobs asking `ps` is served, slower, rather than refused).
-constexpr std::size_t kMaxConcurrentReads = 16;
+// Read verbs each run a compose process (~50 MB for compose v1), so they are bounded. Short
+// ones (ps, status, logs without -f, …) run a few at once and the rest wait their turn: a burst
+// of CI jobs asking `ps` is served, slower, rather than refused. `logs -f` and `exec` may run
+// for as long as their caller likes, so they have slots of their own (never starving the short
+// ones) and are refused at once when those are taken: waiting behind them could be forever.
+constexpr std::size_t kMaxShortReads = 8;
 constexpr std::size_t kMaxWaitingReads = 128;
 constexpr auto kReadWaitLimit = 30 * kj::SECONDS;
+constexpr std::size_t kMaxLongReads = 16;
 constexpr std::size_t kMaxComposeFileBytes = 1 << 20;
 // Env values shorter than this are too likely to appear in ordinary text ("true", "prod") to
 // be redacted everywhere; tokens and passwords are longer.
@@ -126,7 +132,8 @@ Service::Service(kj::AsyncIoContext& io, rpc::ServiceSettings::Reader settings, 
       settings_(settings),
       log_(service_logger(settings.getName().cStr())),
       path_prefix_(std::move(path_prefix)),
-      read_slots_(io.provider->getTimer(), kMaxConcurrentReads, kMaxWaitingReads, kReadWaitLimit),
+      short_reads_(io.provider->getTimer(), kMaxShortReads, kMaxWaitingReads, kReadWaitLimit),
+      long_reads_(io.provider->getTimer(), kMaxLongReads, 0, kReadWaitLimit),
       queue_tail_(kj::Promise<void>(kj::READY_NOW).fork()),
       detached_(*this) {
   secrets_.emplace_back(settings.getRepository().cStr());  // whole URL: libgit2 may echo it
@@ -811,8 +818,15 @@ kj::Promise<VerbResult> Service::run_compose_verb(Verb verb, std::vector<std::st
         .attach(kj::mv(guard));
   };
   if (mutates) return serialized<VerbResult>(kj::mv(job));
-  return read_slots_.acquire().then([job = kj::mv(job)](ReadSlots::Grant grant) mutable -> kj::Promise<VerbResult> {
-    if (!grant.slot) return VerbResult{static_cast<std::uint32_t>(Status::kInternalServerError), grant.refusal};
+  const bool long_running = follow || verb == Verb::kExec;
+  auto& slots = long_running ? long_reads_ : short_reads_;
+  return slots.acquire().then([job = kj::mv(job), long_running](ReadSlots::Grant grant) mutable -> kj::Promise<VerbResult> {
+    if (!grant.slot) {
+      auto refusal = long_running ? fmt::format("too many logs -f and exec at once for this service (at most {})",
+                                                kMaxLongReads)
+                                  : grant.refusal;
+      return VerbResult{static_cast<std::uint32_t>(Status::kInternalServerError), std::move(refusal)};
+    }
     return job().attach(kj::mv(grant.slot));
   });
 }

@@ -125,7 +125,8 @@ class Service final : private kj::TaskSet::ErrorHandler {
   std::string path_prefix_;
 
   std::string validated_file_;
-  ReadSlots read_slots_;  // read verbs in flight, bounded
+  ReadSlots short_reads_;  // read verbs in flight, bounded (see service.cc)
+  ReadSlots long_reads_;   // logs -f and exec
 
   // Declared before the thread, so the thread (joined in its destructor) is gone first.
   std::unique_ptr<GitTracker> git_;

@@ -28,35 +28,41 @@ export PGOD_DEMO_SSH_PORT PGOD_DEMO_METRICS_PORT
 image=pgod-demo/busybox:1
 containers() { docker ps -q --filter label=com.docker.compose.project=demo 2>/dev/null || true; }
 
+# What is here already is never removed. With the engine stopped, its files tell.
 engine_was_running=0
 docker info >/dev/null 2>&1 && engine_was_running=1
 had_image=0
 had_users=()
 if [ "$engine_was_running" = 1 ]; then
-  [ -z "$(containers)" ] || fail "a compose project named demo runs here already: stop it first"
+  [ -z "$(docker ps -aq --filter label=com.docker.compose.project=demo)" ] ||
+    fail "a compose project named demo exists here already: remove it first"
   docker image inspect "$image" >/dev/null 2>&1 && had_image=1
+else
+  if grep -qs '"com.docker.compose.project":"demo"' /var/lib/docker/containers/*/config.v2.json; then
+    fail "a compose project named demo exists here already: remove it first"
+  fi
+  grep -qs "\"$image\"\|\"${image%:*}\"" /var/lib/docker/image/*/repositories.json && had_image=1
 fi
 for name in pgo-demo pgod-gw; do id -u "$name" >/dev/null 2>&1 && had_users+=("$name"); done
 
 cleanup() {
   local status=$?
+  set +e  # clean up everything, whatever fails
   [ "$status" -ne 0 ] && [ -f "$work/pgod.log" ] && tail -30 "$work/pgod.log" >&2
-  "$source_dir/deploy/demo.sh" stop >/dev/null 2>&1 || true
-  local ids
-  ids=$(docker ps -aq --filter label=com.docker.compose.project=demo 2>/dev/null || true)
-  [ -n "$ids" ] && docker rm -f $ids >/dev/null 2>&1
-  docker network rm demo_default >/dev/null 2>&1 || true
-  [ "$had_image" = 1 ] || docker rmi "$image" >/dev/null 2>&1 || true
+  "$source_dir/deploy/demo.sh" stop >/dev/null 2>&1
+  docker rm -f $(docker ps -aq --filter label=com.docker.compose.project=demo) >/dev/null 2>&1
+  docker network rm demo_default >/dev/null 2>&1
+  [ "$had_image" = 1 ] || docker rmi "$image" >/dev/null 2>&1
   if [ "$engine_was_running" = 0 ] && [ -f /var/run/docker.pid ]; then
     local pid
     pid=$(cat /var/run/docker.pid)
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -TERM "$pid" 2>/dev/null
+    for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   fi
   for name in pgo-demo pgod-gw; do
-    case " ${had_users[*]} " in *" $name "*) ;; *) userdel "$name" >/dev/null 2>&1 || true ;; esac
+    case " ${had_users[*]} " in *" $name "*) ;; *) userdel "$name" >/dev/null 2>&1 ;; esac
   done
-  rm -rf "$work"
+  rm -rf --one-file-system "$work"
   exit "$status"
 }
 trap cleanup EXIT
@@ -66,13 +72,15 @@ grep -q "^pgod runs the demo" <<<"$out" || fail "demo.sh did not say pgod runs: 
 first_pid=$(cat "$work/run/pgod.pid")
 echo "demo.sh: pgod $first_pid runs the demo"
 
-# The commands it prints under "Try:", run as printed (logs -f for a moment: it follows).
+# The commands it prints under "Try:", run as printed (logs -f for 3 s: it follows).
 tries=$(sed -n '/^pgod runs the demo/,/^Push a change/p' <<<"$out" | grep '^  ' | sed 's/ *#.*$//')
 [ "$(wc -l <<<"$tries")" -ge 5 ] || fail "fewer commands printed than expected: $tries"
 tried=0
 while IFS= read -r line; do
   status=0
-  result=$(timeout 3 bash -c "$line" 2>&1 </dev/null) || status=$?
+  limit=60
+  case $line in *"logs -f"*) limit=3 ;; esac
+  result=$(timeout "$limit" bash -c "$line" 2>&1 </dev/null) || status=$?
   case $line in *"logs -f"*) [ "$status" = 124 ] || fail "'$line' ended ($status): $result" ;;
     *) [ "$status" = 0 ] || fail "'$line' failed ($status): $result" ;; esac
   [ -n "$result" ] || fail "'$line' printed nothing"

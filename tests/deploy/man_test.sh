@@ -18,7 +18,8 @@ check() {
   local page=$1 program=$2 rendered option
   rendered=$(MANWIDTH=200 man -l "$docs/$page" 2>/dev/null)
   for option in $(long_options "$bin/$program"); do
-    grep -qF -- "$option" <<<"$rendered" || fail "$page does not describe $program $option"
+    # the whole option: --host-key must not pass for --host-key-fd
+    grep -qE -- "${option}([^a-z-]|$)" <<<"$rendered" || fail "$page does not describe $program $option"
   done
 }
 check pgod.8 pgod

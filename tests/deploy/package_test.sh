@@ -23,29 +23,45 @@ machine="pgod-pkg-$$"
 work=$(mktemp -d)
 nspawn_pid=""
 mounted_nspawn_run=0
+mounted_changes=0
 mounted_root=0
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-in_container() { nsenter -t "$leader" -a -- "$@"; }
+# Runs a command in the container. Never on this host: should the container be gone and its
+# PID reused, the mount namespace would be ours, and the command is refused.
+in_container() {
+  [ "$(readlink "/proc/$leader/ns/mnt" 2>/dev/null)" != "$(readlink /proc/self/ns/mnt)" ] ||
+    fail "the container is gone (pid $leader is in this host's namespace)"
+  nsenter -t "$leader" -a -- "$@"
+}
+
+# The compose projects the test made: its service's and the ones added on reload.
+test_projects() {
+  docker ps -a --format '{{.Label "com.docker.compose.project"}}' 2>/dev/null | grep "^$project" | sort -u
+}
 
 cleanup() {
   local status=$?
+  set +e  # clean up everything, whatever fails
   if [ "$status" -ne 0 ] && [ -n "${leader:-}" ]; then
     echo "--- journal of the units ---" >&2
     in_container journalctl --no-pager -o cat -u pgod -u pgod-gateway 2>&1 | tail -60 >&2 || true
   fi
   if [ -n "$nspawn_pid" ]; then
     kill -TERM "$nspawn_pid" 2>/dev/null || true  # nspawn halts the container on TERM
-    for _ in $(seq 100); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$nspawn_pid" 2>/dev/null || true
-    wait "$nspawn_pid" 2>/dev/null || true
+    for _ in $(seq 300); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$nspawn_pid" 2>/dev/null
+    wait "$nspawn_pid" 2>/dev/null
   fi
-  local ids
-  ids=$(docker ps -aq --filter "label=com.docker.compose.project=$project" 2>/dev/null || true)
-  [ -n "$ids" ] && docker rm -f $ids >/dev/null 2>&1
-  if [ "$mounted_nspawn_run" = 1 ]; then umount /run/systemd/nspawn || true; fi
-  if [ "$mounted_root" = 1 ]; then umount "$work/root" || true; umount "$work/changes" || true; fi
-  rm -rf "$work"
+  local name
+  for name in $(test_projects); do
+    docker rm -f $(docker ps -aq --filter "label=com.docker.compose.project=$name") >/dev/null 2>&1
+    docker network rm "${name}_default" >/dev/null 2>&1
+  done
+  [ "$mounted_nspawn_run" = 1 ] && umount /run/systemd/nspawn
+  [ "$mounted_root" = 1 ] && umount "$work/root"
+  [ "$mounted_changes" = 1 ] && umount "$work/changes"
+  rm -rf --one-file-system "$work"
   exit "$status"
 }
 trap cleanup EXIT
@@ -64,6 +80,7 @@ fi
 # The host's root filesystem below, the container's writes in a tmpfs above.
 mkdir "$work/root" "$work/changes"
 mount -t tmpfs -o mode=0755 tmpfs "$work/changes"
+mounted_changes=1
 mkdir "$work/changes/upper" "$work/changes/work"
 mount -t overlay overlay -o "lowerdir=/,upperdir=$work/changes/upper,workdir=$work/changes/work" "$work/root"
 mounted_root=1
@@ -263,4 +280,23 @@ if in_container pgrep -x pgod-worker >/dev/null; then fail "workers left after s
 [ -n "$(docker ps -q --filter "label=com.docker.compose.project=$project")" ] ||
   fail "stopping pgod stopped the containers"
 echo "stopped: no worker left, the container still runs"
+
+# ---- upgrade and removal ---------------------------------------------------------------------
+in_container systemctl enable --now pgod.service pgod-gateway.service >/dev/null 2>&1 || fail "enable --now"
+gateway=$(in_container systemctl show -P MainPID pgod-gateway.service)
+pgod=$(in_container systemctl show -P MainPID pgod.service)
+in_container dpkg -i /pkg/pgod.deb >"$work/dpkg.log" 2>&1 || fail "dpkg -i over itself: $(cat "$work/dpkg.log")"
+[ "$(in_container systemctl show -P MainPID pgod.service)" != "$pgod" ] || fail "an upgrade did not restart pgod"
+[ "$(in_container systemctl show -P MainPID pgod-gateway.service)" != "$gateway" ] ||
+  fail "an upgrade did not restart the gateway"
+[ "$(in_container systemctl is-active pgod.service pgod-gateway.service | tr '\n' ' ')" = "active active " ] ||
+  fail "not active after the upgrade"
+in_container dpkg -r pgod >"$work/dpkg.log" 2>&1 || fail "dpkg -r: $(cat "$work/dpkg.log")"
+if in_container pgrep -x 'pgod|pgod-gateway|pgod-worker' >/dev/null; then fail "pgod still runs after dpkg -r"; fi
+if in_container sh -c 'ls /etc/systemd/system/*.wants/pgod* 2>/dev/null' | grep -q .; then
+  fail "enablement links left after dpkg -r"
+fi
+[ -n "$(docker ps -q --filter "label=com.docker.compose.project=$project")" ] ||
+  fail "removing the package stopped the containers"
+echo "upgraded: both units restarted; removed: stopped and disabled, the container still runs"
 echo "package_test: OK"

@@ -610,7 +610,7 @@ TEST_F(WorkerTest, PollsUpstreamByItself) {
   EXPECT_TRUE(worker.wait_for([&] { return worker.calls().find(" down |") != std::string::npos; }, 5s));
 }
 
-TEST_F(WorkerTest, ReadVerbsBeyondTheLimitWaitTheirTurn) {
+TEST_F(WorkerTest, FollowersHaveSlotsOfTheirOwnAndNeverStarveShortReads) {
   WorkerHarness worker(upstream->path());
   start(worker);
   std::vector<std::unique_ptr<std::string>> buffers;
@@ -625,20 +625,46 @@ TEST_F(WorkerTest, ReadVerbsBeyondTheLimitWaitTheirTurn) {
     calls.push_back(request.send());
   }
   ASSERT_TRUE(worker.wait_for([&] { return count(worker.calls(), " logs --follow") == 16; }));
-  worker.clear_calls();
-  // A 17th read waits: no compose process starts for it while all slots are taken.
-  auto waiting = worker.client().runRequest();
-  waiting.setVerb(Verb::PS);
+  // A 17th follower is refused at once: waiting behind commands that may never end is pointless.
+  auto one_more = worker.run(Verb::LOGS, {"-f"});
+  EXPECT_EQ(one_more.exit_status, 500u);
+  EXPECT_EQ(one_more.message, "too many logs -f and exec at once for this service (at most 16)");
+  // Short reads are not held up by them.
+  const auto started = std::chrono::steady_clock::now();
+  EXPECT_EQ(worker.run(Verb::PS).exit_status, 0u);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+  calls.erase(calls.begin());  // a follower leaves: its slot is free again
+  worker.sleep(500ms);          // (the cancellation reaches the worker)
   std::string out, err;
-  waiting.setOutput(kj::heap<CollectingSink>(out, err));
-  auto pending = waiting.send();
-  worker.sleep(500ms);
-  EXPECT_FALSE(pending.poll(worker.io().waitScope));
-  EXPECT_EQ(count(worker.calls(), " ps"), 0u) << worker.calls();
-  calls.erase(calls.begin());  // one follower leaves: the waiting ps runs
-  auto result = pending.wait(worker.io().waitScope);
-  EXPECT_EQ(result.getExitStatus(), 0u) << result.getMessage().cStr();
-  EXPECT_EQ(count(worker.calls(), " ps"), 1u) << worker.calls();
+  auto request = worker.client().runRequest();
+  request.setVerb(Verb::LOGS);
+  request.initArgs(1).set(0, "-f");
+  request.setOutput(kj::heap<CollectingSink>(out, err));
+  calls.push_back(request.send());
+  EXPECT_TRUE(worker.wait_for([&] { return count(worker.calls(), " logs --follow") == 17; })) << worker.calls();
+  calls.clear();
+}
+
+TEST_F(WorkerTest, ShortReadsBeyondTheLimitWaitTheirTurn) {
+  WorkerHarness worker(upstream->path());
+  start(worker);
+  std::ofstream(worker.standin_dir() + "/ps-delay") << "1\n";
+  // Twelve slow `ps` at once: eight run, four wait for a slot, and all twelve succeed.
+  std::vector<std::pair<std::string, std::string>> outputs(12);
+  std::vector<capnp::RemotePromise<rpc::Worker::RunResults>> calls;
+  const auto started = std::chrono::steady_clock::now();
+  for (auto& [out, err] : outputs) {
+    auto request = worker.client().runRequest();
+    request.setVerb(Verb::PS);
+    request.setOutput(kj::heap<CollectingSink>(out, err));
+    calls.push_back(request.send());
+  }
+  for (auto& call : calls) {
+    auto result = call.wait(worker.io().waitScope);
+    EXPECT_EQ(result.getExitStatus(), 0u) << result.getMessage().cStr();
+  }
+  EXPECT_GE(std::chrono::steady_clock::now() - started, 1900ms) << "more than eight ran at once";
+  for (const auto& [out, err] : outputs) EXPECT_NE(out.find("Up"), std::string::npos) << out << err;
 }
 
 }  // namespace
