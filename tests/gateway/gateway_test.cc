@@ -18,6 +18,7 @@
 #include <regex>
 #include <thread>
 
+#include "command_grammar.h"
 #include "pgod_harness.h"
 #include "process.h"
 #include "status.h"
@@ -223,6 +224,32 @@ TEST_F(GatewayTest, AKeyOfOneServiceIsRefusedForAnotherWith401) {
   EXPECT_EQ(refused.err, "Unauthorized: Key for user \"tester\" does not match any for name b\n");
   EXPECT_EQ(refused.out, "");
   EXPECT_EQ(pgod_.calls().find(" ps"), std::string::npos) << "nothing ran";
+}
+
+// Every command, as someone holding service a's key would try it on b.
+std::vector<std::string> every_command_for(const std::string& service) {
+  std::vector<std::string> lines;
+  for (const auto& verb : all_verbs()) {
+    std::string line = service + "//" + std::string(verb.words);
+    if (verb.verb == Verb::kExec) line += " app id";
+    if (verb.verb == Verb::kRollback) line += " 0123456789abcdef0123456789abcdef01234567";
+    lines.push_back(line);
+  }
+  return lines;
+}
+
+TEST_F(GatewayTest, AKeyOfOneServiceRunsNothingOnAnother) {
+  start();
+  const pid_t worker_b = pgod_.worker_pid("b");
+  const auto calls_before = pgod_.calls();
+  for (const auto& line : every_command_for("b")) {
+    auto refused = ssh(key_a_, line);
+    EXPECT_EQ(refused.exit_code, 401 % 256) << line;
+    EXPECT_EQ(refused.err, "Unauthorized: Key for user \"tester\" does not match any for name b\n") << line;
+    EXPECT_EQ(refused.out, "") << line;
+  }
+  EXPECT_EQ(pgod_.calls(), calls_before) << "nothing ran";
+  EXPECT_EQ(pgod_.worker_pid("b"), worker_b) << "b's worker was not restarted";
 }
 
 TEST_F(GatewayTest, AKeyNoServiceListsIsRefusedAtAuthentication) {
@@ -468,8 +495,20 @@ TEST_F(GatewayTest, TheGatewayIsConfinedAsItsOwnUser) {
   EXPECT_EQ(status["Uid"], uid + "\t" + uid + "\t" + uid + "\t" + uid);
   EXPECT_EQ(status["NoNewPrivs"], "1");
   EXPECT_EQ(status["Seccomp"], "2");
-  EXPECT_EQ(status["CapEff"], "0000000000000000");
-  EXPECT_EQ(status["CapPrm"], "0000000000000000");
+  const auto gid = std::to_string(gateway_user().gid);
+  EXPECT_EQ(status["Gid"], gid + "\t" + gid + "\t" + gid + "\t" + gid);
+  auto groups = status["Groups"];
+  while (!groups.empty() && groups.back() == ' ') groups.pop_back();
+  EXPECT_TRUE(groups.empty() || groups == gid) << "no group but its own: " << groups;
+  for (const char* set : {"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"})
+    EXPECT_EQ(status[set], "0000000000000000") << set;
+  // Beyond stdio: sockets and the event loop's descriptors only. No file, no directory, and
+  // not the host key's memfd (read once, then closed).
+  for (const auto& [fd, target] : proc_fds(gateway)) {
+    if (fd <= 2) continue;
+    const bool allowed = target.rfind("socket:", 0) == 0 || target.rfind("anon_inode:", 0) == 0;
+    EXPECT_TRUE(allowed) << "fd " << fd << " -> " << target;
+  }
   EXPECT_NE(pgod_.log().find("ready: ssh on 127.0.0.1:" + std::to_string(ssh_port_)), std::string::npos);
 }
 
@@ -599,6 +638,26 @@ class PgoctlGatewayTest : public GatewayTest {
     return who.out.substr(0, who.out.find('\n'));
   }
 };
+
+TEST_F(PgoctlGatewayTest, AKeyOfOneServiceRunsNothingOnAnother) {
+  start();
+  const pid_t worker_b = pgod_.worker_pid("b");
+  const auto calls_before = pgod_.calls();
+  for (const auto& line : every_command_for("b")) {
+    std::vector<std::string> args = {"-i", key_a_, "--", "127.0.0.1:" + line.substr(0, line.find(' '))};
+    for (std::size_t at = line.find(' '); at != std::string::npos;) {
+      const auto next = line.find(' ', at + 1);
+      args.push_back(line.substr(at + 1, next == std::string::npos ? std::string::npos : next - at - 1));
+      at = next;
+    }
+    auto refused = pgoctl(args);
+    EXPECT_EQ(refused.exit_code, 401 % 256) << line << ": " << refused.err;
+    EXPECT_NE(refused.err.find("does not match any for name b"), std::string::npos) << line << ": " << refused.err;
+    EXPECT_EQ(refused.out, "") << line;
+  }
+  EXPECT_EQ(pgod_.calls(), calls_before) << "nothing ran";
+  EXPECT_EQ(pgod_.worker_pid("b"), worker_b) << "b's worker was not restarted";
+}
 
 TEST_F(PgoctlGatewayTest, PingRecordsTheHostKeyOnFirstUseAndChecksItAfter) {
   start();

@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <fstream>
 #include <functional>
 #include <string>
 #include <thread>
@@ -357,6 +358,16 @@ TEST(SeccompFilterTest, BpfIsRefused) {
   const auto call = [] { return outcome(syscall(SYS_bpf, 0x7fff, nullptr, 0)); };
   EXPECT_EQ(confined(As::kCaller, call), "EPERM");
   expect_without_filter(As::kCaller, call, "EINVAL");
+}
+
+TEST(SeccompFilterTest, IoUringSetupIsRefused) {
+  // No ring (params NULL): EFAULT from the kernel, EPERM only from the filter. io_uring does
+  // its I/O outside the syscall path, so a filter could not see what a ring does.
+  const auto call = [] { return outcome(syscall(SYS_io_uring_setup, 1, nullptr)); };
+  EXPECT_EQ(confined(As::kCaller, call), "EPERM");
+  std::string disabled;  // kernels since 6.6 may disable io_uring for everyone (EPERM too)
+  std::ifstream("/proc/sys/kernel/io_uring_disabled") >> disabled;
+  if (disabled.empty() || disabled == "0") expect_without_filter(As::kCaller, call, "EFAULT");
 }
 
 TEST(SeccompFilterTest, KeyctlIsRefused) {

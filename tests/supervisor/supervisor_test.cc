@@ -141,6 +141,38 @@ TEST_F(SupervisorTest, EachWorkerRunsAsItsUserWithDockerGroupNoPrivilegesAndSecc
   EXPECT_EQ(calls.find("uid=0 "), std::string::npos) << "nothing ran docker as root";
 }
 
+TEST_F(SupervisorTest, NeitherTheGatewayNorAnotherServiceCanReadAServicesFiles) {
+  start_two();
+  const std::string checkout = pgod.dir() + "/a", state = pgod.dir() + "/.pgod/a";
+  ASSERT_TRUE(PgodHarness::wait_for([&]() { return fs::exists(state + "/compose.validated.yaml"); })) << pgod.log();
+  const std::string docker = std::to_string(docker_group());
+  // As a worker of b runs (b's user, its group and docker), and as the gateway runs.
+  const auto as = [](const TestUser& user, const std::string& groups, const std::vector<std::string>& command) {
+    std::vector<std::string> argv = {"/usr/bin/setpriv", "--reuid=" + std::to_string(user.uid),
+                                     "--regid=" + std::to_string(user.gid)};
+    argv.push_back(groups.empty() ? "--clear-groups" : "--groups=" + groups);
+    argv.insert(argv.end(), command.begin(), command.end());
+    return run_process(argv);
+  };
+  const TestUser& a = service_user_a();
+  const TestUser& b = service_user_b();
+  const TestUser& gateway = gateway_user();
+  for (const auto& [path, is_dir] : {std::pair{checkout, true}, std::pair{checkout + "/compose.yaml", false},
+                                     std::pair{state, true}, std::pair{state + "/compose.validated.yaml", false},
+                                     std::pair{state + "/docker", true}}) {
+    const std::vector<std::string> read = is_dir ? std::vector<std::string>{"/bin/ls", "-a", path}
+                                                 : std::vector<std::string>{"/bin/cat", path};
+    if (fs::exists(path)) {  // the check itself works: the owner can read it
+      EXPECT_EQ(as(a, std::to_string(a.gid) + "," + docker, read).exit_code, 0) << path;
+    }
+    for (const auto& [who, groups] : {std::pair{&b, std::to_string(b.gid) + "," + docker}, std::pair{&gateway, std::string()}}) {
+      auto denied = as(*who, groups, read);
+      EXPECT_NE(denied.exit_code, 0) << who->name << " read " << path << ":\n" << denied.out;
+      EXPECT_NE(denied.err.find("Permission denied"), std::string::npos) << who->name << " " << path << ": " << denied.err;
+    }
+  }
+}
+
 TEST_F(SupervisorTest, AWorkerIsExecutedWithOnlyItsSettingsAndSocketOpen) {
   start_two({"--worker-program", programs_dir() + "/exec-probe"});
   const auto log = pgod.log();
