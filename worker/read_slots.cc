@@ -17,11 +17,12 @@ std::size_t ReadSlots::waiting() {
 }
 
 kj::Promise<ReadSlots::Grant> ReadSlots::acquire() {
-  if (running_ < max_running_ && waiting() == 0) {
+  drop_departed();
+  if (running_ < max_running_ && waiters_.empty()) {
     ++running_;
     return Grant{kj::heap<Slot>(*this), ""};
   }
-  if (waiting() >= max_waiting_)
+  if (waiters_.size() >= max_waiting_)
     return Grant{kj::Own<Slot>(), fmt::format("too many commands at once for this service ({} running, {} waiting)",
                                       max_running_, max_waiting_)};
   // The turn carries the slot itself, so a caller that leaves between being handed the slot
@@ -42,8 +43,9 @@ void ReadSlots::release() {
   drop_departed();
   if (running_ < max_running_ && !waiters_.empty()) {
     ++running_;  // handed straight to the first in line, so no newcomer can overtake it
-    waiters_.front()->fulfill(kj::heap<Slot>(*this));
-    waiters_.pop_front();
+    auto first = kj::mv(waiters_.front());
+    waiters_.pop_front();  // out of the line before anything else can touch it
+    first->fulfill(kj::heap<Slot>(*this));
   }
 }
 
