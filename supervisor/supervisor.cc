@@ -68,6 +68,7 @@ struct Supervisor::Supervised {
   std::chrono::seconds backoff = kFirstBackoff;
   unsigned restarts = 0;
   std::string last_exit;
+  bool killed = false;  // its last exit was a SIGKILL: someone else's doing, not a failing start
   std::string mount_error;
   kj::Own<kj::PromiseFulfiller<void>> stopped;  // set while a stop waits for the exit
   kj::Maybe<kj::ForkedPromise<void>> stopping;  // every caller of stop() waits for the same exit
@@ -253,10 +254,15 @@ kj::Promise<void> Supervisor::supervise(Supervised& child) {
     const auto ran = now() - child.started;
     if (ran >= kStablePeriod) child.backoff = kFirstBackoff;
     // Restarts are spaced from the last start: a worker that was up for a while comes back at
-    // once, one that dies at start-up is retried after 1 s, 2 s, 4 s, … up to a minute.
-    const auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(
+    // once, one that dies at start-up is retried after 1 s, 2 s, 4 s, … up to a minute. A
+    // SIGKILL is never the worker's own failure (its faults are SIGSEGV/SIGABRT/SIGSYS or an
+    // exit code) but an admin or the OOM killer: it comes back at once and the backoff stays.
+    auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::max(std::chrono::steady_clock::duration::zero(), child.backoff - ran));
-    child.backoff = std::min(child.backoff * 2, std::chrono::seconds(kMaxBackoff));
+    if (child.killed)
+      delay = std::chrono::milliseconds::zero();
+    else
+      child.backoff = std::min(child.backoff * 2, std::chrono::seconds(kMaxBackoff));
     child.state = WorkerView::State::kBackingOff;
     child.log->warn("{} {}: restarting in {:.1f} s", child.is_gateway ? "gateway" : "worker",
                     child.last_exit.empty() ? "did not start" : child.last_exit, delay.count() / 1000.0);
@@ -271,11 +277,13 @@ kj::Promise<bool> Supervisor::run_once(Supervised& child) {
   if (!child.is_gateway && !child.service.mount.empty()) ready = ensure_mounted(child.service);
   return ready.then([this, &child](bool mounted) -> kj::Promise<bool> {
     child.started = now();
+    child.killed = false;  // a start that fails is a failure of its own, whatever ended the last run
     if (!mounted || !spawn(child)) return false;
     child.mount_error.clear();
     return io_.unixEventPort.onChildExit(child.reap).then([&child](int status) {
       child.pid = 0;
       child.last_exit = describe_exit(status);
+      child.killed = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
       if (child.stopped) {
         child.log->info("{} stopped ({})", child.is_gateway ? "gateway" : "worker", child.last_exit);
         child.stopped->fulfill();
