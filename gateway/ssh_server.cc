@@ -6,9 +6,11 @@
 #include <libssh/callbacks.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -16,6 +18,7 @@
 #include <list>
 #include <map>
 #include <optional>
+#include <vector>
 
 #include "command_grammar.h"
 #include "logging.h"
@@ -33,6 +36,7 @@ namespace {
 constexpr int kMaxPollRounds = 64;             // per wake-up, so one busy client cannot starve the rest
 constexpr auto kHousekeeping = 1 * kj::SECONDS;
 constexpr auto kRefusalLogInterval = std::chrono::seconds(10);
+constexpr std::size_t kWriteSlice = 64 * 1024;  // handed to libssh at once (see Channel::pump)
 
 
 // The reason word /metrics counts a refusal under.
@@ -47,6 +51,14 @@ const char* rejection_reason(std::uint32_t status) {
 }
 
 bool is_pgod_status(std::uint32_t status) { return status >= 400; }
+
+// libssh's words for a session the client ended (EOF, a reset, its SSH_MSG_DISCONNECT), as
+// opposed to one libssh gave up on.
+bool client_went_away(const std::string& error) {
+  return error.empty() || error.starts_with("Socket error: disconnected") ||
+         error.find("Connection reset by peer") != std::string::npos ||
+         error.starts_with("Received SSH_MSG_DISCONNECT");
+}
 
 int signal_exit_status(std::string_view name) {
   if (name == "INT") return 128 + 2;
@@ -145,7 +157,7 @@ struct Channel {
   }
   // Resolves once everything queued before it is in the channel.
   kj::Promise<void> drained();
-  void pump();
+  bool pump();
   void fail_queue(const char* why);
   void start_command();
   kj::Promise<void> dispatch(Command command);
@@ -189,7 +201,8 @@ struct Connection {
   void start();
   void drive();
   void after_poll();
-  void kill(const std::string& why);
+  void pump_channels();
+  void kill(const std::string& why, bool failure = false);
   kj::Promise<void> watch_readable();
   kj::Promise<void> watch_writable();
 
@@ -202,6 +215,8 @@ struct Connection {
   kj::Own<kj::UnixEventPort::FdObserver> observer;
   kj::Promise<void> reading = nullptr;
   kj::Promise<void> writing = nullptr;
+  kj::TaskSet flushes{server};  // drive() on a later turn: libssh sends only from its poll
+  bool flush_scheduled = false;
   bool kex_done = false;
   bool authenticated = false;
   bool dead = false;
@@ -360,7 +375,7 @@ kj::Promise<void> Channel::send(bool to_stderr, kj::ArrayPtr<const kj::byte> dat
   if (data.size() == 0) return kj::READY_NOW;
   auto paf = kj::newPromiseAndFulfiller<void>();
   queue.push_back(Pending{to_stderr, data, kj::mv(owned), 0, kj::mv(paf.fulfiller)});
-  pump();
+  connection.pump_channels();
   return kj::mv(paf.promise);
 }
 
@@ -372,9 +387,13 @@ kj::Promise<void> Channel::drained() {
   return kj::mv(paf.promise);
 }
 
-// Writes what the client's window allows. Never more: libssh would otherwise wait for a window
-// adjust inside the write, and a client that stops reading would stall every session.
-void Channel::pump() {
+// Writes at most one slice of this channel's output; true if it wrote. Never more than the
+// client's window: libssh would otherwise wait for a window adjust inside the write, and a
+// client that stops reading would stall every session. And only while libssh's own output
+// buffer is empty: libssh keeps what the socket does not take without bound, so a client that
+// announces a huge window and stops reading its socket would otherwise make the gateway hold
+// everything the worker can produce.
+bool Channel::pump() {
   while (!queue.empty()) {
     auto& front = queue.front();
     if (front.offset == front.data.size()) {
@@ -387,18 +406,32 @@ void Channel::pump() {
       queue.pop_front();
       continue;
     }
-    if (local_closed || remote_closed) return fail_queue("the client closed the session");
+    if (local_closed || remote_closed) {
+      fail_queue("the client closed the session");
+      return false;
+    }
+    // Resumed by drive() when the socket drains (watch_writable) or a window adjust arrives.
+    if ((ssh_get_poll_flags(connection.session) & SSH_WRITE_PENDING) != 0) return false;
     const std::uint32_t window = ssh_channel_window_size(channel);
-    if (window == 0) return;  // resumed when the client's window adjust arrives (drive())
+    if (window == 0) return false;
     // libssh cuts this into packets of the client's maximum size itself.
-    const std::size_t length = std::min(front.data.size() - front.offset, std::size_t{window});
+    const std::size_t length = std::min({front.data.size() - front.offset, std::size_t{window}, kWriteSlice});
     const auto* bytes = front.data.begin() + front.offset;
     const int written = front.to_stderr ? ssh_channel_write_stderr(channel, bytes, static_cast<uint32_t>(length))
                                         : ssh_channel_write(channel, bytes, static_cast<uint32_t>(length));
-    if (written == SSH_ERROR) return fail_queue("writing to the client failed");
-    if (written == 0) return;
+    if (written == SSH_ERROR) {
+      fail_queue("writing to the client failed");
+      return false;
+    }
+    if (written == 0) return false;
     front.offset += static_cast<std::size_t>(written);
+    if (front.offset == front.data.size()) {
+      front.done->fulfill();
+      queue.pop_front();
+    }
+    return true;
   }
+  return false;
 }
 
 void Channel::fail_queue(const char* why) {
@@ -490,8 +523,10 @@ kj::Promise<void> Channel::dispatch(Command command) {
             });
           },
           [this, service = command.service](kj::Exception&& e) {
+            // The details are for the log: the client learns what failed, not pgod's internals.
+            spdlog::warn("[{}] restart-worker failed: {}", service, printable(e.getDescription().cStr()));
             return finish(static_cast<std::uint32_t>(Status::kInternalServerError),
-                          fmt::format("cannot restart the worker of {}: {}", service, e.getDescription().cStr()));
+                          fmt::format("cannot restart the worker of {} (pgod did not answer); try again", service));
           });
     }
     case Handler::kWorker: break;
@@ -510,9 +545,9 @@ kj::Promise<void> Channel::dispatch(Command command) {
       },
       [this, service = command.service](kj::Exception&& e) {
         if (local_closed || remote_closed) return kj::Promise<void>(kj::READY_NOW);
+        spdlog::warn("[{}] the worker did not answer: {}", service, printable(e.getDescription().cStr()));
         return finish(static_cast<std::uint32_t>(Status::kInternalServerError),
-                      fmt::format("the worker of {} did not answer (it may be restarting; try again): {}", service,
-                                  e.getDescription().cStr()));
+                      fmt::format("the worker of {} did not answer (it may be restarting); try again", service));
       });
 }
 
@@ -655,8 +690,14 @@ void Connection::drive() {
     const int yes = 1;
     setsockopt(watch_fd.get(), IPPROTO_TCP, TCP_QUICKACK, &yes, sizeof yes);
   }
-  if (!ssh_is_connected(session) || (ssh_get_status(session) & (SSH_CLOSED | SSH_CLOSED_ERROR)) != 0)
-    return kill("disconnected");
+  if (!ssh_is_connected(session) || (ssh_get_status(session) & (SSH_CLOSED | SSH_CLOSED_ERROR)) != 0) {
+    // The client left, or libssh gave up on the session: a packet over its size limit (an exec
+    // request too long for --max-command-length to see), a protocol error. The latter is a
+    // limit applied or an attack, worth a line in the log even after authentication.
+    const std::string error = (ssh_get_status(session) & SSH_CLOSED_ERROR) != 0 ? ssh_get_error(session) : "";
+    const bool client_left = client_went_away(error);
+    return kill(client_left ? "disconnected" : error, !client_left);
+  }
   if (auth_failures > server.limits.max_auth_tries) {
     server.metrics.count_rejected("auth");
     return kill(fmt::format("too many refused authentication attempts ({}; see --max-auth-tries)", auth_failures));
@@ -665,21 +706,56 @@ void Connection::drive() {
 }
 
 void Connection::after_poll() {
-  for (auto& channel : channels) {
+  // A snapshot: starting a command writes, and writing reorders `channels` (pump_channels).
+  std::vector<Channel*> snapshot;
+  for (auto& channel : channels) snapshot.push_back(channel.get());
+  for (Channel* channel : snapshot) {
     if (channel->local_closed) continue;
     if (channel->remote_closed || channel->signal) {
       channel->cancel();
       continue;
     }
     if (!channel->started && (channel->request || channel->shell_request)) channel->start_command();
-    channel->pump();
   }
+  pump_channels();
 }
 
-void Connection::kill(const std::string& why) {
+// The sessions of a connection share libssh's output buffer: they take turns, a slice each,
+// and one that wrote goes to the back of the line, so none is starved by a busier one.
+void Connection::pump_channels() {
+  bool held_back = false;
+  for (bool wrote = true; wrote;) {
+    wrote = false;
+    for (auto it = channels.begin(); it != channels.end(); ++it) {
+      if ((*it)->local_closed) continue;
+      if (!(*it)->pump()) {
+        held_back = held_back || !(*it)->queue.empty();
+        continue;
+      }
+      channels.splice(channels.end(), channels, it);
+      wrote = true;
+      break;
+    }
+  }
+  // After a write libssh reports a write pending until its poll has seen the socket writable,
+  // and only then sends more. If the socket has room, that poll is run on the next turn of the
+  // loop; if it has none, the socket's writable edge runs it (watch_writable).
+  if (!held_back || dead || flush_scheduled || (ssh_get_poll_flags(session) & SSH_WRITE_PENDING) == 0) return;
+  pollfd room{watch_fd.get(), POLLOUT, 0};
+  if (poll(&room, 1, 0) != 1 || (room.revents & POLLOUT) == 0) return;
+  flush_scheduled = true;
+  flushes.add(kj::evalLater([this]() {
+    flush_scheduled = false;
+    drive();
+  }));
+}
+
+void Connection::kill(const std::string& why, bool failure) {
   if (dead) return;
   dead = true;
-  if (authenticated)
+  if (authenticated && failure)
+    server.log_refusal("dropped", fmt::format("{} ({}): connection dropped: {}", peer, printable(user), why));
+  else if (authenticated)
     spdlog::debug("{} ({}): connection ended: {}", peer, printable(user), why);
   else
     server.log_refusal("unauthenticated", fmt::format("{}: connection ended before authentication: {}", peer, why));

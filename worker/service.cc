@@ -416,7 +416,10 @@ kj::Promise<void> Service::run() {
   if (mkdir(docker_config_.c_str(), 0700) != 0 && errno != EEXIST)
     log_->error("cannot create {}: {}", docker_config_, std::strerror(errno));
 
-  return detect_compose_program()
+  auto detected = detect_compose_program().fork();
+  auto known = detected.addBranch();
+  compose_detected_ = kj::mv(detected);
+  return known
       .then([this]() {
         log_->info("tracking {} branch {} with {}", redact_url(settings_.getRepository().cStr()),
                    settings_.getBranch().cStr(), fmt::join(compose_program_, " "));
@@ -685,6 +688,13 @@ kj::Promise<void> Service::run_reload() {
 
 kj::Promise<VerbResult> Service::run_verb(Verb verb, std::vector<std::string> args, OutputSink& output,
                                           const std::string& caller) {
+  // A worker that has just started serves at once, but may not know its compose program yet.
+  if (compose_program_.empty())
+    KJ_IF_MAYBE(detected, compose_detected_) {
+      return detected->addBranch().then([this, verb, args = std::move(args), &output, caller]() mutable {
+        return run_verb(verb, std::move(args), output, caller);
+      });
+    }
   const auto* row = find_worker_verb(verb);
   if (row == nullptr)
     return VerbResult{static_cast<std::uint32_t>(Status::kNotAcceptable), not_acceptable_message(verb_info(verb).words)};

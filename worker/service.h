@@ -121,6 +121,7 @@ class Service final : private kj::TaskSet::ErrorHandler {
   std::shared_ptr<spdlog::logger> log_;
   std::vector<Secret> secrets_;  // everything that must never be echoed
   std::vector<std::string> compose_program_;
+  kj::Maybe<kj::ForkedPromise<void>> compose_detected_;  // set by run(): compose_program_ is known
   std::string docker_config_;
   std::string path_prefix_;
 

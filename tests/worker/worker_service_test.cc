@@ -113,6 +113,23 @@ TEST_F(WorkerTest, ComposeVerbsStreamOutputAndPassTheExitCodeThrough) {
   EXPECT_EQ(hash.out, first_commit + "\n");
 }
 
+// A restarted worker serves its checkout from its first moment, before it knows which compose
+// program it has: a command asked then waits for that answer instead of running no program.
+TEST_F(WorkerTest, ACommandAskedBeforeTheComposeProgramIsKnownWaitsForIt) {
+  WorkerHarness worker(upstream->path());
+  start(worker);
+  ASSERT_EQ(worker.stop(), 0);
+  worker.clear_calls();
+  std::ofstream(worker.standin_dir() + "/compose-probe-delay") << "1.5";
+  worker.start();
+  const auto asked = std::chrono::steady_clock::now();
+  auto ps = worker.run(Verb::PS);
+  EXPECT_GE(std::chrono::steady_clock::now() - asked, 1s) << "answered before the probe finished";
+  EXPECT_EQ(ps.exit_status, 0u) << ps.err;
+  EXPECT_EQ(ps.out, "NAME          STATUS\nstandin-web-1 Up\n");
+  EXPECT_NE(worker.calls().find("docker-compose -p "), std::string::npos) << worker.calls();
+}
+
 TEST_F(WorkerTest, RefusedArgumentsNeverReachDocker) {
   WorkerHarness worker(upstream->path());
   start(worker);
