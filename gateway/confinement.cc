@@ -160,7 +160,7 @@ constexpr Rule kRules[] = {
     // Waiting: libssh polls, KJ's event port is epoll with an eventfd for wake-ups and a signalfd.
     allow("poll"), allow("ppoll"), allow("epoll_create1"), allow("epoll_ctl"), allow("epoll_wait"),
     allow("epoll_pwait"), allow("eventfd2"), allow("signalfd4"), allow("pipe2"),
-    // Descriptor housekeeping (the gateway watches a dup of each libssh fd; see NOTES).
+    // Descriptor housekeeping (the gateway watches a dup of each libssh fd, see ssh_server.cc).
     allow("dup"), allow("dup3"), allow("fcntl"),
     // KJ sets non-blocking mode and close-on-exec with ioctl. isatty() (spdlog's colour sinks,
     // the sanitizers' reports) asks TCGETS: the answer is "not a terminal". Any other request

@@ -698,7 +698,7 @@ void Connection::drive() {
     const bool client_left = client_went_away(error);
     return kill(client_left ? "disconnected" : error, !client_left);
   }
-  if (auth_failures > server.limits.max_auth_tries) {
+  if (auth_failures >= server.limits.max_auth_tries) {
     server.metrics.count_rejected("auth");
     return kill(fmt::format("too many refused authentication attempts ({}; see --max-auth-tries)", auth_failures));
   }

@@ -221,6 +221,8 @@ int serve(const Options& options) {
     settings.gateway_host_key = options.host_key;
     settings.gateway_args = {"--rundir", options.rundir};
     if (options.debug) settings.gateway_args.push_back("--debug");
+    settings.gateway_args.insert(settings.gateway_args.end(), options.gateway_limit_args.begin(),
+                                 options.gateway_limit_args.end());
   }
 
   kj::UnixEventPort::captureChildExit();

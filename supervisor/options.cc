@@ -2,6 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <charconv>
+#include <set>
+#include <string_view>
+
 #include "duration.h"
 #include "flags.h"
 #include "listen_address.h"
@@ -13,6 +17,41 @@ std::optional<std::string> check_directory(std::string_view flag, const std::str
   if (path.empty() || path.front() != '/') return fmt::format("{} must be an absolute path, got \"{}\"", flag, path);
   if (path.find_first_not_of('/') == std::string::npos) return fmt::format("{} may not be /", flag);
   return std::nullopt;
+}
+
+// The gateway's limit flags (pgod-gateway --help) that pgod passes on; the rest it sets itself.
+Expected<std::vector<std::string>, std::string> gateway_limit_args(const std::string& list) {
+  static const std::set<std::string, std::less<>> counts = {"max-connections", "max-unauthenticated", "max-auth-tries",
+                                                            "max-command-length", "max-sessions",
+                                                            "max-commands-per-service"};
+  static const std::set<std::string, std::less<>> durations = {"login-timeout", "idle-timeout"};
+  std::vector<std::string> args;
+  std::string_view rest = list;
+  while (!rest.empty()) {
+    const auto comma = rest.find(',');
+    const std::string_view item = rest.substr(0, comma);
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    const auto equals = item.find('=');
+    const std::string_view name = item.substr(0, equals);
+    const std::string_view value = equals == std::string_view::npos ? std::string_view() : item.substr(equals + 1);
+    if (counts.count(name)) {
+      std::size_t number = 0;
+      auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), number);
+      if (error != std::errc() || end != value.data() + value.size() || number == 0)
+        return Unexpected{fmt::format("--gateway-limits: {} must be a positive number, got \"{}\"", name, value)};
+    } else if (durations.count(name)) {
+      auto parsed = parse_duration(value);
+      if (!parsed || *parsed <= std::chrono::nanoseconds::zero())
+        return Unexpected{fmt::format("--gateway-limits: {} must be a positive duration like 30s, got \"{}\"", name, value)};
+    } else {
+      return Unexpected{fmt::format("--gateway-limits: unknown limit \"{}\" (known: max-connections, "
+                                    "max-unauthenticated, login-timeout, idle-timeout, max-auth-tries, "
+                                    "max-command-length, max-sessions, max-commands-per-service)",
+                                    name)};
+    }
+    args.push_back(fmt::format("--{}={}", name, value));
+  }
+  return args;
 }
 
 }  // namespace
@@ -34,6 +73,10 @@ Expected<ParsedOptions, std::string> parse_options(const std::vector<std::string
   flags.add_bool(0, "no-gateway", &o.no_gateway, "do not start pgod-gateway (it runs as its own systemd unit)");
   flags.add_string(0, "gateway-user", &o.gateway_user, "user the gateway runs as; its group may use the worker sockets",
                    "user");
+  flags.add_string(0, "gateway-limits", &o.gateway_limits,
+                   "limits for the gateway pgod starts, as name=value,... of pgod-gateway's limit flags without "
+                   "the dashes (e.g. max-sessions=4,login-timeout=10s)",
+                   "list");
   flags.add_string(0, "host-key", &o.host_key,
                    "the gateway's SSH host key (ed25519, made on first start when missing; root-only)", "file");
   flags.add_string(0, "worker-program", &o.worker_program, "the worker program (default: pgod-worker beside pgod)",
@@ -81,6 +124,12 @@ Expected<ParsedOptions, std::string> parse_options(const std::vector<std::string
     if (auto problem = check_directory("--datadir", o.datadir)) return Unexpected{*problem};
   if (o.mount_with_systemd && (o.mount_program != Options{}.mount_program || o.umount_program != Options{}.umount_program))
     return Unexpected{std::string("--mount-with-systemd chooses the mount programs: drop --mount-program and --umount-program")};
+  auto limit_args = gateway_limit_args(o.gateway_limits);
+  if (!limit_args) return Unexpected{limit_args.error()};
+  o.gateway_limit_args = std::move(*limit_args);
+  if (o.no_gateway && !o.gateway_limit_args.empty())
+    return Unexpected{std::string("--gateway-limits is for the gateway pgod starts: with --no-gateway, give the "
+                                  "limits to pgod-gateway itself")};
   for (auto [flag, value] : {std::pair{"-s/--ssh", &o.ssh}, std::pair{"-m/--metrics", &o.metrics}}) {
     if (auto address = parse_listen_address(*value); !address)
       return Unexpected{fmt::format("{}: {}", flag, address.error())};

@@ -24,6 +24,8 @@ struct Options {
   std::string rundir = "/run/pgod";
   bool no_gateway = false;               // pgod-gateway runs as its own unit
   std::string gateway_user = "pgod-gw";
+  std::string gateway_limits;            // "name=value,…" of the gateway's limit flags
+  std::vector<std::string> gateway_limit_args;  // the same, as --name=value (parse_options)
   std::string host_key = "/etc/pgo/ssh_host_ed25519_key";  // made on first start when missing
   std::string worker_program;            // empty: pgod-worker next to pgod
   std::string gateway_program;           // empty: pgod-gateway next to pgod

@@ -732,6 +732,18 @@ TEST_F(GatewayTest, LimitsHoldAndAreLogged) {
   gateway->stop();
 }
 
+// The same limits for the gateway that pgod starts itself (the quick start's way of running).
+TEST_F(GatewayTest, LimitsGivenToPgodReachTheGatewayItStarts) {
+  start({"--gateway-limits", "max-command-length=100,max-commands-per-service=1"});
+  auto long_line = ssh(key_a_, "a//exec web echo " + std::string(200, 'x'));
+  EXPECT_EQ(long_line.exit_code, 400 % 256);
+  EXPECT_EQ(long_line.err, "Bad Request: command line too long: 217 bytes, the limit is 100\n");
+  auto follower = spawn_background(ssh_argv(key_a_, "a//logs -f"));
+  ASSERT_NE(follower->read_until("line 2\n", 10s).find("line 2\n"), std::string::npos);
+  auto busy = ssh(key_a_, "a//ps");
+  EXPECT_EQ(busy.err, "Internal Server Error: too many commands running for a (the limit is 1); try again later\n");
+}
+
 TEST_F(GatewayTest, TheGatewayIsConfinedAsItsOwnUser) {
   start();
   const pid_t gateway = gateway_pid();

@@ -96,7 +96,23 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{{"-m", "::1:9112"}, "-m/--metrics: invalid address \"::1:9112\": an IPv6 address needs [ ] (expected [host]:port, e.g. :2222 or 127.0.0.1:2222)"},
         BadCase{{"--mount-with-systemd", "--mount-program", "/bin/true"},
                 "--mount-with-systemd chooses the mount programs: drop --mount-program and --umount-program"},
+        BadCase{{"--gateway-limits", "max-sessions=0"}, "--gateway-limits: max-sessions must be a positive number, got \"0\""},
+        BadCase{{"--gateway-limits", "login-timeout=5"},
+                "--gateway-limits: login-timeout must be a positive duration like 30s, got \"5\""},
+        BadCase{{"--gateway-limits", "user=root"},
+                "--gateway-limits: unknown limit \"user\" (known: max-connections, max-unauthenticated, login-timeout, "
+                "idle-timeout, max-auth-tries, max-command-length, max-sessions, max-commands-per-service)"},
+        BadCase{{"--no-gateway", "--gateway-limits", "max-sessions=2"},
+                "--gateway-limits is for the gateway pgod starts: with --no-gateway, give the limits to pgod-gateway itself"},
         BadCase{{"stray"}, "unexpected argument \"stray\" (see pgod --help)"}));
+
+TEST(Flags, GatewayLimitsBecomeTheGatewaysFlags) {
+  auto parsed = supervisor::parse_options({"--gateway-limits", "max-sessions=4,login-timeout=10s,max-command-length=100"});
+  ASSERT_TRUE(parsed.has_value()) << parsed.error();
+  EXPECT_EQ(parsed->options.gateway_limit_args,
+            (Args{"--max-sessions=4", "--login-timeout=10s", "--max-command-length=100"}));
+  EXPECT_TRUE(supervisor::parse_options({})->options.gateway_limit_args.empty());
+}
 
 TEST(Flags, DoubleDashEndsFlags) {
   bool debug = false;
