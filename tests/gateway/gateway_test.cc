@@ -198,12 +198,6 @@ class StallingRelay {
   std::thread thread_;
 };
 
-long rss_kib(pid_t pid) {
-  auto status = proc_status(pid);
-  auto found = status.find("VmRSS");
-  return found == status.end() ? -1 : std::stol(found->second);
-}
-
 class GatewayTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -250,6 +244,19 @@ class GatewayTest : public ::testing::Test {
   }
   ProcessResult ssh(const std::string& key, const std::string& command, const std::vector<std::string>& extra = {}) const {
     return run_process(ssh_argv(key, command, extra));
+  }
+
+  // The gateway on ssh_port_ runs with --max-command-length 100 and --max-commands-per-service 1.
+  void expect_command_length_100_and_one_command_per_service() const {
+    auto long_line = ssh(key_a_, "a//exec web echo " + std::string(200, 'x'));
+    EXPECT_EQ(long_line.exit_code, 400 % 256);
+    EXPECT_EQ(long_line.err, "Bad Request: command line too long: 217 bytes, the limit is 100\n");
+    auto follower = spawn_background(ssh_argv(key_a_, "a//logs -f"));
+    ASSERT_NE(follower->read_until("line 2\n", 10s).find("line 2\n"), std::string::npos);
+    auto busy = ssh(key_a_, "a//ps");
+    EXPECT_EQ(busy.exit_code, 500 % 256);
+    EXPECT_EQ(busy.err, "Internal Server Error: too many commands running for a (the limit is 1); try again later\n");
+    EXPECT_EQ(ssh(key_b_, "b//ps").exit_code, 0) << "another service is not affected";
   }
 
   pid_t gateway_pid() const {
@@ -491,13 +498,6 @@ TEST_F(GatewayTest, AllOutputPrecedesTheExitStatusEvenForASlowReader) {
   std::filesystem::remove(pgod_.standin_dir() + "/logs-bytes");
 }
 
-long bytes_written(pid_t pid) {
-  std::ifstream io("/proc/" + std::to_string(pid) + "/io");
-  for (std::string line; std::getline(io, line);)
-    if (line.rfind("wchar:", 0) == 0) return std::stol(line.substr(6));
-  return -1;
-}
-
 // Clients that keep their SSH windows open but stop reading their sockets (a hostile client
 // can announce a window of 4 GiB): the gateway hands libssh a slice at a time and only once
 // the socket took the last one, so it holds little, and the worker's producer is held back.
@@ -697,17 +697,7 @@ TEST_F(GatewayTest, LimitsHoldAndAreLogged) {
   // Then there is room again.
   EXPECT_TRUE(PgodHarness::wait_for([&]() { return ssh(key_a_, "a//ping").exit_code == 0; }, 5s));
 
-  auto long_line = ssh(key_a_, "a//exec web echo " + std::string(200, 'x'));
-  EXPECT_EQ(long_line.exit_code, 400 % 256);
-  EXPECT_EQ(long_line.err, "Bad Request: command line too long: 217 bytes, the limit is 100\n");
-
-  auto follower = spawn_background(ssh_argv(key_a_, "a//logs -f"));
-  ASSERT_NE(follower->read_until("line 2\n", 10s).find("line 2\n"), std::string::npos);
-  auto busy = ssh(key_a_, "a//ps");
-  EXPECT_EQ(busy.exit_code, 500 % 256);
-  EXPECT_EQ(busy.err, "Internal Server Error: too many commands running for a (the limit is 1); try again later\n");
-  EXPECT_EQ(ssh(key_b_, "b//ps").exit_code, 0) << "another service is not affected";
-  follower->stop();
+  expect_command_length_100_and_one_command_per_service();
 
   // One session per connection: a second channel on a multiplexed OpenSSH connection is refused,
   // the first keeps working.
@@ -735,13 +725,7 @@ TEST_F(GatewayTest, LimitsHoldAndAreLogged) {
 // The same limits for the gateway that pgod starts itself (the quick start's way of running).
 TEST_F(GatewayTest, LimitsGivenToPgodReachTheGatewayItStarts) {
   start({"--gateway-limits", "max-command-length=100,max-commands-per-service=1"});
-  auto long_line = ssh(key_a_, "a//exec web echo " + std::string(200, 'x'));
-  EXPECT_EQ(long_line.exit_code, 400 % 256);
-  EXPECT_EQ(long_line.err, "Bad Request: command line too long: 217 bytes, the limit is 100\n");
-  auto follower = spawn_background(ssh_argv(key_a_, "a//logs -f"));
-  ASSERT_NE(follower->read_until("line 2\n", 10s).find("line 2\n"), std::string::npos);
-  auto busy = ssh(key_a_, "a//ps");
-  EXPECT_EQ(busy.err, "Internal Server Error: too many commands running for a (the limit is 1); try again later\n");
+  expect_command_length_100_and_one_command_per_service();
 }
 
 TEST_F(GatewayTest, TheGatewayIsConfinedAsItsOwnUser) {

@@ -113,6 +113,20 @@ std::string read_file(const std::string& path) {
   return text;
 }
 
+namespace {
+
+long proc_field(const std::string& file, const std::string& key) {
+  std::ifstream in(file);
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(key, 0) == 0) return std::stol(line.substr(key.size()));
+  return -1;
+}
+
+}  // namespace
+
+long rss_kib(pid_t pid) { return proc_field("/proc/" + std::to_string(pid) + "/status", "VmRSS:"); }
+long bytes_written(pid_t pid) { return proc_field("/proc/" + std::to_string(pid) + "/io", "wchar:"); }
+
 TempDir::TempDir() {
   const char* base = std::getenv("TMPDIR");
   std::string pattern = std::string(base && *base ? base : "/tmp") + "/pgod-test-XXXXXX";

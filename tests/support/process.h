@@ -25,6 +25,11 @@ void stop_child(pid_t pid, std::chrono::milliseconds grace);
 // A whole file's contents; empty when it cannot be read.
 std::string read_file(const std::string& path);
 
+// A process's resident memory in KiB (VmRSS), and the bytes it has written so far (wchar in
+// /proc/PID/io, pipes included); -1 when unreadable.
+long rss_kib(pid_t pid);
+long bytes_written(pid_t pid);
+
 // A directory under $TMPDIR removed (recursively) when the object goes away.
 class TempDir {
  public:

@@ -443,20 +443,6 @@ class StalledSink final : public rpc::OutputSink::Server {
   std::vector<kj::Own<kj::PromiseFulfiller<void>>> stalled_;
 };
 
-long rss_kib(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(status, line);)
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-  return -1;
-}
-
-long bytes_written(pid_t pid) {
-  std::ifstream io("/proc/" + std::to_string(pid) + "/io");
-  for (std::string line; std::getline(io, line);)
-    if (line.rfind("wchar:", 0) == 0) return std::stol(line.substr(6));
-  return -1;
-}
-
 TEST_F(WorkerTest, ASlowReaderSlowsTheProducerAndMemoryStaysBounded) {
   WorkerHarness worker(upstream->path());
   start(worker);
