@@ -2,7 +2,8 @@
 # Installs the Debian 12 packages pgod needs, only those missing, with apt-get update first.
 #   install-deps.sh build    what building (and cpack -G DEB) needs
 #   install-deps.sh test     what the tests need besides: git, a docker engine, compose, a
-#                            loopback registry, lighttpd for git over HTTP, OpenSSH as reference,
+#                            loopback registry, lighttpd for git over HTTP (python3's ssl and
+#                            openssl for HTTPS in front of it), OpenSSH as reference,
 #                            systemd-analyze for the units, systemd-nspawn to boot them,
 #                            bash-completion and man for the installed files, clang and
 #                            libFuzzer for the fuzz targets
@@ -19,7 +20,7 @@ build_packages=(
 )
 
 test_packages=(
-  git lighttpd
+  git lighttpd python3 openssl ca-certificates
   docker.io docker-compose busybox-static docker-registry apache2-utils
   openssh-client openssh-server
   systemd systemd-container bash-completion man-db

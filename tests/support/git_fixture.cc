@@ -233,3 +233,177 @@ int GitHttpServer::refused() const {
 }
 
 }  // namespace pgod::test
+
+// ---------------------------------------------------------------------------------------------
+// TLS on loopback
+
+namespace pgod::test {
+namespace {
+
+void must_run(const std::vector<std::string>& argv, const std::string& what) {
+  const auto result = run_process(argv);
+  if (result.exit_code != 0) throw std::runtime_error(what + " failed: " + result.err + result.out);
+}
+
+// openssl req/x509 read their extensions from a config file: one per certificate, written
+// beside it, so nothing of the host's openssl.cnf is used.
+std::string certificate_config(const std::string& path, const std::string& name, const std::string& extensions) {
+  write_file(path,
+             "[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = " + name + "\n[extensions]\n" + extensions);
+  return path;
+}
+
+const std::vector<std::string> kNewKey = {"-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"};
+
+}  // namespace
+
+TestCertificateAuthority::TestCertificateAuthority(const std::string& name) {
+  certificate_ = dir_.path() + "/ca.pem";
+  key_ = dir_.path() + "/ca.key";
+  const auto config = certificate_config(dir_.path() + "/ca.cnf", name,
+                                         "basicConstraints = critical,CA:TRUE\n"
+                                         "keyUsage = critical,keyCertSign,cRLSign\n"
+                                         "subjectKeyIdentifier = hash\n");
+  std::vector<std::string> argv = {"/usr/bin/openssl", "req", "-x509", "-config", config, "-extensions", "extensions"};
+  argv.insert(argv.end(), kNewKey.begin(), kNewKey.end());
+  argv.insert(argv.end(), {"-keyout", key_, "-out", certificate_, "-days", "2"});
+  must_run(argv, "openssl req (the test CA)");
+  // Readable by the test users a confined child runs as.
+  fs::permissions(dir_.path(), fs::perms(0755));
+  fs::permissions(certificate_, fs::perms(0644));
+}
+
+TestCertificateAuthority::Issued TestCertificateAuthority::issue(const std::string& name,
+                                                                 const std::vector<std::string>& alt_names) const {
+  static int serial = 1;
+  const std::string base = dir_.path() + "/server" + std::to_string(serial);
+  std::string alt;
+  for (const auto& entry : alt_names) alt += (alt.empty() ? "" : ",") + entry;
+  const auto config = certificate_config(base + ".cnf", name,
+                                         "basicConstraints = CA:FALSE\n"
+                                         "keyUsage = critical,digitalSignature\n"
+                                         "extendedKeyUsage = serverAuth\n"
+                                         "authorityKeyIdentifier = keyid\n" +
+                                             (alt.empty() ? std::string() : "subjectAltName = " + alt + "\n"));
+  Issued issued{base + ".pem", base + ".key"};
+  std::vector<std::string> request = {"/usr/bin/openssl", "req", "-new", "-config", config};
+  request.insert(request.end(), kNewKey.begin(), kNewKey.end());
+  request.insert(request.end(), {"-keyout", issued.key, "-out", base + ".csr"});
+  must_run(request, "openssl req (a server certificate)");
+  // A serial of its own per certificate (and per process): clients may cache by issuer+serial.
+  must_run({"/usr/bin/openssl", "x509", "-req", "-in", base + ".csr", "-CA", certificate_, "-CAkey", key_,
+            "-set_serial", std::to_string(getpid()) + std::to_string(1000 + serial++), "-days", "1", "-extfile",
+            config, "-extensions", "extensions", "-out", issued.certificate},
+           "openssl x509 (signing a server certificate)");
+  return issued;
+}
+
+namespace {
+
+// One thread per connection: the handshake (logged), then bytes both ways until either side
+// closes. select() cannot see TLS data already decrypted inside the ssl object: pending() can.
+constexpr const char* kProxyScript = R"(import os, select, socket, ssl, sys, threading
+backend_port = int(sys.argv[1])
+certificate, key, port_file, log_file = sys.argv[2:6]
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(certificate, key)
+listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+listener.bind(("127.0.0.1", 0))
+listener.listen(64)
+lock = threading.Lock()
+
+def log(line):
+    with lock, open(log_file, "a") as out:
+        out.write(line.replace("\n", " ") + "\n")
+
+def serve(raw):
+    try:
+        tls = context.wrap_socket(raw, server_side=True)
+    except Exception as error:
+        log("failed: %s" % error)
+        raw.close()
+        return
+    log("ok")
+    backend = socket.create_connection(("127.0.0.1", backend_port))
+    try:
+        while True:
+            readable = [tls] if tls.pending() else select.select([tls, backend], [], [])[0]
+            if tls in readable:
+                data = tls.recv(65536)
+                if not data:
+                    break
+                backend.sendall(data)
+            if backend in readable:
+                data = backend.recv(65536)
+                if not data:
+                    break
+                tls.sendall(data)
+    except Exception:
+        pass
+    finally:
+        backend.close()
+        tls.close()
+
+with open(port_file + ".new", "w") as out:
+    out.write(str(listener.getsockname()[1]))
+os.rename(port_file + ".new", port_file)
+while True:
+    connection, _ = listener.accept()
+    threading.Thread(target=serve, args=(connection,), daemon=True).start()
+)";
+
+}  // namespace
+
+HttpsProxy::HttpsProxy(int backend_port, const TestCertificateAuthority::Issued& server_certificate) {
+  const std::string root = dir_.path();
+  const std::string script = root + "/proxy.py", port_file = root + "/port";
+  write_file(script, kProxyScript);
+  write_file(root + "/handshakes.log", "");
+  posix_spawn_file_actions_t actions;
+  if (posix_spawn_file_actions_init(&actions) != 0) throw std::runtime_error("posix_spawn_file_actions_init");
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, (root + "/proxy.out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  // Debian's python3, not whatever python3 comes first in PATH (docker-compose depends on it).
+  std::vector<std::string> args{"/usr/bin/python3", "-I", script, std::to_string(backend_port),
+                                server_certificate.certificate, server_certificate.key, port_file,
+                                root + "/handshakes.log"};
+  std::vector<char*> argv;
+  for (auto& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  const int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) throw std::system_error(rc, std::generic_category(), "posix_spawn python3");
+
+  // The port file appears after listen(): no probing connection, which would log a handshake.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (;;) {
+    std::ifstream in(port_file);
+    if (in >> port_ && port_ > 0) break;
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      throw std::runtime_error("the TLS proxy exited at start: " + read_file(root + "/proxy.out"));
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      stop_child(pid_, std::chrono::seconds(5));
+      pid_ = -1;
+      throw std::runtime_error("the TLS proxy does not answer: " + read_file(root + "/proxy.out"));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+HttpsProxy::~HttpsProxy() {
+  // python3 ends at once on SIGTERM; SIGKILL (same PID) only if it does not.
+  stop_child(pid_, std::chrono::seconds(5));
+}
+
+std::vector<std::string> HttpsProxy::handshakes() const {
+  std::vector<std::string> lines;
+  std::ifstream in(dir_.path() + "/handshakes.log");
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+}  // namespace pgod::test

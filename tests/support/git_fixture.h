@@ -73,4 +73,47 @@ class GitHttpServer {
   pid_t pid_ = -1;
 };
 
+// A throwaway certificate authority made with openssl(1) in a temporary directory (openssl
+// comes with ca-certificates, which docker-compose's Python libraries depend on), and server
+// certificates it signs: for TLS on loopback that a client trusts only when told to.
+class TestCertificateAuthority {
+ public:
+  explicit TestCertificateAuthority(const std::string& name = "pgod test CA");
+  const std::string& certificate() const { return certificate_; }  // PEM
+
+  struct Issued {
+    std::string certificate;  // PEM file
+    std::string key;          // PEM file, unencrypted
+  };
+  // A server certificate for `alt_names` (subjectAltName entries such as "IP:127.0.0.1",
+  // "DNS:localhost"), valid from now for a day.
+  Issued issue(const std::string& name, const std::vector<std::string>& alt_names) const;
+
+ private:
+  TempDir dir_;
+  std::string certificate_, key_;
+};
+
+// TLS on 127.0.0.1 in front of a plain HTTP server on loopback (python3's ssl module, a thread
+// per connection; Debian's lighttpd has no TLS without an extra package): what a client sends
+// to https://127.0.0.1:<port>/... reaches http://127.0.0.1:<backend_port>/... unchanged.
+// Stopped by its PID when the object goes away.
+class HttpsProxy {
+ public:
+  HttpsProxy(int backend_port, const TestCertificateAuthority::Issued& server_certificate);
+  ~HttpsProxy();
+  HttpsProxy(const HttpsProxy&) = delete;
+  HttpsProxy& operator=(const HttpsProxy&) = delete;
+
+  int port() const { return port_; }
+  // One line per TLS handshake: "ok", or "failed: <python's reason>" (e.g. a client that did
+  // not trust the certificate aborts with an alert).
+  std::vector<std::string> handshakes() const;
+
+ private:
+  TempDir dir_;
+  int port_ = 0;
+  pid_t pid_ = -1;
+};
+
 }  // namespace pgod::test
