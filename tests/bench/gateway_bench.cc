@@ -18,176 +18,28 @@
 //
 // Exit status 1 on a measurement error (a client failed, a byte count was wrong); a missed goal
 // (ping ≤ 30 ms, stream ≥ 0.9× sshd) is printed, not failed: this is a benchmark, not a test.
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/stat.h>
 #include <sys/utsname.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
-#include <functional>
 #include <latch>
-#include <memory>
 #include <regex>
 #include <thread>
 
+#include "bench_common.h"
 #include "pgod_harness.h"
-#include "unique_fd.h"
-
-extern char** environ;
 
 using namespace pgod::test;
-using pgod::UniqueFd;
-using Clock = std::chrono::steady_clock;
+using namespace pgod::bench;
 using namespace std::chrono_literals;
 
 namespace {
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? NAN : v[v.size() / 2];
-}
-double percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? NAN : v[static_cast<std::size_t>(std::ceil(p * static_cast<double>(v.size()))) - 1];
-}
-double seconds_between(Clock::time_point from, Clock::time_point to) {
-  return std::chrono::duration<double>(to - from).count();
-}
 
 int errors = 0;  // measurement errors: failed clients, wrong byte counts
 void error(const std::string& what) {
   ++errors;
   std::fprintf(stderr, "error: %s\n", what.c_str());
-}
-
-// One client process: stdin /dev/null, stdout drained and counted (its first 4 KiB kept), stderr
-// kept. Times are taken around posix_spawn … waitpid.
-struct Run {
-  int exit_code = -1;
-  std::uint64_t bytes = 0;
-  std::string head, err;
-  Clock::time_point start, first_byte, end;
-  double ms() const { return seconds_between(start, end) * 1000; }
-};
-
-Run run(const std::vector<std::string>& argv) {
-  int out[2], err[2];
-  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) throw std::runtime_error("pipe2");
-  UniqueFd out_read(out[0]), out_write(out[1]), err_read(err[0]), err_write(err[1]);
-  fcntl(out[0], F_SETPIPE_SZ, 1 << 20);  // fewer wake-ups for the bench's side of a stream
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, err[1], 2);
-  std::vector<char*> args;
-  for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-  args.push_back(nullptr);
-  Run result;
-  pid_t pid = 0;
-  result.start = Clock::now();
-  const int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) throw std::runtime_error("posix_spawn " + argv[0]);
-  out_write.reset();
-  err_write.reset();
-
-  const std::size_t size = 1 << 20;
-  std::unique_ptr<char[]> buffer(new char[size]);
-  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
-  for (int open = 2; open > 0;) {
-    if (poll(fds, 2, -1) < 0 && errno != EINTR) throw std::runtime_error("poll");
-    for (auto& fd : fds) {
-      if (fd.fd < 0 || fd.revents == 0) continue;
-      const ssize_t n = read(fd.fd, buffer.get(), size);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        fd.fd = -1;
-        --open;
-      } else if (fd.fd == out[0]) {
-        if (result.bytes == 0) result.first_byte = Clock::now();
-        result.bytes += static_cast<std::uint64_t>(n);
-        if (result.head.size() < 4096) result.head.append(buffer.get(), std::min<std::size_t>(static_cast<std::size_t>(n), 4096));
-      } else {
-        result.err.append(buffer.get(), static_cast<std::size_t>(n));
-      }
-    }
-  }
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  result.end = Clock::now();
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
-}
-
-void must(const std::vector<std::string>& argv) {
-  if (const auto r = run(argv); r.exit_code != 0) throw std::runtime_error(argv[0] + " failed: " + r.err);
-}
-
-// OpenSSH's sshd on 127.0.0.1, the reference: its own host key, our key for root, no PAM.
-class Sshd {
- public:
-  Sshd(const std::string& dir, const std::string& public_key_file) : port_(free_loopback_port()) {
-    must({"/usr/bin/ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", dir + "/host"});
-    std::ofstream(dir + "/authorized_keys") << read_file(public_key_file);
-    const std::string config = dir + "/sshd_config";
-    std::ofstream(config) << "ListenAddress 127.0.0.1\nPort " << port_ << "\nHostKey " << dir
-                          << "/host\nAuthorizedKeysFile " << dir << "/authorized_keys\n"
-                          << "UsePAM no\nStrictModes no\nPermitRootLogin yes\nPidFile none\nUseDNS no\n"
-                          << "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPrintMotd no\n"
-                          << "MaxStartups 100\n";
-    log_ = dir + "/sshd.log";
-    // Debian's sshd needs its privilege-separation directory (left in place: other programs'
-    // sshd may be using it).
-    mkdir("/run/sshd", 0755);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, 2, log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    const char* argv[] = {"/usr/sbin/sshd", "-D", "-e", "-f", config.c_str(), nullptr};
-    const int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, const_cast<char**>(argv), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) throw std::runtime_error("cannot start /usr/sbin/sshd");
-    if (!PgodHarness::wait_for([&]() { return read_file(log_).find("Server listening") != std::string::npos; }, 10s))
-      throw std::runtime_error("sshd did not start: " + read_file(log_));
-  }
-  ~Sshd() {
-    kill(pid_, SIGTERM);
-    waitpid(pid_, nullptr, 0);
-  }
-  int port() const { return port_; }
-
- private:
-  int port_;
-  pid_t pid_ = -1;
-  std::string log_;
-};
-
-std::vector<std::string> ssh(int port, const std::string& key, const std::string& destination,
-                             const std::string& command, bool verbose = false) {
-  std::vector<std::string> argv = {"/usr/bin/ssh"};
-  if (verbose) argv.push_back("-v");  // before LogLevel=ERROR: ssh keeps the first log level
-  argv.insert(argv.end(), {"-F", "/dev/null", "-p", std::to_string(port), "-i", key, "-o", "IdentitiesOnly=yes", "-o",
-                           "IdentityAgent=none", "-o", "StrictHostKeyChecking=no", "-o",
-                           "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
-                           destination, command});
-  return argv;
-}
-
-// Calls the sides in turn, `runs` times, each round starting one further along.
-void interleave(int runs, const std::vector<std::function<void()>>& sides) {
-  for (int i = 0; i < runs; ++i)
-    for (std::size_t j = 0; j < sides.size(); ++j) sides[(i + j) % sides.size()]();
 }
 
 // `clients` processes started at once from as many threads; their runs.
@@ -214,19 +66,6 @@ std::pair<std::string, std::string> negotiated(const Run& verbose) {
   return {kex[1].str(), cipher[1].str() + (cipher[2] == "<implicit>" ? "" : " + " + cipher[2].str())};
 }
 
-bool runs_as(uid_t uid) {
-  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-    struct stat info {};
-    const auto name = entry.path().filename().string();
-    if (name.find_first_not_of("0123456789") == std::string::npos && stat(entry.path().c_str(), &info) == 0 &&
-        info.st_uid == uid)
-      return true;
-  }
-  return false;
-}
-
-std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
-
 std::string machine() {
   std::ifstream cpuinfo("/proc/cpuinfo");
   std::string line, model = "?";
@@ -242,12 +81,6 @@ std::string machine() {
 
 void row(const std::string& what, const std::string& ours, const std::string& reference, const std::string& ratio) {
   std::printf("| %s | %s | %s | %s |\n", what.c_str(), ours.c_str(), reference.c_str(), ratio.c_str());
-}
-std::string fixed(double value, int digits = 1) {
-  if (std::isnan(value)) return "n/a";
-  char text[32];
-  std::snprintf(text, sizeof text, "%.*f", digits, value);
-  return text;
 }
 
 }  // namespace
@@ -347,7 +180,25 @@ int main(int argc, char** argv) {
     interleave(rounds, {crowd(ping_ssh, "pong! - ", ours_crowd, ours_failed),
                         crowd(pong_sshd, "pong\n", reference_crowd, reference_failed)});
 
-    // The table.
+    // The samples, for tests/bench/run.sh (which pools several runs), then the table.
+    figure("ping_ssh_ms", ours_ping);
+    figure("ping_sshd_ms", reference_ping);
+    if (pgoctl_works) figure("ping_pgoctl_ms", pgoctl_ping);
+    figure("stream_mib", static_cast<double>(stream_bytes >> 20));
+    figure("stream_ours_mbs", ours_stream);
+    figure("stream_sshd_mbs", reference_stream);
+    figure("stream_whole_ours_mbs", ours_whole);
+    figure("stream_whole_sshd_mbs", reference_whole);
+    figure_text("cipher_ours", ours_algorithms.second);
+    figure_text("cipher_sshd", reference_algorithms.second);
+    figure_text("kex_ours", ours_algorithms.first);
+    figure_text("kex_sshd", reference_algorithms.first);
+    figure("crowd_ours_ms", ours_crowd);
+    figure("crowd_sshd_ms", reference_crowd);
+    figure("crowd_failed_ours", ours_failed);
+    figure("crowd_failed_sshd", reference_failed);
+    figure_text("openssh", first_line(run({"/usr/bin/ssh", "-V"}).err));
+
     const double ping = median(ours_ping), reference = median(reference_ping);
     const double stream_ratio = median(ours_stream) / median(reference_stream);
     std::printf("\nmachine: %s\n", machine().c_str());

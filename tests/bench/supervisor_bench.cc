@@ -6,38 +6,40 @@
 //      socket, fork, confinement: groups, uids, no_new_privs, seccomp; the worker's exec and
 //      start-up). Reference: pgod-worker started by hand (posix_spawn as root, no confinement,
 //      the same inherited socket and settings fd), until its first `status` answer.
-//   2. Memory: PSS (from /proc/PID/smaps_rollup) of each idle worker with 50 services, and of
-//      pgod itself. Reference: an idle OpenSSH sshd listening on loopback.
+//   2. Memory: PSS (from /proc/PID/smaps_rollup) of each idle worker with N services (one test
+//      user per service, the stand-in docker), of pgod itself and of the gateway pgod runs.
+//      Reference: an idle OpenSSH sshd listening on loopback.
+//   3. Idle CPU with the largest N: utime + stime (/proc/PID/stat) of pgod, every worker and the
+//      gateway over an idle window once everything has settled, as % of one core. No poll falls
+//      in the window (the first poll after start comes -t, 5 min, or later). Reference: the idle
+//      sshd over the same window.
 //
-//   build/tests/supervisor_bench [runs]     (default 20)
+//   build/tests/supervisor_bench [runs] [idle-seconds] [services ...]     (20 30 50 100)
 #include <capnp/rpc-twoparty.h>
 #include <kj/async-io.h>
-#include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
+#include <set>
 #include <thread>
 
+#include "bench_common.h"
 #include "git_fixture.h"
 #include "pgod_harness.h"
 #include "worker.capnp.h"
 #include "worker_harness.h"
 
 using namespace pgod::test;
+using pgod::bench::figure;
+using pgod::bench::median;
+using pgod::bench::pss_kib;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
 namespace {
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
 double ms_since(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
@@ -49,19 +51,6 @@ void worker_status(const std::string& socket_path) {
   auto stream = address->connect().wait(io.waitScope);
   capnp::TwoPartyClient client(*stream);
   client.bootstrap().castAs<pgod::rpc::Worker>().statusRequest().send().wait(io.waitScope);
-}
-
-double pss_kib(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/smaps_rollup");
-  std::string key;
-  double value = 0;
-  while (in >> key) {
-    if (key == "Pss:") {
-      in >> value;
-      return value;
-    }
-  }
-  return 0;
 }
 
 // Connects until the socket exists and a worker answers `status` on it.
@@ -104,53 +93,109 @@ void fork_to_answer(int runs) {
   std::printf("  pgod: exec, config, directories, socket, fork, confine, exec worker: %7.2f ms\n", median(supervised));
   std::printf("  reference: pgod-worker spawned by hand, unconfined:                  %7.2f ms  (ratio %.2fx)\n",
               median(by_hand), median(supervised) / median(by_hand));
+  figure("start_pgod_ms", supervised);
+  figure("start_byhand_ms", by_hand);
 }
 
-void memory(int services) {
+// Every named worker runs and has logged the end of its first cycle (one listServices call and
+// one read of the log per try: PgodHarness::wait_ready asks once per name).
+bool all_ready(const PgodHarness& pgod, const std::vector<std::string>& names) {
+  std::set<std::string> running;
+  for (const auto& row : pgod.workers())
+    if (row.state == "running") running.insert(row.name);
+  const auto log = pgod.log();
+  return std::all_of(names.begin(), names.end(), [&](const std::string& name) {
+    return running.count(name) != 0 && log.find("[" + name + "] state STARTING -> OK") != std::string::npos;
+  });
+}
+
+double ticks_to_ms(std::uint64_t ticks) {
+  return static_cast<double>(ticks) * 1000.0 / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+void services(int count, int idle_seconds) {
+  const std::string n = std::to_string(count);
+  pgod::bench::BenchUsers users(count);
   PgodHarness pgod;
   std::string config;
   std::vector<std::string> names;
-  for (int i = 0; i < services; ++i) {
+  for (int i = 0; i < count; ++i) {
     names.push_back("svc" + std::to_string(i));
-    config += PgodHarness::service_toml(names.back(), (i % 2 ? service_user_a() : service_user_b()).name,
-                                        pgod.upstream("web").path());
+    config += PgodHarness::service_toml(names.back(), users.users()[i].name, pgod.upstream("web").path());
   }
   pgod.write_config(config);
-  pgod.start();
-  if (!pgod.wait_ready(names, 180s)) throw std::runtime_error("the workers did not all start: " + pgod.log());
-  std::this_thread::sleep_for(2s);  // idle
-  std::vector<double> pss;
-  for (const auto& row : pgod.workers()) pss.push_back(pss_kib(row.pid));
-  const double supervisor = pss_kib(pgod.pid());
+  pgod.start({"--gateway-program", programs_dir() + "/pgod-gateway", "-s",
+              "127.0.0.1:" + std::to_string(free_loopback_port()), "-m",
+              "127.0.0.1:" + std::to_string(free_loopback_port())});
+  const auto started = Clock::now();
+  if (!PgodHarness::wait_for([&]() { return all_ready(pgod, names); }, 300s))
+    throw std::runtime_error("the workers did not all start: " + pgod.log());
+  const double ready_s = ms_since(started) / 1000;
+  std::this_thread::sleep_for(5s);  // settle: the first cycles' children reaped, the gateway's key scan done
+
+  std::vector<pid_t> workers;
+  for (const auto& row : pgod.workers()) workers.push_back(row.pid);
+  pid_t gateway = 0;
+  for (pid_t child : pgod::bench::children_of(pgod.pid()))
+    if (proc_status(child)["Uid"].rfind(std::to_string(gateway_user().uid) + "\t", 0) == 0) gateway = child;
+  if (gateway == 0) throw std::runtime_error("no gateway process under pgod: " + pgod.log());
 
   // Reference: an idle sshd on loopback (its own host key, no PAM).
   TempDir dir;
-  const int port = free_loopback_port();
-  run_process({"/usr/bin/ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", dir.path() + "/host"});
-  const auto config_file = dir.write("sshd_config", "Port " + std::to_string(port) +
-                                                        "\nListenAddress 127.0.0.1\nHostKey " + dir.path() +
-                                                        "/host\nUsePAM no\nStrictModes no\nPidFile " + dir.path() +
-                                                        "/sshd.pid\n");
-  // Debian's sshd insists on its privilege-separation directory; made (and removed) if missing.
-  const bool made_run_sshd = std::filesystem::create_directories("/run/sshd");
-  pid_t sshd = fork();
-  if (sshd == 0) {
-    execl("/usr/sbin/sshd", "/usr/sbin/sshd", "-D", "-f", config_file.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
+  pgod::bench::must({"/usr/bin/ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bench", "-f", dir.path() + "/key"});
+  pgod::bench::Sshd sshd(dir.path(), dir.path() + "/key.pub");
   std::this_thread::sleep_for(1s);
-  const double sshd_pss = pss_kib(sshd);
-  kill(sshd, SIGTERM);
-  waitpid(sshd, nullptr, 0);
-  if (made_run_sshd) std::filesystem::remove("/run/sshd");
 
+  std::vector<double> pss;
+  for (pid_t worker : workers) pss.push_back(pss_kib(worker));
+  const double supervisor = pss_kib(pgod.pid()), gateway_pss = pss_kib(gateway);
+  const double sshd_pss = pss_kib(sshd.pid());
   double total = 0;
   for (double value : pss) total += value;
-  std::printf("memory with %d idle services (PSS, smaps_rollup)\n", services);
-  std::printf("  per worker: median %.0f KiB, all %d workers %.1f MiB\n", median(pss), services, total / 1024);
-  std::printf("  pgod (the supervisor): %.0f KiB\n", supervisor);
+  std::printf("memory with %d idle services, one user each (PSS, smaps_rollup; all ready after %.1f s)\n", count,
+              ready_s);
+  std::printf("  per worker: median %.0f KiB, max %.0f KiB, all %d workers %.1f MiB\n", median(pss),
+              *std::max_element(pss.begin(), pss.end()), count, total / 1024);
+  std::printf("  pgod (the supervisor): %.0f KiB; pgod-gateway: %.0f KiB\n", supervisor, gateway_pss);
   std::printf("  reference: idle sshd listening on loopback: %.0f KiB  (worker/sshd %.2fx)\n", sshd_pss,
               median(pss) / sshd_pss);
+  figure("pss_worker_kib_" + n, pss);
+  figure("pss_workers_total_mib_" + n, total / 1024);
+  figure("pss_pgod_kib_" + n, supervisor);
+  figure("pss_gateway_kib_" + n, gateway_pss);
+  figure("pss_sshd_kib", sshd_pss);
+  figure("ready_s_" + n, ready_s);
+
+  if (idle_seconds > 0) {
+    const auto sum = [](const std::vector<pid_t>& pids) {
+      std::uint64_t ticks = 0;
+      for (pid_t pid : pids) ticks += pgod::bench::cpu_ticks(pid);
+      return ticks;
+    };
+    const auto before = Clock::now();
+    const auto pgod0 = pgod::bench::cpu_ticks(pgod.pid()), workers0 = sum(workers),
+               gateway0 = pgod::bench::cpu_ticks(gateway), sshd0 = pgod::bench::cpu_ticks(sshd.pid());
+    std::this_thread::sleep_for(std::chrono::seconds(idle_seconds));
+    const auto pgod1 = pgod::bench::cpu_ticks(pgod.pid()), workers1 = sum(workers),
+               gateway1 = pgod::bench::cpu_ticks(gateway), sshd1 = pgod::bench::cpu_ticks(sshd.pid());
+    const double window_ms = ms_since(before);
+    std::vector<pid_t> after;
+    for (const auto& row : pgod.workers()) after.push_back(row.pid);
+    if (after != workers) throw std::runtime_error("a worker restarted during the idle window: " + pgod.log());
+    const auto percent = [&](std::uint64_t ticks) { return ticks_to_ms(ticks) / window_ms * 100; };
+    const double all = percent((pgod1 - pgod0) + (workers1 - workers0) + (gateway1 - gateway0));
+    std::printf("idle CPU with %d services over %.1f s (utime+stime, %% of one core)\n", count, window_ms / 1000);
+    std::printf("  pgod + %d workers + gateway: %.3f %%  (pgod %.3f, workers %.3f, gateway %.3f)\n", count, all,
+                percent(pgod1 - pgod0), percent(workers1 - workers0), percent(gateway1 - gateway0));
+    std::printf("  reference: idle sshd: %.3f %%\n", percent(sshd1 - sshd0));
+    figure("idle_window_s", window_ms / 1000);
+    figure("idle_services", count);
+    figure("idle_cpu_pct", all);
+    figure("idle_cpu_pgod_pct", percent(pgod1 - pgod0));
+    figure("idle_cpu_workers_pct", percent(workers1 - workers0));
+    figure("idle_cpu_gateway_pct", percent(gateway1 - gateway0));
+    figure("idle_cpu_sshd_pct", percent(sshd1 - sshd0));
+  }
   pgod.stop();
 }
 
@@ -158,8 +203,17 @@ void memory(int services) {
 
 int main(int argc, char** argv) {
   const int runs = argc > 1 ? std::atoi(argv[1]) : 20;
+  const int idle_seconds = argc > 2 ? std::atoi(argv[2]) : 30;
+  std::vector<int> counts;
+  for (int i = 3; i < argc; ++i) counts.push_back(std::atoi(argv[i]));
+  if (counts.empty()) counts = {50, 100};
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
-  fork_to_answer(runs);
-  memory(50);
+  try {
+    fork_to_answer(runs);
+    for (std::size_t i = 0; i < counts.size(); ++i) services(counts[i], i + 1 == counts.size() ? idle_seconds : 0);
+  } catch (const std::exception& failure) {
+    std::fprintf(stderr, "supervisor_bench: %s\n", failure.what());
+    return 1;
+  }
   return 0;
 }

@@ -19,6 +19,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "bench_common.h"
 #include "git_fixture.h"
 #include "worker_harness.h"
 
@@ -134,5 +135,19 @@ int main(int argc, char** argv) {
   std::printf("| %-34s | %8.1f | %8s | %-36s | %8s | %6s |\n", "  + stand-in compose CPU (mean)", compose_cpu, "",
               "(config + up -d, shell stand-in)", "", "");
   row("push -> up -d started", push_to_up, "git fetch + reset + spawn up -d", reference_up);
+
+  // The samples, for tests/bench/run.sh (which pools several runs).
+  pgod::bench::figure("poll_ms", poll_wall);
+  pgod::bench::figure("poll_git_cli_ms", fetch_wall);
+  pgod::bench::figure("poll_worker_cpu_ms", worker_cpu);
+  pgod::bench::figure("poll_compose_cpu_ms", compose_cpu);
+  pgod::bench::figure("poll_git_cli_cpu_ms", reference_cpu / runs);
+  pgod::bench::figure("push_up_ms", push_to_up);
+  pgod::bench::figure("push_up_git_cli_ms", reference_up);
+  if (push_to_up.size() != static_cast<std::size_t>(runs) || reference_up.size() != static_cast<std::size_t>(runs)) {
+    std::fprintf(stderr, "worker_bench: up -d was not recorded after every push (%zu and %zu of %d)\n",
+                 push_to_up.size(), reference_up.size(), runs);
+    return 1;
+  }
   return 0;
 }

@@ -1,0 +1,268 @@
+#!/usr/bin/env python3
+"""The benchmark table, from what tests/bench/run.sh collected.
+
+Reads the figures (one line per figure and program run: `PROGRAM ROUND BENCH KEY SAMPLE...` or
+`PROGRAM ROUND BENCHTEXT KEY TEXT`), pools the samples of every round, and writes the template
+document with the text between its markers replaced by the machine, the command and the table.
+Exits 1 when a figure the table needs is missing (a program changed its output)."""
+
+import argparse
+import math
+import random
+import re
+import statistics
+import sys
+
+BEGIN = "<!-- bench:begin -->"
+END = "<!-- bench:end -->"
+
+
+def load(path):
+    samples, texts, rounds = {}, {}, {}
+    with open(path) as lines:
+        for line in lines:
+            parts = line.rstrip("\n").split(" ")
+            if len(parts) < 4:
+                continue
+            program, round_, kind, key = parts[:4]
+            rounds.setdefault(program, set()).add(round_)
+            if kind == "BENCH":
+                samples.setdefault(key, []).extend(float(value) for value in parts[4:])
+            elif kind == "BENCHTEXT":
+                texts.setdefault(key, []).append(" ".join(parts[4:]))
+    return samples, texts, rounds
+
+
+class Table:
+    def __init__(self, samples, texts):
+        self.samples, self.texts = samples, texts
+        self.rows, self.missing, self.missed, self.unresolved = [], [], [], []
+
+    def has(self, key):
+        return bool(self.samples.get(key))
+
+    def median(self, key, required=True):
+        values = self.samples.get(key)
+        if not values:
+            if required:
+                self.missing.append(key)
+            return math.nan
+        return statistics.median(values)
+
+    def percentile(self, key, p):
+        values = sorted(self.samples.get(key) or [])
+        if not values:
+            self.missing.append(key)
+            return math.nan
+        return values[min(len(values), max(1, math.ceil(p * len(values)))) - 1]
+
+    def median_difference_interval(self, key, reference_key, rounds=2000):
+        """A 95 % bootstrap interval of median(key) - median(reference_key): how far noise alone
+        moves the difference of the two medians on this machine."""
+        ours, theirs = self.samples.get(key), self.samples.get(reference_key)
+        if not ours or not theirs:
+            return math.nan, math.nan
+        draw = random.Random(1)  # fixed: the same figures give the same interval
+        differences = sorted(
+            statistics.median(draw.choices(ours, k=len(ours))) - statistics.median(draw.choices(theirs, k=len(theirs)))
+            for _ in range(rounds))
+        return differences[int(0.025 * rounds)], differences[int(0.975 * rounds) - 1]
+
+    def count(self, key):
+        return len(self.samples.get(key) or [])
+
+    def text(self, key):
+        values = self.texts.get(key)
+        return max(set(values), key=values.count) if values else "?"
+
+    def row(self, number, what, ours, reference, compare, samples, goal="—", holds=None, resolved=True):
+        if holds is None:
+            verdict = "—" if goal == "—" else "n/a"
+        elif holds and not resolved:
+            verdict = "met?, within noise"
+            self.unresolved.append(f"{number} {strip(what)}: {strip(ours)} (goal {goal})")
+        elif holds:
+            verdict = "met"
+        else:
+            verdict = "**MISSED**" if resolved else "**MISSED**, within noise"
+            self.missed.append(f"{number} {strip(what)}: {strip(ours)} (goal {goal})")
+        self.rows.append((number, what, ours, reference, compare, goal, verdict, samples))
+
+
+def strip(text):
+    return re.sub(r"[`*]", "", text)
+
+
+def num(value, digits=1, unit=""):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}f}{unit}"
+
+
+def ratio(ours, reference):
+    if math.isnan(ours) or math.isnan(reference) or reference == 0:
+        return "n/a"
+    return f"{ours / reference:.2f}×"
+
+
+def signed(value, unit=" ms"):
+    return "n/a" if math.isnan(value) else f"{value:+.1f}{unit}"
+
+
+def build(table, mode):
+    t = table
+    # 1. Ping.
+    ping, pong = t.median("ping_ssh_ms"), t.median("ping_sshd_ms")
+    t.row("1", "Ping round trip: `ssh … a//ping` through pgod-gateway (median)", num(ping, unit=" ms"),
+          f"`ssh … echo pong` to sshd: {num(pong, unit=' ms')}", ratio(ping, pong), t.count("ping_ssh_ms"),
+          "≤ 30 ms", None if math.isnan(ping) else ping <= 30)
+    pgoctl = t.median("ping_pgoctl_ms", required=False)
+    t.row("1b", "Ping round trip: `pgoctl … a//ping` (median)", num(pgoctl, unit=" ms"),
+          f"as row 1: {num(pong, unit=' ms')}", ratio(pgoctl, pong), t.count("ping_pgoctl_ms"), "≤ 30 ms",
+          None if math.isnan(pgoctl) else pgoctl <= 30)
+    # 2. Streamed output.
+    mib = num(t.median("stream_mib"), 0)
+    ours, ref = t.median("stream_ours_mbs"), t.median("stream_sshd_mbs")
+    t.row("2", f"Streamed output, {mib} MiB of `a//logs`, first byte to EOF (median)", num(ours, 0, " MB/s"),
+          f"`head -c` on sshd: {num(ref, 0, ' MB/s')}", ratio(ours, ref), t.count("stream_ours_mbs"), "≥ 0.9× sshd",
+          None if math.isnan(ours) or math.isnan(ref) else ours >= 0.9 * ref)
+    whole, whole_ref = t.median("stream_whole_ours_mbs"), t.median("stream_whole_sshd_mbs")
+    t.row("2b", "Streamed output, whole client run incl. login (median)", num(whole, 0, " MB/s"),
+          num(whole_ref, 0, " MB/s"), ratio(whole, whole_ref), t.count("stream_whole_ours_mbs"))
+    t.row("2c", "Cipher / key exchange negotiated", f"{t.text('cipher_ours')} / {t.text('kex_ours')}",
+          f"{t.text('cipher_sshd')} / {t.text('kex_sshd')}", "", "")
+    # 3. ps on a real engine.
+    direct = t.median("ps_direct_ms")
+    for number, key, client in (("3", "ps_ssh_ms", "ssh"), ("3b", "ps_pgoctl_ms", "pgoctl")):
+        total = t.median(key)
+        overhead = total - direct
+        low, high = t.median_difference_interval(key, "ps_direct_ms")
+        t.row(number, f"`svc//ps` overhead, `{client} … svc//ps` end to end (real engine, 1 running container)",
+              f"{signed(overhead)} (95 % interval {signed(low, '')}…{signed(high)}; {num(total, unit=' ms')} in all)",
+              f"`docker-compose ps` as the service's user: {num(direct, unit=' ms')}", ratio(total, direct),
+              t.count(key), "≤ +30 ms", None if math.isnan(overhead) else overhead <= 30,
+              resolved=high <= 30 if overhead <= 30 else low > 30)
+    worker = t.median("ps_worker_ms")
+    low, high = t.median_difference_interval("ps_worker_ms", "ps_direct_ms")
+    t.row("3c", "… of which the worker: `run(ps)` on its socket, no SSH", f"{signed(worker - direct)} "
+          f"(95 % interval {signed(low, '')}…{signed(high)}; {num(worker, unit=' ms')} in all)", f"as row 3: {num(direct, unit=' ms')}", ratio(worker, direct),
+          t.count("ps_worker_ms"))
+    login = t.median("ps_ping_ssh_ms")
+    t.row("3d", "… of which the SSH login: `ssh … svc//ping` in the same rounds", num(login, unit=" ms"), "—", "",
+          t.count("ps_ping_ssh_ms"))
+    # 4. 64 clients at once.
+    for number, p, label in (("4", 0.5, "p50"), ("4b", 0.99, "p99")):
+        ours, ref = t.percentile("crowd_ours_ms", p), t.percentile("crowd_sshd_ms", p)
+        t.row(number, f"64 clients at once, `a//ping`, {label} of all rounds pooled", num(ours, unit=" ms"),
+              f"64 × `echo pong` to sshd: {num(ref, unit=' ms')}", ratio(ours, ref), t.count("crowd_ours_ms"))
+    failed = sum(t.samples.get("crowd_failed_ours") or [math.nan])
+    failed_ref = sum(t.samples.get("crowd_failed_sshd") or [math.nan])
+    t.row("4c", "64 clients at once: failed clients", f"{num(failed, 0)} of {t.count('crowd_ours_ms')}",
+          f"{num(failed_ref, 0)} of {t.count('crowd_sshd_ms')}", "", "", "0", None if math.isnan(failed) else failed == 0)
+    # 5, 6. Memory.
+    sshd = t.median("pss_sshd_kib")
+    counts = sorted(int(key.rsplit("_", 1)[1]) for key in t.samples if key.startswith("pss_worker_kib_"))
+    if not counts:
+        t.missing.append("pss_worker_kib_N")
+    for i, count in enumerate(counts):
+        pss = t.median(f"pss_worker_kib_{count}")
+        total = t.median(f"pss_workers_total_mib_{count}")
+        t.row(f"5{'abcdefgh'[i] if i else ''}", f"PSS per idle worker, {count} services (median; all workers: "
+              f"{num(total, 1, ' MiB')})", num(pss / 1024, 2, " MiB"), f"idle sshd: {num(sshd / 1024, 2, ' MiB')}",
+              ratio(pss, sshd), t.count(f"pss_worker_kib_{count}"), "≤ 3 MiB",
+              None if math.isnan(pss) else pss <= 3 * 1024)
+    if counts:
+        most = counts[-1]
+        gateway, supervisor = t.median(f"pss_gateway_kib_{most}"), t.median(f"pss_pgod_kib_{most}")
+        t.row("6", f"PSS of pgod-gateway (idle, {most} services)", num(gateway / 1024, 2, " MiB"),
+              f"idle sshd: {num(sshd / 1024, 2, ' MiB')}", ratio(gateway, sshd), t.count(f"pss_gateway_kib_{most}"))
+        t.row("6b", f"PSS of pgod, the supervisor (idle, {most} services)", num(supervisor / 1024, 2, " MiB"),
+              f"idle sshd: {num(sshd / 1024, 2, ' MiB')}", ratio(supervisor, sshd), t.count(f"pss_pgod_kib_{most}"))
+    # 7. Push to up.
+    up, up_ref = t.median("push_up_ms"), t.median("push_up_git_cli_ms")
+    t.row("7", "Push → `up -d` started, after the worker's `git pull` (median)", num(up, unit=" ms"),
+          f"`git fetch` + `reset --hard` + spawn `up -d`: {num(up_ref, unit=' ms')}", ratio(up, up_ref),
+          t.count("push_up_ms"), "≤ 200 ms", None if math.isnan(up) else up <= 200)
+    # 8. Idle CPU.
+    idle, idle_ref = t.median("idle_cpu_pct"), t.median("idle_cpu_sshd_pct")
+    services = int(t.median("idle_services")) if t.has("idle_services") else 0
+    window = t.median("idle_window_s")
+    parts = ", ".join(f"{name} {num(t.median(f'idle_cpu_{name}_pct'), 3, ' %')}" for name in ("pgod", "workers", "gateway"))
+    t.row("8", f"Idle CPU, pgod + {services} workers + gateway, {num(window, 0, ' s')} window (median; {parts})",
+          num(idle, 3, " % of a core"), f"idle sshd: {num(idle_ref, 3, ' %')}", "", t.count("idle_cpu_pct"))
+    # Extras: what the programs measure beside the required rows.
+    start, by_hand = t.median("start_pgod_ms"), t.median("start_byhand_ms")
+    t.row("9", "Start → worker answers `status` (pgod: config, fork, confine, exec)", num(start, unit=" ms"),
+          f"pgod-worker spawned by hand, unconfined: {num(by_hand, unit=' ms')}", ratio(start, by_hand),
+          t.count("start_pgod_ms"))
+    poll, poll_ref = t.median("poll_ms"), t.median("poll_git_cli_ms")
+    t.row("10", "No-change poll: `git pull` RPC, upstream unchanged (stand-in compose)", num(poll, unit=" ms"),
+          f"`git fetch` + `rev-parse`: {num(poll_ref, unit=' ms')}", ratio(poll, poll_ref), t.count("poll_ms"))
+    cpu, cpu_ref = t.median("poll_worker_cpu_ms"), t.median("poll_git_cli_cpu_ms")
+    t.row("10b", "No-change poll: worker CPU per poll (mean per run, median of runs)", num(cpu, unit=" ms"),
+          f"git CLI CPU: {num(cpu_ref, unit=' ms')}", ratio(cpu, cpu_ref), t.count("poll_worker_cpu_ms"))
+
+
+def render(table, machine, args, rounds):
+    out = []
+    if args.mode == "quick":
+        out.append("> **Quick smoke run** (`--quick`): one round of a few iterations and 5 services. It checks "
+                   "that the command works; its figures mean little.\n")
+    m = machine
+    out.append(f"Measured {m.get('date', '?')} on: {m.get('cpu', '?')}, {m.get('cores', '?')}, {m.get('ram', '?')} RAM; "
+               f"Linux {m.get('kernel', '?')}; {m.get('os', '?')}; virtualization: {m.get('virtualization', '?')}. "
+               f"Docker {m.get('docker', '?')}; compose {m.get('compose', '?')}; {m.get('openssh', '?')}. "
+               f"Built with {m.get('compiler', '?')} from {m.get('source', '?')}.\n")
+    per_program = ", ".join(f"{program} {len(r)}" for program, r in sorted(rounds.items()))
+    minutes, seconds = divmod(int(args.seconds), 60)
+    out.append(f"Command: `{args.command}` as root from the repository root ({args.runs} round(s): {per_program} "
+               f"runs; {minutes} min {seconds} s in all, build included). Each program's arguments: "
+               f"`{args.args}`. Load average before {m.get('load_before', '?')}, after "
+               f"{m.get('load_after', '?')}.\n")
+    out.append("Every figure is the median (or the stated percentile) of all samples of all rounds pooled; "
+               "*Samples* is how many. Each reference was measured in the same program run, interleaved with "
+               "pgod's side.\n")
+    out.append("| # | Measure | pgod | Reference (same run) | pgod / reference | Samples | Goal | Verdict |")
+    out.append("|---|---|---|---|---|---|---|---|")
+    for number, what, ours, reference, compare, goal, verdict, samples in table.rows:
+        out.append(f"| {number} | {what} | {ours} | {reference} | {compare} | {samples} | {goal} | {verdict} |")
+    out.append("")
+    if table.missed:
+        out.append("**Goals missed in this run:** " + "; ".join(table.missed) + ".")
+    if table.unresolved:
+        out.append("\n**Goals met by the medians but not resolved** (the 95 % bootstrap interval of the "
+                   "difference reaches past the goal: this machine's noise could hide a miss): "
+                   + "; ".join(table.unresolved) + ".")
+    if not table.missed and not table.unresolved:
+        out.append("All goals were met in this run.")
+    return "\n".join(out)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    for name in ("figures", "machine", "template", "out", "mode", "runs", "seconds", "command", "args"):
+        parser.add_argument("--" + name, required=True)
+    args = parser.parse_args()
+    samples, texts, rounds = load(args.figures)
+    machine = {}
+    with open(args.machine) as lines:
+        for line in lines:
+            key, _, value = line.rstrip("\n").partition(": ")
+            machine[key] = value
+    table = Table(samples, texts)
+    build(table, args.mode)
+    with open(args.template) as template:
+        document = template.read()
+    if BEGIN not in document or END not in document:
+        sys.exit(f"report.py: {args.template} lacks the markers {BEGIN} and {END}")
+    head, rest = document.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    with open(args.out, "w") as out:
+        out.write(head + BEGIN + "\n" + render(table, machine, args, rounds) + "\n" + END + tail)
+    print(render(table, machine, args, rounds))
+    if table.missing:
+        sys.exit("report.py: figures missing from the programs' output: " + ", ".join(sorted(set(table.missing))))
+
+
+if __name__ == "__main__":
+    main()
