@@ -9,6 +9,7 @@
 
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <kj/debug.h>
@@ -478,6 +479,9 @@ kj::Promise<int> Service::retire() {
 }
 
 kj::Promise<void> Service::schedule_cycles() {
+  // What the cycle used for a while (the fetch, YAML, compose's output) goes back to the system
+  // before the worker idles for a poll interval: an idle worker is mostly heap.
+  malloc_trim(0);
   const auto interval = std::chrono::nanoseconds(settings_.getPollIntervalNs());
   static thread_local std::mt19937_64 random{std::random_device{}()};
   // Jitter up to half the interval, as the original, so many hosts do not fetch in step.
