@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -201,6 +202,20 @@ int main(int argc, char** argv) {
     return 1;
   pgod::setup_logging("pgod-gateway", debug);
   signal(SIGPIPE, SIG_IGN);
+
+  // Each connection costs two descriptors (libssh's and the dup the event loop watches), plus
+  // worker links: raise the soft limit to the hard one, and say so if --max-connections still
+  // cannot fit, rather than fail accept() under load.
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &files) != 0)
+      spdlog::warn("cannot raise the open-file limit to {}: {}", files.rlim_max, std::strerror(errno));
+  }
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY &&
+      files.rlim_cur < 2 * limits.max_connections + 64)
+    spdlog::warn("the open-file limit ({}) is below what --max-connections {} needs ({}): raise LimitNOFILE",
+                 files.rlim_cur, limits.max_connections, 2 * limits.max_connections + 64);
 
   // 1. The listeners.
   auto ssh_listener = open_listener(ssh_fd, ssh_address, "-s/--ssh");

@@ -22,6 +22,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <sstream>
 
@@ -498,6 +499,7 @@ kj::Promise<void> Service::schedule_cycles() {
 }
 
 kj::Promise<void> Service::cycle() {
+  sync_error_.clear();
   if (stop_file_exists()) {
     if (state_ == rpc::ServiceState::STOPPED) return kj::READY_NOW;
     log_->info("{} exists: bringing the service down", settings_.getStopFile().cStr());
@@ -524,6 +526,7 @@ kj::Promise<void> Service::cycle() {
                    if (!result) {
                      ++fetch_failures_;
                      const auto message = redacted(result.error().message);
+                     sync_error_ = message;
                      log_->warn("git: {} ({} in a row)", message, fetch_failures_);
                      if (fetch_failures_ >= kFetchFailuresBeforeDiff || hash_.empty())
                        set_state(rpc::ServiceState::DIFF, message);
@@ -720,15 +723,25 @@ kj::Promise<VerbResult> Service::run_verb(Verb verb, std::vector<std::string> ar
           [this, &output, ok](kj::Exception&& e) {
             return write_text(output, true, redacted(e.getDescription().cStr()) + "\n").then([ok]() { return ok(1); });
           });
-    case Verb::kGitPull:
+    case Verb::kGitPull: {
       if (frozen_ || !pinned_hash_.empty())
         return write_text(output, true,
                           fmt::format("{}: not pulling (unfreeze first)\n", frozen_ ? "FROZEN" : "ROLLBACK"))
             .then([ok]() { return ok(1); });
-      return detached([this]() { return cycle(); }).then([this, &output, ok]() {
-        const bool good = state_ == rpc::ServiceState::OK;
-        return write_text(output, !good, describe_status()).then([ok, good]() { return ok(good ? 0 : 1); });
-      });
+      // The state forgives a failed fetch or two (DIFF after three in a row), but whoever asked
+      // for this pull is told at once. Shared with the cycle, which runs on if the caller leaves.
+      auto fetch_error = std::make_shared<std::string>();
+      return detached([this, fetch_error]() {
+               return cycle().then([this, fetch_error]() { *fetch_error = sync_error_; });
+             })
+          .then([this, &output, ok, fetch_error]() {
+            const bool good = state_ == rpc::ServiceState::OK && fetch_error->empty();
+            auto text = describe_status();
+            if (!fetch_error->empty() && *fetch_error != last_error_)
+              text += "pgod: the fetch failed: " + *fetch_error + "\n";
+            return write_text(output, !good, text).then([ok, good]() { return ok(good ? 0 : 1); });
+          });
+    }
     case Verb::kFreeze:
       return serialized<VerbResult>([this, &output, ok]() {
         frozen_ = true;
@@ -755,33 +768,33 @@ kj::Promise<VerbResult> Service::run_verb(Verb verb, std::vector<std::string> ar
           });
     case Verb::kRollback: {
       const std::string wanted = checked->compose_args.front();
-      auto outcome = kj::heap<std::string>();  // an error for the caller, empty on success
-      auto& error = *outcome;
-      return detached([this, wanted, &error]() {
+      // An error for the caller, empty on success. Shared with the job, which runs on (and may
+      // still set it) after a caller that went away has dropped its side.
+      auto error = std::make_shared<std::string>();
+      return detached([this, wanted, error]() {
                return git_thread_
                    .run<Expected<SyncResult, GitError>>([git = git_.get(), wanted]() -> Expected<SyncResult, GitError> {
                      auto full = git->resolve_commit(wanted);
                      if (!full) return Unexpected{full.error()};
                      return git->checkout(*full);
                    })
-                   .then([this, &error](Expected<SyncResult, GitError> result) -> kj::Promise<void> {
+                   .then([this, error](Expected<SyncResult, GitError> result) -> kj::Promise<void> {
                      if (!result) {
-                       error = redacted(result.error().message);
+                       *error = redacted(result.error().message);
                        return kj::READY_NOW;
                      }
                      hash_ = pinned_hash_ = result->current_hash;
                      last_change_ = now_seconds();
-                     if (!persist()) error = "pgod: cannot save the rollback pin (see the worker's log)";
+                     if (!persist()) *error = "pgod: cannot save the rollback pin (see the worker's log)";
                      refresh_keys();
                      return deploy();
                    });
              })
-          .then([this, &output, ok, &error]() {
-            if (!error.empty()) return write_text(output, true, error + "\n").then([ok]() { return ok(1); });
+          .then([this, &output, ok, error]() {
+            if (!error->empty()) return write_text(output, true, *error + "\n").then([ok]() { return ok(1); });
             const bool good = state_ == rpc::ServiceState::ROLLBACK;
             return write_text(output, !good, describe_status()).then([ok, good]() { return ok(good ? 0 : 1); });
-          })
-          .attach(kj::mv(outcome));
+          });
     }
     default:
       return run_compose_verb(verb, std::move(checked->compose_args), checked->follow, output);

@@ -143,6 +143,7 @@ class Service final : private kj::TaskSet::ErrorHandler {
   std::int64_t last_change_ = 0;
   std::int64_t last_deploy_ = 0;
   int fetch_failures_ = 0;
+  std::string sync_error_;     // why this cycle's fetch failed; empty when it worked or did not run
   std::string import_digest_;  // what we last wrote to the Caddy import
 
   std::vector<AuthorizedKey> keys_;

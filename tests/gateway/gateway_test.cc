@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include "command_grammar.h"
@@ -168,6 +170,7 @@ class StallingRelay {
         fds.push_back({pair->gateway.get(), static_cast<short>(stalled_ ? 0 : POLLIN), 0});
       }
       if (poll(fds.data(), fds.size(), 100) <= 0) continue;
+      const std::size_t polled = pairs.size();  // a pair accepted below has no entry in fds yet
       if (fds[0].revents & POLLIN) {
         auto pair = std::make_unique<Pair>();
         pair->client.reset(accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
@@ -178,7 +181,7 @@ class StallingRelay {
         if (pair->client && connect(pair->gateway.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0)
           pairs.push_back(std::move(pair));
       }
-      for (std::size_t i = 0; i < pairs.size(); ++i) {
+      for (std::size_t i = 0; i < polled; ++i) {
         const auto& from_client = fds[1 + 2 * i];
         const auto& from_gateway = fds[2 + 2 * i];
         if ((from_client.revents & (POLLIN | POLLHUP)) && !relay(pairs[i]->client.get(), pairs[i]->gateway.get()))
@@ -729,12 +732,27 @@ TEST_F(GatewayTest, LimitsGivenToPgodReachTheGatewayItStarts) {
 }
 
 TEST_F(GatewayTest, TheGatewayIsConfinedAsItsOwnUser) {
+  // Started with a soft open-file limit of 1024 (systemd's default), below the hard one.
+  rlimit files{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &files), 0);
+  const rlimit saved = files;
+  ASSERT_GT(files.rlim_max, 1024u);
+  files.rlim_cur = 1024;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &files), 0);
   start();
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
   const pid_t gateway = gateway_pid();
   ASSERT_GT(gateway, 0) << pgod_.log();
   auto status = proc_status(gateway);
   const auto uid = std::to_string(gateway_user().uid);
   EXPECT_EQ(status["Uid"], uid + "\t" + uid + "\t" + uid + "\t" + uid);
+  // Its open-file limit is raised to the hard one: two descriptors per connection.
+  std::istringstream limits(read_file("/proc/" + std::to_string(gateway) + "/limits"));
+  std::string soft, hard;
+  for (std::string line; std::getline(limits, line);)
+    if (line.rfind("Max open files", 0) == 0) std::istringstream(line.substr(14)) >> soft >> hard;
+  EXPECT_FALSE(soft.empty());
+  EXPECT_EQ(soft, hard);
   EXPECT_EQ(status["NoNewPrivs"], "1");
   EXPECT_EQ(status["Seccomp"], "2");
   const auto gid = std::to_string(gateway_user().gid);
