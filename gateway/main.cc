@@ -122,9 +122,11 @@ bool parse_count(const std::string& text, const char* flag, std::size_t* out) {
 }
 
 bool parse_timeout(const std::string& text, const char* flag, kj::Duration* out) {
+  // From a second to a year: shorter drops every login at the next housekeeping pass, longer
+  // overflows the deadline arithmetic.
   auto parsed = pgod::parse_duration(text);
-  if (!parsed || parsed->count() <= 0) {
-    fmt::print(stderr, "pgod-gateway: {} {}: expected a duration such as 30s or 10m\n", flag, text);
+  if (!parsed || *parsed < std::chrono::seconds(1) || *parsed > std::chrono::hours(24 * 365)) {
+    fmt::print(stderr, "pgod-gateway: {} {}: expected a duration from 1s to 8760h, such as 30s or 10m\n", flag, text);
     return false;
   }
   *out = std::chrono::duration_cast<std::chrono::milliseconds>(*parsed).count() * kj::MILLISECONDS;

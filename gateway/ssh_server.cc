@@ -754,11 +754,13 @@ void Connection::kill(const std::string& why, bool failure) {
   if (dead) return;
   dead = true;
   if (authenticated && failure)
-    server.log_refusal("dropped", fmt::format("{} ({}): connection dropped: {}", peer, printable(user), why));
+    server.log_refusal("dropped",
+                       fmt::format("{} ({}): connection dropped: {}", peer, printable(user), printable(why)));
   else if (authenticated)
-    spdlog::debug("{} ({}): connection ended: {}", peer, printable(user), why);
+    spdlog::debug("{} ({}): connection ended: {}", peer, printable(user), printable(why));
   else
-    server.log_refusal("unauthenticated", fmt::format("{}: connection ended before authentication: {}", peer, why));
+    server.log_refusal("unauthenticated",
+                       fmt::format("{}: connection ended before authentication: {}", peer, printable(why)));
   server.schedule_reap();
 }
 

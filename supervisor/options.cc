@@ -30,7 +30,10 @@ Expected<std::vector<std::string>, std::string> gateway_limit_args(const std::st
   while (!rest.empty()) {
     const auto comma = rest.find(',');
     const std::string_view item = rest.substr(0, comma);
+    if (item.empty()) return Unexpected{std::string("--gateway-limits: an empty item (use name=value,name=value)")};
     rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    if (comma != std::string_view::npos && rest.empty())
+      return Unexpected{std::string("--gateway-limits: an empty item (use name=value,name=value)")};
     const auto equals = item.find('=');
     const std::string_view name = item.substr(0, equals);
     const std::string_view value = equals == std::string_view::npos ? std::string_view() : item.substr(equals + 1);
@@ -41,8 +44,9 @@ Expected<std::vector<std::string>, std::string> gateway_limit_args(const std::st
         return Unexpected{fmt::format("--gateway-limits: {} must be a positive number, got \"{}\"", name, value)};
     } else if (durations.count(name)) {
       auto parsed = parse_duration(value);
-      if (!parsed || *parsed <= std::chrono::nanoseconds::zero())
-        return Unexpected{fmt::format("--gateway-limits: {} must be a positive duration like 30s, got \"{}\"", name, value)};
+      if (!parsed || *parsed < std::chrono::seconds(1) || *parsed > std::chrono::hours(24 * 365))
+        return Unexpected{
+            fmt::format("--gateway-limits: {} must be a duration from 1s to 8760h, like 30s, got \"{}\"", name, value)};
     } else {
       return Unexpected{fmt::format("--gateway-limits: unknown limit \"{}\" (known: max-connections, "
                                     "max-unauthenticated, login-timeout, idle-timeout, max-auth-tries, "

@@ -545,10 +545,17 @@ TEST_F(GatewayTest, ClientsThatStopReadingTheirSocketsCostTheGatewayLittleAndHol
   std::this_thread::sleep_for(1500ms);
   EXPECT_EQ(bytes_written(producer), written_before) << "the producer is blocked";
   const long gateway_after = rss_kib(gateway);
+#if defined(__SANITIZE_ADDRESS__)
+  // Under AddressSanitizer every freed buffer of the streams that flowed sits in its quarantine
+  // and counts as resident: the bound is checked by the release build's run of this test.
+  (void)gateway_before;
+  (void)gateway_after;
+#else
   // What the worker may have in flight per stream (its Cap'n Proto stream window, about the
   // unix socket's buffer) is held: some 3 MiB for eight. Buffered too, the eight open SSH
   // windows would add 16 MiB more (measured 15–17 MiB before the gateway held back).
   EXPECT_LT(gateway_after - gateway_before, 6 * 1024) << gateway_before << " → " << gateway_after << " KiB";
+#endif
   // Everyone else is served at once meanwhile.
   const auto started = std::chrono::steady_clock::now();
   auto pong = ssh(key_b_, "b//ps");

@@ -98,7 +98,11 @@ INSTANTIATE_TEST_SUITE_P(
                 "--mount-with-systemd chooses the mount programs: drop --mount-program and --umount-program"},
         BadCase{{"--gateway-limits", "max-sessions=0"}, "--gateway-limits: max-sessions must be a positive number, got \"0\""},
         BadCase{{"--gateway-limits", "login-timeout=5"},
-                "--gateway-limits: login-timeout must be a positive duration like 30s, got \"5\""},
+                "--gateway-limits: login-timeout must be a duration from 1s to 8760h, like 30s, got \"5\""},
+        BadCase{{"--gateway-limits", "idle-timeout=500us"},
+                "--gateway-limits: idle-timeout must be a duration from 1s to 8760h, like 30s, got \"500us\""},
+        BadCase{{"--gateway-limits", "max-sessions=2,"}, "--gateway-limits: an empty item (use name=value,name=value)"},
+        BadCase{{"--gateway-limits", ",max-sessions=2"}, "--gateway-limits: an empty item (use name=value,name=value)"},
         BadCase{{"--gateway-limits", "user=root"},
                 "--gateway-limits: unknown limit \"user\" (known: max-connections, max-unauthenticated, login-timeout, "
                 "idle-timeout, max-auth-tries, max-command-length, max-sessions, max-commands-per-service)"},
