@@ -50,4 +50,17 @@ const char* worker_state_name(rpc::ServiceInfo::WorkerState state) {
   return "unknown";
 }
 
+const char* service_state_name(rpc::ServiceState state) {
+  switch (state) {
+    case rpc::ServiceState::OK: return "OK";
+    case rpc::ServiceState::FROZEN: return "FROZEN";
+    case rpc::ServiceState::ROLLBACK: return "ROLLBACK";
+    case rpc::ServiceState::BROKEN: return "BROKEN";
+    case rpc::ServiceState::DIFF: return "DIFF";
+    case rpc::ServiceState::STOPPED: return "STOPPED";
+    case rpc::ServiceState::STARTING: return "STARTING";
+  }
+  return "UNKNOWN";
+}
+
 }  // namespace pgod

@@ -20,4 +20,7 @@ Verb from_rpc_verb(rpc::Verb verb);
 // How a worker's state is written for people: "running", "backing-off", "stopped".
 const char* worker_state_name(rpc::ServiceInfo::WorkerState state);
 
+// How a service's state is written in status and logs: "OK", "FROZEN", "BROKEN", ...
+const char* service_state_name(rpc::ServiceState state);
+
 }  // namespace pgod

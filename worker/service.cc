@@ -28,6 +28,7 @@
 
 #include "compose_policy.h"
 #include "logging.h"
+#include "rpc_verbs.h"
 #include "safe_files.h"
 #include "service_name.h"
 #include "verb_table.h"
@@ -83,19 +84,6 @@ std::string format_time(std::int64_t seconds) {
   char buffer[32];
   std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buffer;
-}
-
-std::string_view state_name(rpc::ServiceState state) {
-  switch (state) {
-    case rpc::ServiceState::OK: return "OK";
-    case rpc::ServiceState::FROZEN: return "FROZEN";
-    case rpc::ServiceState::ROLLBACK: return "ROLLBACK";
-    case rpc::ServiceState::BROKEN: return "BROKEN";
-    case rpc::ServiceState::DIFF: return "DIFF";
-    case rpc::ServiceState::STOPPED: return "STOPPED";
-    case rpc::ServiceState::STARTING: return "STARTING";
-  }
-  return "UNKNOWN";
 }
 
 // For the audit log: values after '=' may be secrets (exec -e TOKEN=…).
@@ -179,7 +167,7 @@ void Service::taskFailed(kj::Exception&& exception) {
 // ---- state ---------------------------------------------------------------------------------
 
 void Service::set_state(rpc::ServiceState state, std::string error) {
-  if (state != state_) log_->info("state {} -> {}{}", state_name(state_), state_name(state), error.empty() ? "" : ": " + error);
+  if (state != state_) log_->info("state {} -> {}{}", service_state_name(state_), service_state_name(state), error.empty() ? "" : ": " + error);
   state_ = state;
   last_error_ = std::move(error);
 }
@@ -277,7 +265,7 @@ std::string Service::describe_status() const {
   return fmt::format(
       "state:       {}\ncommit:      {}\nupstream:    {}\npinned:      {}\ndeployed:    {}\nlast change: {}\n"
       "last deploy: {}\ncompose:     {}\nerror:       {}\n",
-      state_name(state_), hash_.empty() ? "-" : hash_, upstream_hash_.empty() ? "-" : upstream_hash_,
+      service_state_name(state_), hash_.empty() ? "-" : hash_, upstream_hash_.empty() ? "-" : upstream_hash_,
       pinned_hash_.empty() ? "-" : pinned_hash_, deployed_hash_.empty() ? "-" : deployed_hash_,
       format_time(last_change_), format_time(last_deploy_),
       [&] {

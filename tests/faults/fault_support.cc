@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "rpc_verbs.h"
 #include "worker.capnp.h"
 
 namespace pgod::test::faults {
@@ -20,19 +21,6 @@ namespace fs = std::filesystem;
 
 // timeout(1) ends a client that hangs; -k: SIGKILL if SIGTERM did not do it.
 const std::vector<std::string> kBounded = {"/usr/bin/timeout", "-k", "5", "60"};
-
-std::string state_name(rpc::ServiceState state) {
-  switch (state) {
-    case rpc::ServiceState::OK: return "OK";
-    case rpc::ServiceState::FROZEN: return "FROZEN";
-    case rpc::ServiceState::ROLLBACK: return "ROLLBACK";
-    case rpc::ServiceState::BROKEN: return "BROKEN";
-    case rpc::ServiceState::DIFF: return "DIFF";
-    case rpc::ServiceState::STOPPED: return "STOPPED";
-    case rpc::ServiceState::STARTING: return "STARTING";
-  }
-  return "UNKNOWN";
-}
 
 }  // namespace
 
@@ -114,7 +102,7 @@ WorkerAnswer worker_status(const std::string& socket_path, Millis limit) {
                         .then([&answer](capnp::Response<rpc::Worker::StatusResults> response) {
                           auto status = response.getStatus();
                           answer.answered = true;
-                          answer.state = state_name(status.getState());
+                          answer.state = service_state_name(status.getState());
                           answer.hash = status.getHash().cStr();
                           answer.last_error = status.getLastError().cStr();
                           return true;
