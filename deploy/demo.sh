@@ -8,15 +8,18 @@
 #   deploy/demo.sh          set up and start
 #   deploy/demo.sh stop     stop the demo's pgod (its container keeps running, as with any pgod)
 #
-# For its test, the places can be moved: PGOD_DEMO_DIR, PGOD_DEMO_RUNDIR, PGOD_DEMO_LOG,
-# PGOD_DEMO_SSH_PORT, PGOD_DEMO_METRICS_PORT, and PGOD_DEMO_BIN (programs already built: no build).
+# For its test, which must leave a running demo alone, the places and names can be moved:
+# PGOD_DEMO_DIR, PGOD_DEMO_RUNDIR, PGOD_DEMO_LOG, PGOD_DEMO_SSH_PORT, PGOD_DEMO_METRICS_PORT,
+# PGOD_DEMO_SERVICE (the service and compose project, "demo"), PGOD_DEMO_USER ("pgo-demo"),
+# and PGOD_DEMO_BIN (programs already built: no build).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 demo=${PGOD_DEMO_DIR:-/var/lib/pgod-demo}   # everything of the demo lives here
 rundir=${PGOD_DEMO_RUNDIR:-/run/pgod-demo}
 log=${PGOD_DEMO_LOG:-/var/log/pgod-demo.log}
-user=pgo-demo
+service=${PGOD_DEMO_SERVICE:-demo}
+user=${PGOD_DEMO_USER:-pgo-demo}
 image=pgod-demo/busybox:1
 ssh_port=${PGOD_DEMO_SSH_PORT:-2222}
 metrics_port=${PGOD_DEMO_METRICS_PORT:-9112}
@@ -112,7 +115,7 @@ chmod -R a+rX "$demo/upstream.git"
 cat >"$demo/pgo.toml" <<EOF
 # The demo's pgod config (see pgod(8)).
 [[services]]
-name = "demo"
+name = "$service"
 user = "$user"
 repository = "$demo/upstream.git"
 branch = "main"
@@ -130,19 +133,19 @@ echo $! >"$rundir/pgod.pid"
 pgoctl=("$demo/bin/pgoctl" -i "$demo/id_demo" -p "$ssh_port" --known-hosts "$demo/known_hosts")
 say "waiting for the container (log: $log)"
 for _ in $(seq 120); do
-  if "${pgoctl[@]}" localhost:demo//ps 2>/dev/null | grep -q ' Up'; then break; fi
+  if "${pgoctl[@]}" localhost:$service//ps 2>/dev/null | grep -q ' Up'; then break; fi
   kill -0 "$(cat "$rundir/pgod.pid")" 2>/dev/null || { tail -20 "$log" >&2; die "pgod exited; see $log"; }
   sleep 1
 done
-"${pgoctl[@]}" localhost:demo//ps | grep -q ' Up' || { tail -20 "$log" >&2; die "the container did not come up; see $log"; }
+"${pgoctl[@]}" localhost:$service//ps | grep -q ' Up' || { tail -20 "$log" >&2; die "the container did not come up; see $log"; }
 
 cat <<EOF
 
 pgod runs the demo (pid $(cat "$rundir/pgod.pid"), log $log). Try:
 
-  ${pgoctl[*]} localhost:demo//ps
-  ${pgoctl[*]} localhost:demo//logs -f            # Ctrl-C to stop
-  ssh -p $ssh_port -i $demo/id_demo -o UserKnownHostsFile=$demo/known_hosts localhost 'demo//ping'
+  ${pgoctl[*]} localhost:$service//ps
+  ${pgoctl[*]} localhost:$service//logs -f            # Ctrl-C to stop
+  ssh -p $ssh_port -i $demo/id_demo -o UserKnownHostsFile=$demo/known_hosts localhost '$service//ping'
   curl -s 127.0.0.1:$metrics_port/metrics | grep pgo_
   $demo/bin/pgod --status --rundir $rundir
 
@@ -151,7 +154,7 @@ Push a change and watch it redeploy (pgod polls every 30 s; git pull makes it no
   git clone $demo/upstream.git /tmp/demo && cd /tmp/demo
   sed -i 's/hello from/hello again from/' compose.yaml
   git -c user.name=you -c user.email=you@example.org commit -qam change && git push -q
-  ${pgoctl[*]} localhost:demo//git pull
+  ${pgoctl[*]} localhost:$service//git pull
 
 Stop it with: deploy/demo.sh stop
 EOF

@@ -53,15 +53,17 @@ struct AuthorizedKey {
 
 interface Worker {
   run @0 (verb :Verb, args :List(Text), output :OutputSink, caller :Text)
-      -> (exitStatus :UInt32, message :Text);
+      -> (exitStatus :UInt32, message :Text) $Cxx.allowCancellation;
   # Runs one verb. exitStatus is the compose program's own exit code (0..255), or one of the
   # status codes 400/406/500 with message saying why. Dropping the call (the client went away)
-  # cancels it: the worker kills the command's process group. `caller` names the key that
+  # cancels it: the worker kills the command's process group. (On Cap'n Proto 0.9, which
+  # lacks the annotation, the build takes it out and the worker allows cancellation at run
+  # time: see proto/CMakeLists.txt.) `caller` names the key that
   # asked, for the worker's log.
 
   status @1 () -> (status :Common.ServiceStatus);
 
-  authorizedKeys @2 (after :UInt64) -> (generation :UInt64, keys :List(AuthorizedKey));
+  authorizedKeys @2 (after :UInt64) -> (generation :UInt64, keys :List(AuthorizedKey)) $Cxx.allowCancellation;
   # The keys this service accepts. A long poll: returns at once when the key set's generation
   # differs from `after`, else when it next changes (pass 0 the first time).
 }

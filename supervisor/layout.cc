@@ -26,6 +26,7 @@ void set_identity(rpc::ServiceSettings::Builder settings, const std::string& nam
   settings.setPollIntervalNs(static_cast<std::uint64_t>(defaults.poll_interval.count()));
   settings.setGatewayUid(defaults.gateway_uid);
   settings.setDebug(defaults.debug);
+  settings.setComposeProgram(defaults.compose_program);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <string>
 
+#include "compose_program.h"
 #include "config.h"
 #include "confine.h"
 
@@ -34,6 +35,7 @@ struct WorkerDefaults {
   std::chrono::nanoseconds poll_interval{};
   uid_t gateway_uid = 0;
   bool debug = false;
+  ComposeProgram compose_program = ComposeProgram::AUTO;
 };
 
 // The Caddy snippet for the service that has `import`: one site block per url of every

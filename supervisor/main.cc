@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "compose_program.h"
 #include "config.h"
 #include "control.h"
 #include "fs_ops.h"
@@ -161,6 +162,7 @@ int serve(const Options& options) {
   settings.layout = {options.dir, options.datadir, options.rundir};
   settings.defaults.poll_interval = options.duration;
   settings.defaults.debug = options.debug;
+  settings.defaults.compose_program = *pgod::parse_compose_program(options.compose);
   if (options.mount_with_systemd) {
     // systemd gives up on the mount before pgod gives up waiting (60 s), so no mount job is
     // left running in PID 1 to succeed after pgod reported it failed.

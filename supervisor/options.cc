@@ -6,6 +6,7 @@
 #include <set>
 #include <string_view>
 
+#include "compose_program.h"
 #include "duration.h"
 #include "flags.h"
 #include "listen_address.h"
@@ -73,6 +74,10 @@ Expected<ParsedOptions, std::string> parse_options(const std::vector<std::string
   flags.add_bool(0, "restart", &o.restart, "reload the config when the file changes");
   flags.add_string('m', "metrics", &o.metrics, "address for the Prometheus /metrics endpoint", "addr");
   flags.add_bool(0, "check", &o.check, "validate the config file, print a summary or every error, and exit");
+  flags.add_string(0, "compose", &o.compose,
+                   "the compose program workers run: auto (docker compose when it answers, else docker-compose), "
+                   "plugin (docker compose) or standalone (docker-compose)",
+                   "program");
   flags.add_string(0, "rundir", &o.rundir, "directory for supervisor.sock and workers/<service>.sock", "dir");
   flags.add_bool(0, "no-gateway", &o.no_gateway, "do not start pgod-gateway (it runs as its own systemd unit)");
   flags.add_string(0, "gateway-user", &o.gateway_user, "user the gateway runs as; its group may use the worker sockets",
@@ -113,6 +118,8 @@ Expected<ParsedOptions, std::string> parse_options(const std::vector<std::string
   if (o.config.empty()) return Unexpected{std::string("-c/--config must name a file")};
   if (o.duration <= std::chrono::nanoseconds::zero())
     return Unexpected{fmt::format("-t/--duration must be positive, got {}", format_duration(o.duration))};
+  if (!parse_compose_program(o.compose))
+    return Unexpected{fmt::format("--compose must be {}, got \"{}\"", kComposeProgramChoices, o.compose)};
   if (auto problem = check_directory("-d/--dir", o.dir)) return Unexpected{*problem};
   if (auto problem = check_directory("--rundir", o.rundir)) return Unexpected{*problem};
   for (auto [flag, value] : {std::pair{"--worker-program", &o.worker_program},

@@ -18,6 +18,7 @@ struct Options {
   std::string metrics = ":9112";
   bool debug = false;
   bool restart = true;
+  std::string compose = "auto";          // auto, plugin or standalone (compose_program.h)
 
   // Beyond the original's flags: where the sockets live, the gateway child, the programs pgod
   // runs, and escapes for tests.

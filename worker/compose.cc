@@ -13,11 +13,58 @@ namespace {
 // Enough to find docker, docker-compose and the helpers they run; nothing user-writable.
 constexpr const char* kPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-constexpr std::pair<std::string_view, std::string_view> kDockerEndpoint[] = {
+// Every variable through which compose (v1 1.29, v2 2.26, 5.x), or the docker CLI and buildx
+// that it drives, lets a .env file choose what it does beyond interpolation: the daemon, the
+// files, profiles and project, remote resources. Compose reads the repository's .env and takes
+// its values for variables the process environment lacks, and v2 up to 2.39 copies them into
+// its own environment, which its children inherit; a variable set here, even empty, wins.
+// Each value is compose's own default, so a repository without a .env sees no difference.
+// (The project name is pinned to -p's in compose_environment.) pgo.toml's env may set any of
+// them: the admin is trusted, the repository is not.
+struct Pin {
+  std::string_view name, value;
+};
+constexpr Pin kComposePins[] = {
+    // Which daemon, and how to reach it.
     {"DOCKER_HOST", "unix:///var/run/docker.sock"},
     {"DOCKER_CONTEXT", "default"},
+    {"DOCKER_TLS", ""},
     {"DOCKER_TLS_VERIFY", ""},
     {"DOCKER_CERT_PATH", ""},
+    {"DOCKER_API_VERSION", ""},
+    {"COMPOSE_API_VERSION", ""},   // v1
+    {"COMPOSE_TLS_VERSION", ""},   // v1
+    {"COMPOSE_PARAMIKO_SSH", "0"}, // v1: ssh:// daemons
+    {"COMPOSE_HTTP_TIMEOUT", "60"},
+    // Which files and services make the model: -f and -p are always given.
+    {"COMPOSE_FILE", ""},
+    {"COMPOSE_PATH_SEPARATOR", ":"},
+    {"COMPOSE_PROFILES", ""},
+    {"COMPOSE_ENV_FILES", ""},
+    {"COMPOSE_DISABLE_ENV_FILE", "false"},  // "" is an error in v2
+    {"COMPOSE_CONVERT_WINDOWS_PATHS", "false"},
+    {"COMPOSE_FORCE_WINDOWS_HOST", "false"},  // v1: c:/… read as a Windows path
+    {"COMPOSE_COMPATIBILITY", "false"},       // v2: v1's container names
+    // Resources from outside the checkout: include/extends from git or OCI (off by default in
+    // 2.26, on by default since 2.34 and in 5.x, where "" means on).
+    {"COMPOSE_EXPERIMENTAL_GIT_REMOTE", "false"},
+    {"COMPOSE_EXPERIMENTAL_OCI_REMOTE", "false"},
+    {"COMPOSE_EXPERIMENTAL", "false"},
+    // What up and down do beyond the model.
+    {"COMPOSE_IGNORE_ORPHANS", "false"},
+    {"COMPOSE_REMOVE_ORPHANS", "false"},
+    {"COMPOSE_PARALLEL_LIMIT", "64"},  // v1 refuses < 2, v2 refuses ""
+    {"COMPOSE_INTERACTIVE_NO_CLI", ""},
+    {"COMPOSE_DOCKER_CLI_BUILD", "1"},
+    {"COMPOSE_MENU", "false"},
+    {"COMPOSE_ANSI", "auto"},
+    {"COMPOSE_PROGRESS", "auto"},
+    {"DOCKER_DEFAULT_PLATFORM", ""},
+    {"DOCKER_BUILDKIT", ""},
+    {"BUILDX_BUILDER", ""},
+    {"BUILDX_CONFIG", ""},
+    {"BUILDKIT_PROGRESS", "auto"},
+    {"DOCKER_CLI_HINTS", "false"},
 };
 
 bool is_regular_file(const std::string& path) {
@@ -34,15 +81,16 @@ std::vector<std::string> compose_environment(rpc::ServiceSettings::Reader settin
   for (auto var : settings.getEnv()) env.push_back(std::string(var.getName().cStr()) + "=" + var.getValue().cStr());
   // Real environment variables win over a .env file, and the repository owns .env: without
   // these, a committed `DOCKER_HOST=tcp://elsewhere` would send compose (and the registry
-  // credentials it carries) to a daemon of the author's choosing. pgo.toml may set them.
-  for (const auto& endpoint : kDockerEndpoint) {
-    const auto& name = endpoint.first;  // (clang 14 cannot capture a structured binding)
-    const auto& value = endpoint.second;
+  // credentials it carries) to a daemon of the author's choosing.
+  const std::string project = compose_project_name(settings.getName().cStr());
+  auto pin = [&env](std::string_view name, std::string_view value) {
     const bool configured = std::any_of(env.begin(), env.end(), [&](const std::string& entry) {
       return entry.size() > name.size() && entry.compare(0, name.size(), name) == 0 && entry[name.size()] == '=';
     });
     if (!configured) env.push_back(std::string(name) + "=" + std::string(value));
-  }
+  };
+  for (const auto& [name, value] : kComposePins) pin(name, value);
+  pin("COMPOSE_PROJECT_NAME", project);
   // docker-compose v1 is Python: without this, a usercustomize.py in the user's home would run
   // inside it, with the docker group.
   env.push_back("PYTHONNOUSERSITE=1");

@@ -1,7 +1,9 @@
 // How the worker runs docker compose: which program (the `docker compose` plugin or
 // `docker-compose`), always `-p <project> -f <file>` with the checkout as working directory,
-// and a minimal environment: PATH, HOME, DOCKER_CONFIG private to the service, plus the
-// service's own `env`. Nothing else of the worker's environment reaches compose.
+// and a minimal environment: PATH, HOME, DOCKER_CONFIG private to the service, the service's
+// own `env`, and every COMPOSE_*/DOCKER_* variable that would let the repository's .env
+// steer compose pinned to its default. Nothing else of the worker's environment reaches
+// compose.
 #pragma once
 
 #include <string>

@@ -2,6 +2,11 @@
 
 #include <git2.h>
 #include <git2/sys/stream.h>
+// libgit2 1.8 moved git_error_set_str and friends (for callbacks that report their own error)
+// out of git2.h into this header, which 1.5 (Debian 12) does not have.
+#if __has_include(<git2/sys/errors.h>)
+#include <git2/sys/errors.h>
+#endif
 #include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>

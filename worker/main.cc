@@ -19,6 +19,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "compose_program.h"
 #include "flags.h"
 #include "logging.h"
 #include "rpc_server.h"
@@ -132,17 +133,14 @@ int run(int argc, char** argv) {
 
   if (!compose_program.empty()) {
     // The message read from a file is read-only; the flag wins over what it says.
-    auto program = pgod::rpc::ServiceSettings::ComposeProgram::AUTO;
-    if (compose_program == "plugin") {
-      program = pgod::rpc::ServiceSettings::ComposeProgram::PLUGIN;
-    } else if (compose_program == "standalone") {
-      program = pgod::rpc::ServiceSettings::ComposeProgram::STANDALONE;
-    } else if (compose_program != "auto") {
-      fmt::print(stderr, "pgod-worker: --compose must be plugin, standalone or auto, got \"{}\"\n", compose_program);
+    const auto program = pgod::parse_compose_program(compose_program);
+    if (!program) {
+      fmt::print(stderr, "pgod-worker: --compose must be {}, got \"{}\"\n", pgod::kComposeProgramChoices,
+                 compose_program);
       return 1;
     }
     forced_settings.setRoot(settings);
-    forced_settings.getRoot<pgod::rpc::ServiceSettings>().setComposeProgram(program);
+    forced_settings.getRoot<pgod::rpc::ServiceSettings>().setComposeProgram(*program);
     settings = forced_settings.getRoot<pgod::rpc::ServiceSettings>().asReader();
   }
 

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "capnp_compat.h"
 #include "rpc_listener.h"
 #include "rpc_verbs.h"
 #include "worker.capnp.h"
@@ -38,9 +39,8 @@ class WorkerImpl final : public rpc::Worker::Server {
   explicit WorkerImpl(Service& service) : service_(service) {}
 
   kj::Promise<void> run(RunContext context) override {
-    // Cap'n Proto 0.9 keeps running a call whose caller left unless told otherwise; a dropped
-    // `logs -f` must end, and with it the compose process group.
-    context.allowCancellation();
+    // A dropped `logs -f` must end, and with it the compose process group.
+    allow_cancellation(context);
     auto params = context.getParams();
     std::vector<std::string> args;
     std::size_t bytes = 0;
@@ -77,7 +77,7 @@ class WorkerImpl final : public rpc::Worker::Server {
   }
 
   kj::Promise<void> authorizedKeys(AuthorizedKeysContext context) override {
-    context.allowCancellation();  // a long poll: the gateway may give up waiting
+    allow_cancellation(context);  // a long poll: the gateway may give up waiting
     const auto after = context.getParams().getAfter();
     return service_.wait_for_keys(after).then([this, context]() mutable {
       auto results = context.getResults();

@@ -147,8 +147,9 @@ void must(const std::vector<std::string>& argv) {
 
 std::vector<std::string> ssh(int port, const std::string& key, const std::string& destination,
                              const std::string& command, bool verbose) {
-  std::vector<std::string> argv = {"/usr/bin/ssh"};
-  if (verbose) argv.push_back("-v");  // before LogLevel=ERROR: ssh keeps the first log level
+  const char* const program = "/usr/bin/ssh";
+  std::vector<std::string> argv(1, program);
+  if (verbose) argv.emplace_back("-v");  // before LogLevel=ERROR: ssh keeps the first log level
   argv.insert(argv.end(), {"-F", "/dev/null", "-p", std::to_string(port), "-i", key, "-o", "IdentitiesOnly=yes", "-o",
                            "IdentityAgent=none", "-o", "StrictHostKeyChecking=no", "-o",
                            "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",

@@ -1,20 +1,26 @@
 // Compose benchmark (not a test): `svc//ps` on a real docker engine with a real running
-// container, end to end, beside the same `docker-compose ps` run directly. Run as root: it
-// creates test users, runs pgod and uses dockerd (started only when none answers, see
-// tests/support/docker_env.h; the image is a local busybox served by a loopback registry).
+// container, end to end, beside the same compose `ps` run directly and through OpenSSH's sshd.
+// Run as root: it creates test users, runs pgod and sshd and uses dockerd (started only when
+// none answers, see tests/support/docker_env.h; the image is a local busybox served by a
+// loopback registry).
 //
-// One service whose compose file runs one container (`sleep 3600`). Once it runs, these are
-// interleaved `runs` times (each round starting one further along):
-//   - reference: `docker-compose -p PROJECT -f compose.yaml ps` as the service's user (its
-//     groups plus docker, as pgod gives its worker), in the checkout, with the worker's
-//     environment (PATH, HOME, DOCKER_CONFIG, DOCKER_HOST, PYTHONNOUSERSITE);
+// One service whose compose file runs one container (`sleep 3600`), deployed by pgod with the
+// compose program asked for (`plugin`: `docker compose`, Compose v2; `standalone`:
+// docker-compose, v1 on Debian 12). Once it runs, these are interleaved `runs` times (each
+// round starting one further along):
+//   - reference: `COMPOSE -p PROJECT -f compose.yaml ps` as the service's user (its groups
+//     plus docker, as pgod gives its worker), in the checkout, with the worker's environment
+//     (PATH, HOME, DOCKER_CONFIG, DOCKER_HOST, PYTHONNOUSERSITE);
 //   - the worker alone: a `run(ps)` call on the worker's socket (a new connection each time),
 //     until the answer: the worker's own overhead (RPC, compose under its confinement);
 //   - `ssh tester@… SVC//ps` and `pgoctl … SVC//ps` through the gateway: the whole path;
+//   - reference for that: `ssh root@… 'cd CHECKOUT && setpriv … COMPOSE … ps'` to sshd, the
+//     same command as the service's user behind an OpenSSH login (same key, same client);
 //   - `ssh tester@… SVC//ping`: the SSH login and a gateway round trip, no worker.
-// Every output is checked (the container's name, exit status 0).
+// Every output is checked (the container's name, exit status 0). Figures are prefixed with
+// the program ("plugin_ps_…", "standalone_ps_…").
 //
-//   build/tests/compose_bench [runs]     (default 15)
+//   build/tests/compose_bench [runs] [plugin|standalone]     (default 15 plugin)
 //
 // Exit status 1 on a measurement error; a missed goal is printed, not failed.
 #include <capnp/rpc-twoparty.h>
@@ -27,6 +33,7 @@
 #include <memory>
 
 #include "bench_common.h"
+#include "compose_programs.h"
 #include "docker_env.h"
 #include "pgod_harness.h"
 #include "service_name.h"
@@ -81,6 +88,11 @@ double worker_ps(const std::string& socket_path, std::string& out, std::uint32_t
 
 int main(int argc, char** argv) {
   const int runs = argc > 1 ? std::atoi(argv[1]) : 15;
+  const std::string program = argc > 2 ? argv[2] : "plugin";
+  if (program != "plugin" && program != "standalone") {
+    std::fprintf(stderr, "compose_bench: the program is plugin or standalone, not %s\n", program.c_str());
+    return 2;
+  }
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   const std::string name = "pgodbench" + std::to_string(getpid());
   const std::string project = pgod::compose_project_name(name);
@@ -109,7 +121,7 @@ int main(int argc, char** argv) {
         name, service_user_a().name, upstream.path(),
         "registries = [ \"" + docker->user() + ":" + docker->token() + "@" + docker->registry() + "\" ]\n"));
     const int port = free_loopback_port();
-    pgod.start({"--gateway-program", programs_dir() + "/pgod-gateway", "-s", "127.0.0.1:" + std::to_string(port), "-m",
+    pgod.start({"--compose", program, "--gateway-program", programs_dir() + "/pgod-gateway", "-s", "127.0.0.1:" + std::to_string(port), "-m",
                 "127.0.0.1:" + std::to_string(free_loopback_port())});
     const auto ping_ssh = ssh(port, key, "tester@127.0.0.1", name + "//ping");
     if (!PgodHarness::wait_for([&]() { return docker->containers(project).size() == 1; }, 180s) ||
@@ -120,20 +132,32 @@ int main(int argc, char** argv) {
     const std::vector<std::string> ps_pgoctl = {PGOCTL_BIN, "-p", std::to_string(port), "-i", key,
                                                 "--insecure-no-host-key-check", "--known-hosts", "/dev/null",
                                                 "127.0.0.1:" + name + "//ps"};
-    const auto compose = on_path("docker-compose");
-    const std::vector<std::string> ps_direct = {compose, "-p", project, "-f", "compose.yaml", "ps"};
-    RunAs as_service{service_user_a().uid,
-                     service_user_a().gid,
-                     {service_user_a().gid, docker_group()},
-                     pgod.dir() + "/" + name,
-                     {std::string("PATH=") + kWorkerPath, "HOME=/nonexistent",
-                      "DOCKER_CONFIG=" + pgod.dir() + "/.pgod/" + name + "/docker",
-                      "DOCKER_HOST=unix:///var/run/docker.sock", "DOCKER_CONTEXT=default", "DOCKER_TLS_VERIFY=",
-                      "DOCKER_CERT_PATH=", "PYTHONNOUSERSITE=1"}};
+    const std::vector<std::string> compose =
+        program == "plugin" ? std::vector<std::string>{on_path("docker"), "compose"}
+                            : std::vector<std::string>{on_path("docker-compose")};
+    std::vector<std::string> ps_direct = compose;
+    ps_direct.insert(ps_direct.end(), {"-p", project, "-f", "compose.yaml", "ps"});
+    const std::string checkout = pgod.dir() + "/" + name;
+    const std::vector<std::string> environment = {std::string("PATH=") + kWorkerPath, "HOME=/nonexistent",
+                                                  "DOCKER_CONFIG=" + pgod.dir() + "/.pgod/" + name + "/docker",
+                                                  "DOCKER_HOST=unix:///var/run/docker.sock", "DOCKER_CONTEXT=default",
+                                                  "DOCKER_TLS_VERIFY=", "DOCKER_CERT_PATH=", "PYTHONNOUSERSITE=1"};
+    RunAs as_service{service_user_a().uid, service_user_a().gid, {service_user_a().gid, docker_group()}, checkout,
+                     environment};
+    // The same command through sshd: a login as root, then the service's user (setpriv drops
+    // to it without a second login), in the checkout, with the same environment.
+    Sshd sshd(dir.path(), key + ".pub");
+    std::string remote = "cd " + checkout + " && exec setpriv --reuid=" + std::to_string(service_user_a().uid) +
+                         " --regid=" + std::to_string(service_user_a().gid) + " --groups=" +
+                         std::to_string(service_user_a().gid) + "," + std::to_string(docker_group()) + " env -i";
+    for (const auto& entry : environment) remote += " " + entry;
+    for (const auto& word : ps_direct) remote += " " + word;
+    const auto ps_sshd = ssh(sshd.port(), key, "root@127.0.0.1", remote);
     const std::string socket = pgod.rundir() + "/workers/" + name + ".sock";
-    const std::string container = project + "_app_1";
+    const int major = compose_major(program);
+    const std::string container = compose_container_name(major, project, "app");
 
-    std::vector<double> direct, worker, via_ssh, via_pgoctl, login;
+    std::vector<double> direct, worker, via_ssh, via_pgoctl, via_sshd, login;
     const auto client = [&](const std::vector<std::string>& argv, const std::optional<RunAs>& as,
                             const std::string& expected, std::vector<double>& into) {
       return [&, as, expected]() {
@@ -153,33 +177,40 @@ int main(int argc, char** argv) {
       else
         worker.push_back(ms);
     };
-    // One of each first, unmeasured: the first docker-compose run of a user warms caches.
-    for (const auto& argv : {ps_ssh, ps_pgoctl}) run(argv);
+    // One of each first, unmeasured: the first compose run of a user warms caches.
+    for (const auto& argv : {ps_ssh, ps_pgoctl, ps_sshd}) run(argv);
     run(ps_direct, as_service);
     interleave(runs, {client(ps_direct, as_service, container, direct), through_worker,
                       client(ps_ssh, std::nullopt, container, via_ssh),
                       client(ps_pgoctl, std::nullopt, container, via_pgoctl),
+                      client(ps_sshd, std::nullopt, container, via_sshd),
                       client(ping_ssh, std::nullopt, "pong", login)});
 
     const double reference = median(direct);
-    std::printf("svc//ps on a real engine, %d runs interleaved (median ms)\n", runs);
-    std::printf("  reference: docker-compose ps, directly as the service's user: %8.1f\n", reference);
+    std::printf("svc//ps on a real engine with %s, %d runs interleaved (median ms)\n", program.c_str(), runs);
+    std::printf("  reference: compose ps, directly as the service's user:       %8.1f\n", reference);
     std::printf("  worker run(ps) over its socket:                              %8.1f  (+%.1f)\n", median(worker),
                 median(worker) - reference);
     std::printf("  ssh SVC//ps through the gateway:                             %8.1f  (+%.1f)\n", median(via_ssh),
                 median(via_ssh) - reference);
     std::printf("  pgoctl SVC//ps through the gateway:                          %8.1f  (+%.1f)\n",
                 median(via_pgoctl), median(via_pgoctl) - reference);
+    std::printf("  reference: the same compose ps through sshd (a login):       %8.1f\n", median(via_sshd));
     std::printf("  ssh SVC//ping (login + gateway round trip):                  %8.1f\n", median(login));
     const double overhead = median(via_ssh) - reference;
     std::printf("goal: ps overhead <= 30 ms: %s (%.1f ms through ssh)\n", overhead <= 30 ? "met" : "MISSED", overhead);
 
-    figure("ps_direct_ms", direct);
-    figure("ps_worker_ms", worker);
-    figure("ps_ssh_ms", via_ssh);
-    figure("ps_pgoctl_ms", via_pgoctl);
-    figure("ps_ping_ssh_ms", login);
-    figure_text("compose_program", compose + " (" + first_line(run({compose, "version", "--short"}).head) + ")");
+    const std::string prefix = program + "_";
+    figure(prefix + "ps_direct_ms", direct);
+    figure(prefix + "ps_worker_ms", worker);
+    figure(prefix + "ps_ssh_ms", via_ssh);
+    figure(prefix + "ps_pgoctl_ms", via_pgoctl);
+    figure(prefix + "ps_sshd_ms", via_sshd);
+    figure(prefix + "ps_ping_ssh_ms", login);
+    auto version = compose;
+    version.insert(version.end(), {"version", "--short"});
+    figure_text(prefix + "compose_program",
+                compose.back() + " " + (major == 1 ? "v1" : "v2") + " (" + first_line(run(version).head) + ")");
 
     pgod.stop();
     PgodHarness::wait_for([]() { return !runs_as(service_user_a().uid); }, 10s);

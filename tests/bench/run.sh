@@ -93,7 +93,7 @@ machine="$work/machine.txt"
   echo "os: $(. /etc/os-release && echo "$PRETTY_NAME"), debian_version $(cat /etc/debian_version 2>/dev/null || echo '?')"
   echo "virtualization: $(systemd-detect-virt 2>/dev/null || echo none)"
   echo "docker: engine $(/usr/bin/docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?'), client $(/usr/bin/docker version --format '{{.Client.Version}}' 2>/dev/null || echo '?')"
-  echo "compose: $(docker-compose version --short 2>/dev/null || echo '?') (docker-compose)"
+  echo "compose: $(docker compose version --short 2>/dev/null || echo '?') (docker compose), $(docker-compose version --short 2>/dev/null || echo '?') (docker-compose)"
   echo "openssh: $(ssh -V 2>&1)"
   echo "compiler: $(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$build/CMakeCache.txt") $("$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$build/CMakeCache.txt")" -dumpfullversion 2>/dev/null), $(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$build/CMakeCache.txt") build"
   echo "source: $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$repo" diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes')"
@@ -101,15 +101,20 @@ machine="$work/machine.txt"
   echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 } >"$machine"
 
+# compose_bench runs once with Compose v2 (the plugin) and, where docker-compose is v1
+# (Debian 12), once more with it.
+compose_runs=(compose_bench:plugin)
+docker-compose version 2>/dev/null | grep -q 'version 1\.' && compose_runs+=(compose_bench:standalone)
 for round in $(seq 1 "$runs"); do
-  for program in worker_bench compose_bench gateway_bench supervisor_bench; do
-    case "$program" in
+  for entry in worker_bench "${compose_runs[@]}" gateway_bench supervisor_bench; do
+    program=${entry%%:*}
+    case "$entry" in
       worker_bench) args=("${worker_args[@]}") ;;
-      compose_bench) args=("${compose_args[@]}") ;;
+      compose_bench:*) args=("${compose_args[@]}" "${entry#*:}") ;;
       gateway_bench) args=("${gateway_args[@]}") ;;
       supervisor_bench) args=("${supervisor_args[@]}") ;;
     esac
-    log="$work/logs/$program.$round.log"
+    log="$work/logs/${entry/:/.}.$round.log"
     t0=$(date +%s)
     printf '== round %s/%s: %s %s ... ' "$round" "$runs" "$program" "${args[*]}"
     if ! (cd "$work" && "$build/tests/$program" "${args[@]}") >"$log" 2>&1; then
@@ -131,5 +136,5 @@ command="sudo tests/bench/run.sh"
 mkdir -p "$(dirname "$out")"
 python3 "$repo/tests/bench/report.py" --figures "$figures" --machine "$machine" --template "$repo/docs/PERFORMANCE.md" \
   --out "$out" --mode "$mode" --runs "$runs" --seconds "$(($(date +%s) - started))" --command "$command" \
-  --args "worker_bench ${worker_args[*]}; compose_bench ${compose_args[*]}; gateway_bench ${gateway_args[*]}; supervisor_bench ${supervisor_args[*]}"
+  --args "worker_bench ${worker_args[*]}; compose_bench ${compose_args[*]} plugin|standalone; gateway_bench ${gateway_args[*]}; supervisor_bench ${supervisor_args[*]}"
 echo "== $(($(date +%s) - started)) s in all; the table is in $out (logs: $work/logs)"

@@ -2,8 +2,9 @@
 # The README's first command, deploy/demo.sh, as a new user runs it: it must succeed, every
 # command it prints must work as printed, a pushed change must redeploy, a second run must
 # work too, and `demo.sh stop` must stop pgod. Everything lives in a scratch directory and on
-# free loopback ports; what the demo creates on the machine (its users, image, containers,
-# docker engine) is removed again if it was not there before.
+# free loopback ports, under a service name and user of its own, so a demo the user runs (the
+# README's first command) is never touched; what the test creates on the machine (its user,
+# image, containers, docker engine) is removed again if it was not there before.
 #   demo_test.sh SOURCE_DIR BIN_DIR
 set -euo pipefail
 source_dir=$1
@@ -25,8 +26,10 @@ export PGOD_DEMO_DIR=$work/demo PGOD_DEMO_RUNDIR=$work/run PGOD_DEMO_LOG=$work/p
 PGOD_DEMO_SSH_PORT=$(free_port)
 PGOD_DEMO_METRICS_PORT=$(free_port)
 export PGOD_DEMO_SSH_PORT PGOD_DEMO_METRICS_PORT
+service=demotest$$
+export PGOD_DEMO_SERVICE=$service PGOD_DEMO_USER=pgo-demotest
 image=pgod-demo/busybox:1
-containers() { docker ps -q --filter label=com.docker.compose.project=demo 2>/dev/null || true; }
+containers() { docker ps -q --filter "label=com.docker.compose.project=$service" 2>/dev/null || true; }
 
 # What is here already is never removed. With the engine stopped, its files tell.
 engine_was_running=0
@@ -34,24 +37,28 @@ docker info >/dev/null 2>&1 && engine_was_running=1
 had_image=0
 had_users=()
 if [ "$engine_was_running" = 1 ]; then
-  [ -z "$(docker ps -aq --filter label=com.docker.compose.project=demo)" ] ||
-    fail "a compose project named demo exists here already: remove it first"
+  [ -z "$(docker ps -aq --filter "label=com.docker.compose.project=$service")" ] ||
+    fail "a compose project named $service exists here already: remove it first"
   docker image inspect "$image" >/dev/null 2>&1 && had_image=1
 else
-  if grep -qs '"com.docker.compose.project":"demo"' /var/lib/docker/containers/*/config.v2.json; then
-    fail "a compose project named demo exists here already: remove it first"
+  if grep -qs "\"com.docker.compose.project\":\"$service\"" /var/lib/docker/containers/*/config.v2.json; then
+    fail "a compose project named $service exists here already: remove it first"
   fi
   grep -qs "\"$image\"\|\"${image%:*}\"" /var/lib/docker/image/*/repositories.json && had_image=1
 fi
-for name in pgo-demo pgod-gw; do id -u "$name" >/dev/null 2>&1 && had_users+=("$name"); done
+# A demo the user runs (deploy/demo.sh, the README's first command) must be left as it is.
+users_demo=$(docker ps -q --no-trunc --filter label=com.docker.compose.project=demo 2>/dev/null | sort || true)
+users_pgod=$(cat /run/pgod-demo/pgod.pid 2>/dev/null || true)
+[ -n "$users_pgod" ] && ! kill -0 "$users_pgod" 2>/dev/null && users_pgod=
+for name in "$PGOD_DEMO_USER" pgod-gw; do id -u "$name" >/dev/null 2>&1 && had_users+=("$name"); done
 
 cleanup() {
   local status=$?
   set +e  # clean up everything, whatever fails
   [ "$status" -ne 0 ] && [ -f "$work/pgod.log" ] && tail -30 "$work/pgod.log" >&2
   "$source_dir/deploy/demo.sh" stop >/dev/null 2>&1
-  docker rm -f $(docker ps -aq --filter label=com.docker.compose.project=demo) >/dev/null 2>&1
-  docker network rm demo_default >/dev/null 2>&1
+  docker rm -f $(docker ps -aq --filter "label=com.docker.compose.project=$service") >/dev/null 2>&1
+  docker network rm "${service}_default" >/dev/null 2>&1
   [ "$had_image" = 1 ] || docker rmi "$image" >/dev/null 2>&1
   if [ "$engine_was_running" = 0 ] && [ -f /var/run/docker.pid ]; then
     local pid
@@ -59,7 +66,7 @@ cleanup() {
     kill -TERM "$pid" 2>/dev/null
     for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   fi
-  for name in pgo-demo pgod-gw; do
+  for name in "$PGOD_DEMO_USER" pgod-gw; do
     case " ${had_users[*]} " in *" $name "*) ;; *) userdel "$name" >/dev/null 2>&1 ;; esac
   done
   rm -rf --one-file-system "$work"
@@ -88,8 +95,8 @@ while IFS= read -r line; do
     *"//ps"*) grep -q ' Up' <<<"$result" || fail "ps: $result" ;;
     *"logs -f"*) grep -q 'hello from the pgod demo' <<<"$result" || fail "logs: $result" ;;
     *"//ping"*) grep -q '^pong! - ' <<<"$result" || fail "ping: $result" ;;
-    *metrics*) grep -q '^pgo_service_state{service="demo"' <<<"$result" || fail "metrics: $result" ;;
-    *--status*) grep -q '^demo .*running' <<<"$result" || fail "status: $result" ;;
+    *metrics*) grep -q "^pgo_service_state{service=\"$service\"" <<<"$result" || fail "metrics: $result" ;;
+    *--status*) grep -q "^$service .*running" <<<"$result" || fail "status: $result" ;;
   esac
   echo "ok: $line"
   tried=$((tried + 1))
@@ -102,24 +109,27 @@ push=$(sed -n '/^Push a change/,/^Stop it/p' <<<"$out" | grep '^  ' | sed "s|/tm
 pgoctl=("$bin/pgoctl" -i "$work/demo/id_demo" -p "$PGOD_DEMO_SSH_PORT" --known-hosts "$work/demo/known_hosts")
 redeployed=0
 for _ in $(seq 60); do
-  if "${pgoctl[@]}" localhost:demo//logs 2>/dev/null | grep -q 'hello again from the pgod demo'; then
+  if "${pgoctl[@]}" localhost:$service//logs 2>/dev/null | grep -q 'hello again from the pgod demo'; then
     redeployed=1
     break
   fi
   sleep 0.5
 done
-[ "$redeployed" = 1 ] || fail "the pushed change was not deployed: $("${pgoctl[@]}" localhost:demo//status 2>&1)"
+[ "$redeployed" = 1 ] || fail "the pushed change was not deployed: $("${pgoctl[@]}" localhost:$service//status 2>&1)"
 echo "ok: a pushed change is deployed after git pull"
 
 out=$("$source_dir/deploy/demo.sh" 2>&1) || fail "demo.sh, the second time: $out"
 second_pid=$(cat "$work/run/pgod.pid")
 [ "$second_pid" != "$first_pid" ] || fail "the second run did not restart pgod"
 kill -0 "$first_pid" 2>/dev/null && fail "the first pgod still runs"
-"${pgoctl[@]}" localhost:demo//ps | grep -q ' Up' || fail "ps after the second run"
+"${pgoctl[@]}" localhost:$service//ps | grep -q ' Up' || fail "ps after the second run"
 echo "ok: a second run restarts pgod ($second_pid) and the demo still serves"
 
 "$source_dir/deploy/demo.sh" stop >/dev/null
 for _ in $(seq 50); do kill -0 "$second_pid" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$second_pid" 2>/dev/null && fail "demo.sh stop left pgod running"
 [ -n "$(containers)" ] || fail "stopping pgod stopped the container"
+[ "$(docker ps -q --no-trunc --filter label=com.docker.compose.project=demo | sort)" = "$users_demo" ] ||
+  fail "the user's own demo containers changed"
+[ -z "$users_pgod" ] || kill -0 "$users_pgod" 2>/dev/null || fail "the user's own demo pgod ($users_pgod) was stopped"
 echo "demo_test: OK"

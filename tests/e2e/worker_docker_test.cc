@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "compose_programs.h"
 #include "docker_env.h"
 #include "git_fixture.h"
 #include "worker_harness.h"
@@ -70,7 +71,7 @@ TEST_F(WorkerDockerTest, LoginPullUpRedeployRefuseAndStop) {
   // ps through the worker: compose's real output.
   auto ps = worker.run(Verb::PS);
   EXPECT_EQ(ps.exit_status, 0u) << ps.err;
-  EXPECT_NE(ps.out.find(project + "_app_1"), std::string::npos) << ps.out;
+  EXPECT_NE(ps.out.find(compose_container_name(compose_major_under_test(), project, "app")), std::string::npos) << ps.out;
 
   // A compose change redeploys: a new container with the new environment.
   upstream.commit({{"compose.yaml", compose("    environment:\n      VERSION: \"2\"\n")}});

@@ -1,10 +1,10 @@
-// Faults on a real engine (dockerd, Debian's docker-compose, the loopback registry): the
+// Faults on a real engine (dockerd, Compose v2, the loopback registry): the
 // repository vanishes and comes back, is force-pushed to an unrelated history, the checkout's
 // .git is garbled by root, an invalid compose file is pushed, and pgod gets SIGTERM.
 //
 // pgod runs one service and its real gateway; the service's status is read the way an operator
 // reads it, `pgoctl host:svc//status` through the gateway, and `git pull` is asked for the same
-// way. docker-compose runs through a wrapper that records each call, so "no down, no up churn"
+// way. compose runs through a wrapper that records each call, so "no down, no up churn"
 // is checked twice: no `down` recorded, and the very same container (ID, start time) running
 // throughout.
 #include <gtest/gtest.h>
@@ -15,6 +15,7 @@
 #include <fstream>
 #include <random>
 
+#include "compose_programs.h"
 #include "docker_env.h"
 #include "fault_support.h"
 #include "git_fixture.h"
@@ -40,17 +41,19 @@ class EngineFaultTest : public ::testing::Test {
  protected:
   void SetUp() override {
     key_ = make_key(keys_.path(), "dev");
-    // docker-compose, recorded: the worker finds it first in its PATH (docker itself is the
-    // host's, as the worker would find it).
+    // docker and docker-compose, recorded: the worker finds them first in its PATH, and they
+    // run Debian's (`docker compose` or `docker-compose`, as PGOD_TEST_COMPOSE says).
     const auto bin = pgod_.root() + "/compose-bin";
     fs::create_directory(bin);
     fs::permissions(bin, fs::perms(0755));
     calls_ = bin + "/calls.log";
     std::ofstream(calls_).close();
     fs::permissions(calls_, fs::perms(0666));
-    std::ofstream(bin + "/docker-compose") << "#!/bin/sh\nprintf '%s\\n' \"$*\" >> " << calls_
-                                           << "\nexec /usr/bin/docker-compose \"$@\"\n";
-    fs::permissions(bin + "/docker-compose", fs::perms(0755));
+    for (const std::string program : {"docker", "docker-compose"}) {
+      std::ofstream(bin + "/" + program) << "#!/bin/sh\nprintf '%s\\n' \"" << program << " $*\" >> " << calls_
+                                         << "\nexec /usr/bin/" << program << " \"$@\"\n";
+      fs::permissions(bin + "/" + program, fs::perms(0755));
+    }
 
     auto& upstream = pgod_.upstream(name_);
     upstream.commit({{"compose.yaml", compose()}, {"ssh/dev.pub", read_file(key_ + ".pub")}}, "deploy");
@@ -266,8 +269,12 @@ TEST_F(EngineFaultTest, AComposeFileThatComposeRefusesLeavesTheContainersAndShow
   const auto broken = status();
   EXPECT_EQ(broken.exit_code, 0) << broken.err;
   EXPECT_TRUE(broken.out.starts_with("state:       BROKEN\n")) << broken.out;
-  EXPECT_NE(broken.out.find("error:       compose config failed (exit 1): "), std::string::npos) << broken.out;
-  EXPECT_NE(broken.out.find("services.app.environment contains an invalid type"), std::string::npos) << broken.out;
+  // Compose's own words: v1 exits 1 ("… contains an invalid type"), v2 15 ("… must be a mapping").
+  EXPECT_NE(broken.out.find("error:       compose config failed (exit "), std::string::npos) << broken.out;
+  EXPECT_NE(broken.out.find(compose_major_under_test() == 1 ? "services.app.environment contains an invalid type"
+                                                            : "services.app.environment must be a mapping"),
+            std::string::npos)
+      << broken.out;
   // The next cycles change nothing.
   EXPECT_EQ(ctl("git pull").exit_code, 1);
   expect_untouched("with the bad compose file");

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "compose.h"
+#include "compose_programs.h"
 #include "docker_env.h"
 #include "pgod_harness.h"
 #include "settings.capnp.h"
@@ -73,7 +74,8 @@ TEST_F(ConfinedDockerTest, DockerComposeReachesTheDaemonUnderTheWorkerFilter) {
   setup.project = "pgodisolation" + std::to_string(getpid());
   setup.checkout_dir = checkout;
   setup.compose_path = checkout + "/compose.yaml";
-  setup.program = {"docker-compose"};
+  setup.program = test::compose_under_test() == "plugin" ? std::vector<std::string>{"docker", "compose"}
+                                                   : std::vector<std::string>{"docker-compose"};
   const auto argv = worker::compose_argv(setup, {"ps"});
 
   const std::string said = confined_run(with_docker, argv);

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "compose.h"
+#include "compose_programs.h"
 #include "git_fixture.h"
 #include "git_tracker.h"
 #include "pgod_harness.h"
@@ -250,17 +251,23 @@ class ConfinedComposeTest : public ConfinedWorkTest {
   std::vector<std::string> environment;
 };
 
+// Each compose program the worker may run here: `docker compose` (v2) and, on Debian 12,
+// `docker-compose` (v1).
 TEST_F(ConfinedComposeTest, DockerComposeNormalisesTheComposeFileUnderTheWorkerFilter) {
-  const std::string said = confined_run(compose({"docker-compose"}, {"config"}));
-  ASSERT_TRUE(said.starts_with(confined_header(Filter::kInstalled) + "exit 0\n")) << said;
-  EXPECT_NE(said.find("GREETING: hello-from-the-service-env"), std::string::npos) << "interpolated\n" << said;
-  EXPECT_NE(said.find("image: pgod-isolation:never-pulled"), std::string::npos) << "merge key resolved\n" << said;
+  for (const auto& installed : test::installed_compose_programs()) {
+    const auto program = installed.major == 1 ? std::vector<std::string>{"docker-compose"}
+                                              : std::vector<std::string>{"docker", "compose"};
+    const std::string said = confined_run(compose(program, {"config"}));
+    ASSERT_TRUE(said.starts_with(confined_header(Filter::kInstalled) + "exit 0\n")) << installed.name << said;
+    EXPECT_NE(said.find("GREETING: hello-from-the-service-env"), std::string::npos) << "interpolated\n" << said;
+    EXPECT_NE(said.find("image: pgod-isolation:never-pulled"), std::string::npos) << "merge key resolved\n" << said;
+  }
 }
 
 // The worker picks `docker compose` when `docker compose version` exits 0, else docker-compose
 // (Service::detect_compose_program). The filter must not change that answer, and the program
-// it picks must normalise under the filter. Debian 12 packages no compose plugin, so here the
-// answer is docker-compose; with Docker's own packages, the plugin is what runs below.
+// it picks must normalise under the filter. install-deps.sh gives both releases Compose v2 as
+// the plugin, so the plugin is the answer here.
 TEST_F(ConfinedComposeTest, TheComposeProgramTheWorkerDetectsIsTheSameAndWorksUnderTheFilter) {
   const std::vector<std::string> probe = {"docker", "compose", "version"};
   const std::string confined = confined_run(probe, Filter::kInstalled);
@@ -268,6 +275,7 @@ TEST_F(ConfinedComposeTest, TheComposeProgramTheWorkerDetectsIsTheSameAndWorksUn
   ASSERT_TRUE(confined.starts_with(confined_header(Filter::kInstalled) + "exit ")) << confined;
   ASSERT_TRUE(unconfined.starts_with(confined_header(Filter::kNone) + "exit ")) << unconfined;
   const bool plugin = unconfined.starts_with(confined_header(Filter::kNone) + "exit 0\n");
+  EXPECT_TRUE(plugin) << "no Compose v2 plugin: run deploy/install-deps.sh test\n" << unconfined;
   EXPECT_EQ(confined.starts_with(confined_header(Filter::kInstalled) + "exit 0\n"), plugin)
       << "under the filter:\n" << confined << "\nwithout:\n" << unconfined;
 

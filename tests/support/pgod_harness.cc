@@ -19,6 +19,7 @@
 #include <system_error>
 #include <thread>
 
+#include "compose_programs.h"
 #include "rpc_verbs.h"
 #include "supervisor.capnp.h"
 
@@ -152,6 +153,8 @@ void PgodHarness::start(std::vector<std::string> args, bool wait) {
   std::vector<std::string> argv = {programs_dir() + "/pgod", "-c", config_path(), "-d", dir_, "--rundir", rundir_,
                                    "--gateway-user", gateway_user().name};
   if (standin_) argv.insert(argv.end(), {"--path-prefix", bin_});
+  // On a real engine, the compose program under test (PGOD_TEST_COMPOSE), never a guess.
+  if (!standin_) argv.insert(argv.end(), {"--compose", compose_under_test()});
   bool gateway = false;
   for (const auto& arg : args) gateway = gateway || arg.starts_with("--gateway-program");
   if (!gateway) argv.push_back("--no-gateway");

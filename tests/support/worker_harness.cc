@@ -17,6 +17,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "compose_programs.h"
 #include "unique_fd.h"
 
 extern char** environ;
@@ -112,6 +113,8 @@ void WorkerHarness::start(const std::vector<std::string>& extra_args, bool inher
     args.insert(args.end(), {"--settings", settings_file_, "--socket", socket_});
   }
   if (standin_) args.insert(args.end(), {"--path-prefix", bin_});
+  // On a real engine, the compose program under test (PGOD_TEST_COMPOSE), never a guess.
+  if (!standin_) args.insert(args.end(), {"--compose", compose_under_test()});
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   std::vector<char*> argv;
   for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "compose_programs.h"
 #include "process.h"
 
 namespace pgod::worker {
@@ -17,6 +18,9 @@ namespace {
 namespace fs = std::filesystem;
 using pgod::test::run_process;
 using pgod::test::TempDir;
+using pgod::test::ComposeProgram;
+using pgod::test::debian_codename;
+using pgod::test::installed_compose_programs;
 
 constexpr char kCheckout[] = "/srv/pgo/web";
 constexpr char kDataDir[] = "/srv/data/web";
@@ -784,16 +788,18 @@ TEST_F(RealFilesystem, BuildContextSymlinkedOutIsRefused) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Real docker-compose (v1) normalising raw files: what it resolves, the policy must still see.
+// Real compose normalising raw files, under each program this host has (Compose v2, and v1 on
+// Debian 12): what it resolves, the policy must still see.
 
-class RealCompose : public ::testing::Test {
+class RealCompose : public ::testing::TestWithParam<ComposeProgram> {
  protected:
   RealCompose() : checkout_(fs::canonical(temp_.path()).string()) {}
 
-  // Runs `docker-compose config` on the files written so far and returns its output.
+  // Runs `compose config` on the files written so far and returns its output.
   std::string normalise(const std::string& file = "docker-compose.yml") const {
-    const auto result = run_process({"/usr/bin/docker-compose", "--project-directory", checkout_, "-f",
-                                     checkout_ + "/" + file, "-p", "web", "config"});
+    auto argv = GetParam().argv;
+    argv.insert(argv.end(), {"--project-directory", checkout_, "-f", checkout_ + "/" + file, "-p", "web", "config"});
+    const auto result = run_process(argv);
     EXPECT_EQ(result.exit_code, 0) << result.err;
     return result.out;
   }
@@ -820,7 +826,7 @@ class RealCompose : public ::testing::Test {
   const std::string checkout_;
 };
 
-TEST_F(RealCompose, InterpolationCannotSmuggleSettings) {
+TEST_P(RealCompose, InterpolationCannotSmuggleSettings) {
   temp_.write(".env", "PRIV=true\nNET=host\nSRC=/etc\n");
   temp_.write("docker-compose.yml",
               "version: '3.8'\nservices:\n  web:\n    image: busybox\n    privileged: ${PRIV}\n"
@@ -829,7 +835,7 @@ TEST_F(RealCompose, InterpolationCannotSmuggleSettings) {
   EXPECT_EQ(refused_keys(normalise()), expected);
 }
 
-TEST_F(RealCompose, ExtendsCannotSmuggleSettings) {
+TEST_P(RealCompose, ExtendsCannotSmuggleSettings) {
   temp_.write("base.yml", "services:\n  base:\n    image: busybox\n    privileged: true\n    cap_add: [SYS_ADMIN]\n");
   temp_.write("docker-compose.yml",
               "version: '3.8'\nservices:\n  web:\n    extends: {file: base.yml, service: base}\n");
@@ -837,7 +843,7 @@ TEST_F(RealCompose, ExtendsCannotSmuggleSettings) {
   EXPECT_EQ(refused_keys(normalise()), expected);
 }
 
-TEST_F(RealCompose, MergeKeysCannotSmuggleSettings) {
+TEST_P(RealCompose, MergeKeysCannotSmuggleSettings) {
   const std::string raw =
       "version: '3.8'\nx-priv: &priv\n  privileged: true\n  devices: [/dev/sda]\n"
       "services:\n  web:\n    <<: *priv\n    image: busybox\n";
@@ -848,7 +854,7 @@ TEST_F(RealCompose, MergeKeysCannotSmuggleSettings) {
   EXPECT_FALSE(check_compose_policy(raw, context()).has_value());
 }
 
-TEST_F(RealCompose, CleanFileIsAcceptedInV1Shape) {
+TEST_P(RealCompose, ACleanFileIsAccepted) {
   temp_.write("web.env", "A=1\n");
   temp_.write("app/Dockerfile", "FROM busybox\n");
   temp_.write("docker-compose.yml", R"(version: '3.8'
@@ -882,12 +888,34 @@ volumes:
   const auto result = check_compose_policy(model, context);
   ASSERT_TRUE(result.has_value()) << result.error();
   EXPECT_TRUE(result->empty()) << describe(*result) << "in:\n" << model;
-  // v1 drops extensions, so the reload switch must be read from the raw file.
-  EXPECT_EQ(model.find("x-pgo"), std::string::npos) << model;
-  EXPECT_TRUE(compose_reload_enabled(model));
-  // v1 folds env files into `environment`, so only the raw file names them.
-  const std::vector<std::string> from_model = {"app", "conf", "html"};
-  EXPECT_EQ(referenced_checkout_paths(model, checkout_), from_model);
+  if (GetParam().major == 1) {
+    // v1 drops extensions, so the reload switch must be read from the raw file.
+    EXPECT_EQ(model.find("x-pgo"), std::string::npos) << model;
+    EXPECT_TRUE(compose_reload_enabled(model));
+    // v1 folds env files into `environment` and leaves out the default Dockerfile, so only
+    // the raw file names them.
+    const std::vector<std::string> from_model = {"app", "conf", "html"};
+    EXPECT_EQ(referenced_checkout_paths(model, checkout_), from_model);
+  } else {
+    EXPECT_FALSE(compose_reload_enabled(model)) << model;
+    const std::vector<std::string> from_model = {"app", "app/Dockerfile", "conf", "html"};
+    EXPECT_EQ(referenced_checkout_paths(model, checkout_), from_model);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Installed, RealCompose, ::testing::ValuesIn(installed_compose_programs()),
+                         [](const ::testing::TestParamInfo<ComposeProgram>& info) { return info.param.name; });
+
+// Every release gets its compose: v2 everywhere (Debian 13 packages it; install-deps.sh takes it
+// from there for Debian 12), and Debian 12's own docker-compose v1 while that release ships it.
+TEST(RealComposePrograms, TheHostHasTheComposeProgramsOfItsRelease) {
+  const auto& programs = installed_compose_programs();
+  ASSERT_FALSE(programs.empty()) << "no compose program: run deploy/install-deps.sh unit";
+  EXPECT_EQ(programs.front().name, "v2") << "no Compose v2: run deploy/install-deps.sh unit";
+  if (debian_codename() == "bookworm") {
+    ASSERT_EQ(programs.size(), 2u) << "Debian 12's docker-compose (v1) is missing: run deploy/install-deps.sh unit";
+    EXPECT_EQ(programs.back().name, "v1");
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

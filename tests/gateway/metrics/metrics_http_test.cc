@@ -46,15 +46,15 @@ class ServeMetricsTest : public ::testing::Test {
     table_ = builder.build();
   }
   // KJ's destructors may throw (noexcept(false)); gtest's may not.
-  ~ServeMetricsTest() noexcept override { server_.reset(); }
+  ~ServeMetricsTest() noexcept override { server_ = nullptr; }
 
   void start(Snapshot snapshot, kj::Timer* timer = nullptr) {
-    server_ = serve_metrics(receiver_, timer ? *timer : io_.provider->getTimer(), metrics_,
+    server_ = kj::heap(serve_metrics(receiver_, timer ? *timer : io_.provider->getTimer(), metrics_,
                             [this, snapshot = std::move(snapshot)]() {
                               ++scrapes_;
                               return snapshot();
                             })
-                  .eagerlyEvaluate([](kj::Exception&& e) { ADD_FAILURE() << e.getDescription().cStr(); });
+                  .eagerlyEvaluate([](kj::Exception&& e) { ADD_FAILURE() << e.getDescription().cStr(); }));
   }
   void start_with(std::vector<ServiceSnapshot> services, kj::Timer* timer = nullptr) {
     start([services] { return kj::Promise<std::vector<ServiceSnapshot>>(services); }, timer);
@@ -128,7 +128,9 @@ class ServeMetricsTest : public ::testing::Test {
   kj::HttpHeaderId allow_ = kj::HttpHeaderId::HOST;
   Metrics metrics_;
   int scrapes_ = 0;
-  std::optional<kj::Promise<void>> server_;  // last: dropped first
+  // Last: dropped first. On the heap: GCC 14 takes a promise held in place (std::optional,
+  // kj::Maybe) for uninitialised in this destructor.
+  kj::Own<kj::Promise<void>> server_;
 };
 
 const std::vector<ServiceSnapshot> kServices = {{"web", "running", 1, true, "ok", "4f2a9c0e11"}};
