@@ -81,12 +81,16 @@ for set in "${@:-build}"; do
   esac
 done
 
-# Where a Compose v2 plugin not managed by dpkg goes: the docker CLI looks here (as well as in
-# /usr/libexec/docker/cli-plugins, which belongs to the packages).
+# Where a Compose v2 plugin not managed by dpkg goes: the docker CLI looks here first, then in
+# /usr/local/lib, /usr/lib and /usr/libexec (the packages' places: Docker's own
+# docker-compose-plugin, say). A v2 in any of them is kept; this copy is not updated by apt.
 local_plugin=/usr/local/libexec/docker/cli-plugins/docker-compose
 compose_v2_missing() {
   [ "$compose_v2" = 1 ] && [ -n "$compose_v2_from" ] || return 1
-  "$local_plugin" version 2>/dev/null | grep -Eq 'version v?2\.' && return 1
+  local dir
+  for dir in /usr/local/libexec /usr/local/lib /usr/lib /usr/libexec; do
+    "$dir/docker/cli-plugins/docker-compose" version 2>/dev/null | grep -Eq 'version v?[2-9]\.' && return 1
+  done
   return 0
 }
 
@@ -148,6 +152,7 @@ if compose_v2_missing; then
     -o "Dir::State::Lists=$scratch/lists" -o "Dir::Cache=$scratch/cache")
   apt-get "${apt_private[@]}" update -q
   (cd "$scratch/deb" && apt-get "${apt_private[@]}" download -q docker-compose)
+  chown -R root: "$scratch/deb"  # checked by apt; nobody else writes it from here on
   dpkg-deb -x "$scratch"/deb/docker-compose_*.deb "$scratch/root"
   install -D -m 0755 "$scratch/root/usr/libexec/docker/cli-plugins/docker-compose" "$local_plugin"
   "$local_plugin" version

@@ -18,9 +18,10 @@ constexpr const char* kPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin
 // files, profiles and project, remote resources. Compose reads the repository's .env and takes
 // its values for variables the process environment lacks, and v2 up to 2.39 copies them into
 // its own environment, which its children inherit; a variable set here, even empty, wins.
-// Each value is compose's own default, so a repository without a .env sees no difference.
-// (The project name is pinned to -p's in compose_environment.) pgo.toml's env may set any of
-// them: the admin is trusted, the repository is not.
+// Each value is compose's own default where the versions agree (COMPOSE_PARALLEL_LIMIT: v1's
+// 64, where v2 has no limit), so a repository without a .env sees no difference. (The project
+// name is pinned to -p's in compose_environment.) pgo.toml's env may set the others: the admin
+// is trusted, the repository is not.
 struct Pin {
   std::string_view name, value;
 };

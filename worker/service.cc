@@ -220,6 +220,11 @@ bool Service::save_validated(const std::string& yaml) {
   return written.has_value();
 }
 
+bool Service::has_validated_model() const {
+  struct stat info {};
+  return stat(validated_file_.c_str(), &info) == 0;
+}
+
 std::optional<std::string> Service::recheck_validated() {
   struct stat info {};
   if (stat(validated_file_.c_str(), &info) != 0) return std::nullopt;
@@ -811,6 +816,11 @@ kj::Promise<VerbResult> Service::run_compose_verb(Verb verb, std::vector<std::st
       validated = normalize().then([this](Normalized normalized) {
         if (!save_validated(normalized.yaml)) fail("cannot save the validated compose model");
       });
+    } else if (!has_validated_model()) {
+      // Nothing judged to run it on: the checkout's own file was never accepted, and compose
+      // would read its .env and everything it names unjudged.
+      validated = kj::Promise<void>(failure(
+          "no compose file of this service has passed the policy yet (see status): nothing to run this on"));
     } else if (verb == Verb::kStart || verb == Verb::kRestart) {
       if (auto refused = recheck_validated()) validated = kj::Promise<void>(failure(*refused));
     }

@@ -89,6 +89,7 @@ class Service final : private kj::TaskSet::ErrorHandler {
   // The compose model that passed the policy: what compose runs (so the files in the checkout,
   // which containers may be able to change, are not read again between check and use).
   bool save_validated(const std::string& yaml);
+  bool has_validated_model() const;  // compose.validated.yaml exists: a model passed the policy
   std::optional<std::string> recheck_validated();
 
   kj::Promise<VerbResult> run_compose_verb(Verb verb, std::vector<std::string> compose_args, bool follow,

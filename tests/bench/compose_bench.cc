@@ -197,8 +197,10 @@ int main(int argc, char** argv) {
                 median(via_pgoctl), median(via_pgoctl) - reference);
     std::printf("  reference: the same compose ps through sshd (a login):       %8.1f\n", median(via_sshd));
     std::printf("  ssh SVC//ping (login + gateway round trip):                  %8.1f\n", median(login));
-    const double overhead = median(via_ssh) - reference;
-    std::printf("goal: ps overhead <= 30 ms: %s (%.1f ms through ssh)\n", overhead <= 30 ? "met" : "MISSED", overhead);
+    const double overhead = median(via_ssh) - median(via_sshd);
+    std::printf("goal: the worker's own ps overhead <= 10 ms: %s (%+.1f ms)\n",
+                median(worker) - reference <= 10 ? "met" : "MISSED", median(worker) - reference);
+    std::printf("ssh SVC//ps against sshd running the same compose ps: %+.1f ms\n", overhead);
 
     const std::string prefix = program + "_";
     figure(prefix + "ps_direct_ms", direct);
@@ -210,7 +212,8 @@ int main(int argc, char** argv) {
     auto version = compose;
     version.insert(version.end(), {"version", "--short"});
     figure_text(prefix + "compose_program",
-                compose.back() + " " + (major == 1 ? "v1" : "v2") + " (" + first_line(run(version).head) + ")");
+                std::string(program == "plugin" ? "docker compose" : "docker-compose") + " " +
+                    (major == 1 ? "v1" : "v2") + " (" + first_line(run(version).head) + ")");
 
     pgod.stop();
     PgodHarness::wait_for([]() { return !runs_as(service_user_a().uid); }, 10s);

@@ -511,24 +511,29 @@ TEST(FsOpsRaceTest, SwappingADirectoryForASymlinkNeverReachesOutside) {
     make_dir(outside / ("d" + std::to_string(i)));
     make_file(outside / ("d" + std::to_string(i) + "/f"), "outside\n");
   }
-  long swaps = 0;
-  for (int round = 0; round < 30; ++round) {
+  // Rounds until 30 of them saw the swapper at work while the tree was walked: on a fast
+  // filesystem a round takes well under a millisecond, and a busy machine may not run the
+  // swapper's thread within one.
+  int raced = 0, rounds = 0;
+  for (; raced < 30 && rounds < 2000; ++rounds) {
     Root root;
     make_racy_tree(root, outside.path());
     {
       Swapper swapper(root / "svc/x", root / "svc/y");
+      while (swapper.swaps() == 0) std::this_thread::yield();  // it runs before the walk starts
+      const long before = swapper.swaps();
       auto chowned = chown_tree(root / "svc", kUser, kGroup);  // may fail on a vanished entry: that is fine
       (void)chowned;
       auto removed = remove_tree(root.path(), "svc");
       (void)removed;
-      swaps += swapper.swaps();
+      if (swapper.swaps() > before) ++raced;
     }
-    ASSERT_NO_FATAL_FAILURE(expect_outside_untouched(outside)) << "round " << round;
+    ASSERT_NO_FATAL_FAILURE(expect_outside_untouched(outside)) << "round " << rounds;
     auto top = lstat_of(outside.path());
     ASSERT_TRUE(top);
     EXPECT_EQ(top->st_uid, 0u);
   }
-  EXPECT_GT(swaps, 0) << "the race did not happen at all";
+  EXPECT_EQ(raced, 30) << "the race happened in only " << raced << " of " << rounds << " rounds";
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -116,6 +116,9 @@ TEST_P(ComposeEnvironment, TheRepositorysEnvFileFeedsInterpolationButChoosesNoth
     // (v1's config lists every service whatever the profiles; v2 only the active ones.)
     EXPECT_EQ(result.out.find("evil"), std::string::npos) << "a profile chosen by .env:\n" << result.out;
     EXPECT_NE(result.out.find("name: web\n"), std::string::npos) << result.out;
+    // The control: without the pins, this compose takes the profile from .env.
+    EXPECT_NE(config(/*pinned=*/false).out.find("evil"), std::string::npos)
+        << "the control did not take the profile: the test no longer proves the pin";
   }
 }
 

@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <set>
+#include <sstream>
 #include <fstream>
 #include <sstream>
 
@@ -68,13 +70,26 @@ TEST_F(WorkerTest, FirstCycleClonesValidatesAndComesUpWithAMinimalEnvironment) {
             std::string::npos)
       << calls;
   EXPECT_EQ(count(calls, " down "), 0u) << "a first deploy does not take anything down";
-  // Only PATH, HOME, DOCKER_CONFIG, PYTHONNOUSERSITE and the service's env reach compose.
-  // The docker endpoint is pinned, so a .env in the repository cannot move it.
-  EXPECT_NE(calls.find("DOCKER_CONFIG=" + worker.state_dir() +
-                       "/docker | env=DOCKER_CERT_PATH=,DOCKER_CONTEXT=default,DOCKER_HOST=unix:///var/run/docker.sock,"
-                       "DOCKER_TLS_VERIFY=,GREETING=hello-secret-value,PYTHONNOUSERSITE=1, |"),
-            std::string::npos)
-      << calls;
+  // Only PATH, HOME, DOCKER_CONFIG, PYTHONNOUSERSITE, the service's env and the pins of
+  // compose's own variables reach compose: the docker endpoint, the files, profiles, project
+  // and remote includes are pinned, so a .env in the repository cannot choose them.
+  const auto config_line = calls.substr(calls.find(" config | "));
+  const auto env_at = config_line.find(" | env=") + 7;
+  std::stringstream entries(config_line.substr(env_at, config_line.find(" |", env_at) - env_at));
+  std::set<std::string> environment;
+  for (std::string entry; std::getline(entries, entry, ',');) environment.insert(entry);
+  for (const auto& entry : environment) {
+    const auto name = entry.substr(0, entry.find('='));
+    EXPECT_TRUE(name == "GREETING" || name == "PYTHONNOUSERSITE" || name.starts_with("COMPOSE_") ||
+                name.starts_with("DOCKER_") || name.starts_with("BUILDX_") || name.starts_with("BUILDKIT_"))
+        << "compose got " << name;
+  }
+  for (const char* pinned :
+       {"GREETING=hello-secret-value", "PYTHONNOUSERSITE=1", "DOCKER_HOST=unix:///var/run/docker.sock",
+        "DOCKER_CONTEXT=default", "DOCKER_TLS_VERIFY=", "DOCKER_CERT_PATH=", "COMPOSE_PROJECT_NAME=web", "COMPOSE_FILE=",
+        "COMPOSE_PROFILES=", "COMPOSE_ENV_FILES=", "COMPOSE_EXPERIMENTAL_GIT_REMOTE=false",
+        "COMPOSE_EXPERIMENTAL_OCI_REMOTE=false", "COMPOSE_COMPATIBILITY=false"})
+    EXPECT_EQ(environment.count(pinned), 1u) << pinned << " in " << config_line;
   EXPECT_EQ(worker.worker_log().find("hello-secret-value"), std::string::npos) << "env values never reach the log";
 
   auto response = worker.client().statusRequest().send().wait(worker.io().waitScope);
@@ -218,6 +233,33 @@ TEST_F(WorkerTest, RefusedComposeFileLeavesTheContainersAloneAndSaysWhy) {
   upstream->commit({{"compose.yaml", kCompose}});
   worker.run(Verb::GIT_PULL);
   EXPECT_EQ(worker.state(), ServiceState::OK);
+}
+
+// A service whose compose file never passed the policy has no judged model: the verbs that run
+// on one are refused without running compose, which would read the checkout's file, its .env
+// and what they name unjudged (a .env's LD_PRELOAD reaches the docker CLI that v1's exec runs).
+TEST_F(WorkerTest, WithoutAnAcceptedModelTheVerbsThatRunOneAreRefusedAndComposeNeverRuns) {
+  upstream->commit({{"compose.yaml", kCompose + "    privileged: true\n"}, {".env", "LD_PRELOAD=/tmp/evil.so\n"}});
+  WorkerHarness worker(upstream->path());
+  start(worker);
+  ASSERT_EQ(worker.state(), ServiceState::BROKEN) << worker.worker_log();
+  worker.clear_calls();
+  for (const auto& [verb, args] : std::vector<std::pair<Verb, std::vector<std::string>>>{
+           {Verb::PS, {}}, {Verb::LOGS, {}}, {Verb::EXEC, {"web", "id"}}, {Verb::STOP, {}}, {Verb::START, {}},
+           {Verb::RESTART, {}}, {Verb::DOWN, {}}}) {
+    const auto refused = worker.run(verb, args);
+    EXPECT_EQ(refused.exit_status, 1u) << refused.err;
+    EXPECT_NE(refused.err.find("no compose file of this service has passed the policy yet"), std::string::npos)
+        << refused.err;
+  }
+  EXPECT_EQ(worker.calls(), "") << "compose ran";
+  // Once a file passes, they run on its model.
+  upstream->commit({{"compose.yaml", kCompose}});
+  worker.run(Verb::GIT_PULL);
+  ASSERT_EQ(worker.state(), ServiceState::OK) << worker.worker_log();
+  worker.clear_calls();
+  EXPECT_EQ(worker.run(Verb::PS).exit_status, 0u);
+  EXPECT_NE(worker.calls().find("/compose.validated.yaml ps"), std::string::npos) << worker.calls();
 }
 
 TEST_F(WorkerTest, FailedUpIsBrokenWithComposesMessage) {
