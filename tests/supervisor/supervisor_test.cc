@@ -141,6 +141,21 @@ TEST_F(SupervisorTest, EachWorkerRunsAsItsUserWithDockerGroupNoPrivilegesAndSecc
   EXPECT_EQ(calls.find("uid=0 "), std::string::npos) << "nothing ran docker as root";
 }
 
+// pgod --compose reaches every worker: with "plugin" they run `docker compose` without asking
+// `docker compose version` first, as auto does.
+TEST_F(SupervisorTest, TheComposeProgramChosenForPgodIsWhatEveryWorkerRuns) {
+  std::ofstream(pgod.standin_dir() + "/plugin") << "";  // the stand-in docker has the plugin
+  start_two({"--compose", "plugin"});
+  const auto calls = pgod.calls();
+  for (const char* name : {"a", "b"}) {
+    EXPECT_NE(calls.find(std::string("docker compose -p ") + name + " -f " + pgod.dir() + "/.pgod/" + name +
+                         "/compose.validated.yaml up -d"),
+              std::string::npos)
+        << calls;
+  }
+  EXPECT_EQ(calls.find("docker compose version"), std::string::npos) << "chosen, not detected\n" << calls;
+}
+
 TEST_F(SupervisorTest, NeitherTheGatewayNorAnotherServiceCanReadAServicesFiles) {
   start_two();
   const std::string checkout = pgod.dir() + "/a", state = pgod.dir() + "/.pgod/a";

@@ -41,7 +41,7 @@ TEST(Flags, PgodDefaultsAreTheManuals) {
 TEST(Flags, EveryPgodFlag) {
   auto parsed = supervisor::parse_options({"-c", "/x/pgo.toml", "-d", "/srv/pgo", "-s", "127.0.0.1:2200", "-t", "1h30m",
                                            "--datadir", "/srv/data", "--debug", "--restart=false", "-m", "[::1]:9000",
-                                           "--check"});
+                                           "--check", "--compose", "standalone"});
   ASSERT_TRUE(parsed.has_value()) << parsed.error();
   const auto& o = parsed->options;
   EXPECT_EQ(o.config, "/x/pgo.toml");
@@ -53,6 +53,7 @@ TEST(Flags, EveryPgodFlag) {
   EXPECT_FALSE(o.restart);
   EXPECT_EQ(o.metrics, "[::1]:9000");
   EXPECT_TRUE(o.check);
+  EXPECT_EQ(o.compose, "standalone");
 }
 
 TEST(Flags, BooleanSpellings) {
@@ -86,6 +87,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{{"-c"}, "flag -c, --config needs a file value"},
         BadCase{{"-t", "5"}, "invalid value for -t, --duration: missing unit in duration \"5\" (use ns, us, ms, s, m or h)"},
         BadCase{{"-t", "0s"}, "-t/--duration must be positive, got 0s"},
+        BadCase{{"--compose", "v2"}, "--compose must be auto, plugin or standalone, got \"v2\""},
         BadCase{{"-t", "-5m"}, "-t/--duration must be positive, got -5m0s"},
         BadCase{{"--restart=maybe"}, "invalid value for --restart: \"maybe\" is not a boolean (use true or false)"},
         BadCase{{"-d", "/"}, "-d/--dir may not be /"},
