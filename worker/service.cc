@@ -226,8 +226,7 @@ bool Service::has_validated_model() const {
 }
 
 std::optional<std::string> Service::recheck_validated() {
-  struct stat info {};
-  if (stat(validated_file_.c_str(), &info) != 0) return std::nullopt;
+  if (!has_validated_model()) return std::nullopt;
   std::ifstream in(validated_file_);
   std::stringstream text;
   text << in.rdbuf();
@@ -297,8 +296,7 @@ ComposeSetup Service::compose_setup(bool raw_file) const {
   ComposeSetup setup;
   setup.project = compose_project_name(settings_.getName().cStr());
   setup.checkout_dir = settings_.getCheckoutDir().cStr();
-  struct stat info {};
-  if (!raw_file && stat(validated_file_.c_str(), &info) == 0)
+  if (!raw_file && has_validated_model())
     setup.compose_path = validated_file_;
   else
     setup.compose_path = setup.checkout_dir + "/" + find_compose_file(settings_);

@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <sstream>
 #include <fstream>
 
 #include "compose_programs.h"
@@ -51,21 +50,12 @@ class ComposeVersionsTest : public ::testing::Test {
  protected:
   void TearDown() override {
     auto& engine = docker_environment();
-    for (const auto& id : engine.containers(project)) engine.docker({"rm", "-f", id});
     for (const auto& id : all_containers()) engine.docker({"rm", "-f", id});
     engine.docker({"network", "rm", project + "_back"});
     engine.docker({"volume", "rm", project + "_data"});
   }
   // Every container of the project, running or not.
-  std::vector<std::string> all_containers() const {
-    const auto result = docker_environment().docker(
-        {"ps", "-aq", "--no-trunc", "--filter", "label=com.docker.compose.project=" + project});
-    std::vector<std::string> ids;
-    std::istringstream lines(result.out);
-    for (std::string id; std::getline(lines, id);)
-      if (!id.empty()) ids.push_back(id);
-    return ids;
-  }
+  std::vector<std::string> all_containers() const { return docker_environment().containers(project, true); }
   std::string inspect(const std::string& format, const std::string& id) const {
     return docker_environment().docker({"inspect", "-f", format, id}).out;
   }

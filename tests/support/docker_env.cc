@@ -126,8 +126,8 @@ DockerEnvironment::~DockerEnvironment() {
   stop_process(dockerd_);
 }
 
-std::vector<std::string> DockerEnvironment::containers(const std::string& project) const {
-  const auto result = docker({"ps", "-q", "--no-trunc", "--filter", "label=com.docker.compose.project=" + project});
+std::vector<std::string> DockerEnvironment::containers(const std::string& project, bool all) const {
+  const auto result = docker({"ps", all ? "-aq" : "-q", "--no-trunc", "--filter", "label=com.docker.compose.project=" + project});
   std::vector<std::string> ids;
   std::istringstream lines(result.out);
   for (std::string id; std::getline(lines, id);)

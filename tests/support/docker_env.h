@@ -32,8 +32,8 @@ class DockerEnvironment {
 
   // `docker` with the given args (Debian's client), as root with a private DOCKER_CONFIG.
   ProcessResult docker(const std::vector<std::string>& args) const;
-  // IDs of the running containers of a compose project.
-  std::vector<std::string> containers(const std::string& project) const;
+  // IDs of the running containers of a compose project (with `all`, stopped ones too).
+  std::vector<std::string> containers(const std::string& project, bool all = false) const;
 
  private:
   TempDir dir_;
