@@ -21,4 +21,17 @@ std::string compose_project_name(std::string_view service_name) {
   return project;
 }
 
+bool is_project_owned_name(std::string_view project, std::string_view name) {
+  if (project.empty() || name.size() <= project.size() + 1 || !name.starts_with(project)) return false;
+  const char separator = name[project.size()];
+  return separator == '_' || separator == '-';
+}
+
+bool project_names_may_collide(std::string_view a, std::string_view b) {
+  if (a == b) return true;
+  const auto shorter = a.size() < b.size() ? a : b;
+  const auto longer = a.size() < b.size() ? b : a;
+  return is_project_owned_name(shorter, longer);
+}
+
 }  // namespace pgod

@@ -19,4 +19,14 @@ bool is_valid_service_name(std::string_view name);
 // (one service could otherwise bring down the other's containers).
 std::string compose_project_name(std::string_view service_name);
 
+// Whether `name` (a volume, network, container or built image name) belongs to `project`:
+// "<project>_<rest>" or "<project>-<rest>", the forms compose itself gives them (v1 joins with
+// '_', v2 containers and images with '-'). The docker gate applies the same rule.
+bool is_project_owned_name(std::string_view project, std::string_view name);
+
+// Whether two projects could ever name the same object: equal, or one is the other followed by
+// '_' or '-' ("app" with volume "db_data" and "app_db" with volume "data" both make
+// "app_db_data"). The config check refuses such pairs of services.
+bool project_names_may_collide(std::string_view a, std::string_view b);
+
 }  // namespace pgod
