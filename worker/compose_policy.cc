@@ -1,6 +1,7 @@
 #include "compose_policy.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
@@ -9,6 +10,7 @@
 #include <cctype>
 #include <climits>
 #include <deque>
+#include <map>
 #include <exception>
 #include <optional>
 #include <set>
@@ -197,6 +199,11 @@ bool touches_forbidden_dir(const Components& path) {
   return false;
 }
 
+bool is_external_definition(const YAML::Node& definition) {
+  const YAML::Node external = get(definition, "external");
+  return external.IsMap() || !is_clearly_false(external);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The model being judged, and the violations found so far
 
@@ -207,8 +214,10 @@ class Judge {
     resolve_ = context.resolve ? context.resolve : resolve_on_filesystem;
     for (const auto& entry : get(model, "services")) service_names_.insert(entry.first.Scalar());
     for (const auto& entry : get(model, "volumes")) volume_keys_.insert(entry.first.Scalar());
-    for (const auto& entry : get(model, "networks")) network_keys_.insert(entry.first.Scalar());
+    networks_ = get(model, "networks");
+    for (const auto& entry : networks_) network_keys_.insert(entry.first.Scalar());
     if (auto checkout = resolved_base(context.checkout_dir)) {
+      checkout_root_ = *checkout;
       checkout_bases_.push_back(*checkout);
       host_bases_.push_back(*checkout);
     }
@@ -224,6 +233,29 @@ class Judge {
     const auto& allowed = context_.allowed_networks;
     return std::find(allowed.begin(), allowed.end(), name) != allowed.end();
   }
+  // A network other projects are on: an external one (only allowed ones pass) or one named
+  // like an allowed network.
+  bool is_shared_network(const std::string& key) const {
+    const YAML::Node definition = get(networks_, key);
+    if (!definition.IsDefined()) return false;
+    if (definition.IsMap() && is_external_definition(definition)) return true;
+    const std::string name = scalar_or_empty(get(definition, "name"));
+    return !name.empty() && is_allowed_network(name);
+  }
+
+  // Bind sources seen so far (already judged allowed), for the nesting rule.
+  struct Bind {
+    std::string service, key, written;
+    Components resolved;
+    bool read_only = false;
+  };
+  void add_bind(const std::string& service, const std::string& key, std::string written, const std::string& source,
+                bool read_only) {
+    if (auto resolved = absolute_components(resolve_(source)))
+      binds_.push_back({service, key, std::move(written), std::move(*resolved), read_only});
+  }
+  const std::vector<Bind>& binds() const { return binds_; }
+  const Components& checkout_root() const { return checkout_root_; }
 
   void refuse(const std::string& service, std::string key, const YAML::Node& value, std::string reason) {
     refuse(service, std::move(key), render(value), std::move(reason));
@@ -275,13 +307,77 @@ class Judge {
   std::function<std::string(const std::string&)> resolve_;
   std::set<std::string> service_names_, volume_keys_, network_keys_;
   std::vector<Components> checkout_bases_, host_bases_;
+  Components checkout_root_;
+  YAML::Node networks_;
+  std::vector<Bind> binds_;
   std::vector<Violation> violations_;
 };
 
 // ---------------------------------------------------------------------------------------------
-// Per-entry checks for keys whose value is a list or a structure
+// The allowlist. Every key of the normalised model has a row: what is allowed, what is refused,
+// what is judged, and why. A key without a row is refused by name, so a key a newer compose
+// adds is refused until someone has reviewed it. `x-` extensions are ignored by compose and
+// allowed everywhere.
 
 constexpr char kCannotJudgeList[] = "cannot be judged: expected a list";
+constexpr char kNotReviewed[] = "not reviewed by pgod's policy: refused until it is";
+
+using Predicate = bool (*)(const Judge&, const YAML::Node&);
+using Check = void (*)(Judge&, const std::string& service, const std::string& key, const YAML::Node&);
+
+enum class Rule {
+  kAllowed,      // any value: it reaches nothing outside the container
+  kRefused,      // any value that asks for something
+  kRefusedWhen,  // refused when `refused` says so
+  kChecked,      // `check` judges the value and gives its own reasons
+  kNested,       // a mapping whose keys are judged by `nested`
+};
+
+struct Row {
+  std::string_view key;
+  Rule rule;
+  std::string_view why;  // the reason given when refused; otherwise why it is safe or how it is judged
+  Predicate refused = nullptr;
+  Check check = nullptr;
+  const std::vector<Row>* nested = nullptr;
+};
+
+void judge_keys(Judge& judge, const std::string& service, const std::string& prefix, const YAML::Node& mapping,
+                const std::vector<Row>& rows);
+
+void apply_row(Judge& judge, const std::string& service, const std::string& key, const YAML::Node& value,
+               const Row& row) {
+  if (!asks_for_something(value)) return;
+  switch (row.rule) {
+    case Rule::kAllowed:
+      return;
+    case Rule::kRefused:
+      return judge.refuse(service, key, value, std::string(row.why));
+    case Rule::kRefusedWhen:
+      if (row.refused(judge, value)) judge.refuse(service, key, value, std::string(row.why));
+      return;
+    case Rule::kChecked:
+      return row.check(judge, service, key, value);
+    case Rule::kNested:
+      return judge_keys(judge, service, key, value, *row.nested);
+  }
+}
+
+void judge_keys(Judge& judge, const std::string& service, const std::string& prefix, const YAML::Node& mapping,
+                const std::vector<Row>& rows) {
+  if (!mapping.IsMap()) return judge.refuse(service, prefix, mapping, "cannot be judged: expected a mapping");
+  for (const auto& entry : mapping) {
+    const std::string& name = entry.first.Scalar();
+    const std::string key = prefix.empty() ? name : prefix + "." + name;
+    if (name.rfind("x-", 0) == 0) continue;
+    const auto row = std::find_if(rows.begin(), rows.end(), [&](const Row& r) { return r.key == name; });
+    if (row == rows.end()) {
+      judge.refuse(service, key, entry.second, kNotReviewed);
+      continue;
+    }
+    apply_row(judge, service, key, entry.second, *row);
+  }
+}
 
 template <class EachEntry>
 void for_each_entry(Judge& judge, const std::string& service, const std::string& key, const YAML::Node& value,
@@ -289,6 +385,46 @@ void for_each_entry(Judge& judge, const std::string& service, const std::string&
   if (!value.IsSequence()) return judge.refuse(service, key, value, kCannotJudgeList);
   for (const auto& entry : value) each(entry);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Predicates for kRefusedWhen rows
+
+bool is_true(const Judge&, const YAML::Node& value) { return !is_clearly_false(value); }
+bool is_host(const Judge&, const YAML::Node& value) { return !is_scalar(value) || lowercase(value.Scalar()) == "host"; }
+bool is_not_private(const Judge&, const YAML::Node& value) { return !is_scalar(value) || value.Scalar() != "private"; }
+bool is_not_default(const Judge&, const YAML::Node& value) { return !is_scalar(value) || value.Scalar() != "default"; }
+bool is_negative(const Judge&, const YAML::Node& value) {
+  if (!is_scalar(value)) return true;
+  try {
+    std::size_t used = 0;
+    const long long number = std::stoll(value.Scalar(), &used);
+    return used != value.Scalar().size() || number < 0;
+  } catch (const std::exception&) {
+    return true;  // not a number: cannot be judged
+  }
+}
+// `service:<a service of this project>`: the only way to share a namespace that stays inside
+// the project.
+bool is_not_own_service_namespace(const Judge& judge, const YAML::Node& value) {
+  if (!is_scalar(value)) return true;
+  const std::string& mode = value.Scalar();
+  return mode.rfind("service:", 0) != 0 || !judge.is_service(mode.substr(std::string_view("service:").size()));
+}
+// network_mode: `none` (no network at all) or a service of this project; host, bridge (docker0,
+// shared by every project) and container:<any> are not.
+bool is_not_none_or_own_service(const Judge& judge, const YAML::Node& value) {
+  if (is_scalar(value) && value.Scalar() == "none") return false;
+  return is_not_own_service_namespace(judge, value);
+}
+// Mount propagation other than private would let mounts cross between host and container.
+bool is_shared_propagation(const Judge&, const YAML::Node& value) {
+  if (!is_scalar(value)) return true;
+  const std::string mode = lowercase(value.Scalar());
+  return !(mode.empty() || mode == "private" || mode == "rprivate");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks for keys whose value is a list or a structure
 
 // security_opt: the options that keep confinement on; everything else (unconfined profiles,
 // custom seccomp profiles that may allow anything, unknown options) is refused.
@@ -314,86 +450,260 @@ std::optional<std::string> why_security_opt_refused(const YAML::Node& entry) {
   return "unknown security option";
 }
 
-void check_security_opt(Judge& judge, const std::string& service, const YAML::Node& value) {
-  for_each_entry(judge, service, "security_opt", value, [&](const YAML::Node& entry) {
-    if (auto why = why_security_opt_refused(entry)) judge.refuse(service, "security_opt", entry, *why);
+void check_security_opt(Judge& judge, const std::string& service, const std::string& key, const YAML::Node& value) {
+  for_each_entry(judge, service, key, value, [&](const YAML::Node& entry) {
+    if (auto why = why_security_opt_refused(entry)) judge.refuse(service, key, entry, *why);
   });
-  if (value.IsSequence() && value.size() > 1) {
-    judge.refuse(service, "security_opt", value, "more than one security_opt is refused");
+  if (value.IsSequence() && value.size() > 1) judge.refuse(service, key, value, "more than one security_opt is refused");
+}
+
+// Labels as a mapping or as "key=value" strings; compose's own labels say which project a
+// container, volume or network belongs to, and compose itself trusts them.
+void check_labels(Judge& judge, const std::string& service, const std::string& key, const YAML::Node& value) {
+  const auto judge_name = [&](const std::string& name, const YAML::Node& written) {
+    if (starts_with_ci(name, "com.docker.compose."))
+      judge.refuse(service, key, written, "com.docker.compose.* labels are compose's own (they name the project)");
+  };
+  if (value.IsMap()) {
+    for (const auto& entry : value) judge_name(entry.first.Scalar(), entry.first);
+  } else if (value.IsSequence()) {
+    for (const auto& entry : value) {
+      if (!is_scalar(entry)) return judge.refuse(service, key, entry, "cannot be judged: expected key=value");
+      judge_name(entry.Scalar().substr(0, entry.Scalar().find('=')), entry);
+    }
+  } else {
+    judge.refuse(service, key, value, "cannot be judged: expected a mapping or a list");
   }
 }
+
+// The sysctls docker itself knows to be namespaced (net.*, IPC and mqueue); the rest would be
+// the host's.
+void check_sysctls(Judge& judge, const std::string& service, const std::string& key, const YAML::Node& value) {
+  static const std::set<std::string, std::less<>> kIpc = {
+      "kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+      "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"};
+  const auto judge_name = [&](const std::string& name, const YAML::Node& written) {
+    if (name.rfind("net.", 0) == 0 || name.rfind("fs.mqueue.", 0) == 0 || kIpc.count(name) > 0) return;
+    judge.refuse(service, key, written, "only namespaced sysctls (net.*, fs.mqueue.*, kernel IPC limits) are allowed");
+  };
+  if (value.IsMap()) {
+    for (const auto& entry : value) judge_name(entry.first.Scalar(), entry.first);
+  } else if (value.IsSequence()) {
+    for (const auto& entry : value) {
+      if (!is_scalar(entry)) return judge.refuse(service, key, entry, "cannot be judged: expected name=value");
+      judge_name(entry.Scalar().substr(0, entry.Scalar().find('=')), entry);
+    }
+  } else {
+    judge.refuse(service, key, value, "cannot be judged: expected a mapping or a list");
+  }
+}
+
+// ulimits: known names, finite values under a ceiling (dockerd sets them as root, above the
+// host's own hard limits if asked). Real-time priority and nice would let a container starve
+// the host.
+void check_ulimits(Judge& judge, const std::string& service, const std::string& key, const YAML::Node& value) {
+  static const std::map<std::string, long long, std::less<>> kCeilings = {
+      {"nofile", 1LL << 20},     {"nproc", 1LL << 20},      {"core", 1LL << 40},      {"memlock", 1LL << 36},
+      {"stack", 1LL << 32},      {"fsize", 1LL << 40},      {"data", 1LL << 40},      {"as", 1LL << 40},
+      {"rss", 1LL << 40},        {"cpu", 1LL << 32},        {"locks", 1LL << 20},     {"sigpending", 1LL << 20},
+      {"msgqueue", 1LL << 30}};
+  if (!value.IsMap()) return judge.refuse(service, key, value, "cannot be judged: expected a mapping");
+  for (const auto& entry : value) {
+    const std::string& name = entry.first.Scalar();
+    const auto ceiling = kCeilings.find(name);
+    if (ceiling == kCeilings.end()) {
+      judge.refuse(service, key + "." + name, entry.second, "only nofile, nproc, core, memlock, stack, fsize, data, as, "
+                                                            "rss, cpu, locks, sigpending and msgqueue limits are allowed");
+      continue;
+    }
+    std::vector<YAML::Node> numbers;
+    if (entry.second.IsMap()) {
+      for (const auto& limit : entry.second) {
+        if (limit.first.Scalar() != "soft" && limit.first.Scalar() != "hard") {
+          judge.refuse(service, key + "." + name + "." + limit.first.Scalar(), limit.second, kNotReviewed);
+          continue;
+        }
+        numbers.push_back(limit.second);
+      }
+    } else {
+      numbers.push_back(entry.second);
+    }
+    const auto too_large = [&](const YAML::Node& number) {
+      return is_negative(judge, number) || std::stoll(number.Scalar()) > ceiling->second;
+    };
+    const auto refused = std::find_if(numbers.begin(), numbers.end(), too_large);
+    if (refused != numbers.end()) {
+      judge.refuse(service, key + "." + name, *refused,
+                   "a ulimit must be a finite number of at most " + std::to_string(ceiling->second));
+    }
+  }
+}
+
+// Drivers that keep logs on this host; the others send them to network addresses or other
+// daemons.
+void check_logging_driver(Judge& judge, const std::string& service, const std::string& key, const YAML::Node& value) {
+  static const std::set<std::string, std::less<>> kLocal = {"json-file", "local", "journald", "none"};
+  if (!is_scalar(value) || kLocal.count(value.Scalar()) == 0)
+    judge.refuse(service, key, value, "only the json-file, local, journald and none logging drivers are allowed");
+}
+
+// A name compose uses on the daemon (container_name) or on a network (hostname, aliases):
+// it must be the project's own.
+bool is_own_name(const Judge& judge, const std::string& name) {
+  return name == judge.project() || is_project_owned_name(judge.project(), name);
+}
+
+void check_project_owned(Judge& judge, const std::string& service, const std::string& key, const YAML::Node& value) {
+  if (!is_scalar(value) || !is_own_name(judge, value.Scalar()))
+    judge.refuse(service, key, value, "must start with \"" + judge.project() + "-\" or \"" + judge.project() + "_\" (names are shared on the daemon)");
+}
+
+void check_each_project_owned(Judge& judge, const std::string& service, const std::string& key, const YAML::Node& value) {
+  for_each_entry(judge, service, key, value, [&](const YAML::Node& entry) { check_project_owned(judge, service, key, entry); });
+}
+
+// links: services of this project ("db" or "db:alias").
+void check_links(Judge& judge, const std::string& service, const std::string& key, const YAML::Node& value) {
+  for_each_entry(judge, service, key, value, [&](const YAML::Node& entry) {
+    if (!is_scalar(entry) || !judge.is_service(entry.Scalar().substr(0, entry.Scalar().find(':'))))
+      judge.refuse(service, key, entry, "links may only name services of this project");
+  });
+}
+
+const std::vector<Row> kDependsOnRows = {
+    {"condition", Rule::kAllowed, "when to start: inside the project"},
+    {"required", Rule::kAllowed, "compose's own bookkeeping"},
+    {"restart", Rule::kAllowed, "compose's own bookkeeping"},
+};
+
+void check_depends_on(Judge& judge, const std::string& service, const std::string& key, const YAML::Node& value) {
+  if (value.IsSequence()) return;  // names; compose refuses unknown ones
+  if (!value.IsMap()) return judge.refuse(service, key, value, "cannot be judged: expected a list or a mapping");
+  for (const auto& entry : value) {
+    if (asks_for_something(entry.second))
+      judge_keys(judge, service, key + "." + entry.first.Scalar(), entry.second, kDependsOnRows);
+  }
+}
+
+// Lifecycle hooks (post_start, pre_stop): an exec in the container, privileged is refused like
+// `exec --privileged`.
+const std::vector<Row> kHookRows = {
+    {"command", Rule::kAllowed, "runs inside the container"},
+    {"user", Rule::kAllowed, "a user inside the container"},
+    {"working_dir", Rule::kAllowed, "inside the container"},
+    {"environment", Rule::kAllowed, "inside the container"},
+    {"privileged", Rule::kRefusedWhen, "privileged hooks are refused (a privileged exec)", is_true},
+};
+
+void check_hooks(Judge& judge, const std::string& service, const std::string& key, const YAML::Node& value) {
+  for_each_entry(judge, service, key, value, [&](const YAML::Node& entry) { judge_keys(judge, service, key, entry, kHookRows); });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host paths: volumes, env files, build contexts
 
 // A service volume in either shape: v1's "SRC:TARGET[:MODE]" strings or the long form.
 struct Mount {
   std::string type;    // "bind", "volume", or what the long form says
   std::string source;  // empty for an anonymous volume
+  bool read_only = false;
 };
 
 std::optional<Mount> parse_mount(const YAML::Node& entry) {
   if (is_scalar(entry)) {
     const std::string& spec = entry.Scalar();
     const std::size_t colon = spec.find(':');
-    if (colon == std::string::npos) return Mount{"volume", ""};  // anonymous: "/target"
+    if (colon == std::string::npos) return Mount{"volume", "", false};  // anonymous: "/target"
     std::string source = spec.substr(0, colon);
     if (source.empty()) return std::nullopt;
+    const std::size_t mode_colon = spec.find(':', colon + 1);
+    const std::string mode = mode_colon == std::string::npos ? "" : "," + spec.substr(mode_colon + 1) + ",";
+    const bool read_only = mode.find(",ro,") != std::string::npos;
     // Compose's own rule: a source starting with '.', '/' or '~' is a host path.
     const bool host_path = source.front() == '/' || source.front() == '.' || source.front() == '~';
-    return Mount{host_path ? "bind" : "volume", std::move(source)};
+    return Mount{host_path ? "bind" : "volume", std::move(source), read_only};
   }
   if (!entry.IsMap()) return std::nullopt;
   const YAML::Node type = get(entry, "type");
   const YAML::Node source = get(entry, "source");
   if (!is_scalar(type)) return std::nullopt;
   if (source.IsDefined() && !source.IsNull() && !is_scalar(source)) return std::nullopt;
-  return Mount{type.Scalar(), scalar_or_empty(source)};
+  return Mount{type.Scalar(), scalar_or_empty(source), !is_clearly_false(get(entry, "read_only"))};
 }
 
-void check_volumes(Judge& judge, const std::string& service, const YAML::Node& value) {
-  for_each_entry(judge, service, "volumes", value, [&](const YAML::Node& entry) {
+const std::vector<Row> kBindOptionRows = {
+    {"propagation", Rule::kRefusedWhen, "mount propagation other than private is refused", is_shared_propagation},
+    {"create_host_path", Rule::kAllowed, "the path is judged before it is created"},
+    {"selinux", Rule::kAllowed, "relabels the judged source"},
+    {"recursive", Rule::kAllowed, "how submounts of the judged source are seen"},
+};
+const std::vector<Row> kVolumeOptionRows = {
+    {"nocopy", Rule::kAllowed, "inside the volume"},
+    {"subpath", Rule::kAllowed, "a path inside the project's own volume"},
+};
+const std::vector<Row> kTmpfsOptionRows = {
+    {"size", Rule::kAllowed, "memory of the container"},
+    {"mode", Rule::kAllowed, "inside the container"},
+};
+const std::vector<Row> kMountRows = {
+    {"type", Rule::kAllowed, "bind, volume or tmpfs (judged with the source)"},
+    {"source", Rule::kAllowed, "judged by the type's rule: bind sources inside the allowed directories"},
+    {"target", Rule::kAllowed, "a path inside the container"},
+    {"read_only", Rule::kAllowed, "narrows access"},
+    {"consistency", Rule::kAllowed, "ignored on Linux"},
+    {"bind", Rule::kNested, "bind options", nullptr, nullptr, &kBindOptionRows},
+    {"volume", Rule::kNested, "volume options", nullptr, nullptr, &kVolumeOptionRows},
+    {"tmpfs", Rule::kNested, "tmpfs options", nullptr, nullptr, &kTmpfsOptionRows},
+};
+
+void check_volumes(Judge& judge, const std::string& service, const std::string& key, const YAML::Node& value) {
+  for_each_entry(judge, service, key, value, [&](const YAML::Node& entry) {
     const auto mount = parse_mount(entry);
-    if (!mount) return judge.refuse(service, "volumes", entry, "cannot be judged: unexpected volume shape");
+    if (!mount) return judge.refuse(service, key, entry, "cannot be judged: unexpected volume shape");
+    if (entry.IsMap()) judge_keys(judge, service, key, entry, kMountRows);
     if (mount->type == "bind") {
-      if (mount->source.empty()) return judge.refuse(service, "volumes", entry, "a bind mount without a source");
+      if (mount->source.empty()) return judge.refuse(service, key, entry, "a bind mount without a source");
+      // config resolves every relative source; one it left (c:/etc is a Windows path to compose)
+      // would be resolved by the daemon, not in the checkout.
+      if (!is_absolute(mount->source))
+        return judge.refuse(service, key, entry, "bind source is not an absolute path after compose config");
       const auto why =
           judge.why_host_path_refused(mount->source, Judge::Allowed::kCheckoutOrDataDir, Judge::Relative::kToCheckout);
-      if (why) judge.refuse(service, "volumes", entry, "bind source " + *why);
+      if (why) return judge.refuse(service, key, entry, "bind source " + *why);
+      judge.add_bind(service, key, render(entry), mount->source, mount->read_only);
     } else if (mount->type == "volume") {
       // A name compose does not declare is a raw docker volume, possibly another project's.
-      if (!mount->source.empty() && !judge.is_declared_volume(mount->source)) {
-        judge.refuse(service, "volumes", entry, "named volume not declared in the top-level volumes");
-      }
-    } else {
-      judge.refuse(service, "volumes", entry, "only volumes of type bind or volume are allowed");
+      if (!mount->source.empty() && !judge.is_declared_volume(mount->source))
+        judge.refuse(service, key, entry, "named volume not declared in the top-level volumes");
+    } else if (mount->type != "tmpfs") {
+      judge.refuse(service, key, entry, "only volumes of type bind, volume or tmpfs are allowed");
     }
   });
 }
 
 // volumes_from: another service of this project ("db", "db:ro", v1's "service:db:rw"); a
 // "container:..." or an unknown name reads another project's container.
-void check_volumes_from(Judge& judge, const std::string& service, const YAML::Node& value) {
-  for_each_entry(judge, service, "volumes_from", value, [&](const YAML::Node& entry) {
-    if (!is_scalar(entry)) return judge.refuse(service, "volumes_from", entry, "cannot be judged: expected a string");
+void check_volumes_from(Judge& judge, const std::string& service, const std::string& key, const YAML::Node& value) {
+  for_each_entry(judge, service, key, value, [&](const YAML::Node& entry) {
+    if (!is_scalar(entry)) return judge.refuse(service, key, entry, "cannot be judged: expected a string");
     std::string source = entry.Scalar();
-    if (starts_with_ci(source, "container:")) {
-      return judge.refuse(service, "volumes_from", entry, "volumes from containers outside the project are refused");
-    }
+    if (starts_with_ci(source, "container:"))
+      return judge.refuse(service, key, entry, "volumes from containers outside the project are refused");
     if (source.rfind("service:", 0) == 0) source.erase(0, std::string_view("service:").size());
     if (source.size() > 3 && (source.ends_with(":ro") || source.ends_with(":rw"))) source.resize(source.size() - 3);
-    if (!judge.is_service(source)) {
-      judge.refuse(service, "volumes_from", entry, "not a service of this project");
-    }
+    if (!judge.is_service(source)) judge.refuse(service, key, entry, "not a service of this project");
   });
 }
 
-// env_file: v2 writes a list of strings or of {path, required}; v1 folds the files into
-// `environment` and drops the key. Compose reads these files as the user.
-void check_env_file(Judge& judge, const std::string& service, const YAML::Node& value) {
+// env_file and label_file: v2 writes a list of strings or of {path, required}; both versions
+// usually fold the files into the model, so the raw files are judged too (host_file_violations).
+void check_host_files(Judge& judge, const std::string& service, const std::string& key, const YAML::Node& value) {
   const auto check_one = [&](const YAML::Node& entry) {
     const YAML::Node path = entry.IsMap() ? get(entry, "path") : entry;
-    if (!is_scalar(path)) return judge.refuse(service, "env_file", entry, "cannot be judged: expected a path");
+    if (!is_scalar(path)) return judge.refuse(service, key, entry, "cannot be judged: expected a path");
     const auto why =
         judge.why_host_path_refused(path.Scalar(), Judge::Allowed::kCheckoutOrDataDir, Judge::Relative::kToCheckout);
-    if (why) judge.refuse(service, "env_file", entry, "env file " + *why);
+    if (why) judge.refuse(service, key, entry, "file " + *why);
   };
   if (value.IsSequence()) {
     for (const auto& entry : value) check_one(entry);
@@ -402,132 +712,152 @@ void check_env_file(Judge& judge, const std::string& service, const YAML::Node& 
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// build
+
+// Judged by check_build with the context: its rows only say so.
+void judged_with_build(Judge&, const std::string&, const std::string&, const YAML::Node&) {}
+
+bool is_host_or_container_network(const Judge&, const YAML::Node& value) {
+  return !is_scalar(value) || lowercase(value.Scalar()) == "host" || starts_with_ci(value.Scalar(), "container:");
+}
+
+// cache_from may name registries; a local cache is a host path the build client reads.
+void check_cache_from(Judge& judge, const std::string& service, const std::string& key, const YAML::Node& value) {
+  for_each_entry(judge, service, key, value, [&](const YAML::Node& entry) {
+    if (!is_scalar(entry) || lowercase(entry.Scalar()).find("type=local") != std::string::npos)
+      judge.refuse(service, key, entry, "local build caches (host paths) are refused");
+  });
+}
+
+const std::vector<Row> kBuildRows = {
+    {"context", Rule::kChecked, "inside the checkout after resolving symlinks, or a remote URL", nullptr, judged_with_build},
+    {"dockerfile", Rule::kChecked, "inside the checkout after resolving symlinks", nullptr, judged_with_build},
+    {"additional_contexts", Rule::kChecked, "local ones inside the checkout; images, URLs and services", nullptr,
+     judged_with_build},
+    {"dockerfile_inline", Rule::kAllowed, "the Dockerfile's text"},
+    {"args", Rule::kAllowed, "build arguments, inside the build"},
+    {"target", Rule::kAllowed, "a stage of the Dockerfile"},
+    {"labels", Rule::kChecked, "image labels; compose's own are refused", nullptr, check_labels},
+    {"cache_from", Rule::kChecked, "registries only; local caches are host paths", nullptr, check_cache_from},
+    {"cache_to", Rule::kRefused, "exporting build caches (host paths, registries) is refused"},
+    {"no_cache", Rule::kAllowed, "build behaviour"},
+    {"pull", Rule::kAllowed, "build behaviour"},
+    {"platforms", Rule::kAllowed, "build behaviour"},
+    {"shm_size", Rule::kAllowed, "memory of the build container"},
+    {"extra_hosts", Rule::kAllowed, "/etc/hosts inside the build"},
+    {"isolation", Rule::kRefusedWhen, "only the default isolation is allowed", is_not_default},
+    {"network", Rule::kRefusedWhen, "builds on the host's or another container's network are refused",
+     is_host_or_container_network},
+    {"privileged", Rule::kRefusedWhen, "privileged builds are refused", is_true},
+    {"entitlements", Rule::kRefused, "build entitlements (host network, insecure) are refused"},
+    {"ssh", Rule::kRefused, "forwarding ssh keys into builds is refused"},
+    {"secrets", Rule::kRefused, "build secrets are host files or the worker's environment: refused"},
+    {"tags", Rule::kChecked, "every tag the project's own image name", nullptr, check_each_project_owned},
+    {"ulimits", Rule::kChecked, "finite, under a ceiling", nullptr, check_ulimits},
+};
+
 // build: a context (v1 raw files may give it as the whole value) and the Dockerfile must be in
 // the checkout unless the context is remote.
-void check_build(Judge& judge, const std::string& service, const YAML::Node& value) {
-  if (!value.IsMap() && !value.IsScalar()) return judge.refuse(service, "build", value, "cannot be judged");
+void check_build(Judge& judge, const std::string& service, const std::string& key, const YAML::Node& value) {
+  if (!value.IsMap() && !value.IsScalar()) return judge.refuse(service, key, value, "cannot be judged");
   const YAML::Node context_node = value.IsMap() ? get(value, "context") : value;
-  if (context_node.IsDefined() && !context_node.IsNull() && !is_scalar(context_node)) {
-    return judge.refuse(service, "build.context", context_node, "cannot be judged: expected a path or URL");
-  }
+  if (context_node.IsDefined() && !context_node.IsNull() && !is_scalar(context_node))
+    return judge.refuse(service, key + ".context", context_node, "cannot be judged: expected a path or URL");
   const std::string context = context_node.IsDefined() && !context_node.IsNull() ? context_node.Scalar() : ".";
   const bool remote = is_remote_build_context(context);
-  const auto inside_checkout = [&](const std::string& key, const std::string& path, const YAML::Node& written) {
+  const auto inside_checkout = [&](const std::string& sub_key, const std::string& path, const YAML::Node& written) {
     const auto why = judge.why_host_path_refused(path, Judge::Allowed::kCheckout, Judge::Relative::kToCheckout);
-    if (why) judge.refuse(service, key, written, *why);
+    if (why) judge.refuse(service, key + "." + sub_key, written, *why);
   };
-  if (!remote) inside_checkout("build.context", context, context_node.IsDefined() ? context_node : YAML::Node(context));
+  if (!remote) inside_checkout("context", context, context_node.IsDefined() ? context_node : YAML::Node(context));
   if (!value.IsMap()) return;
+  judge_keys(judge, service, key, value, kBuildRows);
 
   const YAML::Node dockerfile = get(value, "dockerfile");
   if (asks_for_something(dockerfile) && !remote) {
-    if (!is_scalar(dockerfile)) return judge.refuse(service, "build.dockerfile", dockerfile, "cannot be judged");
+    if (!is_scalar(dockerfile)) return judge.refuse(service, key + ".dockerfile", dockerfile, "cannot be judged");
     // The Dockerfile is read by the compose client, which joins it to the context lexically
     // ("../Dockerfile.app" beside a sub-directory context is common); symlinks still resolve.
     const std::string& file = dockerfile.Scalar();
     const std::string base = is_absolute(context) ? context : judge.context().checkout_dir + "/" + context;
     const auto joined = cleaned_components(is_absolute(file) ? file : base + "/" + file);
-    if (!joined) return judge.refuse(service, "build.dockerfile", dockerfile, "a path above / cannot be judged");
-    inside_checkout("build.dockerfile", join_path(*joined), dockerfile);
-  }
-  // Build containers run with these too: the same rules as for the service itself.
-  const YAML::Node network = get(value, "network");
-  if (is_scalar(network) && (lowercase(network.Scalar()) == "host" || starts_with_ci(network.Scalar(), "container:"))) {
-    judge.refuse(service, "build.network", network, "builds on the host's or another container's network are refused");
-  }
-  const YAML::Node privileged = get(value, "privileged");
-  if (!is_clearly_false(privileged)) {
-    judge.refuse(service, "build.privileged", privileged, "privileged builds are refused");
-  }
-  const YAML::Node entitlements = get(value, "entitlements");
-  if (asks_for_something(entitlements)) {
-    judge.refuse(service, "build.entitlements", entitlements,
-                 "build entitlements (host network, insecure) are refused");
+    if (!joined) return judge.refuse(service, key + ".dockerfile", dockerfile, "a path above / cannot be judged");
+    inside_checkout("dockerfile", join_path(*joined), dockerfile);
   }
   // More build contexts: local ones follow the context's rule (the build client reads them,
   // as the service's user, after the registry login); images and URLs are fine.
   const YAML::Node additional = get(value, "additional_contexts");
   if (asks_for_something(additional)) {
     if (!additional.IsMap() && !additional.IsSequence())
-      return judge.refuse(service, "build.additional_contexts", additional, "cannot be judged");
+      return judge.refuse(service, key + ".additional_contexts", additional, "cannot be judged");
     for (const auto& entry : additional) {
       const YAML::Node target = additional.IsMap() ? entry.second : entry;
       std::string path = is_scalar(target) ? target.Scalar() : "";
       if (additional.IsSequence()) path = path.substr(path.find('=') == std::string::npos ? 0 : path.find('=') + 1);
       if (path.empty()) {
-        judge.refuse(service, "build.additional_contexts", target, "cannot be judged");
+        judge.refuse(service, key + ".additional_contexts", target, "cannot be judged");
       } else if (!is_remote_build_context(path) && path.rfind("docker-image://", 0) != 0 &&
                  path.rfind("service:", 0) != 0) {
-        inside_checkout("build.additional_contexts", path, target);
+        inside_checkout("additional_contexts", path, target);
       }
     }
   }
-  // ssh forwards an agent or key files into the build: the worker has no agent, and key
-  // files would be the service user's.
-  const YAML::Node ssh = get(value, "ssh");
-  if (asks_for_something(ssh)) judge.refuse(service, "build.ssh", ssh, "forwarding ssh keys into builds is refused");
 }
 
 // ---------------------------------------------------------------------------------------------
-// The rules, per compose service key. A rule sees the key's value only when it asks for
-// something (not null, not an empty list or mapping).
+// deploy, healthcheck, logging, develop, networks
 
-using Predicate = bool (*)(const Judge&, const YAML::Node&);
-using EntryCheck = void (*)(Judge&, const std::string& service, const YAML::Node&);
-
-bool always(const Judge&, const YAML::Node&) { return true; }
-bool is_true(const Judge&, const YAML::Node& value) { return !is_clearly_false(value); }
-bool is_host(const Judge&, const YAML::Node& value) { return !is_scalar(value) || lowercase(value.Scalar()) == "host"; }
-bool is_negative(const Judge&, const YAML::Node& value) {
-  if (!is_scalar(value)) return true;
-  try {
-    std::size_t used = 0;
-    const long long number = std::stoll(value.Scalar(), &used);
-    return used != value.Scalar().size() || number < 0;
-  } catch (const std::exception&) {
-    return true;  // not a number: cannot be judged
-  }
-}
-// network_mode may only join another service of this project ("service:db", case as docker
-// reads it); host, container:..., bridge, none and network names are refused.
-// `none` (no network at all) and a service of this project are fine; host, bridge (docker0,
-// shared by every project) and container:<any> are not.
-bool is_not_own_service(const Judge& judge, const YAML::Node& value) {
-  if (!is_scalar(value)) return true;
-  const std::string& mode = value.Scalar();
-  if (mode == "none") return false;
-  return mode.rfind("service:", 0) != 0 || !judge.is_service(mode.substr(std::string_view("service:").size()));
-}
-
-struct ServiceRule {
-  std::string_view key;
-  Predicate refused;        // a rule on the whole value, with `reason`,
-  std::string_view reason;  //
-  EntryCheck check;         // or one that judges the entries and gives its own reasons
+const std::vector<Row> kLimitRows = {
+    {"cpus", Rule::kAllowed, "a limit"},
+    {"memory", Rule::kAllowed, "a limit"},
+    {"pids", Rule::kAllowed, "a limit"},
 };
-
-const ServiceRule kServiceRules[] = {
-    {"privileged", is_true, "privileged containers are refused", nullptr},
-    {"network_mode", is_not_own_service, "only network_mode: none or service:<a service of this project> is allowed", nullptr},
-    {"ipc", always, "sharing IPC namespaces is refused", nullptr},
-    {"pid", always, "sharing PID namespaces is refused", nullptr},
-    {"userns_mode", is_host, "the host user namespace is refused", nullptr},
-    {"uts", is_host, "the host UTS namespace is refused", nullptr},
-    {"cgroup", is_host, "the host cgroup namespace is refused", nullptr},
-    {"cgroup_parent", always, "choosing the cgroup parent is refused", nullptr},
-    {"device_cgroup_rules", always, "device cgroup rules are refused", nullptr},
-    {"runtime", always, "choosing the container runtime is refused", nullptr},
-    {"oom_score_adj", is_negative, "a negative oom_score_adj is refused", nullptr},
-    {"cap_add", always, "adding capabilities is refused", nullptr},
-    {"devices", always, "host devices are refused", nullptr},
-    {"gpus", always, "host devices (GPUs) are refused", nullptr},
-    {"storage_opt", always, "storage options are refused", nullptr},
-    {"ports", always, "published ports are refused: use pgoctl or the proxy", nullptr},
-    {"security_opt", nullptr, "", check_security_opt},
-    {"volumes", nullptr, "", check_volumes},
-    {"volumes_from", nullptr, "", check_volumes_from},
-    {"env_file", nullptr, "", check_env_file},
-    {"build", nullptr, "", check_build},
+const std::vector<Row> kReservationRows = {
+    {"cpus", Rule::kAllowed, "a scheduling hint"},
+    {"memory", Rule::kAllowed, "a scheduling hint"},
+    {"devices", Rule::kRefused, "host devices (GPUs) are refused"},
+    {"generic_resources", Rule::kRefused, "host devices are refused"},
+};
+const std::vector<Row> kResourceRows = {
+    {"limits", Rule::kNested, "resource limits", nullptr, nullptr, &kLimitRows},
+    {"reservations", Rule::kNested, "reservations", nullptr, nullptr, &kReservationRows},
+};
+const std::vector<Row> kDeployRows = {
+    {"mode", Rule::kAllowed, "replicated or global: how many containers"},
+    {"replicas", Rule::kAllowed, "how many containers"},
+    {"endpoint_mode", Rule::kAllowed, "swarm only"},
+    {"labels", Rule::kChecked, "compose's own labels are refused", nullptr, check_labels},
+    {"placement", Rule::kAllowed, "swarm only"},
+    {"resources", Rule::kNested, "limits and reservations", nullptr, nullptr, &kResourceRows},
+    {"restart_policy", Rule::kAllowed, "when to restart"},
+    {"rollback_config", Rule::kAllowed, "swarm only"},
+    {"update_config", Rule::kAllowed, "swarm only"},
+};
+const std::vector<Row> kHealthcheckRows = {
+    {"test", Rule::kAllowed, "runs inside the container"},   {"interval", Rule::kAllowed, "timing"},
+    {"timeout", Rule::kAllowed, "timing"},                   {"retries", Rule::kAllowed, "timing"},
+    {"start_period", Rule::kAllowed, "timing"},              {"start_interval", Rule::kAllowed, "timing"},
+    {"disable", Rule::kAllowed, "turns the check off"},
+};
+const std::vector<Row> kLoggingRows = {
+    {"driver", Rule::kChecked, "json-file, local, journald or none: logs stay on this host", nullptr,
+     check_logging_driver},
+    {"options", Rule::kAllowed, "options of a local driver"},
+};
+const std::vector<Row> kDevelopRows = {
+    {"watch", Rule::kAllowed, "used by compose watch only, which pgod never runs"},
+};
+const std::vector<Row> kServiceNetworkRows = {
+    {"aliases", Rule::kAllowed, "judged with the network: the project's own names on shared networks"},
+    {"ipv4_address", Rule::kAllowed, "docker refuses an address in use"},
+    {"ipv6_address", Rule::kAllowed, "docker refuses an address in use"},
+    {"link_local_ips", Rule::kAllowed, "link-local addresses of the container"},
+    {"priority", Rule::kAllowed, "order of the networks"},
+    {"gw_priority", Rule::kAllowed, "which network is the default gateway"},
+    {"interface_name", Rule::kAllowed, "the interface's name inside the container"},
+    {"mac_address", Rule::kRefused, "a fixed MAC address can take another container's on a shared network"},
+    {"driver_opts", Rule::kRefused, "network driver options are refused"},
 };
 
 // Networks are judged even when the key is absent: the service is then on `default`.
@@ -537,7 +867,17 @@ void check_service_networks(Judge& judge, const std::string& service, const YAML
   if (!networks.IsDefined() || networks.IsNull()) {
     names.push_back("default");
   } else if (networks.IsMap()) {
-    for (const auto& entry : networks) names.push_back(entry.first.Scalar());
+    for (const auto& entry : networks) {
+      const std::string& name = entry.first.Scalar();
+      names.push_back(name);
+      if (!asks_for_something(entry.second)) continue;
+      judge_keys(judge, service, "networks." + name, entry.second, kServiceNetworkRows);
+      // On a network other projects share, a name is an address others may route to.
+      if (judge.is_shared_network(name)) {
+        const YAML::Node aliases = get(entry.second, "aliases");
+        if (asks_for_something(aliases)) check_each_project_owned(judge, service, "networks." + name + ".aliases", aliases);
+      }
+    }
   } else if (networks.IsSequence()) {
     for (const auto& entry : networks) {
       if (!is_scalar(entry)) return judge.refuse(service, "networks", networks, "cannot be judged: unexpected shape");
@@ -547,10 +887,12 @@ void check_service_networks(Judge& judge, const std::string& service, const YAML
     return judge.refuse(service, "networks", networks, "cannot be judged: unexpected shape");
   }
   for (const auto& name : names) {
-    if (name != "default" && !judge.is_declared_network(name)) {
+    if (name != "default" && !judge.is_declared_network(name))
       judge.refuse(service, "networks", name, "network not declared in the top-level networks");
-    }
   }
+  const bool shared = std::any_of(names.begin(), names.end(), [&](const std::string& name) { return judge.is_shared_network(name); });
+  const YAML::Node hostname = get(definition, "hostname");
+  if (shared && asks_for_something(hostname)) check_project_owned(judge, service, "hostname", hostname);
   // With an allowed list, a service must not sit on the shared (proxy) network alone. A
   // service in another's network namespace (network_mode, judged above) has none of its own.
   if (!judge.context().allowed_networks.empty() && names.size() < 2 &&
@@ -560,108 +902,289 @@ void check_service_networks(Judge& judge, const std::string& service, const YAML
   }
 }
 
+// A built image gets the name in `image:`; naming another project's (or a public) image would
+// replace it on this daemon, and the other service's next `up` would run this build.
+void check_built_image(Judge& judge, const std::string& service, const YAML::Node& definition) {
+  if (!asks_for_something(get(definition, "build"))) return;
+  const YAML::Node image = get(definition, "image");
+  if (!asks_for_something(image)) return;  // compose names it <project>-<service>
+  if (!is_scalar(image)) return judge.refuse(service, "image", image, "cannot be judged: expected a name");
+  std::string repository = image.Scalar().substr(0, image.Scalar().find('@'));
+  const std::size_t tag = repository.rfind(':');
+  if (tag != std::string::npos && repository.find('/', tag) == std::string::npos) repository.resize(tag);
+  if (!is_own_name(judge, repository))
+    judge.refuse(service, "image", image,
+                 "a built image must be named \"" + judge.project() + "-...\" (it would replace that image for everyone on this daemon)");
+}
+
+const std::vector<Row> kServiceRows = {
+    {"annotations", Rule::kRefused, "OCI annotations reach the runtime, which may act on them"},
+    {"attach", Rule::kAllowed, "compose's output only"},
+    {"blkio_config", Rule::kRefused, "block I/O settings name host devices"},
+    {"build", Rule::kChecked, "context, Dockerfile and local contexts inside the checkout; see the build rows", nullptr, check_build},
+    {"cap_add", Rule::kRefused, "adding capabilities is refused"},
+    {"cap_drop", Rule::kAllowed, "narrows the container"},
+    {"cgroup", Rule::kRefusedWhen, "only cgroup: private is allowed (host shares the host's cgroup namespace)", is_not_private},
+    {"cgroup_parent", Rule::kRefused, "choosing the cgroup parent is refused"},
+    {"command", Rule::kAllowed, "runs inside the container"},
+    {"configs", Rule::kRefused, "configs are refused (they mount host files)"},
+    {"container_name", Rule::kChecked, "the project's own name (container names are global on the daemon)", nullptr, check_project_owned},
+    {"cpu_count", Rule::kAllowed, "a limit"},
+    {"cpu_percent", Rule::kAllowed, "a limit"},
+    {"cpu_period", Rule::kAllowed, "a limit"},
+    {"cpu_quota", Rule::kAllowed, "a limit"},
+    {"cpu_rt_period", Rule::kRefused, "real-time scheduling is refused"},
+    {"cpu_rt_runtime", Rule::kRefused, "real-time scheduling is refused"},
+    {"cpu_shares", Rule::kAllowed, "a weight"},
+    {"cpus", Rule::kAllowed, "a limit"},
+    {"cpuset", Rule::kAllowed, "which CPUs"},
+    {"credential_spec", Rule::kRefused, "Windows credential specs name host files or registry keys"},
+    {"depends_on", Rule::kChecked, "services of this project", nullptr, check_depends_on},
+    {"deploy", Rule::kNested, "see the deploy rows", nullptr, nullptr, &kDeployRows},
+    {"develop", Rule::kNested, "see the develop rows", nullptr, nullptr, &kDevelopRows},
+    {"device_cgroup_rules", Rule::kRefused, "device cgroup rules are refused"},
+    {"devices", Rule::kRefused, "host devices are refused"},
+    {"dns", Rule::kAllowed, "resolver inside the container"},
+    {"dns_opt", Rule::kAllowed, "resolver inside the container"},
+    {"dns_search", Rule::kAllowed, "resolver inside the container"},
+    {"domainname", Rule::kAllowed, "inside the container"},
+    {"entrypoint", Rule::kAllowed, "runs inside the container"},
+    {"env_file", Rule::kChecked, "files inside the checkout or data directory after resolving symlinks", nullptr, check_host_files},
+    {"environment", Rule::kAllowed, "inside the container"},
+    {"expose", Rule::kAllowed, "documentation: publishes nothing"},
+    {"extends", Rule::kRefused, "extends must be resolved by compose config"},
+    {"external_links", Rule::kRefused, "links to containers outside the project are refused"},
+    {"extra_hosts", Rule::kAllowed, "/etc/hosts inside the container"},
+    {"gpus", Rule::kRefused, "host devices (GPUs) are refused"},
+    {"group_add", Rule::kAllowed, "groups inside the container"},
+    {"healthcheck", Rule::kNested, "see the healthcheck rows", nullptr, nullptr, &kHealthcheckRows},
+    {"hostname", Rule::kAllowed, "inside the container; the project's own name on a shared network (judged with networks)"},
+    {"image", Rule::kAllowed, "any image to run; a built one must be the project's own name (judged with build)"},
+    {"init", Rule::kAllowed, "docker's init inside the container"},
+    {"ipc", Rule::kRefused, "sharing IPC namespaces is refused"},
+    {"isolation", Rule::kRefusedWhen, "only the default isolation is allowed", is_not_default},
+    {"label_file", Rule::kChecked, "files inside the checkout or data directory after resolving symlinks", nullptr, check_host_files},
+    {"labels", Rule::kChecked, "compose's own labels are refused", nullptr, check_labels},
+    {"links", Rule::kChecked, "services of this project", nullptr, check_links},
+    {"logging", Rule::kNested, "see the logging rows", nullptr, nullptr, &kLoggingRows},
+    {"mac_address", Rule::kRefused, "a fixed MAC address can take another container's on a shared network"},
+    {"mem_limit", Rule::kAllowed, "a limit"},
+    {"mem_reservation", Rule::kAllowed, "a scheduling hint"},
+    {"mem_swappiness", Rule::kAllowed, "inside the container's limit"},
+    {"memswap_limit", Rule::kAllowed, "a limit"},
+    {"network_mode", Rule::kRefusedWhen, "only network_mode: none or service:<a service of this project> is allowed", is_not_none_or_own_service},
+    {"networks", Rule::kAllowed, "declared networks; external ones only from pgo.toml's list (judged with networks)"},
+    {"oom_kill_disable", Rule::kRefusedWhen, "a container the OOM killer may not kill can exhaust the host's memory", is_true},
+    {"oom_score_adj", Rule::kRefusedWhen, "a negative oom_score_adj is refused", is_negative},
+    {"pid", Rule::kRefusedWhen, "only pid: service:<a service of this project> may share a PID namespace", is_not_own_service_namespace},
+    {"pids_limit", Rule::kAllowed, "a limit"},
+    {"platform", Rule::kAllowed, "which image variant"},
+    {"ports", Rule::kRefused, "published ports are refused: use pgoctl or the proxy"},
+    {"post_start", Rule::kChecked, "an exec in the container, never privileged", nullptr, check_hooks},
+    {"pre_stop", Rule::kChecked, "an exec in the container, never privileged", nullptr, check_hooks},
+    {"privileged", Rule::kRefusedWhen, "privileged containers are refused", is_true},
+    {"profiles", Rule::kAllowed, "which services start"},
+    {"provider", Rule::kRefused, "provider services run a program on the host"},
+    {"pull_policy", Rule::kAllowed, "when to pull"},
+    {"read_only", Rule::kAllowed, "narrows the container"},
+    {"restart", Rule::kAllowed, "when to restart"},
+    {"runtime", Rule::kRefused, "choosing the container runtime is refused"},
+    {"scale", Rule::kAllowed, "how many containers"},
+    {"secrets", Rule::kRefused, "secrets are refused (they mount host files)"},
+    {"security_opt", Rule::kChecked, "one option that keeps confinement on", nullptr, check_security_opt},
+    {"shm_size", Rule::kAllowed, "memory of the container"},
+    {"stdin_open", Rule::kAllowed, "inside the container"},
+    {"stop_grace_period", Rule::kAllowed, "timing"},
+    {"stop_signal", Rule::kAllowed, "inside the container"},
+    {"storage_opt", Rule::kRefused, "storage options are refused"},
+    {"sysctls", Rule::kChecked, "namespaced sysctls only", nullptr, check_sysctls},
+    {"tmpfs", Rule::kAllowed, "memory of the container"},
+    {"tty", Rule::kAllowed, "inside the container"},
+    {"ulimits", Rule::kChecked, "finite, under a ceiling", nullptr, check_ulimits},
+    {"use_api_socket", Rule::kRefused, "mounts the docker socket, which is root on the host"},
+    {"user", Rule::kAllowed, "a user inside the container"},
+    {"userns_mode", Rule::kRefusedWhen, "the host user namespace is refused", is_host},
+    {"uts", Rule::kRefusedWhen, "the host UTS namespace is refused", is_host},
+    {"volume_driver", Rule::kRefused, "volume drivers other than local are refused"},
+    {"volumes", Rule::kChecked, "bind sources inside the checkout or data directory; declared volumes; tmpfs", nullptr, check_volumes},
+    {"volumes_from", Rule::kChecked, "services of this project", nullptr, check_volumes_from},
+    {"working_dir", Rule::kAllowed, "inside the container"},
+};
+
 // ---------------------------------------------------------------------------------------------
 // Top-level keys
 
-bool is_external(const YAML::Node& definition) {
-  const YAML::Node external = get(definition, "external");
-  return external.IsMap() || !is_clearly_false(external);
+
+
+// The local driver's bind form only: type none or bind, o bind[,ro], device a judged host path.
+// Every other form (proc, overlay, tmpfs, nfs, block devices) makes dockerd mount something
+// as root.
+void check_volume_driver_opts(Judge& judge, const std::string&, const std::string& key, const YAML::Node& options) {
+  if (!options.IsMap()) return judge.refuse("", key, options, "cannot be judged: expected a mapping");
+  const std::string type = lowercase(scalar_or_empty(get(options, "type")));
+  if (type != "none" && type != "bind") judge.refuse("", key + ".type", get(options, "type"), "only the bind form (type: none, o: bind) is allowed");
+  bool binds = false;
+  bool read_only = false;
+  std::string o = lowercase(scalar_or_empty(get(options, "o")));
+  std::size_t begin = 0;
+  while (begin <= o.size()) {
+    const std::size_t end = std::min(o.find(',', begin), o.size());
+    const std::string option = o.substr(begin, end - begin);
+    if (option == "bind" || option == "rbind") binds = true;
+    else if (option == "ro") read_only = true;
+    else if (option != "rw" && !option.empty()) judge.refuse("", key + ".o", get(options, "o"), "only the options bind, rbind, ro and rw are allowed");
+    begin = end + 1;
+  }
+  if (!binds) judge.refuse("", key + ".o", get(options, "o"), "the local driver must bind (o: bind)");
+  for (const auto& entry : options) {
+    const std::string& name = entry.first.Scalar();
+    if (name != "type" && name != "o" && name != "device") judge.refuse("", key + "." + name, entry.second, kNotReviewed);
+  }
+  const YAML::Node device = get(options, "device");
+  if (!is_scalar(device)) return judge.refuse("", key + ".device", device, "cannot be judged: expected a path");
+  const auto why = judge.why_host_path_refused(device.Scalar(), Judge::Allowed::kCheckoutOrDataDir, Judge::Relative::kRefused);
+  if (why) return judge.refuse("", key + ".device", device, "volume device " + *why);
+  judge.add_bind("", key, device.Scalar(), device.Scalar(), read_only);
 }
 
-void check_top_volumes(Judge& judge, const std::string&, const YAML::Node& volumes) {
+void check_volume_driver(Judge& judge, const std::string&, const std::string& key, const YAML::Node& driver) {
+  if (!is_scalar(driver) || driver.Scalar() != "local") judge.refuse("", key, driver, "only the local volume driver is allowed");
+}
+
+void check_volume_name(Judge& judge, const std::string&, const std::string& key, const YAML::Node& name) {
+  if (!is_scalar(name) || !is_project_owned_name(judge.project(), name.Scalar()))
+    judge.refuse("", key, name, "volume names must start with \"" + judge.project() + "_\" (volumes are shared on the daemon)");
+}
+
+const std::vector<Row> kVolumeRows = {
+    {"name", Rule::kAllowed, "the project's own name (judged with the volume)"},
+    {"driver", Rule::kChecked, "local only", nullptr, check_volume_driver},
+    {"driver_opts", Rule::kChecked, "the bind form only, the device inside the allowed directories", nullptr, check_volume_driver_opts},
+    {"external", Rule::kRefusedWhen, "external volumes are refused (they may belong to another service)", is_true},
+    {"labels", Rule::kChecked, "compose's own labels are refused", nullptr, check_labels},
+};
+
+void check_top_volumes(Judge& judge, const std::string&, const std::string&, const YAML::Node& volumes) {
+  if (!volumes.IsMap()) return judge.refuse("", "volumes", volumes, "cannot be judged: expected a mapping");
   for (const auto& entry : volumes) {
+    if (!asks_for_something(entry.second)) continue;
     const std::string key = "volumes." + entry.first.Scalar();
-    const YAML::Node& definition = entry.second;
-    if (is_external(definition)) {
-      judge.refuse("", key + ".external", get(definition, "external"),
-                   "external volumes are refused (they may belong to another service)");
-    } else if (const YAML::Node name = get(definition, "name"); name.IsDefined()) {
-      if (!is_scalar(name) || name.Scalar().rfind(judge.project() + "_", 0) != 0) {
-        judge.refuse("", key + ".name", name, "volume names must start with \"" + judge.project() + "_\"");
-      }
-    }
-    const YAML::Node driver = get(definition, "driver");
-    if (asks_for_something(driver) && !(is_scalar(driver) && driver.Scalar() == "local")) {
-      judge.refuse("", key + ".driver", driver, "only the local volume driver is allowed");
-    }
-    const YAML::Node options = get(definition, "driver_opts");
-    if (!asks_for_something(options)) continue;
-    if (!options.IsMap()) {
-      judge.refuse("", key + ".driver_opts", options, "cannot be judged: expected a mapping");
-      continue;
-    }
-    // The local driver mounts `device` as root: a bind (o=bind, type none/bind) or any host
-    // path (a block device) gets the bind-source rule.
-    const YAML::Node device = get(options, "device");
-    const std::string type = lowercase(scalar_or_empty(get(options, "type")));
-    const std::string mount_options = "," + lowercase(scalar_or_empty(get(options, "o"))) + ",";
-    const bool binds = type == "none" || type == "bind" || mount_options.find(",bind,") != std::string::npos ||
-                       mount_options.find(",rbind,") != std::string::npos;
-    if (!device.IsDefined() || device.IsNull()) continue;
-    if (!is_scalar(device)) {
-      judge.refuse("", key + ".driver_opts.device", device, "cannot be judged: expected a path");
-    } else if (binds || device.Scalar().rfind('/', 0) == 0) {
-      const auto why =
-          judge.why_host_path_refused(device.Scalar(), Judge::Allowed::kCheckoutOrDataDir, Judge::Relative::kRefused);
-      if (why) judge.refuse("", key + ".driver_opts.device", device, "volume device " + *why);
-    }
+    judge_keys(judge, "", key, entry.second, kVolumeRows);
+    const YAML::Node name = get(entry.second, "name");
+    if (name.IsDefined() && !is_external_definition(entry.second)) check_volume_name(judge, "", key + ".name", name);
   }
 }
 
-void check_top_networks(Judge& judge, const std::string&, const YAML::Node& networks) {
-  const bool restricted = !judge.context().allowed_networks.empty();
+void check_network_driver(Judge& judge, const std::string&, const std::string& key, const YAML::Node& driver) {
+  // Host-attached drivers (host, macvlan, ipvlan) put containers on the host's networks.
+  if (!is_scalar(driver) || (driver.Scalar() != "bridge" && driver.Scalar() != "overlay"))
+    judge.refuse("", key, driver, "only the bridge and overlay network drivers are allowed");
+}
+
+void check_network_driver_opts(Judge& judge, const std::string&, const std::string& key, const YAML::Node& options) {
+  // Bridge options can name a host bridge (docker0) or change the host's firewall rules.
+  if (!options.IsMap()) return judge.refuse("", key, options, "cannot be judged: expected a mapping");
+  for (const auto& entry : options) {
+    if (entry.first.Scalar() != "com.docker.network.driver.mtu")
+      judge.refuse("", key + "." + entry.first.Scalar(), entry.second, "network driver options other than the MTU are refused");
+  }
+}
+
+const std::vector<Row> kIpamRows = {
+    {"driver", Rule::kRefusedWhen, "only the default IPAM driver is allowed", is_not_default},
+    {"config", Rule::kAllowed, "subnets of the project's network"},
+    {"options", Rule::kRefused, "IPAM driver options are refused"},
+};
+
+const std::vector<Row> kNetworkRows = {
+    {"name", Rule::kAllowed, "the project's own name or an allowed network (judged with the network)"},
+    {"driver", Rule::kChecked, "bridge or overlay", nullptr, check_network_driver},
+    {"driver_opts", Rule::kChecked, "the MTU only", nullptr, check_network_driver_opts},
+    {"external", Rule::kAllowed, "only networks pgo.toml allows (judged with the network)"},
+    {"attachable", Rule::kAllowed, "swarm only"},
+    {"enable_ipv4", Rule::kAllowed, "addressing of the project's network"},
+    {"enable_ipv6", Rule::kAllowed, "addressing of the project's network"},
+    {"internal", Rule::kAllowed, "narrows the network"},
+    {"ipam", Rule::kNested, "see the ipam rows", nullptr, nullptr, &kIpamRows},
+    {"labels", Rule::kChecked, "compose's own labels are refused", nullptr, check_labels},
+};
+
+// A network's real name and where it comes from: an external network must be in pgo.toml's
+// list; any other network the project's own or an allowed one.
+void check_network_name(Judge& judge, const std::string& network_key, const YAML::Node& definition) {
+  const std::string key = "networks." + network_key;
+  const YAML::Node external = get(definition, "external");
+  // An explicit name (or, in old files, external.name) is the docker network's real name.
+  YAML::Node name = get(definition, "name");
+  if (external.IsMap() && get(external, "name").IsDefined()) name = get(external, "name");
+  if (name.IsDefined() && !is_scalar(name)) return judge.refuse("", key + ".name", name, "cannot be judged: expected a string");
+  const std::string real_name = name.IsDefined() ? name.Scalar() : network_key;
+  for (const char* host_network : {"host", "bridge"}) {
+    if (lowercase(real_name) != host_network) continue;
+    const std::string where = name.IsDefined() ? ".name" : ".external";
+    return judge.refuse("", key + where, real_name,
+                        std::string("the ") + (host_network == std::string("host") ? "host network" : "default bridge network (docker0)") + " is refused");
+  }
+  if (is_external_definition(definition)) {
+    if (external.IsMap()) {
+      for (const auto& entry : external)
+        if (entry.first.Scalar() != "name") judge.refuse("", key + ".external." + entry.first.Scalar(), entry.second, kNotReviewed);
+    }
+    if (!judge.is_allowed_network(real_name))
+      judge.refuse("", key + ".external", real_name, "external network not in this service's allowed networks (pgo.toml networks)");
+    return;
+  }
+  if (name.IsDefined() && !is_project_owned_name(judge.project(), real_name) && !judge.is_allowed_network(real_name))
+    judge.refuse("", key + ".name", name, "network names must start with \"" + judge.project() + "_\" or be an allowed network");
+}
+
+void check_top_networks(Judge& judge, const std::string&, const std::string&, const YAML::Node& networks) {
+  if (!networks.IsMap()) return judge.refuse("", "networks", networks, "cannot be judged: expected a mapping");
   for (const auto& entry : networks) {
-    const std::string& network_key = entry.first.Scalar();
-    const std::string key = "networks." + network_key;
-    const YAML::Node& definition = entry.second;
-    const YAML::Node external = get(definition, "external");
-    // An explicit name (or, in old files, external.name) is the docker network's real name.
-    YAML::Node name = get(definition, "name");
-    if (external.IsMap() && get(external, "name").IsDefined()) name = get(external, "name");
-    if (name.IsDefined() && !is_scalar(name)) {
-      judge.refuse("", key + ".name", name, "cannot be judged: expected a string");
-      continue;
-    }
-    if (name.IsDefined() && lowercase(name.Scalar()) == "host") {
-      judge.refuse("", key + ".name", name, "the host network is refused");
-      continue;
-    }
-    if (is_external(definition)) {
-      const std::string real_name = name.IsDefined() ? name.Scalar() : network_key;
-      if (lowercase(real_name) == "host") {
-        judge.refuse("", key + ".external", real_name, "the host network is refused");
-      } else if (restricted && !judge.is_allowed_network(real_name)) {
-        judge.refuse("", key + ".external", real_name, "external network not in this service's allowed networks");
-      }
-      continue;
-    }
-    if (name.IsDefined() && restricted && name.Scalar().rfind(judge.project() + "_", 0) != 0 &&
-        !judge.is_allowed_network(name.Scalar())) {
-      judge.refuse("", key + ".name", name,
-                   "network names must start with \"" + judge.project() + "_\" or be an allowed network");
-    }
-    // Host-attached drivers (host, macvlan, ipvlan) put containers on the host's networks.
-    const YAML::Node driver = get(definition, "driver");
-    if (asks_for_something(driver) &&
-        !(is_scalar(driver) && (driver.Scalar() == "bridge" || driver.Scalar() == "overlay"))) {
-      judge.refuse("", key + ".driver", driver, "only the bridge and overlay network drivers are allowed");
-    }
+    if (!asks_for_something(entry.second)) continue;
+    judge_keys(judge, "", "networks." + entry.first.Scalar(), entry.second, kNetworkRows);
+    check_network_name(judge, entry.first.Scalar(), entry.second);
   }
 }
 
-struct TopLevelRule {
-  std::string_view key;
-  std::string_view reason;  // when set: any value is refused
-  EntryCheck check;         // otherwise: judges the entries
+void judged_per_service(Judge&, const std::string&, const std::string&, const YAML::Node&) {}
+
+const std::vector<Row> kTopLevelRows = {
+    {"name", Rule::kAllowed, "the project's name, which pgod gives with -p"},
+    {"version", Rule::kAllowed, "the file format (compose v1)"},
+    {"services", Rule::kChecked, "see the service rows", nullptr, judged_per_service},
+    {"volumes", Rule::kChecked, "see the volume rows", nullptr, check_top_volumes},
+    {"networks", Rule::kChecked, "see the network rows", nullptr, check_top_networks},
+    {"configs", Rule::kRefused, "configs are refused (they mount host files)"},
+    {"secrets", Rule::kRefused, "secrets are refused (they mount host files)"},
+    {"include", Rule::kRefused, "include must be resolved by compose config first"},
+    {"models", Rule::kRefused, "models run a model runner on the host"},
 };
 
-const TopLevelRule kTopLevelRules[] = {
-    {"configs", "configs are refused (they mount host files)", nullptr},
-    {"secrets", "secrets are refused (they mount host files)", nullptr},
-    {"include", "include must be resolved by compose config first", nullptr},
-    {"volumes", "", check_top_volumes},
-    {"networks", "", check_top_networks},
-};
+// Read-write binds that would let a container plant a symlink another bind then follows: the
+// checkout root (the repository's own files, and every bind source in it) and any directory
+// that holds another bind source.
+void check_bind_nesting(Judge& judge) {
+  const auto& binds = judge.binds();
+  for (const auto& bind : binds) {
+    if (bind.read_only) continue;
+    if (bind.resolved == judge.checkout_root()) {
+      judge.refuse(bind.service, bind.key, bind.written,
+                   "a read-write bind of the checkout root is refused (a container could change the repository's "
+                   "files and plant symlinks): bind a sub-directory, or add :ro");
+      continue;
+    }
+    for (const auto& other : binds) {
+      if (&other == &bind || other.resolved.size() <= bind.resolved.size()) continue;
+      if (is_inside(other.resolved, bind.resolved)) {
+        judge.refuse(bind.service, bind.key, bind.written,
+                     "a read-write bind of a directory that holds another bind source (" + join_path(other.resolved) +
+                         ") is refused: a container could replace that source with a symlink");
+        break;
+      }
+    }
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Structure: what must hold before anything can be judged
@@ -770,34 +1293,147 @@ Expected<std::vector<Violation>, std::string> check_compose_policy(std::string_v
     if (context.root) return std::vector<Violation>{};
 
     Judge judge(model, context);
+    judge_keys(judge, "", "", model, kTopLevelRows);
     for (const auto& entry : get(model, "services")) {
       const std::string service = entry.first.Scalar();
-      const YAML::Node& definition = entry.second;
-      for (const auto& rule : kServiceRules) {
-        const YAML::Node value = get(definition, rule.key);
-        if (!asks_for_something(value)) continue;
-        if (rule.check) {
-          rule.check(judge, service, value);
-        } else if (rule.refused(judge, value)) {
-          judge.refuse(service, std::string(rule.key), value, std::string(rule.reason));
-        }
-      }
-      check_service_networks(judge, service, definition);
+      judge_keys(judge, service, "", entry.second, kServiceRows);
+      check_service_networks(judge, service, entry.second);
+      check_built_image(judge, service, entry.second);
     }
-    for (const auto& rule : kTopLevelRules) {
-      const YAML::Node value = get(model, rule.key);
-      if (!asks_for_something(value)) continue;
-      if (rule.check) {
-        rule.check(judge, "", value);
-      } else {
-        judge.refuse("", std::string(rule.key), value, std::string(rule.reason));
-      }
-    }
+    check_bind_nesting(judge);
     return judge.take_violations();
   } catch (const std::exception& e) {
     // A shape this code did not foresee, or a failing resolver: cannot be judged.
     return Unexpected{std::string("the compose model cannot be judged: ") + e.what()};
   }
+}
+
+namespace {
+
+// The paths a raw compose file names for compose to read: env_file and label_file (any
+// service, any x- anchor they may be merged from), include entries and extends files.
+struct RawReference {
+  std::string key;   // env_file, label_file, include, extends.file
+  std::string path;  // as written
+  bool compose_file = false;  // a compose file to scan in turn
+};
+
+void collect_paths(const YAML::Node& value, const std::string& key, bool compose_file, std::vector<RawReference>& out) {
+  const auto add = [&](const YAML::Node& node) {
+    if (is_scalar(node)) out.push_back({key, node.Scalar(), compose_file});
+  };
+  if (value.IsSequence()) {
+    for (const auto& entry : value) add(entry.IsMap() ? get(entry, "path") : YAML::Node(entry));
+  } else {
+    add(value.IsMap() ? get(value, "path") : value);
+  }
+}
+
+void collect_raw_references(const YAML::Node& node, int depth, std::size_t& budget, std::vector<RawReference>& out) {
+  if (depth > 64 || budget == 0) return;
+  --budget;
+  if (node.IsSequence()) {
+    for (const auto& entry : node) collect_raw_references(entry, depth + 1, budget, out);
+    return;
+  }
+  if (!node.IsMap()) return;
+  for (const auto& entry : node) {
+    const std::string key = entry.first.IsScalar() ? entry.first.Scalar() : "";
+    if (key == "env_file" || key == "label_file") {
+      collect_paths(entry.second, key, false, out);
+    } else if (key == "include" && depth == 0) {
+      for (const auto& include : entry.second) {
+        if (include.IsMap()) {
+          collect_paths(get(include, "path"), "include", true, out);
+          collect_paths(get(include, "env_file"), "include.env_file", false, out);
+          collect_paths(get(include, "project_directory"), "include.project_directory", false, out);
+        } else {
+          collect_paths(include, "include", true, out);
+        }
+      }
+    } else if (key == "extends" && entry.second.IsMap()) {
+      collect_paths(get(entry.second, "file"), "extends.file", true, out);
+    } else {
+      collect_raw_references(entry.second, depth + 1, budget, out);
+    }
+  }
+}
+
+std::optional<std::string> read_small_file(const std::string& path) {
+  constexpr std::size_t kMaxRawFile = 1 << 20;
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) return std::nullopt;
+  std::string text;
+  char buffer[16384];
+  for (;;) {
+    const ssize_t n = read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0 || text.size() + static_cast<std::size_t>(n) > kMaxRawFile) {
+      close(fd);
+      if (n < 0 || n > 0) return std::nullopt;
+      return text;
+    }
+    text.append(buffer, static_cast<std::size_t>(n));
+  }
+}
+
+}  // namespace
+
+std::vector<Violation> check_raw_host_files(const PolicyContext& context, const std::string& compose_file) {
+  if (context.root) return {};
+  Judge judge(YAML::Node(YAML::NodeType::Map), context);
+  const auto refuse = [&](const std::string& key, const std::string& value, const std::string& why) {
+    judge.refuse("", key, value, why);
+  };
+  // The .env beside the compose file: compose reads it for interpolation.
+  const std::string dot_env = context.checkout_dir + "/.env";
+  struct stat info {};
+  if (lstat(dot_env.c_str(), &info) == 0) {
+    if (auto why = judge.why_host_path_refused(dot_env, Judge::Allowed::kCheckout, Judge::Relative::kToCheckout))
+      refuse(".env", ".env", *why);
+  }
+  std::deque<std::string> pending = {compose_file};
+  std::set<std::string> scanned;
+  constexpr std::size_t kMaxComposeFiles = 32;
+  while (!pending.empty()) {
+    const std::string file = pending.front();
+    pending.pop_front();
+    if (!scanned.insert(file).second) continue;
+    if (scanned.size() > kMaxComposeFiles) {
+      refuse("include", file, "more than 32 compose files cannot be judged");
+      break;
+    }
+    const std::string absolute = file.front() == '/' ? file : context.checkout_dir + "/" + file;
+    const std::string directory = absolute.substr(0, absolute.rfind('/'));
+    const auto text = read_small_file(absolute);
+    if (!text) continue;  // compose reports what it cannot read
+    const auto model = load_yaml(*text);
+    if (!model) {
+      refuse("include", file, "the file is not YAML pgod can read, so what it names cannot be judged");
+      continue;
+    }
+    std::vector<RawReference> references;
+    std::size_t budget = 100'000;
+    collect_raw_references(*model, 0, budget, references);
+    std::set<std::pair<std::string, std::string>> judged;  // an alias is walked once per use
+    for (const auto& reference : references) {
+      if (!judged.emplace(reference.key, reference.path).second) continue;
+      if (reference.path.find('$') != std::string::npos) {
+        refuse(reference.key, reference.path, "a file path with ${...} cannot be judged before compose reads it");
+        continue;
+      }
+      const std::string path = reference.path.front() == '/' ? reference.path : directory + "/" + reference.path;
+      const bool in_data_dir_too = !reference.compose_file && reference.key != "include.project_directory";
+      const auto why = judge.why_host_path_refused(
+          path, in_data_dir_too ? Judge::Allowed::kCheckoutOrDataDir : Judge::Allowed::kCheckout, Judge::Relative::kToCheckout);
+      if (why) {
+        refuse(reference.key, reference.path, "file " + *why);
+      } else if (reference.compose_file) {
+        pending.push_back(path);
+      }
+    }
+  }
+  return judge.take_violations();
 }
 
 bool compose_reload_enabled(std::string_view yaml) {

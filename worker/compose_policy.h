@@ -41,6 +41,12 @@ struct Violation {
 Expected<std::vector<Violation>, std::string> check_compose_policy(std::string_view normalized_yaml,
                                                                    const PolicyContext& context);
 
+// The host files compose reads while it builds the model, judged from the raw files: the .env
+// beside the compose file, env_file and label_file (whose contents both compose versions fold
+// into the model), include and extends files (scanned in turn). `compose_file` is relative to
+// context.checkout_dir. Paths with ${...} are refused: their value is compose's to choose.
+std::vector<Violation> check_raw_host_files(const PolicyContext& context, const std::string& compose_file);
+
 // The top-level `x-pgo: reload:` setting (default true). Read from the raw compose file when
 // the normalised output drops extensions.
 bool compose_reload_enabled(std::string_view yaml);
