@@ -1310,6 +1310,44 @@ Expected<std::vector<Violation>, std::string> check_compose_policy(std::string_v
 
 namespace {
 
+std::string_view rule_name(Rule rule) {
+  switch (rule) {
+    case Rule::kAllowed: return "allowed";
+    case Rule::kRefused: return "refused";
+    case Rule::kRefusedWhen: return "refused when";
+    case Rule::kChecked: return "judged";
+    case Rule::kNested: return "keys below";
+  }
+  return "";
+}
+
+void add_rows(std::vector<PolicyRow>& out, const std::string& prefix, const std::vector<Row>& rows) {
+  for (const auto& row : rows) {
+    const std::string key = prefix + std::string(row.key);
+    out.push_back({key, std::string(rule_name(row.rule)), std::string(row.why)});
+    if (row.rule == Rule::kNested) add_rows(out, key + ".", *row.nested);
+  }
+}
+
+}  // namespace
+
+std::vector<PolicyRow> compose_policy_table() {
+  std::vector<PolicyRow> out;
+  add_rows(out, "", kTopLevelRows);
+  add_rows(out, "services.<s>.", kServiceRows);
+  add_rows(out, "services.<s>.build.", kBuildRows);
+  add_rows(out, "services.<s>.depends_on.<s>.", kDependsOnRows);
+  add_rows(out, "services.<s>.networks.<n>.", kServiceNetworkRows);
+  add_rows(out, "services.<s>.post_start[].", kHookRows);
+  add_rows(out, "services.<s>.pre_stop[].", kHookRows);
+  add_rows(out, "services.<s>.volumes[].", kMountRows);
+  add_rows(out, "volumes.<v>.", kVolumeRows);
+  add_rows(out, "networks.<n>.", kNetworkRows);
+  return out;
+}
+
+namespace {
+
 // The paths a raw compose file names for compose to read: env_file and label_file (any
 // service, any x- anchor they may be merged from), include entries and extends files.
 struct RawReference {

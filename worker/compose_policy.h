@@ -47,6 +47,14 @@ Expected<std::vector<Violation>, std::string> check_compose_policy(std::string_v
 // context.checkout_dir. Paths with ${...} are refused: their value is compose's to choose.
 std::vector<Violation> check_raw_host_files(const PolicyContext& context, const std::string& compose_file);
 
+// The allowlist as documentation: one row per key (a path like services.<s>.deploy.replicas),
+// its rule (allowed, refused, refused when, judged, keys below) and why. docs/SECURITY.md
+// holds the same table; a test keeps them equal.
+struct PolicyRow {
+  std::string key, rule, why;
+};
+std::vector<PolicyRow> compose_policy_table();
+
 // The top-level `x-pgo: reload:` setting (default true). Read from the raw compose file when
 // the normalised output drops extensions.
 bool compose_reload_enabled(std::string_view yaml);

@@ -6,6 +6,7 @@
 #include <cctype>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -1158,6 +1159,24 @@ TEST(ReferencedCheckoutPaths, GarbageGivesNothing) {
   EXPECT_TRUE(
       referenced_checkout_paths("services:\n  web: [x]\n  db:\n    volumes: {a: b}\n    build: [x]\n", kCheckout)
           .empty());
+}
+
+// docs/SECURITY.md documents the policy with the code's own table: every row, word for word.
+TEST(PolicyTable, SecurityMdListsEveryRow) {
+  std::ifstream in(std::string(PGOD_SOURCE_DIR) + "/docs/SECURITY.md");
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string expected, missing;
+  for (const auto& row : compose_policy_table()) {
+    const std::string line = "| `" + row.key + "` | " + row.rule + " | " + row.why + " |";
+    expected += line + "\n";
+    if (text.str().find(line + "\n") == std::string::npos) missing += "  " + line + "\n";
+  }
+  EXPECT_TRUE(missing.empty()) << "docs/SECURITY.md lacks these rows:\n" << missing << "\nthe whole table:\n" << expected;
+}
+
+TEST(PolicyTable, EveryKeyHasAReason) {
+  for (const auto& row : compose_policy_table()) EXPECT_FALSE(row.why.empty()) << row.key;
 }
 
 }  // namespace
