@@ -33,6 +33,10 @@ constexpr std::array<std::string_view, 13> kServiceKeys = {
     "name",     "user", "repository", "branch", "registries", "compose", "env",
     "urls",     "networks", "import", "reload", "mount",      "ignore"};
 
+// Debian's nobody and the kernel's overflow uid: shared by unrelated daemons, the uid NFS
+// squashes root to, and the user pgod's clean-up of removed services runs as.
+constexpr uid_t kNobodyUid = 65534;
+
 // Set by the worker for every compose run; an env item may not change them.
 constexpr std::array<std::string_view, 6> kReservedEnv = {"HOME", "PATH", "DOCKER_CONFIG",
                                                           "COMPOSE_PROJECT_NAME", "COMPOSE_FILE", "PYTHONNOUSERSITE"};
@@ -247,9 +251,22 @@ std::optional<std::string> check_mount(std::string_view mount) {
   return std::nullopt;
 }
 
+// An object name that two colliding projects could both give, for the error message: with '_'
+// a volume ("app_db_data": app's "db_data", app_db's "data"), with '-' a v2 container
+// ("app-db-web-1": app's compose service "db-web", app-db's "web").
+std::string collision_example(std::string_view shorter, std::string_view longer) {
+  const auto rest = longer.substr(shorter.size() + 1);
+  if (longer[shorter.size()] == '_')
+    return fmt::format("\"{}_data\" would be {}'s volume \"{}_data\" and {}'s volume \"data\"", longer, shorter, rest,
+                       longer);
+  return fmt::format("\"{}-web-1\" would be the container of {}'s compose service \"{}-web\" and of {}'s \"web\"",
+                     longer, shorter, rest, longer);
+}
+
 class Validator {
  public:
-  Validator(std::string file, const ValidationContext& context) : file_(std::move(file)), context_(context) {}
+  Validator(std::string file, const ValidationContext& context)
+      : file_(std::move(file)), context_(context), gateway_uid_(uid_of(context.gateway_user)) {}
 
   Expected<Config, ConfigErrors> run(const toml::table& root) {
     Config config;
@@ -358,8 +375,12 @@ class Validator {
           else if (context_.user_exists && !context_.user_exists(*user))
             add(position, label, key,
                 fmt::format("user {} does not exist on this host (create it, or name an existing user)", quoted(*user)));
-          else
+          else if (auto problem = check_service_user(*user))
+            add(position, label, key, *problem);
+          else {
             service.user = *user;
+            service.user_position = position;
+          }
         }
       } else if (key == "repository") {
         if (const auto* repository = string_value(node, label, key)) {
@@ -531,9 +552,36 @@ class Validator {
     service.reload = reload;
   }
 
+  std::optional<uid_t> uid_of(const std::string& user) const {
+    if (user.empty() || !context_.user_id) return std::nullopt;
+    return context_.user_id(user);
+  }
+
+  // root is the documented "trust it all" mode: the rules about whose a service is do not apply.
+  bool is_root(const std::string& user) const { return user == "root" || uid_of(user) == uid_t{0}; }
+
+  // Users no service may have, whoever else has them.
+  std::optional<std::string> check_service_user(const std::string& user) const {
+    if (is_root(user)) return std::nullopt;
+    const auto uid = uid_of(user);
+    constexpr std::string_view own_user = "create a user for this service (useradd --system NAME)";
+    if (user == "nobody" || uid == kNobodyUid)
+      return fmt::format("{} shared by unrelated daemons, NFS's squashed root and pgod's clean-up of removed "
+                         "services: {}",
+                         user == "nobody" ? std::string("user \"nobody\" is")
+                                          : fmt::format("user {} has uid {}, nobody's, which is", quoted(user), kNobodyUid),
+                         own_user);
+    if (!context_.gateway_user.empty() && (user == context_.gateway_user || (uid && uid == gateway_uid_)))
+      return fmt::format("user {} is the gateway's user (--gateway-user {}), which may talk to every worker and to "
+                         "pgod, so it must own no service: {}",
+                         quoted(user), context_.gateway_user, own_user);
+    return std::nullopt;
+  }
+
   void check_across_services(const Config& config) {
     std::map<std::string, const Service*> by_name;
-    std::map<std::string, const Service*> by_project;
+    std::vector<const Service*> earlier;  // the services with a unique name so far, in file order
+    std::map<std::string, const Service*> by_user;
     for (const auto& service : config.services) {
       if (const auto [it, inserted] = by_name.emplace(service.name, &service); !inserted) {
         add(service.position, service.name, "name",
@@ -541,17 +589,62 @@ class Validator {
                         it->second->position.line));
         continue;
       }
-      const auto project = compose_project_name(service.name);
-      if (const auto [it, inserted] = by_project.emplace(project, &service); !inserted) {
+      check_project_collision(service, earlier);
+      check_shared_user(service, by_user);
+      earlier.push_back(&service);
+    }
+  }
+
+  // One service could otherwise bring down, or take over, the other's containers, volumes
+  // and networks: compose and the docker gate know a project's objects by their name prefix.
+  void check_project_collision(const Service& service, const std::vector<const Service*>& earlier) {
+    const auto project = compose_project_name(service.name);
+    for (const Service* other : earlier) {
+      const auto other_project = compose_project_name(other->name);
+      if (!project_names_may_collide(project, other_project)) continue;
+      if (project == other_project) {
         add(service.position, service.name, "name",
             fmt::format("service {} and service {} (line {}) would share the compose project {}: rename one",
-                        quoted(service.name), quoted(it->second->name), it->second->position.line, quoted(project)));
+                        quoted(service.name), quoted(other->name), other->position.line, quoted(project)));
+      } else {
+        const bool shorter_is_other = other_project.size() < project.size();
+        add(service.position, service.name, "name",
+            fmt::format("service {} (compose project {}) and service {} (line {}, compose project {}) could name "
+                        "the same docker objects ({}): rename one",
+                        quoted(service.name), quoted(project), quoted(other->name), other->position.line,
+                        quoted(other_project),
+                        shorter_is_other ? collision_example(other_project, project)
+                                         : collision_example(project, other_project)));
       }
+      return;
     }
+  }
+
+  // A service's user owns its checkout, its state and its docker configuration (with the
+  // registry logins): two services of one user could read each other's tokens and change
+  // each other's checkouts.
+  void check_shared_user(const Service& service, std::map<std::string, const Service*>& by_user) {
+    if (is_root(service.user)) return;
+    const auto uid = uid_of(service.user);
+    const std::string identity = uid ? fmt::format("#{}", *uid) : service.user;
+    const auto [it, inserted] = by_user.emplace(identity, &service);
+    if (inserted) return;
+    const Service& first = *it->second;
+    const auto whose = first.user == service.user
+                           ? fmt::format("user {} is already the user of service {} (line {})", quoted(service.user),
+                                         quoted(first.name), first.user_position.line)
+                           : fmt::format("user {} has uid {}, as service {}'s user {} (line {})", quoted(service.user),
+                                         *uid, quoted(first.name), quoted(first.user), first.user_position.line);
+    add(service.user_position, service.name, "user",
+        fmt::format("{}: give each service a user of its own (a service's user owns its checkout, state and "
+                    "docker config; two services sharing one can read each other's tokens and change each "
+                    "other's checkouts)",
+                    whose));
   }
 
   std::string file_;
   const ValidationContext& context_;
+  std::optional<uid_t> gateway_uid_;
   ConfigErrors errors_;
 };
 
@@ -565,7 +658,11 @@ std::string ConfigError::to_string() const {
   return out + message;
 }
 
-bool user_exists_on_host(const std::string& name) {
+namespace {
+
+// The passwd entry of `name`, through `use`; false when there is none.
+template <class Use>
+bool with_passwd_entry(const std::string& name, Use use) {
   struct passwd entry {};
   struct passwd* result = nullptr;
   long size = sysconf(_SC_GETPW_R_SIZE_MAX);
@@ -573,10 +670,79 @@ bool user_exists_on_host(const std::string& name) {
   int rc;
   while ((rc = getpwnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &result)) == ERANGE)
     buffer.resize(buffer.size() * 2);
-  return rc == 0 && result != nullptr;
+  if (rc != 0 || result == nullptr) return false;
+  use(*result);
+  return true;
 }
 
-ValidationContext host_validation_context(bool datadir_set) { return {&user_exists_on_host, datadir_set}; }
+// Where a config holds its first secret, for saying why its mode matters (never the value).
+struct SecretPlace {
+  std::string service;
+  std::string key;
+};
+
+std::optional<SecretPlace> first_secret(const Config& config) {
+  for (const auto& service : config.services) {
+    // The project's one rule for what in a URL is a credential: what redact_url hides.
+    if (redact_url(service.repository) != service.repository) return SecretPlace{service.name, "repository"};
+    if (!service.registries.empty()) return SecretPlace{service.name, "registries"};
+    if (!service.env.empty()) return SecretPlace{service.name, "env"};
+  }
+  return std::nullopt;
+}
+
+std::string mode_text(mode_t mode) { return fmt::format("{:04o}", mode & 07777); }
+
+ConfigError file_error(const std::string& path, std::string message) { return {path, {}, "", "", std::move(message)}; }
+
+}  // namespace
+
+bool user_exists_on_host(const std::string& name) {
+  return with_passwd_entry(name, [](const struct passwd&) {});
+}
+
+std::optional<uid_t> user_id_on_host(const std::string& name) {
+  std::optional<uid_t> uid;
+  with_passwd_entry(name, [&](const struct passwd& entry) { uid = entry.pw_uid; });
+  return uid;
+}
+
+ValidationContext host_validation_context(bool datadir_set, std::string gateway_user) {
+  ValidationContext context;
+  context.user_exists = &user_exists_on_host;
+  context.datadir_set = datadir_set;
+  context.gateway_user = std::move(gateway_user);
+  context.user_id = &user_id_on_host;
+  return context;
+}
+
+ConfigErrors check_file_writers(const std::string& path, const FileAccess& file, uid_t pgod_uid) {
+  ConfigErrors errors;
+  if (file.owner != 0 && file.owner != pgod_uid) {
+    const auto trusted = pgod_uid == 0 ? std::string("root") : fmt::format("root or uid {} (pgod's own)", pgod_uid);
+    errors.push_back(file_error(
+        path, fmt::format("owned by uid {}, not {}: its owner chooses what pgod runs as every service's user "
+                          "(chown root {})",
+                          file.owner, trusted, path)));
+  }
+  if (file.mode & (S_IWGRP | S_IWOTH)) {
+    const auto who = (file.mode & S_IWOTH) ? "every user" : "the members of its group";
+    errors.push_back(file_error(
+        path, fmt::format("mode {} lets {} change it, and so choose what pgod runs as every service's user: "
+                          "chmod go-w {}",
+                          mode_text(file.mode), who, path)));
+  }
+  return errors;
+}
+
+std::optional<ConfigError> check_file_readers(const std::string& path, const FileAccess& file, const Config& config) {
+  if ((file.mode & S_IRWXO) == 0) return std::nullopt;
+  const auto secret = first_secret(config);
+  if (!secret) return std::nullopt;
+  const auto access = (file.mode & S_IROTH) ? "lets other users read" : "gives other users access to";
+  return file_error(path, fmt::format("mode {} {} the secrets it holds ({} of service \"{}\"): chmod 600 {}",
+                                      mode_text(file.mode), access, secret->key, secret->service, path));
+}
 
 Expected<Config, ConfigErrors> parse_config(std::string_view text, const std::string& file,
                                             const ValidationContext& context) {
@@ -595,6 +761,7 @@ Expected<Config, ConfigErrors> load_config(const std::string& path, const Valida
   };
   const UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
   if (!fd) return failure(std::strerror(errno));
+  // Owner and mode from the opened file: the one read below, whatever the path names by then.
   struct stat info {};
   if (fstat(fd.get(), &info) != 0) return failure(std::strerror(errno));
   if (!S_ISREG(info.st_mode)) return failure("not a regular file");
@@ -609,7 +776,16 @@ Expected<Config, ConfigErrors> load_config(const std::string& path, const Valida
     text.append(buffer, static_cast<std::size_t>(n));
     if (text.size() > static_cast<std::size_t>(kMaxConfigSize)) return failure(fmt::format("larger than {} bytes", kMaxConfigSize));
   }
-  return parse_config(text, path, context);
+  const FileAccess access{info.st_uid, static_cast<mode_t>(info.st_mode & 07777)};
+  auto errors = check_file_writers(path, access, geteuid());
+  auto config = parse_config(text, path, context);
+  if (!config) {
+    errors.insert(errors.end(), config.error().begin(), config.error().end());
+    return Unexpected{std::move(errors)};
+  }
+  if (auto readers = check_file_readers(path, access, *config)) errors.push_back(std::move(*readers));
+  if (!errors.empty()) return Unexpected{std::move(errors)};
+  return config;
 }
 
 }  // namespace pgod::config

@@ -3,7 +3,10 @@
 // expected; values that hold secrets (registry tokens, env values) are never echoed.
 #pragma once
 
+#include <sys/types.h>
+
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -48,7 +51,8 @@ struct Service {
   std::string reload;  // a validated "host:service//exec …" line
   std::string mount;   // nfs://host/path
   bool ignore = false;
-  SourcePosition position;  // of the [[services]] table
+  SourcePosition position;       // of the [[services]] table
+  SourcePosition user_position;  // of its user value
 };
 
 struct Config {
@@ -73,16 +77,40 @@ struct ValidationContext {
   std::function<bool(const std::string&)> user_exists;
   // Whether pgod runs with --datadir (a `mount` needs somewhere to mount).
   bool datadir_set = false;
+  // The gateway's user (pgod --gateway-user): it may be no service's user.
+  std::string gateway_user;
+  // A user's uid, so that two names of one uid count as one user (nobody's 65534, the
+  // gateway's, another service's). Unset, or nullopt for a user it does not know: names only.
+  std::function<std::optional<uid_t>(const std::string&)> user_id;
 };
 
 bool user_exists_on_host(const std::string& name);
-ValidationContext host_validation_context(bool datadir_set);
+std::optional<uid_t> user_id_on_host(const std::string& name);
+ValidationContext host_validation_context(bool datadir_set, std::string gateway_user);
 
 // Parses and validates a document; `file` is only used in error messages.
 Expected<Config, ConfigErrors> parse_config(std::string_view text, const std::string& file,
                                             const ValidationContext& context);
 
-// Reads `path` and parses it. An unreadable file is one error naming the path and errno.
+// The file's owner and permission bits, as load_config's fstat of the opened file saw them.
+struct FileAccess {
+  uid_t owner = 0;
+  mode_t mode = 0;  // the permission bits (07777)
+};
+
+// Who may change the file: whoever can decides what pgod runs as every service's user. Its
+// owner must be root or pgod's own user (pgod_uid), and neither its group nor other users may
+// write it. Each problem is one error naming the file, the mode or owner, and the fix.
+ConfigErrors check_file_writers(const std::string& path, const FileAccess& file, uid_t pgod_uid);
+
+// Who may read the secrets: a config holding any (credentials in a repository URL, registry
+// tokens, env values) must give other users no permission at all. The error names the first
+// secret's service and key, never its value. Its group may read it (root chose the group, as
+// for /etc/shadow).
+std::optional<ConfigError> check_file_readers(const std::string& path, const FileAccess& file, const Config& config);
+
+// Reads `path` and parses it. An unreadable file is one error naming the path and errno; a
+// file others may change, or others may read while it holds secrets, is refused (above).
 Expected<Config, ConfigErrors> load_config(const std::string& path, const ValidationContext& context);
 
 }  // namespace pgod::config

@@ -35,8 +35,15 @@ namespace {
 
 using pgod::supervisor::Options;
 
+// --check, start and every reload judge the file by the same rules: the users of this host,
+// and the gateway's user, which no service may have.
+pgod::Expected<pgod::config::Config, pgod::config::ConfigErrors> load_config(const Options& options) {
+  return pgod::config::load_config(
+      options.config, pgod::config::host_validation_context(!options.datadir.empty(), options.gateway_user));
+}
+
 int check(const Options& options) {
-  auto config = pgod::config::load_config(options.config, pgod::config::host_validation_context(!options.datadir.empty()));
+  auto config = load_config(options);
   if (!config) {
     for (const auto& error : config.error()) fmt::print(stderr, "{}\n", error.to_string());
     fmt::print(stderr, "pgod: {}: {} error{}\n", options.config, config.error().size(),
@@ -51,7 +58,7 @@ int check(const Options& options) {
 }
 
 std::optional<pgod::config::Config> load(const Options& options) {
-  auto config = pgod::config::load_config(options.config, pgod::config::host_validation_context(!options.datadir.empty()));
+  auto config = load_config(options);
   if (!config) {
     for (const auto& error : config.error()) spdlog::error("{}", error.to_string());
     return std::nullopt;

@@ -1,5 +1,8 @@
 // `pgod --check` and pgod's flags, run as a process the way a sysadmin runs them.
 #include <gtest/gtest.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "process.h"
 
@@ -8,11 +11,22 @@ namespace {
 
 const std::string kPgod = PGOD_BIN;
 
+// pgod judges the config file's mode, so each test sets it rather than inherit the umask.
+std::string write_config(const TempDir& dir, const std::string& text, mode_t mode = 0644) {
+  const auto path = dir.write("pgo.toml", text);
+  if (chmod(path.c_str(), mode) != 0) throw std::runtime_error("chmod " + path);
+  return path;
+}
+
+std::string service_table(const std::string& name, const std::string& user, const std::string& repository = "/r") {
+  return "[[services]]\nname = \"" + name + "\"\nuser = \"" + user + "\"\nrepository = \"" + repository + "\"\n";
+}
+
 TEST(PgodCheck, ValidConfigPrintsOneLineSummary) {
   TempDir dir;
-  const auto config = dir.write("pgo.toml",
-                                "[[services]]\nname = \"web\"\nuser = \"root\"\nrepository = \"/srv/git/web.git\"\n"
-                                "[[services]]\nname = \"db\"\nuser = \"root\"\nrepository = \"/srv/git/db.git\"\n");
+  const auto config = write_config(dir,
+                                   "[[services]]\nname = \"web\"\nuser = \"root\"\nrepository = \"/srv/git/web.git\"\n"
+                                   "[[services]]\nname = \"db\"\nuser = \"root\"\nrepository = \"/srv/git/db.git\"\n");
   const auto result = run_process({kPgod, "--check", "-c", config});
   EXPECT_EQ(result.exit_code, 0) << result.err;
   EXPECT_EQ(result.out, "pgod: " + config + ": OK, 2 services: web, db\n");
@@ -21,13 +35,14 @@ TEST(PgodCheck, ValidConfigPrintsOneLineSummary) {
 
 TEST(PgodCheck, EveryErrorWithFileLineColumnAndExit1) {
   TempDir dir;
-  const auto config = dir.write("pgo.toml",
-                                "[[services]]\n"
-                                "name = \"web\"\n"
-                                "user = \"pgod-no-such-user\"\n"
-                                "repository = \"/srv/git/web.git\"\n"
-                                "env = [ \"TOKEN\" ]\n"
-                                "registries = [ \"me:SuperS3cret@bad host\" ]\n");
+  const auto config = write_config(dir,
+                                   "[[services]]\n"
+                                   "name = \"web\"\n"
+                                   "user = \"pgod-no-such-user\"\n"
+                                   "repository = \"/srv/git/web.git\"\n"
+                                   "env = [ \"TOKEN\" ]\n"
+                                   "registries = [ \"me:SuperS3cret@bad host\" ]\n",
+                                   0600);
   const auto result = run_process({kPgod, "--check", "--config=" + config});
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_EQ(result.out, "");
@@ -42,7 +57,7 @@ TEST(PgodCheck, EveryErrorWithFileLineColumnAndExit1) {
 
 TEST(PgodCheck, SyntaxErrorNamesLineAndColumn) {
   TempDir dir;
-  const auto config = dir.write("pgo.toml", "[[services]]\nname = \"web\nuser = \"root\"\n");
+  const auto config = write_config(dir, "[[services]]\nname = \"web\nuser = \"root\"\n");
   const auto result = run_process({kPgod, "--check", "-c", config});
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_EQ(result.err.rfind(config + ":2:", 0), 0u) << result.err;
@@ -61,14 +76,123 @@ TEST(PgodCheck, MissingOrNonRegularFile) {
 
 TEST(PgodCheck, MountNeedsDatadirFlag) {
   TempDir dir;
-  const auto config = dir.write("pgo.toml",
-                                "[[services]]\nname = \"web\"\nuser = \"root\"\nrepository = \"/r\"\n"
-                                "mount = \"nfs://server/share\"\n");
+  const auto config = write_config(dir,
+                                   "[[services]]\nname = \"web\"\nuser = \"root\"\nrepository = \"/r\"\n"
+                                   "mount = \"nfs://server/share\"\n");
   auto result = run_process({kPgod, "--check", "-c", config});
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_NE(result.err.find("key \"mount\": needs pgod's --datadir"), std::string::npos) << result.err;
   result = run_process({kPgod, "--check", "-c", config, "--datadir", "/srv/pgo-data"});
   EXPECT_EQ(result.exit_code, 0) << result.err;
+}
+
+// StrictModes for pgo.toml: the file is root's, and its secrets are for root alone.
+const std::string kWithToken = service_table("web", "root", "https://oauth2:T0kenValue@git.example.org/web.git");
+
+TEST(PgodCheckFileMode, WorldReadableWithATokenIsRefusedSayingHowToFixIt) {
+  TempDir dir;
+  const auto config = write_config(dir, kWithToken, 0644);
+  const auto result = run_process({kPgod, "--check", "-c", config});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_EQ(result.out, "");
+  EXPECT_EQ(result.err, config + ": mode 0644 lets other users read the secrets it holds (repository of service "
+                                 "\"web\"): chmod 600 " + config + "\npgod: " + config + ": 1 error\n");
+  EXPECT_EQ(result.err.find("T0kenValue"), std::string::npos);
+}
+
+TEST(PgodCheckFileMode, PrivateWithATokenIsAccepted) {
+  TempDir dir;
+  const auto config = write_config(dir, kWithToken + "env = [ \"A=1\" ]\nregistries = [ \"T0k@r.example\" ]\n", 0600);
+  const auto result = run_process({kPgod, "--check", "-c", config});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+}
+
+TEST(PgodCheckFileMode, WorldReadableWithoutSecretsIsAccepted) {
+  TempDir dir;
+  const auto config = write_config(dir, service_table("web", "root", "https://git.example.org/web.git"), 0644);
+  const auto result = run_process({kPgod, "--check", "-c", config});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+}
+
+TEST(PgodCheckFileMode, GroupWritableIsRefusedEvenWithoutSecrets) {
+  TempDir dir;
+  const auto config = write_config(dir, service_table("web", "root"), 0664);
+  const auto result = run_process({kPgod, "--check", "-c", config});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_EQ(result.err, config + ": mode 0664 lets the members of its group change it, and so choose what pgod runs "
+                                 "as every service's user: chmod go-w " + config + "\npgod: " + config + ": 1 error\n");
+}
+
+TEST(PgodCheckFileMode, AFileOfAnotherUserIsRefused) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to give the file away";
+  TempDir dir;
+  const auto config = write_config(dir, service_table("web", "root"), 0644);
+  const struct passwd* daemon = getpwnam("daemon");
+  ASSERT_NE(daemon, nullptr);
+  ASSERT_EQ(chown(config.c_str(), daemon->pw_uid, daemon->pw_gid), 0);
+  const auto result = run_process({kPgod, "--check", "-c", config});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find(config + ": owned by uid " + std::to_string(daemon->pw_uid) + ", not root"),
+            std::string::npos)
+      << result.err;
+  EXPECT_NE(result.err.find("(chown root " + config + ")"), std::string::npos) << result.err;
+}
+
+// Users no service may have (daemon, bin and nobody are in every Debian's base-passwd).
+TEST(PgodCheckUsers, TheGatewaysUserIsRefused) {
+  TempDir dir;
+  const auto config = write_config(dir, service_table("web", "daemon"));
+  auto result = run_process({kPgod, "--check", "-c", config, "--gateway-user", "daemon"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_EQ(result.err, config + ":3:8: service \"web\": key \"user\": user \"daemon\" is the gateway's user "
+                                 "(--gateway-user daemon), which may talk to every worker and to pgod, so it must own no "
+                                 "service: create a user for this service (useradd --system NAME)\n" +
+                            "pgod: " + config + ": 1 error\n");
+  result = run_process({kPgod, "--check", "-c", config, "--gateway-user", "bin"});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+}
+
+TEST(PgodCheckUsers, NobodyIsRefused) {
+  TempDir dir;
+  const auto config = write_config(dir, service_table("web", "nobody"));
+  const auto result = run_process({kPgod, "--check", "-c", config});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find(config + ":3:8: service \"web\": key \"user\": user \"nobody\" is shared by unrelated "
+                                     "daemons"),
+            std::string::npos)
+      << result.err;
+}
+
+TEST(PgodCheckUsers, AUserOfTwoServicesIsRefusedAtTheSecond) {
+  TempDir dir;
+  const auto config = write_config(dir, service_table("web", "daemon") + service_table("db", "daemon"));
+  const auto result = run_process({kPgod, "--check", "-c", config});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find(config + ":7:8: service \"db\": key \"user\": user \"daemon\" is already the user of "
+                                     "service \"web\" (line 3): give each service a user of its own"),
+            std::string::npos)
+      << result.err;
+  EXPECT_NE(result.err.find("pgod: " + config + ": 1 error\n"), std::string::npos) << result.err;
+}
+
+TEST(PgodCheckUsers, RootMayRunSeveralServices) {
+  TempDir dir;
+  const auto config = write_config(dir, service_table("web", "root") + service_table("db", "root"));
+  const auto result = run_process({kPgod, "--check", "-c", config});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+}
+
+TEST(PgodCheckProjects, ProjectsThatMayNameTheSameObjectsAreRefused) {
+  TempDir dir;
+  const auto config = write_config(dir, service_table("app", "root") + service_table("app.db", "root"));
+  const auto result = run_process({kPgod, "--check", "-c", config});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find(config + ":5:1: service \"app.db\": key \"name\": service \"app.db\" (compose project "
+                                     "\"app_db\") and service \"app\" (line 1, compose project \"app\") could name "
+                                     "the same docker objects"),
+            std::string::npos)
+      << result.err;
+  EXPECT_NE(result.err.find("rename one"), std::string::npos) << result.err;
 }
 
 TEST(PgodFlags, HelpVersionAndBadFlags) {

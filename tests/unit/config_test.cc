@@ -2,16 +2,40 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
 #include <set>
 
 namespace pgod::config {
 namespace {
 
-// Users that "exist" for these tests; the real lookup is tested through pgod --check.
+// Users that "exist" for these tests, with their uids; the real lookup is tested through
+// pgod --check. alice2, toor, squash and gwalias are second names of another user's uid.
+const std::map<std::string, uid_t>& test_users() {
+  static const std::map<std::string, uid_t> users = {
+      {"alice", 1000}, {"alice2", 1000}, {"bob", 1001},    {"carol", 1002},   {"root", 0},
+      {"toor", 0},     {"nobody", 65534}, {"squash", 65534}, {"pgod-gw", 998}, {"gwalias", 998}};
+  return users;
+}
+
 ValidationContext test_context(bool datadir_set = true) {
-  static const std::set<std::string> users = {"alice", "bob", "root"};
-  return {[](const std::string& user) { return users.count(user) > 0; }, datadir_set};
+  ValidationContext context;
+  context.user_exists = [](const std::string& user) { return test_users().count(user) > 0; };
+  context.datadir_set = datadir_set;
+  context.gateway_user = "pgod-gw";
+  context.user_id = [](const std::string& user) -> std::optional<uid_t> {
+    const auto found = test_users().find(user);
+    if (found == test_users().end()) return std::nullopt;
+    return found->second;
+  };
+  return context;
 }
 
 // Lines 1-4: a valid service. Cases append their own lines from line 5 on.
@@ -70,6 +94,8 @@ TEST_P(ConfigRejects, NamesFileLineColumnServiceAndKey) {
 const std::string V = kValidService;
 // Lines 1-3: a service still missing its repository, which cases add on line 4.
 const std::string R = "[[services]]\nname = \"web\"\nuser = \"alice\"\n";
+// Lines 1-3: a service still missing its user, which cases add on line 4.
+const std::string U = "[[services]]\nname = \"web\"\nrepository = \"/r\"\n";
 
 void PrintTo(const RejectCase& c, std::ostream* out) { *out << c.label; }
 
@@ -111,6 +137,21 @@ INSTANTIATE_TEST_SUITE_P(
                    V + "\n[[services]]\nname = \"w.b\"\nuser = \"alice\"\nrepository = \"/r\"\n"
                        "\n[[services]]\nname = \"w_b\"\nuser = \"alice\"\nrepository = \"/r\"\n",
                    11, "[[services]]", "w_b", "name", "would share the compose project \"w_b\""},
+        // One project a prefix of the other, joined by '_' (v1 and volumes) or '-' (v2 containers).
+        RejectCase{"name_project_prefix_underscore",
+                   "[[services]]\nname = \"app\"\nuser = \"alice\"\nrepository = \"/r\"\n"
+                   "\n[[services]]\nname = \"app.db\"\nuser = \"bob\"\nrepository = \"/r\"\n",
+                   6, "[[services]]", "app.db", "name",
+                   "service \"app.db\" (compose project \"app_db\") and service \"app\" (line 1, compose project "
+                   "\"app\") could name the same docker objects (\"app_db_data\" would be app's volume \"db_data\" "
+                   "and app_db's volume \"data\"): rename one"},
+        RejectCase{"name_project_prefix_dash_shorter_second",
+                   "[[services]]\nname = \"app-db\"\nuser = \"alice\"\nrepository = \"/r\"\n"
+                   "\n[[services]]\nname = \"app\"\nuser = \"bob\"\nrepository = \"/r\"\n",
+                   6, "[[services]]", "app", "name",
+                   "service \"app\" (compose project \"app\") and service \"app-db\" (line 1, compose project "
+                   "\"app-db\") could name the same docker objects (\"app-db-web-1\" would be the container of app's "
+                   "compose service \"db-web\" and of app-db's \"web\"): rename one"},
         // user
         RejectCase{"user_missing", "[[services]]\nname = \"web\"\nrepository = \"/r\"\n", 1, "[[services]]", "web",
                    "user", "missing required key"},
@@ -118,6 +159,25 @@ INSTANTIATE_TEST_SUITE_P(
                    "user \"mallory\" does not exist on this host"},
         RejectCase{"user_invalid", "[[services]]\nname = \"web\"\nrepository = \"/r\"\nuser = \"Bad User\"\n", 4, "\"Bad User\"", "web", "user",
                    "is not a valid user name"},
+        // users no service may have, and a user of two services
+        RejectCase{"user_nobody", U + "user = \"nobody\"\n", 4, "\"nobody\"", "web", "user",
+                   "user \"nobody\" is shared by unrelated daemons, NFS's squashed root and pgod's clean-up of "
+                   "removed services: create a user for this service"},
+        RejectCase{"user_with_nobodys_uid", U + "user = \"squash\"\n", 4, "\"squash\"", "web", "user",
+                   "user \"squash\" has uid 65534, nobody's, which is shared by unrelated daemons"},
+        RejectCase{"user_gateway", U + "user = \"pgod-gw\"\n", 4, "\"pgod-gw\"", "web", "user",
+                   "user \"pgod-gw\" is the gateway's user (--gateway-user pgod-gw), which may talk to every worker "
+                   "and to pgod, so it must own no service"},
+        RejectCase{"user_with_gateways_uid", U + "user = \"gwalias\"\n", 4, "\"gwalias\"", "web", "user",
+                   "user \"gwalias\" is the gateway's user (--gateway-user pgod-gw)"},
+        RejectCase{"user_shared", V + "\n[[services]]\nname = \"db\"\nuser = \"alice\"\nrepository = \"/r\"\n", 8,
+                   "\"alice\"", "db", "user",
+                   "user \"alice\" is already the user of service \"web\" (line 3): give each service a user of "
+                   "its own (a service's user owns its checkout, state and docker config; two services sharing "
+                   "one can read each other's tokens and change each other's checkouts)"},
+        RejectCase{"user_shared_by_uid", V + "\n[[services]]\nname = \"db\"\nuser = \"alice2\"\nrepository = \"/r\"\n",
+                   8, "\"alice2\"", "db", "user",
+                   "user \"alice2\" has uid 1000, as service \"web\"'s user \"alice\" (line 3): give each service"},
         // repository
         RejectCase{"repository_missing", "[[services]]\nname = \"web\"\nuser = \"alice\"\n", 1, "[[services]]", "web",
                    "repository", "missing required key"},
@@ -335,6 +395,202 @@ TEST(Config, UnreadableFileSaysWhichAndWhy) {
 TEST(Config, RealUserLookup) {
   EXPECT_TRUE(user_exists_on_host("root"));
   EXPECT_FALSE(user_exists_on_host("no-such-user-pgod-test"));
+  EXPECT_EQ(user_id_on_host("root"), uid_t{0});
+  EXPECT_EQ(user_id_on_host("no-such-user-pgod-test"), std::nullopt);
+}
+
+// A [[services]] table for the cases below.
+std::string service_table(const std::string& name, const std::string& user, const std::string& extra = "") {
+  return "[[services]]\nname = \"" + name + "\"\nuser = \"" + user + "\"\nrepository = \"/srv/git/" + name +
+         ".git\"\n" + extra + "\n";
+}
+
+TEST(ConfigUsers, RootMayRunSeveralServices) {
+  // root is the documented "trust it all" mode: sharing it is the operator's stated choice.
+  auto result = parse_config(service_table("web", "root") + service_table("db", "root") + service_table("ci", "toor"),
+                             "pgo.toml", test_context());
+  ASSERT_TRUE(result.has_value()) << result.error().front().to_string();
+  EXPECT_EQ(result->services.size(), 3u);
+}
+
+TEST(ConfigUsers, DistinctUsersAreAccepted) {
+  auto result = parse_config(service_table("web", "alice") + service_table("db", "bob") + service_table("ci", "carol"),
+                             "pgo.toml", test_context());
+  ASSERT_TRUE(result.has_value()) << result.error().front().to_string();
+  EXPECT_EQ(result->services[1].user_position.line, 8);
+}
+
+TEST(ConfigUsers, EveryFurtherServiceOfAUserNamesTheFirst) {
+  auto result = parse_config(service_table("web", "alice") + service_table("db", "alice") + service_table("ci", "alice"),
+                             "pgo.toml", test_context());
+  ASSERT_FALSE(result.has_value());
+  ASSERT_EQ(result.error().size(), 2u);
+  for (const auto& error : result.error()) {
+    EXPECT_EQ(error.key, "user");
+    EXPECT_NE(error.message.find("already the user of service \"web\" (line 3)"), std::string::npos)
+        << error.to_string();
+  }
+  EXPECT_EQ(result.error()[0].service, "db");
+  EXPECT_EQ(result.error()[1].service, "ci");
+}
+
+TEST(ConfigUsers, TheGatewaysUserIsWhatTheContextNames) {
+  auto context = test_context();
+  context.gateway_user = "carol";
+  auto result = parse_config(service_table("web", "pgod-gw") + service_table("db", "carol"), "pgo.toml", context);
+  ASSERT_FALSE(result.has_value());
+  ASSERT_EQ(result.error().size(), 1u) << result.error().front().to_string();
+  EXPECT_EQ(result.error().front().service, "db");
+  EXPECT_NE(result.error().front().message.find("--gateway-user carol"), std::string::npos);
+}
+
+TEST(ConfigUsers, WithoutUidsNamesAloneDecide) {
+  auto context = test_context();
+  context.user_id = nullptr;
+  EXPECT_TRUE(parse_config(service_table("web", "alice") + service_table("db", "alice2"), "pgo.toml", context));
+  EXPECT_FALSE(parse_config(service_table("web", "nobody"), "pgo.toml", context));
+  EXPECT_FALSE(parse_config(service_table("web", "pgod-gw"), "pgo.toml", context));
+}
+
+TEST(ConfigProjects, NamesThatOnlyStartAlikeAreAccepted) {
+  auto result = parse_config(service_table("app", "alice") + service_table("apple", "bob") +
+                                 service_table("application.db", "carol"),
+                             "pgo.toml", test_context());
+  ASSERT_TRUE(result.has_value()) << result.error().front().to_string();
+}
+
+TEST(ConfigProjects, EachServiceNamesItsFirstCollision) {
+  auto result = parse_config(service_table("app", "alice") + service_table("app_db", "bob") +
+                                 service_table("app-web", "carol"),
+                             "pgo.toml", test_context());
+  ASSERT_FALSE(result.has_value());
+  ASSERT_EQ(result.error().size(), 2u);
+  EXPECT_EQ(result.error()[0].service, "app_db");
+  EXPECT_EQ(result.error()[1].service, "app-web");
+  EXPECT_NE(result.error()[1].message.find("and service \"app\" (line 1"), std::string::npos)
+      << result.error()[1].to_string();
+}
+
+// The config file's owner and mode. -----------------------------------------------------------
+
+Config config_with(const std::string& extra, const std::string& repository = "/srv/git/web.git") {
+  auto result = parse_config("[[services]]\nname = \"web\"\nuser = \"alice\"\nrepository = \"" + repository +
+                                 "\"\n" + extra,
+                             "pgo.toml", test_context());
+  if (!result) throw std::runtime_error(result.error().front().to_string());
+  return std::move(*result);
+}
+
+TEST(ConfigFileAccess, RootsOrPgodsOwnFileWithoutOtherWritersPasses) {
+  EXPECT_TRUE(check_file_writers("/etc/pgo.toml", {0, 0600}, 0).empty());
+  EXPECT_TRUE(check_file_writers("/etc/pgo.toml", {0, 0644}, 0).empty());
+  EXPECT_TRUE(check_file_writers("/home/t/pgo.toml", {1000, 0644}, 1000).empty()) << "pgod's own user (tests)";
+  EXPECT_TRUE(check_file_writers("/home/t/pgo.toml", {0, 0644}, 1000).empty()) << "root is always trusted";
+}
+
+TEST(ConfigFileAccess, AnotherOwnerIsRefused) {
+  auto errors = check_file_writers("/etc/pgo.toml", {1000, 0600}, 0);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].to_string(),
+            "/etc/pgo.toml: owned by uid 1000, not root: its owner chooses what pgod runs as every service's user "
+            "(chown root /etc/pgo.toml)");
+  errors = check_file_writers("/home/t/pgo.toml", {1001, 0600}, 1000);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].message.find("owned by uid 1001, not root or uid 1000 (pgod's own)"), std::string::npos)
+      << errors[0].to_string();
+}
+
+TEST(ConfigFileAccess, GroupOrWorldWritableIsAlwaysRefused) {
+  auto errors = check_file_writers("/etc/pgo.toml", {0, 0660}, 0);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].to_string(),
+            "/etc/pgo.toml: mode 0660 lets the members of its group change it, and so choose what pgod runs as "
+            "every service's user: chmod go-w /etc/pgo.toml");
+  errors = check_file_writers("/etc/pgo.toml", {0, 0602}, 0);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].message.find("mode 0602 lets every user change it"), std::string::npos);
+  EXPECT_EQ(check_file_writers("/etc/pgo.toml", {1000, 0666}, 0).size(), 2u) << "both problems, each with its fix";
+}
+
+TEST(ConfigFileAccess, SecretsReadableByOthersAreRefusedNamingWhereTheyAre) {
+  const auto error = check_file_readers("/etc/pgo.toml", {0, 0644}, config_with("", "https://u:T0ken@h.example/x.git"));
+  ASSERT_TRUE(error.has_value());
+  EXPECT_EQ(error->to_string(),
+            "/etc/pgo.toml: mode 0644 lets other users read the secrets it holds (repository of service \"web\"): "
+            "chmod 600 /etc/pgo.toml");
+  EXPECT_EQ(error->to_string().find("T0ken"), std::string::npos);
+
+  const auto token_only = check_file_readers("/etc/pgo.toml", {0, 0604}, config_with("", "https://T0ken@h.example/x.git"));
+  ASSERT_TRUE(token_only.has_value()) << "https sends a bare token as the user name";
+
+  const auto registry = check_file_readers("/etc/pgo.toml", {0, 0644}, config_with("registries = [ \"T0k@r.example\" ]\n"));
+  ASSERT_TRUE(registry.has_value());
+  EXPECT_NE(registry->message.find("(registries of service \"web\")"), std::string::npos);
+
+  const auto env = check_file_readers("/etc/pgo.toml", {0, 0601}, config_with("env = [ \"DB_PASSWORD=S3cret\" ]\n"));
+  ASSERT_TRUE(env.has_value());
+  EXPECT_NE(env->message.find("mode 0601 gives other users access to the secrets it holds (env of service \"web\")"),
+            std::string::npos)
+      << env->to_string();
+}
+
+TEST(ConfigFileAccess, SecretsAreFineForOwnerAndGroup) {
+  const auto secrets = config_with("env = [ \"A=1\" ]\nregistries = [ \"T0k@r.example\" ]\n",
+                                   "https://u:T0ken@h.example/x.git");
+  EXPECT_FALSE(check_file_readers("/etc/pgo.toml", {0, 0600}, secrets));
+  EXPECT_FALSE(check_file_readers("/etc/pgo.toml", {0, 0640}, secrets)) << "root chose the group, as for /etc/shadow";
+}
+
+TEST(ConfigFileAccess, WithoutSecretsOthersMayRead) {
+  EXPECT_FALSE(check_file_readers("/etc/pgo.toml", {0, 0644}, config_with("")));
+  EXPECT_FALSE(check_file_readers("/etc/pgo.toml", {0, 0644}, config_with("", "ssh://git@h.example/x.git")))
+      << "a user name in an ssh URL is no secret";
+  EXPECT_FALSE(check_file_readers("/etc/pgo.toml", {0, 0644}, config_with("", "git@h.example:x.git")));
+}
+
+// load_config on real files: the mode it judges is the opened file's.
+class LoadConfigFile : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (std::filesystem::temp_directory_path() / "pgod-config-test.XXXXXX").string();
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::string write(const std::string& text, mode_t mode) {
+    const auto path = dir_ + "/pgo.toml";
+    std::ofstream(path, std::ios::trunc) << text;
+    EXPECT_EQ(chmod(path.c_str(), mode), 0);
+    return path;
+  }
+
+  std::string dir_;
+};
+
+TEST_F(LoadConfigFile, WorldReadableWithSecretsIsRefused) {
+  const auto path = write(service_table("web", "alice", "env = [ \"DB_PASSWORD=S3cret\" ]"), 0644);
+  auto result = load_config(path, test_context());
+  ASSERT_FALSE(result.has_value());
+  ASSERT_EQ(result.error().size(), 1u);
+  EXPECT_EQ(result.error()[0].to_string(), path + ": mode 0644 lets other users read the secrets it holds (env of "
+                                                  "service \"web\"): chmod 600 " + path);
+}
+
+TEST_F(LoadConfigFile, PrivateWithSecretsOrWorldReadableWithoutIsAccepted) {
+  auto result = load_config(write(service_table("web", "alice", "env = [ \"DB_PASSWORD=S3cret\" ]"), 0600), test_context());
+  EXPECT_TRUE(result.has_value()) << result.error().front().to_string();
+  result = load_config(write(service_table("web", "alice"), 0644), test_context());
+  EXPECT_TRUE(result.has_value()) << result.error().front().to_string();
+}
+
+TEST_F(LoadConfigFile, GroupWritableIsRefusedAlongWithEveryOtherError) {
+  const auto path = write(service_table("web", "mallory"), 0664);
+  auto result = load_config(path, test_context());
+  ASSERT_FALSE(result.has_value());
+  ASSERT_EQ(result.error().size(), 2u);
+  EXPECT_NE(result.error()[0].message.find("mode 0664 lets the members of its group change it"), std::string::npos);
+  EXPECT_EQ(result.error()[1].key, "user");
 }
 
 }  // namespace
