@@ -7,9 +7,13 @@
 #if __has_include(<git2/sys/errors.h>)
 #include <git2/sys/errors.h>
 #endif
+#include <dirent.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -55,6 +59,9 @@ using ReferencePtr = GitPtr<git_reference, git_reference_free>;
 using ObjectPtr = GitPtr<git_object, git_object_free>;
 using ConfigPtr = GitPtr<git_config, git_config_free>;
 using StatusListPtr = GitPtr<git_status_list, git_status_list_free>;
+using IndexPtr = GitPtr<git_index, git_index_free>;
+using OdbPtr = GitPtr<git_odb, git_odb_free>;
+using BlobPtr = GitPtr<git_blob, git_blob_free>;
 
 // One libgit2 initialisation per process, never shut down: the worker uses it until it exits.
 int library_status() {
@@ -449,6 +456,130 @@ bool path_covers(const std::string& wanted, std::string_view changed) {
          (changed.size() > wanted.size() && changed.starts_with(wanted) && changed[wanted.size()] == '/');
 }
 
+// ---------------------------------------------------------------------------------------------
+// Removing what a container may have planted in the checkout, and emptying the staging
+// directory: every directory is opened with O_NOFOLLOW below its parent's fd, so a symlink
+// anywhere is removed as a link, never followed; nothing on another filesystem is touched.
+
+constexpr int kMaxRemoveDepth = 256;
+constexpr int kRemovePasses = 3;  // an entry swapped or refilled meanwhile is looked at again
+
+std::string errno_message(int error) { return std::generic_category().message(error); }
+
+std::optional<std::string> remove_entry_at(int dir, const std::string& name, const std::string& shown, dev_t device,
+                                           int depth);
+
+struct DirectoryCloser {
+  void operator()(DIR* listing) const { closedir(listing); }
+};
+
+// Removes everything inside the directory `dir`.
+std::optional<std::string> empty_directory_at(int dir, const std::string& shown, dev_t device, int depth) {
+  // fdopendir owns the fd it is given: a second one, so that `dir` stays usable.
+  UniqueFd listing_fd(openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!listing_fd) return "cannot open " + shown + ": " + errno_message(errno);
+  const std::unique_ptr<DIR, DirectoryCloser> listing(fdopendir(listing_fd.get()));
+  if (!listing) return "cannot list " + shown + ": " + errno_message(errno);
+  listing_fd.release();
+  std::vector<std::string> names;
+  errno = 0;
+  while (const dirent* entry = readdir(listing.get())) {
+    const std::string_view name = entry->d_name;
+    if (name != "." && name != "..") names.emplace_back(name);
+  }
+  if (errno != 0) return "cannot list " + shown + ": " + errno_message(errno);
+  for (const auto& name : names) {
+    if (auto error = remove_entry_at(dir, name, shown + "/" + name, device, depth)) return error;
+  }
+  return std::nullopt;
+}
+
+// Removes dir/name (shown as `shown`), a directory with everything below it.
+std::optional<std::string> remove_entry_at(int dir, const std::string& name, const std::string& shown, dev_t device,
+                                           int depth) {
+  for (int pass = 0; pass < kRemovePasses; ++pass) {
+    struct stat info {};
+    if (fstatat(dir, name.c_str(), &info, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno == ENOENT) return std::nullopt;
+      return "cannot inspect " + shown + ": " + errno_message(errno);
+    }
+    if (!S_ISDIR(info.st_mode)) {
+      if (unlinkat(dir, name.c_str(), 0) == 0 || errno == ENOENT) return std::nullopt;
+      if (errno == EISDIR) continue;
+      return "cannot remove " + shown + ": " + errno_message(errno);
+    }
+    if (depth >= kMaxRemoveDepth) return shown + " is nested too deeply: not removed";
+    UniqueFd sub(openat(dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!sub) {
+      if (errno == ENOENT) return std::nullopt;
+      if (errno == ENOTDIR || errno == ELOOP) continue;  // swapped for a file or a link
+      return "cannot open " + shown + ": " + errno_message(errno);
+    }
+    struct stat opened {};
+    if (fstat(sub.get(), &opened) != 0) return "cannot inspect " + shown + ": " + errno_message(errno);
+    if (opened.st_dev != device) return shown + " is a mount point: not removed, nor anything below it";
+    if (auto error = empty_directory_at(sub.get(), shown, device, depth + 1)) return error;
+    sub.reset();
+    if (unlinkat(dir, name.c_str(), AT_REMOVEDIR) == 0 || errno == ENOENT) return std::nullopt;
+    // Not empty (POSIX allows EEXIST for it) or no longer a directory: entries came meanwhile.
+    if (errno != ENOTEMPTY && errno != EEXIST && errno != ENOTDIR) {
+      return "cannot remove " + shown + ": " + errno_message(errno);
+    }
+  }
+  return "cannot remove " + shown + ": it keeps changing";
+}
+
+// Removes parent/name whatever it is (a symlink as a link). `parent` itself is trusted.
+// Returns whether there was something to remove.
+Expected<bool, std::string> remove_below(const fs::path& parent, const std::string& name) {
+  const std::string shown = (parent / name).string();
+  const UniqueFd dir(open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir) return Unexpected("cannot open " + parent.string() + ": " + errno_message(errno));
+  struct stat info {};
+  if (fstatat(dir.get(), name.c_str(), &info, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT) return false;
+    return Unexpected("cannot inspect " + shown + ": " + errno_message(errno));
+  }
+  struct stat home {};
+  if (fstat(dir.get(), &home) != 0) {
+    return Unexpected("cannot inspect " + parent.string() + ": " + errno_message(errno));
+  }
+  if (auto error = remove_entry_at(dir.get(), name, shown, home.st_dev, 0)) return Unexpected(*error);
+  return true;
+}
+
+// Makes `path` an empty real directory: a symlink or file there is removed (never followed),
+// a directory emptied, a missing one created 0700. Its parent is trusted and must exist.
+std::optional<std::string> make_empty_directory(const fs::path& path) {
+  fs::path normal = path.lexically_normal();
+  if (!normal.has_filename()) normal = normal.parent_path();
+  const std::string name = normal.filename().string();
+  if (name.empty() || name == "." || name == "..") return "'" + path.string() + "' does not name a directory";
+  const fs::path parent = normal.has_parent_path() ? normal.parent_path() : fs::path(".");
+  const UniqueFd parent_fd(open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!parent_fd) return "cannot open " + parent.string() + ": " + errno_message(errno);
+  for (int pass = 0; pass < kRemovePasses; ++pass) {
+    const UniqueFd dir(openat(parent_fd.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (dir) {
+      struct stat info {};
+      if (fstat(dir.get(), &info) != 0) return "cannot inspect " + normal.string() + ": " + errno_message(errno);
+      return empty_directory_at(dir.get(), normal.string(), info.st_dev, 0);
+    }
+    if (errno == ENOENT) {
+      if (mkdirat(parent_fd.get(), name.c_str(), 0700) != 0 && errno != EEXIST) {
+        return "cannot create " + normal.string() + ": " + errno_message(errno);
+      }
+    } else if (errno == ENOTDIR || errno == ELOOP) {
+      struct stat home {};
+      if (fstat(parent_fd.get(), &home) != 0) return "cannot inspect " + parent.string() + ": " + errno_message(errno);
+      if (auto error = remove_entry_at(parent_fd.get(), name, normal.string(), home.st_dev, 0)) return error;
+    } else {
+      return "cannot open " + normal.string() + ": " + errno_message(errno);
+    }
+  }
+  return "cannot prepare " + normal.string() + ": it keeps changing";
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -458,14 +589,27 @@ struct GitTracker::Impl {
       : options(std::move(opts)),
         url(parse_repository_url(options.repository)),
         dir(options.checkout_dir),
+        outside(!options.git_dir.empty()),
+        repo_dir(outside ? without_trailing_slash(options.git_dir) : dir / ".git"),
         branch_ref("refs/heads/" + options.branch),
         refspec("+refs/heads/" + options.branch + ":refs/remotes/origin/" + options.branch) {}
 
+  static fs::path without_trailing_slash(const std::string& path) {
+    fs::path out = fs::path(path).lexically_normal();
+    return out.has_filename() || !out.has_parent_path() ? out : out.parent_path();
+  }
+
   GitTrackerOptions options;
   RepositoryUrl url;
-  fs::path dir;
+  fs::path dir;       // the checkout: the work tree
+  bool outside;       // the repository lives in git_dir, outside the checkout
+  fs::path repo_dir;  // the git directory: git_dir, or <checkout>/.git in the old layout
   std::string branch_ref;
   std::string refspec;
+  // A damaged repository was rebuilt since the last move (reported by the next move).
+  bool rebuilt = false;
+  // Why a move found the repository damaged: the next fetch rebuilds it (a move has no network).
+  std::string damage_seen;
 
   // ----- messages
 
@@ -496,50 +640,84 @@ struct GitTracker::Impl {
       return GitError{redacted("'" + options.branch + "' is not a valid branch name")};
     }
     if (dir.empty()) return GitError{"no checkout directory configured"};
+    if (outside) {
+      // Lexically, on absolute paths: the supervisor chooses both, this catches a mistake.
+      std::error_code ec;
+      const auto checkout = fs::absolute(dir, ec).lexically_normal();
+      const auto git = fs::absolute(repo_dir, ec).lexically_normal();
+      if (!ec && path_covers(without_trailing_slash(checkout.string()).string(), git.string())) {
+        return GitError{"the git directory " + repo_dir.string() + " is inside the checkout " + dir.string()};
+      }
+    }
     return std::nullopt;
   }
 
   // ----- repository access
 
-  bool has_git_dir() const {
+  bool has_repository() const {
     std::error_code ignored;
-    return fs::exists(fs::symlink_status(dir / ".git", ignored));
+    return fs::exists(fs::symlink_status(repo_dir, ignored));
   }
 
-  Expected<RepositoryPtr, Failure> open() const {
+  // The repository, opened by its path only: no search upwards, no <path>/.git, no gitlink
+  // file, and (BARE) neither core.bare nor core.worktree read from its config. with_work_tree:
+  // the work tree is then set to the checkout, always by us, and no gitlink is written there.
+  Expected<RepositoryPtr, Failure> open(bool with_work_tree) const {
+    std::error_code ignored;
+    if (!fs::is_directory(fs::symlink_status(repo_dir, ignored))) {
+      return Unexpected(Failure{repo_dir.string() + " is not a directory", true});
+    }
     git_repository* raw = nullptr;
-    // NO_SEARCH: never wander up into a repository that happens to contain the checkout.
-    const int rc = git_repository_open_ext(&raw, dir.c_str(), GIT_REPOSITORY_OPEN_NO_SEARCH, nullptr);
+    int rc = git_repository_open_ext(
+        &raw, repo_dir.c_str(),
+        GIT_REPOSITORY_OPEN_NO_SEARCH | GIT_REPOSITORY_OPEN_NO_DOTGIT | GIT_REPOSITORY_OPEN_BARE, nullptr);
     RepositoryPtr repo(raw);
     if (rc < 0) {
-      auto failed = failure("opening the repository in " + dir.string() + " failed", rc, false);
+      auto failed = failure("opening the repository in " + repo_dir.string() + " failed", rc, false);
       failed.local_damage = true;
       return Unexpected(failed);
     }
-    if (git_repository_is_bare(repo.get()) || git_repository_workdir(repo.get()) == nullptr) {
-      return Unexpected(Failure{"the repository in " + dir.string() + " has no work tree", true});
+    if (with_work_tree && (rc = git_repository_set_workdir(repo.get(), dir.c_str(), 0)) < 0) {
+      return Unexpected(failure("using " + dir.string() + " as the work tree failed", rc, false));
     }
     return repo;
   }
 
-  Expected<git_oid, Failure> head_commit(git_repository* repo) const {
+  // HEAD's commit; nullopt while HEAD names a branch with no commit yet (a clone not moved yet).
+  Expected<std::optional<git_oid>, Failure> head_commit(git_repository* repo) const {
     git_reference* raw = nullptr;
     int rc = git_repository_head(&raw, repo);
     ReferencePtr head(raw);
+    if (rc == GIT_EUNBORNBRANCH) return std::optional<git_oid>();
     if (rc < 0) {
-      auto failed = failure("reading HEAD in " + dir.string() + " failed", rc, true);
-      failed.local_damage = true;  // our checkouts always have a HEAD commit
+      auto failed = failure("reading HEAD in " + repo_dir.string() + " failed", rc, true);
+      failed.local_damage = true;  // HEAD names the branch, with or without a commit
       return Unexpected(failed);
     }
     git_object* peeled = nullptr;
     rc = git_reference_peel(&peeled, head.get(), GIT_OBJECT_COMMIT);
     ObjectPtr commit(peeled);
     if (rc < 0) {
-      auto failed = failure("reading HEAD's commit in " + dir.string() + " failed", rc, true);
+      auto failed = failure("reading HEAD's commit in " + repo_dir.string() + " failed", rc, true);
       failed.local_damage = true;
       return Unexpected(failed);
     }
-    return *git_object_id(commit.get());
+    return std::optional<git_oid>(*git_object_id(commit.get()));
+  }
+
+  // What a fetch does not read but a move needs: HEAD and the index.
+  std::optional<Failure> check_local_state(git_repository* repo) const {
+    auto head = head_commit(repo);
+    if (!head) return head.error();
+    git_index* raw = nullptr;
+    const int rc = git_repository_index(&raw, repo);
+    IndexPtr index(raw);
+    if (rc < 0) {
+      auto failed = failure("reading the index in " + repo_dir.string() + " failed", rc, true);
+      failed.local_damage = true;
+      return failed;
+    }
+    return std::nullopt;
   }
 
   Expected<git_oid, Failure> resolve(git_repository* repo, const std::string& hash) const {
@@ -582,17 +760,17 @@ struct GitTracker::Impl {
     git_config* raw_config = nullptr;
     int rc = git_repository_config(&raw_config, repo);
     ConfigPtr config(raw_config);
-    if (rc < 0) return Unexpected(failure("reading the config of " + dir.string() + " failed", rc, true));
+    if (rc < 0) return Unexpected(failure("reading the config of " + repo_dir.string() + " failed", rc, true));
     git_buf stored = GIT_BUF_INIT;
     rc = git_config_get_string_buf(&stored, config.get(), "remote.origin.url");
     const bool same = rc == 0 && url.fetch_url == stored.ptr;
     git_buf_dispose(&stored);
     if (rc < 0 && rc != GIT_ENOTFOUND) {
-      return Unexpected(failure("reading remote.origin.url in " + dir.string() + " failed", rc, true));
+      return Unexpected(failure("reading remote.origin.url in " + repo_dir.string() + " failed", rc, true));
     }
     if (rc == GIT_ENOTFOUND) {
       rc = git_config_set_string(config.get(), "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*");
-      if (rc < 0) return Unexpected(failure("configuring origin in " + dir.string() + " failed", rc, true));
+      if (rc < 0) return Unexpected(failure("configuring origin in " + repo_dir.string() + " failed", rc, true));
     }
     if (!same && (rc = git_config_set_string(config.get(), "remote.origin.url", url.fetch_url.c_str())) < 0) {
       return Unexpected(failure("setting origin to " + url.display + " failed", rc, true));
@@ -740,8 +918,8 @@ struct GitTracker::Impl {
   // Puts HEAD on refs/heads/<branch> at `target` and makes index and work tree match it,
   // discarding local edits to tracked files. previous: HEAD's commit, or null for a repository
   // that has none yet (after a clone or rebuild).
-  Expected<Moved, Failure> move_to(git_repository* repo, const git_oid& target, const git_oid* previous,
-                                   const char* reflog) const {
+  Expected<Moved, Failure> move_work_tree(git_repository* repo, const git_oid& target, const git_oid* previous,
+                                          const char* reflog) const {
     Moved moved;
     auto target_tree = tree_of(repo, target);
     if (!target_tree) return Unexpected(target_tree.error());
@@ -775,7 +953,7 @@ struct GitTracker::Impl {
       git_reference* raw = nullptr;
       const int rc = git_reference_lookup(&raw, repo, "HEAD");
       ReferencePtr head(raw);
-      if (rc < 0) return Unexpected(failure("reading HEAD in " + dir.string() + " failed", rc, true));
+      if (rc < 0) return Unexpected(failure("reading HEAD in " + repo_dir.string() + " failed", rc, true));
       const char* symbolic = git_reference_type(head.get()) == GIT_REFERENCE_SYMBOLIC
                                  ? git_reference_symbolic_target(head.get())
                                  : nullptr;
@@ -801,8 +979,11 @@ struct GitTracker::Impl {
     if ((rc = git_checkout_options_init(&checkout_options, GIT_CHECKOUT_OPTIONS_VERSION)) < 0) {
       return Unexpected(failure("preparing the checkout failed", rc, false));
     }
-    // FORCE: overwrite local edits; untracked files not in the target stay.
+    // FORCE: overwrite local edits; untracked files not in the target stay. No filters (CRLF,
+    // ident), whose attributes a container could change in the checkout: the bytes written are
+    // the blobs', the ones stage() wrote for the judge.
     checkout_options.checkout_strategy = GIT_CHECKOUT_FORCE;
+    checkout_options.disable_filters = 1;
     if ((rc = git_reset(repo, commit.get(), GIT_RESET_HARD, &checkout_options)) < 0) {
       return Unexpected(failure("resetting " + dir.string() + " to " + hex(target) + " failed", rc, true));
     }
@@ -811,28 +992,38 @@ struct GitTracker::Impl {
 
   // ----- operations
 
-  // Builds a new repository in .git.pgod-new, fetches into it, and only then swaps it in for
-  // .git (kept aside as .git.pgod-broken until the swap worked). The work tree stays in place:
-  // containers bind-mount its files. Used for the first clone as well, so an interrupted clone
-  // never leaves a half .git behind.
-  Expected<SyncResult, GitError> rebuild(const NetworkScope& scope, bool damaged, const std::string& why) const {
+  fs::path beside_repository(const char* suffix) const { return repo_dir.string() + suffix; }
+
+  // Leftovers of an interrupted clone or rebuild (remove_all removes a symlink, not its target).
+  std::optional<std::string> remove_leftovers() const {
+    std::error_code ec;
+    for (const auto& leftover : {beside_repository(".pgod-new"), beside_repository(".pgod-broken")}) {
+      if (fs::remove_all(leftover, ec); ec) return "cannot remove " + leftover.string() + ": " + ec.message();
+    }
+    return std::nullopt;
+  }
+
+  // Builds a new repository beside repo_dir (<repo_dir>.pgod-new), fetches into it, and only
+  // then swaps it in for repo_dir (a damaged one kept aside as <repo_dir>.pgod-broken until the
+  // swap worked): an interrupted clone never leaves half a repository, a failed fetch changes
+  // nothing. HEAD names the branch, which gets its commit at the first move. Returns upstream's
+  // tip. The work tree is not touched (with git_dir set; in the old layout the repository
+  // itself goes into the checkout).
+  Expected<git_oid, GitError> create(const NetworkScope& scope, bool damaged, const std::string& why) {
     auto failed = [&](const std::string& message) {
-      return Unexpected(GitError{damaged ? "the repository in " + dir.string() + " is damaged (" + why +
+      return Unexpected(GitError{damaged ? "the repository in " + repo_dir.string() + " is damaged (" + why +
                                                ") and rebuilding it failed: " + message
-                                         : "cloning branch '" + options.branch + "' into " + dir.string() +
+                                         : "cloning branch '" + options.branch + "' into " + repo_dir.string() +
                                                " failed: " + message});
     };
-    const fs::path fresh = dir / ".git.pgod-new";
-    const fs::path aside = dir / ".git.pgod-broken";
-    const fs::path git_dir = dir / ".git";
+    const fs::path fresh = beside_repository(".pgod-new");
+    const fs::path aside = beside_repository(".pgod-broken");
     std::error_code ec;
     // Only the directory itself: its parent belongs to root and is prepared by the supervisor.
-    if (!fs::is_directory(dir, ec) && !fs::create_directory(dir, ec) && ec) {
+    if (!outside && !fs::is_directory(dir, ec) && !fs::create_directory(dir, ec) && ec) {
       return failed("cannot create " + dir.string() + ": " + ec.message());
     }
-    for (const auto& leftover : {fresh, aside}) {
-      if (fs::remove_all(leftover, ec); ec) return failed("cannot remove " + leftover.string() + ": " + ec.message());
-    }
+    if (auto error = remove_leftovers()) return failed(*error);
     auto discard_fresh = [&] {
       std::error_code ignored;
       fs::remove_all(fresh, ignored);
@@ -844,7 +1035,9 @@ struct GitTracker::Impl {
       if (const int rc = git_repository_init_options_init(&init_options, GIT_REPOSITORY_INIT_OPTIONS_VERSION); rc < 0) {
         return failed(failure("preparing a repository", rc, false).message);
       }
-      init_options.flags = GIT_REPOSITORY_INIT_BARE | GIT_REPOSITORY_INIT_MKDIR | GIT_REPOSITORY_INIT_NO_REINIT;
+      // Bare: no work tree, so nothing (no gitlink, no core.worktree) points into the checkout.
+      // MKPATH: git_dir's parent is the worker's state directory, normally there already.
+      init_options.flags = GIT_REPOSITORY_INIT_BARE | GIT_REPOSITORY_INIT_MKPATH | GIT_REPOSITORY_INIT_NO_REINIT;
       init_options.initial_head = options.branch.c_str();
       git_repository* raw = nullptr;
       int rc = git_repository_init_ext(&raw, fresh.c_str(), &init_options);
@@ -860,13 +1053,14 @@ struct GitTracker::Impl {
         return failed(fetched.error().message);
       }
       target = *fetched;
-      // It becomes <dir>/.git, the repository of the work tree <dir>; the branch tracks
-      // origin's so that `git status` in the checkout reads naturally.
+      // The branch tracks origin's, for people running git on the repository. In the old
+      // layout it becomes <checkout>/.git, the repository of the work tree around it; with
+      // git_dir it stays bare (git --git-dir=<git_dir> --work-tree=<checkout> reads it).
       git_config* raw_config = nullptr;
       rc = git_repository_config(&raw_config, repo.get());
       ConfigPtr config(raw_config);
       const std::string section = "branch." + options.branch;
-      if (rc < 0 || (rc = git_config_set_bool(config.get(), "core.bare", 0)) < 0 ||
+      if (rc < 0 || (!outside && (rc = git_config_set_bool(config.get(), "core.bare", 0)) < 0) ||
           (rc = git_config_set_string(config.get(), (section + ".remote").c_str(), "origin")) < 0 ||
           (rc = git_config_set_string(config.get(), (section + ".merge").c_str(), branch_ref.c_str())) < 0) {
         auto message = failure("configuring " + fresh.string(), rc, false).message;
@@ -877,86 +1071,146 @@ struct GitTracker::Impl {
       }
     }
 
-    const bool had_git_dir = has_git_dir();
-    if (had_git_dir) {
-      if (fs::rename(git_dir, aside, ec); ec) {
+    const bool had_repository = has_repository();
+    if (had_repository) {
+      if (fs::rename(repo_dir, aside, ec); ec) {
         discard_fresh();
-        return failed("cannot move " + git_dir.string() + " aside: " + ec.message());
+        return failed("cannot move " + repo_dir.string() + " aside: " + ec.message());
       }
     }
-    if (fs::rename(fresh, git_dir, ec); ec) {
+    if (fs::rename(fresh, repo_dir, ec); ec) {
       std::error_code ignored;
-      if (had_git_dir) fs::rename(aside, git_dir, ignored);
+      if (had_repository) fs::rename(aside, repo_dir, ignored);
       discard_fresh();
       return failed("cannot move the new repository into place: " + ec.message());
     }
-
-    auto repo = open();
-    if (!repo) return failed(repo.error().message);
-    auto moved = move_to(repo->get(), target, nullptr, "pgod: clone");
-    if (!moved) return failed(moved.error().message);
-    // The damaged repository goes last; a leftover is removed by the next sync.
+    // The damaged repository goes last; a leftover is removed by the next fetch.
     fs::remove_all(aside, ec);
-
-    SyncResult result;
-    result.current_hash = hex(target);
-    result.recloned = damaged;
-    result.discarded = std::move(moved->discarded);
-    return result;
+    rebuilt = rebuilt || damaged;
+    damage_seen.clear();
+    return target;
   }
 
-  Expected<SyncResult, Failure> update(git_repository* repo, const NetworkScope& scope) const {
-    auto previous = head_commit(repo);
-    if (!previous) return Unexpected(previous.error());
-    auto target = fetch_branch(repo, scope);
-    if (!target) return Unexpected(target.error());
-    auto moved = move_to(repo, *target, &*previous, "pgod: sync");
+  // Fetches origin/<branch> into the repository, cloning it first when there is none and
+  // rebuilding it when it is damaged. Returns upstream's tip.
+  Expected<git_oid, GitError> fetch_or_clone(const NetworkScope& scope) {
+    if (auto error = remove_leftovers()) return Unexpected(GitError{*error});
+    if (!has_repository()) return create(scope, false, "");
+    std::string damage = damage_seen;
+    if (damage.empty()) {
+      auto repo = open(false);
+      if (!repo) {
+        damage = repo.error().message;
+      } else if (auto bad = check_local_state(repo->get())) {
+        damage = bad->message;
+      } else {
+        auto target = fetch_branch(repo->get(), scope);
+        if (target) return *target;
+        if (!target.error().local_damage) return Unexpected(GitError{target.error().message});
+        damage = target.error().message;
+      }
+    }  // the damaged repository is closed before it is moved aside
+    return create(scope, true, damage);
+  }
+
+  // Moves the checkout to `target`, a commit in the repository (see move_work_tree).
+  Expected<SyncResult, Failure> move(const git_oid& target, const char* reflog) {
+    std::error_code ec;
+    // Only the directory itself: its parent belongs to root and is prepared by the supervisor.
+    if (!fs::is_directory(dir, ec) && !fs::create_directory(dir, ec) && ec) {
+      return Unexpected(Failure{"cannot create " + dir.string() + ": " + ec.message()});
+    }
+    auto repo = open(true);
+    if (!repo) return Unexpected(repo.error());
+    auto head = head_commit(repo->get());
+    if (!head) return Unexpected(head.error());
+    const git_oid* previous = *head ? &**head : nullptr;
+
+    SyncResult result;
+    if (outside) {
+      // A commit cannot hold .git: this one was planted (or is the old layout's repository,
+      // removed by the first move after the clone, which is not a local edit). Never read.
+      auto removed = remove_below(dir, ".git");
+      if (!removed) return Unexpected(Failure{"removing " + (dir / ".git").string() + " failed: " + removed.error()});
+      if (*removed && (previous != nullptr || rebuilt)) result.discarded.emplace_back(".git");
+    }
+    auto moved = move_work_tree(repo->get(), target, previous, reflog);
     if (!moved) return Unexpected(moved.error());
-    SyncResult result;
-    result.previous_hash = hex(*previous);
-    result.current_hash = hex(*target);
+    result.previous_hash = previous != nullptr ? hex(*previous) : "";
+    result.current_hash = hex(target);
+    result.recloned = rebuilt;
     result.force_pushed = moved->rewound;
-    result.discarded = std::move(moved->discarded);
+    result.discarded.insert(result.discarded.end(), moved->discarded.begin(), moved->discarded.end());
+    std::sort(result.discarded.begin(), result.discarded.end());
+    rebuilt = false;
     return result;
   }
 
-  Expected<SyncResult, GitError> sync() const {
+  // move() for the public calls: a damaged repository is rebuilt by the next fetch.
+  Expected<SyncResult, GitError> move_local(const std::string& commit_hash, const char* doing, const char* reflog) {
+    git_oid target;
+    {
+      auto repo = open_existing(redacted(doing + (" " + commit_hash) + " in " + dir.string()));
+      if (!repo) return Unexpected(repo.error());
+      auto found = resolve(repo->get(), commit_hash);
+      if (!found) return Unexpected(GitError{found.error().message});
+      target = *found;
+    }
+    auto moved = move(target, reflog);
+    if (!moved) {
+      if (moved.error().local_damage) damage_seen = moved.error().message;
+      return Unexpected(GitError{moved.error().message});
+    }
+    return std::move(*moved);
+  }
+
+  Expected<SyncResult, GitError> sync() {
     if (auto bad = preflight()) return Unexpected(*bad);
     NetworkScope scope(url.uses_sockets, options);
     if (scope.status() < 0) {
       return Unexpected(GitError{failure("installing network timeouts failed", scope.status(), false).message});
     }
-
-    if (!has_git_dir()) return rebuild(scope, false, "");
-    {
-      // Leftovers of an interrupted rebuild.
-      std::error_code ignored;
-      fs::remove_all(dir / ".git.pgod-new", ignored);
-      fs::remove_all(dir / ".git.pgod-broken", ignored);
+    auto target = fetch_or_clone(scope);
+    if (!target) return Unexpected(target.error());
+    auto moved = move(*target, "pgod: sync");
+    if (moved) return std::move(*moved);
+    if (!moved.error().local_damage) return Unexpected(GitError{moved.error().message});
+    // Damage only the move saw: rebuild now (the network is at hand) and move again.
+    const std::string damage = moved.error().message;
+    target = create(scope, true, damage);
+    if (!target) return Unexpected(target.error());
+    moved = move(*target, "pgod: clone");
+    if (!moved) {
+      return Unexpected(GitError{"the repository in " + repo_dir.string() + " is damaged (" + damage +
+                                 ") and rebuilding it failed: " + moved.error().message});
     }
-    std::string damage;
-    {
-      auto repo = open();
-      if (!repo) {
-        damage = repo.error().message;
-      } else {
-        auto updated = update(repo->get(), scope);
-        if (updated) return std::move(*updated);
-        if (!updated.error().local_damage) return Unexpected(GitError{updated.error().message});
-        damage = updated.error().message;
-      }
-    }  // the damaged repository is closed before .git is moved aside
-    return rebuild(scope, true, damage);
+    return std::move(*moved);
+  }
+
+  Expected<git_oid, GitError> fetch() {
+    if (auto bad = preflight()) return Unexpected(*bad);
+    NetworkScope scope(url.uses_sockets, options);
+    if (scope.status() < 0) {
+      return Unexpected(GitError{failure("installing network timeouts failed", scope.status(), false).message});
+    }
+    return fetch_or_clone(scope);
   }
 
   Expected<RepositoryPtr, GitError> open_existing(const std::string& doing) const {
     if (auto bad = preflight()) return Unexpected(*bad);
-    if (!has_git_dir()) return Unexpected(GitError{doing + " failed: no repository in " + dir.string() + " yet"});
-    auto repo = open();
+    if (!has_repository()) {
+      return Unexpected(GitError{doing + " failed: no repository in " + repo_dir.string() + " yet"});
+    }
+    auto repo = open(false);
     if (!repo) return Unexpected(GitError{doing + " failed: " + repo.error().message});
     return std::move(*repo);
   }
 };
+
+namespace {
+// The id of the tree with no entries.
+constexpr char kEmptyTree[] = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
+}  // namespace
 
 GitTracker::GitTracker(GitTrackerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 GitTracker::~GitTracker() = default;
@@ -964,40 +1218,68 @@ GitTracker::~GitTracker() = default;
 Expected<SyncResult, GitError> GitTracker::sync() { return impl_->sync(); }
 
 Expected<std::string, GitError> GitTracker::fetch() {
-  auto repo = impl_->open_existing("fetching branch " + impl_->where());
-  if (!repo) return Unexpected(repo.error());
-  NetworkScope scope(impl_->url.uses_sockets, impl_->options);
-  if (scope.status() < 0) {
-    return Unexpected(GitError{impl_->failure("installing network timeouts failed", scope.status(), false).message});
-  }
-  auto target = impl_->fetch_branch(repo->get(), scope);
-  if (!target) return Unexpected(GitError{target.error().message});
+  auto target = impl_->fetch();
+  if (!target) return Unexpected(target.error());
   return hex(*target);
 }
 
-Expected<SyncResult, GitError> GitTracker::checkout(const std::string& commit_hash) {
-  const std::string doing = "checking out " + commit_hash + " in " + impl_->dir.string();
-  auto repo = impl_->open_existing(impl_->redacted(doing));
+Expected<std::string, GitError> GitTracker::stage(const std::string& commit_hash, const std::string& staging_dir) {
+  const std::string doing = impl_->redacted("staging commit " + commit_hash + " in " + staging_dir);
+  // Without a work tree: the checkout is not even known to this handle.
+  auto repo = impl_->open_existing(doing);
   if (!repo) return Unexpected(repo.error());
   auto target = impl_->resolve(repo->get(), commit_hash);
   if (!target) return Unexpected(GitError{target.error().message});
-  auto previous = impl_->head_commit(repo->get());
-  if (!previous) return Unexpected(GitError{previous.error().message});
-  auto moved = impl_->move_to(repo->get(), *target, &*previous, "pgod: checkout");
-  if (!moved) return Unexpected(GitError{moved.error().message});
-  SyncResult result;
-  result.previous_hash = hex(*previous);
-  result.current_hash = hex(*target);
-  result.discarded = std::move(moved->discarded);
+  git_object* raw = nullptr;
+  int rc = git_object_lookup(&raw, repo->get(), &*target, GIT_OBJECT_COMMIT);
+  ObjectPtr commit(raw);
+  if (rc < 0) return Unexpected(GitError{impl_->failure(doing + " failed", rc, false).message});
+  if (auto error = make_empty_directory(staging_dir)) return Unexpected(GitError{doing + " failed: " + *error});
+
+  git_checkout_options checkout_options;
+  if ((rc = git_checkout_options_init(&checkout_options, GIT_CHECKOUT_OPTIONS_VERSION)) < 0) {
+    return Unexpected(GitError{impl_->failure("preparing the checkout failed", rc, false).message});
+  }
+  // Every file of the commit into the empty directory, compared with the empty tree (the
+  // default, HEAD, describes the checkout: a path HEAD has as a directory and the commit as a
+  // link would be left out); the index (the checkout's too) neither updated nor written; no
+  // filters, as in the checkout (see move_work_tree). libgit2 knows the empty tree without
+  // having it in the object database.
+  git_oid empty_id;
+  if ((rc = git_oid_fromstrn(&empty_id, kEmptyTree, sizeof kEmptyTree - 1)) < 0) {
+    return Unexpected(GitError{impl_->failure("preparing the checkout failed", rc, false).message});
+  }
+  git_tree* raw_empty = nullptr;
+  rc = git_tree_lookup(&raw_empty, repo->get(), &empty_id);
+  TreePtr empty(raw_empty);
+  if (rc < 0) return Unexpected(GitError{impl_->failure("preparing the checkout failed", rc, false).message});
+  checkout_options.checkout_strategy =
+      GIT_CHECKOUT_FORCE | GIT_CHECKOUT_DONT_UPDATE_INDEX | GIT_CHECKOUT_DONT_WRITE_INDEX;
+  checkout_options.disable_filters = 1;
+  checkout_options.baseline = empty.get();
+  checkout_options.target_directory = staging_dir.c_str();
+  if ((rc = git_checkout_tree(repo->get(), commit.get(), &checkout_options)) < 0) {
+    return Unexpected(GitError{impl_->failure(doing + " failed", rc, false).message});
+  }
+  return staging_dir;
+}
+
+Expected<SyncResult, GitError> GitTracker::move_to(const std::string& commit_hash) {
+  return impl_->move_local(commit_hash, "moving to", "pgod: move");
+}
+
+Expected<SyncResult, GitError> GitTracker::checkout(const std::string& commit_hash) {
+  auto result = impl_->move_local(commit_hash, "checking out", "pgod: checkout");
+  if (result) result->force_pushed = false;  // a rollback goes back on purpose
   return result;
 }
 
 std::string GitTracker::head_hash() const {
-  if (impl_->preflight() || !impl_->has_git_dir()) return "";
-  auto repo = impl_->open();
+  if (impl_->preflight() || !impl_->has_repository()) return "";
+  auto repo = impl_->open(false);
   if (!repo) return "";
   auto head = impl_->head_commit(repo->get());
-  return head ? hex(*head) : "";
+  return head && *head ? hex(**head) : "";
 }
 
 Expected<std::vector<std::string>, GitError> GitTracker::changed_paths(const std::string& from, const std::string& to,
@@ -1087,6 +1369,69 @@ Expected<std::string, GitError> GitTracker::resolve_commit(const std::string& ha
   auto id = impl_->resolve(repo->get(), hash);
   if (!id) return Unexpected(GitError{id.error().message});
   return hex(*id);
+}
+
+Expected<std::vector<std::pair<std::string, std::string>>, GitError> GitTracker::read_directory(
+    const std::string& commit_hash, const std::string& directory, std::size_t max_files,
+    std::size_t max_bytes_per_file) const {
+  const std::string doing = impl_->redacted("reading " + directory + " at " + commit_hash);
+  auto repo = impl_->open_existing(doing);
+  if (!repo) return Unexpected(repo.error());
+  auto id = impl_->resolve(repo->get(), commit_hash);
+  if (!id) return Unexpected(GitError{id.error().message});
+  auto root = impl_->tree_of(repo->get(), *id);
+  if (!root) return Unexpected(GitError{root.error().message});
+  const auto relative = repository_relative(directory);
+  if (!relative) return Unexpected(GitError{impl_->redacted("'" + directory + "' is outside the repository")});
+
+  std::vector<std::pair<std::string, std::string>> files;
+  TreePtr subtree;
+  const git_tree* tree = root->get();
+  if (!relative->empty()) {
+    git_tree_entry* raw = nullptr;
+    int rc = git_tree_entry_bypath(&raw, root->get(), relative->c_str());
+    TreeEntryPtr entry(raw);
+    if (rc == GIT_ENOTFOUND) return files;
+    if (rc < 0) return Unexpected(GitError{impl_->failure(doing + " failed", rc, false).message});
+    if (git_tree_entry_filemode(entry.get()) != GIT_FILEMODE_TREE) return files;  // a file or link, not a directory
+    git_tree* raw_tree = nullptr;
+    rc = git_tree_lookup(&raw_tree, repo->get(), git_tree_entry_id(entry.get()));
+    subtree.reset(raw_tree);
+    if (rc < 0) return Unexpected(GitError{impl_->failure(doing + " failed", rc, false).message});
+    tree = subtree.get();
+  }
+
+  std::vector<std::pair<std::string, git_oid>> blobs;
+  for (std::size_t i = 0, n = git_tree_entrycount(tree); i < n; ++i) {
+    const git_tree_entry* entry = git_tree_entry_byindex(tree, i);
+    const auto mode = git_tree_entry_filemode(entry);
+    if (mode != GIT_FILEMODE_BLOB && mode != GIT_FILEMODE_BLOB_EXECUTABLE) continue;
+    blobs.emplace_back(git_tree_entry_name(entry), *git_tree_entry_id(entry));
+  }
+  // Git orders a tree as if directories' names ended in '/': sorted again, by name alone.
+  std::sort(blobs.begin(), blobs.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+
+  git_odb* raw_odb = nullptr;
+  int rc = git_repository_odb(&raw_odb, repo->get());
+  OdbPtr odb(raw_odb);
+  if (rc < 0) return Unexpected(GitError{impl_->failure(doing + " failed", rc, false).message});
+  for (const auto& [name, blob_id] : blobs) {
+    if (files.size() >= max_files) break;
+    // The size from the header: an oversize blob is never loaded.
+    std::size_t size = 0;
+    git_object_t type = GIT_OBJECT_INVALID;
+    if ((rc = git_odb_read_header(&size, &type, odb.get(), &blob_id)) < 0) {
+      return Unexpected(GitError{impl_->failure(doing + "/" + name + " failed", rc, false).message});
+    }
+    if (size > max_bytes_per_file) continue;
+    git_blob* raw_blob = nullptr;
+    rc = git_blob_lookup(&raw_blob, repo->get(), &blob_id);
+    BlobPtr blob(raw_blob);
+    if (rc < 0) return Unexpected(GitError{impl_->failure(doing + "/" + name + " failed", rc, false).message});
+    const auto* content = static_cast<const char*>(git_blob_rawcontent(blob.get()));
+    files.emplace_back(name, std::string(content, static_cast<std::size_t>(git_blob_rawsize(blob.get()))));
+  }
+  return files;
 }
 
 }  // namespace pgod::worker

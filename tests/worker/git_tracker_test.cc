@@ -35,14 +35,30 @@ void write_file(const fs::path& file, const std::string& content) {
   std::ofstream(file, std::ios::binary | std::ios::trunc) << content;
 }
 
-bool leftovers(const fs::path& checkout) {
-  return fs::exists(checkout / ".git.pgod-new") || fs::exists(checkout / ".git.pgod-broken");
+// Whether anything is at `path`, a dangling symlink included.
+bool present(const fs::path& path) {
+  std::error_code ignored;
+  return fs::exists(fs::symlink_status(path, ignored));
+}
+
+// A rebuild's half-made or put-aside repository, beside the git directory.
+bool leftovers(const fs::path& git_dir) {
+  return present(git_dir.string() + ".pgod-new") || present(git_dir.string() + ".pgod-broken");
+}
+
+// The names in a directory (not below it), sorted.
+Strings entries(const fs::path& dir) {
+  Strings names;
+  for (const auto& entry : fs::directory_iterator(dir)) names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 class GitTrackerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     fs::create_directory(checkout);
+    fs::create_directory(state);
     initial = upstream.commit({{"compose.yaml", "services:\n  web:\n    image: busybox\n"},
                                {"README.md", "hello\n"},
                                {"app.env", "A=1\n"},
@@ -50,11 +66,26 @@ class GitTrackerTest : public ::testing::Test {
                               "initial");
   }
 
-  GitTrackerOptions options() const { return {upstream.path(), "main", checkout.string()}; }
+  // The worker's layout: the repository in its state directory, outside the checkout.
+  GitTrackerOptions options() const { return {upstream.path(), "main", checkout.string(), git_dir.string()}; }
+  // The old layout: the repository in <checkout>/.git.
+  GitTrackerOptions old_layout() const { return {upstream.path(), "main", checkout.string()}; }
+
+  // The git program on the tracker's repository and checkout, as an operator would run it.
+  std::string repo_git(Strings args) const {
+    args.insert(args.begin(), {"-C", checkout.string(), "--git-dir=" + git_dir.string(),
+                               "--work-tree=" + checkout.string()});
+    return git(args);
+  }
+
+  // A commit made in the upstream's work clone by hand (symlinks, modes), pushed.
+  fs::path upstream_work() const { return upstream.path() + ".work"; }
 
   TempDir tmp;
   GitUpstream upstream{tmp.path()};
   fs::path checkout = fs::path(tmp.path()) / "checkout";
+  fs::path state = fs::path(tmp.path()) / "state";
+  fs::path git_dir = state / "git";
   std::string initial;
 };
 
@@ -71,11 +102,14 @@ TEST_F(GitTrackerTest, ClonesIntoAnEmptyExistingDirectory) {
   EXPECT_EQ(tracker.head_hash(), initial);
   EXPECT_EQ(read_file(checkout / "compose.yaml"), "services:\n  web:\n    image: busybox\n");
   EXPECT_EQ(read_file(checkout / "conf/site.conf"), "listen 80\n");
-  // A normal checkout for the git program too: on the branch, clean, tracking origin.
-  EXPECT_EQ(git({"-C", checkout.string(), "symbolic-ref", "HEAD"}), "refs/heads/main");
-  EXPECT_EQ(git({"-C", checkout.string(), "status", "--porcelain"}), "");
-  EXPECT_EQ(git({"-C", checkout.string(), "rev-parse", "--abbrev-ref", "main@{upstream}"}), "origin/main");
-  EXPECT_FALSE(leftovers(checkout));
+  // The repository is in git_dir; the checkout holds the commit's files and nothing else.
+  EXPECT_TRUE(fs::is_regular_file(git_dir / "HEAD"));
+  EXPECT_EQ(entries(checkout), (Strings{"README.md", "app.env", "compose.yaml", "conf"}));
+  // A normal repository for the git program too: on the branch, clean, tracking origin.
+  EXPECT_EQ(repo_git({"symbolic-ref", "HEAD"}), "refs/heads/main");
+  EXPECT_EQ(repo_git({"status", "--porcelain"}), "");
+  EXPECT_EQ(repo_git({"rev-parse", "--abbrev-ref", "main@{upstream}"}), "origin/main");
+  EXPECT_FALSE(leftovers(git_dir));
 }
 
 TEST_F(GitTrackerTest, ClonesIntoAMissingDirectory) {
@@ -120,7 +154,8 @@ TEST_F(GitTrackerTest, FastForwardsToANewCommit) {
   EXPECT_FALSE(result->recloned);
   EXPECT_EQ(read_file(checkout / "compose.yaml"), "services: {}\n");
   EXPECT_FALSE(fs::exists(checkout / "README.md"));
-  EXPECT_EQ(git({"-C", checkout.string(), "rev-parse", "HEAD"}), next);
+  EXPECT_EQ(repo_git({"rev-parse", "HEAD"}), next);
+  EXPECT_FALSE(present(checkout / ".git"));
 }
 
 TEST_F(GitTrackerTest, HardResetsAfterAForcePush) {
@@ -136,7 +171,7 @@ TEST_F(GitTrackerTest, HardResetsAfterAForcePush) {
   EXPECT_TRUE(result->force_pushed);
   EXPECT_FALSE(fs::exists(checkout / "second.txt"));
   EXPECT_EQ(read_file(checkout / "third.txt"), "3\n");
-  EXPECT_EQ(git({"-C", checkout.string(), "status", "--porcelain"}), "");
+  EXPECT_EQ(repo_git({"status", "--porcelain"}), "");
 }
 
 TEST_F(GitTrackerTest, UnrelatedCommitChangesNoComposePath) {
@@ -216,7 +251,7 @@ TEST_F(GitTrackerTest, DiscardsLocalEditsButKeepsUntrackedFiles) {
 
   // A staged edit, together with an upstream change.
   write_file(checkout / "README.md", "local\n");
-  git({"-C", checkout.string(), "add", "README.md"});
+  repo_git({"add", "README.md"});
   const auto next = upstream.commit({{"app.env", "A=3\n"}});
   result = tracker.sync();
   ASSERT_TRUE(result) << result.error().message;
@@ -224,7 +259,7 @@ TEST_F(GitTrackerTest, DiscardsLocalEditsButKeepsUntrackedFiles) {
   EXPECT_EQ(result->discarded, Strings{"README.md"});
   EXPECT_EQ(read_file(checkout / "README.md"), "hello\n");
   EXPECT_EQ(read_file(checkout / "Caddyfile.import"), "generated\n");
-  EXPECT_EQ(git({"-C", checkout.string(), "status", "--porcelain"}), "?? Caddyfile.import");
+  EXPECT_EQ(repo_git({"status", "--porcelain"}), "?? Caddyfile.import");
 }
 
 TEST_F(GitTrackerTest, OverwritesAnUntrackedFileInTheWayAndSaysSo) {
@@ -244,7 +279,7 @@ TEST_F(GitTrackerTest, RebuildsWhenTheObjectsAreGone) {
   ASSERT_TRUE(tracker.sync());
   write_file(checkout / "Caddyfile.import", "generated\n");
   const auto mode = fs::status(checkout / "compose.yaml").permissions();
-  fs::remove_all(checkout / ".git/objects");
+  fs::remove_all(git_dir / "objects");
   const auto next = upstream.commit({{"app.env", "A=2\n"}});
   auto result = tracker.sync();
   ASSERT_TRUE(result) << result.error().message;
@@ -257,8 +292,8 @@ TEST_F(GitTrackerTest, RebuildsWhenTheObjectsAreGone) {
   EXPECT_EQ(fs::status(checkout / "compose.yaml").permissions(), mode);
   EXPECT_EQ(read_file(checkout / "Caddyfile.import"), "generated\n");
   EXPECT_EQ(result->discarded, Strings{"app.env"});  // it differed from the new commit
-  EXPECT_EQ(git({"-C", checkout.string(), "status", "--porcelain"}), "?? Caddyfile.import");
-  EXPECT_FALSE(leftovers(checkout));
+  EXPECT_EQ(repo_git({"status", "--porcelain"}), "?? Caddyfile.import");
+  EXPECT_FALSE(leftovers(git_dir));
   // And it keeps working afterwards.
   auto again = tracker.sync();
   ASSERT_TRUE(again) << again.error().message;
@@ -270,28 +305,28 @@ TEST_F(GitTrackerTest, RebuildsWhenObjectsAreMissingFromAnIntactLayout) {
   GitTracker tracker(options());
   ASSERT_TRUE(tracker.sync());
   // The repository still opens; reading HEAD's commit fails.
-  for (const auto& entry : fs::recursive_directory_iterator(checkout / ".git/objects")) {
+  for (const auto& entry : fs::recursive_directory_iterator(git_dir / "objects")) {
     if (entry.is_regular_file()) fs::remove(entry.path());
   }
   auto result = tracker.sync();
   ASSERT_TRUE(result) << result.error().message;
   EXPECT_TRUE(result->recloned);
   EXPECT_EQ(result->current_hash, initial);
-  EXPECT_EQ(git({"-C", checkout.string(), "fsck", "--no-progress"}), "");
+  EXPECT_EQ(repo_git({"fsck", "--no-progress"}), "");
 }
 
 TEST_F(GitTrackerTest, ADamagedCheckoutWaitsForAReachableUpstream) {
   GitTracker tracker(options());
   ASSERT_TRUE(tracker.sync());
-  write_file(checkout / ".git/HEAD", "garbage\n");
+  write_file(git_dir / "HEAD", "garbage\n");
   fs::rename(upstream.path(), upstream.path() + ".gone");
   auto result = tracker.sync();
   ASSERT_FALSE(result);
   EXPECT_NE(result.error().message.find("is damaged"), std::string::npos) << result.error().message;
-  // Nothing was swapped: the damaged .git is still there, the work tree untouched.
-  EXPECT_EQ(read_file(checkout / ".git/HEAD"), "garbage\n");
+  // Nothing was swapped: the damaged repository is still there, the work tree untouched.
+  EXPECT_EQ(read_file(git_dir / "HEAD"), "garbage\n");
   EXPECT_EQ(read_file(checkout / "app.env"), "A=1\n");
-  EXPECT_FALSE(leftovers(checkout));
+  EXPECT_FALSE(leftovers(git_dir));
   fs::rename(upstream.path() + ".gone", upstream.path());
   result = tracker.sync();
   ASSERT_TRUE(result) << result.error().message;
@@ -302,38 +337,38 @@ TEST_F(GitTrackerTest, ADamagedCheckoutWaitsForAReachableUpstream) {
 TEST_F(GitTrackerTest, RebuildsWhenHeadIsGarbage) {
   GitTracker tracker(options());
   ASSERT_TRUE(tracker.sync());
-  write_file(checkout / ".git/HEAD", "garbage\n");
+  write_file(git_dir / "HEAD", "garbage\n");
   auto result = tracker.sync();
   ASSERT_TRUE(result) << result.error().message;
   EXPECT_TRUE(result->recloned);
   EXPECT_EQ(result->current_hash, initial);
   EXPECT_TRUE(result->discarded.empty());
-  EXPECT_EQ(git({"-C", checkout.string(), "rev-parse", "HEAD"}), initial);
-  EXPECT_FALSE(leftovers(checkout));
+  EXPECT_EQ(repo_git({"rev-parse", "HEAD"}), initial);
+  EXPECT_FALSE(leftovers(git_dir));
 }
 
 TEST_F(GitTrackerTest, RebuildsWhenTheIndexIsGarbage) {
   GitTracker tracker(options());
   ASSERT_TRUE(tracker.sync());
-  write_file(checkout / ".git/index", "this is not an index, not at all, it is garbage\n");
+  write_file(git_dir / "index", "this is not an index, not at all, it is garbage\n");
   auto result = tracker.sync();
   ASSERT_TRUE(result) << result.error().message;
   EXPECT_TRUE(result->recloned);
   EXPECT_EQ(result->current_hash, initial);
-  EXPECT_EQ(git({"-C", checkout.string(), "status", "--porcelain"}), "");
+  EXPECT_EQ(repo_git({"status", "--porcelain"}), "");
 }
 
 TEST_F(GitTrackerTest, RebuildsWhenTheCheckoutHasFilesButNoRepository) {
   GitTracker tracker(options());
   ASSERT_TRUE(tracker.sync());
   write_file(checkout / "compose.yaml", "local\n");
-  fs::remove_all(checkout / ".git");
+  fs::remove_all(git_dir);
   auto result = tracker.sync();
   ASSERT_TRUE(result) << result.error().message;
   EXPECT_FALSE(result->recloned);  // nothing was broken: there was no repository
   EXPECT_EQ(result->current_hash, initial);
   EXPECT_EQ(result->discarded, Strings{"compose.yaml"});
-  EXPECT_EQ(git({"-C", checkout.string(), "status", "--porcelain"}), "");
+  EXPECT_EQ(repo_git({"status", "--porcelain"}), "");
 }
 
 TEST_F(GitTrackerTest, UnreachableUpstreamLeavesTheCheckoutUntouched) {
@@ -347,7 +382,7 @@ TEST_F(GitTrackerTest, UnreachableUpstreamLeavesTheCheckoutUntouched) {
   EXPECT_NE(result.error().message.find("does not exist"), std::string::npos) << result.error().message;
   EXPECT_EQ(tracker.head_hash(), initial);
   EXPECT_EQ(read_file(checkout / "compose.yaml"), "local edit\n");  // not even local edits go
-  EXPECT_FALSE(leftovers(checkout));
+  EXPECT_FALSE(leftovers(git_dir));
   EXPECT_FALSE(tracker.fetch());
 
   // Nothing listens there: the same over http.
@@ -358,7 +393,7 @@ TEST_F(GitTrackerTest, UnreachableUpstreamLeavesTheCheckoutUntouched) {
   ASSERT_FALSE(result);
   EXPECT_NE(result.error().message.find("could not connect"), std::string::npos) << result.error().message;
   EXPECT_EQ(tracker.head_hash(), initial);
-  EXPECT_FALSE(leftovers(checkout));
+  EXPECT_FALSE(leftovers(git_dir));
 }
 
 TEST_F(GitTrackerTest, NamesABranchMissingUpstream) {
@@ -369,8 +404,9 @@ TEST_F(GitTrackerTest, NamesABranchMissingUpstream) {
   ASSERT_FALSE(result);
   EXPECT_NE(result.error().message.find("branch 'release-2' does not exist"), std::string::npos)
       << result.error().message;
-  EXPECT_FALSE(fs::exists(checkout / ".git"));
-  EXPECT_FALSE(leftovers(checkout));
+  EXPECT_FALSE(present(git_dir));
+  EXPECT_FALSE(leftovers(git_dir));
+  EXPECT_EQ(entries(checkout), Strings{});
 
   // An existing checkout switched to a missing branch stays where it was.
   GitTracker tracker(options());
@@ -395,12 +431,12 @@ TEST_F(GitTrackerTest, SwitchesToAnotherBranch) {
   auto result = dev.sync();
   ASSERT_TRUE(result) << result.error().message;
   EXPECT_EQ(result->current_hash, initial);
-  EXPECT_EQ(git({"-C", checkout.string(), "symbolic-ref", "HEAD"}), "refs/heads/dev");
+  EXPECT_EQ(repo_git({"symbolic-ref", "HEAD"}), "refs/heads/dev");
   EXPECT_FALSE(fs::exists(checkout / "main-only.txt"));
   result = tracker.sync();
   ASSERT_TRUE(result) << result.error().message;
   EXPECT_EQ(result->current_hash, main_tip);
-  EXPECT_EQ(git({"-C", checkout.string(), "symbolic-ref", "HEAD"}), "refs/heads/main");
+  EXPECT_EQ(repo_git({"symbolic-ref", "HEAD"}), "refs/heads/main");
 }
 
 TEST_F(GitTrackerTest, RollsBackToAnAbbreviatedCommit) {
@@ -446,27 +482,417 @@ TEST_F(GitTrackerTest, FollowsAChangedRepositoryUrl) {
   EXPECT_EQ(result->current_hash, other);
   EXPECT_TRUE(result->force_pushed);  // not a descendant of what we had
   EXPECT_FALSE(result->recloned);
-  EXPECT_EQ(git({"-C", checkout.string(), "remote", "get-url", "origin"}), moved.path());
+  EXPECT_EQ(repo_git({"remote", "get-url", "origin"}), moved.path());
   EXPECT_FALSE(fs::exists(checkout / "app.env"));
 }
 
 TEST_F(GitTrackerTest, FetchDoesNotMoveTheCheckout) {
   GitTracker tracker(options());
+  // A first fetch clones into git_dir and leaves the checkout alone.
   auto fetched = tracker.fetch();
-  ASSERT_FALSE(fetched);  // no repository yet: sync first
-  EXPECT_NE(fetched.error().message.find("no repository"), std::string::npos) << fetched.error().message;
-  ASSERT_TRUE(tracker.sync());
+  ASSERT_TRUE(fetched) << fetched.error().message;
+  EXPECT_EQ(*fetched, initial);
+  EXPECT_EQ(tracker.head_hash(), "");
+  EXPECT_EQ(entries(checkout), Strings{});
+  EXPECT_TRUE(fs::is_regular_file(git_dir / "HEAD"));
+  EXPECT_FALSE(leftovers(git_dir));
+  // The first move after it checks the commit out.
+  auto moved = tracker.move_to(*fetched);
+  ASSERT_TRUE(moved) << moved.error().message;
+  EXPECT_EQ(moved->previous_hash, "");
+  EXPECT_EQ(moved->current_hash, initial);
+  EXPECT_TRUE(moved->discarded.empty());
+  EXPECT_EQ(tracker.head_hash(), initial);
+  EXPECT_EQ(read_file(checkout / "app.env"), "A=1\n");
+
   const auto next = upstream.commit({{"app.env", "A=9\n"}});
   fetched = tracker.fetch();
   ASSERT_TRUE(fetched) << fetched.error().message;
   EXPECT_EQ(*fetched, next);
   EXPECT_EQ(tracker.head_hash(), initial);
   EXPECT_EQ(read_file(checkout / "app.env"), "A=1\n");
-  EXPECT_EQ(git({"-C", checkout.string(), "rev-parse", "origin/main"}), next);
+  EXPECT_EQ(repo_git({"rev-parse", "origin/main"}), next);
+  EXPECT_EQ(repo_git({"status", "--porcelain"}), "");
   // changed_paths works on fetched commits before the checkout moves.
   auto changed = tracker.changed_paths(initial, *fetched, {"app.env", "compose.yaml"});
   ASSERT_TRUE(changed);
   EXPECT_EQ(*changed, Strings{"app.env"});
+}
+
+// ---------------------------------------------------------------------------------------------
+// The repository outside the checkout: what a container writes there is never repository data.
+
+TEST_F(GitTrackerTest, KeepsTheRepositoryOutOfTheCheckout) {
+  GitTracker tracker(options());
+  ASSERT_TRUE(tracker.sync());
+  EXPECT_FALSE(present(checkout / ".git"));
+  EXPECT_TRUE(fs::is_directory(git_dir / "objects"));
+  // The work tree is set by the tracker each time, never stored for the git directory to name.
+  EXPECT_EQ(read_file(git_dir / "config").find("worktree"), std::string::npos);
+  const auto next = upstream.commit({{"app.env", "A=2\n"}});
+  auto result = tracker.sync();
+  ASSERT_TRUE(result) << result.error().message;
+  EXPECT_EQ(result->current_hash, next);
+  EXPECT_TRUE(result->discarded.empty());
+  EXPECT_FALSE(present(checkout / ".git"));
+  EXPECT_EQ(entries(checkout), (Strings{"README.md", "app.env", "compose.yaml", "conf"}));
+
+  // A git directory inside the checkout would defeat the point: refused.
+  auto inside = options();
+  inside.git_dir = (checkout / "sub/git").string();
+  auto refused = GitTracker(inside).sync();
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("inside the checkout"), std::string::npos) << refused.error().message;
+  EXPECT_FALSE(present(checkout / "sub"));
+}
+
+TEST_F(GitTrackerTest, APlantedDotGitIsRemovedAndNeverRead) {
+  GitTracker tracker(options());
+  ASSERT_TRUE(tracker.sync());
+  // What a container with the checkout mounted read-write can do: a whole repository whose
+  // config sends the work tree elsewhere.
+  const fs::path elsewhere = fs::path(tmp.path()) / "elsewhere";
+  fs::create_directory(elsewhere);
+  git({"init", "-q", "--bare", (checkout / ".git").string()});
+  git({"--git-dir=" + (checkout / ".git").string(), "config", "core.bare", "false"});
+  git({"--git-dir=" + (checkout / ".git").string(), "config", "core.worktree", elsewhere.string()});
+  const auto next = upstream.commit({{"compose.yaml", "services: {}\n"}, {"new.txt", "new\n"}});
+  auto result = tracker.sync();
+  ASSERT_TRUE(result) << result.error().message;
+  EXPECT_EQ(result->current_hash, next);
+  EXPECT_EQ(result->discarded, Strings{".git"});
+  EXPECT_FALSE(present(checkout / ".git"));
+  EXPECT_EQ(read_file(checkout / "new.txt"), "new\n");
+  EXPECT_EQ(read_file(checkout / "compose.yaml"), "services: {}\n");
+  EXPECT_EQ(entries(elsewhere), Strings{});
+
+  // A gitlink file naming another git directory, before a judged move: the same.
+  write_file(checkout / ".git", "gitdir: " + git_dir.string() + "\n");
+  const auto third = upstream.commit({{"app.env", "A=3\n"}});
+  auto fetched = tracker.fetch();
+  ASSERT_TRUE(fetched) << fetched.error().message;
+  EXPECT_TRUE(present(checkout / ".git"));  // fetching does not touch the checkout
+  auto moved = tracker.move_to(*fetched);
+  ASSERT_TRUE(moved) << moved.error().message;
+  EXPECT_EQ(moved->current_hash, third);
+  EXPECT_EQ(moved->discarded, Strings{".git"});
+  EXPECT_FALSE(present(checkout / ".git"));
+  EXPECT_TRUE(fs::is_directory(git_dir / "objects"));
+  EXPECT_EQ(entries(elsewhere), Strings{});
+}
+
+TEST_F(GitTrackerTest, ASymlinkedDotGitIsRemovedAsALink) {
+  const fs::path target = fs::path(tmp.path()) / "target";
+  write_file(target / "config", "[core]\n\tworktree = " + (fs::path(tmp.path()) / "elsewhere").string() + "\n");
+  write_file(target / "keep.txt", "keep\n");
+  fs::create_directory_symlink(target, checkout / ".git");
+  GitTracker tracker(options());
+  auto result = tracker.sync();
+  ASSERT_TRUE(result) << result.error().message;
+  EXPECT_EQ(result->current_hash, initial);
+  EXPECT_FALSE(present(checkout / ".git"));
+  EXPECT_EQ(entries(target), (Strings{"config", "keep.txt"}));
+  EXPECT_EQ(read_file(target / "keep.txt"), "keep\n");
+  EXPECT_FALSE(present(fs::path(tmp.path()) / "elsewhere"));
+
+  // Planted later, it is a local edit like any other.
+  fs::create_directory_symlink(target, checkout / ".git");
+  result = tracker.sync();
+  ASSERT_TRUE(result) << result.error().message;
+  EXPECT_EQ(result->discarded, Strings{".git"});
+  EXPECT_FALSE(present(checkout / ".git"));
+  EXPECT_EQ(entries(target), (Strings{"config", "keep.txt"}));
+}
+
+TEST_F(GitTrackerTest, MigratesAnOldCheckoutWithoutTrustingItsRepository) {
+  // A checkout of the old layout, whose .git a container has rewritten: the work tree sent
+  // elsewhere, origin pointed at another repository.
+  git({"clone", "-q", upstream.path(), checkout.string()});
+  write_file(checkout / "Caddyfile.import", "generated\n");
+  const fs::path elsewhere = fs::path(tmp.path()) / "elsewhere";
+  fs::create_directory(elsewhere);
+  GitUpstream evil(tmp.path(), "evil.git");
+  evil.commit({{"compose.yaml", "services:\n  x:\n    privileged: true\n"}}, "evil");
+  git({"-C", checkout.string(), "config", "core.worktree", elsewhere.string()});
+  git({"-C", checkout.string(), "config", "remote.origin.url", evil.path()});
+  const auto next = upstream.commit({{"app.env", "A=2\n"}, {"README.md", std::nullopt}});
+
+  // Upstream unreachable: nothing changes, the next sync tries again.
+  fs::rename(upstream.path(), upstream.path() + ".gone");
+  GitTracker tracker(options());
+  auto result = tracker.sync();
+  ASSERT_FALSE(result);
+  EXPECT_NE(result.error().message.find("does not exist"), std::string::npos) << result.error().message;
+  EXPECT_TRUE(fs::is_directory(checkout / ".git"));
+  EXPECT_FALSE(present(git_dir));
+  EXPECT_FALSE(leftovers(git_dir));
+  EXPECT_EQ(read_file(checkout / "app.env"), "A=1\n");
+  fs::rename(upstream.path() + ".gone", upstream.path());
+
+  result = tracker.sync();
+  ASSERT_TRUE(result) << result.error().message;
+  EXPECT_EQ(result->current_hash, next);
+  EXPECT_FALSE(result->recloned);
+  // The old repository is gone (not a local edit: the layout changed); only what differed
+  // from the new commit is reported.
+  EXPECT_EQ(result->discarded, Strings{"app.env"});
+  EXPECT_FALSE(present(checkout / ".git"));
+  EXPECT_TRUE(fs::is_directory(git_dir / "objects"));
+  EXPECT_EQ(tracker.head_hash(), next);
+  EXPECT_EQ(read_file(checkout / "app.env"), "A=2\n");
+  EXPECT_EQ(read_file(checkout / "compose.yaml"), "services:\n  web:\n    image: busybox\n");
+  EXPECT_EQ(read_file(checkout / "Caddyfile.import"), "generated\n");
+  EXPECT_EQ(entries(elsewhere), Strings{});
+  EXPECT_EQ(repo_git({"remote", "get-url", "origin"}), upstream.path());
+  // README.md was a file of the old commit the new tracker never knew: it stays, untracked.
+  EXPECT_EQ(repo_git({"status", "--porcelain"}), "?? Caddyfile.import\n?? README.md");
+}
+
+TEST_F(GitTrackerTest, TheOldLayoutStillWorks) {
+  GitTracker tracker(old_layout());
+  auto result = tracker.sync();
+  ASSERT_TRUE(result) << result.error().message;
+  EXPECT_EQ(result->current_hash, initial);
+  EXPECT_TRUE(fs::is_directory(checkout / ".git"));
+  EXPECT_FALSE(present(git_dir));
+  EXPECT_EQ(git({"-C", checkout.string(), "status", "--porcelain"}), "");
+  const auto next = upstream.commit({{"app.env", "A=2\n"}});
+  result = tracker.sync();
+  ASSERT_TRUE(result) << result.error().message;
+  EXPECT_EQ(result->current_hash, next);
+  EXPECT_EQ(git({"-C", checkout.string(), "rev-parse", "HEAD"}), next);
+  // Its core.worktree is not honoured either: the work tree is always set by the tracker.
+  const fs::path elsewhere = fs::path(tmp.path()) / "elsewhere";
+  fs::create_directory(elsewhere);
+  git({"-C", checkout.string(), "config", "core.worktree", elsewhere.string()});
+  const auto third = upstream.rewrite_last({{"third.txt", "3\n"}});
+  result = tracker.sync();
+  ASSERT_TRUE(result) << result.error().message;
+  EXPECT_EQ(result->current_hash, third);
+  EXPECT_TRUE(result->force_pushed);
+  EXPECT_EQ(read_file(checkout / "third.txt"), "3\n");
+  EXPECT_EQ(entries(elsewhere), Strings{});
+  write_file(checkout / ".git/HEAD", "garbage\n");
+  result = tracker.sync();
+  ASSERT_TRUE(result) << result.error().message;
+  EXPECT_TRUE(result->recloned);
+  EXPECT_EQ(git({"-C", checkout.string(), "rev-parse", "HEAD"}), third);
+  EXPECT_FALSE(leftovers(checkout / ".git"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Judge before moving: stage, move_to, read_directory.
+
+TEST_F(GitTrackerTest, StagesACommitWithoutTouchingTheCheckout) {
+  GitTracker tracker(options());
+  const auto with_data = upstream.commit({{"data/file.txt", "data\n"}});
+  ASSERT_TRUE(tracker.sync());
+  // data becomes a symlink to /: the judge must see the link, not what it points to.
+  fs::remove_all(upstream_work() / "data");
+  fs::create_directory_symlink("/", upstream_work() / "data");
+  const auto linked = upstream.commit({}, "data is a link");
+  auto fetched = tracker.fetch();
+  ASSERT_TRUE(fetched) << fetched.error().message;
+  ASSERT_EQ(*fetched, linked);
+  const std::string index_before = read_file(git_dir / "index");
+  const auto index_time = fs::last_write_time(git_dir / "index");
+
+  const fs::path staging = state / "staging";
+  auto staged = tracker.stage(linked, staging.string());
+  ASSERT_TRUE(staged) << staged.error().message;
+  EXPECT_EQ(*staged, staging.string());
+  EXPECT_TRUE(fs::is_symlink(staging / "data"));
+  EXPECT_EQ(fs::read_symlink(staging / "data"), fs::path("/"));
+  EXPECT_EQ(read_file(staging / "compose.yaml"), "services:\n  web:\n    image: busybox\n");
+  EXPECT_EQ(read_file(staging / "conf/site.conf"), "listen 80\n");
+  EXPECT_EQ(entries(staging), (Strings{"README.md", "app.env", "compose.yaml", "conf", "data"}));
+  EXPECT_EQ(fs::status(staging).permissions() & fs::perms::all, fs::perms::owner_all);  // created 0700
+  // The checkout, HEAD and the index are as they were.
+  EXPECT_TRUE(fs::is_directory(fs::symlink_status(checkout / "data")));
+  EXPECT_EQ(read_file(checkout / "data/file.txt"), "data\n");
+  EXPECT_EQ(tracker.head_hash(), with_data);
+  EXPECT_EQ(repo_git({"rev-parse", "HEAD"}), with_data);
+  EXPECT_EQ(read_file(git_dir / "index"), index_before);
+  EXPECT_EQ(fs::last_write_time(git_dir / "index"), index_time);
+  EXPECT_EQ(repo_git({"status", "--porcelain"}), "");
+  EXPECT_FALSE(present(checkout / ".git"));
+
+  // A second stage leaves only the second commit's files: what the first wrote, a stray file,
+  // a link planted to the outside (removed as a link, its target untouched).
+  const auto later = upstream.commit({{"README.md", std::nullopt}, {"new.txt", "new\n"}});
+  ASSERT_TRUE(tracker.fetch());
+  const fs::path outside = fs::path(tmp.path()) / "outside";
+  write_file(outside / "precious.txt", "precious\n");
+  write_file(staging / "stray.txt", "stray\n");
+  fs::create_directory_symlink(outside, staging / "escape");
+  staged = tracker.stage(later, staging.string());
+  ASSERT_TRUE(staged) << staged.error().message;
+  EXPECT_EQ(entries(staging), (Strings{"app.env", "compose.yaml", "conf", "data", "new.txt"}));
+  EXPECT_EQ(read_file(staging / "new.txt"), "new\n");
+  EXPECT_EQ(read_file(outside / "precious.txt"), "precious\n");
+  // Back to an older commit: data is a directory again, the later files are gone.
+  staged = tracker.stage(initial.substr(0, 10), staging.string());
+  ASSERT_TRUE(staged) << staged.error().message;
+  EXPECT_EQ(entries(staging), (Strings{"README.md", "app.env", "compose.yaml", "conf"}));
+  EXPECT_EQ(tracker.head_hash(), with_data);
+
+  // A staging path that is a symlink is replaced by a directory, its target left alone.
+  const fs::path linked_staging = state / "linked";
+  fs::create_directory_symlink(outside, linked_staging);
+  staged = tracker.stage(linked, linked_staging.string());
+  ASSERT_TRUE(staged) << staged.error().message;
+  EXPECT_TRUE(fs::is_directory(fs::symlink_status(linked_staging)));
+  EXPECT_EQ(entries(outside), Strings{"precious.txt"});
+  EXPECT_FALSE(tracker.stage(std::string(40, 'e'), staging.string()));
+}
+
+TEST_F(GitTrackerTest, TheJudgedBytesAreTheDeployedBytes) {
+  // No filters on either side: .gitattributes (which a container can rewrite in the checkout)
+  // cannot make the checkout differ from what was staged and judged.
+  const auto filtered = upstream.commit({{".gitattributes", "*.txt ident eol=crlf\n"}, {"id.txt", "a $Id$\nb\n"}});
+  GitTracker tracker(options());
+  ASSERT_TRUE(tracker.sync());
+  const fs::path staging = state / "staging";
+  ASSERT_TRUE(tracker.stage(filtered, staging.string()));
+  EXPECT_EQ(read_file(staging / "id.txt"), "a $Id$\nb\n");
+  EXPECT_EQ(read_file(checkout / "id.txt"), "a $Id$\nb\n");
+  auto again = tracker.sync();
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_TRUE(again->discarded.empty());
+}
+
+TEST_F(GitTrackerTest, StagesFromAFirstFetchBeforeAnyMove) {
+  GitTracker tracker(options());
+  auto fetched = tracker.fetch();
+  ASSERT_TRUE(fetched) << fetched.error().message;
+  const fs::path staging = state / "staging";
+  auto staged = tracker.stage(*fetched, staging.string());
+  ASSERT_TRUE(staged) << staged.error().message;
+  EXPECT_EQ(entries(staging), (Strings{"README.md", "app.env", "compose.yaml", "conf"}));
+  EXPECT_EQ(entries(checkout), Strings{});
+  EXPECT_EQ(tracker.head_hash(), "");
+  auto moved = tracker.move_to(*fetched);
+  ASSERT_TRUE(moved) << moved.error().message;
+  EXPECT_EQ(entries(checkout), (Strings{"README.md", "app.env", "compose.yaml", "conf"}));
+}
+
+TEST_F(GitTrackerTest, MoveToFastForwardsOrResets) {
+  GitTracker tracker(options());
+  EXPECT_FALSE(tracker.move_to(initial));  // no repository yet
+  ASSERT_TRUE(tracker.sync());
+  const auto next = upstream.commit({{"compose.yaml", "services: {}\n"}, {"README.md", std::nullopt}});
+  auto fetched = tracker.fetch();
+  ASSERT_TRUE(fetched) << fetched.error().message;
+  write_file(checkout / "app.env", "local\n");
+  auto result = tracker.move_to(*fetched);
+  ASSERT_TRUE(result) << result.error().message;
+  EXPECT_EQ(result->previous_hash, initial);
+  EXPECT_EQ(result->current_hash, next);
+  EXPECT_FALSE(result->force_pushed);
+  EXPECT_FALSE(result->recloned);
+  EXPECT_EQ(result->discarded, Strings{"app.env"});
+  EXPECT_EQ(read_file(checkout / "compose.yaml"), "services: {}\n");
+  EXPECT_EQ(read_file(checkout / "app.env"), "A=1\n");
+  EXPECT_FALSE(fs::exists(checkout / "README.md"));
+  EXPECT_EQ(repo_git({"rev-parse", "HEAD"}), next);
+
+  const auto rewritten = upstream.rewrite_last({{"third.txt", "3\n"}});
+  fetched = tracker.fetch();
+  ASSERT_TRUE(fetched) << fetched.error().message;
+  EXPECT_EQ(*fetched, rewritten);
+  EXPECT_EQ(tracker.head_hash(), next);  // fetched, not moved
+  result = tracker.move_to(rewritten.substr(0, 12));
+  ASSERT_TRUE(result) << result.error().message;
+  EXPECT_EQ(result->previous_hash, next);
+  EXPECT_EQ(result->current_hash, rewritten);
+  EXPECT_TRUE(result->force_pushed);
+  EXPECT_EQ(read_file(checkout / "third.txt"), "3\n");
+  EXPECT_EQ(read_file(checkout / "compose.yaml"), "services:\n  web:\n    image: busybox\n");
+  EXPECT_EQ(repo_git({"status", "--porcelain"}), "");
+  EXPECT_EQ(repo_git({"symbolic-ref", "HEAD"}), "refs/heads/main");
+
+  // Moving to where HEAD is already is a no-op; unknown commits are errors.
+  result = tracker.move_to(rewritten);
+  ASSERT_TRUE(result) << result.error().message;
+  EXPECT_EQ(result->previous_hash, rewritten);
+  EXPECT_FALSE(result->force_pushed);
+  EXPECT_TRUE(result->discarded.empty());
+  EXPECT_FALSE(tracker.move_to(std::string(40, 'a')));
+  EXPECT_FALSE(tracker.move_to("not-a-hash"));
+  EXPECT_EQ(tracker.head_hash(), rewritten);
+}
+
+TEST_F(GitTrackerTest, AMoveThatFindsDamageLeavesTheRebuildToTheNextFetch) {
+  GitTracker tracker(options());
+  ASSERT_TRUE(tracker.sync());
+  const auto next = upstream.commit({{"app.env", "A=2\n"}});
+  auto fetched = tracker.fetch();
+  ASSERT_TRUE(fetched) << fetched.error().message;
+  write_file(git_dir / "index", "garbage, not an index\n");
+  EXPECT_FALSE(tracker.move_to(*fetched));
+  fetched = tracker.fetch();  // rebuilds
+  ASSERT_TRUE(fetched) << fetched.error().message;
+  auto moved = tracker.move_to(*fetched);
+  ASSERT_TRUE(moved) << moved.error().message;
+  EXPECT_TRUE(moved->recloned);
+  EXPECT_EQ(moved->current_hash, next);
+  EXPECT_EQ(moved->discarded, Strings{"app.env"});  // the rebuilt index knew nothing of it
+  EXPECT_EQ(repo_git({"status", "--porcelain"}), "");
+  moved = tracker.move_to(*fetched);
+  ASSERT_TRUE(moved) << moved.error().message;
+  EXPECT_FALSE(moved->recloned);
+  EXPECT_FALSE(leftovers(git_dir));
+}
+
+TEST_F(GitTrackerTest, ReadsTheRegularFilesOfADirectoryAtACommit) {
+  GitTracker tracker(options());
+  ASSERT_TRUE(tracker.sync());
+  write_file(upstream_work() / "ssh/b.pub", "ssh-ed25519 BBBB b\n");
+  write_file(upstream_work() / "ssh/a.pub", "ssh-ed25519 AAAA a\n");
+  write_file(upstream_work() / "ssh/run.sh", "#!/bin/sh\n");
+  fs::permissions(upstream_work() / "ssh/run.sh", fs::perms::owner_exec, fs::perm_options::add);
+  write_file(upstream_work() / "ssh/big.pub", std::string(200, 'x'));
+  write_file(upstream_work() / "ssh/sub/c.pub", "ssh-ed25519 CCCC c\n");
+  fs::create_symlink("a.pub", upstream_work() / "ssh/link.pub");
+  fs::create_symlink("/etc/passwd", upstream_work() / "ssh/passwd.pub");
+  const auto keys = upstream.commit({}, "keys");
+  const auto changed = upstream.commit({{"ssh/a.pub", "ssh-ed25519 ZZZZ changed\n"}});
+  ASSERT_TRUE(tracker.fetch());
+  write_file(checkout / "ssh/a.pub", "ssh-ed25519 EVIL local\n");  // the checkout is not read
+
+  using Files = std::vector<std::pair<std::string, std::string>>;
+  auto files = tracker.read_directory(keys, "ssh", 10, 100);
+  ASSERT_TRUE(files) << files.error().message;
+  EXPECT_EQ(*files,
+            (Files{{"a.pub", "ssh-ed25519 AAAA a\n"}, {"b.pub", "ssh-ed25519 BBBB b\n"}, {"run.sh", "#!/bin/sh\n"}}));
+  files = tracker.read_directory(changed, "ssh/", 10, 100);
+  ASSERT_TRUE(files) << files.error().message;
+  ASSERT_EQ(files->size(), 3u);
+  EXPECT_EQ(files->front(), (std::pair<std::string, std::string>{"a.pub", "ssh-ed25519 ZZZZ changed\n"}));
+  // The first max_files by name; the size limit is inclusive.
+  files = tracker.read_directory(keys, "ssh", 2, 100);
+  ASSERT_TRUE(files);
+  EXPECT_EQ(*files, (Files{{"a.pub", "ssh-ed25519 AAAA a\n"}, {"b.pub", "ssh-ed25519 BBBB b\n"}}));
+  files = tracker.read_directory(keys, "ssh", 10, 200);
+  ASSERT_TRUE(files);
+  EXPECT_EQ(files->size(), 4u);
+  EXPECT_EQ((*files)[2].first, "big.pub");
+  files = tracker.read_directory(keys, "ssh/sub", 10, 100);
+  ASSERT_TRUE(files);
+  EXPECT_EQ(*files, (Files{{"c.pub", "ssh-ed25519 CCCC c\n"}}));
+  // No such directory, or not a directory: nothing. At the repository's root: its files.
+  files = tracker.read_directory(initial, "ssh", 10, 100);
+  ASSERT_TRUE(files) << files.error().message;
+  EXPECT_TRUE(files->empty());
+  files = tracker.read_directory(keys, "ssh/a.pub", 10, 100);
+  ASSERT_TRUE(files);
+  EXPECT_TRUE(files->empty());
+  files = tracker.read_directory(keys, ".", 10, 100);
+  ASSERT_TRUE(files);
+  EXPECT_EQ(files->size(), 3u);  // README.md, app.env, compose.yaml
+  EXPECT_FALSE(tracker.read_directory(keys, "../ssh", 10, 100));
+  EXPECT_FALSE(tracker.read_directory(std::string(40, 'b'), "ssh", 10, 100));
+  EXPECT_FALSE(GitTracker(options()).read_directory(keys, "ssh", 10, 100) ? false : true);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -482,13 +908,14 @@ class GitHttpTest : public ::testing::Test {
   }
 
   GitTrackerOptions options(const std::string& userinfo) const {
-    return {server.url("repo.git", userinfo), "main", checkout.string()};
+    return {server.url("repo.git", userinfo), "main", checkout.string(), git_dir.string()};
   }
 
   TempDir tmp;
   GitUpstream upstream{tmp.path(), "repo.git"};
   GitHttpServer server{tmp.path(), "oauth2", kToken};
   fs::path checkout = fs::path(tmp.path()) / "checkout";
+  fs::path git_dir = fs::path(tmp.path()) / "state/git";
   std::string initial;
 };
 
@@ -505,9 +932,10 @@ TEST_F(GitHttpTest, ClonesAndFetchesWithATokenInTheUrl) {
   ASSERT_TRUE(result) << result.error().message;
   EXPECT_EQ(result->current_hash, next);
   EXPECT_EQ(read_file(checkout / "app.env"), "A=1\n");
-  // The token is not written into the checkout (containers may bind-mount it).
-  EXPECT_EQ(read_file(checkout / ".git/config").find(kToken), std::string::npos);
-  EXPECT_EQ(git({"-C", checkout.string(), "remote", "get-url", "origin"}), server.url("repo.git", ""));
+  // The token is not written into the repository (nor is the repository in the checkout).
+  EXPECT_EQ(read_file(git_dir / "config").find(kToken), std::string::npos);
+  EXPECT_EQ(git({"--git-dir=" + git_dir.string(), "remote", "get-url", "origin"}), server.url("repo.git", ""));
+  EXPECT_FALSE(present(checkout / ".git"));
 }
 
 TEST_F(GitHttpTest, WrongTokenFailsOnceWithoutShowingIt) {
@@ -523,8 +951,8 @@ TEST_F(GitHttpTest, WrongTokenFailsOnceWithoutShowingIt) {
   EXPECT_NE(message.find("[redacted]@127.0.0.1"), std::string::npos) << message;
   // One try without credentials, one with them: no loop.
   EXPECT_LE(server.refused(), 3);
-  EXPECT_FALSE(fs::exists(checkout / ".git"));
-  EXPECT_FALSE(leftovers(checkout));
+  EXPECT_FALSE(present(git_dir));
+  EXPECT_FALSE(leftovers(git_dir));
 
   // No credentials at all.
   GitTracker anonymous(options(""));
@@ -546,13 +974,16 @@ TEST_F(GitHttpTest, TheTokenNeverAppearsInMessages) {
   auto missing_branch = options(userinfo);
   missing_branch.branch = "nope";
   keep(GitTracker(missing_branch).sync());
+  keep(GitTracker(missing_repo).fetch());
   GitTracker tracker(options(userinfo));
-  keep(tracker.fetch());
   ASSERT_TRUE(tracker.sync());
   keep(tracker.checkout("deadbeef"));
+  keep(tracker.move_to("deadbeef"));
+  keep(tracker.stage("deadbeef", tmp.path() + "/staging"));
+  keep(tracker.read_directory("deadbeef", "ssh", 10, 1000));
   keep(tracker.resolve_commit("zz"));
   keep(GitTracker(missing_branch).fetch());
-  ASSERT_EQ(messages.size(), 6u);
+  ASSERT_EQ(messages.size(), 9u);
   for (const auto& message : messages) {
     EXPECT_EQ(message.find(kToken), std::string::npos) << message;
   }
@@ -563,6 +994,7 @@ TEST_F(GitHttpTest, TheTokenNeverAppearsInMessages) {
   auto opts = options("");
   opts.repository = odd_server.url("repo.git", "oauth2:p%40ss%2Fw%3Ard");
   opts.checkout_dir = tmp.path() + "/odd";
+  opts.git_dir = tmp.path() + "/odd.git";
   auto result = GitTracker(opts).sync();
   ASSERT_TRUE(result) << result.error().message;
   opts.branch = "nope";
@@ -573,7 +1005,8 @@ TEST_F(GitHttpTest, TheTokenNeverAppearsInMessages) {
 }
 
 TEST_F(GitHttpTest, TheTokenDoesNotFollowARedirectToAnotherHost) {
-  GitTracker tracker({server.url("repo.git", std::string("oauth2:") + kToken, "moved"), "main", checkout.string()});
+  GitTracker tracker(
+      {server.url("repo.git", std::string("oauth2:") + kToken, "moved"), "main", checkout.string(), git_dir.string()});
   auto result = tracker.sync();
   ASSERT_FALSE(result);
   EXPECT_NE(result.error().message.find("refusing to send the repository's credentials to localhost:"),
