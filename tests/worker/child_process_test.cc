@@ -1,12 +1,16 @@
-// The worker's child processes, with real programs: output, exit codes, stdin, time limits,
-// and that killing reaches the whole process group.
+// The worker's child processes, with real programs: output, exit codes, stdin, time, output
+// and memory limits, and that killing reaches the whole process group.
 #include "child_process.h"
 
 #include <gtest/gtest.h>
 #include <kj/async-io.h>
+#include <kj/debug.h>
 #include <signal.h>
+#include <sys/wait.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <fstream>
 #include <thread>
 
@@ -27,8 +31,15 @@ class ChildProcessTest : public ::testing::Test {
   kj::AsyncIoContext& io = *context;
   kj::LowLevelAsyncIoProvider& low() { return *io.lowLevelProvider; }
 
+  // A call still running after a minute fails the test (its child is killed) rather than
+  // hanging the suite: that is how a broken kill shows when a grandchild prints forever.
   CollectedOutput collect(ChildSpec spec) {
-    return run_collect(low(), io.unixEventPort, io.provider->getTimer(), spec).wait(io.waitScope);
+    auto& timer = io.provider->getTimer();
+    return run_collect(low(), io.unixEventPort, timer, spec)
+        .exclusiveJoin(timer.afterDelay(60 * kj::SECONDS).then([]() -> CollectedOutput {
+          KJ_FAIL_REQUIRE("the child still runs after 60 s");
+        }))
+        .wait(io.waitScope);
   }
 };
 
@@ -96,6 +107,85 @@ TEST_F(ChildProcessTest, TermIgnoredMeansKillAfterGrace) {
   const auto result = collect({{"sh", "-c", "trap '' TERM; sleep 30 & wait; sleep 30"}, kEnv, "/", std::nullopt, 200ms});
   EXPECT_TRUE(result.exit.timed_out);
   EXPECT_EQ(result.exit.code, 128 + SIGKILL);
+}
+
+TEST_F(ChildProcessTest, PrintingPastTheOutputLimitStopsTheWholeGroup) {
+  // `yes` runs in the background: were only the shell killed, it would hold the pipes open and
+  // the call would last until the timeout.
+  constexpr std::size_t kLimit = 1 << 20;
+  ChildSpec spec{{"sh", "-c", "yes & wait"}, kEnv, "/", std::nullopt, 20s};
+  spec.output_limit = kLimit;
+  const auto started = std::chrono::steady_clock::now();
+  const auto result = collect(spec);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+  EXPECT_TRUE(result.exit.output_limit_exceeded);
+  EXPECT_FALSE(result.exit.timed_out);
+  EXPECT_EQ(result.exit.code, 128 + SIGTERM);
+  EXPECT_LE(result.out.size() + result.err.size(), kLimit);
+  EXPECT_GT(result.out.size(), kLimit / 2) << "what came before the limit is kept";
+}
+
+TEST_F(ChildProcessTest, TheOutputLimitCountsBothStreamsAndOnlyWhatIsPastIt) {
+  ChildSpec exactly{{"sh", "-c", "head -c 600 /dev/zero; head -c 400 /dev/zero >&2"}, kEnv, "/", std::nullopt, 10s};
+  exactly.output_limit = 1000;
+  const auto within = collect(exactly);
+  EXPECT_FALSE(within.exit.output_limit_exceeded);
+  EXPECT_EQ(within.exit.code, 0);
+  EXPECT_EQ(within.out.size(), 600u);
+  EXPECT_EQ(within.err.size(), 400u);
+
+  ChildSpec over = exactly;
+  over.argv = {"sh", "-c", "head -c 600 /dev/zero; head -c 401 /dev/zero >&2"};
+  const auto beyond = collect(over);
+  EXPECT_TRUE(beyond.exit.output_limit_exceeded);
+  EXPECT_EQ(beyond.out.size() + beyond.err.size(), 1000u);
+}
+
+TEST_F(ChildProcessTest, TheMemoryLimitIsTheDataLimitOfTheChildAndWhatItStarts) {
+  ChildSpec spec{{"sh", "-c", "ulimit -S -d; ulimit -H -d; sh -c 'ulimit -d'"}, kEnv, "/", std::nullopt, 10s};
+  spec.memory_limit = std::uint64_t{256} << 20;
+  const auto result = collect(spec);
+  EXPECT_EQ(result.out, "262144\n262144\n262144\n") << result.err;  // KiB, soft and hard, inherited
+}
+
+TEST_F(ChildProcessTest, AllocatingPastTheMemoryLimitFails) {
+  // 256 MiB at once, under a 128 MiB limit: Python's allocation fails (MemoryError, exit 1)
+  // before any of it is touched. Without the limit it succeeds (the control).
+  ChildSpec spec{{"python3", "-c", "x = bytearray(256 * 1024 * 1024)"}, kEnv, "/", std::nullopt, 20s};
+  spec.memory_limit = std::uint64_t{128} << 20;
+  const auto result = collect(spec);
+  EXPECT_EQ(result.exit.code, 1) << result.err;
+  EXPECT_NE(result.err.find("MemoryError"), std::string::npos) << result.err;
+
+  spec.memory_limit.reset();
+  const auto control = collect(spec);
+  EXPECT_EQ(control.exit.code, 0) << "the control: " << control.err;
+}
+
+TEST_F(ChildProcessTest, AChildWithinGenerousLimitsRunsAsWithout) {
+  ChildSpec spec{{"python3", "-c", "import sys; x = bytearray(64 * 1024 * 1024); print('ran'); print('err', file=sys.stderr)"},
+                 kEnv, "/", std::nullopt, 20s};
+  spec.memory_limit = std::uint64_t{1} << 30;
+  spec.output_limit = 1 << 20;
+  const auto result = collect(spec);
+  EXPECT_EQ(result.exit.code, 0) << result.err;
+  EXPECT_EQ(result.out, "ran\n");
+  EXPECT_EQ(result.err, "err\n");
+  EXPECT_FALSE(result.exit.output_limit_exceeded);
+  EXPECT_FALSE(result.exit.timed_out);
+}
+
+TEST_F(ChildProcessTest, AChildThatCannotStartIsAClearErrorAndLeavesNoZombie) {
+  try {
+    collect({{"true"}, kEnv, "/nonexistent-pgod-dir", std::nullopt, 10s});
+    FAIL() << "expected an exception";
+  } catch (const kj::Exception& e) {
+    EXPECT_NE(std::string(e.getDescription().cStr()).find("chdir: No such file or directory"), std::string::npos)
+        << e.getDescription().cStr();
+  }
+  // Reaped where it failed: no child of ours is left, running or not.
+  EXPECT_EQ(waitpid(-1, nullptr, WNOHANG), -1);
+  EXPECT_EQ(errno, ECHILD);
 }
 
 TEST_F(ChildProcessTest, DroppingTheProcessKillsTheGroupAndReapsIt) {
