@@ -198,4 +198,20 @@ KeyScan read_authorized_keys(const std::string& checkout_dir) {
   return scan;
 }
 
+KeyScan keys_from_files(const std::vector<std::pair<std::string, std::string>>& files) {
+  KeyScan scan;
+  std::size_t read = 0;
+  for (const auto& [name, text] : files) {
+    if (name.size() <= 4 || !name.ends_with(".pub") || name.front() == '.') continue;
+    if (++read > kMaxKeyFiles) break;
+    auto parsed = parse_public_keys(text, "ssh/" + name);
+    for (auto& problem : parsed.problems) scan.problems.push_back(std::move(problem));
+    for (auto& key : parsed.keys) {
+      if (scan.keys.size() >= kMaxKeys) break;
+      scan.keys.push_back(std::move(key));
+    }
+  }
+  return scan;
+}
+
 }  // namespace pgod::worker

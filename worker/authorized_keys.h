@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace pgod::worker {
@@ -31,6 +32,9 @@ struct KeyScan {
 // Parses one .pub file's text (`type base64 [comment]` per line; # comments and blank lines
 // are skipped). `file` names it in problems.
 KeyScan parse_public_keys(std::string_view text, const std::string& file);
+
+// The keys of ssh/*.pub files given as (name, content), as read from a commit by the git tracker.
+KeyScan keys_from_files(const std::vector<std::pair<std::string, std::string>>& files);
 
 // Reads <checkout>/ssh/*.pub. A missing ssh/ directory is no keys and no problem.
 KeyScan read_authorized_keys(const std::string& checkout_dir);

@@ -99,7 +99,10 @@ std::vector<std::string> compose_environment(rpc::ServiceSettings::Reader settin
 }
 
 std::string find_compose_file(rpc::ServiceSettings::Reader settings) {
-  const std::string checkout = settings.getCheckoutDir().cStr();
+  return find_compose_file(settings, settings.getCheckoutDir().cStr());
+}
+
+std::string find_compose_file(rpc::ServiceSettings::Reader settings, const std::string& checkout) {
   if (settings.getComposeFile().size() > 0) {
     const std::string configured = settings.getComposeFile().cStr();
     return is_regular_file(checkout + "/" + configured) ? configured : "";
@@ -107,6 +110,17 @@ std::string find_compose_file(rpc::ServiceSettings::Reader settings) {
   for (const char* name : kComposeFileNames)
     if (is_regular_file(checkout + "/" + name)) return name;
   return "";
+}
+
+PolicyContext policy_context(rpc::ServiceSettings::Reader settings, const std::string& root) {
+  PolicyContext context;
+  context.service = settings.getName().cStr();
+  context.root = settings.getUid() == 0;
+  context.checkout_dir = root.empty() ? std::string(settings.getCheckoutDir().cStr()) : root;
+  if (!root.empty()) context.live_checkout_dir = settings.getCheckoutDir().cStr();
+  context.data_dir = settings.getDataDir().cStr();
+  for (auto network : settings.getNetworks()) context.allowed_networks.emplace_back(network.cStr());
+  return context;
 }
 
 std::vector<std::string> compose_argv(const ComposeSetup& setup, const std::vector<std::string>& args) {

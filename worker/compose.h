@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "compose_policy.h"
 #include "settings.capnp.h"
 
 namespace pgod::worker {
@@ -34,6 +35,12 @@ std::vector<std::string> compose_environment(rpc::ServiceSettings::Reader settin
 // The configured compose file, or the first standard name present in the checkout; empty when
 // there is none.
 std::string find_compose_file(rpc::ServiceSettings::Reader settings);
+// The same in another tree with the checkout's layout (the staging tree of a commit).
+std::string find_compose_file(rpc::ServiceSettings::Reader settings, const std::string& checkout);
+
+// The policy's view of this service: its live checkout, or `root` (a staging tree of a commit
+// being judged, whose paths stand for the checkout's). A root service bypasses every rule.
+PolicyContext policy_context(rpc::ServiceSettings::Reader settings, const std::string& root = "");
 
 // argv for one compose invocation: program, -p, -f, then `args`.
 std::vector<std::string> compose_argv(const ComposeSetup& setup, const std::vector<std::string>& args);

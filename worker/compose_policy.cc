@@ -251,7 +251,7 @@ class Judge {
   };
   void add_bind(const std::string& service, const std::string& key, std::string written, const std::string& source,
                 bool read_only) {
-    if (auto resolved = absolute_components(resolve_(source)))
+    if (auto resolved = absolute_components(resolve_(staged(source))))
       binds_.push_back({service, key, std::move(written), std::move(*resolved), read_only});
   }
   const std::vector<Bind>& binds() const { return binds_; }
@@ -271,6 +271,14 @@ class Judge {
   // handed to the daemon, which would resolve it against its own working directory).
   enum class Relative { kToCheckout, kRefused };
 
+  // A path in the live checkout, judged in the staging tree when that is what is judged.
+  std::string staged(const std::string& path) const {
+    const std::string& live = context_.live_checkout_dir;
+    if (live.empty() || path.compare(0, live.size(), live) != 0) return path;
+    if (path.size() != live.size() && path[live.size()] != '/') return path;
+    return context_.checkout_dir + path.substr(live.size());
+  }
+
   // Why a host path may not be used, or nullopt when it may.
   std::optional<std::string> why_host_path_refused(std::string path, Allowed allowed, Relative relative) const {
     if (path.empty()) return "an empty path cannot be judged";
@@ -279,6 +287,7 @@ class Judge {
       if (relative == Relative::kRefused) return "a relative path is resolved by the daemon, not by compose";
       path = context_.checkout_dir + "/" + path;
     }
+    path = staged(path);
     const auto written = absolute_components(path);
     if (!written) return "a path with '..' cannot be judged";
     if (touches_forbidden_dir(*written))

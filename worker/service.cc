@@ -45,7 +45,6 @@ namespace {
 
 using namespace std::chrono_literals;
 constexpr int kFetchFailuresBeforeDiff = 3;
-constexpr auto kComposeConfigTimeout = 2min;
 constexpr auto kComposeUpTimeout = 20min;
 constexpr auto kComposeDownTimeout = 10min;
 constexpr auto kDockerLoginTimeout = 1min;
@@ -132,8 +131,15 @@ Service::Service(kj::AsyncIoContext& io, rpc::ServiceSettings::Reader settings, 
   for (auto login : settings.getRegistries()) secrets_.emplace_back(login.getToken().cStr());
   docker_config_ = std::string(settings.getStateDir().cStr()) + "/docker";
   validated_file_ = std::string(settings.getStateDir().cStr()) + "/compose.validated.yaml";
-  git_ = std::make_unique<GitTracker>(GitTrackerOptions{settings.getRepository().cStr(), settings.getBranch().cStr(),
-                                                        settings.getCheckoutDir().cStr()});
+  staging_dir_ = std::string(settings.getStateDir().cStr()) + "/staging";
+  // The repository lives in the state directory, which no container can bind: a .git in the
+  // checkout could be rewritten by any container that mounts it read-write.
+  GitTrackerOptions git_options;
+  git_options.repository = settings.getRepository().cStr();
+  git_options.branch = settings.getBranch().cStr();
+  git_options.checkout_dir = settings.getCheckoutDir().cStr();
+  git_options.git_dir = std::string(settings.getStateDir().cStr()) + "/git";
+  git_ = std::make_unique<GitTracker>(std::move(git_options));
 }
 
 Service::~Service() = default;
@@ -200,13 +206,14 @@ void Service::load_persisted() {
     if (key == "frozen") frozen_ = value == "1";
     if (key == "pinned") pinned_hash_ = value;
     if (key == "deployed") deployed_hash_ = value;
+    if (key == "upstream") upstream_hash_ = value;
     if (key == "last_deploy") last_deploy_ = std::atoll(value.c_str());
   }
 }
 
 bool Service::persist() const {
-  const std::string text = fmt::format("frozen={}\npinned={}\ndeployed={}\nlast_deploy={}\n", frozen_ ? 1 : 0,
-                                       pinned_hash_, deployed_hash_, last_deploy_);
+  const std::string text = fmt::format("frozen={}\npinned={}\ndeployed={}\nlast_deploy={}\nupstream={}\n", frozen_ ? 1 : 0,
+                                       pinned_hash_, deployed_hash_, last_deploy_, upstream_hash_);
   if (auto written = replace_file(settings_.getStateDir().cStr(), "state", text, 0600); !written) {
     log_->error("cannot save state in {}: {}", settings_.getStateDir().cStr(), written.error());
     return false;
@@ -243,8 +250,30 @@ bool Service::stop_file_exists() const {
   return lstat(settings_.getStopFile().cStr(), &info) == 0;
 }
 
-void Service::refresh_keys() {
-  auto scan = read_authorized_keys(settings_.getCheckoutDir().cStr());
+kj::Promise<void> Service::refresh_keys() {
+  // The keys of the tracked branch's head, whatever the checkout holds (a rollback to an old
+  // commit must not bring back keys removed since) or a container wrote into it. Before the
+  // first fetch of this repository: the checkout's.
+  if (upstream_hash_.empty()) {
+    apply_keys(read_authorized_keys(settings_.getCheckoutDir().cStr()));
+    return kj::READY_NOW;
+  }
+  using Files = std::vector<std::pair<std::string, std::string>>;
+  return git_thread_
+      .run<Expected<Files, GitError>>([git = git_.get(), commit = upstream_hash_]() {
+        return git->read_directory(commit, "ssh", kMaxKeyFiles, kMaxKeyFileBytes);
+      })
+      .then([this](Expected<Files, GitError> files) {
+        if (!files) {
+          log_->warn("authorized keys: cannot read ssh/ of {}: {}", short_hash(upstream_hash_), redacted(files.error().message));
+          if (key_generation_ == 0) apply_keys(read_authorized_keys(settings_.getCheckoutDir().cStr()));
+          return;
+        }
+        apply_keys(keys_from_files(*files));
+      });
+}
+
+void Service::apply_keys(KeyScan scan) {
   for (const auto& problem : scan.problems) log_->warn("authorized keys: {}", problem);
   if (scan.keys == keys_ && key_generation_ != 0) return;
   keys_ = std::move(scan.keys);
@@ -307,8 +336,12 @@ ComposeSetup Service::compose_setup(bool raw_file) const {
 }
 
 ChildSpec Service::docker_spec(std::vector<std::string> argv, std::chrono::seconds timeout) const {
-  return ChildSpec{std::move(argv), compose_environment(settings_, docker_config_, path_prefix_), settings_.getCheckoutDir().cStr(),
-                   std::nullopt, std::chrono::duration_cast<std::chrono::milliseconds>(timeout)};
+  ChildSpec spec;
+  spec.argv = std::move(argv);
+  spec.env = compose_environment(settings_, docker_config_, path_prefix_);
+  spec.cwd = settings_.getCheckoutDir().cStr();
+  spec.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(timeout);
+  return spec;
 }
 
 kj::Promise<CollectedOutput> Service::compose_collect(std::vector<std::string> args, std::chrono::seconds timeout,
@@ -403,12 +436,12 @@ kj::Promise<void> Service::registry_logout() {
 
 kj::Promise<void> Service::run() {
   load_persisted();
-  // Whatever is checked out already: a worker restarted during a git outage still lets the
-  // developers in.
-  refresh_keys();
   if (mkdir(docker_config_.c_str(), 0700) != 0 && errno != EEXIST)
     log_->error("cannot create {}: {}", docker_config_, std::strerror(errno));
 
+  // The keys of the tracked head as last fetched (or whatever is checked out): a worker
+  // restarted during a git outage still lets the developers in.
+  detached_.add(refresh_keys());
   auto detected = detect_compose_program().fork();
   auto known = detected.addBranch();
   compose_detected_ = kj::mv(detected);
@@ -503,92 +536,180 @@ kj::Promise<void> Service::cycle() {
   }
   if (state_ == rpc::ServiceState::STOPPED) log_->info("stop file removed: bringing the service up");
 
-  kj::Promise<bool> synced = true;
-  if (frozen_ || !pinned_hash_.empty()) {
-    // Not tracking upstream: deploy what the checkout holds.
-    synced = git_thread_.run<std::string>([git = git_.get()]() { return git->head_hash(); })
-                 .then([this](std::string head) {
-                   hash_ = std::move(head);
-                   return !hash_.empty();
-                 });
-  } else {
-    synced = git_thread_.run<Expected<SyncResult, GitError>>([git = git_.get()]() { return git->sync(); })
-                 .then([this](Expected<SyncResult, GitError> result) {
-                   if (!result) {
-                     ++fetch_failures_;
-                     const auto message = redacted(result.error().message);
-                     sync_error_ = message;
-                     log_->warn("git: {} ({} in a row)", message, fetch_failures_);
-                     if (fetch_failures_ >= kFetchFailuresBeforeDiff || hash_.empty())
-                       set_state(rpc::ServiceState::DIFF, message);
-                     return false;  // git trouble never touches the containers
-                   }
-                   fetch_failures_ = 0;
-                   if (result->recloned) log_->warn("the repository was broken and has been rebuilt");
-                   if (result->force_pushed) log_->warn("upstream was force-pushed: checkout reset to it");
-                   for (const auto& path : result->discarded) log_->warn("discarded local change to {}", path);
-                   if (result->current_hash != hash_) {
-                     if (!hash_.empty()) log_->info("moved {} -> {}", short_hash(hash_), short_hash(result->current_hash));
-                     last_change_ = now_seconds();
-                   }
-                   hash_ = upstream_hash_ = result->current_hash;
-                   if (state_ == rpc::ServiceState::DIFF) last_error_.clear();
-                   return true;
-                 });
-  }
-  return synced.then([this](bool ok) -> kj::Promise<void> {
-    if (!ok) return kj::READY_NOW;
-    refresh_keys();
-    return deploy();
+  return fetch_upstream().then([this](bool fetched) {
+    return refresh_keys().then([this, fetched]() -> kj::Promise<void> {
+      if (frozen_ || !pinned_hash_.empty()) {
+        // Not tracking upstream: deploy what the checkout holds. Right after the repository
+        // moved out of the checkout (an upgrade) nothing is checked out by it yet: the pin, or
+        // what was deployed, is judged and checked out first.
+        return git_thread_.run<std::string>([git = git_.get()]() { return git->head_hash(); })
+            .then([this](std::string head) -> kj::Promise<void> {
+              hash_ = std::move(head);
+              if (!hash_.empty()) return deploy();
+              const std::string target = pinned_hash_.empty() ? deployed_hash_ : pinned_hash_;
+              if (target.empty()) return kj::READY_NOW;
+              return advance_to(target).then([this](bool moved) -> kj::Promise<void> {
+                if (!moved) return kj::READY_NOW;
+                return deploy();
+              });
+            });
+      }
+      if (!fetched) return kj::READY_NOW;  // git trouble never touches the containers
+      // HEAD as the repository says (a restarted worker knows it from there): a commit already
+      // checked out was judged when it moved there.
+      return git_thread_.run<std::string>([git = git_.get()]() { return git->head_hash(); })
+          .then([this](std::string head) {
+            if (!head.empty()) hash_ = std::move(head);
+            return advance_to(upstream_hash_);
+          })
+          .then([this](bool moved) -> kj::Promise<void> {
+            if (!moved) return kj::READY_NOW;
+            return deploy();
+          });
+    });
   });
 }
 
-PolicyContext Service::policy_context() const {
-  PolicyContext context;
-  context.service = settings_.getName().cStr();
-  context.root = settings_.getUid() == 0;
-  context.checkout_dir = settings_.getCheckoutDir().cStr();
-  context.data_dir = settings_.getDataDir().cStr();
-  for (auto network : settings_.getNetworks()) context.allowed_networks.emplace_back(network.cStr());
-  return context;
+kj::Promise<bool> Service::fetch_upstream() {
+  const bool tracking = !frozen_ && pinned_hash_.empty();
+  return git_thread_.run<Expected<std::string, GitError>>([git = git_.get()]() { return git->fetch(); })
+      .then([this, tracking](Expected<std::string, GitError> fetched) {
+        if (!fetched) {
+          const auto message = redacted(fetched.error().message);
+          sync_error_ = message;
+          if (!tracking) {
+            log_->warn("git: {}", message);
+            return false;
+          }
+          ++fetch_failures_;
+          log_->warn("git: {} ({} in a row)", message, fetch_failures_);
+          if (fetch_failures_ >= kFetchFailuresBeforeDiff || hash_.empty()) set_state(rpc::ServiceState::DIFF, message);
+          return false;
+        }
+        fetch_failures_ = 0;
+        if (*fetched != upstream_hash_) {
+          upstream_hash_ = *fetched;
+          persist();
+        }
+        if (state_ == rpc::ServiceState::DIFF) {
+          last_error_.clear();
+          set_state(rpc::ServiceState::OK);
+        }
+        return true;
+      });
 }
 
-kj::Promise<Service::Normalized> Service::normalize() {
-  const auto compose_file = find_compose_file(settings_);
+kj::Promise<std::optional<std::string>> Service::judge_commit(const std::string& commit) {
+  return git_thread_
+      .run<Expected<std::string, GitError>>([git = git_.get(), commit, staging = staging_dir_]() {
+        return git->stage(commit, staging);
+      })
+      .then([this, commit](Expected<std::string, GitError> staged) -> kj::Promise<std::optional<std::string>> {
+        if (!staged) return std::optional<std::string>(redacted("cannot stage the commit: " + staged.error().message));
+        return normalize(*staged).then(
+            [](Normalized) { return std::optional<std::string>(); },
+            [this](kj::Exception&& e) { return std::optional<std::string>(redacted(e.getDescription().cStr())); });
+      });
+}
+
+kj::Promise<bool> Service::advance_to(const std::string& commit) {
+  // A new commit is judged in the staging tree before the checkout moves: a refused one leaves
+  // the checkout (which running containers mount), the containers and the state as they were.
+  kj::Promise<std::optional<std::string>> verdict = std::optional<std::string>();
+  if (commit != hash_) verdict = judge_commit(commit);
+  return verdict.then([this, commit](std::optional<std::string> refusal) -> kj::Promise<bool> {
+    if (refusal) {
+      // Right after an upgrade nothing is checked out by the new repository yet: what runs is
+      // what was deployed.
+      const std::string& current = hash_.empty() ? deployed_hash_ : hash_;
+      broken(fmt::format("commit {} refused (the checkout stays at {}): {}", short_hash(commit), short_hash(current), *refusal));
+      return false;
+    }
+    return git_thread_.run<Expected<SyncResult, GitError>>([git = git_.get(), commit]() { return git->move_to(commit); })
+        .then([this](Expected<SyncResult, GitError> result) {
+          if (!result) {
+            const auto message = redacted(result.error().message);
+            sync_error_ = message;
+            log_->warn("git: {}", message);
+            set_state(rpc::ServiceState::DIFF, message);
+            return false;
+          }
+          if (result->recloned) log_->warn("the repository was broken and has been rebuilt");
+          if (result->force_pushed) log_->warn("upstream was force-pushed: checkout reset to it");
+          for (const auto& path : result->discarded) log_->warn("discarded local change to {}", path);
+          if (result->current_hash != hash_) {
+            if (!hash_.empty()) log_->info("moved {} -> {}", short_hash(hash_), short_hash(result->current_hash));
+            last_change_ = now_seconds();
+          }
+          hash_ = result->current_hash;
+          return true;
+        });
+  });
+}
+
+PolicyContext Service::policy_context(const std::string& root) const { return worker::policy_context(settings_, root); }
+
+namespace {
+std::string refusal_text(const std::string& compose_file, const std::vector<Violation>& violations) {
+  std::string reasons;
+  for (const auto& violation : violations) reasons += (reasons.empty() ? "" : "; ") + violation.to_string();
+  return fmt::format("{} refused: {}", compose_file, reasons);
+}
+}  // namespace
+
+kj::Promise<Service::Normalized> Service::normalize(const std::string& root) {
+  // Every refusal, the early ones too, as a rejected promise: callers attach their handlers to
+  // what this returns.
+  return kj::evalNow([this, root]() { return normalize_now(root); });
+}
+
+kj::Promise<Service::Normalized> Service::normalize_now(const std::string& root) {
+  const std::string dir = root.empty() ? std::string(settings_.getCheckoutDir().cStr()) : root;
+  const auto compose_file = find_compose_file(settings_, dir);
   if (compose_file.empty()) {
     const std::string configured = settings_.getComposeFile().cStr();
     fail(configured.empty() ? std::string("no compose file in the checkout (looked for compose.yaml, compose.yml, "
                                           "docker-compose.yml, docker-compose.yaml)")
                             : "the configured compose file " + configured + " is not in the checkout");
   }
-  return compose_collect({"config"}, kComposeConfigTimeout, /*raw_file=*/true).then([this, compose_file](CollectedOutput out) {
-    if (out.exit.code != 0)
-      fail(fmt::format("compose config failed (exit {}): {}", out.exit.code, tail(out.err)));
-    const auto context = policy_context();
-    auto verdict = check_compose_policy(out.out, context);
-    if (!verdict) fail("cannot judge the compose file: " + verdict.error());
-    if (!verdict->empty()) {
-      std::string reasons;
-      for (const auto& violation : *verdict) reasons += (reasons.empty() ? "" : "; ") + violation.to_string();
-      fail(fmt::format("{} refused: {}", compose_file, reasons));
-    }
-    // compose v1's `config` drops x- extensions and folds env_file into environment: the raw
-    // file is read too, for x-pgo and for what it references.
-    std::ifstream raw(context.checkout_dir + "/" + compose_file);
-    std::string text(kMaxComposeFileBytes, '\0');
-    raw.read(text.data(), static_cast<std::streamsize>(text.size()));
-    text.resize(static_cast<std::size_t>(raw.gcount()));
-    Normalized normalized;
-    normalized.yaml = out.out;
-    normalized.referenced = referenced_checkout_paths(out.out, context.checkout_dir);
-    for (auto& path : referenced_checkout_paths(text, context.checkout_dir)) normalized.referenced.push_back(path);
-    normalized.referenced.push_back(compose_file);
-    std::sort(normalized.referenced.begin(), normalized.referenced.end());
-    normalized.referenced.erase(std::unique(normalized.referenced.begin(), normalized.referenced.end()),
-                                normalized.referenced.end());
-    normalized.reload = compose_reload_enabled(text);
-    return normalized;
-  });
+  // The files compose would read while it builds the model (.env, env_file, include, ...) are
+  // judged before compose reads any of them.
+  const auto context = policy_context(root);
+  if (auto host_files = check_raw_host_files(context, compose_file); !host_files.empty())
+    fail(refusal_text(compose_file, host_files));
+  auto setup = compose_setup(/*raw_file=*/true);
+  setup.checkout_dir = dir;
+  setup.compose_path = dir + "/" + compose_file;
+  auto spec = docker_spec(compose_argv(setup, {"config"}), kComposeConfigTimeLimit);
+  spec.cwd = dir;
+  limit_as_compose_config(spec);
+  return run_collect(*io_.lowLevelProvider, io_.unixEventPort, io_.provider->getTimer(), spec)
+      .then([this, compose_file, context](CollectedOutput out) {
+        if (out.exit.timed_out)
+          fail(fmt::format("compose config ran longer than {} s and was stopped", kComposeConfigTimeLimit.count()));
+        if (out.exit.output_limit_exceeded)
+          fail(fmt::format("compose config printed more than {} MiB and was stopped", kComposeConfigOutputLimit >> 20));
+        if (out.exit.code != 0) fail(fmt::format("compose config failed (exit {}): {}", out.exit.code, tail(out.err)));
+        auto verdict = check_compose_policy(out.out, context);
+        if (!verdict) fail("cannot judge the compose file: " + verdict.error());
+        if (!verdict->empty()) fail(refusal_text(compose_file, *verdict));
+        // compose v1's `config` drops x- extensions and folds env_file into environment: the raw
+        // file is read too, for x-pgo and for what it references.
+        std::ifstream raw(context.checkout_dir + "/" + compose_file);
+        std::string text(kMaxComposeFileBytes, '\0');
+        raw.read(text.data(), static_cast<std::streamsize>(text.size()));
+        text.resize(static_cast<std::size_t>(raw.gcount()));
+        Normalized normalized;
+        normalized.yaml = out.out;
+        normalized.referenced = referenced_checkout_paths(out.out, context.checkout_dir);
+        for (auto& path : referenced_checkout_paths(text, context.checkout_dir)) normalized.referenced.push_back(path);
+        normalized.referenced.push_back(compose_file);
+        std::sort(normalized.referenced.begin(), normalized.referenced.end());
+        normalized.referenced.erase(std::unique(normalized.referenced.begin(), normalized.referenced.end()),
+                                    normalized.referenced.end());
+        normalized.reload = compose_reload_enabled(text);
+        return normalized;
+      });
 }
 
 kj::Promise<void> Service::deploy() {
@@ -707,13 +828,28 @@ kj::Promise<VerbResult> Service::run_verb(Verb verb, std::vector<std::string> ar
     case Verb::kGitHash:
       return write_text(output, false, (hash_.empty() ? "-" : hash_) + "\n").then([ok]() { return ok(); });
     case Verb::kLoad:
-      return normalize().then(
-          [this, &output, ok](Normalized) {
-            return write_text(output, false, find_compose_file(settings_) + ": OK\n").then([ok]() { return ok(); });
-          },
-          [this, &output, ok](kj::Exception&& e) {
-            return write_text(output, true, redacted(e.getDescription().cStr()) + "\n").then([ok]() { return ok(1); });
-          });
+      // The tracked branch's head, freshly fetched when the remote answers: what the next deploy
+      // would run, judged in the staging tree whether or not it has deployed.
+      return serialized<VerbResult>([this, &output, ok]() {
+        return git_thread_.run<Expected<std::string, GitError>>([git = git_.get()]() { return git->fetch(); })
+            .then([this, &output, ok](Expected<std::string, GitError> fetched) -> kj::Promise<VerbResult> {
+              std::string note;
+              if (fetched) {
+                upstream_hash_ = *fetched;
+              } else {
+                note = "pgod: the fetch failed, judging the last fetched commit: " + redacted(fetched.error().message) + "\n";
+              }
+              if (upstream_hash_.empty())
+                return write_text(output, true, note + "pgod: nothing fetched yet\n").then([ok]() { return ok(1); });
+              return judge_commit(upstream_hash_).then([this, &output, ok, note](std::optional<std::string> refusal) {
+                if (refusal) return write_text(output, true, note + *refusal + "\n").then([ok]() { return ok(1); });
+                const auto file = find_compose_file(settings_, staging_dir_);
+                return write_text(output, true, note).then([this, &output, ok, file]() {
+                  return write_text(output, false, file + ": OK\n").then([ok]() { return ok(); });
+                });
+              });
+            });
+      });
     case Verb::kGitPull: {
       if (frozen_ || !pinned_hash_.empty())
         return write_text(output, true,
@@ -764,21 +900,35 @@ kj::Promise<VerbResult> Service::run_verb(Verb verb, std::vector<std::string> ar
       auto error = std::make_shared<std::string>();
       return detached([this, wanted, error]() {
                return git_thread_
-                   .run<Expected<SyncResult, GitError>>([git = git_.get(), wanted]() -> Expected<SyncResult, GitError> {
-                     auto full = git->resolve_commit(wanted);
-                     if (!full) return Unexpected{full.error()};
-                     return git->checkout(*full);
+                   .run<Expected<std::string, GitError>>([git = git_.get(), wanted]() { return git->resolve_commit(wanted); })
+                   .then([this, error](Expected<std::string, GitError> full) -> kj::Promise<std::string> {
+                     if (!full) {
+                       *error = redacted(full.error().message);
+                       return std::string();
+                     }
+                     return judge_commit(*full).then([this, error, commit = *full](std::optional<std::string> refusal) {
+                       if (!refusal) return commit;
+                       *error = fmt::format("pgod: commit {} is refused, the checkout stays at {}: {}", short_hash(commit),
+                                            short_hash(hash_), *refusal);
+                       return std::string();
+                     });
+                   })
+                   .then([this](std::string commit) {
+                     return git_thread_.run<Expected<SyncResult, GitError>>(
+                         [git = git_.get(), commit]() -> Expected<SyncResult, GitError> {
+                           if (commit.empty()) return Unexpected{GitError{""}};
+                           return git->checkout(commit);
+                         });
                    })
                    .then([this, error](Expected<SyncResult, GitError> result) -> kj::Promise<void> {
                      if (!result) {
-                       *error = redacted(result.error().message);
+                       if (error->empty()) *error = redacted(result.error().message);
                        return kj::READY_NOW;
                      }
                      hash_ = pinned_hash_ = result->current_hash;
                      last_change_ = now_seconds();
                      if (!persist()) *error = "pgod: cannot save the rollback pin (see the worker's log)";
-                     refresh_keys();
-                     return deploy();
+                     return refresh_keys().then([this]() { return deploy(); });
                    });
              })
           .then([this, &output, ok, error]() {

@@ -79,8 +79,19 @@ class Service final : private kj::TaskSet::ErrorHandler {
 
   kj::Promise<void> detect_compose_program();
   kj::Promise<void> cycle();
+  // Fetches origin/<branch> into upstream_hash_; false when the fetch failed (counted towards
+  // DIFF while tracking).
+  kj::Promise<bool> fetch_upstream();
+  // Writes `commit` into the staging tree and judges it there: nullopt when accepted, else why.
+  kj::Promise<std::optional<std::string>> judge_commit(const std::string& commit);
+  // Moves the checkout to `commit` once it is judged (a new commit) or at once (HEAD itself,
+  // to discard local edits); false when refused or git failed (the state says why).
+  kj::Promise<bool> advance_to(const std::string& commit);
   kj::Promise<void> deploy();
-  kj::Promise<Normalized> normalize();
+  // Runs compose config in `root` (the checkout when empty, or the staging tree) and judges the
+  // model and the host files it reads; rejects with the refusal.
+  kj::Promise<Normalized> normalize(const std::string& root = "");
+  kj::Promise<Normalized> normalize_now(const std::string& root);
   kj::Promise<void> schedule_cycles();
   // Runs a queued job to its end even if the caller goes away (a cancelled `git pull` must not
   // stop a cycle between down and up); the caller waits on a branch.
@@ -99,7 +110,7 @@ class Service final : private kj::TaskSet::ErrorHandler {
   kj::Promise<CollectedOutput> compose_collect(std::vector<std::string> args, std::chrono::seconds timeout,
                                                bool raw_file = false);
   kj::Own<CredentialsGuard> credentials_guard() const;
-  PolicyContext policy_context() const;
+  PolicyContext policy_context(const std::string& root = "") const;
   kj::Promise<void> registry_login();
   kj::Promise<void> registry_logout();
   kj::Promise<bool> write_caddy_import();
@@ -108,7 +119,8 @@ class Service final : private kj::TaskSet::ErrorHandler {
   void set_state(rpc::ServiceState state, std::string error = "");
   void broken(std::string reason);
   void settle_state();
-  void refresh_keys();
+  kj::Promise<void> refresh_keys();
+  void apply_keys(KeyScan scan);
   void load_persisted();
   bool persist() const;
   bool stop_file_exists() const;
@@ -127,6 +139,7 @@ class Service final : private kj::TaskSet::ErrorHandler {
   std::string path_prefix_;
 
   std::string validated_file_;
+  std::string staging_dir_;  // <state>/staging: a commit being judged
   ReadSlots short_reads_;  // read verbs in flight, bounded (see service.cc)
   ReadSlots long_reads_;   // logs -f and exec
 

@@ -5,6 +5,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <sstream>
 
 #include "compose_programs.h"
 #include "docker_env.h"
@@ -96,6 +98,117 @@ TEST_F(WorkerDockerTest, LoginPullUpRedeployRefuseAndStop) {
   worker.run(Verb::GIT_PULL);
   EXPECT_EQ(worker.state(), ServiceState::STOPPED) << worker.worker_log();
   EXPECT_TRUE(docker_environment().containers(project).empty());
+}
+
+// A worker for `name` against `repository` on the real engine, logged in to the registry.
+std::unique_ptr<WorkerHarness> real_worker(const std::string& repository, const std::string& name) {
+  auto worker = std::make_unique<WorkerHarness>(
+      repository,
+      [&](rpc::ServiceSettings::Builder s) {
+        s.setName(name);
+        auto registries = s.initRegistries(1);
+        registries[0].setUser(docker_environment().user());
+        registries[0].setToken(docker_environment().token());
+        registries[0].setRegistry(docker_environment().registry());
+      },
+      /*standin=*/false);
+  worker->start();
+  return worker;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// A commit that turns a bound directory into a symlink to / is judged in the staging tree and
+// never reaches the checkout: when the container restarts (restart: always, a dockerd restart),
+// dockerd mounts the same directory again, not the host's root. The repository itself is out of
+// the checkout, where no container can write core.worktree into it.
+TEST_F(WorkerDockerTest, ASymlinkCommitIsJudgedBeforeTheCheckoutMoves) {
+  TempDir repos;
+  GitUpstream upstream(repos.path());
+  upstream.commit({{"compose.yaml", compose("    restart: always\n    volumes:\n      - ./data:/data\n")},
+                   {"data/marker", "inside the checkout\n"}});
+  auto worker = real_worker(upstream.path(), project);
+  ASSERT_TRUE(worker->wait_for([&] { return worker->state() != ServiceState::STARTING; }, 120s)) << worker->worker_log();
+  ASSERT_EQ(worker->state(), ServiceState::OK) << worker->worker_log();
+  const auto ids = docker_environment().containers(project);
+  ASSERT_EQ(ids.size(), 1u);
+  EXPECT_FALSE(std::filesystem::exists(worker->checkout_dir() + "/.git"));
+  EXPECT_TRUE(std::filesystem::is_directory(worker->state_dir() + "/git"));
+  const std::string before = worker->run(Verb::GIT_HASH).out;
+
+  upstream.commit_symlink("data", "/");
+  const auto pull = worker->run(Verb::GIT_PULL);
+  EXPECT_EQ(pull.exit_status, 1u) << pull.out << pull.err;
+  EXPECT_EQ(worker->state(), ServiceState::BROKEN);
+  auto status = worker->client().statusRequest().send().wait(worker->io().waitScope);
+  const std::string error = status.getStatus().getLastError().cStr();
+  EXPECT_NE(error.find("refused (the checkout stays at"), std::string::npos) << error;
+  EXPECT_NE(error.find("a system directory"), std::string::npos) << error;
+  EXPECT_EQ(worker->run(Verb::GIT_HASH).out, before) << "HEAD did not move";
+  EXPECT_FALSE(std::filesystem::is_symlink(worker->checkout_dir() + "/data"));
+  EXPECT_EQ(read_text(worker->checkout_dir() + "/data/marker"), "inside the checkout\n");
+
+  EXPECT_EQ(docker_environment().docker({"restart", ids[0]}).exit_code, 0);
+  // The image has a shell and little else: its builtins read the mount.
+  EXPECT_EQ(docker_environment().docker({"exec", ids[0], "sh", "-c", "read line < /data/marker; echo \"$line\""}).out,
+            "inside the checkout\n");
+  EXPECT_NE(docker_environment().docker({"exec", ids[0], "sh", "-c", "test -e /data/etc/passwd"}).exit_code, 0)
+      << "the host's root is mounted";
+  // load judges the tracked head (the refused commit) without deploying it.
+  const auto load = worker->run(Verb::LOAD);
+  EXPECT_EQ(load.exit_status, 1u);
+  EXPECT_NE(load.err.find("a system directory"), std::string::npos) << load.err;
+}
+
+// Two projects on one engine: a service's build can never name (and so replace) the image
+// another project runs, nor its volumes. Refused before anything is built; the other project's
+// image, container and volume are unchanged. (B runs as plain docker objects under its project
+// name: one worker per test process.)
+TEST_F(WorkerDockerTest, OneServiceCannotReplaceAnothersImageOrVolume) {
+  const std::string project_b = project + "b";
+  auto& engine = docker_environment();
+  ASSERT_EQ(engine.docker({"login", "-u", engine.user(), "-p", engine.token(), engine.registry()}).exit_code, 0);
+  ASSERT_EQ(engine.docker({"pull", engine.image()}).exit_code, 0);
+  engine.docker({"logout", engine.registry()});
+  ASSERT_EQ(engine.docker({"volume", "create", project_b + "_data"}).exit_code, 0);
+  ASSERT_EQ(engine.docker({"run", "-d", "--name", project_b + "-app-1", "-v", project_b + "_data:/data", engine.image(),
+                           "sleep", "3600"}).exit_code, 0);
+  const auto image_before = engine.docker({"image", "inspect", "-f", "{{.Id}}", engine.image()}).out;
+
+  TempDir repos;
+  GitUpstream upstream(repos.path());
+  upstream.commit({{"compose.yaml", compose()}});
+  auto a = real_worker(upstream.path(), project);
+  ASSERT_TRUE(a->wait_for([&] { return a->state() != ServiceState::STARTING; }, 120s)) << a->worker_log();
+  ASSERT_EQ(a->state(), ServiceState::OK) << a->worker_log();
+  upstream.commit({{"compose.yaml", "services:\n  app:\n    image: " + engine.image() +
+                                        "\n    build: .\n    command: [\"sleep\", \"3600\"]\n"},
+                   {"Dockerfile", "FROM " + engine.image() + "\nRUN touch /hijacked\n"}});
+  auto refused = a->run(Verb::GIT_PULL);
+  EXPECT_EQ(refused.exit_status, 1u);
+  EXPECT_NE(refused.err.find("a built image must be named"), std::string::npos) << refused.err;
+  // build runs on the checkout, which still holds the accepted file (nothing to build).
+  EXPECT_EQ(a->run(Verb::BUILD).exit_status, 0u);
+  EXPECT_EQ(a->run(Verb::LOAD).exit_status, 1u) << "load judges the tracked head: the refused commit";
+  EXPECT_FALSE(std::filesystem::exists(a->checkout_dir() + "/Dockerfile"));
+  EXPECT_EQ(engine.docker({"image", "inspect", "-f", "{{.Id}}", engine.image()}).out, image_before);
+
+  // B's volume, named under B's project, is not A's to name.
+  upstream.commit({{"compose.yaml", compose("    volumes:\n      - stolen:/data\nvolumes:\n  stolen:\n    name: " + project_b +
+                                            "_data\n")},
+                   {"Dockerfile", std::nullopt}});
+  const auto pull = a->run(Verb::GIT_PULL);
+  EXPECT_EQ(pull.exit_status, 1u);
+  auto status = a->client().statusRequest().send().wait(a->io().waitScope);
+  EXPECT_NE(std::string(status.getStatus().getLastError().cStr()).find("volume names must start with"), std::string::npos);
+  EXPECT_EQ(engine.docker({"exec", project_b + "-app-1", "echo", "alive"}).out, "alive\n");
+  engine.docker({"rm", "-f", project_b + "-app-1"});
+  engine.docker({"volume", "rm", project_b + "_data"});
 }
 
 TEST_F(WorkerDockerTest, PullWithoutCredentialsFails) {

@@ -1,6 +1,7 @@
 // Faults on a real engine (dockerd, Compose v2, the loopback registry): the
-// repository vanishes and comes back, is force-pushed to an unrelated history, the checkout's
-// .git is garbled by root, an invalid compose file is pushed, and pgod gets SIGTERM.
+// repository vanishes and comes back, is force-pushed to an unrelated history, the service's
+// repository (in its state directory) is garbled by root, an invalid compose file is pushed, and
+// pgod gets SIGTERM.
 //
 // pgod runs one service and its real gateway; the service's status is read the way an operator
 // reads it, `pgoctl host:svc//status` through the gateway, and `git pull` is asked for the same
@@ -202,12 +203,14 @@ void garble(const fs::path& file) {
   std::ofstream(file, std::ios::binary | std::ios::trunc) << noise;
 }
 
-// Fault 4c: root garbles the checkout's .git: HEAD, then every object, then the branch ref and
+// Fault 4c: root garbles the service's repository (in its state directory, out of the checkout): HEAD, then every object, then the branch ref and
 // the index, each repaired by the next `git pull`; then garbled while upstream is gone too, so
 // the repair itself fails and shows in the status until upstream is back.
-TEST_F(EngineFaultTest, AGarbledCheckoutRepositoryIsRebuiltWithoutTouchingTheContainers) {
+TEST_F(EngineFaultTest, AGarbledRepositoryIsRebuiltWithoutTouchingTheContainers) {
   auto& upstream = pgod_.upstream(name_);
-  const fs::path git_dir = checkout() + "/.git";
+  const fs::path git_dir = pgod_.dir() + "/.pgod/" + name_ + "/git";
+  ASSERT_TRUE(fs::is_directory(git_dir)) << "the repository lives in the state directory";
+  ASSERT_FALSE(fs::exists(checkout() + "/.git")) << "and not in the checkout";
   const auto compose_before = read_file(checkout() + "/compose.yaml");
   const auto repair = [&](const std::string& what) {
     const auto rebuilt = count(pgod_.log(), "the repository was broken and has been rebuilt");
@@ -217,8 +220,8 @@ TEST_F(EngineFaultTest, AGarbledCheckoutRepositoryIsRebuiltWithoutTouchingTheCon
     EXPECT_NE(pulled.out.find("commit:      " + upstream.head() + "\n"), std::string::npos) << what << pulled.out;
     EXPECT_EQ(count(pgod_.log(), "the repository was broken and has been rebuilt"), rebuilt + 1) << what << pgod_.log();
     EXPECT_EQ(read_file(checkout() + "/compose.yaml"), compose_before) << what;
-    const auto fsck = run_process({"/usr/bin/git", "-c", "safe.directory=*", "-C", checkout(), "fsck", "--no-progress",
-                                   "--no-dangling"});
+    const auto fsck = run_process({"/usr/bin/git", "-c", "safe.directory=*", "--git-dir=" + git_dir.string(), "fsck",
+                                   "--no-progress", "--no-dangling"});
     EXPECT_EQ(fsck.exit_code, 0) << what << ": " << fsck.out << fsck.err;
     expect_untouched("after " + what);
   };
@@ -270,7 +273,10 @@ TEST_F(EngineFaultTest, AComposeFileThatComposeRefusesLeavesTheContainersAndShow
   EXPECT_EQ(broken.exit_code, 0) << broken.err;
   EXPECT_TRUE(broken.out.starts_with("state:       BROKEN\n")) << broken.out;
   // Compose's own words: v1 exits 1 ("… contains an invalid type"), v2 15 ("… must be a mapping").
-  EXPECT_NE(broken.out.find("error:       compose config failed (exit "), std::string::npos) << broken.out;
+  // Judged in the staging tree: the checkout never moved to the bad commit.
+  EXPECT_NE(broken.out.find("error:       commit "), std::string::npos) << broken.out;
+  EXPECT_NE(broken.out.find(" refused (the checkout stays at "), std::string::npos) << broken.out;
+  EXPECT_NE(broken.out.find("compose config failed (exit "), std::string::npos) << broken.out;
   EXPECT_NE(broken.out.find(compose_major_under_test() == 1 ? "services.app.environment contains an invalid type"
                                                             : "services.app.environment must be a mapping"),
             std::string::npos)

@@ -113,6 +113,14 @@ std::string GitUpstream::commit(const std::map<std::string, std::optional<std::s
   return git({"-C", work_, "rev-parse", "HEAD"});
 }
 
+std::string GitUpstream::commit_symlink(const std::string& path, const std::string& target, const std::string& message) {
+  const std::filesystem::path link = std::filesystem::path(work_) / path;
+  std::filesystem::remove_all(link);
+  std::filesystem::create_directories(link.parent_path());
+  std::filesystem::create_symlink(target, link);
+  return commit({}, message);
+}
+
 std::string GitUpstream::rewrite_last(const std::map<std::string, std::optional<std::string>>& files,
                                       const std::string& message) {
   git({"-C", work_, "reset", "-q", "--hard", "HEAD~1"});

@@ -883,6 +883,25 @@ TEST_F(RawHostFiles, FilesInsideTheCheckoutAndDataDirAreAccepted) {
   EXPECT_TRUE(violations.empty()) << describe(violations);
 }
 
+// A commit is judged in a staging tree: an absolute path into the live checkout stands for the
+// same path of the commit being judged, symlinks and all.
+TEST_F(RealFilesystem, LiveCheckoutPathsAreJudgedInTheStagingTree) {
+  const std::string staging = root_ + "/state/staging";
+  fs::create_directories(staging);
+  fs::create_symlink("/", staging + "/conf");
+  auto staged = context();
+  staged.checkout_dir = staging;
+  staged.live_checkout_dir = checkout_;
+  const auto model = v1("    volumes:\n    - " + checkout_ + "/conf:/conf:ro\n");
+  auto violations = violations_of(model, staged);
+  ASSERT_EQ(violations.size(), 1u) << describe(violations);
+  EXPECT_NE(violations[0].reason.find("a system directory"), std::string::npos) << violations[0].to_string();
+  fs::remove(staging + "/conf");
+  fs::create_directories(staging + "/conf");
+  violations = violations_of(model, staged);
+  EXPECT_TRUE(violations.empty()) << describe(violations);
+}
+
 TEST_F(RealFilesystem, SymlinkToEtcIsRefused) {
   link("/etc", "config");
   const auto violations = bind(checkout_ + "/config");

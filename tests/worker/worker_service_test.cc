@@ -225,9 +225,15 @@ TEST_F(WorkerTest, RefusedComposeFileLeavesTheContainersAloneAndSaysWhy) {
   auto load = worker.run(Verb::LOAD);
   EXPECT_EQ(load.exit_status, 1u);
   EXPECT_NE(load.err.find("privileged"), std::string::npos) << load.err;
+  // The refused commit was judged in the staging tree and never checked out: the checkout, and
+  // so an explicit up, still has the last accepted file.
+  std::ifstream live(worker.checkout_dir() + "/compose.yaml");
+  std::stringstream live_text;
+  live_text << live.rdbuf();
+  EXPECT_EQ(live_text.str(), kCompose);
   auto up = worker.run(Verb::UP);
-  EXPECT_EQ(up.exit_status, 1u) << "an explicit up is refused too";
-  EXPECT_EQ(count(worker.calls(), " up -d"), 0u);
+  EXPECT_EQ(up.exit_status, 0u) << up.err;
+  EXPECT_EQ(worker.calls().find("privileged"), std::string::npos);
 
   // Fixed upstream: back to OK.
   upstream->commit({{"compose.yaml", kCompose}});
@@ -249,7 +255,9 @@ TEST_F(WorkerTest, WithoutAnAcceptedModelTheVerbsThatRunOneAreRefusedAndComposeN
            {Verb::RESTART, {}}, {Verb::DOWN, {}}}) {
     const auto refused = worker.run(verb, args);
     EXPECT_EQ(refused.exit_status, 1u) << refused.err;
-    EXPECT_NE(refused.err.find("no compose file of this service has passed the policy yet"), std::string::npos)
+    // The refused first commit was never checked out, so there is nothing to run compose on.
+    EXPECT_TRUE(refused.err.find("no compose file of this service has passed the policy yet") != std::string::npos ||
+                refused.err.find("no compose file in the checkout") != std::string::npos)
         << refused.err;
   }
   EXPECT_EQ(worker.calls(), "") << "compose ran";
@@ -365,6 +373,94 @@ TEST_F(WorkerTest, FreezeSurvivesARestartAndUnfreezeCatchesUp) {
   EXPECT_EQ(unfreeze.exit_status, 0u) << unfreeze.err;
   EXPECT_EQ(worker->state(), ServiceState::OK);
   EXPECT_EQ(worker->run(Verb::GIT_HASH).out, second + "\n");
+}
+
+// Keys are the tracked branch head's, whatever the checkout is pinned to: a rollback to an old
+// commit does not bring back a key removed since.
+TEST_F(WorkerTest, RollbackKeepsTheKeysOfTheTrackedHead) {
+  const std::string other_key =
+      "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBNmBqZ4Ah5mOn6G4CDbs8VJ4BPXjB0F2C8mPTl9vJ3U ci@runner\n";
+  upstream->commit({{"ssh/dev.pub", std::nullopt}, {"ssh/ci.pub", other_key}}, "dev leaves");
+  WorkerHarness worker(upstream->path());
+  start(worker);
+  const auto comments = [&] {
+    auto keys = worker.client().authorizedKeysRequest().send().wait(worker.io().waitScope);
+    std::string out;
+    for (auto key : keys.getKeys()) out += std::string(key.getComment().cStr()) + ";";
+    return out;
+  };
+  EXPECT_EQ(comments(), "ci@runner;");
+  auto rollback = worker.run(Verb::ROLLBACK, {first_commit});
+  ASSERT_EQ(rollback.exit_status, 0u) << rollback.err;
+  EXPECT_TRUE(std::filesystem::exists(worker.checkout_dir() + "/ssh/dev.pub")) << "the checkout is at the old commit";
+  EXPECT_EQ(comments(), "ci@runner;") << "the removed key stays removed";
+}
+
+// A rollback target is judged before the checkout moves: one the policy refuses is refused, and
+// the checkout and the containers stay as they were.
+TEST_F(WorkerTest, RollbackToARefusedCommitIsRefusedAndNothingMoves) {
+  const auto bad = upstream->commit({{"compose.yaml", kCompose + "    privileged: true\n"}});
+  upstream->commit({{"compose.yaml", kCompose}});
+  WorkerHarness worker(upstream->path());
+  start(worker);
+  ASSERT_EQ(worker.state(), ServiceState::OK) << worker.worker_log();
+  const auto head = worker.run(Verb::GIT_HASH).out;
+  worker.clear_calls();
+  auto rollback = worker.run(Verb::ROLLBACK, {bad});
+  EXPECT_EQ(rollback.exit_status, 1u);
+  EXPECT_NE(rollback.err.find("privileged"), std::string::npos) << rollback.err;
+  EXPECT_EQ(worker.run(Verb::GIT_HASH).out, head);
+  EXPECT_EQ(worker.state(), ServiceState::OK);
+  EXPECT_EQ(count(worker.calls(), " up"), 0u) << worker.calls();
+  EXPECT_EQ(count(worker.calls(), " down"), 0u) << worker.calls();
+}
+
+// load judges the tracked branch's head, freshly fetched, in the staging tree: a pushed change
+// can be checked before (and without) any deploy.
+TEST_F(WorkerTest, LoadJudgesTheFetchedHeadWithoutDeployingIt) {
+  WorkerHarness worker(upstream->path());
+  start(worker);
+  const auto head = worker.run(Verb::GIT_HASH).out;
+  upstream->commit({{"compose.yaml", kCompose + "    cap_add: [SYS_ADMIN]\n"}});
+  worker.clear_calls();
+  auto load = worker.run(Verb::LOAD);
+  EXPECT_EQ(load.exit_status, 1u);
+  EXPECT_NE(load.err.find("cap_add"), std::string::npos) << load.err;
+  EXPECT_EQ(worker.run(Verb::GIT_HASH).out, head) << "load never moves the checkout";
+  EXPECT_EQ(count(worker.calls(), " up"), 0u) << worker.calls();
+  upstream->commit({{"compose.yaml", kCompose + "    cap_drop: [ALL]\n"}});
+  load = worker.run(Verb::LOAD);
+  EXPECT_EQ(load.exit_status, 0u) << load.err;
+  EXPECT_EQ(load.out, "compose.yaml: OK\n");
+  EXPECT_EQ(worker.run(Verb::GIT_HASH).out, head);
+}
+
+// An install from before the repository moved out of the checkout: a checkout with its own
+// .git (whose config a container may have rewritten) and a deployed commit the new policy
+// refuses (a read-write bind of the checkout root). The worker clones the remote anew into its
+// state directory, never reads the old .git, judges the commit, and says BROKEN with the reason
+// without touching the checkout or the containers. Real compose normalises (no engine needed).
+TEST_F(WorkerTest, AnUpgradedInstallMovesItsRepositoryAndARefusedServiceKeepsRunning) {
+  upstream->commit({{"compose.yaml", kCompose + "    volumes:\n      - .:/app\n"}});
+  const auto deployed = upstream->head();
+  WorkerHarness worker(upstream->path(), {}, /*standin=*/false);
+  std::filesystem::remove(worker.checkout_dir());
+  ASSERT_EQ(run_process({"/usr/bin/git", "clone", "-q", upstream->path(), worker.checkout_dir()}).exit_code, 0);
+  TempDir elsewhere;
+  ASSERT_EQ(run_process({"/usr/bin/git", "-C", worker.checkout_dir(), "config", "core.worktree", elsewhere.path()}).exit_code, 0);
+  std::ofstream(worker.state_dir() + "/state") << "frozen=0\npinned=\ndeployed=" << deployed << "\nlast_deploy=1\n";
+  start(worker);
+  EXPECT_EQ(worker.state(), ServiceState::BROKEN) << worker.worker_log();
+  auto status = worker.client().statusRequest().send().wait(worker.io().waitScope);
+  const std::string error = status.getStatus().getLastError().cStr();
+  EXPECT_NE(error.find("a read-write bind of the checkout root"), std::string::npos) << error;
+  EXPECT_TRUE(std::filesystem::is_directory(worker.state_dir() + "/git")) << "cloned into the state directory";
+  EXPECT_TRUE(std::filesystem::is_empty(elsewhere.path())) << "the old .git's core.worktree was never honoured";
+  EXPECT_EQ(worker.worker_log().find("deployed"), std::string::npos) << "nothing came up or went down";
+  // A fix pushed to the repository passes load (judged in the staging tree).
+  upstream->commit({{"compose.yaml", kCompose + "    volumes:\n      - .:/app:ro\n"}});
+  worker.run(Verb::LOAD);
+  EXPECT_EQ(worker.run(Verb::LOAD).exit_status, 0u);
 }
 
 TEST_F(WorkerTest, RollbackPinsAnAbbreviatedCommit) {
