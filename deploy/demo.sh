@@ -112,7 +112,12 @@ fi
 # The demo's user clones it: readable by all, as a repository served to many would be.
 chmod -R a+rX "$demo/upstream.git"
 
-cat >"$demo/pgo.toml" <<EOF
+# root's and private (0600), as pgod(8) asks of /etc/pgo.toml once it holds a token or an env
+# value; written beside it and renamed, so pgod never reads a half-written file. One service,
+# with a user of its own (pgod refuses a user shared by two services, and nobody or pgod-gw).
+(
+  umask 077
+  cat >"$demo/pgo.toml.new" <<EOF
 # The demo's pgod config (see pgod(8)).
 [[services]]
 name = "$service"
@@ -120,7 +125,11 @@ user = "$user"
 repository = "$demo/upstream.git"
 branch = "main"
 EOF
-"$demo/bin/pgod" --check -c "$demo/pgo.toml"
+)
+chown root:root "$demo/pgo.toml.new"
+chmod 0600 "$demo/pgo.toml.new"
+mv -f "$demo/pgo.toml.new" "$demo/pgo.toml"
+"$demo/bin/pgod" --check -c "$demo/pgo.toml" -d "$demo/checkouts"
 
 say "pgod"
 stop_demo

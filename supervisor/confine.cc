@@ -126,6 +126,14 @@ struct ChildError {
   const int report = fcntl(report_fd, F_DUPFD_CLOEXEC, first_free);
   if (report < 0) child_fail(report_fd, Step::kFds, errno);
   report_fd = report;
+  // stdout and stderr, when given, are copied above every target too, then put in place last.
+  const std::array<int, 2> std_targets{spec.stdout_fd, spec.stderr_fd};
+  std::array<int, 2> std_copies{-1, -1};
+  for (std::size_t i = 0; i < std_targets.size(); ++i) {
+    if (std_targets[i] < 0) continue;
+    std_copies[i] = fcntl(std_targets[i], F_DUPFD_CLOEXEC, first_free);
+    if (std_copies[i] < 0) child_fail(report_fd, Step::kFds, errno);
+  }
   if (dup2(null_fd, STDIN_FILENO) < 0) child_fail(report_fd, Step::kFds, errno);
   // Then the fds move to 3, 4, … through copies above every target, so no source is
   // overwritten before it is moved; dup2 leaves the targets without close-on-exec.
@@ -137,6 +145,9 @@ struct ChildError {
   }
   for (int i = 0; i < count; ++i)
     if (dup2(copies[i], 3 + i) < 0) child_fail(report_fd, Step::kFds, errno);
+  for (std::size_t i = 0; i < std_copies.size(); ++i)
+    if (std_copies[i] >= 0 && dup2(std_copies[i], STDOUT_FILENO + static_cast<int>(i)) < 0)
+      child_fail(report_fd, Step::kFds, errno);
   // Everything else closes at exec (the report pipe must live until then).
   if (syscall(SYS_close_range, first_free, ~0U, CLOSE_RANGE_CLOEXEC) != 0) child_fail(report_fd, Step::kCloseFds, errno);
   if (chdir("/") != 0) child_fail(report_fd, Step::kDirectory, errno);
@@ -226,6 +237,17 @@ Identity identity_of_uid(uid_t uid, gid_t fallback_gid, bool with_docker_group) 
   if (with_docker_group)
     if (auto gid = docker_gid()) add_group(identity.groups, *gid);
   return identity;
+}
+
+SpawnSpec worker_spawn_spec(const Identity& identity, const SeccompProgram& filter, bool change_identity) {
+  SpawnSpec spec;
+  spec.identity = identity;
+  spec.parent_death_signal = SIGTERM;
+  spec.change_identity = change_identity;
+  spec.seccomp = &filter;
+  spec.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + identity.home,
+              "USER=" + identity.user, "LOGNAME=" + identity.user};
+  return spec;
 }
 
 Expected<UniqueFd, std::string> sealed_memfd(const std::string& name, kj::ArrayPtr<const kj::byte> bytes) {

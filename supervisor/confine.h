@@ -2,9 +2,10 @@
 // or the gateway. Everything is prepared in the parent (argv, env, groups, the seccomp program);
 // between fork and exec the child only makes system calls, in this order:
 //
-//   signals reset, new session, fds 0..2 + the given fds moved to 3.., every other fd closed,
-//   capability bounding set emptied, supplementary groups, gid, uid (real, effective, saved),
-//   proof that uid 0 cannot be regained, no_new_privs, parent-death signal, seccomp, exec.
+//   signals reset, new session, fd 0 /dev/null, fds 1..2 pgod's (or the given ones), the given
+//   fds moved to 3.., every other fd closed, capability bounding set emptied, supplementary
+//   groups, gid, uid (real, effective, saved), proof that uid 0 cannot be regained,
+//   no_new_privs, parent-death signal, seccomp, exec.
 //
 // A step that fails is reported back through a close-on-exec pipe as "step: errno", so the
 // log says exactly what went wrong.
@@ -45,10 +46,18 @@ struct SpawnSpec {
   std::vector<std::string> env;     // the whole environment: nothing is inherited
   Identity identity;
   std::vector<int> fds;             // passed as fds 3, 4, …, in this order
+  int stdout_fd = -1;               // becomes fd 1; -1: pgod's own stdout
+  int stderr_fd = -1;               // becomes fd 2; -1: pgod's own stderr
   const SeccompProgram* seccomp = nullptr;  // nullptr: none (the gateway installs its own)
   int parent_death_signal = 0;      // 0: none
   bool change_identity = true;      // false only under --no-root-check, as a non-root user
 };
+
+// How pgod starts pgod-worker (a service's worker, a retirement, a judge for --check): as
+// `identity`, under the worker seccomp filter, ending with pgod, and with an environment of its
+// own (nothing of pgod's: the worker sets what docker and git need from its settings). The
+// caller fills in the program, argv and fds.
+SpawnSpec worker_spawn_spec(const Identity& identity, const SeccompProgram& filter, bool change_identity);
 
 // A memfd holding `bytes`, sealed against any change and positioned at its start: how a
 // worker receives its settings (never a file on disk, never another service's).

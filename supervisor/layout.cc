@@ -29,6 +29,12 @@ void set_identity(rpc::ServiceSettings::Builder settings, const std::string& nam
   settings.setComposeProgram(defaults.compose_program);
 }
 
+// pgo.toml's networks: the external networks the compose policy allows.
+void set_networks(rpc::ServiceSettings::Builder settings, const config::Service& service) {
+  auto networks = settings.initNetworks(static_cast<unsigned>(service.networks.size()));
+  for (unsigned i = 0; i < service.networks.size(); ++i) networks.set(i, service.networks[i]);
+}
+
 }  // namespace
 
 std::string caddy_import(const config::Config& config) {
@@ -65,12 +71,20 @@ kj::Array<capnp::word> worker_settings(const config::Service& service, const Ide
     urls[i].setHost(service.urls[i].host);
     urls[i].setTarget(service.urls[i].target);
   }
-  auto networks = settings.initNetworks(static_cast<unsigned>(service.networks.size()));
-  for (unsigned i = 0; i < service.networks.size(); ++i) networks.set(i, service.networks[i]);
+  set_networks(settings, service);
   settings.setImportPath(service.import_path);
   if (!service.import_path.empty()) settings.setImportContent(caddy);
   settings.setReload(service.reload);
   settings.setIgnore(service.ignore);
+  return capnp::messageToFlatArray(message);
+}
+
+kj::Array<capnp::word> judge_settings(const config::Service& service, const Identity& identity, const Layout& layout,
+                                      const WorkerDefaults& defaults) {
+  capnp::MallocMessageBuilder message;
+  auto settings = message.initRoot<rpc::ServiceSettings>();
+  set_identity(settings, service.name, identity, layout, defaults);
+  set_networks(settings, service);
   return capnp::messageToFlatArray(message);
 }
 

@@ -48,6 +48,12 @@ std::string caddy_import(const config::Config& config);
 kj::Array<capnp::word> worker_settings(const config::Service& service, const Identity& identity, const Layout& layout,
                                        const WorkerDefaults& defaults, const std::string& caddy);
 
+// The settings of a one-shot worker that judges the service's deployed compose model for
+// `pgod --check`: where the service lives and what its policy depends on (the user, the
+// allowed networks), and none of its secrets (repository URL, env, registry logins).
+kj::Array<capnp::word> judge_settings(const config::Service& service, const Identity& identity, const Layout& layout,
+                                      const WorkerDefaults& defaults);
+
 // The settings of a one-shot worker that brings a removed service's project down, working in
 // `work_dir` (its checkout and state directory both: it reads nothing of the old checkout).
 kj::Array<capnp::word> retire_settings(const std::string& name, const Identity& identity, const Layout& layout,

@@ -1,7 +1,7 @@
 // pgod: the root supervisor. Reads pgo.toml, starts one confined pgod-worker per service and
 // the pgod-gateway, keeps them running, reloads on SIGHUP or a config change, and stops them
-// on SIGTERM (containers keep running). `--check`, `--status` and `--restart-worker` are the
-// one-shot modes.
+// on SIGTERM (containers keep running). `--check` (the config, and before an upgrade the
+// deployed compose models), `--status` and `--restart-worker` are the one-shot modes.
 #include <fmt/format.h>
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@
 #include "compose_program.h"
 #include "config.h"
 #include "control.h"
+#include "deployed_models.h"
 #include "fs_ops.h"
 #include "logging.h"
 #include "options.h"
@@ -42,30 +44,6 @@ pgod::Expected<pgod::config::Config, pgod::config::ConfigErrors> load_config(con
       options.config, pgod::config::host_validation_context(!options.datadir.empty(), options.gateway_user));
 }
 
-int check(const Options& options) {
-  auto config = load_config(options);
-  if (!config) {
-    for (const auto& error : config.error()) fmt::print(stderr, "{}\n", error.to_string());
-    fmt::print(stderr, "pgod: {}: {} error{}\n", options.config, config.error().size(),
-               config.error().size() == 1 ? "" : "s");
-    return 1;
-  }
-  std::string names;
-  for (const auto& service : config->services) names += (names.empty() ? "" : ", ") + service.name;
-  fmt::print("pgod: {}: OK, {} service{}{}{}\n", options.config, config->services.size(),
-             config->services.size() == 1 ? "" : "s", names.empty() ? "" : ": ", names);
-  return 0;
-}
-
-std::optional<pgod::config::Config> load(const Options& options) {
-  auto config = load_config(options);
-  if (!config) {
-    for (const auto& error : config.error()) spdlog::error("{}", error.to_string());
-    return std::nullopt;
-  }
-  return std::move(*config);
-}
-
 // The directory pgod's own executable is in: pgod-worker and pgod-gateway are installed beside it.
 std::string own_directory() {
   char path[PATH_MAX];
@@ -78,6 +56,84 @@ std::string own_directory() {
 std::optional<std::string> check_program(const std::string& path) {
   if (access(path.c_str(), X_OK) != 0) return fmt::format("{}: {}", path, std::strerror(errno));
   return std::nullopt;
+}
+
+std::string worker_program(const Options& options) {
+  return options.worker_program.empty() ? own_directory() + "/pgod-worker" : options.worker_program;
+}
+
+std::string joined(const std::vector<std::string>& items, std::string_view separator) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : std::string(separator)) + item;
+  return out;
+}
+
+// Before an upgrade: the services whose deployed compose model this version's policy refuses.
+// Their workers will recheck it at start and go BROKEN, leaving the containers as they are.
+// Not a config error, so --check still exits 0. The models are judged by this version's
+// pgod-worker as each service's user (pgod never reads them), so only root can ask.
+void check_deployed_models(const Options& options, const pgod::config::Config& config) {
+  pgod::supervisor::ModelJudge judge;
+  judge.layout = {options.dir, options.datadir, options.rundir};
+  struct stat info {};
+  if (lstat(judge.layout.state_root().c_str(), &info) != 0) return;  // nothing deployed from this -d
+  const auto skipped = [&](const std::string& why) {
+    fmt::print("pgod: the deployed compose models in {} were not judged: {}\n", options.dir, why);
+  };
+  if (geteuid() != 0) return skipped("that needs root (each is judged as its service's user)");
+  auto filter = pgod::supervisor::build_worker_filter();
+  if (!filter) return skipped("cannot build the worker seccomp filter: " + filter.error());
+  judge.filter = &*filter;
+  judge.worker_program = worker_program(options);
+  if (auto problem = check_program(judge.worker_program)) return skipped(*problem + " (see --worker-program)");
+  judge.defaults.poll_interval = options.duration;
+  judge.defaults.compose_program = *pgod::parse_compose_program(options.compose);
+
+  using Outcome = pgod::supervisor::ModelVerdict::Outcome;
+  std::vector<std::string> broken, unjudged;
+  for (const auto& service : config.services) {
+    const auto verdict = pgod::supervisor::judge_deployed_model(service, judge);
+    if (verdict.outcome == Outcome::kRefused) {
+      fmt::print("service \"{}\": the deployed compose model is refused by this version's policy: {}\n",
+                 service.name, joined(verdict.reasons, "; "));
+      broken.push_back(service.name);
+    } else if (verdict.outcome == Outcome::kUnjudged) {
+      fmt::print("service \"{}\": the deployed compose model was not judged: {}\n", service.name,
+                 joined(verdict.reasons, "; "));
+      unjudged.push_back(service.name);
+    }
+  }
+  if (!broken.empty())
+    fmt::print("pgod: {} service{} would go BROKEN after the upgrade ({} running as deployed): {}\n", broken.size(),
+               broken.size() == 1 ? "" : "s", broken.size() == 1 ? "it keeps" : "they keep", joined(broken, ", "));
+  if (!unjudged.empty())
+    fmt::print("pgod: {} service{} not judged: {}\n", unjudged.size(), unjudged.size() == 1 ? "" : "s",
+               joined(unjudged, ", "));
+}
+
+int check(const Options& options) {
+  auto config = load_config(options);
+  if (!config) {
+    for (const auto& error : config.error()) fmt::print(stderr, "{}\n", error.to_string());
+    fmt::print(stderr, "pgod: {}: {} error{}\n", options.config, config.error().size(),
+               config.error().size() == 1 ? "" : "s");
+    return 1;
+  }
+  std::vector<std::string> names;
+  for (const auto& service : config->services) names.push_back(service.name);
+  fmt::print("pgod: {}: OK, {} service{}{}{}\n", options.config, config->services.size(),
+             config->services.size() == 1 ? "" : "s", names.empty() ? "" : ": ", joined(names, ", "));
+  check_deployed_models(options, *config);
+  return 0;
+}
+
+std::optional<pgod::config::Config> load(const Options& options) {
+  auto config = load_config(options);
+  if (!config) {
+    for (const auto& error : config.error()) spdlog::error("{}", error.to_string());
+    return std::nullopt;
+  }
+  return std::move(*config);
 }
 
 // Watches the config file's directory (editors replace files by rename) and calls `changed`
@@ -182,7 +238,7 @@ int serve(const Options& options) {
   settings.path_prefix = options.path_prefix;
   settings.change_identity = geteuid() == 0;
   const auto directory = own_directory();
-  settings.worker_program = options.worker_program.empty() ? directory + "/pgod-worker" : options.worker_program;
+  settings.worker_program = worker_program(options);
   if (auto problem = check_program(settings.worker_program)) {
     spdlog::critical("the worker program: {} (see --worker-program)", *problem);
     return 1;

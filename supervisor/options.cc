@@ -73,7 +73,8 @@ Expected<ParsedOptions, std::string> parse_options(const std::vector<std::string
   flags.add_bool(0, "debug", &o.debug, "enable debug logging");
   flags.add_bool(0, "restart", &o.restart, "reload the config when the file changes");
   flags.add_string('m', "metrics", &o.metrics, "address for the Prometheus /metrics endpoint", "addr");
-  flags.add_bool(0, "check", &o.check, "validate the config file, print a summary or every error, and exit");
+  flags.add_bool(0, "check", &o.check, "validate the config file, print a summary or every error; as root, also list the services whose "
+                 "deployed compose model this version's policy refuses (see -d); exit");
   flags.add_string(0, "compose", &o.compose,
                    "the compose program workers run: auto (docker compose when it answers, else docker-compose), "
                    "plugin (docker compose) or standalone (docker-compose)",

@@ -297,15 +297,7 @@ kj::Promise<bool> Supervisor::run_once(Supervised& child) {
 }
 
 SpawnSpec Supervisor::child_spec(const Identity& identity) const {
-  SpawnSpec spec;
-  spec.identity = identity;
-  spec.parent_death_signal = SIGTERM;
-  spec.change_identity = settings_.change_identity;
-  spec.seccomp = &worker_filter_;
-  // Nothing of pgod's environment: the worker sets what docker and git need from its settings.
-  spec.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + identity.home,
-              "USER=" + identity.user, "LOGNAME=" + identity.user};
-  return spec;
+  return worker_spawn_spec(identity, worker_filter_, settings_.change_identity);
 }
 
 bool Supervisor::spawn(Supervised& child) {

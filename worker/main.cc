@@ -2,6 +2,10 @@
 // an inherited fd, the listening socket inherited) or by hand for tests and debugging:
 //
 //   pgod-worker --settings FILE --socket PATH
+//
+// Two one-shot modes, also started by pgod: --retire (a removed service's project brought
+// down) and --judge-saved-model (for `pgod --check`: this version's policy on the model the
+// service's worker last deployed).
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 #include <fcntl.h>
@@ -19,6 +23,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "compose.h"
+#include "compose_policy.h"
 #include "compose_program.h"
 #include "flags.h"
 #include "logging.h"
@@ -67,9 +73,66 @@ pgod::UniqueFd bind_socket(const std::string& path) {
   return fd;
 }
 
+// The saved model can be as large as compose's output; this bounds what a planted file costs.
+constexpr off_t kMaxSavedModelBytes = 16 << 20;
+
+// Exit codes of --judge-saved-model, for pgod --check.
+constexpr int kJudgedAccepted = 0;  // also when nothing was deployed yet
+constexpr int kJudgedRefused = 1;   // stdout: each reason on a line of its own
+constexpr int kCannotJudge = 2;     // stdout: why, on one line
+
+
+// --judge-saved-model: the model this service's worker last deployed (compose.validated.yaml
+// in its state directory, rechecked by every worker at start) judged by this version's policy,
+// so that `pgod --check` can say before an upgrade which services the new worker will refuse.
+// Read as the service's user, who wrote it; a model that cannot be judged is refused, as the
+// worker refuses it.
+int judge_saved_model(pgod::rpc::ServiceSettings::Reader settings) {
+  const std::string path = std::string(settings.getStateDir().cStr()) + "/compose.validated.yaml";
+  // O_NONBLOCK: a FIFO planted there must not hang the judge.
+  const pgod::UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+  if (!fd) {
+    if (errno == ENOENT) return kJudgedAccepted;  // nothing deployed yet: nothing to refuse
+    fmt::print("cannot read {}: {}\n", path, std::strerror(errno));
+    return kCannotJudge;
+  }
+  struct stat info {};
+  if (fstat(fd.get(), &info) != 0 || !S_ISREG(info.st_mode)) {
+    fmt::print("{}: not a regular file\n", path);
+    return kCannotJudge;
+  }
+  if (info.st_size > kMaxSavedModelBytes) {
+    fmt::print("{}: larger than {} bytes\n", path, kMaxSavedModelBytes);
+    return kCannotJudge;
+  }
+  std::string text;
+  char buffer[65536];
+  for (;;) {
+    const ssize_t got = read(fd.get(), buffer, sizeof buffer);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      fmt::print("cannot read {}: {}\n", path, std::strerror(errno));
+      return kCannotJudge;
+    }
+    if (got == 0) break;
+    text.append(buffer, static_cast<std::size_t>(got));
+    if (text.size() > static_cast<std::size_t>(kMaxSavedModelBytes)) {
+      fmt::print("{}: larger than {} bytes\n", path, kMaxSavedModelBytes);
+      return kCannotJudge;
+    }
+  }
+  const auto verdict = pgod::worker::check_compose_policy(text, pgod::worker::policy_context(settings));
+  if (!verdict) {
+    fmt::print("cannot judge the compose file: {}\n", verdict.error());  // the worker's words
+    return kJudgedRefused;
+  }
+  for (const auto& violation : *verdict) fmt::print("{}\n", violation.to_string());
+  return verdict->empty() ? kJudgedAccepted : kJudgedRefused;
+}
+
 int run(int argc, char** argv) {
   std::string settings_path, settings_fd_text, socket_path, listen_fd_text, path_prefix, compose_program;
-  bool debug = false, help = false, version = false, retire = false;
+  bool debug = false, help = false, version = false, retire = false, judge = false;
   pgod::FlagSet flags("pgod-worker");
   flags.add_string(0, "settings", &settings_path, "file holding this service's settings (a Cap'n Proto message)", "file");
   flags.add_string(0, "settings-fd", &settings_fd_text, "read the settings from this inherited fd (pgod uses it)", "fd");
@@ -83,6 +146,10 @@ int run(int argc, char** argv) {
   flags.add_bool(0, "retire", &retire,
                  "one-shot for a service removed from the config: compose down --remove-orphans, then exit "
                  "(no socket needed)");
+  flags.add_bool(0, "judge-saved-model", &judge,
+                 "one-shot for pgod --check: judge the deployed model (compose.validated.yaml in the state "
+                 "directory) by this version's policy, print each reason it is refused, exit 0 (accepted), "
+                 "1 (refused) or 2 (cannot judge); no socket needed");
   flags.add_bool(0, "debug", &debug, "enable debug logging");
   flags.add_bool('v', "version", &version, "show version and exit");
   flags.add_bool('h', "help", &help, "show this help and exit");
@@ -103,7 +170,11 @@ int run(int argc, char** argv) {
     fmt::print(stderr, "pgod-worker: --settings FILE is required (or --settings-fd N)\n");
     return 1;
   }
-  if (!retire && socket_path.empty() == listen_fd_text.empty()) {
+  if (retire && judge) {
+    fmt::print(stderr, "pgod-worker: --retire and --judge-saved-model are two different jobs: give one\n");
+    return 1;
+  }
+  if (!retire && !judge && socket_path.empty() == listen_fd_text.empty()) {
     fmt::print(stderr, "pgod-worker: --socket PATH is required (or --listen-fd N)\n");
     return 1;
   }
@@ -126,10 +197,11 @@ int run(int argc, char** argv) {
   auto settings = message->getRoot<pgod::rpc::ServiceSettings>();
   capnp::MallocMessageBuilder forced_settings;
   if (settings.getName().size() == 0 || settings.getCheckoutDir().size() == 0 || settings.getStateDir().size() == 0 ||
-      settings.getPollIntervalNs() == 0) {
+      (settings.getPollIntervalNs() == 0 && !judge)) {
     fmt::print(stderr, "pgod-worker: the settings lack name, checkoutDir, stateDir or pollIntervalNs\n");
-    return 1;
+    return judge ? kCannotJudge : 1;
   }
+  if (judge) return judge_saved_model(settings);
 
   if (!compose_program.empty()) {
     // The message read from a file is read-only; the flag wins over what it says.

@@ -4,6 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
+
+#include "pgod_harness.h"
 #include "process.h"
 
 namespace pgod::test {
@@ -27,7 +30,8 @@ TEST(PgodCheck, ValidConfigPrintsOneLineSummary) {
   const auto config = write_config(dir,
                                    "[[services]]\nname = \"web\"\nuser = \"root\"\nrepository = \"/srv/git/web.git\"\n"
                                    "[[services]]\nname = \"db\"\nuser = \"root\"\nrepository = \"/srv/git/db.git\"\n");
-  const auto result = run_process({kPgod, "--check", "-c", config});
+  // -d: the host's own /var/lib/pgo, if any, holds deployed models --check would judge.
+  const auto result = run_process({kPgod, "--check", "-c", config, "-d", dir.path()});
   EXPECT_EQ(result.exit_code, 0) << result.err;
   EXPECT_EQ(result.out, "pgod: " + config + ": OK, 2 services: web, db\n");
   EXPECT_EQ(result.err, "");
@@ -193,6 +197,98 @@ TEST(PgodCheckProjects, ProjectsThatMayNameTheSameObjectsAreRefused) {
             std::string::npos)
       << result.err;
   EXPECT_NE(result.err.find("rename one"), std::string::npos) << result.err;
+}
+
+// Before an upgrade, --check judges what each service runs now (the model its worker saved in
+// DIR/.pgod/SERVICE) by this version's policy: pgod-worker --judge-saved-model, run as the
+// service's user by the pgod beside it (programs_dir(): a directory the test users may enter).
+class PgodCheckDeployedModels : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "the models are judged as each service's user: needs root";
+    std::filesystem::permissions(dir.path(), std::filesystem::perms(0755));
+    std::filesystem::create_directory(dir.path() + "/.pgod");
+  }
+
+  // The model as a worker leaves it: its user's file, 0600, in its user's 0700 state directory.
+  void save_model(const std::string& service, const TestUser& user, const std::string& yaml,
+                  uid_t file_owner = static_cast<uid_t>(-1)) const {
+    const auto state = dir.path() + "/.pgod/" + service;
+    std::filesystem::create_directory(state);
+    ASSERT_EQ(chown(state.c_str(), user.uid, user.gid), 0);
+    ASSERT_EQ(chmod(state.c_str(), 0700), 0);
+    const auto file = dir.write(".pgod/" + service + "/compose.validated.yaml", yaml);
+    const uid_t owner = file_owner == static_cast<uid_t>(-1) ? user.uid : file_owner;
+    ASSERT_EQ(chown(file.c_str(), owner, owner == user.uid ? user.gid : 0), 0);
+    ASSERT_EQ(chmod(file.c_str(), 0600), 0);
+  }
+
+  ProcessResult check(const std::string& config_text) const {
+    const auto config = write_config(dir, config_text, 0600);
+    return run_process({programs_dir() + "/pgod", "--check", "-c", config, "-d", dir.path()});
+  }
+
+  TempDir dir;
+};
+
+const std::string kPrivileged = "services:\n  app:\n    image: busybox\n    privileged: true\n";
+const std::string kPlain = "services:\n  app:\n    image: busybox\n";
+
+TEST_F(PgodCheckDeployedModels, ListsTheServicesTheNewPolicyRefusesWithTheReasonsAndStillExits0) {
+  const TestUser root{"root", 0, 0};
+  save_model("web", service_user_a(), kPrivileged);
+  save_model("db", service_user_b(), kPlain);
+  save_model("admin", root, kPrivileged);  // user root: the policy does not apply
+  const auto result = check(service_table("web", service_user_a().name) + service_table("db", service_user_b().name) +
+                            service_table("admin", "root") + service_table("new", service_user_c().name));
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(result.err, "");
+  EXPECT_NE(result.out.find("OK, 4 services: web, db, admin, new\n"), std::string::npos) << result.out;
+  EXPECT_NE(result.out.find("service \"web\": the deployed compose model is refused by this version's policy: "
+                            "service \"app\": key \"privileged\": value \"true\""),
+            std::string::npos)
+      << result.out;
+  EXPECT_EQ(result.out.find("service \"db\""), std::string::npos) << "accepted: not listed\n" << result.out;
+  EXPECT_EQ(result.out.find("service \"admin\""), std::string::npos) << "root's: not listed\n" << result.out;
+  EXPECT_EQ(result.out.find("service \"new\""), std::string::npos) << "nothing deployed: not listed\n" << result.out;
+  EXPECT_NE(result.out.find("pgod: 1 service would go BROKEN after the upgrade (it keeps running as deployed): web\n"),
+            std::string::npos)
+      << result.out;
+}
+
+TEST_F(PgodCheckDeployedModels, NothingDeployedAddsNothingToTheSummary) {
+  save_model("web", service_user_a(), kPlain);
+  const auto config = write_config(dir, service_table("web", service_user_a().name) +
+                                            service_table("db", service_user_b().name), 0600);
+  const auto result = run_process({programs_dir() + "/pgod", "--check", "-c", config, "-d", dir.path()});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(result.out, "pgod: " + config + ": OK, 2 services: web, db\n");
+}
+
+TEST_F(PgodCheckDeployedModels, TheModelIsReadAsTheServicesUserNeverAsRoot) {
+  save_model("web", service_user_a(), kPrivileged, /*file_owner=*/0);  // root's, 0600
+  const auto result = check(service_table("web", service_user_a().name));
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_NE(result.out.find("service \"web\": the deployed compose model was not judged: cannot read " + dir.path() +
+                            "/.pgod/web/compose.validated.yaml: Permission denied\n"),
+            std::string::npos)
+      << result.out;
+  EXPECT_EQ(result.out.find("BROKEN"), std::string::npos) << result.out;
+  EXPECT_NE(result.out.find("pgod: 1 service not judged: web\n"), std::string::npos) << result.out;
+}
+
+TEST_F(PgodCheckDeployedModels, SecretsInTheReasonsAreRedactedAndControlCharactersEscaped) {
+  save_model("web", service_user_a(),
+             "services:\n  app:\n    image: busybox\n    cap_add: [ \"T0kenValue42\" ]\n"
+             "    devices: [ \"/dev/\\e[2Jx:/dev/x\" ]\n");
+  const auto result =
+      check(service_table("web", service_user_a().name) + "env = [ \"TOKEN=T0kenValue42\" ]\n");
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_NE(result.out.find("key \"cap_add\""), std::string::npos) << result.out;
+  EXPECT_EQ(result.out.find("T0kenValue42"), std::string::npos) << result.out;
+  EXPECT_NE(result.out.find("[redacted]"), std::string::npos) << result.out;
+  EXPECT_EQ(result.out.find('\x1b'), std::string::npos) << result.out;
+  EXPECT_NE(result.out.find("key \"devices\""), std::string::npos) << result.out;
 }
 
 TEST(PgodFlags, HelpVersionAndBadFlags) {

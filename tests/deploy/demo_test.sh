@@ -78,6 +78,9 @@ out=$("$source_dir/deploy/demo.sh" 2>&1) || fail "demo.sh: $out"
 grep -q "^pgod runs the demo" <<<"$out" || fail "demo.sh did not say pgod runs: $out"
 first_pid=$(cat "$work/run/pgod.pid")
 echo "demo.sh: pgod $first_pid runs the demo"
+# Its config as pgod(8) asks of /etc/pgo.toml: root's, and for root alone.
+[ "$(stat -c '%a %U' "$work/demo/pgo.toml")" = "600 root" ] ||
+  fail "the demo's pgo.toml is not 0600 root: $(stat -c '%a %U' "$work/demo/pgo.toml")"
 
 # The commands it prints under "Try:", run as printed (logs -f for 3 s: it follows).
 tries=$(sed -n '/^pgod runs the demo/,/^Push a change/p' <<<"$out" | grep '^  ' | sed 's/ *#.*$//')

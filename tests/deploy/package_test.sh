@@ -150,13 +150,21 @@ in_container sh -euc "
   git -c user.name=t -c user.email=t@localhost commit -q -m one
   git clone -q --bare /root/src /srv/$project.git
   chmod -R a+rX /srv/$project.git"
-# A [[services]] table of the test's repository and user: NAME [MOUNT].
+# The services added on reload get users of their own: pgod refuses a user shared by two
+# services. (The container's /etc is the overlay's: they go with it.)
+for extra in b n x; do
+  in_container useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$project$extra"
+done
+# A [[services]] table of the test's repository, run by the user of the service's name: NAME [MOUNT].
 service_table() {
-  printf '[[services]]\nname = "%s"\nuser = "%s"\nrepository = "/srv/%s.git"\n' "$1" "$project" "$project"
+  printf '[[services]]\nname = "%s"\nuser = "%s"\nrepository = "/srv/%s.git"\n' "$1" "$1" "$project"
   [ -z "${2:-}" ] || printf 'mount = "%s"\n' "$2"
   echo
 }
-write_config() { in_container sh -c "cat >/etc/pgo.toml"; }
+# As an admin keeps /etc/pgo.toml: root's, mode 0600, replaced whole (pgod(8), FILES).
+write_config() {
+  in_container sh -c "umask 077 && cat >/etc/pgo.toml.new && chmod 0600 /etc/pgo.toml.new && mv -f /etc/pgo.toml.new /etc/pgo.toml"
+}
 service_table "$project" | write_config
 
 # ---- the units -------------------------------------------------------------------------------

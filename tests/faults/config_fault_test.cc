@@ -45,7 +45,7 @@ TEST(ConfigFaultTest, AnInvalidConfigOnReloadKeepsTheOldConfigAndEveryWorker) {
   ASSERT_TRUE(PgodHarness::wait_for([&]() { return count(pgod.log(), refused) == 2; })) << pgod.log();
   still_as_before("after SIGHUP with the syntax error");
   // Well-formed TOML that names a service twice, one of them with new settings.
-  pgod.write_config(a + b + PgodHarness::service_toml("b", service_user_a().name, pgod.upstream("b").path()));
+  pgod.write_config(a + b + PgodHarness::service_toml("b", service_user_c().name, pgod.upstream("b").path()));
   ASSERT_TRUE(PgodHarness::wait_for([&]() { return count(pgod.log(), refused) == 3; })) << pgod.log();
   still_as_before("after a duplicate service");
   std::this_thread::sleep_for(300ms);
@@ -53,7 +53,7 @@ TEST(ConfigFaultTest, AnInvalidConfigOnReloadKeepsTheOldConfigAndEveryWorker) {
   EXPECT_EQ(pgod.calls().find(" down"), std::string::npos) << "nothing was brought down";
 
   // pgod still reloads: the next valid config is applied, and only what changed moves.
-  pgod.write_config(a + b + PgodHarness::service_toml("c", service_user_a().name, pgod.upstream("c").path()));
+  pgod.write_config(a + b + PgodHarness::service_toml("c", service_user_c().name, pgod.upstream("c").path()));
   ASSERT_TRUE(pgod.wait_ready({"c"})) << pgod.log();
   EXPECT_EQ(pgod.worker_pid("a"), worker_a);
   EXPECT_EQ(pgod.worker_pid("b"), worker_b);

@@ -1,6 +1,6 @@
 // Fault: workers killed with SIGKILL (an admin, the OOM killer), fifty times in a row each.
 //
-// pgod as root with three services (two users), the real gateway, the recording stand-in docker.
+// pgod as root with three services (three users), the real gateway, the recording stand-in docker.
 // Each kill must be answered by a new worker within a second: a new PID listed as running by
 // the supervisor AND an answer on the service's socket, on a connection opened after the old
 // worker had exited (so only the new one can have answered). Nothing may run `down`.
@@ -118,7 +118,7 @@ class WorkerKillFaultTest : public ::testing::Test {
   TempDir keys_;
   std::string key_;
   const std::vector<std::pair<std::string, const TestUser*>> services_ = {
-      {"a", &service_user_a()}, {"b", &service_user_b()}, {"c", &service_user_a()}};
+      {"a", &service_user_a()}, {"b", &service_user_b()}, {"c", &service_user_c()}};
   GatewayPorts ports_;
   PgodHarness pgod_;
 };

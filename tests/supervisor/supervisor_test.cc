@@ -280,7 +280,7 @@ TEST_F(SupervisorTest, TheServiceWithImportGetsTheCaddySitesOfEveryService) {
 TEST_F(SupervisorTest, SighupAddsAServiceAndWithoutRestartTheFileIsNotWatched) {
   start_two({"--restart=false"});
   const pid_t a = pgod.worker_pid("a"), b = pgod.worker_pid("b");
-  pgod.write_config(two_services() + service("c", service_user_a()));
+  pgod.write_config(two_services() + service("c", service_user_c()));
   std::this_thread::sleep_for(1s);
   EXPECT_FALSE(pgod.worker("c").has_value()) << "--restart=false: nothing happens until SIGHUP";
   pgod.send_signal(SIGHUP);
@@ -293,14 +293,14 @@ TEST_F(SupervisorTest, ANewUserForAServiceGetsItsCheckoutAndStateAfterTheOldWork
   start_two();
   const pid_t b = pgod.worker_pid("b");
   std::ofstream(pgod.dir() + "/.pgod/b/docker/planted").close();  // what the old user might leave
-  pgod.write_config(service("a", service_user_a()) + service("b", service_user_a()));
+  pgod.write_config(service("a", service_user_a()) + service("b", service_user_c()));
   ASSERT_TRUE(PgodHarness::wait_for([&]() {
     const pid_t now = pgod.worker_pid("b");
-    return now != 0 && now != b && proc_status(now)["Uid"].starts_with(std::to_string(service_user_a().uid) + "\t");
+    return now != 0 && now != b && proc_status(now)["Uid"].starts_with(std::to_string(service_user_c().uid) + "\t");
   })) << pgod.log();
   EXPECT_FALSE(process_exists(b));
   for (const auto& path : {pgod.dir() + "/b", pgod.dir() + "/b/compose.yaml", pgod.dir() + "/.pgod/b"})
-    EXPECT_EQ(mode_of(path).uid, service_user_a().uid) << path;
+    EXPECT_EQ(mode_of(path).uid, service_user_c().uid) << path;
   EXPECT_FALSE(fs::exists(pgod.dir() + "/.pgod/b/docker/planted")) << "the old user's docker config is dropped";
   EXPECT_TRUE(pgod.wait_ready({"b"}));
 }

@@ -47,13 +47,14 @@ struct Users {
     const std::string prefix = "pgt" + std::to_string(getpid() % 1000000);
     a = create_user(prefix + "a");
     b = create_user(prefix + "b");
+    c = create_user(prefix + "c");
     gateway = create_user(prefix + "gw");
   }
   ~Users() {
-    for (const auto* user : {&a, &b, &gateway})
+    for (const auto* user : {&a, &b, &c, &gateway})
       if (!user->name.empty()) run_process({"/usr/sbin/userdel", user->name});
   }
-  TestUser a, b, gateway;
+  TestUser a, b, c, gateway;
 };
 
 Users& users() {
@@ -91,6 +92,7 @@ auto with_supervisor(const std::string& socket_path, Call call) {
 
 const TestUser& service_user_a() { return users().a; }
 const TestUser& service_user_b() { return users().b; }
+const TestUser& service_user_c() { return users().c; }
 const TestUser& gateway_user() { return users().gateway; }
 
 gid_t docker_group() {
@@ -143,9 +145,12 @@ std::string PgodHarness::service_toml(const std::string& name, const std::string
 }
 
 void PgodHarness::write_config(const std::string& text) const {
-  // Replaced by rename, as editors do: the inotify watch must see it either way.
+  // Replaced by rename, as editors do: the inotify watch must see it either way. Mode 0600
+  // before the rename, as an admin's /etc/pgo.toml with secrets must be: pgod refuses a config
+  // others can read while it holds env values or registry tokens.
   const std::string temporary = config_path() + ".new";
   std::ofstream(temporary) << text;
+  std::filesystem::permissions(temporary, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   std::filesystem::rename(temporary, config_path());
 }
 

@@ -26,9 +26,11 @@ struct TestUser {
   gid_t gid = 0;
 };
 
-// Three users for the whole test program: two service users and the gateway's.
+// Four users for the whole test program: three service users (pgod refuses a user shared by
+// two services) and the gateway's.
 const TestUser& service_user_a();
 const TestUser& service_user_b();
+const TestUser& service_user_c();
 const TestUser& gateway_user();
 gid_t docker_group();  // the host's docker group (tests need it: workers get it)
 
@@ -57,6 +59,7 @@ class PgodHarness {
   // One [[services]] table: name, user, the upstream of that name, plus extra TOML lines.
   static std::string service_toml(const std::string& name, const std::string& user, const std::string& repository,
                                   const std::string& extra = "");
+  // Writes pgo.toml with mode 0600 (replaced by rename).
   void write_config(const std::string& text) const;
   std::string config_path() const { return root_.path() + "/pgo.toml"; }
 
