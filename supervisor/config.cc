@@ -736,10 +736,13 @@ ConfigErrors check_file_writers(const std::string& path, const FileAccess& file,
 }
 
 std::optional<ConfigError> check_file_readers(const std::string& path, const FileAccess& file, const Config& config) {
-  if ((file.mode & S_IRWXO) == 0) return std::nullopt;
+  const bool group_access = (file.mode & S_IRWXG) != 0 && file.group != 0;
+  if ((file.mode & S_IRWXO) == 0 && !group_access) return std::nullopt;
   const auto secret = first_secret(config);
   if (!secret) return std::nullopt;
-  const auto access = (file.mode & S_IROTH) ? "lets other users read" : "gives other users access to";
+  const auto access = (file.mode & S_IRWXO) == 0 ? fmt::format("lets the members of group {} read", file.group)
+                      : (file.mode & S_IROTH)    ? std::string("lets other users read")
+                                                 : std::string("gives other users access to");
   return file_error(path, fmt::format("mode {} {} the secrets it holds ({} of service \"{}\"): chmod 600 {}",
                                       mode_text(file.mode), access, secret->key, secret->service, path));
 }
@@ -776,7 +779,7 @@ Expected<Config, ConfigErrors> load_config(const std::string& path, const Valida
     text.append(buffer, static_cast<std::size_t>(n));
     if (text.size() > static_cast<std::size_t>(kMaxConfigSize)) return failure(fmt::format("larger than {} bytes", kMaxConfigSize));
   }
-  const FileAccess access{info.st_uid, static_cast<mode_t>(info.st_mode & 07777)};
+  const FileAccess access{info.st_uid, static_cast<mode_t>(info.st_mode & 07777), info.st_gid};
   auto errors = check_file_writers(path, access, geteuid());
   auto config = parse_config(text, path, context);
   if (!config) {

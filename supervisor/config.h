@@ -96,6 +96,7 @@ Expected<Config, ConfigErrors> parse_config(std::string_view text, const std::st
 struct FileAccess {
   uid_t owner = 0;
   mode_t mode = 0;  // the permission bits (07777)
+  gid_t group = 0;
 };
 
 // Who may change the file: whoever can decides what pgod runs as every service's user. Its
@@ -105,8 +106,8 @@ ConfigErrors check_file_writers(const std::string& path, const FileAccess& file,
 
 // Who may read the secrets: a config holding any (credentials in a repository URL, registry
 // tokens, env values) must give other users no permission at all. The error names the first
-// secret's service and key, never its value. Its group may read it (root chose the group, as
-// for /etc/shadow).
+// secret's service and key, never its value. Its group may read it only when that is root's
+// group: any other (docker, adm, a team's) has members who are not root.
 std::optional<ConfigError> check_file_readers(const std::string& path, const FileAccess& file, const Config& config);
 
 // Reads `path` and parses it. An unreadable file is one error naming the path and errno; a

@@ -466,35 +466,11 @@ void check_security_opt(Judge& judge, const std::string& service, const std::str
   if (value.IsSequence() && value.size() > 1) judge.refuse(service, key, value, "more than one security_opt is refused");
 }
 
-// Labels as a mapping or as "key=value" strings; compose's own labels say which project a
-// container, volume or network belongs to, and compose itself trusts them.
-void check_labels(Judge& judge, const std::string& service, const std::string& key, const YAML::Node& value) {
-  const auto judge_name = [&](const std::string& name, const YAML::Node& written) {
-    if (starts_with_ci(name, "com.docker.compose."))
-      judge.refuse(service, key, written, "com.docker.compose.* labels are compose's own (they name the project)");
-  };
-  if (value.IsMap()) {
-    for (const auto& entry : value) judge_name(entry.first.Scalar(), entry.first);
-  } else if (value.IsSequence()) {
-    for (const auto& entry : value) {
-      if (!is_scalar(entry)) return judge.refuse(service, key, entry, "cannot be judged: expected key=value");
-      judge_name(entry.Scalar().substr(0, entry.Scalar().find('=')), entry);
-    }
-  } else {
-    judge.refuse(service, key, value, "cannot be judged: expected a mapping or a list");
-  }
-}
-
-// The sysctls docker itself knows to be namespaced (net.*, IPC and mqueue); the rest would be
-// the host's.
-void check_sysctls(Judge& judge, const std::string& service, const std::string& key, const YAML::Node& value) {
-  static const std::set<std::string, std::less<>> kIpc = {
-      "kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
-      "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"};
-  const auto judge_name = [&](const std::string& name, const YAML::Node& written) {
-    if (name.rfind("net.", 0) == 0 || name.rfind("fs.mqueue.", 0) == 0 || kIpc.count(name) > 0) return;
-    judge.refuse(service, key, written, "only namespaced sysctls (net.*, fs.mqueue.*, kernel IPC limits) are allowed");
-  };
+// Calls judge_name(name, written) for each name of a mapping, or of a list of "name=value"
+// strings (labels, sysctls and the like come in both shapes).
+template <class JudgeName>
+void for_each_name(Judge& judge, const std::string& service, const std::string& key, const YAML::Node& value,
+                   JudgeName&& judge_name) {
   if (value.IsMap()) {
     for (const auto& entry : value) judge_name(entry.first.Scalar(), entry.first);
   } else if (value.IsSequence()) {
@@ -505,6 +481,27 @@ void check_sysctls(Judge& judge, const std::string& service, const std::string& 
   } else {
     judge.refuse(service, key, value, "cannot be judged: expected a mapping or a list");
   }
+}
+
+// Labels: compose's own say which project a container, volume or network belongs to, and
+// compose itself trusts them.
+void check_labels(Judge& judge, const std::string& service, const std::string& key, const YAML::Node& value) {
+  for_each_name(judge, service, key, value, [&](const std::string& name, const YAML::Node& written) {
+    if (starts_with_ci(name, "com.docker.compose."))
+      judge.refuse(service, key, written, "com.docker.compose.* labels are compose's own (they name the project)");
+  });
+}
+
+// The sysctls docker itself knows to be namespaced (net.*, IPC and mqueue); the rest would be
+// the host's.
+void check_sysctls(Judge& judge, const std::string& service, const std::string& key, const YAML::Node& value) {
+  static const std::set<std::string, std::less<>> kIpc = {
+      "kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+      "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"};
+  for_each_name(judge, service, key, value, [&](const std::string& name, const YAML::Node& written) {
+    if (name.rfind("net.", 0) == 0 || name.rfind("fs.mqueue.", 0) == 0 || kIpc.count(name) > 0) return;
+    judge.refuse(service, key, written, "only namespaced sysctls (net.*, fs.mqueue.*, kernel IPC limits) are allowed");
+  });
 }
 
 // ulimits: known names, finite values under a ceiling (dockerd sets them as root, above the
@@ -859,9 +856,9 @@ const std::vector<Row> kDevelopRows = {
 };
 const std::vector<Row> kServiceNetworkRows = {
     {"aliases", Rule::kAllowed, "judged with the network: the project's own names on shared networks"},
-    {"ipv4_address", Rule::kAllowed, "docker refuses an address in use"},
-    {"ipv6_address", Rule::kAllowed, "docker refuses an address in use"},
-    {"link_local_ips", Rule::kAllowed, "link-local addresses of the container"},
+    {"ipv4_address", Rule::kAllowed, "on the project's own networks (judged with the network: not on shared ones)"},
+    {"ipv6_address", Rule::kAllowed, "on the project's own networks (judged with the network: not on shared ones)"},
+    {"link_local_ips", Rule::kAllowed, "on the project's own networks (judged with the network: not on shared ones)"},
     {"priority", Rule::kAllowed, "order of the networks"},
     {"gw_priority", Rule::kAllowed, "which network is the default gateway"},
     {"interface_name", Rule::kAllowed, "the interface's name inside the container"},
@@ -885,6 +882,12 @@ void check_service_networks(Judge& judge, const std::string& service, const YAML
       if (judge.is_shared_network(name)) {
         const YAML::Node aliases = get(entry.second, "aliases");
         if (asks_for_something(aliases)) check_each_project_owned(judge, service, "networks." + name + ".aliases", aliases);
+        for (const char* fixed : {"ipv4_address", "ipv6_address", "link_local_ips"}) {
+          const YAML::Node address = get(entry.second, fixed);
+          if (asks_for_something(address))
+            judge.refuse(service, "networks." + name + "." + fixed, address,
+                         "a fixed address on a shared network can take another project's");
+        }
       }
     }
   } else if (networks.IsSequence()) {
@@ -1224,10 +1227,45 @@ std::optional<std::string> structure_error(const YAML::Node& node, const std::st
   return std::nullopt;
 }
 
+// Whether `text` holds a `$` compose would interpolate ("$$" is an escaped one).
+bool has_unescaped_dollar(const std::string& text) {
+  for (std::size_t at = text.find('$'); at != std::string::npos; at = text.find('$', at + 2)) {
+    if (at + 1 >= text.size() || text[at + 1] != '$') return true;
+  }
+  return false;
+}
+
+// Compose reads the saved model again when it runs it, and interpolates it again: a `$` the
+// judged text still holds would become something else then (docker-compose 1.29 drops the
+// escape of "$${A-..}" in volume and security_opt strings). Only environment values may keep
+// one: they reach nothing but the container. "" when there is none.
+std::string unescaped_dollar_at(const YAML::Node& node, const std::string& where, int depth) {
+  if (depth > 64) return {};
+  if (node.IsScalar()) return has_unescaped_dollar(node.Scalar()) ? (where.empty() ? "." : where) : "";
+  if (node.IsSequence()) {
+    for (const auto& entry : node) {
+      if (auto at = unescaped_dollar_at(entry, where + "[]", depth + 1); !at.empty()) return at;
+    }
+  } else if (node.IsMap()) {
+    for (const auto& entry : node) {
+      const std::string key = entry.first.IsScalar() ? entry.first.Scalar() : "";
+      const std::string path = where.empty() ? key : where + "." + key;
+      if (has_unescaped_dollar(key)) return path;
+      const bool environment = where.rfind("services.", 0) == 0 && key == "environment" &&
+                               std::count(where.begin(), where.end(), '.') == 1;
+      if (environment) continue;
+      if (auto at = unescaped_dollar_at(entry.second, path, depth + 1); !at.empty()) return at;
+    }
+  }
+  return {};
+}
+
 std::optional<std::string> model_error(const YAML::Node& model) {
   if (!model.IsMap()) return "the compose model is not a mapping";
   std::size_t budget = 100'000;  // normalised models have hundreds of nodes
   if (auto error = structure_error(model, "", 0, budget)) return "the compose model has " + *error;
+  if (auto at = unescaped_dollar_at(model, "", 0); !at.empty())
+    return "the compose model still holds a $ at " + at + ", which compose would interpolate again when it runs the model";
   const YAML::Node services = get(model, "services");
   if (!services.IsMap() || services.size() == 0) return "the compose model has no services mapping";
   for (const auto& entry : services) {
@@ -1432,13 +1470,22 @@ std::vector<Violation> check_raw_host_files(const PolicyContext& context, const 
   const auto refuse = [&](const std::string& key, const std::string& value, const std::string& why) {
     judge.refuse("", key, value, why);
   };
-  // The .env beside the compose file: compose reads it for interpolation.
-  const std::string dot_env = context.checkout_dir + "/.env";
-  struct stat info {};
-  if (lstat(dot_env.c_str(), &info) == 0) {
+  // Compose reads a .env for interpolation from the project directory (the checkout) and from
+  // each compose file's directory (a configured file in a sub-directory, an included file, an
+  // include's project_directory).
+  std::set<std::string> env_dirs;
+  const auto judge_dot_env = [&](const std::string& directory) {
+    if (!env_dirs.insert(directory).second) return;
+    const std::string dot_env = directory + "/.env";
+    struct stat info {};
+    if (lstat(dot_env.c_str(), &info) != 0) return;
     if (auto why = judge.why_host_path_refused(dot_env, Judge::Allowed::kCheckout, Judge::Relative::kToCheckout))
-      refuse(".env", ".env", *why);
-  }
+      refuse(".env", dot_env.substr(std::min(dot_env.size(), context.checkout_dir.size() + 1)), *why);
+  };
+  judge_dot_env(context.checkout_dir);
+  // The compose file itself, through symlinks.
+  if (auto why = judge.why_host_path_refused(compose_file, Judge::Allowed::kCheckout, Judge::Relative::kToCheckout))
+    refuse("compose file", compose_file, *why);
   std::deque<std::string> pending = {compose_file};
   std::set<std::string> scanned;
   constexpr std::size_t kMaxComposeFiles = 32;
@@ -1452,6 +1499,7 @@ std::vector<Violation> check_raw_host_files(const PolicyContext& context, const 
     }
     const std::string absolute = file.front() == '/' ? file : context.checkout_dir + "/" + file;
     const std::string directory = absolute.substr(0, absolute.rfind('/'));
+    judge_dot_env(directory);
     const auto text = read_small_file(absolute);
     if (!text) continue;  // compose reports what it cannot read
     const auto model = load_yaml(*text);
@@ -1477,6 +1525,8 @@ std::vector<Violation> check_raw_host_files(const PolicyContext& context, const 
         refuse(reference.key, reference.path, "file " + *why);
       } else if (reference.compose_file) {
         pending.push_back(path);
+      } else if (reference.key == "include.project_directory") {
+        judge_dot_env(path);
       }
     }
   }

@@ -232,12 +232,12 @@ bool Service::has_validated_model() const {
   return stat(validated_file_.c_str(), &info) == 0;
 }
 
-std::optional<std::string> Service::recheck_validated() {
+std::optional<std::string> Service::recheck_validated(const std::string& root) {
   if (!has_validated_model()) return std::nullopt;
   std::ifstream in(validated_file_);
   std::stringstream text;
   text << in.rdbuf();
-  auto verdict = check_compose_policy(text.str(), policy_context());
+  auto verdict = check_compose_policy(text.str(), policy_context(root));
   if (!verdict) return "cannot judge the compose file: " + verdict.error();
   if (verdict->empty()) return std::nullopt;
   std::string reasons;
@@ -606,8 +606,15 @@ kj::Promise<std::optional<std::string>> Service::judge_commit(const std::string&
       })
       .then([this, commit](Expected<std::string, GitError> staged) -> kj::Promise<std::optional<std::string>> {
         if (!staged) return std::optional<std::string>(redacted("cannot stage the commit: " + staged.error().message));
+        // The running containers' bind sources are resolved again whenever one restarts: the new
+        // tree must not turn them into something else (data/ into a symlink to /, even when the
+        // new compose file no longer binds it).
         return normalize(*staged).then(
-            [](Normalized) { return std::optional<std::string>(); },
+            [this, root = *staged](Normalized) -> std::optional<std::string> {
+              if (auto refused = recheck_validated(root))
+                return "the model the containers run would be refused in this commit: " + *refused;
+              return std::nullopt;
+            },
             [this](kj::Exception&& e) { return std::optional<std::string>(redacted(e.getDescription().cStr())); });
       });
 }

@@ -101,7 +101,8 @@ class Service final : private kj::TaskSet::ErrorHandler {
   // which containers may be able to change, are not read again between check and use).
   bool save_validated(const std::string& yaml);
   bool has_validated_model() const;  // compose.validated.yaml exists: a model passed the policy
-  std::optional<std::string> recheck_validated();
+  // The saved model judged again, in the checkout or (root) a staging tree; why it is refused.
+  std::optional<std::string> recheck_validated(const std::string& root = "");
 
   kj::Promise<VerbResult> run_compose_verb(Verb verb, std::vector<std::string> compose_args, bool follow,
                                            OutputSink& output);

@@ -25,6 +25,22 @@ std::string compose(const std::string& extra = "") {
   return "services:\n  app:\n    image: " + docker_environment().image() + "\n    command: [\"sleep\", \"3600\"]\n" + extra;
 }
 
+// A worker for `name` against `repository` on the real engine, logged in to the registry.
+std::unique_ptr<WorkerHarness> real_worker(const std::string& repository, const std::string& name) {
+  auto worker = std::make_unique<WorkerHarness>(
+      repository,
+      [&](rpc::ServiceSettings::Builder s) {
+        s.setName(name);
+        auto registries = s.initRegistries(1);
+        registries[0].setUser(docker_environment().user());
+        registries[0].setToken(docker_environment().token());
+        registries[0].setRegistry(docker_environment().registry());
+      },
+      /*standin=*/false);
+  worker->start();
+  return worker;
+}
+
 class WorkerDockerTest : public ::testing::Test {
  protected:
   void TearDown() override {
@@ -44,17 +60,8 @@ TEST_F(WorkerDockerTest, LoginPullUpRedeployRefuseAndStop) {
   // state directory, where there is no .env. Nothing below would come up otherwise.
   upstream.commit({{"compose.yaml", compose()}, {".env", "DOCKER_HOST=tcp://127.0.0.1:9\n"}});
 
-  WorkerHarness worker(
-      upstream.path(),
-      [&](rpc::ServiceSettings::Builder s) {
-        s.setName(project);
-        auto registries = s.initRegistries(1);
-        registries[0].setUser(docker_environment().user());
-        registries[0].setToken(docker_environment().token());
-        registries[0].setRegistry(docker_environment().registry());
-      },
-      /*standin=*/false);
-  worker.start();
+  auto started = real_worker(upstream.path(), project);
+  WorkerHarness& worker = *started;
   ASSERT_TRUE(worker.wait_for([&] { return worker.state() != ServiceState::STARTING; }, 120s)) << worker.worker_log();
   ASSERT_EQ(worker.state(), ServiceState::OK) << worker.worker_log();
 
@@ -98,22 +105,6 @@ TEST_F(WorkerDockerTest, LoginPullUpRedeployRefuseAndStop) {
   worker.run(Verb::GIT_PULL);
   EXPECT_EQ(worker.state(), ServiceState::STOPPED) << worker.worker_log();
   EXPECT_TRUE(docker_environment().containers(project).empty());
-}
-
-// A worker for `name` against `repository` on the real engine, logged in to the registry.
-std::unique_ptr<WorkerHarness> real_worker(const std::string& repository, const std::string& name) {
-  auto worker = std::make_unique<WorkerHarness>(
-      repository,
-      [&](rpc::ServiceSettings::Builder s) {
-        s.setName(name);
-        auto registries = s.initRegistries(1);
-        registries[0].setUser(docker_environment().user());
-        registries[0].setToken(docker_environment().token());
-        registries[0].setRegistry(docker_environment().registry());
-      },
-      /*standin=*/false);
-  worker->start();
-  return worker;
 }
 
 std::string read_text(const std::string& path) {
@@ -163,6 +154,16 @@ TEST_F(WorkerDockerTest, ASymlinkCommitIsJudgedBeforeTheCheckoutMoves) {
   const auto load = worker->run(Verb::LOAD);
   EXPECT_EQ(load.exit_status, 1u);
   EXPECT_NE(load.err.find("a system directory"), std::string::npos) << load.err;
+
+  // The same symlink with a compose file that no longer binds data/ (and asks for no down):
+  // the running container still does, and would mount / at its next start. Refused too.
+  upstream.commit({{"compose.yaml", compose("x-pgo:\n  reload: false\n")}});
+  const auto again = worker->run(Verb::GIT_PULL);
+  EXPECT_EQ(again.exit_status, 1u) << again.out << again.err;
+  EXPECT_NE(again.err.find("the model the containers run would be refused in this commit"), std::string::npos)
+      << again.err;
+  EXPECT_FALSE(std::filesystem::is_symlink(worker->checkout_dir() + "/data"));
+  EXPECT_EQ(worker->run(Verb::GIT_HASH).out, before);
 }
 
 // Two projects on one engine: a service's build can never name (and so replace) the image

@@ -538,7 +538,10 @@ TEST(ConfigFileAccess, SecretsAreFineForOwnerAndGroup) {
   const auto secrets = config_with("env = [ \"A=1\" ]\nregistries = [ \"T0k@r.example\" ]\n",
                                    "https://u:T0ken@h.example/x.git");
   EXPECT_FALSE(check_file_readers("/etc/pgo.toml", {0, 0600}, secrets));
-  EXPECT_FALSE(check_file_readers("/etc/pgo.toml", {0, 0640}, secrets)) << "root chose the group, as for /etc/shadow";
+  EXPECT_FALSE(check_file_readers("/etc/pgo.toml", {0, 0640, 0}, secrets)) << "root's own group";
+  const auto group = check_file_readers("/etc/pgo.toml", {0, 0640, 999}, secrets);
+  ASSERT_TRUE(group);
+  EXPECT_NE(group->message.find("lets the members of group 999 read"), std::string::npos) << group->message;
 }
 
 TEST(ConfigFileAccess, WithoutSecretsOthersMayRead) {

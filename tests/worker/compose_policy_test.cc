@@ -394,6 +394,10 @@ services:
                     v2("    networks:\n      own: null\n      proxy:\n        aliases: [api]\n",
                        "networks:\n  own:\n    name: web_own\n  proxy:\n    name: reverseproxy\n    external: true\n"),
                     "web", "networks.proxy.aliases", "api", "must start", kProxyOnly},
+        RefusedCase{"fixed address on a shared network",
+                    v2("    networks:\n      own: null\n      proxy:\n        ipv4_address: 172.30.0.2\n",
+                       "networks:\n  own:\n    name: web_own\n  proxy:\n    name: reverseproxy\n    external: true\n"),
+                    "web", "networks.proxy.ipv4_address", "172.30.0.2", "fixed address", kProxyOnly},
         RefusedCase{"hostname on a shared network",
                     v2("    hostname: api\n    networks:\n      own: null\n      proxy: null\n",
                        "networks:\n  own:\n    name: web_own\n  proxy:\n    name: reverseproxy\n    external: true\n"),
@@ -750,6 +754,15 @@ INSTANTIATE_TEST_SUITE_P(
         ErrorCase{"alias bomb", alias_bomb(), "too large"}),
     test_name<ErrorCase>);
 
+TEST(ComposePolicy, AnUnescapedDollarOutsideEnvironmentCannotBeJudged) {
+  auto result = check_compose_policy(v1("    volumes:\n    - /srv/pgo/web/${A-..}:/host:rw\n"), fake_context());
+  ASSERT_FALSE(result.has_value());
+  EXPECT_NE(result.error().find("services.web.volumes[]"), std::string::npos) << result.error();
+  result = check_compose_policy(v1("    environment:\n      A: 'ab$cd'\n    command: echo $$HOME\n"), fake_context());
+  ASSERT_TRUE(result.has_value()) << result.error();
+  EXPECT_TRUE(result->empty()) << describe(*result);
+}
+
 TEST(ComposePolicy, OddValueShapesAreRefusedNotCrashed) {
   const auto yaml = R"(services:
   web:
@@ -862,6 +875,22 @@ TEST_F(RawHostFiles, LabelFileIncludeAndExtendsAreJudged) {
       "services:\n  web:\n    image: x\n    label_file: /etc/passwd\n    extends:\n      file: /srv/other.yaml\n      service: a\n");
   EXPECT_EQ(keys(violations), "include=/etc/compose.yaml;label_file=/etc/passwd;extends.file=/srv/other.yaml;env_file=/root/.env;")
       << describe(violations);
+}
+
+TEST_F(RawHostFiles, DotEnvBesideAnIncludedFileOrASubDirectoryComposeFileIsJudged) {
+  fs::create_directories(checkout_ + "/sub");
+  write("sub/inc.yml", "services:\n  inc:\n    image: x\n    environment:\n      X: ${S}\n");
+  fs::create_symlink("/etc/passwd", checkout_ + "/sub/.env");
+  EXPECT_EQ(keys(judge("include: [sub/inc.yml]\nservices:\n  web:\n    image: x\n")), ".env=sub/.env;");
+  write("sub/compose.yml", "services:\n  web:\n    image: x\n");
+  EXPECT_EQ(keys(check_raw_host_files(context(), "sub/compose.yml")), ".env=sub/.env;");
+}
+
+TEST_F(RawHostFiles, AComposeFileSymlinkedOutIsRefused) {
+  fs::create_symlink("/etc/hostname", checkout_ + "/compose.yml");
+  const auto violations = check_raw_host_files(context(), "compose.yml");
+  ASSERT_EQ(violations.size(), 1u) << describe(violations);
+  EXPECT_EQ(violations[0].key, "compose file");
 }
 
 TEST_F(RawHostFiles, InterpolatedPathsAreRefused) {
@@ -1002,6 +1031,27 @@ TEST_P(RealCompose, InterpolationCannotSmuggleSettings) {
               "    network_mode: ${NET}\n    volumes: ['${SRC}:/x']\n");
   const std::vector<std::string> expected = {"web/network_mode", "web/privileged", "web/volumes"};
   EXPECT_EQ(refused_keys(normalise()), expected);
+}
+
+// docker-compose 1.29's config drops the escape of "$$" in volume and security_opt strings, so
+// the saved model would be interpolated again when compose runs it ("${A-..}" becomes ".."):
+// a model that still holds an unescaped $ outside environment values cannot be judged. Compose
+// v2 keeps the escape, and its model is judged as usual (nothing in it is refused).
+TEST_P(RealCompose, AnEscapedDollarCannotBecomeAPathLater) {
+  temp_.write("docker-compose.yml",
+              "version: '2.4'\nservices:\n  web:\n    image: busybox\n"
+              "    security_opt: ['apparmor=$${A-unconfined}']\n"
+              "    volumes: ['./$${A-..}/$${B-..}/$${C-..}/$${D-..}/$${E-..}:/host']\n"
+              "    environment:\n      PRICE: '$$5'\n");
+  const auto model = normalise();
+  const auto result = check_compose_policy(model, context());
+  if (GetParam().major == 1) {
+    ASSERT_FALSE(result.has_value()) << model;
+    EXPECT_NE(result.error().find("still holds a $"), std::string::npos) << result.error();
+  } else {
+    ASSERT_TRUE(result.has_value()) << result.error() << model;
+    EXPECT_NE(model.find("$${A-"), std::string::npos) << "v2 keeps the escape:\n" << model;
+  }
 }
 
 TEST_P(RealCompose, ExtendsCannotSmuggleSettings) {
