@@ -604,7 +604,7 @@ kj::Promise<std::optional<std::string>> Service::judge_commit(const std::string&
       .run<Expected<std::string, GitError>>([git = git_.get(), commit, staging = staging_dir_]() {
         return git->stage(commit, staging);
       })
-      .then([this, commit](Expected<std::string, GitError> staged) -> kj::Promise<std::optional<std::string>> {
+      .then([this](Expected<std::string, GitError> staged) -> kj::Promise<std::optional<std::string>> {
         if (!staged) return std::optional<std::string>(redacted("cannot stage the commit: " + staged.error().message));
         // The running containers' bind sources are resolved again whenever one restarts: the new
         // tree must not turn them into something else (data/ into a symlink to /, even when the
