@@ -270,6 +270,10 @@ kj::Promise<void> Service::refresh_keys() {
           return;
         }
         apply_keys(keys_from_files(*files));
+      })
+      .catch_([this](kj::Exception&& e) {
+        log_->warn("authorized keys: {}", redacted(e.getDescription().cStr()));
+        if (key_generation_ == 0) apply_keys(read_authorized_keys(settings_.getCheckoutDir().cStr()));
       });
 }
 
@@ -284,7 +288,9 @@ void Service::apply_keys(KeyScan scan) {
 }
 
 kj::Promise<void> Service::wait_for_keys(std::uint64_t after) {
-  if (after != key_generation_) return kj::READY_NOW;
+  // Generation 0 is "not read yet" (the tracked head's keys come from the git thread): never an
+  // answer, or a gateway would drop the keys it has for an empty list.
+  if (key_generation_ != 0 && after != key_generation_) return kj::READY_NOW;
   // Long polls the gateway gave up on are still listed: drop them before adding one.
   key_waiters_.erase(std::remove_if(key_waiters_.begin(), key_waiters_.end(),
                                     [](auto& waiter) { return !waiter->isWaiting(); }),

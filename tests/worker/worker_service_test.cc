@@ -463,6 +463,23 @@ TEST_F(WorkerTest, AnUpgradedInstallMovesItsRepositoryAndARefusedServiceKeepsRun
   EXPECT_EQ(worker.run(Verb::LOAD).exit_status, 0u);
 }
 
+// A restarted worker reads the tracked head's keys on its git thread; until then it has none.
+// "None yet" must never be an answer: a gateway asking at that moment would drop the keys it
+// holds for an empty list (seen under ASan when a worker was killed fifty times in a row).
+TEST_F(WorkerTest, ARestartedWorkerNeverAnswersWithKeysNotReadYet) {
+  WorkerHarness worker(upstream->path());
+  start(worker);
+  for (int round = 0; round < 5; ++round) {
+    worker.stop();
+    worker.start();
+    auto request = worker.client().authorizedKeysRequest();
+    request.setAfter(1000);  // a generation the old worker had reached
+    auto keys = request.send().wait(worker.io().waitScope);
+    EXPECT_NE(keys.getGeneration(), 0u) << "round " << round;
+    EXPECT_EQ(keys.getKeys().size(), 1u) << "round " << round;
+  }
+}
+
 TEST_F(WorkerTest, RollbackPinsAnAbbreviatedCommit) {
   WorkerHarness worker(upstream->path());
   start(worker);
