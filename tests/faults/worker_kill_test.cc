@@ -169,7 +169,8 @@ TEST_F(WorkerKillFaultTest, EachWorkerKilledFiftyTimesIsBackWithinASecondWhileTh
     prober.stop();
     const auto failures = prober.failures();
     EXPECT_TRUE(failures.empty()) << failures.size() << " probes of " << others[0] << "/" << others[1]
-                                  << " failed while " << victim << " was killed; first: " << failures.front();
+                                  << " failed while " << victim << " was killed; first: " << failures.front() << "\n"
+                                  << pgod_.log();
     // The probes really ran throughout (each ssh takes a few tens of ms, each RPC ~1 ms).
     EXPECT_GE(prober.rpc_answers(), 100) << victim;
     EXPECT_GE(prober.ssh_answers(), 10) << victim;
