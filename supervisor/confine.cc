@@ -315,4 +315,10 @@ Expected<pid_t, std::string> spawn_confined(const SpawnSpec& spec) {
                                 step_name(static_cast<Step>(report.step)), std::strerror(report.error))};
 }
 
+std::string describe_exit(int status) {
+  if (WIFEXITED(status)) return fmt::format("exit {}", WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return fmt::format("signal {}", WTERMSIG(status));
+  return fmt::format("status {}", status);
+}
+
 }  // namespace pgod::supervisor

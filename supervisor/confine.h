@@ -66,4 +66,7 @@ Expected<UniqueFd, std::string> sealed_memfd(const std::string& name, kj::ArrayP
 // Forks and execs; returns the child's pid once the exec succeeded, or what failed.
 Expected<pid_t, std::string> spawn_confined(const SpawnSpec& spec);
 
+// A wait status in words, for logs: "exit 3", "signal 9".
+std::string describe_exit(int status);
+
 }  // namespace pgod::supervisor

@@ -36,12 +36,6 @@ constexpr std::size_t kMinRedactedLength = 8;
 
 ModelVerdict unjudged(std::string why) { return {ModelVerdict::Outcome::kUnjudged, {printable(why)}}; }
 
-std::string describe_exit(int status) {
-  if (WIFEXITED(status)) return fmt::format("exit {}", WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return fmt::format("signal {}", WTERMSIG(status));
-  return fmt::format("status {}", status);
-}
-
 // The values the worker would redact from its own messages: the judge is given none of them,
 // but the model it reads holds what compose interpolated.
 std::vector<Secret> secrets_of(const config::Service& service) {

@@ -34,12 +34,6 @@ constexpr auto kMountTimeout = 60s;
 constexpr auto kRetireTimeout = 15min;  // the worker's own `down` timeout is 10 minutes
 constexpr const char* kGatewayName = "pgod-gateway";
 
-std::string describe_exit(int status) {
-  if (WIFEXITED(status)) return fmt::format("exit {}", WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return fmt::format("signal {}", WTERMSIG(status));
-  return fmt::format("status {}", status);
-}
-
 std::chrono::steady_clock::time_point now() { return std::chrono::steady_clock::now(); }
 
 std::string nfs_source(const std::string& url) {
