@@ -302,15 +302,22 @@ TEST_F(GatewayFaultTest, AThousandSilentConnectionsAtOnceAreBoundedAndItKeepsSer
       << after.err;
   const auto after_took = std::chrono::duration_cast<Millis>(Clock::now() - after_started);
   EXPECT_EQ(after.out, "pong! - " + hostname() + "\n");
-  EXPECT_TRUE(PgodHarness::wait_for([&]() { return fd_count(gateway) <= fds_before + kSlack; }, 10s))
-      << "the gateway let go of every connection: " << fd_count(gateway) << " descriptors, " << fds_before
-      << " before";
+  // Most connections end as soon as their client closes. A client whose handshake the kernel
+  // finished with a SYN cookie after the flood may have vanished without a FIN reaching the
+  // gateway (its FIN was dropped while the accept queue was full): nothing can tell such a peer
+  // from a slow one, so it is held until the 30 s login time-out, and no longer.
+  const auto release_started = Clock::now();
+  EXPECT_TRUE(PgodHarness::wait_for([&]() { return fd_count(gateway) <= fds_before + kSlack; }, 40s))
+      << "the gateway let go of every connection within its login time-out: " << fd_count(gateway)
+      << " descriptors, " << fds_before << " before";
+  const auto release_took = std::chrono::duration_cast<Millis>(Clock::now() - release_started);
   std::printf("[ faults   ] %zu silent clients settled in %lld ms: %zu held (limit %zu), %zu closed unserved, %zu "
-              "never reached it; a new login during the flood: exit %d after %lld ms; after: ping in %lld ms\n",
+              "never reached it; a new login during the flood: exit %d after %lld ms; after: ping in %lld ms, every "
+              "connection let go in %lld ms\n",
               kClients, static_cast<long long>(flood_took.count()), served, kMaxUnauthenticated, closed,
               kClients - served - closed,
               fresh.exit_code, static_cast<long long>(fresh_took.count()),
-              static_cast<long long>(after_took.count()));
+              static_cast<long long>(after_took.count()), static_cast<long long>(release_took.count()));
 }
 
 // Fault 7b: command lines over the gateway's limit (16 KiB under pgod) and over libssh's packet
