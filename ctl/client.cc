@@ -58,7 +58,7 @@ using SshText = std::unique_ptr<char, SshFree>;
 // kills pgoctl outright should anything still hang (a name lookup, the goodbye to the server).
 volatile std::sig_atomic_t g_signal = 0;
 volatile std::sig_atomic_t g_abort_fd = -1;  // the socket while setting up, else -1
-int g_wake_fd = -1;  // the pipe's write end; open until exit, as a signal may come at any time
+int g_wake_fd = -1;                          // the pipe's write end; open until exit, as a signal may come at any time
 
 void on_signal(int signo) {
   const int saved_errno = errno;
@@ -133,20 +133,20 @@ int refuse_passphrase(const char*, char*, std::size_t, int, int, void* asked) {
 Expected<Key, std::string> import_key(const Identity& identity) {
   bool asked_for_passphrase = false;
   ssh_key raw = nullptr;
-  const int rc = ssh_pki_import_privkey_base64(identity.key_text.c_str(), nullptr, refuse_passphrase,
-                                               &asked_for_passphrase, &raw);
+  const int rc =
+      ssh_pki_import_privkey_base64(identity.key_text.c_str(), nullptr, refuse_passphrase, &asked_for_passphrase, &raw);
   Key key(raw);
   if (rc == SSH_OK && key) return key;
   if (asked_for_passphrase)
-    return Unexpected{fmt::format(
-        "the key from {} is protected by a passphrase, and pgoctl never asks for one.\n"
-        "Use a key without a passphrase (ssh-keygen -p -N '' -f FILE removes it), or load it into "
-        "ssh-agent (ssh-add FILE) and leave -i and PGOCTL_ID unset.",
-        identity.origin)};
-  return Unexpected{fmt::format(
-      "the key from {} is not a private key pgoctl can read (expected an OpenSSH or PEM private key; "
-      "a .pub file is only the public half)",
-      identity.origin)};
+    return Unexpected{
+        fmt::format("the key from {} is protected by a passphrase, and pgoctl never asks for one.\n"
+                    "Use a key without a passphrase (ssh-keygen -p -N '' -f FILE removes it), or load it into "
+                    "ssh-agent (ssh-add FILE) and leave -i and PGOCTL_ID unset.",
+                    identity.origin)};
+  return Unexpected{
+      fmt::format("the key from {} is not a private key pgoctl can read (expected an OpenSSH or PEM private key; "
+                  "a .pub file is only the public half)",
+                  identity.origin)};
 }
 
 // Finds out before connecting whether the agent answers, to tell "no agent" from "wrong key".
@@ -158,10 +158,10 @@ Expected<bool, std::string> check_agent(const std::string& path) {
   std::memcpy(address.sun_path, path.data(), path.size());
   UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd || connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0)
-    return Unexpected{fmt::format(
-        "cannot reach ssh-agent at {} (SSH_AUTH_SOCK): {}.\n"
-        "Start one (eval $(ssh-agent); ssh-add FILE), or give the key with -i FILE or PGOCTL_ID.",
-        path, errno_text(errno))};
+    return Unexpected{
+        fmt::format("cannot reach ssh-agent at {} (SSH_AUTH_SOCK): {}.\n"
+                    "Start one (eval $(ssh-agent); ssh-add FILE), or give the key with -i FILE or PGOCTL_ID.",
+                    path, errno_text(errno))};
   return true;
 }
 
@@ -243,7 +243,8 @@ Expected<Session, std::string> connect(const ClientOptions& options, UniqueFd so
       ssh_options_set(s, SSH_OPTIONS_TIMEOUT, &timeout) != SSH_OK)
     return Unexpected{fmt::format("cannot set up the SSH session: {}", ssh_get_error(s))};
   if (ssh_connect(s) != SSH_OK)
-    return Unexpected{fmt::format("SSH handshake with {} port {} failed: {}", options.host, options.port, ssh_get_error(s))};
+    return Unexpected{
+        fmt::format("SSH handshake with {} port {} failed: {}", options.host, options.port, ssh_get_error(s))};
   return session;
 }
 
@@ -292,8 +293,8 @@ Expected<bool, std::string> check_host_key(ssh_session session, const ClientOpti
                    options.known_hosts, ssh_get_error(session));
         return true;
       }
-      fmt::print(stderr, "pgoctl: Warning: Permanently added '{}' ({}) to the list of known hosts in {}.\n",
-                 label, described, options.known_hosts);
+      fmt::print(stderr, "pgoctl: Warning: Permanently added '{}' ({}) to the list of known hosts in {}.\n", label,
+                 described, options.known_hosts);
       return true;
     case SSH_KNOWN_HOSTS_ERROR:
       break;
@@ -308,16 +309,16 @@ Expected<bool, std::string> authenticate(ssh_session session, const ClientOption
   // libssh signs with an RSA key as "ssh-rsa" (SHA-1), which servers refuse.
   int rc = ssh_userauth_none(session, nullptr);
   if (rc == SSH_AUTH_SUCCESS) return true;
-  if (rc != SSH_AUTH_ERROR) rc = key ? ssh_userauth_publickey(session, nullptr, key) : ssh_userauth_agent(session, nullptr);
+  if (rc != SSH_AUTH_ERROR)
+    rc = key ? ssh_userauth_publickey(session, nullptr, key) : ssh_userauth_agent(session, nullptr);
   if (rc == SSH_AUTH_SUCCESS) return true;
-  if (rc == SSH_AUTH_ERROR)
-    return Unexpected{fmt::format("login to {} failed: {}", label, ssh_get_error(session))};
+  if (rc == SSH_AUTH_ERROR) return Unexpected{fmt::format("login to {} failed: {}", label, ssh_get_error(session))};
   const auto origin = key ? options.identity.origin : "ssh-agent (ssh-add -l lists its keys)";
-  return Unexpected{fmt::format(
-      "{} refused the key from {}: no key of yours is accepted by any service on that host.\n"
-      "A service takes the keys listed in its repository's ssh/*.pub; give the matching private key "
-      "with -i FILE, the PGOCTL_ID variable or ssh-agent.",
-      label, origin)};
+  return Unexpected{
+      fmt::format("{} refused the key from {}: no key of yours is accepted by any service on that host.\n"
+                  "A service takes the keys listed in its repository's ssh/*.pub; give the matching private key "
+                  "with -i FILE, the PGOCTL_ID variable or ssh-agent.",
+                  label, origin)};
 }
 
 // What the channel callbacks learn.
@@ -429,8 +430,8 @@ int run_command(ssh_session session, const ClientOptions& options, int wake_fd, 
   if (ssh_channel_open_session(ch) != SSH_OK)
     return fail_unless_interrupted(fmt::format("{} refused a session: {}", label, ssh_get_error(session)));
   if (ssh_channel_request_exec(ch, options.command_line.c_str()) != SSH_OK)
-    return fail_unless_interrupted(fmt::format("{} refused to run \"{}\": {}", label,
-                                               printable(options.command_line), ssh_get_error(session)));
+    return fail_unless_interrupted(
+        fmt::format("{} refused to run \"{}\": {}", label, printable(options.command_line), ssh_get_error(session)));
   // stdin is not forwarded: the remote command sees end-of-file at once. A command that already
   // finished has closed the channel, and then the EOF has nowhere to go.
   if (ssh_channel_send_eof(ch) != SSH_OK && !stream.closed)
@@ -461,14 +462,16 @@ int run_command(ssh_session session, const ClientOptions& options, int wake_fd, 
 
   if (const int code = interrupted_exit_code(); code != 0) return code;
   if (stream.write_error != 0)
-    return fail(fmt::format("cannot write to {}: {}", stream.failed_fd == STDOUT_FILENO ? "standard output" : "standard error",
+    return fail(fmt::format("cannot write to {}: {}",
+                            stream.failed_fd == STDOUT_FILENO ? "standard output" : "standard error",
                             errno_text(stream.write_error)));
   if (stream.exit_status) {
     const auto result = remote_exit(*stream.exit_status);
     if (!result.note.empty()) fmt::print(stderr, "pgoctl: {}\n", result.note);
     return result.code;
   }
-  if (!stream.exit_signal.empty()) return fail(fmt::format("the remote command was killed by SIG{}", stream.exit_signal));
+  if (!stream.exit_signal.empty())
+    return fail(fmt::format("the remote command was killed by SIG{}", stream.exit_signal));
   return fail(fmt::format("{} ended the session without an exit status{}{}", label, lost.empty() ? "" : ": ", lost));
 }
 
@@ -478,7 +481,8 @@ RemoteExit remote_exit(std::uint32_t status) {
   RemoteExit result{client_exit_code(status), ""};
   // Status has a fixed underlying type, so any uint32 is a valid value; unknown ones read
   // "Unknown Status".
-  if (status > 255) result.note = fmt::format("remote exit status {} ({})", status, status_text(static_cast<Status>(status)));
+  if (status > 255)
+    result.note = fmt::format("remote exit status {} ({})", status, status_text(static_cast<Status>(status)));
   return result;
 }
 

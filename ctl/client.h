@@ -24,9 +24,9 @@ struct ClientOptions {
   unsigned port = 2222;
   std::string user;  // the SSH login name (the local user's): the server only quotes it
   Identity identity;
-  std::string known_hosts;        // checked, and appended to on first use
-  bool check_host_key = true;     // false: --insecure-no-host-key-check
-  std::string command_line;       // sent as the one exec request
+  std::string known_hosts;     // checked, and appended to on first use
+  bool check_host_key = true;  // false: --insecure-no-host-key-check
+  std::string command_line;    // sent as the one exec request
 };
 
 // Runs the command on the host; returns pgoctl's exit code: the remote status mapped by

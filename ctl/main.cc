@@ -94,7 +94,8 @@ int main(int argc, char** argv) {
   flags.stop_at_first_positional();
   flags.add_string('i', "identity", &identity, "private key file (else $PGOCTL_ID, else ssh-agent)", "file");
   flags.add_string('p', "port", &port, "remote port", "port");
-  flags.add_string(0, "known-hosts", &known_hosts, "host keys to check and record (default ~/.ssh/known_hosts)", "file");
+  flags.add_string(0, "known-hosts", &known_hosts, "host keys to check and record (default ~/.ssh/known_hosts)",
+                   "file");
   flags.add_bool(0, "insecure-no-host-key-check", &no_host_key_check,
                  "skip the host key check (anyone on the path can then pose as the host)");
   flags.add_bool('v', "version", &version, "show version and exit");

@@ -17,13 +17,20 @@ constexpr auto kKeyRetryDelay = 1 * kj::SECONDS;
 
 const char* state_word(rpc::ServiceState state) {
   switch (state) {
-    case rpc::ServiceState::OK: return "ok";
-    case rpc::ServiceState::FROZEN: return "frozen";
-    case rpc::ServiceState::ROLLBACK: return "rollback";
-    case rpc::ServiceState::BROKEN: return "broken";
-    case rpc::ServiceState::DIFF: return "diff";
-    case rpc::ServiceState::STOPPED: return "stopped";
-    case rpc::ServiceState::STARTING: return "starting";
+    case rpc::ServiceState::OK:
+      return "ok";
+    case rpc::ServiceState::FROZEN:
+      return "frozen";
+    case rpc::ServiceState::ROLLBACK:
+      return "rollback";
+    case rpc::ServiceState::BROKEN:
+      return "broken";
+    case rpc::ServiceState::DIFF:
+      return "diff";
+    case rpc::ServiceState::STOPPED:
+      return "stopped";
+    case rpc::ServiceState::STARTING:
+      return "starting";
   }
   return "unknown";
 }
@@ -63,10 +70,10 @@ kj::Own<Backends::Link> Backends::connect(const std::string& path) {
                        .then([&l](kj::Own<kj::AsyncIoStream> stream) -> capnp::Capability::Client {
                          l.stream = kj::mv(stream);
                          // The peer is less trusted than us: its messages are bounded like ours are.
-                         l.network = kj::heap<capnp::TwoPartyVatNetwork>(
-                             *l.stream, capnp::rpc::twoparty::Side::CLIENT, rpc_reader_options());
-                         l.rpc = kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(
-                             capnp::makeRpcClient(*l.network));
+                         l.network = kj::heap<capnp::TwoPartyVatNetwork>(*l.stream, capnp::rpc::twoparty::Side::CLIENT,
+                                                                         rpc_reader_options());
+                         l.rpc =
+                             kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(capnp::makeRpcClient(*l.network));
                          capnp::MallocMessageBuilder message(8);
                          auto vat = message.initRoot<capnp::rpc::twoparty::VatId>();
                          vat.setSide(capnp::rpc::twoparty::Side::SERVER);
@@ -91,9 +98,7 @@ Backends::Link& Backends::worker_link(WorkerEntry& entry) {
   return *entry.link;
 }
 
-rpc::Supervisor::Client Backends::supervisor() {
-  return supervisor_link().bootstrap.castAs<rpc::Supervisor>();
-}
+rpc::Supervisor::Client Backends::supervisor() { return supervisor_link().bootstrap.castAs<rpc::Supervisor>(); }
 
 bool Backends::has_service(const std::string& name) const { return workers_.count(name) > 0; }
 
@@ -162,7 +167,7 @@ void Backends::apply_list(capnp::List<rpc::ServiceInfo>::Reader services) {
 
 kj::Promise<void> Backends::refresh_soon() {
   const auto now = io_.provider->getTimer().now();
-  KJ_IF_MAYBE(last, last_refresh_) {
+  KJ_IF_MAYBE (last, last_refresh_) {
     if (now - *last < 1 * kj::SECONDS) return kj::READY_NOW;
   }
   return refresh();
@@ -193,10 +198,8 @@ kj::Promise<void> Backends::run(kj::Duration interval) {
 }
 
 kj::Promise<std::vector<ServiceSnapshot>> Backends::snapshot() {
-  return supervisor()
-      .listServicesRequest()
-      .send()
-      .then([this](capnp::Response<rpc::Supervisor::ListServicesResults> response) {
+  return supervisor().listServicesRequest().send().then(
+      [this](capnp::Response<rpc::Supervisor::ListServicesResults> response) {
         auto snapshots = kj::heap<std::vector<ServiceSnapshot>>();
         kj::Vector<kj::Promise<void>> asks;
         for (auto info : response.getServices()) {

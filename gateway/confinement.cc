@@ -46,9 +46,10 @@ Expected<passwd, std::string> look_up(const std::string& user, std::vector<char>
   if (error != 0 && error != ENOENT && error != ESRCH)
     return Unexpected{failed(fmt::format("getpwnam_r(\"{}\")", user), error)};
   if (found == nullptr)
-    return Unexpected{fmt::format("the gateway's user \"{}\" does not exist (create it with `useradd --system "
-                                  "--no-create-home --shell /usr/sbin/nologin {}`)",
-                                  user, user)};
+    return Unexpected{
+        fmt::format("the gateway's user \"{}\" does not exist (create it with `useradd --system "
+                    "--no-create-home --shell /usr/sbin/nologin {}`)",
+                    user, user)};
   return entry;
 }
 
@@ -138,59 +139,116 @@ constexpr std::uint64_t kCloneNewAny =
 // SIGSYS. Listeners, the host key, logging and the KJ event loop exist before the filter.
 constexpr Rule kRules[] = {
     // I/O on descriptors the gateway already holds: sockets, pipes, eventfds, stderr.
-    allow("read"), allow("write"), allow("readv"), allow("writev"), allow("pread64"), allow("pwrite64"),
-    allow("close"), allow("lseek"),
+    allow("read"),
+    allow("write"),
+    allow("readv"),
+    allow("writev"),
+    allow("pread64"),
+    allow("pwrite64"),
+    allow("close"),
+    allow("lseek"),
     // fstat: glibc 2.33+ makes it newfstatat(fd, "", buf, AT_EMPTY_PATH) (stdio calls it on a
     // stream's first use). With a path, newfstatat is a file probe: glibc's localtime() re-stats
     // /etc/localtime on every call. Probes fail as open does.
-    allow("fstat"), allow_if("newfstatat", arg_eq(3, AT_EMPTY_PATH)),
+    allow("fstat"),
+    allow_if("newfstatat", arg_eq(3, AT_EMPTY_PATH)),
     fail_if("newfstatat", Verdict::kEacces, arg_ne(3, AT_EMPTY_PATH)),
     // No file is ever opened after start-up, but libraries may try (OpenSSL loads openssl.cnf
     // lazily during the first key exchange, glibc reads time zones and CPU counts, the
     // sanitizers' reports read /proc/self/exe): they must just fail, not take the gateway down.
-    fail("open", Verdict::kEacces), fail("openat", Verdict::kEacces), fail("readlink", Verdict::kEacces),
+    fail("open", Verdict::kEacces),
+    fail("openat", Verdict::kEacces),
+    fail("readlink", Verdict::kEacces),
     fail("readlinkat", Verdict::kEacces),
     // Connections: accepting on the listeners (libssh calls accept, KJ accept4) and talking on
     // the accepted and connected sockets.
-    allow("accept"), allow("accept4"), allow("recvfrom"), allow("recvmsg"), allow("sendto"), allow("sendmsg"),
-    allow("shutdown"), allow("getsockopt"), allow("setsockopt"), allow("getsockname"), allow("getpeername"),
+    allow("accept"),
+    allow("accept4"),
+    allow("recvfrom"),
+    allow("recvmsg"),
+    allow("sendto"),
+    allow("sendmsg"),
+    allow("shutdown"),
+    allow("getsockopt"),
+    allow("setsockopt"),
+    allow("getsockname"),
+    allow("getpeername"),
     // New sockets: unix only, for the worker and supervisor sockets in the run directory and
     // KJ's socketpair. An IP, netlink or packet socket kills the process.
-    allow_if("socket", arg_eq(0, AF_UNIX)), allow_if("socketpair", arg_eq(0, AF_UNIX)), allow("connect"),
+    allow_if("socket", arg_eq(0, AF_UNIX)),
+    allow_if("socketpair", arg_eq(0, AF_UNIX)),
+    allow("connect"),
     // Waiting: libssh polls, KJ's event port is epoll with an eventfd for wake-ups and a signalfd.
-    allow("poll"), allow("ppoll"), allow("epoll_create1"), allow("epoll_ctl"), allow("epoll_wait"),
-    allow("epoll_pwait"), allow("eventfd2"), allow("signalfd4"), allow("pipe2"),
+    allow("poll"),
+    allow("ppoll"),
+    allow("epoll_create1"),
+    allow("epoll_ctl"),
+    allow("epoll_wait"),
+    allow("epoll_pwait"),
+    allow("eventfd2"),
+    allow("signalfd4"),
+    allow("pipe2"),
     // Descriptor housekeeping (the gateway watches a dup of each libssh fd, see ssh_server.cc).
-    allow("dup"), allow("dup3"), allow("fcntl"),
+    allow("dup"),
+    allow("dup3"),
+    allow("fcntl"),
     // KJ sets non-blocking mode and close-on-exec with ioctl. isatty() (spdlog's colour sinks,
     // the sanitizers' reports) asks TCGETS: the answer is "not a terminal". Any other request
     // (terminal, device, file-system ioctls) kills.
-    allow_if("ioctl", arg_eq(1, FIONBIO)), allow_if("ioctl", arg_eq(1, FIOCLEX)),
+    allow_if("ioctl", arg_eq(1, FIONBIO)),
+    allow_if("ioctl", arg_eq(1, FIOCLEX)),
     fail_if("ioctl", Verdict::kEnotty, arg_eq(1, TCGETS)),
     // Memory, never executable: no new code can be mapped or made runnable.
-    allow("brk"), allow("munmap"), allow("mremap"), allow("madvise"),
-    allow_if("mmap", arg_has_none(2, PROT_EXEC)), allow_if("mprotect", arg_has_none(2, PROT_EXEC)),
+    allow("brk"),
+    allow("munmap"),
+    allow("mremap"),
+    allow("madvise"),
+    allow_if("mmap", arg_has_none(2, PROT_EXEC)),
+    allow_if("mprotect", arg_has_none(2, PROT_EXEC)),
     // Threads, never processes: clone must carry CLONE_THREAD (fork and vfork do not) and no
     // namespace flag. clone3 hides its flags in memory a filter cannot read: ENOSYS makes glibc
     // fall back to clone (EPERM would make pthread_create fail).
-    allow_if("clone", arg_masked(0, CLONE_THREAD | kCloneNewAny, CLONE_THREAD)), fail("clone3", Verdict::kEnosys),
-    allow("futex"), allow("set_robust_list"), allow("rseq"), allow("sched_yield"),
+    allow_if("clone", arg_masked(0, CLONE_THREAD | kCloneNewAny, CLONE_THREAD)),
+    fail("clone3", Verdict::kEnosys),
+    allow("futex"),
+    allow("set_robust_list"),
+    allow("rseq"),
+    allow("sched_yield"),
     // Read-only CPU masks: glibc's malloc counts the CPUs when it makes its 9th arena (many
     // threads allocating at once; /sys fails with EACCES first), and pthread_getattr_np asks
     // for a thread's own (by its tid, so the pid cannot be pinned to 0).
     allow("sched_getaffinity"),
     // Signals: handlers, masks and their return; a signal only to this process (raise, abort).
-    allow("rt_sigaction"), allow("rt_sigprocmask"), allow("rt_sigreturn"), allow("sigaltstack"),
-    allow("restart_syscall"), allow_if("tgkill", arg_is_own_pid(0)),
+    allow("rt_sigaction"),
+    allow("rt_sigprocmask"),
+    allow("rt_sigreturn"),
+    allow("sigaltstack"),
+    allow("restart_syscall"),
+    allow_if("tgkill", arg_is_own_pid(0)),
     // Who and what: identity getters, clocks (vDSO normally; real syscalls on some clock
     // sources), randomness for the SSH key exchange, uname, and reading its own limits.
-    allow("getpid"), allow("gettid"), allow("getuid"), allow("geteuid"), allow("getgid"), allow("getegid"),
-    allow("getresuid"), allow("getresgid"), allow("clock_gettime"), allow("clock_getres"),
-    allow("clock_nanosleep"), allow("nanosleep"), allow("gettimeofday"), allow("time"), allow("getrandom"),
-    allow("uname"), allow_if("prlimit64", arg_eq(0, 0), arg_eq(2, 0)),
+    allow("getpid"),
+    allow("gettid"),
+    allow("getuid"),
+    allow("geteuid"),
+    allow("getgid"),
+    allow("getegid"),
+    allow("getresuid"),
+    allow("getresgid"),
+    allow("clock_gettime"),
+    allow("clock_getres"),
+    allow("clock_nanosleep"),
+    allow("nanosleep"),
+    allow("gettimeofday"),
+    allow("time"),
+    allow("getrandom"),
+    allow("uname"),
+    allow_if("prlimit64", arg_eq(0, 0), arg_eq(2, 0)),
     // Naming its own threads only.
-    allow_if("prctl", arg_eq(0, PR_SET_NAME)), allow_if("prctl", arg_eq(0, PR_GET_NAME)),
-    allow("exit"), allow("exit_group"),
+    allow_if("prctl", arg_eq(0, PR_SET_NAME)),
+    allow_if("prctl", arg_eq(0, PR_GET_NAME)),
+    allow("exit"),
+    allow("exit_group"),
 };
 
 struct ReleaseFilter {
@@ -203,10 +261,14 @@ std::string failed_seccomp(std::string_view call, int rc) { return failed(call, 
 
 std::uint32_t action_of(Verdict verdict) {
   switch (verdict) {
-    case Verdict::kAllow: return SCMP_ACT_ALLOW;
-    case Verdict::kEacces: return SCMP_ACT_ERRNO(EACCES);
-    case Verdict::kEnosys: return SCMP_ACT_ERRNO(ENOSYS);
-    case Verdict::kEnotty: return SCMP_ACT_ERRNO(ENOTTY);
+    case Verdict::kAllow:
+      return SCMP_ACT_ALLOW;
+    case Verdict::kEacces:
+      return SCMP_ACT_ERRNO(EACCES);
+    case Verdict::kEnosys:
+      return SCMP_ACT_ERRNO(ENOSYS);
+    case Verdict::kEnotty:
+      return SCMP_ACT_ERRNO(ENOTTY);
   }
   return SCMP_ACT_KILL_PROCESS;
 }
@@ -233,8 +295,8 @@ Expected<Confined, std::string> add_rules(scmp_filter_ctx ctx) {
       const Check& check = rule.checks[i];
       comparisons[i] = scmp_arg_cmp{check.arg, check.op, check.own_pid ? own_pid : check.datum, check.value};
     }
-    if (const int rc = seccomp_rule_add_array(ctx, action_of(rule.verdict), number, rule.check_count,
-                                              comparisons.data());
+    if (const int rc =
+            seccomp_rule_add_array(ctx, action_of(rule.verdict), number, rule.check_count, comparisons.data());
         rc != 0)
       return Unexpected{failed_seccomp(fmt::format("seccomp_rule_add({})", rule.syscall), rc)};
   }
@@ -251,8 +313,7 @@ Expected<Dropped, std::string> drop_root(const std::string& user) {
   const uid_t uid = entry->pw_uid;
   const gid_t gid = entry->pw_gid;
   if (uid == 0) return Unexpected{fmt::format("the gateway's user \"{}\" has uid 0: refusing to run as root", user)};
-  if (gid == 0)
-    return Unexpected{fmt::format("the gateway's user \"{}\" has the root group (gid 0): refusing", user)};
+  if (gid == 0) return Unexpected{fmt::format("the gateway's user \"{}\" has the root group (gid 0): refusing", user)};
   // Groups first, then gid, then uid: each step needs the privileges the next one gives up.
   if (setgroups(1, &gid) != 0) return Unexpected{failed("setgroups")};
   if (setresgid(gid, gid, gid) != 0) return Unexpected{failed("setresgid")};

@@ -94,8 +94,8 @@ pgod::Expected<std::string, std::string> read_host_key(const std::string& fd_tex
     if (fstat(fd.get(), &info) != 0 || !S_ISREG(info.st_mode))
       return pgod::Unexpected{fmt::format("{}: not a regular file", path)};
     if ((info.st_mode & 077) != 0 && info.st_uid == geteuid() && geteuid() == 0)
-      return pgod::Unexpected{fmt::format("{}: readable by others (mode {:o}); chmod 600 {}", path,
-                                          info.st_mode & 0777, path)};
+      return pgod::Unexpected{
+          fmt::format("{}: readable by others (mode {:o}); chmod 600 {}", path, info.st_mode & 0777, path)};
   }
   std::string text;
   char buffer[4096];
@@ -280,16 +280,16 @@ int main(int argc, char** argv) {
     spdlog::critical("cannot install the seccomp allowlist: {}", confined.error());
     return 1;
   }
-  spdlog::info("ready: ssh on {}, metrics on {}, uid {}, confined", pgod::gateway::socket_address(ssh_listener->get(), false),
+  spdlog::info("ready: ssh on {}, metrics on {}, uid {}, confined",
+               pgod::gateway::socket_address(ssh_listener->get(), false),
                pgod::gateway::socket_address(metrics_listener->get(), false), getuid());
 
   pgod::gateway::KeyIndex keys;
   pgod::gateway::Metrics metrics;
   pgod::gateway::Backends backends(io, rundir, keys);
-  pgod::gateway::SshServer server(io, bind.get(), ssh_listener->get(), backends, keys, metrics, limits,
-                                  names.nodename);
-  auto metrics_receiver = io.lowLevelProvider->wrapListenSocketFd(metrics_listener->release(),
-                                                                  kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+  pgod::gateway::SshServer server(io, bind.get(), ssh_listener->get(), backends, keys, metrics, limits, names.nodename);
+  auto metrics_receiver =
+      io.lowLevelProvider->wrapListenSocketFd(metrics_listener->release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
   auto serving = server.run()
                      .exclusiveJoin(backends.run(kServicePollInterval))
                      .exclusiveJoin(pgod::gateway::serve_metrics(*metrics_receiver, io.provider->getTimer(), metrics,

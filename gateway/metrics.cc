@@ -127,12 +127,12 @@ std::string Metrics::render(const std::vector<ServiceSnapshot>& services) const 
                      "its worker did not answer.",
                      MetricType::Gauge,
                      {}};
-  MetricFamily git{"pgo_service_git_info", "The commit the service's checkout is at (always 1).",
-                   MetricType::Gauge, {}};
-  MetricFamily restarts{"pgod_worker_restarts_total", "Times the supervisor restarted the service's worker.",
-                        MetricType::Counter, {}};
-  MetricFamily up{"pgod_worker_up", "1 when the service's worker is running and answered this scrape.",
-                  MetricType::Gauge, {}};
+  MetricFamily git{
+      "pgo_service_git_info", "The commit the service's checkout is at (always 1).", MetricType::Gauge, {}};
+  MetricFamily restarts{
+      "pgod_worker_restarts_total", "Times the supervisor restarted the service's worker.", MetricType::Counter, {}};
+  MetricFamily up{
+      "pgod_worker_up", "1 when the service's worker is running and answered this scrape.", MetricType::Gauge, {}};
   std::set<std::string_view> seen;  // a service listed twice would make the whole scrape invalid
   for (const auto& service : services) {
     if (!seen.insert(service.name).second) continue;
@@ -174,8 +174,8 @@ class MetricsService final : public kj::HttpService {
 
   const kj::HttpHeaderTable& table() const { return *table_; }
 
-  kj::Promise<void> request(kj::HttpMethod method, kj::StringPtr url, const kj::HttpHeaders&,
-                            kj::AsyncInputStream&, Response& response) override {
+  kj::Promise<void> request(kj::HttpMethod method, kj::StringPtr url, const kj::HttpHeaders&, kj::AsyncInputStream&,
+                            Response& response) override {
     std::string_view path(url.cStr(), url.size());
     path = path.substr(0, path.find('?'));
     if (path != "/metrics") return send(response, 404, "Not Found", "not found\n");
@@ -240,7 +240,8 @@ struct Server {
     return settings;
   }
   Server(kj::ConnectionReceiver& listener_in, kj::Timer& timer, const Metrics& metrics, Snapshot snapshot)
-      : listener(listener_in), service(timer, metrics, std::move(snapshot)),
+      : listener(listener_in),
+        service(timer, metrics, std::move(snapshot)),
         http(timer, service.table(), service, settings()) {}
 
   kj::ConnectionReceiver& listener;

@@ -18,11 +18,11 @@ namespace pgod::gateway {
 // What a scrape reports about one service.
 struct ServiceSnapshot {
   std::string name;
-  std::string worker_state;   // "running", "backing-off", "stopped" (from the supervisor)
+  std::string worker_state;  // "running", "backing-off", "stopped" (from the supervisor)
   std::uint32_t worker_restarts = 0;
   bool worker_answered = false;  // the worker answered its status call in time
-  std::string state;          // "ok", "frozen", "rollback", "broken", "diff", "stopped", "starting"
-  std::string hash;           // the commit the checkout is at
+  std::string state;             // "ok", "frozen", "rollback", "broken", "diff", "stopped", "starting"
+  std::string hash;              // the commit the checkout is at
 };
 
 class Metrics {

@@ -33,20 +33,24 @@ struct Channel;
 
 namespace {
 
-constexpr int kMaxPollRounds = 64;             // per wake-up, so one busy client cannot starve the rest
+constexpr int kMaxPollRounds = 64;  // per wake-up, so one busy client cannot starve the rest
 constexpr auto kHousekeeping = 1 * kj::SECONDS;
 constexpr auto kRefusalLogInterval = std::chrono::seconds(10);
 constexpr std::size_t kWriteSlice = 64 * 1024;  // handed to libssh at once (see Channel::pump)
 
-
 // The reason word /metrics counts a refusal under.
 const char* rejection_reason(std::uint32_t status) {
   switch (static_cast<Status>(status)) {
-    case Status::kBadRequest: return "bad_request";
-    case Status::kUnauthorized: return "unauthorized";
-    case Status::kNotFound: return "not_found";
-    case Status::kNotAcceptable: return "not_acceptable";
-    default: return "other";
+    case Status::kBadRequest:
+      return "bad_request";
+    case Status::kUnauthorized:
+      return "unauthorized";
+    case Status::kNotFound:
+      return "not_found";
+    case Status::kNotAcceptable:
+      return "not_acceptable";
+    default:
+      return "other";
   }
 }
 
@@ -91,8 +95,8 @@ std::string socket_address(int fd, bool peer) {
 }
 
 struct SshServer::Impl final : kj::TaskSet::ErrorHandler {
-  Impl(kj::AsyncIoContext& io_in, ssh_bind bind_in, int listen_fd_in, Backends& backends_in,
-       const KeyIndex& keys_in, Metrics& metrics_in, Limits limits_in, std::string hostname_in)
+  Impl(kj::AsyncIoContext& io_in, ssh_bind bind_in, int listen_fd_in, Backends& backends_in, const KeyIndex& keys_in,
+       Metrics& metrics_in, Limits limits_in, std::string hostname_in)
       : io(io_in),
         bind(bind_in),
         listen_fd(listen_fd_in),
@@ -172,7 +176,7 @@ struct Channel {
   std::shared_ptr<SinkTarget> target = std::make_shared<SinkTarget>();
   std::optional<std::string> request;  // the exec line, recorded by the callback
   bool shell_request = false;
-  std::optional<std::string> signal;   // a signal the client sent
+  std::optional<std::string> signal;  // a signal the client sent
   bool started = false;
   bool remote_closed = false;
   bool local_closed = false;
@@ -222,8 +226,8 @@ struct Connection {
   bool dead = false;
   bool driving = false;
   std::size_t auth_failures = 0;
-  std::string user;     // as the client gave it (attacker-chosen: printable() before showing)
-  std::string key;      // canonical form of the key it authenticated with
+  std::string user;  // as the client gave it (attacker-chosen: printable() before showing)
+  std::string key;   // canonical form of the key it authenticated with
   kj::TimePoint deadline = kj::origin<kj::TimePoint>();
   std::list<std::unique_ptr<Channel>> channels;
 };
@@ -321,8 +325,9 @@ ssh_channel on_channel_open(ssh_session session, void* userdata) {
   if (!connection.authenticated) return nullptr;
   if (connection.channels.size() >= connection.server.limits.max_sessions_per_connection) {
     connection.server.metrics.count_rejected("limit");
-    connection.server.log_refusal("sessions", fmt::format("{}: session refused: {} open on this connection (see --max-sessions)",
-                                              connection.peer, connection.channels.size()));
+    connection.server.log_refusal(
+        "sessions", fmt::format("{}: session refused: {} open on this connection (see --max-sessions)", connection.peer,
+                                connection.channels.size()));
     return nullptr;
   }
   ssh_channel channel = ssh_channel_new(session);
@@ -444,16 +449,17 @@ void Channel::start_command() {
   started_at = std::chrono::steady_clock::now();
   auto& server = connection.server;
   if (shell_request) {
-    task = finish(static_cast<std::uint32_t>(Status::kBadRequest),
-                  "no shell here; run a command: ssh -p PORT HOST 'service//command [args...]' (commands: " +
-                      verb_list() + ")")
-               .eagerlyEvaluate(nullptr);
+    task =
+        finish(static_cast<std::uint32_t>(Status::kBadRequest),
+               "no shell here; run a command: ssh -p PORT HOST 'service//command [args...]' (commands: " + verb_list() +
+                   ")")
+            .eagerlyEvaluate(nullptr);
     return;
   }
   const std::string line = *request;
   if (line.size() > server.limits.max_command_length) {
     server.log_refusal("length", fmt::format("{}: command line of {} bytes refused (see --max-command-length)",
-                                   connection.peer, line.size()));
+                                             connection.peer, line.size()));
     task = finish(static_cast<std::uint32_t>(Status::kBadRequest),
                   fmt::format("command line too long: {} bytes, the limit is {}", line.size(),
                               server.limits.max_command_length))
@@ -466,8 +472,8 @@ void Channel::start_command() {
     return;
   }
   // A service added a moment ago may not be in the list yet: ask the supervisor once more.
-  kj::Promise<void> known = server.backends.has_service(parsed->service) ? kj::Promise<void>(kj::READY_NOW)
-                                                                          : server.backends.refresh_soon();
+  kj::Promise<void> known =
+      server.backends.has_service(parsed->service) ? kj::Promise<void>(kj::READY_NOW) : server.backends.refresh_soon();
   task = known.then([this, command = std::move(*parsed)]() mutable { return dispatch(std::move(command)); })
              .catch_([this](kj::Exception&& e) {
                // Only reached when the client went away mid-answer, or a bug: never leave the
@@ -493,10 +499,10 @@ kj::Promise<void> Channel::dispatch(Command command) {
   auto running = server.running_per_service.find(command.service);
   if (running != server.running_per_service.end() && running->second >= server.limits.max_commands_per_service) {
     server.log_refusal("busy", fmt::format("[{}] command refused: {} running (see --max-commands-per-service)",
-                                   command.service, running->second));
+                                           command.service, running->second));
     return finish(static_cast<std::uint32_t>(Status::kInternalServerError),
-                  fmt::format("too many commands running for {} (the limit is {}); try again later",
-                              command.service, server.limits.max_commands_per_service));
+                  fmt::format("too many commands running for {} (the limit is {}); try again later", command.service,
+                              server.limits.max_commands_per_service));
   }
   if (info.handler == Handler::kWorker) {
     // Answer now rather than leave the client waiting in the socket's backlog for a worker
@@ -529,7 +535,8 @@ kj::Promise<void> Channel::dispatch(Command command) {
                           fmt::format("cannot restart the worker of {} (pgod did not answer); try again", service));
           });
     }
-    case Handler::kWorker: break;
+    case Handler::kWorker:
+      break;
   }
   auto verb = to_rpc_verb(command.verb);
   KJ_ASSERT(verb != std::nullopt, "a worker verb without an RPC verb");
@@ -555,7 +562,8 @@ kj::Promise<void> Channel::dispatch(Command command) {
 // exit-status, EOF and close, in that order, after all output.
 kj::Promise<void> Channel::finish(std::uint32_t status, std::string message) {
   auto& server = connection.server;
-  const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_at);
+  const auto elapsed =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_at);
   if (!log_service.empty()) {
     const auto space = words.find(' ');
     server.metrics.count_command(log_service, words.substr(0, space),
@@ -631,9 +639,9 @@ void Connection::start() {
   ssh_set_server_callbacks(session, &callbacks);
   ssh_set_message_callback(session, on_other_message, this);
   deadline = server.now() + server.limits.login_timeout;
-  observer = kj::heap<kj::UnixEventPort::FdObserver>(server.io.unixEventPort, watch_fd.get(),
-                                                     kj::UnixEventPort::FdObserver::OBSERVE_READ |
-                                                         kj::UnixEventPort::FdObserver::OBSERVE_WRITE);
+  observer = kj::heap<kj::UnixEventPort::FdObserver>(
+      server.io.unixEventPort, watch_fd.get(),
+      kj::UnixEventPort::FdObserver::OBSERVE_READ | kj::UnixEventPort::FdObserver::OBSERVE_WRITE);
   reading = watch_readable().eagerlyEvaluate(nullptr);
   writing = watch_writable().eagerlyEvaluate(nullptr);
   drive();
@@ -809,8 +817,8 @@ void SshServer::Impl::accept_ready() {
     if (connections.size() >= limits.max_connections || unauthenticated >= limits.max_unauthenticated) {
       metrics.count_rejected("limit");
       log_refusal("limit", fmt::format("{}: connection refused: {} open, {} not authenticated (see --max-connections, "
-                              "--max-unauthenticated)",
-                              peer, connections.size(), unauthenticated));
+                                       "--max-unauthenticated)",
+                                       peer, connections.size(), unauthenticated));
       continue;  // closed here, before any SSH work is spent on it
     }
     UniqueFd watch(fcntl(fd.get(), F_DUPFD_CLOEXEC, 3));
@@ -853,8 +861,7 @@ void SshServer::Impl::reap() {
     }
     const bool had_channels = !connection.channels.empty();
     connection.channels.remove_if([](const std::unique_ptr<Channel>& channel) { return channel->local_closed; });
-    if (had_channels && connection.channels.empty())
-      connection.deadline = now() + limits.idle_timeout;
+    if (had_channels && connection.channels.empty()) connection.deadline = now() + limits.idle_timeout;
     // Closing a channel queued packets: let libssh send them.
     connection.drive();
     ++it;

@@ -39,8 +39,8 @@ bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' |
 bool is_valid_host(std::string_view host) {
   if (host.empty() || host.size() > 255) return false;
   return std::all_of(host.begin(), host.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-           c == '-' || c == '_' || c == ':' || c == '%';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
+           c == '_' || c == ':' || c == '%';
   });
 }
 
@@ -94,8 +94,7 @@ Expected<std::vector<std::string>, std::string> split_words(std::string_view lin
       const auto close = line.find('\'', i + 1);
       if (close == std::string_view::npos) return Unexpected{std::string("unterminated ' quote")};
       const auto quoted = line.substr(i + 1, close - i - 1);
-      if (quoted.find('\0') != std::string_view::npos)
-        return Unexpected{std::string("NUL byte in command line")};
+      if (quoted.find('\0') != std::string_view::npos) return Unexpected{std::string("NUL byte in command line")};
       word += quoted;
       i = close;
     } else if (c == '"') {
@@ -159,16 +158,15 @@ Expected<Command, CommandError> parse_command(std::span<const std::string> words
   const std::string_view first = words.front();
   const auto slashes = first.find("//");
   if (slashes == std::string_view::npos)
-    return Unexpected{bad_request(
-        fmt::format("expected [host:]service//command, got \"{}\"", printable(first)))};
+    return Unexpected{bad_request(fmt::format("expected [host:]service//command, got \"{}\"", printable(first)))};
 
   Command command;
   std::string_view target = first.substr(0, slashes);
   if (target.starts_with('[')) {
     const auto close = target.find("]:");
     if (close == std::string_view::npos)
-      return Unexpected{bad_request(
-          fmt::format("expected [address]:service before //, got \"{}\"", printable(target)))};
+      return Unexpected{
+          bad_request(fmt::format("expected [address]:service before //, got \"{}\"", printable(target)))};
     command.host = std::string(target.substr(1, close - 1));
     target.remove_prefix(close + 2);
     if (!is_valid_host(command.host))
@@ -180,14 +178,13 @@ Expected<Command, CommandError> parse_command(std::span<const std::string> words
       return Unexpected{bad_request(fmt::format("invalid host \"{}\"", printable(command.host)))};
   }
   if (!is_valid_service_name(target))
-    return Unexpected{bad_request(fmt::format(
-        "invalid service name \"{}\" (expected [a-z0-9][a-z0-9_.-]*, at most {} characters)",
-        printable(target), kMaxServiceNameLength))};
+    return Unexpected{
+        bad_request(fmt::format("invalid service name \"{}\" (expected [a-z0-9][a-z0-9_.-]*, at most {} characters)",
+                                printable(target), kMaxServiceNameLength))};
   command.service = std::string(target);
 
   const std::string_view verb_word = first.substr(slashes + 2);
-  if (verb_word.empty())
-    return Unexpected{bad_request("no command after // (expected one of: " + verb_list() + ")")};
+  if (verb_word.empty()) return Unexpected{bad_request("no command after // (expected one of: " + verb_list() + ")")};
 
   std::size_t args_begin = 1;
   std::string typed(verb_word);
@@ -198,8 +195,8 @@ Expected<Command, CommandError> parse_command(std::span<const std::string> words
       args_begin = 2;
     }
   }
-  const auto known = std::find_if(kVerbs.begin(), kVerbs.end(),
-                                  [&](const VerbInfo& info) { return info.words == typed; });
+  const auto known =
+      std::find_if(kVerbs.begin(), kVerbs.end(), [&](const VerbInfo& info) { return info.words == typed; });
   if (known == kVerbs.end())
     return Unexpected{CommandError{Status::kNotAcceptable, not_acceptable_message(printable(typed))}};
   command.verb = known->verb;

@@ -49,7 +49,7 @@ enum class Handler : std::uint8_t { kGateway, kSupervisor, kWorker };
 
 struct VerbInfo {
   Verb verb;
-  std::string_view words;    // as typed: "ps", "git pull"
+  std::string_view words;  // as typed: "ps", "git pull"
   Handler handler;
   bool mutates;              // serialised with the reconcile cycle
   std::string_view summary;  // one line for help texts

@@ -45,8 +45,7 @@ Expected<std::chrono::nanoseconds, std::string> parse_duration(std::string_view 
     std::uint64_t whole = 0;
     std::size_t whole_digits = 0;
     while (!rest.empty() && is_digit(rest.front())) {
-      if (whole > (limit - (rest.front() - '0')) / 10)
-        return Unexpected{"invalid duration " + quoted + ": too large"};
+      if (whole > (limit - (rest.front() - '0')) / 10) return Unexpected{"invalid duration " + quoted + ": too large"};
       whole = whole * 10 + static_cast<std::uint64_t>(rest.front() - '0');
       rest.remove_prefix(1);
       ++whole_digits;
@@ -71,13 +70,11 @@ Expected<std::chrono::nanoseconds, std::string> parse_duration(std::string_view 
 
     const Unit* unit = nullptr;
     for (const auto& candidate : kUnits) {
-      if (rest.starts_with(candidate.name) &&
-          (unit == nullptr || candidate.name.size() > unit->name.size()))
+      if (rest.starts_with(candidate.name) && (unit == nullptr || candidate.name.size() > unit->name.size()))
         unit = &candidate;
     }
     if (unit == nullptr) {
-      if (rest.empty())
-        return Unexpected{"missing unit in duration " + quoted + " (use ns, us, ms, s, m or h)"};
+      if (rest.empty()) return Unexpected{"missing unit in duration " + quoted + " (use ns, us, ms, s, m or h)"};
       return Unexpected{"unknown unit in duration " + quoted + " (use ns, us, ms, s, m or h)"};
     }
     rest.remove_prefix(unit->name.size());

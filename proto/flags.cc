@@ -11,18 +11,16 @@ namespace pgod {
 void FlagSet::add_string(char short_name, std::string long_name, std::string* target, std::string help,
                          std::string value_name) {
   std::string default_text = target->empty() ? "" : fmt::format("\"{}\"", *target);
-  flags_.push_back({short_name, std::move(long_name), target, std::move(help), std::move(value_name),
-                    std::move(default_text)});
+  flags_.push_back(
+      {short_name, std::move(long_name), target, std::move(help), std::move(value_name), std::move(default_text)});
 }
 
 void FlagSet::add_bool(char short_name, std::string long_name, bool* target, std::string help) {
   flags_.push_back({short_name, std::move(long_name), target, std::move(help), "", *target ? "true" : ""});
 }
 
-void FlagSet::add_duration(char short_name, std::string long_name, std::chrono::nanoseconds* target,
-                           std::string help) {
-  flags_.push_back({short_name, std::move(long_name), target, std::move(help), "duration",
-                    format_duration(*target)});
+void FlagSet::add_duration(char short_name, std::string long_name, std::chrono::nanoseconds* target, std::string help) {
+  flags_.push_back({short_name, std::move(long_name), target, std::move(help), "duration", format_duration(*target)});
 }
 
 Expected<bool, std::string> parse_bool(std::string_view text) {
@@ -95,8 +93,7 @@ Expected<std::vector<std::string>, std::string> FlagSet::parse(const std::vector
       flag = find_short(arg[1]);
       if (arg.size() > 2) inline_value = arg[2] == '=' ? arg.substr(3) : arg.substr(2);
     }
-    if (flag == nullptr)
-      return Unexpected{fmt::format("unknown flag {} (see {} --help)", spelled, program_)};
+    if (flag == nullptr) return Unexpected{fmt::format("unknown flag {} (see {} --help)", spelled, program_)};
 
     if (std::holds_alternative<bool*>(flag->target) && !inline_value) {
       *std::get<bool*>(flag->target) = true;

@@ -22,8 +22,7 @@ class FlagSet {
   void add_string(char short_name, std::string long_name, std::string* target, std::string help,
                   std::string value_name = "string");
   void add_bool(char short_name, std::string long_name, bool* target, std::string help);
-  void add_duration(char short_name, std::string long_name, std::chrono::nanoseconds* target,
-                    std::string help);
+  void add_duration(char short_name, std::string long_name, std::chrono::nanoseconds* target, std::string help);
 
   // Everything from the first positional argument on is positional, flags included (pflag's
   // SetInterspersed(false)): `pgoctl host:web//logs -f` passes -f to the command, as ssh does.

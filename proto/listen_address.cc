@@ -14,8 +14,8 @@ namespace pgod {
 
 Expected<ListenAddress, std::string> parse_listen_address(std::string_view text) {
   const auto invalid = [&](std::string_view why) {
-    return Unexpected{fmt::format("invalid address \"{}\": {} (expected [host]:port, e.g. :2222 or 127.0.0.1:2222)",
-                                  text, why)};
+    return Unexpected{
+        fmt::format("invalid address \"{}\": {} (expected [host]:port, e.g. :2222 or 127.0.0.1:2222)", text, why)};
   };
   const auto colon = text.rfind(':');
   if (colon == std::string_view::npos) return invalid("no port");
@@ -32,7 +32,8 @@ Expected<ListenAddress, std::string> parse_listen_address(std::string_view text)
                c == ':' || c == '%';
       }))
     return invalid("bad host");
-  if (port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }))
+  if (port.empty() || port.size() > 5 ||
+      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }))
     return invalid("bad port");
   const int number = std::stoi(std::string(port));
   if (number < 1 || number > 65535) return invalid("port out of range");

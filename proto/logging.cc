@@ -15,18 +15,27 @@ class SyslogPriorityFlag final : public spdlog::custom_flag_formatter {
     const char* priority = "6";
     switch (msg.level) {
       case spdlog::level::trace:
-      case spdlog::level::debug: priority = "7"; break;
-      case spdlog::level::info: priority = "6"; break;
-      case spdlog::level::warn: priority = "4"; break;
-      case spdlog::level::err: priority = "3"; break;
-      case spdlog::level::critical: priority = "2"; break;
-      default: break;
+      case spdlog::level::debug:
+        priority = "7";
+        break;
+      case spdlog::level::info:
+        priority = "6";
+        break;
+      case spdlog::level::warn:
+        priority = "4";
+        break;
+      case spdlog::level::err:
+        priority = "3";
+        break;
+      case spdlog::level::critical:
+        priority = "2";
+        break;
+      default:
+        break;
     }
     dest.append(std::string_view(priority));
   }
-  std::unique_ptr<custom_flag_formatter> clone() const override {
-    return std::make_unique<SyslogPriorityFlag>();
-  }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<SyslogPriorityFlag>(); }
 };
 
 // "%&" → the message with control characters escaped, so a line stays one event: text that
@@ -81,8 +90,7 @@ void setup_logging(std::string_view program, bool debug) {
 
 std::shared_ptr<spdlog::logger> service_logger(std::string_view service) {
   auto base = spdlog::default_logger();
-  auto logger = std::make_shared<spdlog::logger>(std::string(service), base->sinks().begin(),
-                                                 base->sinks().end());
+  auto logger = std::make_shared<spdlog::logger>(std::string(service), base->sinks().begin(), base->sinks().end());
   logger->set_level(base->level());
   logger->flush_on(spdlog::level::trace);
   return logger;

@@ -42,7 +42,9 @@ struct Listener {
 kj::Promise<void> accept_loop(Listener& listener) {
   return listener.receiver.accept().then([&listener](kj::Own<kj::AsyncIoStream> stream) {
     std::optional<uid_t> uid;
-    KJ_IF_MAYBE(fd, stream->getFd()) { uid = peer_uid(*fd); }
+    KJ_IF_MAYBE (fd, stream->getFd()) {
+      uid = peer_uid(*fd);
+    }
     if (!uid || (*uid != 0 && *uid != listener.allowed_uid)) {
       spdlog::warn("{}: refused a connection from uid {} (only root and uid {} may connect)", listener.what,
                    uid ? std::to_string(*uid) : "unknown", listener.allowed_uid);

@@ -43,22 +43,32 @@ Verb from_rpc_verb(rpc::Verb verb) {
 
 const char* worker_state_name(rpc::ServiceInfo::WorkerState state) {
   switch (state) {
-    case rpc::ServiceInfo::WorkerState::RUNNING: return "running";
-    case rpc::ServiceInfo::WorkerState::BACKING_OFF: return "backing-off";
-    case rpc::ServiceInfo::WorkerState::STOPPED: return "stopped";
+    case rpc::ServiceInfo::WorkerState::RUNNING:
+      return "running";
+    case rpc::ServiceInfo::WorkerState::BACKING_OFF:
+      return "backing-off";
+    case rpc::ServiceInfo::WorkerState::STOPPED:
+      return "stopped";
   }
   return "unknown";
 }
 
 const char* service_state_name(rpc::ServiceState state) {
   switch (state) {
-    case rpc::ServiceState::OK: return "OK";
-    case rpc::ServiceState::FROZEN: return "FROZEN";
-    case rpc::ServiceState::ROLLBACK: return "ROLLBACK";
-    case rpc::ServiceState::BROKEN: return "BROKEN";
-    case rpc::ServiceState::DIFF: return "DIFF";
-    case rpc::ServiceState::STOPPED: return "STOPPED";
-    case rpc::ServiceState::STARTING: return "STARTING";
+    case rpc::ServiceState::OK:
+      return "OK";
+    case rpc::ServiceState::FROZEN:
+      return "FROZEN";
+    case rpc::ServiceState::ROLLBACK:
+      return "ROLLBACK";
+    case rpc::ServiceState::BROKEN:
+      return "BROKEN";
+    case rpc::ServiceState::DIFF:
+      return "DIFF";
+    case rpc::ServiceState::STOPPED:
+      return "STOPPED";
+    case rpc::ServiceState::STARTING:
+      return "STARTING";
   }
   return "UNKNOWN";
 }

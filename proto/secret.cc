@@ -7,9 +7,9 @@ std::string redact_url(std::string_view url) {
   if (scheme_end == std::string_view::npos) return std::string(url);
   const auto authority_begin = scheme_end + 3;
   const auto authority_end = url.find_first_of("/?#", authority_begin);
-  const auto authority = url.substr(authority_begin, authority_end == std::string_view::npos
-                                                         ? std::string_view::npos
-                                                         : authority_end - authority_begin);
+  const auto authority =
+      url.substr(authority_begin,
+                 authority_end == std::string_view::npos ? std::string_view::npos : authority_end - authority_begin);
   const auto at = authority.rfind('@');
   if (at == std::string_view::npos) return std::string(url);
 

@@ -6,12 +6,18 @@ namespace pgod {
 
 std::string_view status_text(Status status) {
   switch (status) {
-    case Status::kOk: return "";
-    case Status::kBadRequest: return "Bad Request";
-    case Status::kUnauthorized: return "Unauthorized";
-    case Status::kNotFound: return "Not Found";
-    case Status::kNotAcceptable: return "Not Acceptable";
-    case Status::kInternalServerError: return "Internal Server Error";
+    case Status::kOk:
+      return "";
+    case Status::kBadRequest:
+      return "Bad Request";
+    case Status::kUnauthorized:
+      return "Unauthorized";
+    case Status::kNotFound:
+      return "Not Found";
+    case Status::kNotAcceptable:
+      return "Not Acceptable";
+    case Status::kInternalServerError:
+      return "Internal Server Error";
   }
   return "Unknown Status";
 }

@@ -4,18 +4,18 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <toml++/toml.h>
 #include <algorithm>
 #include <array>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <map>
 #include <optional>
 #include <set>
 #include <tuple>
-#include <toml++/toml.h>
 
 #include "command_grammar.h"
 #include "service_name.h"
@@ -29,17 +29,17 @@ constexpr std::size_t kMaxPathLength = 1024;
 constexpr off_t kMaxConfigSize = 4 << 20;
 constexpr std::size_t kMaxValueLength = 4096;
 
-constexpr std::array<std::string_view, 13> kServiceKeys = {
-    "name",     "user", "repository", "branch", "registries", "compose", "env",
-    "urls",     "networks", "import", "reload", "mount",      "ignore"};
+constexpr std::array<std::string_view, 13> kServiceKeys = {"name",    "user",  "repository", "branch",   "registries",
+                                                           "compose", "env",   "urls",       "networks", "import",
+                                                           "reload",  "mount", "ignore"};
 
 // Debian's nobody and the kernel's overflow uid: shared by unrelated daemons, the uid NFS
 // squashes root to, and the user pgod's clean-up of removed services runs as.
 constexpr uid_t kNobodyUid = 65534;
 
 // Set by the worker for every compose run; an env item may not change them.
-constexpr std::array<std::string_view, 6> kReservedEnv = {"HOME", "PATH", "DOCKER_CONFIG",
-                                                          "COMPOSE_PROJECT_NAME", "COMPOSE_FILE", "PYTHONNOUSERSITE"};
+constexpr std::array<std::string_view, 6> kReservedEnv = {
+    "HOME", "PATH", "DOCKER_CONFIG", "COMPOSE_PROJECT_NAME", "COMPOSE_FILE", "PYTHONNOUSERSITE"};
 
 SourcePosition position_of(const toml::source_region& region) {
   return {static_cast<int>(region.begin.line), static_cast<int>(region.begin.column)};
@@ -47,22 +47,30 @@ SourcePosition position_of(const toml::source_region& region) {
 
 std::string_view type_name(toml::node_type type) {
   switch (type) {
-    case toml::node_type::table: return "a table";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a float";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::date: return "a date";
-    case toml::node_type::time: return "a time";
-    case toml::node_type::date_time: return "a date-time";
-    default: return "nothing";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    default:
+      return "nothing";
   }
 }
 
-bool is_ascii_alnum(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
+bool is_ascii_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool has_space_or_control(std::string_view text) {
   return std::any_of(text.begin(), text.end(), [](char c) {
@@ -94,9 +102,9 @@ bool valid_port(std::string_view text) {
 bool valid_host(std::string_view host) {
   if (host.empty() || host.size() > 253) return false;
   if (host.front() == '[') {
-    return host.size() > 2 && host.back() == ']' &&
-           std::all_of(host.begin() + 1, host.end() - 1,
-                       [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) || c == ':' || c == '.'; });
+    return host.size() > 2 && host.back() == ']' && std::all_of(host.begin() + 1, host.end() - 1, [](char c) {
+             return std::isxdigit(static_cast<unsigned char>(c)) || c == ':' || c == '.';
+           });
   }
   if (host.front() == '-' || host.front() == '.' || host.back() == '.' || host.find("..") != std::string_view::npos)
     return false;
@@ -122,7 +130,8 @@ bool valid_host_port(std::string_view text) {
 std::optional<std::string> check_relative_path(std::string_view path) {
   if (path.empty()) return "is empty (expected a path relative to the checkout)";
   if (path.size() > kMaxPathLength) return fmt::format("is longer than {} bytes", kMaxPathLength);
-  if (path.front() == '/') return fmt::format("{} is absolute (expected a path relative to the checkout)", quoted(path));
+  if (path.front() == '/')
+    return fmt::format("{} is absolute (expected a path relative to the checkout)", quoted(path));
   if (std::any_of(path.begin(), path.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
     return fmt::format("{} contains control characters", quoted(path));
   if (path.back() == '/') return fmt::format("{} names a directory (expected a file)", quoted(path));
@@ -179,8 +188,8 @@ std::optional<std::string> check_branch(std::string_view branch) {
   };
   if (branch.empty()) return "is empty (expected a branch name such as main)";
   if (branch.size() > 255) return "is longer than 255 bytes";
-  if (branch.front() == '-' || branch.front() == '/' || branch.back() == '/' || branch.back() == '.' ||
-      branch == "@" || branch.ends_with(".lock"))
+  if (branch.front() == '-' || branch.front() == '/' || branch.back() == '/' || branch.back() == '.' || branch == "@" ||
+      branch.ends_with(".lock"))
     return bad();
   for (std::string_view forbidden : {"..", "//", "@{", "/."})
     if (branch.find(forbidden) != std::string_view::npos) return bad();
@@ -226,7 +235,8 @@ bool valid_site_host(std::string_view host) {
 // Compose service and network names.
 bool valid_compose_name(std::string_view name) {
   if (name.empty() || name.size() > 255 || !is_ascii_alnum(name.front())) return false;
-  return std::all_of(name.begin(), name.end(), [](char c) { return is_ascii_alnum(c) || c == '_' || c == '.' || c == '-'; });
+  return std::all_of(name.begin(), name.end(),
+                     [](char c) { return is_ascii_alnum(c) || c == '_' || c == '.' || c == '-'; });
 }
 
 std::optional<std::string> check_url_target(std::string_view target) {
@@ -244,7 +254,8 @@ std::optional<std::string> check_mount(std::string_view mount) {
   const auto slash = rest.find('/', rest.starts_with('[') ? rest.find(']') : 0);
   if (slash == std::string_view::npos || slash == 0)
     return fmt::format("{} has no server or no path ({})", quoted(mount), expected);
-  if (!valid_host(rest.substr(0, slash))) return fmt::format("{} names an invalid server ({})", quoted(mount), expected);
+  if (!valid_host(rest.substr(0, slash)))
+    return fmt::format("{} names an invalid server ({})", quoted(mount), expected);
   const auto path = rest.substr(slash);
   if (path.size() > kMaxPathLength || has_space_or_control(path) || path.find(',') != std::string_view::npos)
     return fmt::format("{} has an invalid path (no whitespace, control characters or commas)", quoted(mount));
@@ -350,8 +361,9 @@ class Validator {
       if (const auto* name = string_value(*node, label, "name")) {
         if (!is_valid_service_name(*name)) {
           add(position_of(node->source()), label, "name",
-              fmt::format("{} is not a valid service name (expected [a-z0-9][a-z0-9_.-]*, no \"..\", at most {} characters)",
-                          quoted(*name), kMaxServiceNameLength));
+              fmt::format(
+                  "{} is not a valid service name (expected [a-z0-9][a-z0-9_.-]*, no \"..\", at most {} characters)",
+                  quoted(*name), kMaxServiceNameLength));
         } else {
           service.name = *name;
           label = *name;
@@ -374,7 +386,8 @@ class Validator {
             add(position, label, key, fmt::format("{} is not a valid user name", quoted(*user)));
           else if (context_.user_exists && !context_.user_exists(*user))
             add(position, label, key,
-                fmt::format("user {} does not exist on this host (create it, or name an existing user)", quoted(*user)));
+                fmt::format("user {} does not exist on this host (create it, or name an existing user)",
+                            quoted(*user)));
           else if (auto problem = check_service_user(*user))
             add(position, label, key, *problem);
           else {
@@ -428,7 +441,8 @@ class Validator {
             service.mount = *mount;
         }
       } else if (key == "ignore") {
-        if (const auto* ignore = typed<toml::value<bool>>(node, label, key, "a boolean")) service.ignore = ignore->get();
+        if (const auto* ignore = typed<toml::value<bool>>(node, label, key, "a boolean"))
+          service.ignore = ignore->get();
       }
     }
 
@@ -456,8 +470,7 @@ class Validator {
       const auto credentials = std::string_view(item).substr(0, at_sign);
       const auto registry = std::string_view(item).substr(at_sign + 1);
       if (!valid_host_port(registry)) {
-        add(at, label, "registries",
-            fmt::format("item {}: registry {} is not host[:port]", i, quoted(registry)));
+        add(at, label, "registries", fmt::format("item {}: registry {} is not host[:port]", i, quoted(registry)));
         return;
       }
       RegistryLogin login;
@@ -518,7 +531,8 @@ class Validator {
       const auto* target = target_node.as_string();
       if (target == nullptr) {
         add(at, label, "urls",
-            fmt::format("{} maps to {} (expected a \"service:port\" string)", quoted(host), type_name(target_node.type())));
+            fmt::format("{} maps to {} (expected a \"service:port\" string)", quoted(host),
+                        type_name(target_node.type())));
         continue;
       }
       if (auto problem = check_url_target(target->get())) {
@@ -566,15 +580,17 @@ class Validator {
     const auto uid = uid_of(user);
     constexpr std::string_view own_user = "create a user for this service (useradd --system NAME)";
     if (user == "nobody" || uid == kNobodyUid)
-      return fmt::format("{} shared by unrelated daemons, NFS's squashed root and pgod's clean-up of removed "
-                         "services: {}",
-                         user == "nobody" ? std::string("user \"nobody\" is")
-                                          : fmt::format("user {} has uid {}, nobody's, which is", quoted(user), kNobodyUid),
-                         own_user);
+      return fmt::format(
+          "{} shared by unrelated daemons, NFS's squashed root and pgod's clean-up of removed "
+          "services: {}",
+          user == "nobody" ? std::string("user \"nobody\" is")
+                           : fmt::format("user {} has uid {}, nobody's, which is", quoted(user), kNobodyUid),
+          own_user);
     if (!context_.gateway_user.empty() && (user == context_.gateway_user || (uid && uid == gateway_uid_)))
-      return fmt::format("user {} is the gateway's user (--gateway-user {}), which may talk to every worker and to "
-                         "pgod, so it must own no service: {}",
-                         quoted(user), context_.gateway_user, own_user);
+      return fmt::format(
+          "user {} is the gateway's user (--gateway-user {}), which may talk to every worker and to "
+          "pgod, so it must own no service: {}",
+          quoted(user), context_.gateway_user, own_user);
     return std::nullopt;
   }
 
@@ -651,8 +667,8 @@ class Validator {
 }  // namespace
 
 std::string ConfigError::to_string() const {
-  std::string out = position.line > 0 ? fmt::format("{}:{}:{}: ", file, position.line, position.column)
-                                      : fmt::format("{}: ", file);
+  std::string out =
+      position.line > 0 ? fmt::format("{}:{}:{}: ", file, position.line, position.column) : fmt::format("{}: ", file);
   if (!service.empty()) out += fmt::format("service \"{}\": ", service);
   if (!key.empty()) out += fmt::format("key \"{}\": ", key);
   return out + message;
@@ -727,10 +743,10 @@ ConfigErrors check_file_writers(const std::string& path, const FileAccess& file,
   }
   if (file.mode & (S_IWGRP | S_IWOTH)) {
     const auto who = (file.mode & S_IWOTH) ? "every user" : "the members of its group";
-    errors.push_back(file_error(
-        path, fmt::format("mode {} lets {} change it, and so choose what pgod runs as every service's user: "
-                          "chmod go-w {}",
-                          mode_text(file.mode), who, path)));
+    errors.push_back(
+        file_error(path, fmt::format("mode {} lets {} change it, and so choose what pgod runs as every service's user: "
+                                     "chmod go-w {}",
+                                     mode_text(file.mode), who, path)));
   }
   return errors;
 }
@@ -760,7 +776,8 @@ Expected<Config, ConfigErrors> parse_config(std::string_view text, const std::st
 
 Expected<Config, ConfigErrors> load_config(const std::string& path, const ValidationContext& context) {
   const auto failure = [&](std::string why) {
-    return Unexpected{ConfigErrors{{path, {}, "", "", fmt::format("cannot read the config file: {} (give another with -c)", why)}}};
+    return Unexpected{
+        ConfigErrors{{path, {}, "", "", fmt::format("cannot read the config file: {} (give another with -c)", why)}}};
   };
   const UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
   if (!fd) return failure(std::strerror(errno));
@@ -777,7 +794,8 @@ Expected<Config, ConfigErrors> load_config(const std::string& path, const Valida
     if (n < 0) return failure(std::strerror(errno));
     if (n == 0) break;
     text.append(buffer, static_cast<std::size_t>(n));
-    if (text.size() > static_cast<std::size_t>(kMaxConfigSize)) return failure(fmt::format("larger than {} bytes", kMaxConfigSize));
+    if (text.size() > static_cast<std::size_t>(kMaxConfigSize))
+      return failure(fmt::format("larger than {} bytes", kMaxConfigSize));
   }
   const FileAccess access{info.st_uid, static_cast<mode_t>(info.st_mode & 07777), info.st_gid};
   auto errors = check_file_writers(path, access, geteuid());

@@ -7,18 +7,18 @@
 #include <linux/close_range.h>
 #include <poll.h>
 #include <pwd.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <array>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <optional>
 
@@ -71,23 +71,40 @@ enum class Step : int {
 
 const char* step_name(Step step) {
   switch (step) {
-    case Step::kSignals: return "resetting signals";
-    case Step::kSession: return "setsid";
-    case Step::kFds: return "moving the inherited fds";
-    case Step::kCloseFds: return "closing the other fds";
-    case Step::kDirectory: return "chdir /";
-    case Step::kBoundingSet: return "emptying the capability bounding set";
-    case Step::kAmbient: return "clearing ambient capabilities";
-    case Step::kGroups: return "setgroups";
-    case Step::kGid: return "setresgid";
-    case Step::kUid: return "setresuid";
-    case Step::kCapabilities: return "capset (emptying every capability set)";
-    case Step::kRootRegained: return "checking that root cannot be regained (it could)";
-    case Step::kNoNewPrivs: return "PR_SET_NO_NEW_PRIVS";
-    case Step::kParentDeath: return "PR_SET_PDEATHSIG";
-    case Step::kParentGone: return "checking the parent (pgod exited)";
-    case Step::kSeccomp: return "installing the seccomp filter";
-    case Step::kExec: return "execve";
+    case Step::kSignals:
+      return "resetting signals";
+    case Step::kSession:
+      return "setsid";
+    case Step::kFds:
+      return "moving the inherited fds";
+    case Step::kCloseFds:
+      return "closing the other fds";
+    case Step::kDirectory:
+      return "chdir /";
+    case Step::kBoundingSet:
+      return "emptying the capability bounding set";
+    case Step::kAmbient:
+      return "clearing ambient capabilities";
+    case Step::kGroups:
+      return "setgroups";
+    case Step::kGid:
+      return "setresgid";
+    case Step::kUid:
+      return "setresuid";
+    case Step::kCapabilities:
+      return "capset (emptying every capability set)";
+    case Step::kRootRegained:
+      return "checking that root cannot be regained (it could)";
+    case Step::kNoNewPrivs:
+      return "PR_SET_NO_NEW_PRIVS";
+    case Step::kParentDeath:
+      return "PR_SET_PDEATHSIG";
+    case Step::kParentGone:
+      return "checking the parent (pgod exited)";
+    case Step::kSeccomp:
+      return "installing the seccomp filter";
+    case Step::kExec:
+      return "execve";
   }
   return "unknown step";
 }
@@ -149,7 +166,8 @@ struct ChildError {
     if (std_copies[i] >= 0 && dup2(std_copies[i], STDOUT_FILENO + static_cast<int>(i)) < 0)
       child_fail(report_fd, Step::kFds, errno);
   // Everything else closes at exec (the report pipe must live until then).
-  if (syscall(SYS_close_range, first_free, ~0U, CLOSE_RANGE_CLOEXEC) != 0) child_fail(report_fd, Step::kCloseFds, errno);
+  if (syscall(SYS_close_range, first_free, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
+    child_fail(report_fd, Step::kCloseFds, errno);
   if (chdir("/") != 0) child_fail(report_fd, Step::kDirectory, errno);
   umask(022);
 

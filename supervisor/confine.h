@@ -19,8 +19,8 @@
 #include <kj/common.h>
 
 #include "expected.h"
-#include "unique_fd.h"
 #include "seccomp_filter.h"
+#include "unique_fd.h"
 
 namespace pgod::supervisor {
 
@@ -41,16 +41,16 @@ Expected<Identity, std::string> lookup_user(const std::string& user, bool with_d
 Identity identity_of_uid(uid_t uid, gid_t fallback_gid, bool with_docker_group);
 
 struct SpawnSpec {
-  std::string program;              // absolute path
-  std::vector<std::string> argv;    // argv[0] included
-  std::vector<std::string> env;     // the whole environment: nothing is inherited
+  std::string program;            // absolute path
+  std::vector<std::string> argv;  // argv[0] included
+  std::vector<std::string> env;   // the whole environment: nothing is inherited
   Identity identity;
-  std::vector<int> fds;             // passed as fds 3, 4, …, in this order
-  int stdout_fd = -1;               // becomes fd 1; -1: pgod's own stdout
-  int stderr_fd = -1;               // becomes fd 2; -1: pgod's own stderr
+  std::vector<int> fds;                     // passed as fds 3, 4, …, in this order
+  int stdout_fd = -1;                       // becomes fd 1; -1: pgod's own stdout
+  int stderr_fd = -1;                       // becomes fd 2; -1: pgod's own stderr
   const SeccompProgram* seccomp = nullptr;  // nullptr: none (the gateway installs its own)
-  int parent_death_signal = 0;      // 0: none
-  bool change_identity = true;      // false only under --no-root-check, as a non-root user
+  int parent_death_signal = 0;              // 0: none
+  bool change_identity = true;              // false only under --no-root-check, as a non-root user
 };
 
 // How pgod starts pgod-worker (a service's worker, a retirement, a judge for --check): as

@@ -14,9 +14,12 @@ namespace {
 
 rpc::ServiceInfo::WorkerState to_rpc(WorkerView::State state) {
   switch (state) {
-    case WorkerView::State::kRunning: return rpc::ServiceInfo::WorkerState::RUNNING;
-    case WorkerView::State::kBackingOff: return rpc::ServiceInfo::WorkerState::BACKING_OFF;
-    case WorkerView::State::kStopped: return rpc::ServiceInfo::WorkerState::STOPPED;
+    case WorkerView::State::kRunning:
+      return rpc::ServiceInfo::WorkerState::RUNNING;
+    case WorkerView::State::kBackingOff:
+      return rpc::ServiceInfo::WorkerState::BACKING_OFF;
+    case WorkerView::State::kStopped:
+      return rpc::ServiceInfo::WorkerState::STOPPED;
   }
   return rpc::ServiceInfo::WorkerState::STOPPED;
 }
@@ -55,12 +58,13 @@ template <class Call>
 int with_supervisor(const std::string& socket_path, Call call) {
   auto io = kj::setupAsyncIo();
   int code = 1;
-  KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
-                auto address = io.provider->getNetwork().parseAddress(kj::str("unix:", socket_path.c_str())).wait(io.waitScope);
-                auto stream = address->connect().wait(io.waitScope);
-                capnp::TwoPartyClient client(*stream);
-                code = call(client.bootstrap().castAs<rpc::Supervisor>(), io.waitScope);
-              })) {
+  KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&]() {
+                 auto address =
+                     io.provider->getNetwork().parseAddress(kj::str("unix:", socket_path.c_str())).wait(io.waitScope);
+                 auto stream = address->connect().wait(io.waitScope);
+                 capnp::TwoPartyClient client(*stream);
+                 code = call(client.bootstrap().castAs<rpc::Supervisor>(), io.waitScope);
+               })) {
     // A refusal from pgod arrives as "remote exception: …": the prefix says nothing to an operator.
     std::string_view text = exception->getDescription().cStr();
     if (text.starts_with("remote exception: ")) text.remove_prefix(std::string_view("remote exception: ").size());
@@ -80,7 +84,8 @@ int print_status(const std::string& socket_path) {
     fmt::print("{:<24} {:<12} {:>8} {:>8}  {}\n", "SERVICE", "WORKER", "PID", "RESTARTS", "LAST EXIT / MOUNT");
     for (auto info : response.getServices()) {
       std::string note = info.getLastExit().cStr();
-      if (info.getMountError().size() > 0) note += (note.empty() ? "" : "; ") + std::string(info.getMountError().cStr());
+      if (info.getMountError().size() > 0)
+        note += (note.empty() ? "" : "; ") + std::string(info.getMountError().cStr());
       fmt::print("{:<24} {:<12} {:>8} {:>8}  {}\n", info.getName().cStr(), worker_state_name(info.getWorkerState()),
                  info.getWorkerPid(), info.getRestarts(), note);
     }

@@ -18,7 +18,7 @@
 namespace pgod::supervisor {
 
 struct ModelJudge {
-  Layout layout;              // -d and --datadir of the pgod that runs the services
+  Layout layout;  // -d and --datadir of the pgod that runs the services
   WorkerDefaults defaults;
   std::string worker_program;  // this version's pgod-worker
   const SeccompProgram* filter = nullptr;
@@ -29,8 +29,8 @@ struct ModelVerdict {
   enum class Outcome {
     kNothingDeployed,  // no saved model: the next deploy is judged as it comes
     kAccepted,
-    kRefused,          // the service goes BROKEN after the upgrade (its containers keep running)
-    kUnjudged,         // no verdict (the user, a timeout, the judge failed): `reasons` says why
+    kRefused,   // the service goes BROKEN after the upgrade (its containers keep running)
+    kUnjudged,  // no verdict (the user, a timeout, the judge failed): `reasons` says why
   };
   Outcome outcome = Outcome::kNothingDeployed;
   // kRefused: one reason per line the judge printed; kUnjudged: what went wrong. Printable

@@ -51,7 +51,8 @@ Expected<bool, std::string> write_new_key(const std::string& path) {
     if (mkdir(directory.c_str(), 0755) != 0 && errno != EEXIST) return Unexpected{errno_text("mkdir", directory)};
   }
   ssh_key raw = nullptr;
-  if (ssh_pki_generate(SSH_KEYTYPE_ED25519, 0, &raw) != SSH_OK) return Unexpected{std::string("cannot generate an ed25519 key")};
+  if (ssh_pki_generate(SSH_KEYTYPE_ED25519, 0, &raw) != SSH_OK)
+    return Unexpected{std::string("cannot generate an ed25519 key")};
   OwnedKey key(raw);
   char* text = nullptr;
   if (ssh_pki_export_privkey_base64(key.get(), nullptr, nullptr, nullptr, &text) != SSH_OK || text == nullptr)
@@ -101,9 +102,10 @@ Expected<LoadedKey, std::string> load_host_key(const std::string& path) {
   if (info.st_uid != geteuid())
     return Unexpected{fmt::format("{}: owned by uid {}, not {}; chown it", path, info.st_uid, geteuid())};
   if ((info.st_mode & 077) != 0)
-    return Unexpected{fmt::format("{}: mode {:o} lets others read or change it; chmod 600 {}", path,
-                                  info.st_mode & 0777, path)};
-  if (static_cast<std::size_t>(info.st_size) > kMaxKeyBytes) return Unexpected{fmt::format("{}: too large for a key", path)};
+    return Unexpected{
+        fmt::format("{}: mode {:o} lets others read or change it; chmod 600 {}", path, info.st_mode & 0777, path)};
+  if (static_cast<std::size_t>(info.st_size) > kMaxKeyBytes)
+    return Unexpected{fmt::format("{}: too large for a key", path)};
   std::string text(static_cast<std::size_t>(info.st_size), '\0');
   std::size_t done = 0;
   while (done < text.size()) {

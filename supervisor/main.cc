@@ -2,10 +2,10 @@
 // the pgod-gateway, keeps them running, reloads on SIGHUP or a config change, and stops them
 // on SIGTERM (containers keep running). `--check` (the config, and before an upgrade the
 // deployed compose models), `--status` and `--restart-worker` are the one-shot modes.
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -24,12 +24,12 @@
 #include "control.h"
 #include "deployed_models.h"
 #include "fs_ops.h"
+#include "host_key.h"
+#include "listen_address.h"
 #include "logging.h"
 #include "options.h"
 #include "rpc_listener.h"
 #include "seccomp_filter.h"
-#include "host_key.h"
-#include "listen_address.h"
 #include "sockets.h"
 #include "supervisor.h"
 
@@ -94,8 +94,8 @@ void check_deployed_models(const Options& options, const pgod::config::Config& c
   for (const auto& service : config.services) {
     const auto verdict = pgod::supervisor::judge_deployed_model(service, judge);
     if (verdict.outcome == Outcome::kRefused) {
-      fmt::print("service \"{}\": the deployed compose model is refused by this version's policy: {}\n",
-                 service.name, joined(verdict.reasons, "; "));
+      fmt::print("service \"{}\": the deployed compose model is refused by this version's policy: {}\n", service.name,
+                 joined(verdict.reasons, "; "));
       broken.push_back(service.name);
     } else if (verdict.outcome == Outcome::kUnjudged) {
       fmt::print("service \"{}\": the deployed compose model was not judged: {}\n", service.name,
@@ -152,10 +152,9 @@ class ConfigWatch {
       return;
     }
     observer_ = kj::heap<kj::UnixEventPort::FdObserver>(io.unixEventPort, fd_.get(),
-                                                         kj::UnixEventPort::FdObserver::OBSERVE_READ);
-    loop_ = watch().eagerlyEvaluate([](kj::Exception&& e) {
-      spdlog::error("config watch failed: {}", e.getDescription().cStr());
-    });
+                                                        kj::UnixEventPort::FdObserver::OBSERVE_READ);
+    loop_ = watch().eagerlyEvaluate(
+        [](kj::Exception&& e) { spdlog::error("config watch failed: {}", e.getDescription().cStr()); });
   }
 
  private:
@@ -194,8 +193,9 @@ class ConfigWatch {
 int serve(const Options& options) {
   pgod::setup_logging("pgod", options.debug);
   if (geteuid() != 0 && !options.no_root_check) {
-    spdlog::critical("pgod must run as root: it starts each service's worker as that service's user "
-                     "(for tests only: --no-root-check)");
+    spdlog::critical(
+        "pgod must run as root: it starts each service's worker as that service's user "
+        "(for tests only: --no-root-check)");
     return 1;
   }
   auto config = load(options);
@@ -250,9 +250,10 @@ int serve(const Options& options) {
     settings.gateway = *gateway_identity;
     settings.defaults.gateway_uid = gateway_identity->uid;
   } else if (!options.no_gateway) {
-    spdlog::critical("the gateway's user: {} (create it with `useradd --system {}`, or see --gateway-user "
-                     "and --no-gateway)",
-                     gateway_identity.error(), options.gateway_user);
+    spdlog::critical(
+        "the gateway's user: {} (create it with `useradd --system {}`, or see --gateway-user "
+        "and --no-gateway)",
+        gateway_identity.error(), options.gateway_user);
     return 1;
   } else {
     spdlog::warn("the gateway's user: {}: only root can use the worker sockets", gateway_identity.error());
@@ -260,8 +261,7 @@ int serve(const Options& options) {
 
   std::vector<pgod::UniqueFd> gateway_sockets;
   if (!options.no_gateway) {
-    settings.gateway_program =
-        options.gateway_program.empty() ? directory + "/pgod-gateway" : options.gateway_program;
+    settings.gateway_program = options.gateway_program.empty() ? directory + "/pgod-gateway" : options.gateway_program;
     if (auto problem = check_program(settings.gateway_program)) {
       spdlog::critical("the gateway program: {} (see --gateway-program)", *problem);
       return 1;
@@ -300,21 +300,20 @@ int serve(const Options& options) {
     spdlog::critical("{}", *problem);
     return 1;
   }
-  auto control_socket = pgod::supervisor::bind_unix_socket(
-      options.rundir + "/supervisor.sock", gateway_identity ? gateway_identity->gid : 0);
+  auto control_socket = pgod::supervisor::bind_unix_socket(options.rundir + "/supervisor.sock",
+                                                           gateway_identity ? gateway_identity->gid : 0);
   if (!control_socket) {
     spdlog::critical("{}", control_socket.error());
     auto stopped = supervisor.shutdown();
     stopped.wait(io.waitScope);
     return 1;
   }
-  auto listener = io.lowLevelProvider->wrapListenSocketFd(control_socket->release(),
-                                                          kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+  auto listener =
+      io.lowLevelProvider->wrapListenSocketFd(control_socket->release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
   auto serving = pgod::serve_unix_rpc(*listener, pgod::supervisor::make_control_service(supervisor),
                                       gateway_identity ? gateway_identity->uid : 0, "supervisor socket")
-                     .eagerlyEvaluate([](kj::Exception&& e) {
-                       spdlog::error("supervisor socket: {}", e.getDescription().cStr());
-                     });
+                     .eagerlyEvaluate(
+                         [](kj::Exception&& e) { spdlog::error("supervisor socket: {}", e.getDescription().cStr()); });
 
   auto reload = [&](const char* why) {
     spdlog::info("{}: reloading {}", why, options.config);
@@ -352,7 +351,8 @@ int serve(const Options& options) {
   spdlog::info("pgod {} started: {}", PGOD_VERSION, supervisor.summary());
   sd_notify(0, fmt::format("READY=1\nSTATUS={}", supervisor.summary()).c_str());
 
-  auto signalled = io.unixEventPort.onSignal(SIGTERM).exclusiveJoin(io.unixEventPort.onSignal(SIGINT)).wait(io.waitScope);
+  auto signalled =
+      io.unixEventPort.onSignal(SIGTERM).exclusiveJoin(io.unixEventPort.onSignal(SIGINT)).wait(io.waitScope);
   spdlog::info("signal {}: stopping the workers (containers keep running)", signalled.si_signo);
   sd_notify(0, "STOPPING=1");
   supervisor.shutdown().wait(io.waitScope);
@@ -401,7 +401,7 @@ int main(int argc, char** argv) {
     return pgod::supervisor::request_worker_restart(options.rundir + "/supervisor.sock", options.restart_worker);
 
   int code = 1;
-  KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() { code = serve(options); })) {
+  KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&]() { code = serve(options); })) {
     spdlog::critical("{}", exception->getDescription().cStr());
     return 1;
   }

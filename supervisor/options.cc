@@ -22,9 +22,9 @@ std::optional<std::string> check_directory(std::string_view flag, const std::str
 
 // The gateway's limit flags (pgod-gateway --help) that pgod passes on; the rest it sets itself.
 Expected<std::vector<std::string>, std::string> gateway_limit_args(const std::string& list) {
-  static const std::set<std::string, std::less<>> counts = {"max-connections", "max-unauthenticated", "max-auth-tries",
-                                                            "max-command-length", "max-sessions",
-                                                            "max-commands-per-service"};
+  static const std::set<std::string, std::less<>> counts = {"max-connections", "max-unauthenticated",
+                                                            "max-auth-tries",  "max-command-length",
+                                                            "max-sessions",    "max-commands-per-service"};
   static const std::set<std::string, std::less<>> durations = {"login-timeout", "idle-timeout"};
   std::vector<std::string> args;
   std::string_view rest = list;
@@ -49,10 +49,11 @@ Expected<std::vector<std::string>, std::string> gateway_limit_args(const std::st
         return Unexpected{
             fmt::format("--gateway-limits: {} must be a duration from 1s to 8760h, like 30s, got \"{}\"", name, value)};
     } else {
-      return Unexpected{fmt::format("--gateway-limits: unknown limit \"{}\" (known: max-connections, "
-                                    "max-unauthenticated, login-timeout, idle-timeout, max-auth-tries, "
-                                    "max-command-length, max-sessions, max-commands-per-service)",
-                                    name)};
+      return Unexpected{
+          fmt::format("--gateway-limits: unknown limit \"{}\" (known: max-connections, "
+                      "max-unauthenticated, login-timeout, idle-timeout, max-auth-tries, "
+                      "max-command-length, max-sessions, max-commands-per-service)",
+                      name)};
     }
     args.push_back(fmt::format("--{}={}", name, value));
   }
@@ -73,7 +74,8 @@ Expected<ParsedOptions, std::string> parse_options(const std::vector<std::string
   flags.add_bool(0, "debug", &o.debug, "enable debug logging");
   flags.add_bool(0, "restart", &o.restart, "reload the config when the file changes");
   flags.add_string('m', "metrics", &o.metrics, "address for the Prometheus /metrics endpoint", "addr");
-  flags.add_bool(0, "check", &o.check, "validate the config file, print a summary or every error; as root, also list the services whose "
+  flags.add_bool(0, "check", &o.check,
+                 "validate the config file, print a summary or every error; as root, also list the services whose "
                  "deployed compose model this version's policy refuses (see -d); exit");
   flags.add_string(0, "compose", &o.compose,
                    "the compose program workers run: auto (docker compose when it answers, else docker-compose), "
@@ -93,8 +95,10 @@ Expected<ParsedOptions, std::string> parse_options(const std::vector<std::string
                    "file");
   flags.add_string(0, "gateway-program", &o.gateway_program, "the gateway program (default: pgod-gateway beside pgod)",
                    "file");
-  flags.add_string(0, "mount-program", &o.mount_program, "program that mounts NFS shares (called like mount(8))", "file");
-  flags.add_string(0, "umount-program", &o.umount_program, "program that unmounts them (called like umount(8))", "file");
+  flags.add_string(0, "mount-program", &o.mount_program, "program that mounts NFS shares (called like mount(8))",
+                   "file");
+  flags.add_string(0, "umount-program", &o.umount_program, "program that unmounts them (called like umount(8))",
+                   "file");
   flags.add_bool(0, "mount-with-systemd", &o.mount_with_systemd,
                  "mount NFS shares with systemd-mount --collect and unmount them with systemd-umount, so that "
                  "systemd makes them in the host's namespace (pgod.service runs in a private one)");
@@ -114,7 +118,8 @@ Expected<ParsedOptions, std::string> parse_options(const std::vector<std::string
   auto positional = flags.parse(args);
   if (!positional) return Unexpected{positional.error()};
   if (o.help || o.version) return parsed;
-  if (!positional->empty()) return Unexpected{fmt::format("unexpected argument \"{}\" (see pgod --help)", positional->front())};
+  if (!positional->empty())
+    return Unexpected{fmt::format("unexpected argument \"{}\" (see pgod --help)", positional->front())};
 
   if (o.config.empty()) return Unexpected{std::string("-c/--config must name a file")};
   if (o.duration <= std::chrono::nanoseconds::zero())
@@ -123,25 +128,26 @@ Expected<ParsedOptions, std::string> parse_options(const std::vector<std::string
     return Unexpected{fmt::format("--compose must be {}, got \"{}\"", kComposeProgramChoices, o.compose)};
   if (auto problem = check_directory("-d/--dir", o.dir)) return Unexpected{*problem};
   if (auto problem = check_directory("--rundir", o.rundir)) return Unexpected{*problem};
-  for (auto [flag, value] : {std::pair{"--worker-program", &o.worker_program},
-                             std::pair{"--gateway-program", &o.gateway_program},
-                             std::pair{"--mount-program", &o.mount_program},
-                             std::pair{"--umount-program", &o.umount_program},
-                             std::pair{"--path-prefix", &o.path_prefix},
-                             std::pair{"--host-key", &o.host_key}}) {
+  for (auto [flag, value] :
+       {std::pair{"--worker-program", &o.worker_program}, std::pair{"--gateway-program", &o.gateway_program},
+        std::pair{"--mount-program", &o.mount_program}, std::pair{"--umount-program", &o.umount_program},
+        std::pair{"--path-prefix", &o.path_prefix}, std::pair{"--host-key", &o.host_key}}) {
     if (!value->empty() && value->front() != '/')
       return Unexpected{fmt::format("{} must be an absolute path, got \"{}\"", flag, *value)};
   }
   if (!o.datadir.empty())
     if (auto problem = check_directory("--datadir", o.datadir)) return Unexpected{*problem};
-  if (o.mount_with_systemd && (o.mount_program != Options{}.mount_program || o.umount_program != Options{}.umount_program))
-    return Unexpected{std::string("--mount-with-systemd chooses the mount programs: drop --mount-program and --umount-program")};
+  if (o.mount_with_systemd &&
+      (o.mount_program != Options{}.mount_program || o.umount_program != Options{}.umount_program))
+    return Unexpected{
+        std::string("--mount-with-systemd chooses the mount programs: drop --mount-program and --umount-program")};
   auto limit_args = gateway_limit_args(o.gateway_limits);
   if (!limit_args) return Unexpected{limit_args.error()};
   o.gateway_limit_args = std::move(*limit_args);
   if (o.no_gateway && !o.gateway_limit_args.empty())
-    return Unexpected{std::string("--gateway-limits is for the gateway pgod starts: with --no-gateway, give the "
-                                  "limits to pgod-gateway itself")};
+    return Unexpected{
+        std::string("--gateway-limits is for the gateway pgod starts: with --no-gateway, give the "
+                    "limits to pgod-gateway itself")};
   for (auto [flag, value] : {std::pair{"-s/--ssh", &o.ssh}, std::pair{"-m/--metrics", &o.metrics}}) {
     if (auto address = parse_listen_address(*value); !address)
       return Unexpected{fmt::format("{}: {}", flag, address.error())};

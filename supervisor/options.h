@@ -18,26 +18,26 @@ struct Options {
   std::string metrics = ":9112";
   bool debug = false;
   bool restart = true;
-  std::string compose = "auto";          // auto, plugin or standalone (compose_program.h)
+  std::string compose = "auto";  // auto, plugin or standalone (compose_program.h)
 
   // Beyond the original's flags: where the sockets live, the gateway child, the programs pgod
   // runs, and escapes for tests.
   std::string rundir = "/run/pgod";
-  bool no_gateway = false;               // pgod-gateway runs as its own unit
+  bool no_gateway = false;  // pgod-gateway runs as its own unit
   std::string gateway_user = "pgod-gw";
-  std::string gateway_limits;            // "name=value,…" of the gateway's limit flags
-  std::vector<std::string> gateway_limit_args;  // the same, as --name=value (parse_options)
+  std::string gateway_limits;                              // "name=value,…" of the gateway's limit flags
+  std::vector<std::string> gateway_limit_args;             // the same, as --name=value (parse_options)
   std::string host_key = "/etc/pgo/ssh_host_ed25519_key";  // made on first start when missing
-  std::string worker_program;            // empty: pgod-worker next to pgod
-  std::string gateway_program;           // empty: pgod-gateway next to pgod
+  std::string worker_program;                              // empty: pgod-worker next to pgod
+  std::string gateway_program;                             // empty: pgod-gateway next to pgod
   std::string mount_program = "/bin/mount";
   std::string umount_program = "/bin/umount";
-  bool mount_with_systemd = false;       // NFS mounts by systemd (PID 1), for a sandboxed pgod.service
-  std::string path_prefix;               // tests: a directory put before PATH in workers
+  bool mount_with_systemd = false;  // NFS mounts by systemd (PID 1), for a sandboxed pgod.service
+  std::string path_prefix;          // tests: a directory put before PATH in workers
   bool no_root_check = false;
-  bool status = false;                   // ask a running pgod for its services and exit
-  std::string restart_worker;            // ask a running pgod to restart this worker and exit
-  bool make_host_key = false;            // make the host key if missing, print it, and exit
+  bool status = false;         // ask a running pgod for its services and exit
+  std::string restart_worker;  // ask a running pgod to restart this worker and exit
+  bool make_host_key = false;  // make the host key if missing, print it, and exit
   bool version = false;
   bool check = false;
   bool help = false;

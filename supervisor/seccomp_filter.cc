@@ -41,38 +41,96 @@ struct Refusal {
 constexpr Refusal kRefused[] = {
     // Mounts, namespaces and chroot: rearranging the file system view, or a user namespace in
     // which the worker holds every capability, is the usual first step out of a sandbox.
-    {"mount", EPERM}, {"umount", EPERM}, {"umount2", EPERM}, {"pivot_root", EPERM}, {"chroot", EPERM},
-    {"fsopen", EPERM}, {"fsconfig", EPERM}, {"fsmount", EPERM}, {"fspick", EPERM}, {"move_mount", EPERM},
-    {"open_tree", EPERM}, {"mount_setattr", EPERM}, {"setns", EPERM}, {"unshare", EPERM},
+    {"mount", EPERM},
+    {"umount", EPERM},
+    {"umount2", EPERM},
+    {"pivot_root", EPERM},
+    {"chroot", EPERM},
+    {"fsopen", EPERM},
+    {"fsconfig", EPERM},
+    {"fsmount", EPERM},
+    {"fspick", EPERM},
+    {"move_mount", EPERM},
+    {"open_tree", EPERM},
+    {"mount_setattr", EPERM},
+    {"setns", EPERM},
+    {"unshare", EPERM},
     // The kernel itself: modules, reboot and kexec, swap, the clocks, raw port I/O.
-    {"init_module", EPERM}, {"finit_module", EPERM}, {"delete_module", EPERM},
-    {"reboot", EPERM}, {"kexec_load", EPERM}, {"kexec_file_load", EPERM},
-    {"swapon", EPERM}, {"swapoff", EPERM},
-    {"adjtimex", EPERM}, {"clock_adjtime", EPERM}, {"clock_adjtime64", EPERM}, {"clock_settime", EPERM},
-    {"clock_settime64", EPERM}, {"settimeofday", EPERM}, {"stime", EPERM},
-    {"iopl", EPERM}, {"ioperm", EPERM},
+    {"init_module", EPERM},
+    {"finit_module", EPERM},
+    {"delete_module", EPERM},
+    {"reboot", EPERM},
+    {"kexec_load", EPERM},
+    {"kexec_file_load", EPERM},
+    {"swapon", EPERM},
+    {"swapoff", EPERM},
+    {"adjtimex", EPERM},
+    {"clock_adjtime", EPERM},
+    {"clock_adjtime64", EPERM},
+    {"clock_settime", EPERM},
+    {"clock_settime64", EPERM},
+    {"settimeofday", EPERM},
+    {"stime", EPERM},
+    {"iopl", EPERM},
+    {"ioperm", EPERM},
     // Identity: the supervisor dropped to the service's user before the filter; nothing after
     // it may change uids, gids, groups or capabilities (not even to the same values).
-    {"setuid", EPERM}, {"setgid", EPERM}, {"setreuid", EPERM}, {"setregid", EPERM},
-    {"setresuid", EPERM}, {"setresgid", EPERM}, {"setgroups", EPERM}, {"setfsuid", EPERM},
-    {"setfsgid", EPERM}, {"capset", EPERM},
-    {"setuid32", EPERM}, {"setgid32", EPERM}, {"setreuid32", EPERM}, {"setregid32", EPERM},
-    {"setresuid32", EPERM}, {"setresgid32", EPERM}, {"setgroups32", EPERM}, {"setfsuid32", EPERM},
+    {"setuid", EPERM},
+    {"setgid", EPERM},
+    {"setreuid", EPERM},
+    {"setregid", EPERM},
+    {"setresuid", EPERM},
+    {"setresgid", EPERM},
+    {"setgroups", EPERM},
+    {"setfsuid", EPERM},
+    {"setfsgid", EPERM},
+    {"capset", EPERM},
+    {"setuid32", EPERM},
+    {"setgid32", EPERM},
+    {"setreuid32", EPERM},
+    {"setregid32", EPERM},
+    {"setresuid32", EPERM},
+    {"setresgid32", EPERM},
+    {"setgroups32", EPERM},
+    {"setfsuid32", EPERM},
     {"setfsgid32", EPERM},
     // Looking into other processes: tracing, their memory, their fds, comparing their kernel
     // objects, performance counters (side channels, and a long history of kernel bugs).
-    {"ptrace", EPERM}, {"process_vm_readv", EPERM}, {"process_vm_writev", EPERM}, {"perf_event_open", EPERM},
-    {"kcmp", EPERM}, {"pidfd_getfd", EPERM}, {"lookup_dcookie", EPERM},
+    {"ptrace", EPERM},
+    {"process_vm_readv", EPERM},
+    {"process_vm_writev", EPERM},
+    {"perf_event_open", EPERM},
+    {"kcmp", EPERM},
+    {"pidfd_getfd", EPERM},
+    {"lookup_dcookie", EPERM},
     // Large kernel attack surface no worker needs: eBPF, userfaultfd (holds the kernel mid-copy
     // in exploits), keyrings, io_uring (bypasses syscall filtering for the I/O it performs).
-    {"bpf", EPERM}, {"userfaultfd", EPERM}, {"keyctl", EPERM}, {"add_key", EPERM}, {"request_key", EPERM},
-    {"io_uring_setup", EPERM}, {"io_uring_enter", EPERM}, {"io_uring_register", EPERM},
+    {"bpf", EPERM},
+    {"userfaultfd", EPERM},
+    {"keyctl", EPERM},
+    {"add_key", EPERM},
+    {"request_key", EPERM},
+    {"io_uring_setup", EPERM},
+    {"io_uring_enter", EPERM},
+    {"io_uring_register", EPERM},
     // Host-wide administration and obsolete interfaces.
-    {"syslog", EPERM}, {"acct", EPERM}, {"quotactl", EPERM}, {"quotactl_fd", EPERM}, {"nfsservctl", EPERM},
-    {"open_by_handle_at", EPERM}, {"fanotify_init", EPERM}, {"modify_ldt", EPERM}, {"uselib", EPERM},
-    {"ustat", EPERM}, {"sysfs", EPERM}, {"_sysctl", EPERM},
+    {"syslog", EPERM},
+    {"acct", EPERM},
+    {"quotactl", EPERM},
+    {"quotactl_fd", EPERM},
+    {"nfsservctl", EPERM},
+    {"open_by_handle_at", EPERM},
+    {"fanotify_init", EPERM},
+    {"modify_ldt", EPERM},
+    {"uselib", EPERM},
+    {"ustat", EPERM},
+    {"sysfs", EPERM},
+    {"_sysctl", EPERM},
     // NUMA placement: the memory of the host's other processes is not the worker's to move.
-    {"mbind", EPERM}, {"set_mempolicy", EPERM}, {"migrate_pages", EPERM}, {"move_pages", EPERM},
+    {"mbind", EPERM},
+    {"set_mempolicy", EPERM},
+    {"migrate_pages", EPERM},
+    {"move_pages", EPERM},
     // Nothing the worker runs installs filters. A further filter could only narrow this one, but
     // seccomp(2) also creates user-notification listeners, with which a process answers the
     // syscalls of what it runs. (prctl(PR_SET_SECCOMP) stays: it installs plain filters only.)
@@ -92,8 +150,12 @@ struct Named {
 // clone(2) may not create namespaces: one masked-equal rule per flag, since a rule's
 // comparisons are ANDed and the flags may come in any combination.
 constexpr Named kNamespaceFlags[] = {
-    {"CLONE_NEWNS", CLONE_NEWNS},   {"CLONE_NEWCGROUP", CLONE_NEWCGROUP}, {"CLONE_NEWUTS", CLONE_NEWUTS},
-    {"CLONE_NEWIPC", CLONE_NEWIPC}, {"CLONE_NEWUSER", CLONE_NEWUSER},     {"CLONE_NEWPID", CLONE_NEWPID},
+    {"CLONE_NEWNS", CLONE_NEWNS},
+    {"CLONE_NEWCGROUP", CLONE_NEWCGROUP},
+    {"CLONE_NEWUTS", CLONE_NEWUTS},
+    {"CLONE_NEWIPC", CLONE_NEWIPC},
+    {"CLONE_NEWUSER", CLONE_NEWUSER},
+    {"CLONE_NEWPID", CLONE_NEWPID},
     {"CLONE_NEWNET", CLONE_NEWNET},
 #ifdef CLONE_NEWTIME
     // In clone(2) this bit lies in the exit-signal byte, where no valid signal sets it: the rule
@@ -172,9 +234,9 @@ Failure refuse_other_sockets(scmp_filter_ctx ctx) {
                        [family](const Named& allowed) { return allowed.value == family; });
   };
   const std::uint64_t highest =
-      std::max_element(std::begin(kAllowedFamilies), std::end(kAllowedFamilies),
-                       [](const Named& a, const Named& b) { return a.value < b.value; })
-          ->value;
+      std::max_element(std::begin(kAllowedFamilies), std::end(kAllowedFamilies), [](const Named& a, const Named& b) {
+        return a.value < b.value;
+      })->value;
   if (auto failure = refuse(ctx, "socket", EAFNOSUPPORT, {SCMP_A0(SCMP_CMP_GT, highest, 0)},
                             fmt::format(" with family > {}", highest)))
     return failure;
@@ -184,9 +246,10 @@ Failure refuse_other_sockets(scmp_filter_ctx ctx) {
                               fmt::format(" with family {}", family)))
       return failure;
   }
-  return refuse(ctx, "socket", EPROTONOSUPPORT,
-                {SCMP_A0(SCMP_CMP_EQ, std::uint64_t{AF_NETLINK}, 0), SCMP_A2(SCMP_CMP_NE, std::uint64_t{NETLINK_ROUTE}, 0)},
-                " AF_NETLINK with protocol other than NETLINK_ROUTE");
+  return refuse(
+      ctx, "socket", EPROTONOSUPPORT,
+      {SCMP_A0(SCMP_CMP_EQ, std::uint64_t{AF_NETLINK}, 0), SCMP_A2(SCMP_CMP_NE, std::uint64_t{NETLINK_ROUTE}, 0)},
+      " AF_NETLINK with protocol other than NETLINK_ROUTE");
 }
 
 // The program as libseccomp generates it, read back from a memfd (libseccomp only writes

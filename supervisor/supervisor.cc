@@ -48,10 +48,10 @@ std::string nfs_source(const std::string& url) {
 struct Supervisor::Supervised {
   std::string name;
   bool is_gateway = false;
-  config::Service service;           // workers: the config it runs with
+  config::Service service;  // workers: the config it runs with
   Identity identity;
-  kj::Array<capnp::word> settings;   // workers: the message it was given
-  UniqueFd listen_fd;                // workers: the socket pgod bound
+  kj::Array<capnp::word> settings;  // workers: the message it was given
+  UniqueFd listen_fd;               // workers: the socket pgod bound
   std::shared_ptr<spdlog::logger> log;
 
   WorkerView::State state = WorkerView::State::kStopped;
@@ -83,10 +83,10 @@ std::optional<std::string> Supervisor::start(config::Config config) {
   const auto& layout = settings_.layout;
   const gid_t socket_group = settings_.gateway ? settings_.gateway->gid : 0;
   // The checkouts' parent is root's; each service's directory below it is its user's.
-  for (const auto& [path, gid, mode] : {std::tuple{layout.dir, gid_t{0}, mode_t{0755}},
-                                        std::tuple{layout.state_root(), gid_t{0}, mode_t{0711}},
-                                        std::tuple{layout.rundir, gid_t{0}, mode_t{0755}},
-                                        std::tuple{layout.workers_dir(), socket_group, mode_t{0750}}}) {
+  for (const auto& [path, gid, mode] :
+       {std::tuple{layout.dir, gid_t{0}, mode_t{0755}}, std::tuple{layout.state_root(), gid_t{0}, mode_t{0711}},
+        std::tuple{layout.rundir, gid_t{0}, mode_t{0755}},
+        std::tuple{layout.workers_dir(), socket_group, mode_t{0750}}}) {
     auto made = ensure_directory(path, 0, gid, mode);
     if (!made) return made.error();
   }
@@ -352,14 +352,16 @@ kj::Promise<void> Supervisor::stop(Supervised& child) {
     child.state = WorkerView::State::kStopped;
     return kj::READY_NOW;
   }
-  KJ_IF_MAYBE(pending, child.stopping) { return pending->addBranch(); }
+  KJ_IF_MAYBE (pending, child.stopping) {
+    return pending->addBranch();
+  }
   auto paf = kj::newPromiseAndFulfiller<void>();
   child.stopped = kj::mv(paf.fulfiller);
-  KJ_IF_MAYBE(pid, child.reap) {
+  KJ_IF_MAYBE (pid, child.reap) {
     if (kill(*pid, SIGTERM) != 0) child.log->warn("kill {} TERM: {}", *pid, std::strerror(errno));
   }
   auto escalate = io_.provider->getTimer().afterDelay(kStopGrace.count() * kj::SECONDS).then([&child]() {
-    KJ_IF_MAYBE(pid, child.reap) {
+    KJ_IF_MAYBE (pid, child.reap) {
       child.log->warn("did not stop within {} s: killing pid {}", kStopGrace.count(), *pid);
       kill(*pid, SIGKILL);
     }
@@ -447,7 +449,9 @@ kj::Promise<int> Supervisor::wait_child(pid_t pid, std::chrono::seconds timeout,
     kj::Maybe<pid_t> reap;
     ~Running() {
       // Cancelled (timeout, shutdown): the program must not outlive its purpose. KJ reaps it.
-      KJ_IF_MAYBE(pid, reap) { kill(*pid, SIGKILL); }
+      KJ_IF_MAYBE (pid, reap) {
+        kill(*pid, SIGKILL);
+      }
     }
   };
   auto running = kj::heap<Running>();
@@ -548,7 +552,8 @@ void Supervisor::retire(const std::string& name) {
     if (status != 0)
       log->error("compose down failed ({}): kept {}; retried at the next start or reload", describe_exit(status),
                  settings_.layout.checkout(name));
-    if (auto removed = remove_tree(settings_.layout.state_root(), work_name); !removed) log->error("{}", removed.error());
+    if (auto removed = remove_tree(settings_.layout.state_root(), work_name); !removed)
+      log->error("{}", removed.error());
     finish_retirement(name, status == 0);
   }));
 }

@@ -27,17 +27,17 @@ struct SupervisorSettings {
   Layout layout;
   WorkerDefaults defaults;
   std::string worker_program;
-  std::string gateway_program;           // empty: no gateway child (--no-gateway)
-  std::optional<Identity> gateway;       // the gateway's user; its group may use the worker sockets
+  std::string gateway_program;            // empty: no gateway child (--no-gateway)
+  std::optional<Identity> gateway;        // the gateway's user; its group may use the worker sockets
   std::vector<std::string> gateway_args;  // after the fds: --rundir, --debug, …
-  std::vector<int> gateway_fds;          // listening sockets handed to the gateway (owned by the caller)
-  std::string gateway_host_key;          // read at each gateway start, passed on a sealed memfd
+  std::vector<int> gateway_fds;           // listening sockets handed to the gateway (owned by the caller)
+  std::string gateway_host_key;           // read at each gateway start, passed on a sealed memfd
   // Called like mount(8) and umount(8) after these words: the program and any fixed options
   // (--mount-with-systemd: systemd-mount --collect, so that PID 1 mounts in the host's namespace).
   std::vector<std::string> mount_command;
   std::vector<std::string> umount_command;
-  std::string path_prefix;               // tests: put before PATH in workers
-  bool change_identity = true;           // false only under --no-root-check as non-root
+  std::string path_prefix;      // tests: put before PATH in workers
+  bool change_identity = true;  // false only under --no-root-check as non-root
 };
 
 // What the RPC interface and the logs show about one worker.

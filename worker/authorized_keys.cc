@@ -68,7 +68,8 @@ std::optional<std::string> decode_base64(std::string_view text) {
 // The blob starts with the key type as an SSH string: a cheap check that the line is coherent.
 bool blob_names_type(const std::string& blob, std::string_view type) {
   if (blob.size() < 4) return false;
-  const std::uint32_t length = (std::uint32_t(std::uint8_t(blob[0])) << 24) | (std::uint32_t(std::uint8_t(blob[1])) << 16) |
+  const std::uint32_t length = (std::uint32_t(std::uint8_t(blob[0])) << 24) |
+                               (std::uint32_t(std::uint8_t(blob[1])) << 16) |
                                (std::uint32_t(std::uint8_t(blob[2])) << 8) | std::uint32_t(std::uint8_t(blob[3]));
   return length == type.size() && blob.size() >= 4 + length && std::string_view(blob).substr(4, length) == type;
 }
@@ -139,7 +140,8 @@ KeyScan read_authorized_keys(const std::string& checkout_dir) {
   }
   UniqueFd ssh_dir(openat(checkout.get(), "ssh", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!ssh_dir) {
-    if (errno != ENOENT) scan.problems.push_back(fmt::format("ssh/: {} (a symlink is not followed)", std::strerror(errno)));
+    if (errno != ENOENT)
+      scan.problems.push_back(fmt::format("ssh/: {} (a symlink is not followed)", std::strerror(errno)));
     return scan;
   }
   // fdopendir takes the fd over when it succeeds; closedir then closes both.
@@ -158,7 +160,8 @@ KeyScan read_authorized_keys(const std::string& checkout_dir) {
   }
   std::sort(names.begin(), names.end());
   if (names.size() > kMaxKeyFiles) {
-    scan.problems.push_back(fmt::format("ssh/ holds {} .pub files: only the first {} are read", names.size(), kMaxKeyFiles));
+    scan.problems.push_back(
+        fmt::format("ssh/ holds {} .pub files: only the first {} are read", names.size(), kMaxKeyFiles));
     names.resize(kMaxKeyFiles);
   }
   for (const auto& name : names) {

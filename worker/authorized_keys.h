@@ -25,8 +25,8 @@ struct AuthorizedKey {
 };
 
 struct KeyScan {
-  std::vector<AuthorizedKey> keys;     // sorted by file, then line
-  std::vector<std::string> problems;   // "ssh/x.pub:3: unknown key type \"foo\"": for the log
+  std::vector<AuthorizedKey> keys;    // sorted by file, then line
+  std::vector<std::string> problems;  // "ssh/x.pub:3: unknown key type \"foo\"": for the log
 };
 
 // Parses one .pub file's text (`type base64 [comment]` per line; # comments and blank lines

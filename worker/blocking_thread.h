@@ -25,7 +25,7 @@ class BlockingThread {
   kj::Promise<T> run(kj::Function<T()> job) {
     auto pair = kj::newPromiseAndCrossThreadFulfiller<T>();
     post([job = kj::mv(job), fulfiller = kj::mv(pair.fulfiller)]() mutable {
-      KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() { fulfiller->fulfill(job()); })) {
+      KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&]() { fulfiller->fulfill(job()); })) {
         fulfiller->reject(kj::mv(*exception));
       }
     });

@@ -3,9 +3,9 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <kj/debug.h>
-#include <spdlog/spdlog.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -168,14 +168,9 @@ ChildProcess::ChildProcess(kj::LowLevelAsyncIoProvider& io, kj::UnixEventPort& e
   for (const auto& entry : spec.env) envp.push_back(const_cast<char*>(entry.c_str()));
   envp.push_back(nullptr);
 
-  const ExecPlan plan{program->c_str(),
-                      argv.data(),
-                      envp.data(),
-                      spec.cwd.empty() ? nullptr : spec.cwd.c_str(),
-                      in.read_end.get(),
-                      out.write_end.get(),
-                      err.write_end.get(),
-                      spec.memory_limit};
+  const ExecPlan plan{
+      program->c_str(),  argv.data(),         envp.data(),         spec.cwd.empty() ? nullptr : spec.cwd.c_str(),
+      in.read_end.get(), out.write_end.get(), err.write_end.get(), spec.memory_limit};
   const pid_t pid = start_child(plan);
   pid_ = pid;
   reap_handle_ = std::make_shared<kj::Maybe<pid_t>>(pid);
@@ -202,11 +197,11 @@ ChildProcess::ChildProcess(kj::LowLevelAsyncIoProvider& io, kj::UnixEventPort& e
   if (timeout_) {
     // KJ continuations run only when pulled: eagerlyEvaluate makes the deadline act on its own.
     deadline_ = timer_.afterDelay(timeout_->count() * kj::MILLISECONDS)
-                  .then([this]() {
-                    timed_out_ = true;
-                    terminate();
-                  })
-                  .eagerlyEvaluate(nullptr);
+                    .then([this]() {
+                      timed_out_ = true;
+                      terminate();
+                    })
+                    .eagerlyEvaluate(nullptr);
   }
 }
 
@@ -221,7 +216,8 @@ ChildProcess::~ChildProcess() {
 void ChildProcess::kill_group(int signal) {
   // Once reaped, the pid (and so the group id) may belong to someone else.
   if (reap_handle_ == nullptr || *reap_handle_ == nullptr) return;
-  if (kill(-pid_, signal) != 0 && errno != ESRCH) spdlog::warn("kill({}, {}) failed: {}", -pid_, signal, std::strerror(errno));
+  if (kill(-pid_, signal) != 0 && errno != ESRCH)
+    spdlog::warn("kill({}, {}) failed: {}", -pid_, signal, std::strerror(errno));
 }
 
 void ChildProcess::terminate() {

@@ -41,7 +41,7 @@ struct ChildSpec {
 };
 
 struct ChildExit {
-  int code = -1;       // exit code, or 128 + signal when killed by one (as shells report)
+  int code = -1;  // exit code, or 128 + signal when killed by one (as shells report)
   bool timed_out = false;
   bool output_limit_exceeded = false;  // run_collect stopped it for printing more than output_limit
 };

@@ -33,9 +33,9 @@ constexpr Pin kComposePins[] = {
     {"DOCKER_TLS_VERIFY", ""},
     {"DOCKER_CERT_PATH", ""},
     {"DOCKER_API_VERSION", ""},
-    {"COMPOSE_API_VERSION", ""},   // v1
-    {"COMPOSE_TLS_VERSION", ""},   // v1
-    {"COMPOSE_PARAMIKO_SSH", "0"}, // v1: ssh:// daemons
+    {"COMPOSE_API_VERSION", ""},    // v1
+    {"COMPOSE_TLS_VERSION", ""},    // v1
+    {"COMPOSE_PARAMIKO_SSH", "0"},  // v1: ssh:// daemons
     {"COMPOSE_HTTP_TIMEOUT", "60"},
     // Which files and services make the model: -f and -p are always given.
     {"COMPOSE_FILE", ""},
@@ -77,8 +77,7 @@ bool is_regular_file(const std::string& path) {
 std::vector<std::string> compose_environment(rpc::ServiceSettings::Reader settings, const std::string& docker_config,
                                              const std::string& path_prefix) {
   std::vector<std::string> env = {"PATH=" + (path_prefix.empty() ? std::string() : path_prefix + ":") + kPath,
-                                  std::string("HOME=") + settings.getHome().cStr(),
-                                  "DOCKER_CONFIG=" + docker_config};
+                                  std::string("HOME=") + settings.getHome().cStr(), "DOCKER_CONFIG=" + docker_config};
   for (auto var : settings.getEnv()) env.push_back(std::string(var.getName().cStr()) + "=" + var.getValue().cStr());
   // Real environment variables win over a .env file, and the repository owns .env: without
   // these, a committed `DOCKER_HOST=tcp://elsewhere` would send compose (and the registry

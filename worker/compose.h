@@ -19,12 +19,12 @@ inline constexpr const char* kComposeFileNames[] = {"compose.yaml", "compose.yml
                                                     "docker-compose.yaml"};
 
 struct ComposeSetup {
-  std::string project;                 // -p
-  std::string checkout_dir;            // cwd
-  std::string compose_path;            // -f: absolute
-  std::vector<std::string> program;    // {"docker", "compose"} or {"docker-compose"}
+  std::string project;               // -p
+  std::string checkout_dir;          // cwd
+  std::string compose_path;          // -f: absolute
+  std::vector<std::string> program;  // {"docker", "compose"} or {"docker-compose"}
   std::vector<std::string> environment;
-  std::string docker_config;           // DOCKER_CONFIG
+  std::string docker_config;  // DOCKER_CONFIG
 };
 
 // The environment every docker and compose process of this service gets. `path_prefix`

@@ -10,8 +10,8 @@
 #include <cctype>
 #include <climits>
 #include <deque>
-#include <map>
 #include <exception>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -463,7 +463,8 @@ void check_security_opt(Judge& judge, const std::string& service, const std::str
   for_each_entry(judge, service, key, value, [&](const YAML::Node& entry) {
     if (auto why = why_security_opt_refused(entry)) judge.refuse(service, key, entry, *why);
   });
-  if (value.IsSequence() && value.size() > 1) judge.refuse(service, key, value, "more than one security_opt is refused");
+  if (value.IsSequence() && value.size() > 1)
+    judge.refuse(service, key, value, "more than one security_opt is refused");
 }
 
 // Calls judge_name(name, written) for each name of a mapping, or of a list of "name=value"
@@ -495,9 +496,9 @@ void check_labels(Judge& judge, const std::string& service, const std::string& k
 // The sysctls docker itself knows to be namespaced (net.*, IPC and mqueue); the rest would be
 // the host's.
 void check_sysctls(Judge& judge, const std::string& service, const std::string& key, const YAML::Node& value) {
-  static const std::set<std::string, std::less<>> kIpc = {
-      "kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
-      "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"};
+  static const std::set<std::string, std::less<>> kIpc = {"kernel.msgmax", "kernel.msgmnb",         "kernel.msgmni",
+                                                          "kernel.sem",    "kernel.shmall",         "kernel.shmmax",
+                                                          "kernel.shmmni", "kernel.shm_rmid_forced"};
   for_each_name(judge, service, key, value, [&](const std::string& name, const YAML::Node& written) {
     if (name.rfind("net.", 0) == 0 || name.rfind("fs.mqueue.", 0) == 0 || kIpc.count(name) > 0) return;
     judge.refuse(service, key, written, "only namespaced sysctls (net.*, fs.mqueue.*, kernel IPC limits) are allowed");
@@ -509,17 +510,18 @@ void check_sysctls(Judge& judge, const std::string& service, const std::string& 
 // the host.
 void check_ulimits(Judge& judge, const std::string& service, const std::string& key, const YAML::Node& value) {
   static const std::map<std::string, long long, std::less<>> kCeilings = {
-      {"nofile", 1LL << 20},     {"nproc", 1LL << 20},      {"core", 1LL << 40},      {"memlock", 1LL << 36},
-      {"stack", 1LL << 32},      {"fsize", 1LL << 40},      {"data", 1LL << 40},      {"as", 1LL << 40},
-      {"rss", 1LL << 40},        {"cpu", 1LL << 32},        {"locks", 1LL << 20},     {"sigpending", 1LL << 20},
+      {"nofile", 1LL << 20},  {"nproc", 1LL << 20}, {"core", 1LL << 40},  {"memlock", 1LL << 36},
+      {"stack", 1LL << 32},   {"fsize", 1LL << 40}, {"data", 1LL << 40},  {"as", 1LL << 40},
+      {"rss", 1LL << 40},     {"cpu", 1LL << 32},   {"locks", 1LL << 20}, {"sigpending", 1LL << 20},
       {"msgqueue", 1LL << 30}};
   if (!value.IsMap()) return judge.refuse(service, key, value, "cannot be judged: expected a mapping");
   for (const auto& entry : value) {
     const std::string& name = entry.first.Scalar();
     const auto ceiling = kCeilings.find(name);
     if (ceiling == kCeilings.end()) {
-      judge.refuse(service, key + "." + name, entry.second, "only nofile, nproc, core, memlock, stack, fsize, data, as, "
-                                                            "rss, cpu, locks, sigpending and msgqueue limits are allowed");
+      judge.refuse(service, key + "." + name, entry.second,
+                   "only nofile, nproc, core, memlock, stack, fsize, data, as, "
+                   "rss, cpu, locks, sigpending and msgqueue limits are allowed");
       continue;
     }
     std::vector<YAML::Node> numbers;
@@ -561,11 +563,15 @@ bool is_own_name(const Judge& judge, const std::string& name) {
 
 void check_project_owned(Judge& judge, const std::string& service, const std::string& key, const YAML::Node& value) {
   if (!is_scalar(value) || !is_own_name(judge, value.Scalar()))
-    judge.refuse(service, key, value, "must start with \"" + judge.project() + "-\" or \"" + judge.project() + "_\" (names are shared on the daemon)");
+    judge.refuse(service, key, value,
+                 "must start with \"" + judge.project() + "-\" or \"" + judge.project() +
+                     "_\" (names are shared on the daemon)");
 }
 
-void check_each_project_owned(Judge& judge, const std::string& service, const std::string& key, const YAML::Node& value) {
-  for_each_entry(judge, service, key, value, [&](const YAML::Node& entry) { check_project_owned(judge, service, key, entry); });
+void check_each_project_owned(Judge& judge, const std::string& service, const std::string& key,
+                              const YAML::Node& value) {
+  for_each_entry(judge, service, key, value,
+                 [&](const YAML::Node& entry) { check_project_owned(judge, service, key, entry); });
 }
 
 // links: services of this project ("db" or "db:alias").
@@ -602,7 +608,8 @@ const std::vector<Row> kHookRows = {
 };
 
 void check_hooks(Judge& judge, const std::string& service, const std::string& key, const YAML::Node& value) {
-  for_each_entry(judge, service, key, value, [&](const YAML::Node& entry) { judge_keys(judge, service, key, entry, kHookRows); });
+  for_each_entry(judge, service, key, value,
+                 [&](const YAML::Node& entry) { judge_keys(judge, service, key, entry, kHookRows); });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -737,7 +744,8 @@ void check_cache_from(Judge& judge, const std::string& service, const std::strin
 }
 
 const std::vector<Row> kBuildRows = {
-    {"context", Rule::kChecked, "inside the checkout after resolving symlinks, or a remote URL", nullptr, judged_with_build},
+    {"context", Rule::kChecked, "inside the checkout after resolving symlinks, or a remote URL", nullptr,
+     judged_with_build},
     {"dockerfile", Rule::kChecked, "inside the checkout after resolving symlinks", nullptr, judged_with_build},
     {"additional_contexts", Rule::kChecked, "local ones inside the checkout; images, URLs and services", nullptr,
      judged_with_build},
@@ -841,9 +849,12 @@ const std::vector<Row> kDeployRows = {
     {"update_config", Rule::kAllowed, "swarm only"},
 };
 const std::vector<Row> kHealthcheckRows = {
-    {"test", Rule::kAllowed, "runs inside the container"},   {"interval", Rule::kAllowed, "timing"},
-    {"timeout", Rule::kAllowed, "timing"},                   {"retries", Rule::kAllowed, "timing"},
-    {"start_period", Rule::kAllowed, "timing"},              {"start_interval", Rule::kAllowed, "timing"},
+    {"test", Rule::kAllowed, "runs inside the container"},
+    {"interval", Rule::kAllowed, "timing"},
+    {"timeout", Rule::kAllowed, "timing"},
+    {"retries", Rule::kAllowed, "timing"},
+    {"start_period", Rule::kAllowed, "timing"},
+    {"start_interval", Rule::kAllowed, "timing"},
     {"disable", Rule::kAllowed, "turns the check off"},
 };
 const std::vector<Row> kLoggingRows = {
@@ -881,7 +892,8 @@ void check_service_networks(Judge& judge, const std::string& service, const YAML
       // On a network other projects share, a name is an address others may route to.
       if (judge.is_shared_network(name)) {
         const YAML::Node aliases = get(entry.second, "aliases");
-        if (asks_for_something(aliases)) check_each_project_owned(judge, service, "networks." + name + ".aliases", aliases);
+        if (asks_for_something(aliases))
+          check_each_project_owned(judge, service, "networks." + name + ".aliases", aliases);
         for (const char* fixed : {"ipv4_address", "ipv6_address", "link_local_ips"}) {
           const YAML::Node address = get(entry.second, fixed);
           if (asks_for_something(address))
@@ -902,7 +914,8 @@ void check_service_networks(Judge& judge, const std::string& service, const YAML
     if (name != "default" && !judge.is_declared_network(name))
       judge.refuse(service, "networks", name, "network not declared in the top-level networks");
   }
-  const bool shared = std::any_of(names.begin(), names.end(), [&](const std::string& name) { return judge.is_shared_network(name); });
+  const bool shared =
+      std::any_of(names.begin(), names.end(), [&](const std::string& name) { return judge.is_shared_network(name); });
   const YAML::Node hostname = get(definition, "hostname");
   if (shared && asks_for_something(hostname)) check_project_owned(judge, service, "hostname", hostname);
   // With an allowed list, a service must not sit on the shared (proxy) network alone. A
@@ -926,21 +939,25 @@ void check_built_image(Judge& judge, const std::string& service, const YAML::Nod
   if (tag != std::string::npos && repository.find('/', tag) == std::string::npos) repository.resize(tag);
   if (!is_own_name(judge, repository))
     judge.refuse(service, "image", image,
-                 "a built image must be named \"" + judge.project() + "-...\" (it would replace that image for everyone on this daemon)");
+                 "a built image must be named \"" + judge.project() +
+                     "-...\" (it would replace that image for everyone on this daemon)");
 }
 
 const std::vector<Row> kServiceRows = {
     {"annotations", Rule::kRefused, "OCI annotations reach the runtime, which may act on them"},
     {"attach", Rule::kAllowed, "compose's output only"},
     {"blkio_config", Rule::kRefused, "block I/O settings name host devices"},
-    {"build", Rule::kChecked, "context, Dockerfile and local contexts inside the checkout; see the build rows", nullptr, check_build},
+    {"build", Rule::kChecked, "context, Dockerfile and local contexts inside the checkout; see the build rows", nullptr,
+     check_build},
     {"cap_add", Rule::kRefused, "adding capabilities is refused"},
     {"cap_drop", Rule::kAllowed, "narrows the container"},
-    {"cgroup", Rule::kRefusedWhen, "only cgroup: private is allowed (host shares the host's cgroup namespace)", is_not_private},
+    {"cgroup", Rule::kRefusedWhen, "only cgroup: private is allowed (host shares the host's cgroup namespace)",
+     is_not_private},
     {"cgroup_parent", Rule::kRefused, "choosing the cgroup parent is refused"},
     {"command", Rule::kAllowed, "runs inside the container"},
     {"configs", Rule::kRefused, "configs are refused (they mount host files)"},
-    {"container_name", Rule::kChecked, "the project's own name (container names are global on the daemon)", nullptr, check_project_owned},
+    {"container_name", Rule::kChecked, "the project's own name (container names are global on the daemon)", nullptr,
+     check_project_owned},
     {"cpu_count", Rule::kAllowed, "a limit"},
     {"cpu_percent", Rule::kAllowed, "a limit"},
     {"cpu_period", Rule::kAllowed, "a limit"},
@@ -961,7 +978,8 @@ const std::vector<Row> kServiceRows = {
     {"dns_search", Rule::kAllowed, "resolver inside the container"},
     {"domainname", Rule::kAllowed, "inside the container"},
     {"entrypoint", Rule::kAllowed, "runs inside the container"},
-    {"env_file", Rule::kChecked, "files inside the checkout or data directory after resolving symlinks", nullptr, check_host_files},
+    {"env_file", Rule::kChecked, "files inside the checkout or data directory after resolving symlinks", nullptr,
+     check_host_files},
     {"environment", Rule::kAllowed, "inside the container"},
     {"expose", Rule::kAllowed, "documentation: publishes nothing"},
     {"extends", Rule::kRefused, "extends must be resolved by compose config"},
@@ -970,12 +988,14 @@ const std::vector<Row> kServiceRows = {
     {"gpus", Rule::kRefused, "host devices (GPUs) are refused"},
     {"group_add", Rule::kAllowed, "groups inside the container"},
     {"healthcheck", Rule::kNested, "see the healthcheck rows", nullptr, nullptr, &kHealthcheckRows},
-    {"hostname", Rule::kAllowed, "inside the container; the project's own name on a shared network (judged with networks)"},
+    {"hostname", Rule::kAllowed,
+     "inside the container; the project's own name on a shared network (judged with networks)"},
     {"image", Rule::kAllowed, "any image to run; a built one must be the project's own name (judged with build)"},
     {"init", Rule::kAllowed, "docker's init inside the container"},
     {"ipc", Rule::kRefused, "sharing IPC namespaces is refused"},
     {"isolation", Rule::kRefusedWhen, "only the default isolation is allowed", is_not_default},
-    {"label_file", Rule::kChecked, "files inside the checkout or data directory after resolving symlinks", nullptr, check_host_files},
+    {"label_file", Rule::kChecked, "files inside the checkout or data directory after resolving symlinks", nullptr,
+     check_host_files},
     {"labels", Rule::kChecked, "compose's own labels are refused", nullptr, check_labels},
     {"links", Rule::kChecked, "services of this project", nullptr, check_links},
     {"logging", Rule::kNested, "see the logging rows", nullptr, nullptr, &kLoggingRows},
@@ -984,11 +1004,14 @@ const std::vector<Row> kServiceRows = {
     {"mem_reservation", Rule::kAllowed, "a scheduling hint"},
     {"mem_swappiness", Rule::kAllowed, "inside the container's limit"},
     {"memswap_limit", Rule::kAllowed, "a limit"},
-    {"network_mode", Rule::kRefusedWhen, "only network_mode: none or service:<a service of this project> is allowed", is_not_none_or_own_service},
+    {"network_mode", Rule::kRefusedWhen, "only network_mode: none or service:<a service of this project> is allowed",
+     is_not_none_or_own_service},
     {"networks", Rule::kAllowed, "declared networks; external ones only from pgo.toml's list (judged with networks)"},
-    {"oom_kill_disable", Rule::kRefusedWhen, "a container the OOM killer may not kill can exhaust the host's memory", is_true},
+    {"oom_kill_disable", Rule::kRefusedWhen, "a container the OOM killer may not kill can exhaust the host's memory",
+     is_true},
     {"oom_score_adj", Rule::kRefusedWhen, "a negative oom_score_adj is refused", is_negative},
-    {"pid", Rule::kRefusedWhen, "only pid: service:<a service of this project> may share a PID namespace", is_not_own_service_namespace},
+    {"pid", Rule::kRefusedWhen, "only pid: service:<a service of this project> may share a PID namespace",
+     is_not_own_service_namespace},
     {"pids_limit", Rule::kAllowed, "a limit"},
     {"platform", Rule::kAllowed, "which image variant"},
     {"ports", Rule::kRefused, "published ports are refused: use pgoctl or the proxy"},
@@ -1018,7 +1041,8 @@ const std::vector<Row> kServiceRows = {
     {"userns_mode", Rule::kRefusedWhen, "the host user namespace is refused", is_host},
     {"uts", Rule::kRefusedWhen, "the host UTS namespace is refused", is_host},
     {"volume_driver", Rule::kRefused, "volume drivers other than local are refused"},
-    {"volumes", Rule::kChecked, "bind sources inside the checkout or data directory; declared volumes; tmpfs", nullptr, check_volumes},
+    {"volumes", Rule::kChecked, "bind sources inside the checkout or data directory; declared volumes; tmpfs", nullptr,
+     check_volumes},
     {"volumes_from", Rule::kChecked, "services of this project", nullptr, check_volumes_from},
     {"working_dir", Rule::kAllowed, "inside the container"},
 };
@@ -1026,15 +1050,14 @@ const std::vector<Row> kServiceRows = {
 // ---------------------------------------------------------------------------------------------
 // Top-level keys
 
-
-
 // The local driver's bind form only: type none or bind, o bind[,ro], device a judged host path.
 // Every other form (proc, overlay, tmpfs, nfs, block devices) makes dockerd mount something
 // as root.
 void check_volume_driver_opts(Judge& judge, const std::string&, const std::string& key, const YAML::Node& options) {
   if (!options.IsMap()) return judge.refuse("", key, options, "cannot be judged: expected a mapping");
   const std::string type = lowercase(scalar_or_empty(get(options, "type")));
-  if (type != "none" && type != "bind") judge.refuse("", key + ".type", get(options, "type"), "only the bind form (type: none, o: bind) is allowed");
+  if (type != "none" && type != "bind")
+    judge.refuse("", key + ".type", get(options, "type"), "only the bind form (type: none, o: bind) is allowed");
   bool binds = false;
   bool read_only = false;
   std::string o = lowercase(scalar_or_empty(get(options, "o")));
@@ -1042,36 +1065,44 @@ void check_volume_driver_opts(Judge& judge, const std::string&, const std::strin
   while (begin <= o.size()) {
     const std::size_t end = std::min(o.find(',', begin), o.size());
     const std::string option = o.substr(begin, end - begin);
-    if (option == "bind" || option == "rbind") binds = true;
-    else if (option == "ro") read_only = true;
-    else if (option != "rw" && !option.empty()) judge.refuse("", key + ".o", get(options, "o"), "only the options bind, rbind, ro and rw are allowed");
+    if (option == "bind" || option == "rbind")
+      binds = true;
+    else if (option == "ro")
+      read_only = true;
+    else if (option != "rw" && !option.empty())
+      judge.refuse("", key + ".o", get(options, "o"), "only the options bind, rbind, ro and rw are allowed");
     begin = end + 1;
   }
   if (!binds) judge.refuse("", key + ".o", get(options, "o"), "the local driver must bind (o: bind)");
   for (const auto& entry : options) {
     const std::string& name = entry.first.Scalar();
-    if (name != "type" && name != "o" && name != "device") judge.refuse("", key + "." + name, entry.second, kNotReviewed);
+    if (name != "type" && name != "o" && name != "device")
+      judge.refuse("", key + "." + name, entry.second, kNotReviewed);
   }
   const YAML::Node device = get(options, "device");
   if (!is_scalar(device)) return judge.refuse("", key + ".device", device, "cannot be judged: expected a path");
-  const auto why = judge.why_host_path_refused(device.Scalar(), Judge::Allowed::kCheckoutOrDataDir, Judge::Relative::kRefused);
+  const auto why =
+      judge.why_host_path_refused(device.Scalar(), Judge::Allowed::kCheckoutOrDataDir, Judge::Relative::kRefused);
   if (why) return judge.refuse("", key + ".device", device, "volume device " + *why);
   judge.add_bind("", key, device.Scalar(), device.Scalar(), read_only);
 }
 
 void check_volume_driver(Judge& judge, const std::string&, const std::string& key, const YAML::Node& driver) {
-  if (!is_scalar(driver) || driver.Scalar() != "local") judge.refuse("", key, driver, "only the local volume driver is allowed");
+  if (!is_scalar(driver) || driver.Scalar() != "local")
+    judge.refuse("", key, driver, "only the local volume driver is allowed");
 }
 
 void check_volume_name(Judge& judge, const std::string&, const std::string& key, const YAML::Node& name) {
   if (!is_scalar(name) || !is_project_owned_name(judge.project(), name.Scalar()))
-    judge.refuse("", key, name, "volume names must start with \"" + judge.project() + "_\" (volumes are shared on the daemon)");
+    judge.refuse("", key, name,
+                 "volume names must start with \"" + judge.project() + "_\" (volumes are shared on the daemon)");
 }
 
 const std::vector<Row> kVolumeRows = {
     {"name", Rule::kAllowed, "the project's own name (judged with the volume)"},
     {"driver", Rule::kChecked, "local only", nullptr, check_volume_driver},
-    {"driver_opts", Rule::kChecked, "the bind form only, the device inside the allowed directories", nullptr, check_volume_driver_opts},
+    {"driver_opts", Rule::kChecked, "the bind form only, the device inside the allowed directories", nullptr,
+     check_volume_driver_opts},
     {"external", Rule::kRefusedWhen, "external volumes are refused (they may belong to another service)", is_true},
     {"labels", Rule::kChecked, "compose's own labels are refused", nullptr, check_labels},
 };
@@ -1098,7 +1129,8 @@ void check_network_driver_opts(Judge& judge, const std::string&, const std::stri
   if (!options.IsMap()) return judge.refuse("", key, options, "cannot be judged: expected a mapping");
   for (const auto& entry : options) {
     if (entry.first.Scalar() != "com.docker.network.driver.mtu")
-      judge.refuse("", key + "." + entry.first.Scalar(), entry.second, "network driver options other than the MTU are refused");
+      judge.refuse("", key + "." + entry.first.Scalar(), entry.second,
+                   "network driver options other than the MTU are refused");
   }
 }
 
@@ -1129,25 +1161,32 @@ void check_network_name(Judge& judge, const std::string& network_key, const YAML
   // An explicit name (or, in old files, external.name) is the docker network's real name.
   YAML::Node name = get(definition, "name");
   if (external.IsMap() && get(external, "name").IsDefined()) name = get(external, "name");
-  if (name.IsDefined() && !is_scalar(name)) return judge.refuse("", key + ".name", name, "cannot be judged: expected a string");
+  if (name.IsDefined() && !is_scalar(name))
+    return judge.refuse("", key + ".name", name, "cannot be judged: expected a string");
   const std::string real_name = name.IsDefined() ? name.Scalar() : network_key;
   for (const char* host_network : {"host", "bridge"}) {
     if (lowercase(real_name) != host_network) continue;
     const std::string where = name.IsDefined() ? ".name" : ".external";
-    return judge.refuse("", key + where, real_name,
-                        std::string("the ") + (host_network == std::string("host") ? "host network" : "default bridge network (docker0)") + " is refused");
+    return judge.refuse(
+        "", key + where, real_name,
+        std::string("the ") +
+            (host_network == std::string("host") ? "host network" : "default bridge network (docker0)") +
+            " is refused");
   }
   if (is_external_definition(definition)) {
     if (external.IsMap()) {
       for (const auto& entry : external)
-        if (entry.first.Scalar() != "name") judge.refuse("", key + ".external." + entry.first.Scalar(), entry.second, kNotReviewed);
+        if (entry.first.Scalar() != "name")
+          judge.refuse("", key + ".external." + entry.first.Scalar(), entry.second, kNotReviewed);
     }
     if (!judge.is_allowed_network(real_name))
-      judge.refuse("", key + ".external", real_name, "external network not in this service's allowed networks (pgo.toml networks)");
+      judge.refuse("", key + ".external", real_name,
+                   "external network not in this service's allowed networks (pgo.toml networks)");
     return;
   }
   if (name.IsDefined() && !is_project_owned_name(judge.project(), real_name) && !judge.is_allowed_network(real_name))
-    judge.refuse("", key + ".name", name, "network names must start with \"" + judge.project() + "_\" or be an allowed network");
+    judge.refuse("", key + ".name", name,
+                 "network names must start with \"" + judge.project() + "_\" or be an allowed network");
 }
 
 void check_top_networks(Judge& judge, const std::string&, const std::string&, const YAML::Node& networks) {
@@ -1251,8 +1290,8 @@ std::string unescaped_dollar_at(const YAML::Node& node, const std::string& where
       const std::string key = entry.first.IsScalar() ? entry.first.Scalar() : "";
       const std::string path = where.empty() ? key : where + "." + key;
       if (has_unescaped_dollar(key)) return path;
-      const bool environment = where.rfind("services.", 0) == 0 && key == "environment" &&
-                               std::count(where.begin(), where.end(), '.') == 1;
+      const bool environment =
+          where.rfind("services.", 0) == 0 && key == "environment" && std::count(where.begin(), where.end(), '.') == 1;
       if (environment) continue;
       if (auto at = unescaped_dollar_at(entry.second, path, depth + 1); !at.empty()) return at;
     }
@@ -1265,7 +1304,8 @@ std::optional<std::string> model_error(const YAML::Node& model) {
   std::size_t budget = 100'000;  // normalised models have hundreds of nodes
   if (auto error = structure_error(model, "", 0, budget)) return "the compose model has " + *error;
   if (auto at = unescaped_dollar_at(model, "", 0); !at.empty())
-    return "the compose model still holds a $ at " + at + ", which compose would interpolate again when it runs the model";
+    return "the compose model still holds a $ at " + at +
+           ", which compose would interpolate again when it runs the model";
   const YAML::Node services = get(model, "services");
   if (!services.IsMap() || services.size() == 0) return "the compose model has no services mapping";
   for (const auto& entry : services) {
@@ -1359,11 +1399,16 @@ namespace {
 
 std::string_view rule_name(Rule rule) {
   switch (rule) {
-    case Rule::kAllowed: return "allowed";
-    case Rule::kRefused: return "refused";
-    case Rule::kRefusedWhen: return "refused when";
-    case Rule::kChecked: return "judged";
-    case Rule::kNested: return "keys below";
+    case Rule::kAllowed:
+      return "allowed";
+    case Rule::kRefused:
+      return "refused";
+    case Rule::kRefusedWhen:
+      return "refused when";
+    case Rule::kChecked:
+      return "judged";
+    case Rule::kNested:
+      return "keys below";
   }
   return "";
 }
@@ -1398,8 +1443,8 @@ namespace {
 // The paths a raw compose file names for compose to read: env_file and label_file (any
 // service, any x- anchor they may be merged from), include entries and extends files.
 struct RawReference {
-  std::string key;   // env_file, label_file, include, extends.file
-  std::string path;  // as written
+  std::string key;            // env_file, label_file, include, extends.file
+  std::string path;           // as written
   bool compose_file = false;  // a compose file to scan in turn
 };
 
@@ -1520,7 +1565,8 @@ std::vector<Violation> check_raw_host_files(const PolicyContext& context, const 
       const std::string path = reference.path.front() == '/' ? reference.path : directory + "/" + reference.path;
       const bool in_data_dir_too = !reference.compose_file && reference.key != "include.project_directory";
       const auto why = judge.why_host_path_refused(
-          path, in_data_dir_too ? Judge::Allowed::kCheckoutOrDataDir : Judge::Allowed::kCheckout, Judge::Relative::kToCheckout);
+          path, in_data_dir_too ? Judge::Allowed::kCheckoutOrDataDir : Judge::Allowed::kCheckout,
+          Judge::Relative::kToCheckout);
       if (why) {
         refuse(reference.key, reference.path, "file " + *why);
       } else if (reference.compose_file) {

@@ -21,7 +21,7 @@ struct PolicyContext {
   // When checkout_dir is a staging tree of a commit not checked out yet: the live checkout,
   // whose absolute paths in the compose file stand for the same paths in the staging tree.
   std::string live_checkout_dir;
-  std::string data_dir;      // <datadir>/<service>, absolute; empty when pgod has no --datadir
+  std::string data_dir;                       // <datadir>/<service>, absolute; empty when pgod has no --datadir
   std::vector<std::string> allowed_networks;  // pgo.toml `networks`; empty: no network rule
   // Resolves a host path the way the kernel will when docker mounts it: symlinks followed;
   // for a path that does not exist yet, its longest existing prefix resolved and the rest

@@ -73,8 +73,8 @@ int library_status() {
     if ((rc = git_libgit2_opts(GIT_OPT_SET_OWNER_VALIDATION, 0)) < 0) return rc;
     // Read no system, XDG or global git config: behaviour must not depend on the host's
     // ~/.gitconfig (url.insteadOf, proxies, autocrlf...), only on the checkout's own config.
-    for (const auto level : {GIT_CONFIG_LEVEL_SYSTEM, GIT_CONFIG_LEVEL_XDG, GIT_CONFIG_LEVEL_GLOBAL,
-                             GIT_CONFIG_LEVEL_PROGRAMDATA}) {
+    for (const auto level :
+         {GIT_CONFIG_LEVEL_SYSTEM, GIT_CONFIG_LEVEL_XDG, GIT_CONFIG_LEVEL_GLOBAL, GIT_CONFIG_LEVEL_PROGRAMDATA}) {
       if ((rc = git_libgit2_opts(GIT_OPT_SET_SEARCH_PATH, level, "")) < 0) return rc;
     }
     return 0;
@@ -202,8 +202,8 @@ class TimedSocket {
     const std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> addresses(found, freeaddrinfo);
     std::string last_error = "no address";
     for (const addrinfo* address = found; address != nullptr; address = address->ai_next) {
-      UniqueFd fd(socket(address->ai_family, address->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                         address->ai_protocol));
+      UniqueFd fd(
+          socket(address->ai_family, address->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, address->ai_protocol));
       if (!fd) {
         last_error = errno_text();
         continue;
@@ -270,9 +270,9 @@ class TimedSocket {
 
   int timed_out(const char* doing) const {
     const bool overall = Clock::now() >= limits_.deadline;
-    return fail(std::string("timed out ") + doing + " " + where() + ": " +
-                (overall ? "the operation ran past its time limit"
-                         : "no progress for " + seconds_text(limits_.io_timeout)));
+    return fail(
+        std::string("timed out ") + doing + " " + where() + ": " +
+        (overall ? "the operation ran past its time limit" : "no progress for " + seconds_text(limits_.io_timeout)));
   }
 
   // 0 once fd is ready (or has an error the next call reports), else -1 with the error set.

@@ -42,10 +42,10 @@ struct GitTrackerOptions {
 };
 
 struct SyncResult {
-  std::string previous_hash;   // HEAD before (empty on a fresh clone)
-  std::string current_hash;    // HEAD after
-  bool recloned = false;       // the repository was broken and rebuilt (since the last move)
-  bool force_pushed = false;   // the commit was not a descendant of HEAD: hard reset
+  std::string previous_hash;  // HEAD before (empty on a fresh clone)
+  std::string current_hash;   // HEAD after
+  bool recloned = false;      // the repository was broken and rebuilt (since the last move)
+  bool force_pushed = false;  // the commit was not a descendant of HEAD: hard reset
   // Local edits thrown away (paths), for the log: tracked files changed in the work tree or
   // index, untracked files overwritten by a file the new commit adds; after a clone into a
   // non-empty directory or a rebuild, the files that differed from the commit; ".git" when a

@@ -81,7 +81,6 @@ constexpr int kJudgedAccepted = 0;  // also when nothing was deployed yet
 constexpr int kJudgedRefused = 1;   // stdout: each reason on a line of its own
 constexpr int kCannotJudge = 2;     // stdout: why, on one line
 
-
 // --judge-saved-model: the model this service's worker last deployed (compose.validated.yaml
 // in its state directory, rechecked by every worker at start) judged by this version's policy,
 // so that `pgod --check` can say before an upgrade which services the new worker will refuse.
@@ -134,8 +133,10 @@ int run(int argc, char** argv) {
   std::string settings_path, settings_fd_text, socket_path, listen_fd_text, path_prefix, compose_program;
   bool debug = false, help = false, version = false, retire = false, judge = false;
   pgod::FlagSet flags("pgod-worker");
-  flags.add_string(0, "settings", &settings_path, "file holding this service's settings (a Cap'n Proto message)", "file");
-  flags.add_string(0, "settings-fd", &settings_fd_text, "read the settings from this inherited fd (pgod uses it)", "fd");
+  flags.add_string(0, "settings", &settings_path, "file holding this service's settings (a Cap'n Proto message)",
+                   "file");
+  flags.add_string(0, "settings-fd", &settings_fd_text, "read the settings from this inherited fd (pgod uses it)",
+                   "fd");
   flags.add_string(0, "socket", &socket_path, "unix socket to bind and listen on (by hand)", "path");
   flags.add_string(0, "listen-fd", &listen_fd_text, "inherited listening socket (pgod uses it)", "fd");
   flags.add_string(0, "compose", &compose_program,
@@ -186,9 +187,9 @@ int run(int argc, char** argv) {
     return 1;
   }
   kj::Own<capnp::StreamFdMessageReader> message;
-  KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
-                message = kj::heap<capnp::StreamFdMessageReader>(settings_fd.get(), settings_options());
-              })) {
+  KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&]() {
+                 message = kj::heap<capnp::StreamFdMessageReader>(settings_fd.get(), settings_options());
+               })) {
     fmt::print(stderr, "pgod-worker: {}: not a settings message: {}\n",
                settings_path.empty() ? "--settings-fd" : settings_path, exception->getDescription().cStr());
     return 1;
@@ -231,25 +232,26 @@ int run(int argc, char** argv) {
     return service.retire().wait(io.waitScope) == 0 ? 0 : 1;
   }
 
-  pgod::UniqueFd listen_fd = socket_path.empty() ? pgod::UniqueFd(parse_fd(listen_fd_text, "--listen-fd"))
-                                                 : bind_socket(socket_path);
-  auto listener = io.lowLevelProvider->wrapListenSocketFd(listen_fd.release(),
-                                                          kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+  pgod::UniqueFd listen_fd =
+      socket_path.empty() ? pgod::UniqueFd(parse_fd(listen_fd_text, "--listen-fd")) : bind_socket(socket_path);
+  auto listener =
+      io.lowLevelProvider->wrapListenSocketFd(listen_fd.release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
 
   pgod::worker::Service service(io, settings, path_prefix);
   // Both loops run for the worker's whole life; if either ends, the worker is no use half
   // alive: exit non-zero so pgod restarts it.
-  auto serving = pgod::worker::serve_worker(*listener, service, settings.getGatewayUid())
-                     .then([]() { return std::string("the socket stopped accepting"); },
-                           [](kj::Exception&& e) { return "serving failed: " + std::string(e.getDescription().cStr()); });
-  auto running = service.run().then([]() { return std::string("the reconcile loop ended"); },
-                                    [](kj::Exception&& e) {
-                                      return "the reconcile loop failed: " + std::string(e.getDescription().cStr());
-                                    });
+  auto serving =
+      pgod::worker::serve_worker(*listener, service, settings.getGatewayUid())
+          .then([]() { return std::string("the socket stopped accepting"); },
+                [](kj::Exception&& e) { return "serving failed: " + std::string(e.getDescription().cStr()); });
+  auto running = service.run().then(
+      []() { return std::string("the reconcile loop ended"); },
+      [](kj::Exception&& e) { return "the reconcile loop failed: " + std::string(e.getDescription().cStr()); });
   auto failed = serving.exclusiveJoin(kj::mv(running)).then([](std::string why) { return std::make_pair(0, why); });
-  auto signalled = io.unixEventPort.onSignal(SIGTERM)
-                       .exclusiveJoin(io.unixEventPort.onSignal(SIGINT))
-                       .then([](siginfo_t info) { return std::make_pair(info.si_signo, std::string()); });
+  auto signalled =
+      io.unixEventPort.onSignal(SIGTERM).exclusiveJoin(io.unixEventPort.onSignal(SIGINT)).then([](siginfo_t info) {
+        return std::make_pair(info.si_signo, std::string());
+      });
   const auto [signal_number, why] = signalled.exclusiveJoin(kj::mv(failed)).wait(io.waitScope);
   if (signal_number == 0) {
     spdlog::critical("{}: exiting so that pgod restarts the worker", why);
@@ -266,7 +268,7 @@ int main(int argc, char** argv) {
   // second arena's pages stay with every idle worker, and the threads rarely allocate at once.
   mallopt(M_ARENA_MAX, 1);
   int code = 1;
-  KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() { code = run(argc, argv); })) {
+  KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&]() { code = run(argc, argv); })) {
     fmt::print(stderr, "pgod-worker: {}\n", exception->getDescription().cStr());
     return 1;
   }

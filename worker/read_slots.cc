@@ -24,16 +24,17 @@ kj::Promise<ReadSlots::Grant> ReadSlots::acquire() {
   }
   if (waiters_.size() >= max_waiting_)
     return Grant{kj::Own<Slot>(), fmt::format("too many commands at once for this service ({} running, {} waiting)",
-                                      max_running_, max_waiting_)};
+                                              max_running_, max_waiting_)};
   // The turn carries the slot itself, so a caller that leaves between being handed the slot
   // and taking it gives it back.
   auto turn = kj::newPromiseAndFulfiller<kj::Own<Slot>>();
   waiters_.push_back(kj::mv(turn.fulfiller));
   auto granted = turn.promise.then([](kj::Own<Slot> slot) { return Grant{kj::mv(slot), ""}; });
   auto gave_up = timer_.afterDelay(wait_limit_).then([this]() {
-    return Grant{kj::Own<Slot>(), fmt::format("too many commands at once for this service ({} running; waited {} s for one "
-                                      "to finish)",
-                                      max_running_, wait_limit_ / kj::SECONDS)};
+    return Grant{kj::Own<Slot>(),
+                 fmt::format("too many commands at once for this service ({} running; waited {} s for one "
+                             "to finish)",
+                             max_running_, wait_limit_ / kj::SECONDS)};
   });
   return granted.exclusiveJoin(kj::mv(gave_up));
 }

@@ -7,12 +7,11 @@
 
 #include "service.h"
 
-
 #include <fcntl.h>
-#include <malloc.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <kj/debug.h>
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -110,7 +109,9 @@ kj::Promise<void> pump(kj::AsyncInputStream& input, OutputSink& output, bool to_
   return read.then([&input, &output, to_stderr, buffer = kj::mv(buffer)](std::size_t n) mutable -> kj::Promise<void> {
     if (n == 0) return kj::READY_NOW;
     auto written = output.write(to_stderr, buffer.slice(0, n));
-    return written.attach(kj::mv(buffer)).then([&input, &output, to_stderr]() { return pump(input, output, to_stderr); });
+    return written.attach(kj::mv(buffer)).then([&input, &output, to_stderr]() {
+      return pump(input, output, to_stderr);
+    });
   });
 }
 
@@ -173,7 +174,9 @@ void Service::taskFailed(kj::Exception&& exception) {
 // ---- state ---------------------------------------------------------------------------------
 
 void Service::set_state(rpc::ServiceState state, std::string error) {
-  if (state != state_) log_->info("state {} -> {}{}", service_state_name(state_), service_state_name(state), error.empty() ? "" : ": " + error);
+  if (state != state_)
+    log_->info("state {} -> {}{}", service_state_name(state_), service_state_name(state),
+               error.empty() ? "" : ": " + error);
   state_ = state;
   last_error_ = std::move(error);
 }
@@ -212,8 +215,8 @@ void Service::load_persisted() {
 }
 
 bool Service::persist() const {
-  const std::string text = fmt::format("frozen={}\npinned={}\ndeployed={}\nlast_deploy={}\nupstream={}\n", frozen_ ? 1 : 0,
-                                       pinned_hash_, deployed_hash_, last_deploy_, upstream_hash_);
+  const std::string text = fmt::format("frozen={}\npinned={}\ndeployed={}\nlast_deploy={}\nupstream={}\n",
+                                       frozen_ ? 1 : 0, pinned_hash_, deployed_hash_, last_deploy_, upstream_hash_);
   if (auto written = replace_file(settings_.getStateDir().cStr(), "state", text, 0600); !written) {
     log_->error("cannot save state in {}: {}", settings_.getStateDir().cStr(), written.error());
     return false;
@@ -265,7 +268,8 @@ kj::Promise<void> Service::refresh_keys() {
       })
       .then([this](Expected<Files, GitError> files) {
         if (!files) {
-          log_->warn("authorized keys: cannot read ssh/ of {}: {}", short_hash(upstream_hash_), redacted(files.error().message));
+          log_->warn("authorized keys: cannot read ssh/ of {}: {}", short_hash(upstream_hash_),
+                     redacted(files.error().message));
           if (key_generation_ == 0) apply_keys(read_authorized_keys(settings_.getCheckoutDir().cStr()));
           return;
         }
@@ -292,9 +296,9 @@ kj::Promise<void> Service::wait_for_keys(std::uint64_t after) {
   // answer, or a gateway would drop the keys it has for an empty list.
   if (key_generation_ != 0 && after != key_generation_) return kj::READY_NOW;
   // Long polls the gateway gave up on are still listed: drop them before adding one.
-  key_waiters_.erase(std::remove_if(key_waiters_.begin(), key_waiters_.end(),
-                                    [](auto& waiter) { return !waiter->isWaiting(); }),
-                     key_waiters_.end());
+  key_waiters_.erase(
+      std::remove_if(key_waiters_.begin(), key_waiters_.end(), [](auto& waiter) { return !waiter->isWaiting(); }),
+      key_waiters_.end());
   auto pair = kj::newPromiseAndFulfiller<void>();
   key_waiters_.push_back(kj::mv(pair.fulfiller));
   return kj::mv(pair.promise);
@@ -391,8 +395,9 @@ kj::Promise<int> Service::stream_compose(std::vector<std::string> compose_args,
 kj::Promise<void> Service::registry_login() {
   kj::Promise<void> chain = kj::READY_NOW;
   for (auto login : settings_.getRegistries()) {
-    auto spec = docker_spec({"docker", "login", "-u", login.getUser().cStr(), "--password-stdin", login.getRegistry().cStr()},
-                            kDockerLoginTimeout);
+    auto spec =
+        docker_spec({"docker", "login", "-u", login.getUser().cStr(), "--password-stdin", login.getRegistry().cStr()},
+                    kDockerLoginTimeout);
     spec.stdin_text = std::string(login.getToken().cStr());  // never on argv
     std::string registry = login.getRegistry().cStr();
     chain = chain.then([this, spec = std::move(spec), registry]() {
@@ -607,9 +612,8 @@ kj::Promise<bool> Service::fetch_upstream() {
 
 kj::Promise<std::optional<std::string>> Service::judge_commit(const std::string& commit) {
   return git_thread_
-      .run<Expected<std::string, GitError>>([git = git_.get(), commit, staging = staging_dir_]() {
-        return git->stage(commit, staging);
-      })
+      .run<Expected<std::string, GitError>>(
+          [git = git_.get(), commit, staging = staging_dir_]() { return git->stage(commit, staging); })
       .then([this](Expected<std::string, GitError> staged) -> kj::Promise<std::optional<std::string>> {
         if (!staged) return std::optional<std::string>(redacted("cannot stage the commit: " + staged.error().message));
         // The running containers' bind sources are resolved again whenever one restarts: the new
@@ -635,10 +639,12 @@ kj::Promise<bool> Service::advance_to(const std::string& commit) {
       // Right after an upgrade nothing is checked out by the new repository yet: what runs is
       // what was deployed.
       const std::string& current = hash_.empty() ? deployed_hash_ : hash_;
-      broken(fmt::format("commit {} refused (the checkout stays at {}): {}", short_hash(commit), short_hash(current), *refusal));
+      broken(fmt::format("commit {} refused (the checkout stays at {}): {}", short_hash(commit), short_hash(current),
+                         *refusal));
       return false;
     }
-    return git_thread_.run<Expected<SyncResult, GitError>>([git = git_.get(), commit]() { return git->move_to(commit); })
+    return git_thread_
+        .run<Expected<SyncResult, GitError>>([git = git_.get(), commit]() { return git->move_to(commit); })
         .then([this](Expected<SyncResult, GitError> result) {
           if (!result) {
             const auto message = redacted(result.error().message);
@@ -733,19 +739,20 @@ kj::Promise<void> Service::deploy() {
         if (deployed_hash_ == hash_) {
           changed = false;
         } else if (!deployed_hash_.empty()) {
-          changed = git_thread_
-                        .run<Expected<std::vector<std::string>, GitError>>(
-                            [git = git_.get(), from = deployed_hash_, to = hash_, paths = normalized.referenced]() {
-                              return git->changed_paths(from, to, paths);
-                            })
-                        .then([this](Expected<std::vector<std::string>, GitError> paths) {
-                          if (!paths) {
-                            log_->warn("cannot compare commits, treating as changed: {}", redacted(paths.error().message));
-                            return true;
-                          }
-                          if (!paths->empty()) log_->info("changed: {}", fmt::join(*paths, ", "));
-                          return !paths->empty();
-                        });
+          changed =
+              git_thread_
+                  .run<Expected<std::vector<std::string>, GitError>>(
+                      [git = git_.get(), from = deployed_hash_, to = hash_, paths = normalized.referenced]() {
+                        return git->changed_paths(from, to, paths);
+                      })
+                  .then([this](Expected<std::vector<std::string>, GitError> paths) {
+                    if (!paths) {
+                      log_->warn("cannot compare commits, treating as changed: {}", redacted(paths.error().message));
+                      return true;
+                    }
+                    if (!paths->empty()) log_->info("changed: {}", fmt::join(*paths, ", "));
+                    return !paths->empty();
+                  });
         }
         return changed.then([this, reload = normalized.reload, yaml = kj::mv(normalized.yaml)](bool changed) mutable {
           const bool down_first = changed && !deployed_hash_.empty() && reload && !settings_.getIgnore();
@@ -757,7 +764,8 @@ kj::Promise<void> Service::deploy() {
                   log_->info("compose file or a file it references changed: down, then up");
                   // Down with the model that brought the containers up.
                   return compose_collect({"down"}, kComposeDownTimeout).then([this](CollectedOutput out) {
-                    if (out.exit.code != 0) log_->error("compose down failed (exit {}): {}", out.exit.code, redacted(tail(out.err)));
+                    if (out.exit.code != 0)
+                      log_->error("compose down failed (exit {}): {}", out.exit.code, redacted(tail(out.err)));
                   });
                 })
                 .then([this, yaml = kj::mv(yaml)]() {
@@ -822,14 +830,15 @@ kj::Promise<VerbResult> Service::run_verb(Verb verb, std::vector<std::string> ar
                                           const std::string& caller) {
   // A worker that has just started serves at once, but may not know its compose program yet.
   if (compose_program_.empty())
-    KJ_IF_MAYBE(detected, compose_detected_) {
+    KJ_IF_MAYBE (detected, compose_detected_) {
       return detected->addBranch().then([this, verb, args = std::move(args), &output, caller]() mutable {
         return run_verb(verb, std::move(args), output, caller);
       });
     }
   const auto* row = find_worker_verb(verb);
   if (row == nullptr)
-    return VerbResult{static_cast<std::uint32_t>(Status::kNotAcceptable), not_acceptable_message(verb_info(verb).words)};
+    return VerbResult{static_cast<std::uint32_t>(Status::kNotAcceptable),
+                      not_acceptable_message(verb_info(verb).words)};
   auto checked = check_arguments(*row, args);
   if (!checked) return VerbResult{static_cast<std::uint32_t>(Status::kNotAcceptable), checked.error()};
   log_->info("{}: {}{}", caller.empty() ? "root" : caller, verb_info(verb).words, loggable_args(args));
@@ -850,7 +859,8 @@ kj::Promise<VerbResult> Service::run_verb(Verb verb, std::vector<std::string> ar
               if (fetched) {
                 upstream_hash_ = *fetched;
               } else {
-                note = "pgod: the fetch failed, judging the last fetched commit: " + redacted(fetched.error().message) + "\n";
+                note = "pgod: the fetch failed, judging the last fetched commit: " + redacted(fetched.error().message) +
+                       "\n";
               }
               if (upstream_hash_.empty())
                 return write_text(output, true, note + "pgod: nothing fetched yet\n").then([ok]() { return ok(1); });
@@ -871,9 +881,8 @@ kj::Promise<VerbResult> Service::run_verb(Verb verb, std::vector<std::string> ar
       // The state forgives a failed fetch or two (DIFF after three in a row), but whoever asked
       // for this pull is told at once. Shared with the cycle, which runs on if the caller leaves.
       auto fetch_error = std::make_shared<std::string>();
-      return detached([this, fetch_error]() {
-               return cycle().then([this, fetch_error]() { *fetch_error = sync_error_; });
-             })
+      return detached(
+                 [this, fetch_error]() { return cycle().then([this, fetch_error]() { *fetch_error = sync_error_; }); })
           .then([this, &output, ok, fetch_error]() {
             const bool good = state_ == rpc::ServiceState::OK && fetch_error->empty();
             auto text = describe_status();
@@ -887,11 +896,14 @@ kj::Promise<VerbResult> Service::run_verb(Verb verb, std::vector<std::string> ar
         frozen_ = true;
         if (!persist()) {
           frozen_ = false;
-          return write_text(output, true, "pgod: cannot save the frozen state (see the worker's log)\n")
-              .then([ok]() { return ok(1); });
+          return write_text(output, true, "pgod: cannot save the frozen state (see the worker's log)\n").then([ok]() {
+            return ok(1);
+          });
         }
         if (state_ == rpc::ServiceState::OK) set_state(rpc::ServiceState::FROZEN);
-        return write_text(output, false, fmt::format("frozen at {}\n", short_hash(hash_))).then([ok]() { return ok(); });
+        return write_text(output, false, fmt::format("frozen at {}\n", short_hash(hash_))).then([ok]() {
+          return ok();
+        });
       });
     case Verb::kUnfreeze:
       return detached([this]() {
@@ -913,7 +925,8 @@ kj::Promise<VerbResult> Service::run_verb(Verb verb, std::vector<std::string> ar
       auto error = std::make_shared<std::string>();
       return detached([this, wanted, error]() {
                return git_thread_
-                   .run<Expected<std::string, GitError>>([git = git_.get(), wanted]() { return git->resolve_commit(wanted); })
+                   .run<Expected<std::string, GitError>>(
+                       [git = git_.get(), wanted]() { return git->resolve_commit(wanted); })
                    .then([this, error](Expected<std::string, GitError> full) -> kj::Promise<std::string> {
                      if (!full) {
                        *error = redacted(full.error().message);
@@ -921,8 +934,8 @@ kj::Promise<VerbResult> Service::run_verb(Verb verb, std::vector<std::string> ar
                      }
                      return judge_commit(*full).then([this, error, commit = *full](std::optional<std::string> refusal) {
                        if (!refusal) return commit;
-                       *error = fmt::format("pgod: commit {} is refused, the checkout stays at {}: {}", short_hash(commit),
-                                            short_hash(hash_), *refusal);
+                       *error = fmt::format("pgod: commit {} is refused, the checkout stays at {}: {}",
+                                            short_hash(commit), short_hash(hash_), *refusal);
                        return std::string();
                      });
                    })
@@ -962,13 +975,17 @@ kj::Promise<VerbResult> Service::run_compose_verb(Verb verb, std::vector<std::st
     return write_text(output, true, "pgod: no compose file in the checkout\n").then([]() { return VerbResult{1, ""}; });
   const bool starts_containers = verb == Verb::kUp || verb == Verb::kStart || verb == Verb::kRestart;
   if (starts_containers && stop_file_exists())
-    return write_text(output, true, fmt::format("pgod: {} exists: remove it to bring the service up\n",
-                                                settings_.getStopFile().cStr()))
-        .then([]() { return VerbResult{1, ""}; });
+    return write_text(
+               output, true,
+               fmt::format("pgod: {} exists: remove it to bring the service up\n", settings_.getStopFile().cStr()))
+        .then([]() {
+          return VerbResult{1, ""};
+        });
   const bool mutates = verb_info(verb).mutates;
 
   const auto timeout = follow ? std::nullopt : row.timeout;
-  auto job = [this, &output, &row, compose_args = std::move(compose_args), timeout, verb]() mutable -> kj::Promise<VerbResult> {
+  auto job = [this, &output, &row, compose_args = std::move(compose_args), timeout,
+              verb]() mutable -> kj::Promise<VerbResult> {
     // Commands that create containers or fetch images judge the compose file first and then
     // run the model they judged; start and restart judge the saved model again (bind sources
     // are resolved anew when a container starts).
@@ -980,8 +997,8 @@ kj::Promise<VerbResult> Service::run_compose_verb(Verb verb, std::vector<std::st
     } else if (!has_validated_model()) {
       // Nothing judged to run it on: the checkout's own file was never accepted, and compose
       // would read its .env and everything it names unjudged.
-      validated = kj::Promise<void>(failure(
-          "no compose file of this service has passed the policy yet (see status): nothing to run this on"));
+      validated = kj::Promise<void>(
+          failure("no compose file of this service has passed the policy yet (see status): nothing to run this on"));
     } else if (verb == Verb::kStart || verb == Verb::kRestart) {
       if (auto refused = recheck_validated()) validated = kj::Promise<void>(failure(*refused));
     }
@@ -1006,11 +1023,12 @@ kj::Promise<VerbResult> Service::run_compose_verb(Verb verb, std::vector<std::st
   if (mutates) return serialized<VerbResult>(kj::mv(job));
   const bool long_running = follow || verb == Verb::kExec;
   auto& slots = long_running ? long_reads_ : short_reads_;
-  return slots.acquire().then([job = kj::mv(job), long_running](ReadSlots::Grant grant) mutable -> kj::Promise<VerbResult> {
+  return slots.acquire().then([job = kj::mv(job),
+                               long_running](ReadSlots::Grant grant) mutable -> kj::Promise<VerbResult> {
     if (!grant.slot) {
-      auto refusal = long_running ? fmt::format("too many logs -f and exec at once for this service (at most {})",
-                                                kMaxLongReads)
-                                  : grant.refusal;
+      auto refusal = long_running
+                         ? fmt::format("too many logs -f and exec at once for this service (at most {})", kMaxLongReads)
+                         : grant.refusal;
       return VerbResult{static_cast<std::uint32_t>(Status::kInternalServerError), std::move(refusal)};
     }
     return job().attach(kj::mv(grant.slot));

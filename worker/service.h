@@ -141,8 +141,8 @@ class Service final : private kj::TaskSet::ErrorHandler {
 
   std::string validated_file_;
   std::string staging_dir_;  // <state>/staging: a commit being judged
-  ReadSlots short_reads_;  // read verbs in flight, bounded (see service.cc)
-  ReadSlots long_reads_;   // logs -f and exec
+  ReadSlots short_reads_;    // read verbs in flight, bounded (see service.cc)
+  ReadSlots long_reads_;     // logs -f and exec
 
   // Declared before the thread, so the thread (joined in its destructor) is gone first.
   std::unique_ptr<GitTracker> git_;

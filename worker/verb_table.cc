@@ -34,11 +34,8 @@ constexpr std::array kDownFlags = {
 constexpr std::array kTimeoutFlag = {FlagRule{'t', "timeout", V::kNumber}};
 constexpr std::span<const FlagRule> kNoFlags;
 constexpr std::array kPsFlags = {
-    FlagRule{'a', "all", V::kNone},
-    FlagRule{'q', "quiet", V::kNone},
-    FlagRule{0, "services", V::kNone},
-    FlagRule{0, "filter", V::kText},
-    FlagRule{0, "format", V::kText},
+    FlagRule{'a', "all", V::kNone},  FlagRule{'q', "quiet", V::kNone}, FlagRule{0, "services", V::kNone},
+    FlagRule{0, "filter", V::kText}, FlagRule{0, "format", V::kText},
 };
 constexpr std::array kPullFlags = {
     FlagRule{'q', "quiet", V::kNone},
@@ -46,19 +43,18 @@ constexpr std::array kPullFlags = {
     FlagRule{0, "include-deps", V::kNone},
 };
 constexpr std::array kBuildFlags = {
-    FlagRule{0, "no-cache", V::kNone},    FlagRule{0, "pull", V::kNone},    FlagRule{'q', "quiet", V::kNone},
+    FlagRule{0, "no-cache", V::kNone},      FlagRule{0, "pull", V::kNone},     FlagRule{'q', "quiet", V::kNone},
     FlagRule{0, "build-arg", V::kKeyValue}, FlagRule{0, "progress", V::kText}, FlagRule{0, "parallel", V::kNone},
 };
 constexpr std::array kLogsFlags = {
-    FlagRule{'f', "follow", V::kNone}, FlagRule{'t', "timestamps", V::kNone}, FlagRule{0, "tail", V::kText},
-    FlagRule{0, "no-color", V::kNone}, FlagRule{0, "since", V::kText},       FlagRule{0, "until", V::kText},
+    FlagRule{'f', "follow", V::kNone},      FlagRule{'t', "timestamps", V::kNone}, FlagRule{0, "tail", V::kText},
+    FlagRule{0, "no-color", V::kNone},      FlagRule{0, "since", V::kText},        FlagRule{0, "until", V::kText},
     FlagRule{0, "no-log-prefix", V::kNone},
 };
 // Not here, on purpose: --privileged (root in the host's eyes), and a tty (-T is forced).
 constexpr std::array kExecFlags = {
-    FlagRule{'T', "no-TTY", V::kNone, true}, FlagRule{'d', "detach", V::kNone},
-    FlagRule{'e', "env", V::kKeyValue},      FlagRule{'w', "workdir", V::kText},
-    FlagRule{'u', "user", V::kText},         FlagRule{0, "index", V::kNumber},
+    FlagRule{'T', "no-TTY", V::kNone, true}, FlagRule{'d', "detach", V::kNone}, FlagRule{'e', "env", V::kKeyValue},
+    FlagRule{'w', "workdir", V::kText},      FlagRule{'u', "user", V::kText},   FlagRule{0, "index", V::kNumber},
 };
 
 // clang-format off
@@ -92,14 +88,17 @@ bool is_compose_name(sv name) {
 }
 
 bool is_printable(sv text) {
-  return std::none_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+  return std::none_of(text.begin(), text.end(),
+                      [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
 }
 
 std::optional<std::string> check_value(const FlagRule& rule, sv spelled, sv value) {
   switch (rule.value) {
-    case V::kNone: return std::nullopt;
+    case V::kNone:
+      return std::nullopt;
     case V::kNumber:
-      if (!value.empty() && value.size() <= 6 && std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      if (!value.empty() && value.size() <= 6 &&
+          std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; }))
         return std::nullopt;
       return fmt::format("flag \"{}\" needs a number", spelled);
     case V::kText:
@@ -108,10 +107,11 @@ std::optional<std::string> check_value(const FlagRule& rule, sv spelled, sv valu
     case V::kKeyValue: {
       const auto eq = value.find('=');
       const auto name = value.substr(0, eq);
-      const bool valid_name = !name.empty() && !(name.front() >= '0' && name.front() <= '9') &&
-                              std::all_of(name.begin(), name.end(), [](char c) {
-                                return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
-                              });
+      const bool valid_name =
+          !name.empty() && !(name.front() >= '0' && name.front() <= '9') &&
+          std::all_of(name.begin(), name.end(), [](char c) {
+            return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+          });
       // NAME alone would make compose copy NAME from its own environment: pgo.toml's secrets.
       if (valid_name && eq != sv::npos && value.size() <= 4096) return std::nullopt;
       return fmt::format("flag \"{}\" needs NAME=VALUE", spelled);
@@ -124,7 +124,8 @@ std::string allowed_list(const WorkerVerb& verb) {
   std::string out;
   for (const auto& rule : verb.flags) {
     if (!out.empty()) out += ", ";
-    out += rule.short_name ? fmt::format("-{}/--{}", rule.short_name, rule.long_name) : fmt::format("--{}", rule.long_name);
+    out += rule.short_name ? fmt::format("-{}/--{}", rule.short_name, rule.long_name)
+                           : fmt::format("--{}", rule.long_name);
   }
   return out.empty() ? "none" : out;
 }
@@ -176,8 +177,8 @@ Expected<CheckedArguments, std::string> check_arguments(const WorkerVerb& verb, 
     }
     if (rule == nullptr) {
       const std::string why = spelled == "--privileged" ? " (privileged containers are refused)" : "";
-      return Unexpected{fmt::format("flag \"{}\" is not allowed for {}{} (allowed: {})", printable(spelled), words,
-                                    why, allowed_list(verb))};
+      return Unexpected{fmt::format("flag \"{}\" is not allowed for {}{} (allowed: {})", printable(spelled), words, why,
+                                    allowed_list(verb))};
     }
     if (rule->value == V::kNone) {
       if (inline_value) return Unexpected{fmt::format("flag \"{}\" takes no value", spelled)};
@@ -207,7 +208,8 @@ Expected<CheckedArguments, std::string> check_arguments(const WorkerVerb& verb, 
           return Unexpected{fmt::format("\"{}\" is not a compose service name", printable(name))};
       break;
     case Positionals::kExec:
-      if (positionals.size() < 2) return Unexpected{std::string("exec needs a service and a command: exec SERVICE COMMAND [ARGS...]")};
+      if (positionals.size() < 2)
+        return Unexpected{std::string("exec needs a service and a command: exec SERVICE COMMAND [ARGS...]")};
       if (!is_compose_name(positionals.front()))
         return Unexpected{fmt::format("\"{}\" is not a compose service name", printable(positionals.front()))};
       break;

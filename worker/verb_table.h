@@ -42,11 +42,11 @@ enum class Positionals : std::uint8_t {
 
 struct WorkerVerb {
   Verb verb;
-  std::string_view compose_subcommand;  // empty: not a compose command
+  std::string_view compose_subcommand;       // empty: not a compose command
   std::span<const std::string_view> forced;  // flags always passed (up -d, exec -T)
   std::span<const FlagRule> flags;
   Positionals positionals;
-  bool registry_login;  // docker login before, logout after
+  bool registry_login;                          // docker login before, logout after
   std::optional<std::chrono::seconds> timeout;  // nullopt: until the caller cancels (logs -f)
 };
 

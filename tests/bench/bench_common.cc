@@ -150,9 +150,15 @@ std::vector<std::string> ssh(int port, const std::string& key, const std::string
   const char* const program = "/usr/bin/ssh";
   std::vector<std::string> argv(1, program);
   if (verbose) argv.emplace_back("-v");  // before LogLevel=ERROR: ssh keeps the first log level
-  argv.insert(argv.end(), {"-F", "/dev/null", "-p", std::to_string(port), "-i", key, "-o", "IdentitiesOnly=yes", "-o",
-                           "IdentityAgent=none", "-o", "StrictHostKeyChecking=no", "-o",
-                           "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
+  argv.insert(argv.end(), {"-F",        "/dev/null",
+                           "-p",        std::to_string(port),
+                           "-i",        key,
+                           "-o",        "IdentitiesOnly=yes",
+                           "-o",        "IdentityAgent=none",
+                           "-o",        "StrictHostKeyChecking=no",
+                           "-o",        "UserKnownHostsFile=/dev/null",
+                           "-o",        "BatchMode=yes",
+                           "-o",        "LogLevel=ERROR",
                            destination, command});
   return argv;
 }

@@ -21,8 +21,8 @@ namespace pgod::bench {
 
 using Clock = std::chrono::steady_clock;
 
-double median(std::vector<double> v);                 // NAN when empty
-double percentile(std::vector<double> v, double p);   // nearest rank; NAN when empty
+double median(std::vector<double> v);                // NAN when empty
+double percentile(std::vector<double> v, double p);  // nearest rank; NAN when empty
 double seconds_between(Clock::time_point from, Clock::time_point to);
 
 // The machine-readable lines (stdout, flushed per line).

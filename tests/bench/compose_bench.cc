@@ -115,41 +115,47 @@ int main(int argc, char** argv) {
     PgodHarness pgod;
     pgod.use_real_docker();
     auto& upstream = pgod.upstream(name);
-    upstream.commit({{"compose.yaml", "services:\n  app:\n    image: " + image + "\n    command: [\"sleep\", \"3600\"]\n"},
-                     {"ssh/dev.pub", read_file(key + ".pub")}});
+    upstream.commit(
+        {{"compose.yaml", "services:\n  app:\n    image: " + image + "\n    command: [\"sleep\", \"3600\"]\n"},
+         {"ssh/dev.pub", read_file(key + ".pub")}});
     pgod.write_config(PgodHarness::service_toml(
         name, service_user_a().name, upstream.path(),
         "registries = [ \"" + docker->user() + ":" + docker->token() + "@" + docker->registry() + "\" ]\n"));
     const int port = free_loopback_port();
-    pgod.start({"--compose", program, "--gateway-program", programs_dir() + "/pgod-gateway", "-s", "127.0.0.1:" + std::to_string(port), "-m",
-                "127.0.0.1:" + std::to_string(free_loopback_port())});
+    pgod.start({"--compose", program, "--gateway-program", programs_dir() + "/pgod-gateway", "-s",
+                "127.0.0.1:" + std::to_string(port), "-m", "127.0.0.1:" + std::to_string(free_loopback_port())});
     const auto ping_ssh = ssh(port, key, "tester@127.0.0.1", name + "//ping");
     if (!PgodHarness::wait_for([&]() { return docker->containers(project).size() == 1; }, 180s) ||
         !pgod.wait_ready({name}, 60s) || !PgodHarness::wait_for([&]() { return run(ping_ssh).exit_code == 0; }))
       throw std::runtime_error("the service did not come up: " + pgod.log());
 
     const auto ps_ssh = ssh(port, key, "tester@127.0.0.1", name + "//ps");
-    const std::vector<std::string> ps_pgoctl = {PGOCTL_BIN, "-p", std::to_string(port), "-i", key,
-                                                "--insecure-no-host-key-check", "--known-hosts", "/dev/null",
-                                                "127.0.0.1:" + name + "//ps"};
-    const std::vector<std::string> compose =
-        program == "plugin" ? std::vector<std::string>{on_path("docker"), "compose"}
-                            : std::vector<std::string>{on_path("docker-compose")};
+    const std::vector<std::string> ps_pgoctl = {
+        PGOCTL_BIN,      "-p",        std::to_string(port),        "-i", key, "--insecure-no-host-key-check",
+        "--known-hosts", "/dev/null", "127.0.0.1:" + name + "//ps"};
+    const std::vector<std::string> compose = program == "plugin"
+                                                 ? std::vector<std::string>{on_path("docker"), "compose"}
+                                                 : std::vector<std::string>{on_path("docker-compose")};
     std::vector<std::string> ps_direct = compose;
     ps_direct.insert(ps_direct.end(), {"-p", project, "-f", "compose.yaml", "ps"});
     const std::string checkout = pgod.dir() + "/" + name;
-    const std::vector<std::string> environment = {std::string("PATH=") + kWorkerPath, "HOME=/nonexistent",
+    const std::vector<std::string> environment = {std::string("PATH=") + kWorkerPath,
+                                                  "HOME=/nonexistent",
                                                   "DOCKER_CONFIG=" + pgod.dir() + "/.pgod/" + name + "/docker",
-                                                  "DOCKER_HOST=unix:///var/run/docker.sock", "DOCKER_CONTEXT=default",
-                                                  "DOCKER_TLS_VERIFY=", "DOCKER_CERT_PATH=", "PYTHONNOUSERSITE=1"};
-    RunAs as_service{service_user_a().uid, service_user_a().gid, {service_user_a().gid, docker_group()}, checkout,
-                     environment};
+                                                  "DOCKER_HOST=unix:///var/run/docker.sock",
+                                                  "DOCKER_CONTEXT=default",
+                                                  "DOCKER_TLS_VERIFY=",
+                                                  "DOCKER_CERT_PATH=",
+                                                  "PYTHONNOUSERSITE=1"};
+    RunAs as_service{
+        service_user_a().uid, service_user_a().gid, {service_user_a().gid, docker_group()}, checkout, environment};
     // The same command through sshd: a login as root, then the service's user (setpriv drops
     // to it without a second login), in the checkout, with the same environment.
     Sshd sshd(dir.path(), key + ".pub");
     std::string remote = "cd " + checkout + " && exec setpriv --reuid=" + std::to_string(service_user_a().uid) +
-                         " --regid=" + std::to_string(service_user_a().gid) + " --groups=" +
-                         std::to_string(service_user_a().gid) + "," + std::to_string(docker_group()) + " env -i";
+                         " --regid=" + std::to_string(service_user_a().gid) +
+                         " --groups=" + std::to_string(service_user_a().gid) + "," + std::to_string(docker_group()) +
+                         " env -i";
     for (const auto& entry : environment) remote += " " + entry;
     for (const auto& word : ps_direct) remote += " " + word;
     const auto ps_sshd = ssh(sshd.port(), key, "root@127.0.0.1", remote);
@@ -180,11 +186,10 @@ int main(int argc, char** argv) {
     // One of each first, unmeasured: the first compose run of a user warms caches.
     for (const auto& argv : {ps_ssh, ps_pgoctl, ps_sshd}) run(argv);
     run(ps_direct, as_service);
-    interleave(runs, {client(ps_direct, as_service, container, direct), through_worker,
-                      client(ps_ssh, std::nullopt, container, via_ssh),
-                      client(ps_pgoctl, std::nullopt, container, via_pgoctl),
-                      client(ps_sshd, std::nullopt, container, via_sshd),
-                      client(ping_ssh, std::nullopt, "pong", login)});
+    interleave(
+        runs, {client(ps_direct, as_service, container, direct), through_worker,
+               client(ps_ssh, std::nullopt, container, via_ssh), client(ps_pgoctl, std::nullopt, container, via_pgoctl),
+               client(ps_sshd, std::nullopt, container, via_sshd), client(ping_ssh, std::nullopt, "pong", login)});
 
     const double reference = median(direct);
     std::printf("svc//ps on a real engine with %s, %d runs interleaved (median ms)\n", program.c_str(), runs);
@@ -193,8 +198,8 @@ int main(int argc, char** argv) {
                 median(worker) - reference);
     std::printf("  ssh SVC//ps through the gateway:                             %8.1f  (+%.1f)\n", median(via_ssh),
                 median(via_ssh) - reference);
-    std::printf("  pgoctl SVC//ps through the gateway:                          %8.1f  (+%.1f)\n",
-                median(via_pgoctl), median(via_pgoctl) - reference);
+    std::printf("  pgoctl SVC//ps through the gateway:                          %8.1f  (+%.1f)\n", median(via_pgoctl),
+                median(via_pgoctl) - reference);
     std::printf("  reference: the same compose ps through sshd (a login):       %8.1f\n", median(via_sshd));
     std::printf("  ssh SVC//ping (login + gateway round trip):                  %8.1f\n", median(login));
     const double overhead = median(via_ssh) - median(via_sshd);
@@ -211,9 +216,9 @@ int main(int argc, char** argv) {
     figure(prefix + "ps_ping_ssh_ms", login);
     auto version = compose;
     version.insert(version.end(), {"version", "--short"});
-    figure_text(prefix + "compose_program",
-                std::string(program == "plugin" ? "docker compose" : "docker-compose") + " " +
-                    (major == 1 ? "v1" : "v2") + " (" + first_line(run(version).head) + ")");
+    figure_text(prefix + "compose_program", std::string(program == "plugin" ? "docker compose" : "docker-compose") +
+                                                " " + (major == 1 ? "v1" : "v2") + " (" +
+                                                first_line(run(version).head) + ")");
 
     pgod.stop();
     PgodHarness::wait_for([]() { return !runs_as(service_user_a().uid); }, 10s);

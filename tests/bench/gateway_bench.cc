@@ -112,9 +112,9 @@ int main(int argc, char** argv) {
     Sshd sshd(dir.path(), key + ".pub");
 
     const auto ping_ssh = ssh(port, key, "tester@127.0.0.1", "a//ping");
-    const std::vector<std::string> ping_pgoctl = {PGOCTL_BIN, "-p", std::to_string(port), "-i", key,
-                                                  "--insecure-no-host-key-check", "--known-hosts", "/dev/null",
-                                                  "127.0.0.1:a//ping"};
+    const std::vector<std::string> ping_pgoctl = {
+        PGOCTL_BIN,      "-p",        std::to_string(port), "-i", key, "--insecure-no-host-key-check",
+        "--known-hosts", "/dev/null", "127.0.0.1:a//ping"};
     const auto pong_sshd = ssh(sshd.port(), key, "root@127.0.0.1", "echo pong");
     const auto answered = [](const Run& r, const char* expected) {
       return r.exit_code == 0 && r.head.rfind(expected, 0) == 0;
@@ -130,7 +130,8 @@ int main(int argc, char** argv) {
     const auto timed = [&](const std::vector<std::string>& client, const char* expected, std::vector<double>& into) {
       return [&, expected]() {
         const auto r = run(client);
-        if (!answered(r, expected)) error(client.back() + " failed (exit " + std::to_string(r.exit_code) + "): " + r.err);
+        if (!answered(r, expected))
+          error(client.back() + " failed (exit " + std::to_string(r.exit_code) + "): " + r.err);
         into.push_back(r.ms());
       };
     };
@@ -142,7 +143,8 @@ int main(int argc, char** argv) {
     // 2. Streamed output.
     std::ofstream(pgod.standin_dir() + "/logs-bytes") << stream_bytes << "\n";
     const auto logs = ssh(port, key, "tester@127.0.0.1", "a//logs");
-    const auto zeros = ssh(sshd.port(), key, "root@127.0.0.1", "head -c " + std::to_string(stream_bytes) + " /dev/zero");
+    const auto zeros =
+        ssh(sshd.port(), key, "root@127.0.0.1", "head -c " + std::to_string(stream_bytes) + " /dev/zero");
     std::vector<double> ours_stream, reference_stream, ours_whole, reference_whole;
     const auto streamed = [&](const std::vector<std::string>& client, std::vector<double>& stream,
                               std::vector<double>& whole) {
@@ -157,7 +159,8 @@ int main(int argc, char** argv) {
         whole.push_back(static_cast<double>(r.bytes) / seconds_between(r.start, r.end) / 1e6);
       };
     };
-    interleave(stream_runs, {streamed(logs, ours_stream, ours_whole), streamed(zeros, reference_stream, reference_whole)});
+    interleave(stream_runs,
+               {streamed(logs, ours_stream, ours_whole), streamed(zeros, reference_stream, reference_whole)});
     const auto ours_algorithms = negotiated(run(ssh(port, key, "tester@127.0.0.1", "a//ping", true)));
     const auto reference_algorithms = negotiated(run(ssh(sshd.port(), key, "root@127.0.0.1", "echo pong", true)));
 
@@ -215,13 +218,14 @@ int main(int argc, char** argv) {
     row("stream " + std::to_string(stream_bytes >> 20) + " MiB, first byte to EOF (median MB/s of " +
             std::to_string(stream_runs) + ")",
         fixed(median(ours_stream)), fixed(median(reference_stream)), fixed(stream_ratio, 2));
-    row("stream, whole client run incl. login (median MB/s)", fixed(median(ours_whole)),
-        fixed(median(reference_whole)), fixed(median(ours_whole) / median(reference_whole), 2));
+    row("stream, whole client run incl. login (median MB/s)", fixed(median(ours_whole)), fixed(median(reference_whole)),
+        fixed(median(ours_whole) / median(reference_whole), 2));
     row("cipher negotiated (server to client)", ours_algorithms.second, reference_algorithms.second, "");
     row("key exchange negotiated", ours_algorithms.first, reference_algorithms.first, "");
     const std::string crowd_size = std::to_string(rounds) + " rounds pooled";
     row(std::to_string(kClients) + " at once, p50 ms (" + crowd_size + ")", fixed(percentile(ours_crowd, 0.5)),
-        fixed(percentile(reference_crowd, 0.5)), fixed(percentile(ours_crowd, 0.5) / percentile(reference_crowd, 0.5), 2));
+        fixed(percentile(reference_crowd, 0.5)),
+        fixed(percentile(ours_crowd, 0.5) / percentile(reference_crowd, 0.5), 2));
     row(std::to_string(kClients) + " at once, p99 ms", fixed(percentile(ours_crowd, 0.99)),
         fixed(percentile(reference_crowd, 0.99)),
         fixed(percentile(ours_crowd, 0.99) / percentile(reference_crowd, 0.99), 2));

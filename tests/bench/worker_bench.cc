@@ -51,7 +51,8 @@ double cpu_ms(pid_t pid, bool children = false) {
   return (std::stod(fields[first]) + std::stod(fields[first + 1])) * 1000.0 / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 std::int64_t realtime_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 // The t= stamp of the last stand-in call containing `needle`.
 std::int64_t stamp_of(const std::string& calls, const std::string& needle) {
@@ -97,8 +98,9 @@ int main(int argc, char** argv) {
     git({"-C", clone, "rev-parse", "origin/main"});
     times(&after);
     fetch_wall.push_back(ms_since(ref_start));
-    reference_cpu += static_cast<double>((after.tms_cutime + after.tms_cstime) - (before.tms_cutime + before.tms_cstime)) *
-                     1000.0 / static_cast<double>(sysconf(_SC_CLK_TCK));
+    reference_cpu +=
+        static_cast<double>((after.tms_cutime + after.tms_cstime) - (before.tms_cutime + before.tms_cstime)) * 1000.0 /
+        static_cast<double>(sysconf(_SC_CLK_TCK));
   }
   const double worker_cpu = (cpu_ms(worker.pid()) - cpu_before) / runs;
   const double compose_cpu = (cpu_ms(worker.pid(), true) - children_before) / runs;
@@ -124,7 +126,8 @@ int main(int argc, char** argv) {
   }
 
   std::printf("worker benchmark, %d runs each (median and p90 in ms)\n\n", runs);
-  std::printf("| %-34s | %8s | %8s | %-36s | %8s | %6s |\n", "measure", "median", "p90", "reference", "median", "ratio");
+  std::printf("| %-34s | %8s | %8s | %-36s | %8s | %6s |\n", "measure", "median", "p90", "reference", "median",
+              "ratio");
   std::printf("|%s|%s|%s|%s|%s|%s|\n", std::string(36, '-').c_str(), std::string(10, '-').c_str(),
               std::string(10, '-').c_str(), std::string(38, '-').c_str(), std::string(10, '-').c_str(),
               std::string(8, '-').c_str());

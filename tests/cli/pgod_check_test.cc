@@ -51,10 +51,11 @@ TEST(PgodCheck, EveryErrorWithFileLineColumnAndExit1) {
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_EQ(result.out, "");
   EXPECT_EQ(result.err,
-            config + ":3:8: service \"web\": key \"user\": user \"pgod-no-such-user\" does not exist on this host "
-                     "(create it, or name an existing user)\n" +
-                config + ":5:9: service \"web\": key \"env\": item 1 is not VAR=VALUE (value not shown)\n" +
-                config + ":6:16: service \"web\": key \"registries\": item 1: registry \"bad host\" is not host[:port]\n" +
+            config +
+                ":3:8: service \"web\": key \"user\": user \"pgod-no-such-user\" does not exist on this host "
+                "(create it, or name an existing user)\n" +
+                config + ":5:9: service \"web\": key \"env\": item 1 is not VAR=VALUE (value not shown)\n" + config +
+                ":6:16: service \"web\": key \"registries\": item 1: registry \"bad host\" is not host[:port]\n" +
                 "pgod: " + config + ": 3 errors\n");
   EXPECT_EQ(result.err.find("SuperS3cret"), std::string::npos);
 }
@@ -99,8 +100,10 @@ TEST(PgodCheckFileMode, WorldReadableWithATokenIsRefusedSayingHowToFixIt) {
   const auto result = run_process({kPgod, "--check", "-c", config});
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_EQ(result.out, "");
-  EXPECT_EQ(result.err, config + ": mode 0644 lets other users read the secrets it holds (repository of service "
-                                 "\"web\"): chmod 600 " + config + "\npgod: " + config + ": 1 error\n");
+  EXPECT_EQ(result.err, config +
+                            ": mode 0644 lets other users read the secrets it holds (repository of service "
+                            "\"web\"): chmod 600 " +
+                            config + "\npgod: " + config + ": 1 error\n");
   EXPECT_EQ(result.err.find("T0kenValue"), std::string::npos);
 }
 
@@ -123,8 +126,10 @@ TEST(PgodCheckFileMode, GroupWritableIsRefusedEvenWithoutSecrets) {
   const auto config = write_config(dir, service_table("web", "root"), 0664);
   const auto result = run_process({kPgod, "--check", "-c", config});
   EXPECT_EQ(result.exit_code, 1);
-  EXPECT_EQ(result.err, config + ": mode 0664 lets the members of its group change it, and so choose what pgod runs "
-                                 "as every service's user: chmod go-w " + config + "\npgod: " + config + ": 1 error\n");
+  EXPECT_EQ(result.err, config +
+                            ": mode 0664 lets the members of its group change it, and so choose what pgod runs "
+                            "as every service's user: chmod go-w " +
+                            config + "\npgod: " + config + ": 1 error\n");
 }
 
 TEST(PgodCheckFileMode, AFileOfAnotherUserIsRefused) {
@@ -148,9 +153,10 @@ TEST(PgodCheckUsers, TheGatewaysUserIsRefused) {
   const auto config = write_config(dir, service_table("web", "daemon"));
   auto result = run_process({kPgod, "--check", "-c", config, "--gateway-user", "daemon"});
   EXPECT_EQ(result.exit_code, 1);
-  EXPECT_EQ(result.err, config + ":3:8: service \"web\": key \"user\": user \"daemon\" is the gateway's user "
-                                 "(--gateway-user daemon), which may talk to every worker and to pgod, so it must own no "
-                                 "service: create a user for this service (useradd --system NAME)\n" +
+  EXPECT_EQ(result.err, config +
+                            ":3:8: service \"web\": key \"user\": user \"daemon\" is the gateway's user "
+                            "(--gateway-user daemon), which may talk to every worker and to pgod, so it must own no "
+                            "service: create a user for this service (useradd --system NAME)\n" +
                             "pgod: " + config + ": 1 error\n");
   result = run_process({kPgod, "--check", "-c", config, "--gateway-user", "bin"});
   EXPECT_EQ(result.exit_code, 0) << result.err;
@@ -258,8 +264,8 @@ TEST_F(PgodCheckDeployedModels, ListsTheServicesTheNewPolicyRefusesWithTheReason
 
 TEST_F(PgodCheckDeployedModels, NothingDeployedAddsNothingToTheSummary) {
   save_model("web", service_user_a(), kPlain);
-  const auto config = write_config(dir, service_table("web", service_user_a().name) +
-                                            service_table("db", service_user_b().name), 0600);
+  const auto config =
+      write_config(dir, service_table("web", service_user_a().name) + service_table("db", service_user_b().name), 0600);
   const auto result = run_process({programs_dir() + "/pgod", "--check", "-c", config, "-d", dir.path()});
   EXPECT_EQ(result.exit_code, 0) << result.err;
   EXPECT_EQ(result.out, "pgod: " + config + ": OK, 2 services: web, db\n");
@@ -281,8 +287,7 @@ TEST_F(PgodCheckDeployedModels, SecretsInTheReasonsAreRedactedAndControlCharacte
   save_model("web", service_user_a(),
              "services:\n  app:\n    image: busybox\n    cap_add: [ \"T0kenValue42\" ]\n"
              "    devices: [ \"/dev/\\e[2Jx:/dev/x\" ]\n");
-  const auto result =
-      check(service_table("web", service_user_a().name) + "env = [ \"TOKEN=T0kenValue42\" ]\n");
+  const auto result = check(service_table("web", service_user_a().name) + "env = [ \"TOKEN=T0kenValue42\" ]\n");
   EXPECT_EQ(result.exit_code, 0) << result.err;
   EXPECT_NE(result.out.find("key \"cap_add\""), std::string::npos) << result.out;
   EXPECT_EQ(result.out.find("T0kenValue42"), std::string::npos) << result.out;

@@ -314,16 +314,14 @@ void check_agent_login(const std::string& key, const std::string& directory,
 }
 
 TEST_F(PgoctlTest, IdentityFromSshAgent) {
-  check_agent_login(key_, dir_.path(), [&](const std::vector<std::string>& env) {
-    return run(pgoctl({"127.0.0.1:t//ping"}), env);
-  });
+  check_agent_login(key_, dir_.path(),
+                    [&](const std::vector<std::string>& env) { return run(pgoctl({"127.0.0.1:t//ping"}), env); });
 }
 
 TEST_F(PgoctlTest, RsaKeyFromSshAgent) {
   const auto rsa = add_authorized_key("id_rsa", "rsa");
-  check_agent_login(rsa, dir_.path(), [&](const std::vector<std::string>& env) {
-    return run(pgoctl({"127.0.0.1:t//ping"}), env);
-  });
+  check_agent_login(rsa, dir_.path(),
+                    [&](const std::vector<std::string>& env) { return run(pgoctl({"127.0.0.1:t//ping"}), env); });
 }
 
 TEST_F(PgoctlTest, AKeyNoServiceListsIsRefused) {
@@ -343,7 +341,8 @@ TEST_F(PgoctlTest, KeyProblemsAreNamedBeforeConnecting) {
   make_ssh_key(locked, "ed25519", "secret");
   auto result = run(pgoctl({"-i", locked, "127.0.0.1:t//ping"}));
   EXPECT_EQ(result.code, 255);
-  EXPECT_TRUE(contains(result.err, "pgoctl: the key from -i " + locked + " is protected by a passphrase")) << result.err;
+  EXPECT_TRUE(contains(result.err, "pgoctl: the key from -i " + locked + " is protected by a passphrase"))
+      << result.err;
 
   result = run(pgoctl({"127.0.0.1:t//ping"}), {"PGOCTL_ID=not a key"});
   EXPECT_EQ(result.code, 255);
@@ -530,8 +529,8 @@ struct SilentListener {
     address.sin_family = AF_INET;
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t length = sizeof address;
-    check(fd && bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 && listen(fd.get(), 8) == 0 &&
-              getsockname(fd.get(), reinterpret_cast<sockaddr*>(&address), &length) == 0,
+    check(fd && bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+              listen(fd.get(), 8) == 0 && getsockname(fd.get(), reinterpret_cast<sockaddr*>(&address), &length) == 0,
           "listener");
     port = ntohs(address.sin_port);
   }
@@ -541,9 +540,9 @@ struct SilentListener {
 
 TEST_F(PgoctlTest, CtrlCWhileConnectingEndsAtOnce) {
   SilentListener silent;
-  Child child({PGOCTL_BIN, "-p", std::to_string(silent.port), "--known-hosts", known_hosts_, "-i", key_,
-               "127.0.0.1:t//ping"},
-              environment({}));
+  Child child(
+      {PGOCTL_BIN, "-p", std::to_string(silent.port), "--known-hosts", known_hosts_, "-i", key_, "127.0.0.1:t//ping"},
+      environment({}));
   std::this_thread::sleep_for(500ms);  // pgoctl now waits for the server's greeting
   interrupt_and_expect_130(child);
 }
@@ -560,8 +559,8 @@ TEST_F(PgoctlTest, UnknownCommandNamesTheValidOnesAndConnectsNowhere) {
 
 TEST_F(PgoctlTest, NothingListeningIsAClearFailure) {
   const int port = free_loopback_port();
-  const auto result = run({PGOCTL_BIN, "-p", std::to_string(port), "--known-hosts", known_hosts_, "-i", key_,
-                           "127.0.0.1:t//ping"});
+  const auto result =
+      run({PGOCTL_BIN, "-p", std::to_string(port), "--known-hosts", known_hosts_, "-i", key_, "127.0.0.1:t//ping"});
   EXPECT_EQ(result.code, 255);
   EXPECT_TRUE(contains(result.err, "pgoctl: cannot connect to 127.0.0.1 port " + std::to_string(port) + ": "))
       << result.err;

@@ -20,11 +20,10 @@ TEST(RemoteExit, PgodCodesWrapLikeSshAndAreNamed) {
     int code;
     const char* note;
   };
-  for (const auto& c : {Case{400, 144, "remote exit status 400 (Bad Request)"},
-                        Case{401, 145, "remote exit status 401 (Unauthorized)"},
-                        Case{404, 148, "remote exit status 404 (Not Found)"},
-                        Case{406, 150, "remote exit status 406 (Not Acceptable)"},
-                        Case{500, 244, "remote exit status 500 (Internal Server Error)"}}) {
+  for (const auto& c :
+       {Case{400, 144, "remote exit status 400 (Bad Request)"}, Case{401, 145, "remote exit status 401 (Unauthorized)"},
+        Case{404, 148, "remote exit status 404 (Not Found)"}, Case{406, 150, "remote exit status 406 (Not Acceptable)"},
+        Case{500, 244, "remote exit status 500 (Internal Server Error)"}}) {
     const auto result = remote_exit(c.status);
     EXPECT_EQ(result.code, c.code) << c.status;
     EXPECT_EQ(result.note, c.note);

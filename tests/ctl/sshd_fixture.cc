@@ -50,7 +50,8 @@ std::string make_ssh_key(const std::string& path, const std::string& type, const
   std::error_code ignored;
   std::filesystem::remove(path, ignored);
   std::filesystem::remove(path + ".pub", ignored);
-  std::vector<std::string> argv{"/usr/bin/ssh-keygen", "-q", "-t", type, "-N", passphrase, "-C", "pgod-test", "-f", path};
+  std::vector<std::string> argv{"/usr/bin/ssh-keygen", "-q", "-t", type, "-N", passphrase, "-C",
+                                "pgod-test",           "-f", path};
   // 2048 bits: still accepted everywhere, and much quicker to make than the default 3072.
   if (type == "rsa") argv.insert(argv.end(), {"-b", "2048"});
   const auto result = run_process(argv);
@@ -60,7 +61,8 @@ std::string make_ssh_key(const std::string& path, const std::string& type, const
   return public_key;
 }
 
-Sshd::Sshd(std::string directory, SshdOptions options) : directory_(std::move(directory)), options_(std::move(options)) {
+Sshd::Sshd(std::string directory, SshdOptions options)
+    : directory_(std::move(directory)), options_(std::move(options)) {
   // sshd will not start without its privilege separation directory; Debian makes it at boot,
   // a container may not have it.
   if (mkdir("/run/sshd", 0755) != 0 && errno != EEXIST) fail("mkdir /run/sshd: " + errno_text());
@@ -195,10 +197,13 @@ void Sshd::stop() {
   const auto sessions = session_pids();
   for (const pid_t pid : sessions) kill(pid, SIGTERM);
   const auto deadline = std::chrono::steady_clock::now() + kStopTimeout;
-  const auto alive = [](pid_t pid) { return kill(pid, 0) == 0 && read_file("/proc/" + std::to_string(pid) + "/stat").find(") Z") == std::string::npos; };
+  const auto alive = [](pid_t pid) {
+    return kill(pid, 0) == 0 && read_file("/proc/" + std::to_string(pid) + "/stat").find(") Z") == std::string::npos;
+  };
   stop_child(pid_, std::chrono::duration_cast<std::chrono::milliseconds>(kStopTimeout));
   for (const pid_t pid : sessions) {
-    while (alive(pid) && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    while (alive(pid) && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     if (alive(pid)) kill(pid, SIGKILL);
   }
   pid_ = -1;

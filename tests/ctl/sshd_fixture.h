@@ -17,12 +17,11 @@ namespace pgod::test {
 std::string make_ssh_key(const std::string& path, const std::string& type = "ed25519",
                          const std::string& passphrase = "");
 
-
 struct SshdOptions {
-  std::string authorized_keys;  // absolute path of the AuthorizedKeysFile (may not exist yet)
-  std::string host_key;         // private host key; empty: an ed25519 key is made in the directory
-  std::string force_command;    // ForceCommand; empty: none (the client's command runs as given)
-  int port = 0;                 // 0: a free one
+  std::string authorized_keys;            // absolute path of the AuthorizedKeysFile (may not exist yet)
+  std::string host_key;                   // private host key; empty: an ed25519 key is made in the directory
+  std::string force_command;              // ForceCommand; empty: none (the client's command runs as given)
+  int port = 0;                           // 0: a free one
   std::vector<std::string> extra_config;  // more sshd_config lines
 };
 

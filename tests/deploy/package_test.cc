@@ -15,10 +15,10 @@ TEST(Package, InstallsWithDpkgAndRunsUnderSystemd) {
   // The image in the engine under its registry name, as a service's compose file names it.
   TempDir config;
   const std::vector<std::string> env = {"DOCKER_CONFIG=" + config.path()};
-  ASSERT_EQ(run_with_env(env, {"docker", "login", "-u", docker.user(), "--password-stdin", docker.registry()},
-                         docker.token())
-                .exit_code,
-            0);
+  ASSERT_EQ(
+      run_with_env(env, {"docker", "login", "-u", docker.user(), "--password-stdin", docker.registry()}, docker.token())
+          .exit_code,
+      0);
   ASSERT_EQ(run_with_env(env, {"docker", "pull", docker.image()}).exit_code, 0);
   const auto result = run_process({PGOD_PACKAGE_TEST, PGOD_PACKAGE, docker.image()});
   std::cout << result.out;

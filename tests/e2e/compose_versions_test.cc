@@ -40,7 +40,8 @@ std::vector<pid_t> processes_with(const std::vector<std::string>& words) {
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
     std::string cmdline = read_file(entry.path().string() + "/cmdline");
     std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
-    if (std::all_of(words.begin(), words.end(), [&](const std::string& w) { return cmdline.find(w) != std::string::npos; }))
+    if (std::all_of(words.begin(), words.end(),
+                    [&](const std::string& w) { return cmdline.find(w) != std::string::npos; }))
       found.push_back(std::stoi(name));
   }
   return found;
@@ -89,14 +90,17 @@ TEST_P(EveryVerbTest, DeployRedeployRefuseLogsExecAndEveryVerbsExitStatus) {
   upstream.commit({{"compose.yaml", two_services(image)}});
   auto worker = worker_for(upstream);
   worker->start({"--compose", program()});
-  ASSERT_TRUE(worker->wait_for([&] { return worker->state() != ServiceState::STARTING; }, 120s)) << worker->worker_log();
+  ASSERT_TRUE(worker->wait_for([&] { return worker->state() != ServiceState::STARTING; }, 120s))
+      << worker->worker_log();
   ASSERT_EQ(worker->state(), ServiceState::OK) << worker->worker_log();
   ASSERT_NE(worker->worker_log().find(GetParam().major == 1 ? "with docker-compose" : "with docker compose"),
             std::string::npos)
       << worker->worker_log();
 
   // Deployed: two containers, named as this compose names them.
-  const auto name = [&](const std::string& service) { return compose_container_name(GetParam().major, project, service); };
+  const auto name = [&](const std::string& service) {
+    return compose_container_name(GetParam().major, project, service);
+  };
   auto ps = worker->run(Verb::PS);
   EXPECT_EQ(ps.exit_status, 0u) << ps.err;
   EXPECT_NE(ps.out.find(name("app")), std::string::npos) << ps.out;
@@ -129,7 +133,11 @@ TEST_P(EveryVerbTest, DeployRedeployRefuseLogsExecAndEveryVerbsExitStatus) {
     ASSERT_TRUE(worker->wait_for([&] { return out.find("hello from") != std::string::npos; }, 30s)) << out << err;
     ASSERT_FALSE(processes_with({project, "logs", "-f"}).empty()) << "compose follows the logs";
   }  // the call is dropped, as the gateway drops it when the SSH client goes away
-  EXPECT_TRUE(worker->wait_for([&] { return processes_with({project, "logs", "-f"}).empty(); }, 20s))
+  EXPECT_TRUE(worker->wait_for(
+      [&] {
+        return processes_with({project, "logs", "-f"}).empty();
+      },
+      20s))
       << "compose logs -f outlived its caller";
 
   // The lifecycle verbs: each compose exit status passed through, and the state they leave.
@@ -198,7 +206,8 @@ TEST_F(ComposeVersionsTest, AServiceDeployedByV1IsTakenOverByV2WithOneCopyOfEach
 
   // The same service, its worker now running v2 (the containers ran on meanwhile).
   worker->start({"--compose", "plugin"});
-  ASSERT_TRUE(worker->wait_for([&] { return worker->state() != ServiceState::STARTING; }, 120s)) << worker->worker_log();
+  ASSERT_TRUE(worker->wait_for([&] { return worker->state() != ServiceState::STARTING; }, 120s))
+      << worker->worker_log();
   ASSERT_EQ(worker->state(), ServiceState::OK) << worker->worker_log();
   auto ids = all_containers();
   ASSERT_EQ(ids.size(), 2u) << "one copy of each container, no orphan";
@@ -209,14 +218,20 @@ TEST_F(ComposeVersionsTest, AServiceDeployedByV1IsTakenOverByV2WithOneCopyOfEach
   EXPECT_EQ(docker_environment().containers(project).size(), 2u) << "both run";
   EXPECT_EQ(inspect("{{.Name}} {{.CreatedAt}}", project + "_data"), volume) << "the volume is kept";
   EXPECT_EQ(inspect("{{.Id}}", project + "_back"), network) << "the network is kept";
-  EXPECT_EQ(docker_environment().docker({"exec", project + "-db-1", "sh", "-c", "read line < /data/marker && echo $line"}).out, "kept\n");
+  EXPECT_EQ(docker_environment()
+                .docker({"exec", project + "-db-1", "sh", "-c", "read line < /data/marker && echo $line"})
+                .out,
+            "kept\n");
 
   // And v2 manages it from here: a redeploy, again one copy of each.
   upstream.commit({{"compose.yaml", two_services(image, "    environment:\n      VERSION: \"2\"\n")}});
   ASSERT_EQ(worker->run(Verb::GIT_PULL).exit_status, 0u) << worker->worker_log();
   EXPECT_EQ(all_containers().size(), 2u);
   EXPECT_EQ(docker_environment().docker({"exec", project + "-app-1", "sh", "-c", "echo $VERSION"}).out, "2\n");
-  EXPECT_EQ(docker_environment().docker({"exec", project + "-db-1", "sh", "-c", "read line < /data/marker && echo $line"}).out, "kept\n");
+  EXPECT_EQ(docker_environment()
+                .docker({"exec", project + "-db-1", "sh", "-c", "read line < /data/marker && echo $line"})
+                .out,
+            "kept\n");
   worker->stop();
 }
 

@@ -82,8 +82,8 @@ struct CorpusCase {
   std::vector<std::pair<std::string, std::string>> files;     // path, content
   std::vector<std::pair<std::string, std::string>> symlinks;  // path, target
   std::vector<std::string> networks;
-  int only = 0;          // the compose major version that can parse it; 0: any
-  std::string compose;   // the file as written
+  int only = 0;                       // the compose major version that can parse it; 0: any
+  std::string compose;                // the file as written
   std::vector<std::string> problems;  // what is wrong with its header
 };
 
@@ -197,7 +197,7 @@ std::vector<CorpusCase> load_corpus(const std::string& kind) {
 
 std::string substituted(std::string text, const std::string& data_dir, const std::string& checkout) {
   for (const auto& [placeholder, value] : {std::pair<std::string, std::string>{"${DATADIR}", data_dir},
-                                          std::pair<std::string, std::string>{"${CHECKOUT}", checkout}}) {
+                                           std::pair<std::string, std::string>{"${CHECKOUT}", checkout}}) {
     for (auto at = text.find(placeholder); at != std::string::npos; at = text.find(placeholder, at + value.size()))
       text.replace(at, placeholder.size(), value);
   }
@@ -309,7 +309,7 @@ struct Verdict {
   bool answered = false;
   RunOutcome load;
   std::string exception;  // `load` failed with an RPC exception instead of an exit status
-  std::string pull;  // what `git pull` printed, when it ran
+  std::string pull;       // what `git pull` printed, when it ran
   std::chrono::milliseconds took{0};
 };
 
@@ -318,9 +318,7 @@ class CorpusService {
  public:
   // `pull_first`: ask `git pull` before each `load` even when `load` judges the head.
   CorpusService(const std::vector<std::string>& networks, bool pull_first)
-      : repository_(root_.path()),
-        data_dir_(root_.path() + "/data/" + kProject),
-        guard_dir_(root_.path() + "/guard") {
+      : repository_(root_.path()), data_dir_(root_.path() + "/data/" + kProject), guard_dir_(root_.path() + "/guard") {
     if (pull_first) mode_ = LoadMode::kJudgesCheckout;
     fs::create_directories(data_dir_);
     fs::create_directories(guard_dir_);
@@ -451,13 +449,12 @@ class CorpusService {
       outcome.message = response.getMessage();
       return true;
     });
-    auto limit = worker_->io().provider->getTimer().afterDelay(kVerdictLimit.count() * kj::SECONDS).then([]() {
-      return false;
-    });
+    auto limit =
+        worker_->io().provider->getTimer().afterDelay(kVerdictLimit.count() * kj::SECONDS).then([]() { return false; });
     bool answered = true;
-    KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
-                  answered = answer.exclusiveJoin(kj::mv(limit)).wait(worker_->io().waitScope);
-                })) {
+    KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&]() {
+                   answered = answer.exclusiveJoin(kj::mv(limit)).wait(worker_->io().waitScope);
+                 })) {
       result.exception = exception->getDescription().cStr();
     }
     if (!answered) {
@@ -518,9 +515,7 @@ std::string expected_verdict(const CorpusCase& c) {
   return text;
 }
 
-std::string compose_label() {
-  return compose_under_test() + " (v" + std::to_string(compose_major_under_test()) + ")";
-}
+std::string compose_label() { return compose_under_test() + " (v" + std::to_string(compose_major_under_test()) + ")"; }
 
 void print_table(const std::string& title, const std::vector<std::string>& notes, const std::vector<Row>& rows) {
   std::size_t passed = 0, failed = 0, skipped = 0;
@@ -544,9 +539,12 @@ void print_table(const std::string& title, const std::vector<std::string>& notes
 
 const char* mode_name(LoadMode mode) {
   switch (mode) {
-    case LoadMode::kJudgesHead: return "load judges the branch head";
-    case LoadMode::kJudgesCheckout: return "load judges the checkout: git pull before each load";
-    default: return "load never answered";
+    case LoadMode::kJudgesHead:
+      return "load judges the branch head";
+    case LoadMode::kJudgesCheckout:
+      return "load judges the checkout: git pull before each load";
+    default:
+      return "load never answered";
   }
 }
 

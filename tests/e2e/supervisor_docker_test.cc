@@ -15,7 +15,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-
 class SupervisorDockerTest : public ::testing::Test {
  protected:
   void TearDown() override {
@@ -27,8 +26,9 @@ class SupervisorDockerTest : public ::testing::Test {
     upstream.commit({{"compose.yaml", "services:\n  app:\n    image: " + docker_environment().image() +
                                           "\n    command: [\"sleep\", \"3600\"]\n"}});
     return PgodHarness::service_toml(name, service_user_a().name, upstream.path(),
-                                     "registries = [ \"" + docker_environment().user() + ":" + docker_environment().token() + "@" +
-                                         docker_environment().registry() + "\" ]\n");
+                                     "registries = [ \"" + docker_environment().user() + ":" +
+                                         docker_environment().token() + "@" + docker_environment().registry() +
+                                         "\" ]\n");
   }
 
   const std::string name = "pgode2es" + std::to_string(getpid());
@@ -59,7 +59,8 @@ TEST_F(SupervisorDockerTest, ContainersOutlivePgodAndAServiceThatLeftTheConfigIs
   pgod.use_real_docker();
   pgod.write_config(config());
   pgod.start();
-  ASSERT_TRUE(PgodHarness::wait_for([&]() { return docker_environment().containers(name).size() == 1; }, 120s)) << pgod.log();
+  ASSERT_TRUE(PgodHarness::wait_for([&]() { return docker_environment().containers(name).size() == 1; }, 120s))
+      << pgod.log();
   const auto id = docker_environment().containers(name).at(0);
   const pid_t worker = pgod.worker_pid(name);
 
@@ -74,7 +75,8 @@ TEST_F(SupervisorDockerTest, ContainersOutlivePgodAndAServiceThatLeftTheConfigIs
   ASSERT_TRUE(PgodHarness::wait_for([&]() { return !std::filesystem::exists(pgod.dir() + "/" + name); }, 120s))
       << pgod.log();
   EXPECT_TRUE(docker_environment().containers(name).empty()) << pgod.log();
-  EXPECT_NE(docker_environment().docker({"network", "inspect", name + "_default"}).exit_code, 0) << "the network went too";
+  EXPECT_NE(docker_environment().docker({"network", "inspect", name + "_default"}).exit_code, 0)
+      << "the network went too";
   EXPECT_EQ(pgod.stop(SIGTERM), 0);
 }
 

@@ -20,9 +20,9 @@ using namespace std::chrono_literals;
 using rpc::ServiceState;
 using rpc::Verb;
 
-
 std::string compose(const std::string& extra = "") {
-  return "services:\n  app:\n    image: " + docker_environment().image() + "\n    command: [\"sleep\", \"3600\"]\n" + extra;
+  return "services:\n  app:\n    image: " + docker_environment().image() + "\n    command: [\"sleep\", \"3600\"]\n" +
+         extra;
 }
 
 // A worker for `name` against `repository` on the real engine, logged in to the registry.
@@ -80,7 +80,8 @@ TEST_F(WorkerDockerTest, LoginPullUpRedeployRefuseAndStop) {
   // ps through the worker: compose's real output.
   auto ps = worker.run(Verb::PS);
   EXPECT_EQ(ps.exit_status, 0u) << ps.err;
-  EXPECT_NE(ps.out.find(compose_container_name(compose_major_under_test(), project, "app")), std::string::npos) << ps.out;
+  EXPECT_NE(ps.out.find(compose_container_name(compose_major_under_test(), project, "app")), std::string::npos)
+      << ps.out;
 
   // A compose change redeploys: a new container with the new environment.
   upstream.commit({{"compose.yaml", compose("    environment:\n      VERSION: \"2\"\n")}});
@@ -124,7 +125,8 @@ TEST_F(WorkerDockerTest, ASymlinkCommitIsJudgedBeforeTheCheckoutMoves) {
   upstream.commit({{"compose.yaml", compose("    restart: always\n    volumes:\n      - ./data:/data\n")},
                    {"data/marker", "inside the checkout\n"}});
   auto worker = real_worker(upstream.path(), project);
-  ASSERT_TRUE(worker->wait_for([&] { return worker->state() != ServiceState::STARTING; }, 120s)) << worker->worker_log();
+  ASSERT_TRUE(worker->wait_for([&] { return worker->state() != ServiceState::STARTING; }, 120s))
+      << worker->worker_log();
   ASSERT_EQ(worker->state(), ServiceState::OK) << worker->worker_log();
   const auto ids = docker_environment().containers(project);
   ASSERT_EQ(ids.size(), 1u);
@@ -177,8 +179,11 @@ TEST_F(WorkerDockerTest, OneServiceCannotReplaceAnothersImageOrVolume) {
   ASSERT_EQ(engine.docker({"pull", engine.image()}).exit_code, 0);
   engine.docker({"logout", engine.registry()});
   ASSERT_EQ(engine.docker({"volume", "create", project_b + "_data"}).exit_code, 0);
-  ASSERT_EQ(engine.docker({"run", "-d", "--name", project_b + "-app-1", "-v", project_b + "_data:/data", engine.image(),
-                           "sleep", "3600"}).exit_code, 0);
+  ASSERT_EQ(engine
+                .docker({"run", "-d", "--name", project_b + "-app-1", "-v", project_b + "_data:/data", engine.image(),
+                         "sleep", "3600"})
+                .exit_code,
+            0);
   const auto image_before = engine.docker({"image", "inspect", "-f", "{{.Id}}", engine.image()}).out;
 
   TempDir repos;
@@ -200,13 +205,14 @@ TEST_F(WorkerDockerTest, OneServiceCannotReplaceAnothersImageOrVolume) {
   EXPECT_EQ(engine.docker({"image", "inspect", "-f", "{{.Id}}", engine.image()}).out, image_before);
 
   // B's volume, named under B's project, is not A's to name.
-  upstream.commit({{"compose.yaml", compose("    volumes:\n      - stolen:/data\nvolumes:\n  stolen:\n    name: " + project_b +
-                                            "_data\n")},
+  upstream.commit({{"compose.yaml", compose("    volumes:\n      - stolen:/data\nvolumes:\n  stolen:\n    name: " +
+                                            project_b + "_data\n")},
                    {"Dockerfile", std::nullopt}});
   const auto pull = a->run(Verb::GIT_PULL);
   EXPECT_EQ(pull.exit_status, 1u);
   auto status = a->client().statusRequest().send().wait(a->io().waitScope);
-  EXPECT_NE(std::string(status.getStatus().getLastError().cStr()).find("volume names must start with"), std::string::npos);
+  EXPECT_NE(std::string(status.getStatus().getLastError().cStr()).find("volume names must start with"),
+            std::string::npos);
   EXPECT_EQ(engine.docker({"exec", project_b + "-app-1", "echo", "alive"}).out, "alive\n");
   engine.docker({"rm", "-f", project_b + "-app-1"});
   engine.docker({"volume", "rm", project_b + "_data"});
@@ -217,7 +223,8 @@ TEST_F(WorkerDockerTest, PullWithoutCredentialsFails) {
   TempDir repos;
   GitUpstream upstream(repos.path());
   upstream.commit({{"compose.yaml", compose()}});
-  WorkerHarness worker(upstream.path(), [&](rpc::ServiceSettings::Builder s) { s.setName(project); }, false);
+  WorkerHarness worker(
+      upstream.path(), [&](rpc::ServiceSettings::Builder s) { s.setName(project); }, false);
   worker.start();
   ASSERT_TRUE(worker.wait_for([&] { return worker.state() != ServiceState::STARTING; }, 120s));
   // The image may be cached from the other test; remove it and pull explicitly.

@@ -203,9 +203,9 @@ void garble(const fs::path& file) {
   std::ofstream(file, std::ios::binary | std::ios::trunc) << noise;
 }
 
-// Fault 4c: root garbles the service's repository (in its state directory, out of the checkout): HEAD, then every object, then the branch ref and
-// the index, each repaired by the next `git pull`; then garbled while upstream is gone too, so
-// the repair itself fails and shows in the status until upstream is back.
+// Fault 4c: root garbles the service's repository (in its state directory, out of the checkout): HEAD, then every
+// object, then the branch ref and the index, each repaired by the next `git pull`; then garbled while upstream is gone
+// too, so the repair itself fails and shows in the status until upstream is back.
 TEST_F(EngineFaultTest, AGarbledRepositoryIsRebuiltWithoutTouchingTheContainers) {
   auto& upstream = pgod_.upstream(name_);
   const fs::path git_dir = pgod_.dir() + "/.pgod/" + name_ + "/git";

@@ -32,16 +32,37 @@ std::string make_key(const std::string& dir, const std::string& name) {
 }
 
 std::vector<std::string> GatewayPorts::pgod_args() const {
-  return {"--gateway-program", programs_dir() + "/pgod-gateway", "-s", "127.0.0.1:" + std::to_string(ssh), "-m",
+  return {"--gateway-program",
+          programs_dir() + "/pgod-gateway",
+          "-s",
+          "127.0.0.1:" + std::to_string(ssh),
+          "-m",
           "127.0.0.1:" + std::to_string(metrics)};
 }
 
 std::vector<std::string> ssh_argv(int port, const std::string& key, const std::string& command,
                                   const std::vector<std::string>& extra) {
-  std::vector<std::string> argv = {"/usr/bin/ssh", "-F", "/dev/null", "-p", std::to_string(port), "-i", key, "-o",
-                           "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "StrictHostKeyChecking=no", "-o",
-                           "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o",
-                           "ConnectTimeout=20"};
+  std::vector<std::string> argv = {"/usr/bin/ssh",
+                                   "-F",
+                                   "/dev/null",
+                                   "-p",
+                                   std::to_string(port),
+                                   "-i",
+                                   key,
+                                   "-o",
+                                   "IdentitiesOnly=yes",
+                                   "-o",
+                                   "IdentityAgent=none",
+                                   "-o",
+                                   "StrictHostKeyChecking=no",
+                                   "-o",
+                                   "UserKnownHostsFile=/dev/null",
+                                   "-o",
+                                   "BatchMode=yes",
+                                   "-o",
+                                   "LogLevel=ERROR",
+                                   "-o",
+                                   "ConnectTimeout=20"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   argv.push_back("tester@127.0.0.1");
   if (!command.empty()) argv.push_back(command);
@@ -78,40 +99,39 @@ std::size_t gateway_starts(const std::string& pgod_log) {
 
 WorkerAnswer worker_status(const std::string& socket_path, Millis limit) {
   WorkerAnswer answer;
-  KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
-                auto io = kj::setupAsyncIo();
-                // The RPC system goes before the stream it runs on; both outlive the call.
-                struct Connection {
-                  kj::Own<kj::AsyncIoStream> stream;
-                  kj::Own<capnp::TwoPartyClient> client;
-                  ~Connection() { client = nullptr; }
-                };
-                Connection connection;
-                auto call =
-                    io.provider->getNetwork()
-                        .parseAddress(kj::str("unix:", socket_path.c_str()))
-                        .then([](kj::Own<kj::NetworkAddress> address) {
-                          auto connected = address->connect();
-                          return connected.attach(kj::mv(address));
-                        })
-                        .then([&connection](kj::Own<kj::AsyncIoStream> stream) {
-                          connection.stream = kj::mv(stream);
-                          connection.client = kj::heap<capnp::TwoPartyClient>(*connection.stream);
-                          return connection.client->bootstrap().castAs<rpc::Worker>().statusRequest().send();
-                        })
-                        .then([&answer](capnp::Response<rpc::Worker::StatusResults> response) {
-                          auto status = response.getStatus();
-                          answer.answered = true;
-                          answer.state = service_state_name(status.getState());
-                          answer.hash = status.getHash().cStr();
-                          answer.last_error = status.getLastError().cStr();
-                          return true;
-                        });
-                auto timed = call.exclusiveJoin(
-                    io.provider->getTimer().afterDelay(limit.count() * kj::MILLISECONDS).then([]() { return false; }));
-                if (!timed.wait(io.waitScope))
-                  answer.failure = "no answer within " + std::to_string(limit.count()) + " ms";
-              })) {
+  KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&]() {
+                 auto io = kj::setupAsyncIo();
+                 // The RPC system goes before the stream it runs on; both outlive the call.
+                 struct Connection {
+                   kj::Own<kj::AsyncIoStream> stream;
+                   kj::Own<capnp::TwoPartyClient> client;
+                   ~Connection() { client = nullptr; }
+                 };
+                 Connection connection;
+                 auto call = io.provider->getNetwork()
+                                 .parseAddress(kj::str("unix:", socket_path.c_str()))
+                                 .then([](kj::Own<kj::NetworkAddress> address) {
+                                   auto connected = address->connect();
+                                   return connected.attach(kj::mv(address));
+                                 })
+                                 .then([&connection](kj::Own<kj::AsyncIoStream> stream) {
+                                   connection.stream = kj::mv(stream);
+                                   connection.client = kj::heap<capnp::TwoPartyClient>(*connection.stream);
+                                   return connection.client->bootstrap().castAs<rpc::Worker>().statusRequest().send();
+                                 })
+                                 .then([&answer](capnp::Response<rpc::Worker::StatusResults> response) {
+                                   auto status = response.getStatus();
+                                   answer.answered = true;
+                                   answer.state = service_state_name(status.getState());
+                                   answer.hash = status.getHash().cStr();
+                                   answer.last_error = status.getLastError().cStr();
+                                   return true;
+                                 });
+                 auto timed = call.exclusiveJoin(
+                     io.provider->getTimer().afterDelay(limit.count() * kj::MILLISECONDS).then([]() { return false; }));
+                 if (!timed.wait(io.waitScope))
+                   answer.failure = "no answer within " + std::to_string(limit.count()) + " ms";
+               })) {
     answer.answered = false;
     answer.failure = exception->getDescription().cStr();
   }

@@ -47,10 +47,10 @@ std::size_t gateway_starts(const std::string& pgod_log);
 // One call to a worker over its socket, on a fresh connection, within `limit`.
 struct WorkerAnswer {
   bool answered = false;
-  std::string state;     // OK, BROKEN, DIFF, ... (status calls)
-  std::string hash;      // the checkout's commit (status calls)
+  std::string state;  // OK, BROKEN, DIFF, ... (status calls)
+  std::string hash;   // the checkout's commit (status calls)
   std::string last_error;
-  std::string failure;   // why there was no answer
+  std::string failure;  // why there was no answer
 };
 WorkerAnswer worker_status(const std::string& socket_path, Millis limit);
 

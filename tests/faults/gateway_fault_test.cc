@@ -194,8 +194,8 @@ void advance(std::vector<SilentClient>& clients) {
       client.connected = true;
       if (i % 2 == 0) {
         static const std::string banner = "SSH-2.0-faults_silent\r\n";
-        client.sent_banner = send(client.fd.get(), banner.data(), banner.size(), MSG_NOSIGNAL) ==
-                             static_cast<ssize_t>(banner.size());
+        client.sent_banner =
+            send(client.fd.get(), banner.data(), banner.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(banner.size());
       }
       continue;
     }
@@ -308,16 +308,16 @@ TEST_F(GatewayFaultTest, AThousandSilentConnectionsAtOnceAreBoundedAndItKeepsSer
   // from a slow one, so it is held until the 30 s login time-out, and no longer.
   const auto release_started = Clock::now();
   EXPECT_TRUE(PgodHarness::wait_for([&]() { return fd_count(gateway) <= fds_before + kSlack; }, 40s))
-      << "the gateway let go of every connection within its login time-out: " << fd_count(gateway)
-      << " descriptors, " << fds_before << " before";
+      << "the gateway let go of every connection within its login time-out: " << fd_count(gateway) << " descriptors, "
+      << fds_before << " before";
   const auto release_took = std::chrono::duration_cast<Millis>(Clock::now() - release_started);
-  std::printf("[ faults   ] %zu silent clients settled in %lld ms: %zu held (limit %zu), %zu closed unserved, %zu "
-              "never reached it; a new login during the flood: exit %d after %lld ms; after: ping in %lld ms, every "
-              "connection let go in %lld ms\n",
-              kClients, static_cast<long long>(flood_took.count()), served, kMaxUnauthenticated, closed,
-              kClients - served - closed,
-              fresh.exit_code, static_cast<long long>(fresh_took.count()),
-              static_cast<long long>(after_took.count()), static_cast<long long>(release_took.count()));
+  std::printf(
+      "[ faults   ] %zu silent clients settled in %lld ms: %zu held (limit %zu), %zu closed unserved, %zu "
+      "never reached it; a new login during the flood: exit %d after %lld ms; after: ping in %lld ms, every "
+      "connection let go in %lld ms\n",
+      kClients, static_cast<long long>(flood_took.count()), served, kMaxUnauthenticated, closed,
+      kClients - served - closed, fresh.exit_code, static_cast<long long>(fresh_took.count()),
+      static_cast<long long>(after_took.count()), static_cast<long long>(release_took.count()));
 }
 
 // Fault 7b: command lines over the gateway's limit (16 KiB under pgod) and over libssh's packet

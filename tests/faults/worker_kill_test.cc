@@ -110,7 +110,8 @@ class WorkerKillFaultTest : public ::testing::Test {
     ASSERT_TRUE(pgod_.wait_ready({"a", "b", "c"})) << pgod_.log();
     for (const auto& [name, user] : services_)  // the keys reach the gateway from the workers
       ASSERT_TRUE(PgodHarness::wait_for([&]() { return ssh(ports_.ssh, key_, name + "//status").exit_code == 0; }, 20s))
-          << name << "\n" << pgod_.log();
+          << name << "\n"
+          << pgod_.log();
   }
 
   std::string socket(const std::string& name) const { return pgod_.rundir() + "/workers/" + name + ".sock"; }
@@ -161,7 +162,8 @@ TEST_F(WorkerKillFaultTest, EachWorkerKilledFiftyTimesIsBackWithinASecondWhileTh
       }
       const auto took = std::chrono::duration_cast<Millis>(Clock::now() - killed);
       ASSERT_TRUE(back) << victim << " kill " << kill_number << " not back after " << took.count() << " ms: " << why
-                        << "\n" << pgod_.log();
+                        << "\n"
+                        << pgod_.log();
       EXPECT_LE(took, kRestartLimit) << victim << " kill " << kill_number;
       times.push_back(took);
       std::this_thread::sleep_for(Millis(pause_ms(random)));
@@ -176,9 +178,10 @@ TEST_F(WorkerKillFaultTest, EachWorkerKilledFiftyTimesIsBackWithinASecondWhileTh
     EXPECT_GE(prober.ssh_answers(), 10) << victim;
     for (const auto& [name, pid] : other_pids) EXPECT_EQ(pgod_.worker_pid(name), pid) << name << " was not touched";
     const auto figures = spread(times);
-    std::printf("[ faults   ] %s: %d SIGKILLs, back in median %.0f ms, max %.0f ms; meanwhile %d RPC and %d ssh "
-                "probes of the others, all answered\n",
-                victim.c_str(), kKills, figures.median_ms, figures.max_ms, prober.rpc_answers(), prober.ssh_answers());
+    std::printf(
+        "[ faults   ] %s: %d SIGKILLs, back in median %.0f ms, max %.0f ms; meanwhile %d RPC and %d ssh "
+        "probes of the others, all answered\n",
+        victim.c_str(), kKills, figures.median_ms, figures.max_ms, prober.rpc_answers(), prober.ssh_answers());
     all.insert(all.end(), times.begin(), times.end());
   }
   const auto figures = spread(all);

@@ -28,8 +28,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   FUZZ_CHECK(pgod::is_valid_service_name(parsed->service), "an accepted service name is invalid");
   auto round_trip = pgod::parse_command_line(pgod::command_line(*parsed));
   FUZZ_CHECK(round_trip.has_value(), "command_line() of an accepted command does not parse");
-  FUZZ_CHECK(round_trip->service == parsed->service && round_trip->verb == parsed->verb &&
-                 round_trip->args == parsed->args,
-             "command_line() does not round-trip");
+  FUZZ_CHECK(
+      round_trip->service == parsed->service && round_trip->verb == parsed->verb && round_trip->args == parsed->args,
+      "command_line() does not round-trip");
   return 0;
 }

@@ -223,8 +223,11 @@ class GatewayTest : public ::testing::Test {
     pgod_.write_config(PgodHarness::service_toml("a", service_user_a().name, pgod_.upstream("a").path()) +
                        PgodHarness::service_toml("b", service_user_b().name, pgod_.upstream("b").path()) +
                        extra_config);
-    std::vector<std::string> args = {"--gateway-program", programs_dir() + "/pgod-gateway", "-s",
-                                     "127.0.0.1:" + std::to_string(ssh_port_), "-m",
+    std::vector<std::string> args = {"--gateway-program",
+                                     programs_dir() + "/pgod-gateway",
+                                     "-s",
+                                     "127.0.0.1:" + std::to_string(ssh_port_),
+                                     "-m",
                                      "127.0.0.1:" + std::to_string(metrics_port_)};
     args.insert(args.end(), gateway_flags.begin(), gateway_flags.end());
     pgod_.start(args);
@@ -236,16 +239,32 @@ class GatewayTest : public ::testing::Test {
 
   std::vector<std::string> ssh_argv(const std::string& key, const std::string& command,
                                     const std::vector<std::string>& extra = {}) const {
-    std::vector<std::string> argv = {"/usr/bin/ssh", "-F", "/dev/null", "-p", std::to_string(ssh_port_), "-i", key,
-                                     "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o",
-                                     "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o",
-                                     "BatchMode=yes", "-o", "LogLevel=ERROR"};
+    std::vector<std::string> argv = {"/usr/bin/ssh",
+                                     "-F",
+                                     "/dev/null",
+                                     "-p",
+                                     std::to_string(ssh_port_),
+                                     "-i",
+                                     key,
+                                     "-o",
+                                     "IdentitiesOnly=yes",
+                                     "-o",
+                                     "IdentityAgent=none",
+                                     "-o",
+                                     "StrictHostKeyChecking=no",
+                                     "-o",
+                                     "UserKnownHostsFile=/dev/null",
+                                     "-o",
+                                     "BatchMode=yes",
+                                     "-o",
+                                     "LogLevel=ERROR"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     argv.push_back("tester@127.0.0.1");
     if (!command.empty()) argv.push_back(command);
     return argv;
   }
-  ProcessResult ssh(const std::string& key, const std::string& command, const std::vector<std::string>& extra = {}) const {
+  ProcessResult ssh(const std::string& key, const std::string& command,
+                    const std::vector<std::string>& extra = {}) const {
     return run_process(ssh_argv(key, command, extra));
   }
 
@@ -401,7 +420,8 @@ TEST_F(GatewayTest, ErrorsUseTheOriginalsWordsAndCodes) {
   EXPECT_EQ(refused_argument.exit_code, 406 % 256);
   EXPECT_EQ(refused_argument.err,
             "Not Acceptable: flag \"--privileged\" is not allowed for exec (privileged containers are refused) "
-            "(allowed: -T/--no-TTY, -d/--detach, -e/--env, -w/--workdir, -u/--user, --index)\n") << refused_argument.err;
+            "(allowed: -T/--no-TTY, -d/--detach, -e/--env, -w/--workdir, -u/--user, --index)\n")
+      << refused_argument.err;
   // No command at all asks for a shell: a usage message, not a shell.
   auto shell = ssh(key_a_, "");
   EXPECT_EQ(shell.exit_code, 400 % 256);
@@ -427,7 +447,8 @@ TEST_F(GatewayTest, AWorkerThatDiesMidCommandIsA500) {
   EXPECT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 500 % 256);
   // What failed, in words; the RPC's own error stays in the gateway's log.
-  EXPECT_EQ(read_file(errors), "Internal Server Error: the worker of b did not answer (it may be restarting); try again\n");
+  EXPECT_EQ(read_file(errors),
+            "Internal Server Error: the worker of b did not answer (it may be restarting); try again\n");
   EXPECT_NE(pgod_.log().find("[b] the worker did not answer: "), std::string::npos) << pgod_.log();
   // The restarted worker serves the next command: the gateway connects again.
   EXPECT_TRUE(PgodHarness::wait_for([&]() { return ssh(key_b_, "b//ps").exit_code == 0; }, 10s)) << pgod_.log();
@@ -442,15 +463,21 @@ TEST_F(GatewayTest, AWorkerThatIsNotRunningIsA500AtOnce) {
     ASSERT_EQ(kill(worker, SIGTERM), 0);
     if (i == 3) break;
     const pid_t ended = worker;
-    ASSERT_TRUE(PgodHarness::wait_for([&]() {
-      worker = pgod_.worker_pid("b");
-      return worker != 0 && worker != ended;
-    }, 10s)) << pgod_.log();
+    ASSERT_TRUE(PgodHarness::wait_for(
+        [&]() {
+          worker = pgod_.worker_pid("b");
+          return worker != 0 && worker != ended;
+        },
+        10s))
+        << pgod_.log();
   }
-  ASSERT_TRUE(PgodHarness::wait_for([&]() {
-    auto row = pgod_.worker("b");
-    return row && row->state == "backing-off";
-  }, 5s)) << pgod_.log();
+  ASSERT_TRUE(PgodHarness::wait_for(
+      [&]() {
+        auto row = pgod_.worker("b");
+        return row && row->state == "backing-off";
+      },
+      5s))
+      << pgod_.log();
   std::this_thread::sleep_for(2500ms);
   const auto asked = std::chrono::steady_clock::now();
   auto refused = ssh(key_b_, "b//ps");
@@ -528,9 +555,11 @@ TEST_F(GatewayTest, ClientsThatStopReadingTheirSocketsCostTheGatewayLittleAndHol
     while (draining)
       for (std::size_t i = 0; i < readers.size(); ++i) received[i] += readers[i]->read_bytes(1, 10ms);
   });
-  const bool flowing = PgodHarness::wait_for([&]() {
-    return std::all_of(received.begin(), received.end(), [](const auto& bytes) { return bytes >= 256 * 1024; });
-  }, 10s);
+  const bool flowing = PgodHarness::wait_for(
+      [&]() {
+        return std::all_of(received.begin(), received.end(), [](const auto& bytes) { return bytes >= 256 * 1024; });
+      },
+      10s);
   relay.stall();
   EXPECT_TRUE(flowing) << [&]() {
     std::string counts;
@@ -623,9 +652,7 @@ TEST_F(GatewayTest, SixtyFourConcurrentSessionsSucceedWhileALogsFollowRuns) {
     while (bursting) during += follower->read_until("\n", 100ms);
   });
   for (int i = 0; i < 64; ++i) {
-    threads.emplace_back([&, i]() {
-      results[i] = i % 2 == 0 ? ssh(key_a_, "a//ping") : ssh(key_b_, "b//ps");
-    });
+    threads.emplace_back([&, i]() { results[i] = i % 2 == 0 ? ssh(key_a_, "a//ping") : ssh(key_b_, "b//ps"); });
   }
   for (auto& thread : threads) thread.join();
   const auto burst = std::chrono::duration<double>(std::chrono::steady_clock::now() - burst_started).count();
@@ -654,9 +681,17 @@ TEST_F(GatewayTest, LimitsHoldAndAreLogged) {
   const std::string host_key = make_key(pgod_.root(), "standalone-host-key");
   const std::string log_path = pgod_.root() + "/standalone-gateway.log";
   auto direct = [&](std::vector<std::string> extra) {
-    std::vector<std::string> argv = {programs_dir() + "/pgod-gateway", "-s", "127.0.0.1:" + std::to_string(port),
-                                     "-m", "127.0.0.1:" + std::to_string(free_loopback_port()), "--host-key",
-                                     host_key, "--rundir", pgod_.rundir(), "--user", gateway_user().name};
+    std::vector<std::string> argv = {programs_dir() + "/pgod-gateway",
+                                     "-s",
+                                     "127.0.0.1:" + std::to_string(port),
+                                     "-m",
+                                     "127.0.0.1:" + std::to_string(free_loopback_port()),
+                                     "--host-key",
+                                     host_key,
+                                     "--rundir",
+                                     pgod_.rundir(),
+                                     "--user",
+                                     gateway_user().name};
     argv.insert(argv.end(), extra.begin(), extra.end());
     std::vector<std::string> shell = {"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>>" + log_path};
     shell.insert(shell.end(), argv.begin(), argv.end());
@@ -668,7 +703,8 @@ TEST_F(GatewayTest, LimitsHoldAndAreLogged) {
       << read_file(log_path);
   const auto saved_port = ssh_port_;
   ssh_port_ = port;
-  ASSERT_TRUE(PgodHarness::wait_for([&]() { return ssh(key_a_, "a//ping").exit_code == 0; }, 10s)) << read_file(log_path);
+  ASSERT_TRUE(PgodHarness::wait_for([&]() { return ssh(key_a_, "a//ping").exit_code == 0; }, 10s))
+      << read_file(log_path);
 
   auto raw_connect = [&]() {
     UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -791,7 +827,8 @@ TEST_F(GatewayTest, MetricsCountCommandsPerServiceAndShowState) {
   EXPECT_NE(text.find("pgo_command_count{cmd=\"ps\",service=\"a\",subcmd=\"\"} 2"), std::string::npos) << text;
   EXPECT_NE(text.find("pgo_command_error_count{cmd=\"ps\",service=\"a\",subcmd=\"\"} 1"), std::string::npos) << text;
   // start() pinged until the keys arrived: at least once.
-  EXPECT_TRUE(std::regex_search(text, std::regex("pgo_command_count\\{cmd=\"ping\",service=\"a\",subcmd=\"\"\\} [1-9]")))
+  EXPECT_TRUE(
+      std::regex_search(text, std::regex("pgo_command_count\\{cmd=\"ping\",service=\"a\",subcmd=\"\"\\} [1-9]")))
       << text;
   EXPECT_NE(text.find("reason=\"unauthorized\""), std::string::npos) << text;
   EXPECT_NE(text.find("pgo_service_state{service=\"a\",state=\"ok\"} 1"), std::string::npos) << text;
@@ -826,14 +863,24 @@ class GatewayFromInsideTest : public GatewayTest, public ::testing::WithParamInt
     const int port = free_loopback_port();
     probe_port_ = port;
     const std::string host_key = make_key(pgod_.root(), std::string("probe-host-key-") + probe);
-    std::vector<std::string> shell = {"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>>" + log_path,
+    std::vector<std::string> shell = {"/bin/sh",
+                                      "-c",
+                                      "exec \"$0\" \"$@\" 2>>" + log_path,
                                       "/usr/bin/env",
                                       std::string("LD_PRELOAD=") + PGOD_SYSCALL_PROBE_PATH,
                                       "PGOD_PROBE_SYSCALL=" + probe,
                                       "ASAN_OPTIONS=verify_asan_link_order=0",
-                                      programs_dir() + "/pgod-gateway", "-s", "127.0.0.1:" + std::to_string(port),
-                                      "-m", "127.0.0.1:" + std::to_string(free_loopback_port()), "--host-key",
-                                      host_key, "--rundir", pgod_.rundir(), "--user", gateway_user().name};
+                                      programs_dir() + "/pgod-gateway",
+                                      "-s",
+                                      "127.0.0.1:" + std::to_string(port),
+                                      "-m",
+                                      "127.0.0.1:" + std::to_string(free_loopback_port()),
+                                      "--host-key",
+                                      host_key,
+                                      "--rundir",
+                                      pgod_.rundir(),
+                                      "--user",
+                                      gateway_user().name};
     auto gateway = spawn_background(shell);
     EXPECT_TRUE(PgodHarness::wait_for([&]() { return read_file(log_path).find("ready: ssh on") != std::string::npos; }))
         << read_file(log_path);
@@ -873,12 +920,12 @@ TEST_F(GatewayTest, AnOpenFromInsideTheGatewayIsRefusedAndItKeepsServing) {
   const std::string log_path = pgod_.root() + "/probe-openat.log";
   const int port = free_loopback_port();
   const std::string host_key = make_key(pgod_.root(), "probe-host-key-openat");
-  auto gateway = spawn_background({"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>>" + log_path, "/usr/bin/env",
-                                   std::string("LD_PRELOAD=") + PGOD_SYSCALL_PROBE_PATH, "PGOD_PROBE_SYSCALL=openat",
-                                   "ASAN_OPTIONS=verify_asan_link_order=0", programs_dir() + "/pgod-gateway", "-s",
-                                   "127.0.0.1:" + std::to_string(port), "-m",
-                                   "127.0.0.1:" + std::to_string(free_loopback_port()), "--host-key", host_key,
-                                   "--rundir", pgod_.rundir(), "--user", gateway_user().name});
+  auto gateway =
+      spawn_background({"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>>" + log_path, "/usr/bin/env",
+                        std::string("LD_PRELOAD=") + PGOD_SYSCALL_PROBE_PATH, "PGOD_PROBE_SYSCALL=openat",
+                        "ASAN_OPTIONS=verify_asan_link_order=0", programs_dir() + "/pgod-gateway", "-s",
+                        "127.0.0.1:" + std::to_string(port), "-m", "127.0.0.1:" + std::to_string(free_loopback_port()),
+                        "--host-key", host_key, "--rundir", pgod_.rundir(), "--user", gateway_user().name});
   ASSERT_TRUE(PgodHarness::wait_for([&]() { return read_file(log_path).find("ready: ssh on") != std::string::npos; }))
       << read_file(log_path);
   ASSERT_EQ(kill(gateway->pid, SIGUSR2), 0);
@@ -1003,9 +1050,18 @@ TEST_F(PgoctlGatewayTest, StdoutAndStderrStayApart) {
 TEST_F(PgoctlGatewayTest, AWorkerThatDiesMidCommandIsA500MappedTo244) {
   start();
   const std::string errors = pgod_.root() + "/pgoctl.err";
-  std::vector<std::string> shell = {"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>" + errors, PGOCTL_BIN, "-p",
-                                    std::to_string(ssh_port_), "--known-hosts", known_hosts(), "-i", key_b_,
-                                    "127.0.0.1:b//logs", "-f"};
+  std::vector<std::string> shell = {"/bin/sh",
+                                    "-c",
+                                    "exec \"$0\" \"$@\" 2>" + errors,
+                                    PGOCTL_BIN,
+                                    "-p",
+                                    std::to_string(ssh_port_),
+                                    "--known-hosts",
+                                    known_hosts(),
+                                    "-i",
+                                    key_b_,
+                                    "127.0.0.1:b//logs",
+                                    "-f"};
   auto follower = spawn_background(shell);
   ASSERT_NE(follower->read_until("line 2\n", 10s).find("line 2\n"), std::string::npos) << pgod_.log();
   ASSERT_EQ(kill(pgod_.worker_pid("b"), SIGKILL), 0);

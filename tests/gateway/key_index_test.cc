@@ -83,12 +83,12 @@ TEST_F(KeyIndexTest, AKeyBothListStaysWhenOneDropsIt) {
 
 TEST_F(KeyIndexTest, MislabelledOrBrokenKeysAreSkippedAndCounted) {
   KeyIndex index;
-  const auto unusable = index.set_service_keys(
-      "a", {{"ssh-rsa", ed_.base64, "", "ssh/liar.pub"},        // an ed25519 blob called rsa
-            {"ssh-ed25519", "AAAA!!notbase64", "", "ssh/bad.pub"},
-            {"ssh-unknown", ed_.base64, "", "ssh/odd.pub"},
-            {ed_.type, ed_.base64.substr(0, 20), "", "ssh/short.pub"},
-            {ecdsa_.type, ecdsa_.base64, "", "ssh/good.pub"}});
+  const auto unusable =
+      index.set_service_keys("a", {{"ssh-rsa", ed_.base64, "", "ssh/liar.pub"},  // an ed25519 blob called rsa
+                                   {"ssh-ed25519", "AAAA!!notbase64", "", "ssh/bad.pub"},
+                                   {"ssh-unknown", ed_.base64, "", "ssh/odd.pub"},
+                                   {ed_.type, ed_.base64.substr(0, 20), "", "ssh/short.pub"},
+                                   {ecdsa_.type, ecdsa_.base64, "", "ssh/good.pub"}});
   EXPECT_EQ(unusable, 4u);
   EXPECT_FALSE(index.listed_anywhere(ed_.canonical));
   EXPECT_EQ(index.listed_by("a", ecdsa_.canonical), "ssh/good.pub");

@@ -42,9 +42,8 @@ class ConfinedDockerTest : public ::testing::Test {
 
   // "<confinement>\nexit N\n<output>" of argv run by a confined child as `who`.
   std::string confined_run(const supervisor::Identity& who, const std::vector<std::string>& argv) {
-    return run_as_worker({who, Filter::kInstalled, {}}, [&] {
-      return own_confinement() + "\n" + run_like_the_worker(argv, environment, checkout);
-    });
+    return run_as_worker({who, Filter::kInstalled, {}},
+                         [&] { return own_confinement() + "\n" + run_like_the_worker(argv, environment, checkout); });
   }
 
   std::string confined_header() const { return "uid=" + std::to_string(with_docker.uid) + " seccomp=2 nnp=1\n"; }
@@ -75,7 +74,7 @@ TEST_F(ConfinedDockerTest, DockerComposeReachesTheDaemonUnderTheWorkerFilter) {
   setup.checkout_dir = checkout;
   setup.compose_path = checkout + "/compose.yaml";
   setup.program = test::compose_under_test() == "plugin" ? std::vector<std::string>{"docker", "compose"}
-                                                   : std::vector<std::string>{"docker-compose"};
+                                                         : std::vector<std::string>{"docker-compose"};
   const auto argv = worker::compose_argv(setup, {"ps"});
 
   const std::string said = confined_run(with_docker, argv);

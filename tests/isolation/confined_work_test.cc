@@ -135,8 +135,7 @@ TEST_P(GitUnderTheWorkerFilterTest, TheWorkersGitCodeClonesAndThenFetchesANewCom
   EXPECT_TRUE(fs::exists(checkout + "/compose.yaml"));
 
   const std::string second = upstream->commit({{"compose.yaml", "services:\n  web:\n    image: pgod-isolation:v2\n"}});
-  EXPECT_EQ(confined_fetch(url, before_drop), confined_as() + " fetched=" + second + " head=" + second)
-      << "the fetch";
+  EXPECT_EQ(confined_fetch(url, before_drop), confined_as() + " fetched=" + second + " head=" + second) << "the fetch";
   EXPECT_NE(test::read_file(checkout + "/compose.yaml").find("pgod-isolation:v2"), std::string::npos);
 
   if (http) {
@@ -153,9 +152,12 @@ INSTANTIATE_TEST_SUITE_P(Transports, GitUnderTheWorkerFilterTest,
                          ::testing::Values(Transport::kFile, Transport::kHttp, Transport::kHttps),
                          [](const ::testing::TestParamInfo<Transport>& info) {
                            switch (info.param) {
-                             case Transport::kFile: return std::string("file");
-                             case Transport::kHttp: return std::string("http");
-                             case Transport::kHttps: return std::string("https");
+                             case Transport::kFile:
+                               return std::string("file");
+                             case Transport::kHttp:
+                               return std::string("http");
+                             case Transport::kHttps:
+                               return std::string("https");
                            }
                            return std::string("unknown");
                          });
@@ -175,7 +177,9 @@ TEST_F(ConfinedWorkTest, AnHttpsUpstreamWithACertificateTheWorkerDoesNotTrustIsR
   };
   const Case cases[] = {
       {"signed by a CA that is not in the system's bundle (the worker's trust as installed)",
-       ca.issue("127.0.0.1", {"IP:127.0.0.1", "DNS:127.0.0.1"}), {}, "not correctly signed by the trusted CA"},
+       ca.issue("127.0.0.1", {"IP:127.0.0.1", "DNS:127.0.0.1"}),
+       {},
+       "not correctly signed by the trusted CA"},
       {"signed by another CA of the same name", impostor.issue("127.0.0.1", {"IP:127.0.0.1", "DNS:127.0.0.1"}),
        trust_only(ca.certificate()), "not correctly signed by the trusted CA"},
       {"trusted CA, but issued for another host name", ca.issue("pgod.invalid", {"DNS:pgod.invalid"}),
@@ -183,8 +187,8 @@ TEST_F(ConfinedWorkTest, AnHttpsUpstreamWithACertificateTheWorkerDoesNotTrustIsR
   };
   for (const auto& c : cases) {
     HttpsProxy https(http.port(), c.certificate);
-    const std::string url = "https://" + std::string(kHttpUser) + ":" + kHttpToken + "@127.0.0.1:" +
-                            std::to_string(https.port()) + "/git/service.git";
+    const std::string url = "https://" + std::string(kHttpUser) + ":" + kHttpToken +
+                            "@127.0.0.1:" + std::to_string(https.port()) + "/git/service.git";
     const std::string said = confined_sync(url, c.before_drop);
     EXPECT_TRUE(said.starts_with(confined_as() + " error: ")) << c.what << ": " << said;
     EXPECT_NE(said.find("the SSL certificate is invalid"), std::string::npos) << c.what << ": " << said;
@@ -237,9 +241,8 @@ class ConfinedComposeTest : public ConfinedWorkTest {
   }
 
   std::string confined_run(const std::vector<std::string>& argv, Filter filter = Filter::kInstalled) {
-    return run_as_worker({identity, filter, {}}, [&] {
-      return own_confinement() + "\n" + run_like_the_worker(argv, environment, checkout);
-    });
+    return run_as_worker({identity, filter, {}},
+                         [&] { return own_confinement() + "\n" + run_like_the_worker(argv, environment, checkout); });
   }
 
   std::string confined_header(Filter filter) const {
@@ -277,7 +280,9 @@ TEST_F(ConfinedComposeTest, TheComposeProgramTheWorkerDetectsIsTheSameAndWorksUn
   const bool plugin = unconfined.starts_with(confined_header(Filter::kNone) + "exit 0\n");
   EXPECT_TRUE(plugin) << "no Compose v2 plugin: run deploy/install-deps.sh test\n" << unconfined;
   EXPECT_EQ(confined.starts_with(confined_header(Filter::kInstalled) + "exit 0\n"), plugin)
-      << "under the filter:\n" << confined << "\nwithout:\n" << unconfined;
+      << "under the filter:\n"
+      << confined << "\nwithout:\n"
+      << unconfined;
 
   const std::vector<std::string> program =
       plugin ? std::vector<std::string>{"docker", "compose"} : std::vector<std::string>{"docker-compose"};

@@ -392,8 +392,8 @@ TEST_P(HostileRpcTest, GarbageDisembargosEndOnlyTheirConnection) {
       {"a sender loopback on the bootstrap (not a promise)",
        {bootstrap(0), disembargo([](auto target) { target.initPromisedAnswer().setQuestionId(0); },
                                  [](auto context) { context.setSenderLoopback(1); })}},
-      {"a disembargo with accept", {disembargo([](auto target) { target.setImportedCap(0); },
-                                               [](auto context) { context.setAccept(); })}},
+      {"a disembargo with accept",
+       {disembargo([](auto target) { target.setImportedCap(0); }, [](auto context) { context.setAccept(); })}},
   };
   for (const auto& [what, messages] : cases) {
     const auto replies = exchange(messages);

@@ -114,10 +114,10 @@ std::vector<std::string> RawRpcPeer::replies(std::chrono::milliseconds quiet) {
       capnp::ReaderOptions options;
       options.traversalLimitInWords = 1ull << 30;
       std::string line;
-      KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
-                    capnp::FlatArrayMessageReader reader(copy.slice(0, expected), options);
-                    line = describe(reader.getRoot<capnp::rpc::Message>());
-                  })) {
+      KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&]() {
+                     capnp::FlatArrayMessageReader reader(copy.slice(0, expected), options);
+                     line = describe(reader.getRoot<capnp::rpc::Message>());
+                   })) {
         line = std::string("unreadable: ") + exception->getDescription().cStr();
       }
       out.push_back(line);
@@ -214,12 +214,12 @@ std::string with_client(UniqueFd connected, Call call) {
   if (!connected) return "failed: not connected";
   auto io = kj::setupAsyncIo();
   std::string said;
-  KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
-                auto stream = io.lowLevelProvider->wrapSocketFd(connected.release(),
-                                                                kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
-                capnp::TwoPartyClient client(*stream);
-                said = call(client.bootstrap(), io);
-              })) {
+  KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&]() {
+                 auto stream = io.lowLevelProvider->wrapSocketFd(connected.release(),
+                                                                 kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+                 capnp::TwoPartyClient client(*stream);
+                 said = call(client.bootstrap(), io);
+               })) {
     said = std::string("failed: ") + exception->getDescription().cStr();
   }
   return said;

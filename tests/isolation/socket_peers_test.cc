@@ -6,8 +6,8 @@
 // (connect fails with EACCES for anyone outside the socket's group) and the SO_PEERCRED check
 // in the server (a member of the socket's group with another uid is connected by the kernel,
 // then dropped unanswered, whoever holds the fd afterwards).
-#include <gtest/gtest.h>
 #include <grp.h>
+#include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -171,7 +171,9 @@ TEST_P(SocketPeersTest, OtherUidsCannotConnectWhileTheGatewaysUidIsServed) {
 TEST_P(SocketPeersTest, AMemberOfTheSocketsGroupWithAnotherUidIsDroppedByThePeerCredentialCheck) {
   const gid_t socket_group = test::gateway_user().gid;
   const std::vector<Who> members = {
-      {"service b's user, also in the gateway's group", test::service_user_b().uid, test::service_user_b().gid,
+      {"service b's user, also in the gateway's group",
+       test::service_user_b().uid,
+       test::service_user_b().gid,
        {test::service_user_b().gid, test::docker_group(), socket_group}},
       {"an account-less uid in the gateway's group", kStranger, kStranger, {socket_group}},
   };
@@ -186,9 +188,8 @@ TEST_P(SocketPeersTest, AMemberOfTheSocketsGroupWithAnotherUidIsDroppedByThePeer
     peer.send(bootstrap);
     const auto replies = peer.replies();
     EXPECT_EQ(replies, std::vector<std::string>{"closed"}) << who.what << ": " << joined(replies);
-    const std::string refusal =
-        what() + ": refused a connection from uid " + std::to_string(who.uid) + " (only root and uid " +
-        std::to_string(test::gateway_user().uid) + " may connect)";
+    const std::string refusal = what() + ": refused a connection from uid " + std::to_string(who.uid) +
+                                " (only root and uid " + std::to_string(test::gateway_user().uid) + " may connect)";
     EXPECT_TRUE(PgodHarness::wait_for([&] { return pgod.log().find(refusal) != std::string::npos; }))
         << who.what << ": no \"" << refusal << "\" in\n"
         << pgod.log();

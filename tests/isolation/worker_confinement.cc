@@ -164,12 +164,12 @@ std::string run_like_the_worker(const std::vector<std::string>& argv, const std:
   spec.cwd = cwd;
   spec.timeout = std::chrono::minutes(1);
   std::string said;
-  KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
-                auto& timer = io.provider->getTimer();
-                auto collected =
-                    worker::run_collect(*io.lowLevelProvider, io.unixEventPort, timer, spec).wait(io.waitScope);
-                said = "exit " + std::to_string(collected.exit.code) + "\n" + collected.out + collected.err;
-              })) {
+  KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&]() {
+                 auto& timer = io.provider->getTimer();
+                 auto collected =
+                     worker::run_collect(*io.lowLevelProvider, io.unixEventPort, timer, spec).wait(io.waitScope);
+                 said = "exit " + std::to_string(collected.exit.code) + "\n" + collected.out + collected.err;
+               })) {
     said = std::string("threw: ") + exception->getDescription().cStr();
   }
   return said;

@@ -50,7 +50,8 @@ std::string run(std::vector<std::string> argv, const std::vector<std::string>& e
   if (error != 0) return std::string("spawn-") + strerrorname_np(error);
   int status = 0;
   waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? "exit-" + std::to_string(WEXITSTATUS(status)) : "signal-" + std::to_string(WTERMSIG(status));
+  return WIFEXITED(status) ? "exit-" + std::to_string(WEXITSTATUS(status))
+                           : "signal-" + std::to_string(WTERMSIG(status));
 }
 
 }  // namespace

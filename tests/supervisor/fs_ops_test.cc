@@ -120,9 +120,9 @@ class BindMount {
   int error_ = 0;
 };
 
-#define ASSERT_BIND_MOUNTED(bind)                                                               \
-  do {                                                                                          \
-    if ((bind).error() == EPERM) GTEST_SKIP() << "mount(2) is not permitted here";              \
+#define ASSERT_BIND_MOUNTED(bind)                                                                         \
+  do {                                                                                                    \
+    if ((bind).error() == EPERM) GTEST_SKIP() << "mount(2) is not permitted here";                        \
     ASSERT_TRUE((bind).mounted()) << "mount --bind: " << std::generic_category().message((bind).error()); \
   } while (0)
 

@@ -218,11 +218,12 @@ TEST(SeccompFilterTest, InstallRefusesEmptyOrOversizedProgramsAndAFilterWithoutN
   oversized.instructions.resize(BPF_MAXINSNS + 1, sock_filter{BPF_RET | BPF_K, 0, 0, SECCOMP_RET_ALLOW});
   EXPECT_EQ(install_seccomp_program(oversized), -EINVAL);
   // Without no_new_privs an unprivileged process may not install a filter: -errno comes back.
-  EXPECT_EQ(run_child(As::kNobody, Filter::kNone, [] {
-              const int rc = install_seccomp_program(*worker_filter());
-              errno = -rc;
-              return outcome(rc);
-            }),
+  EXPECT_EQ(run_child(As::kNobody, Filter::kNone,
+                      [] {
+                        const int rc = install_seccomp_program(*worker_filter());
+                        errno = -rc;
+                        return outcome(rc);
+                      }),
             "EACCES");
 }
 
@@ -327,7 +328,8 @@ TEST(SeccompFilterTest, IdentityChangesAreRefusedEvenToTheCurrentValues) {
       {"setreuid", [] { return syscall(SYS_setreuid, -1, -1); }},
       {"setfsuid", [] { return syscall(SYS_setfsuid, getuid()); }},  // else returns the old fsuid
       {"setfsgid", [] { return syscall(SYS_setfsgid, getgid()); }},
-      {"capset", [] {
+      {"capset",
+       [] {
          __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
          __user_cap_data_struct data[2]{};
          if (syscall(SYS_capget, &header, data) != 0) return -1L;
@@ -421,9 +423,14 @@ TEST(SeccompFilterTest, PacketSocketsAreRefusedWithEafnosupport) {
 
 TEST(SeccompFilterTest, EveryOtherFamilyIsRefusedWithEafnosupport) {
   const std::pair<const char*, long> families[] = {
-      {"AF_UNSPEC", AF_UNSPEC},     {"AF_AX25 (below AF_INET6)", AF_AX25}, {"AF_KEY (below AF_NETLINK)", AF_KEY},
-      {"AF_VSOCK", AF_VSOCK},       {"AF_ALG", AF_ALG},                    {"AF_MAX", AF_MAX},
-      {"-1", -1},                   {"AF_UNIX with bit 32 set", (1L << 32) | AF_UNIX},
+      {"AF_UNSPEC", AF_UNSPEC},
+      {"AF_AX25 (below AF_INET6)", AF_AX25},
+      {"AF_KEY (below AF_NETLINK)", AF_KEY},
+      {"AF_VSOCK", AF_VSOCK},
+      {"AF_ALG", AF_ALG},
+      {"AF_MAX", AF_MAX},
+      {"-1", -1},
+      {"AF_UNIX with bit 32 set", (1L << 32) | AF_UNIX},
   };
   for (const auto& [name, family] : families) {
     const auto call = [family = family] { return outcome(syscall(SYS_socket, family, SOCK_STREAM, 0)); };
@@ -450,10 +457,11 @@ TEST(SeccompFilterTest, UnixInetInet6AndNetlinkRouteSocketsStillWork) {
     };
     EXPECT_EQ(confined(As::kNobody, call), "ok") << name;
   }
-  EXPECT_EQ(confined(As::kNobody, [] {
-              int pair[2];
-              return outcome(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair));
-            }),
+  EXPECT_EQ(confined(As::kNobody,
+                     [] {
+                       int pair[2];
+                       return outcome(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair));
+                     }),
             "ok");
 }
 

@@ -11,8 +11,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstring>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -172,18 +172,20 @@ TEST_F(SupervisorTest, NeitherTheGatewayNorAnotherServiceCanReadAServicesFiles) 
   const TestUser& a = service_user_a();
   const TestUser& b = service_user_b();
   const TestUser& gateway = gateway_user();
-  for (const auto& [path, is_dir] : {std::pair{checkout, true}, std::pair{checkout + "/compose.yaml", false},
-                                     std::pair{state, true}, std::pair{state + "/compose.validated.yaml", false},
-                                     std::pair{state + "/docker", true}}) {
-    const std::vector<std::string> read = is_dir ? std::vector<std::string>{"/bin/ls", "-a", path}
-                                                 : std::vector<std::string>{"/bin/cat", path};
+  for (const auto& [path, is_dir] :
+       {std::pair{checkout, true}, std::pair{checkout + "/compose.yaml", false}, std::pair{state, true},
+        std::pair{state + "/compose.validated.yaml", false}, std::pair{state + "/docker", true}}) {
+    const std::vector<std::string> read =
+        is_dir ? std::vector<std::string>{"/bin/ls", "-a", path} : std::vector<std::string>{"/bin/cat", path};
     if (fs::exists(path)) {  // the check itself works: the owner can read it
       EXPECT_EQ(as(a, std::to_string(a.gid) + "," + docker, read).exit_code, 0) << path;
     }
-    for (const auto& [who, groups] : {std::pair{&b, std::to_string(b.gid) + "," + docker}, std::pair{&gateway, std::string()}}) {
+    for (const auto& [who, groups] :
+         {std::pair{&b, std::to_string(b.gid) + "," + docker}, std::pair{&gateway, std::string()}}) {
       auto denied = as(*who, groups, read);
       EXPECT_NE(denied.exit_code, 0) << who->name << " read " << path << ":\n" << denied.out;
-      EXPECT_NE(denied.err.find("Permission denied"), std::string::npos) << who->name << " " << path << ": " << denied.err;
+      EXPECT_NE(denied.err.find("Permission denied"), std::string::npos)
+          << who->name << " " << path << ": " << denied.err;
     }
   }
 }
@@ -202,10 +204,12 @@ TEST_F(SupervisorTest, AKilledWorkerIsBackWithinASecondAloneAndNothingIsDowned) 
   ASSERT_GT(a, 0);
   const auto killed = std::chrono::steady_clock::now();
   ASSERT_EQ(kill(a, SIGKILL), 0);
-  ASSERT_TRUE(PgodHarness::wait_for([&]() {
-    const pid_t now = pgod.worker_pid("a");
-    return now != 0 && now != a;
-  }, 5s));
+  ASSERT_TRUE(PgodHarness::wait_for(
+      [&]() {
+        const pid_t now = pgod.worker_pid("a");
+        return now != 0 && now != a;
+      },
+      5s));
   const auto back = std::chrono::steady_clock::now() - killed;
   EXPECT_LT(back, 1s) << "restarted after " << std::chrono::duration_cast<std::chrono::milliseconds>(back).count()
                       << " ms";
@@ -222,15 +226,18 @@ TEST_F(SupervisorTest, AWorkerThatKeepsDyingIsRestartedWithDoublingDelays) {
   // Each start exits at once, so the restart count steps at each start: t≈0, 1, 3, 7 s.
   std::vector<std::chrono::steady_clock::time_point> steps;
   unsigned seen = 0;
-  ASSERT_TRUE(PgodHarness::wait_for([&]() {
-    auto row = pgod.worker("a");
-    if (row && row->restarts > seen) {
-      seen = row->restarts;
-      steps.push_back(std::chrono::steady_clock::now());
-      EXPECT_EQ(row->last_exit, "exit 1");
-    }
-    return seen >= 4;
-  }, 15s)) << pgod.log();
+  ASSERT_TRUE(PgodHarness::wait_for(
+      [&]() {
+        auto row = pgod.worker("a");
+        if (row && row->restarts > seen) {
+          seen = row->restarts;
+          steps.push_back(std::chrono::steady_clock::now());
+          EXPECT_EQ(row->last_exit, "exit 1");
+        }
+        return seen >= 4;
+      },
+      15s))
+      << pgod.log();
   ASSERT_EQ(steps.size(), 4u) << "each restart seen once";
   const auto first = std::chrono::duration<double>(steps[1] - steps[0]).count();
   const auto second = std::chrono::duration<double>(steps[2] - steps[1]).count();
@@ -251,13 +258,15 @@ TEST_F(SupervisorTest, EditingOneServiceRestartsOnlyItsWorkerWithTheNewSettings)
   })) << pgod.log();
   EXPECT_EQ(pgod.worker_pid("a"), a) << "unchanged workers keep their PID";
   ASSERT_TRUE(PgodHarness::wait_for([&]() { return pgod.calls().find("GREETING=changed") != std::string::npos; }))
-      << "the new worker runs compose with the new env\n" << pgod.calls();
+      << "the new worker runs compose with the new env\n"
+      << pgod.calls();
   EXPECT_EQ(pgod.calls().find(" down"), std::string::npos);
 }
 
 TEST_F(SupervisorTest, TheServiceWithImportGetsTheCaddySitesOfEveryService) {
   const auto config = [&](const std::string& host) {
-    return service("a", service_user_a(), "import = \"Caddyfile-import\"\nurls = { \"a.example.org\" = \"app:8080\" }\n") +
+    return service("a", service_user_a(),
+                   "import = \"Caddyfile-import\"\nurls = { \"a.example.org\" = \"app:8080\" }\n") +
            service("b", service_user_b(), "urls = { \"" + host + "\" = \"web:80\" }\n");
   };
   pgod.write_config(config("b.example.org"));
@@ -337,7 +346,8 @@ TEST_F(SupervisorTest, ARemovedServiceIsDownedAsNobodyAndItsDirectoriesRemoved) 
   const auto at = calls.find(down);
   ASSERT_NE(at, std::string::npos) << calls;
   EXPECT_NE(calls.find("| uid=65534 |", at), std::string::npos)
-      << "as nobody (with docker), never as whoever owns the checkout now\n" << calls.substr(at);
+      << "as nobody (with docker), never as whoever owns the checkout now\n"
+      << calls.substr(at);
   EXPECT_FALSE(fs::exists(pgod.dir() + "/.pgod/.retire-b"));
   EXPECT_EQ(pgod.worker_pid("a"), a);
   EXPECT_FALSE(pgod.worker("b").has_value());
@@ -359,7 +369,8 @@ TEST_F(SupervisorTest, AStaleDirectoryIsDownedAndRemovedWithoutFollowingSymlinks
   pgod.start();
   ASSERT_TRUE(PgodHarness::wait_for([&]() { return !fs::exists(stale); })) << pgod.log();
   const auto calls = pgod.calls();
-  const auto at = calls.find("-p old -f " + pgod.dir() + "/.pgod/.retire-old/compose.retire.yaml down --remove-orphans");
+  const auto at =
+      calls.find("-p old -f " + pgod.dir() + "/.pgod/.retire-old/compose.retire.yaml down --remove-orphans");
   ASSERT_NE(at, std::string::npos) << calls;
   EXPECT_NE(calls.find("| uid=65534 |", at), std::string::npos) << "as nobody, not as the (chown-able) owner";
   EXPECT_TRUE(fs::exists(pgod.root() + "/outside/keep")) << "the symlink was removed, not followed";
@@ -416,9 +427,9 @@ TEST_F(SupervisorTest, TheHostCanListServicesAndRestartOneWorker) {
 TEST_F(SupervisorTest, TheControlSocketServesOnlyRootAndTheGatewayUser) {
   start_two();
   auto as = [&](const TestUser& user, const std::string& groups) {
-    return run_process({"/usr/bin/setpriv", "--reuid=" + std::to_string(user.uid), "--regid=" + std::to_string(user.gid),
-                        groups.empty() ? "--clear-groups" : "--groups=" + groups, programs_dir() + "/pgod",
-                        "--status", "--rundir", pgod.rundir()});
+    return run_process({"/usr/bin/setpriv", "--reuid=" + std::to_string(user.uid),
+                        "--regid=" + std::to_string(user.gid), groups.empty() ? "--clear-groups" : "--groups=" + groups,
+                        programs_dir() + "/pgod", "--status", "--rundir", pgod.rundir()});
   };
   auto gateway = as(gateway_user(), "");
   EXPECT_EQ(gateway.exit_code, 0) << gateway.err;
@@ -432,8 +443,8 @@ TEST_F(SupervisorTest, TheControlSocketServesOnlyRootAndTheGatewayUser) {
   auto member = as(service_user_a(), std::to_string(gateway_user().gid));
   EXPECT_EQ(member.exit_code, 1) << member.out;
   ASSERT_TRUE(PgodHarness::wait_for([&]() {
-    return pgod.log().find("supervisor socket: refused a connection from uid " + std::to_string(service_user_a().uid)) !=
-           std::string::npos;
+    return pgod.log().find("supervisor socket: refused a connection from uid " +
+                           std::to_string(service_user_a().uid)) != std::string::npos;
   })) << pgod.log();
 }
 
@@ -444,10 +455,13 @@ TEST_F(SupervisorTest, NfsSharesAreMountedBeforeTheWorkerAndUnmountedOnRemoval) 
   const auto calls = pgod.root() + "/mount-calls";
   // Stand-ins for mount(8) and umount(8): this kernel has no NFS client, so a share is a bind
   // mount of a local directory (a real mount point); the host "bad" cannot be reached.
-  const auto mount = script("mount", "echo \"mount $*\" >> " + calls + "\n"
-                                     "for last; do :; done\n"
-                                     "case \"$*\" in *' bad:/'*) echo 'mount.nfs: Connection timed out' >&2; exit 32;; esac\n"
-                                     "exec mount --bind " + shares + "/share \"$last\"\n");
+  const auto mount =
+      script("mount", "echo \"mount $*\" >> " + calls +
+                          "\n"
+                          "for last; do :; done\n"
+                          "case \"$*\" in *' bad:/'*) echo 'mount.nfs: Connection timed out' >&2; exit 32;; esac\n"
+                          "exec mount --bind " +
+                          shares + "/share \"$last\"\n");
   const auto umount = script("umount", "echo \"umount $*\" >> " + calls + "\nexec umount \"$1\"\n");
   struct Unmount {
     std::string path;
@@ -533,12 +547,14 @@ TEST_F(SupervisorTest, SystemdHearsReadyStatusWatchdogAndStopping) {
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
   std::string heard;
   auto listen_for = [&](const std::string& what, std::chrono::seconds limit) {
-    return PgodHarness::wait_for([&]() {
-      char buffer[4096];
-      const ssize_t got = recv(fd, buffer, sizeof buffer, 0);
-      if (got > 0) heard += std::string(buffer, static_cast<std::size_t>(got)) + "\n";
-      return heard.find(what) != std::string::npos;
-    }, limit);
+    return PgodHarness::wait_for(
+        [&]() {
+          char buffer[4096];
+          const ssize_t got = recv(fd, buffer, sizeof buffer, 0);
+          if (got > 0) heard += std::string(buffer, static_cast<std::size_t>(got)) + "\n";
+          return heard.find(what) != std::string::npos;
+        },
+        limit);
   };
   pgod.add_env("NOTIFY_SOCKET=" + path);
   pgod.add_env("WATCHDOG_USEC=200000");
@@ -546,10 +562,14 @@ TEST_F(SupervisorTest, SystemdHearsReadyStatusWatchdogAndStopping) {
   pgod.start();
   EXPECT_TRUE(listen_for("READY=1\nSTATUS=2 services, 2 workers running", 10s)) << heard;
   const auto before = count(heard, "WATCHDOG=1");
-  EXPECT_TRUE(PgodHarness::wait_for([&]() {
-    listen_for("WATCHDOG=1", 1s);
-    return count(heard, "WATCHDOG=1") >= before + 3;
-  }, 2s)) << "a ping every 100 ms\n" << heard;
+  EXPECT_TRUE(PgodHarness::wait_for(
+      [&]() {
+        listen_for("WATCHDOG=1", 1s);
+        return count(heard, "WATCHDOG=1") >= before + 3;
+      },
+      2s))
+      << "a ping every 100 ms\n"
+      << heard;
   EXPECT_EQ(pgod.stop(SIGTERM), 0);
   EXPECT_TRUE(listen_for("STOPPING=1", 2s)) << heard;
   close(fd);
@@ -568,8 +588,9 @@ TEST_F(SupervisorTest, ASecondPgodOnTheSameRunDirectoryRefusesToStart) {
 TEST(SupervisorStartTest, RefusesToRunAsAnotherUserThanRoot) {
   PgodHarness pgod;
   pgod.write_config(PgodHarness::service_toml("a", service_user_a().name, pgod.upstream("a").path()));
-  auto result = run_process({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", programs_dir() + "/pgod",
-                             "-c", pgod.config_path(), "-d", pgod.dir(), "--rundir", pgod.rundir(), "--no-gateway"});
+  auto result =
+      run_process({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", programs_dir() + "/pgod",
+                   "-c", pgod.config_path(), "-d", pgod.dir(), "--rundir", pgod.rundir(), "--no-gateway"});
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_NE(result.err.find("pgod must run as root"), std::string::npos) << result.err;
   EXPECT_FALSE(fs::exists(pgod.dir())) << "nothing was touched";

@@ -31,10 +31,9 @@ const std::vector<ComposeProgram>& installed_compose_programs() {
     std::vector<ComposeProgram> found;
     // v2 as the worker runs it, through the docker CLI; where there is no docker CLI (the
     // Debian 13 root the unit tests run in) the plugin's binary answers as docker-compose.
-    for (const auto& candidate :
-         {std::vector<std::string>{"/usr/bin/docker", "compose"},
-          std::vector<std::string>{"/usr/local/libexec/docker/cli-plugins/docker-compose"},
-          std::vector<std::string>{"/usr/libexec/docker/cli-plugins/docker-compose"}}) {
+    for (const auto& candidate : {std::vector<std::string>{"/usr/bin/docker", "compose"},
+                                  std::vector<std::string>{"/usr/local/libexec/docker/cli-plugins/docker-compose"},
+                                  std::vector<std::string>{"/usr/libexec/docker/cli-plugins/docker-compose"}}) {
       if (access(candidate.front().c_str(), X_OK) != 0) continue;
       if (const int major = major_version(candidate); major >= 2) {
         found.push_back({"v2", candidate, major});

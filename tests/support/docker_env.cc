@@ -53,7 +53,6 @@ void stop_process(pid_t& pid) {
   pid = -1;
 }
 
-
 void require(const ProcessResult& result, const std::string& what) {
   if (result.exit_code != 0) throw std::runtime_error(what + " failed: " + result.out + result.err);
 }
@@ -76,7 +75,8 @@ ProcessResult DockerEnvironment::docker(const std::vector<std::string>& args) co
 
 DockerEnvironment::DockerEnvironment() {
   if (docker({"info"}).exit_code != 0) {
-    dockerd_ = spawn_logged({"/usr/sbin/dockerd", "--pidfile", dir_.path() + "/dockerd.pid"}, dir_.path() + "/dockerd.log");
+    dockerd_ =
+        spawn_logged({"/usr/sbin/dockerd", "--pidfile", dir_.path() + "/dockerd.pid"}, dir_.path() + "/dockerd.log");
     bool up = false;
     for (int i = 0; i < 120 && !up; ++i) {
       usleep(250'000);
@@ -92,10 +92,16 @@ DockerEnvironment::DockerEnvironment() {
   require(htpasswd, "htpasswd");
   std::ofstream(dir_.path() + "/htpasswd") << htpasswd.out;
   std::ofstream(dir_.path() + "/registry.yml") << "version: 0.1\n"
-                                                  "storage:\n  filesystem:\n    rootdirectory: " << dir_.path() << "/registry\n"
-                                                  "http:\n  addr: " << registry_ << "\n"
-                                                  "auth:\n  htpasswd:\n    realm: pgod-test\n    path: " << dir_.path() << "/htpasswd\n";
-  registry_pid_ = spawn_logged({"/usr/bin/docker-registry", "serve", dir_.path() + "/registry.yml"}, dir_.path() + "/registry.log");
+                                                  "storage:\n  filesystem:\n    rootdirectory: "
+                                               << dir_.path()
+                                               << "/registry\n"
+                                                  "http:\n  addr: "
+                                               << registry_
+                                               << "\n"
+                                                  "auth:\n  htpasswd:\n    realm: pgod-test\n    path: "
+                                               << dir_.path() << "/htpasswd\n";
+  registry_pid_ =
+      spawn_logged({"/usr/bin/docker-registry", "serve", dir_.path() + "/registry.yml"}, dir_.path() + "/registry.log");
 
   // A busybox image made here, pushed there, and removed locally so that a pull is real.
   const auto root = dir_.path() + "/rootfs";
@@ -115,7 +121,8 @@ DockerEnvironment::DockerEnvironment() {
                     .exit_code == 0;
     if (!logged_in) usleep(100'000);
   }
-  if (!logged_in) throw std::runtime_error("cannot log in to the test registry:\n" + read_file(dir_.path() + "/registry.log"));
+  if (!logged_in)
+    throw std::runtime_error("cannot log in to the test registry:\n" + read_file(dir_.path() + "/registry.log"));
   require(docker({"push", image_}), "docker push");
   require(docker({"logout", registry_}), "docker logout");
   require(docker({"rmi", image_}), "docker rmi");
@@ -127,7 +134,8 @@ DockerEnvironment::~DockerEnvironment() {
 }
 
 std::vector<std::string> DockerEnvironment::containers(const std::string& project, bool all) const {
-  const auto result = docker({"ps", all ? "-aq" : "-q", "--no-trunc", "--filter", "label=com.docker.compose.project=" + project});
+  const auto result =
+      docker({"ps", all ? "-aq" : "-q", "--no-trunc", "--filter", "label=com.docker.compose.project=" + project});
   std::vector<std::string> ids;
   std::istringstream lines(result.out);
   for (std::string id; std::getline(lines, id);)

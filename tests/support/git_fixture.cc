@@ -60,12 +60,9 @@ bool port_answers(int port) {
 
 std::string git(const std::vector<std::string>& args) {
   // A fixed identity and defaults, whatever the host's ~/.gitconfig says.
-  std::vector<std::string> argv{"/usr/bin/git",
-                                "-c", "user.name=pgod test",
-                                "-c", "user.email=test@pgod.invalid",
-                                "-c", "commit.gpgsign=false",
-                                "-c", "init.defaultBranch=main",
-                                "-c", "advice.detachedHead=false"};
+  std::vector<std::string> argv{
+      "/usr/bin/git",         "-c", "user.name=pgod test",     "-c", "user.email=test@pgod.invalid", "-c",
+      "commit.gpgsign=false", "-c", "init.defaultBranch=main", "-c", "advice.detachedHead=false"};
   argv.insert(argv.end(), args.begin(), args.end());
   const auto result = run_process(argv);
   if (result.exit_code != 0) {
@@ -113,7 +110,8 @@ std::string GitUpstream::commit(const std::map<std::string, std::optional<std::s
   return git({"-C", work_, "rev-parse", "HEAD"});
 }
 
-std::string GitUpstream::commit_symlink(const std::string& path, const std::string& target, const std::string& message) {
+std::string GitUpstream::commit_symlink(const std::string& path, const std::string& target,
+                                        const std::string& message) {
   const std::filesystem::path link = std::filesystem::path(work_) / path;
   std::filesystem::remove_all(link);
   std::filesystem::create_directories(link.parent_path());
@@ -157,28 +155,42 @@ GitHttpServer::GitHttpServer(const std::string& project_root, const std::string&
   const std::string script = root + "/git.cgi";
   write_file(script,
              "#!/bin/sh\n"
-             "if [ \"$HTTP_AUTHORIZATION\" != \"Basic " + base64(user + ":" + token) + "\" ]; then\n"
-             "  echo refused >> '" + log + "'\n"
-             "  printf 'Status: 401 Unauthorized\\r\\nWWW-Authenticate: Basic realm=\"git\"\\r\\n"
-             "Content-Type: text/plain\\r\\n\\r\\nunauthorized\\n'\n"
-             "  exit 0\n"
-             "fi\n"
-             "echo ok >> '" + log + "'\n"
-             "GIT_PROJECT_ROOT='" + project_root + "' GIT_HTTP_EXPORT_ALL=1 exec /usr/lib/git-core/git-http-backend\n");
+             "if [ \"$HTTP_AUTHORIZATION\" != \"Basic " +
+                 base64(user + ":" + token) +
+                 "\" ]; then\n"
+                 "  echo refused >> '" +
+                 log +
+                 "'\n"
+                 "  printf 'Status: 401 Unauthorized\\r\\nWWW-Authenticate: Basic realm=\"git\"\\r\\n"
+                 "Content-Type: text/plain\\r\\n\\r\\nunauthorized\\n'\n"
+                 "  exit 0\n"
+                 "fi\n"
+                 "echo ok >> '" +
+                 log +
+                 "'\n"
+                 "GIT_PROJECT_ROOT='" +
+                 project_root + "' GIT_HTTP_EXPORT_ALL=1 exec /usr/lib/git-core/git-http-backend\n");
   fs::permissions(script, fs::perms::owner_all);
 
   port_ = free_loopback_port();
   const std::string config = root + "/lighttpd.conf";
-  write_file(config,
-             "server.document-root = \"" + root + "/www\"\n"
-             "server.bind = \"127.0.0.1\"\n"
-             "server.port = " + std::to_string(port_) + "\n"
-             "server.modules = (\"mod_alias\", \"mod_cgi\", \"mod_redirect\")\n"
-             "server.errorlog = \"" + root + "/error.log\"\n"
-             "alias.url = (\"/git\" => \"" + script + "\")\n"
-             "cgi.assign = (\"\" => \"\")\n"
-             // /moved/<repo> redirects to the same server under another name (localhost).
-             "url.redirect = (\"^/moved/(.*)$\" => \"http://localhost:" + std::to_string(port_) + "/git/$1\")\n");
+  write_file(config, "server.document-root = \"" + root +
+                         "/www\"\n"
+                         "server.bind = \"127.0.0.1\"\n"
+                         "server.port = " +
+                         std::to_string(port_) +
+                         "\n"
+                         "server.modules = (\"mod_alias\", \"mod_cgi\", \"mod_redirect\")\n"
+                         "server.errorlog = \"" +
+                         root +
+                         "/error.log\"\n"
+                         "alias.url = (\"/git\" => \"" +
+                         script +
+                         "\")\n"
+                         "cgi.assign = (\"\" => \"\")\n"
+                         // /moved/<repo> redirects to the same server under another name (localhost).
+                         "url.redirect = (\"^/moved/(.*)$\" => \"http://localhost:" +
+                         std::to_string(port_) + "/git/$1\")\n");
 
   posix_spawn_file_actions_t actions;
   if (posix_spawn_file_actions_init(&actions) != 0) throw std::runtime_error("posix_spawn_file_actions_init");
@@ -256,8 +268,7 @@ void must_run(const std::vector<std::string>& argv, const std::string& what) {
 // openssl req/x509 read their extensions from a config file: one per certificate, written
 // beside it, so nothing of the host's openssl.cnf is used.
 std::string certificate_config(const std::string& path, const std::string& name, const std::string& extensions) {
-  write_file(path,
-             "[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = " + name + "\n[extensions]\n" + extensions);
+  write_file(path, "[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = " + name + "\n[extensions]\n" + extensions);
   return path;
 }
 
@@ -300,8 +311,8 @@ TestCertificateAuthority::Issued TestCertificateAuthority::issue(const std::stri
   must_run(request, "openssl req (a server certificate)");
   // A serial of its own per certificate (and per process): clients may cache by issuer+serial.
   must_run({"/usr/bin/openssl", "x509", "-req", "-in", base + ".csr", "-CA", certificate_, "-CAkey", key_,
-            "-set_serial", std::to_string(getpid()) + std::to_string(1000 + serial++), "-days", "1", "-extfile",
-            config, "-extensions", "extensions", "-out", issued.certificate},
+            "-set_serial", std::to_string(getpid()) + std::to_string(1000 + serial++), "-days", "1", "-extfile", config,
+            "-extensions", "extensions", "-out", issued.certificate},
            "openssl x509 (signing a server certificate)");
   return issued;
 }
@@ -373,8 +384,13 @@ HttpsProxy::HttpsProxy(int backend_port, const TestCertificateAuthority::Issued&
   posix_spawn_file_actions_addopen(&actions, 1, (root + "/proxy.out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   posix_spawn_file_actions_adddup2(&actions, 1, 2);
   // Debian's python3, not whatever python3 comes first in PATH (docker-compose depends on it).
-  std::vector<std::string> args{"/usr/bin/python3", "-I", script, std::to_string(backend_port),
-                                server_certificate.certificate, server_certificate.key, port_file,
+  std::vector<std::string> args{"/usr/bin/python3",
+                                "-I",
+                                script,
+                                std::to_string(backend_port),
+                                server_certificate.certificate,
+                                server_certificate.key,
+                                port_file,
                                 root + "/handshakes.log"};
   std::vector<char*> argv;
   for (auto& arg : args) argv.push_back(arg.data());

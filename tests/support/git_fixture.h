@@ -33,7 +33,8 @@ class GitUpstream {
                      const std::string& message = "change");
 
   // Replaces `path` (a file or a whole directory) by a symlink to `target`, commits and pushes.
-  std::string commit_symlink(const std::string& path, const std::string& target, const std::string& message = "symlink");
+  std::string commit_symlink(const std::string& path, const std::string& target,
+                             const std::string& message = "symlink");
 
   // Rewrites history: drops the branch's last commit, commits `files` instead and force-pushes.
   std::string rewrite_last(const std::map<std::string, std::optional<std::string>>& files,

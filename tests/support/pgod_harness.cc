@@ -155,8 +155,9 @@ void PgodHarness::write_config(const std::string& text) const {
 }
 
 void PgodHarness::start(std::vector<std::string> args, bool wait) {
-  std::vector<std::string> argv = {programs_dir() + "/pgod", "-c", config_path(), "-d", dir_, "--rundir", rundir_,
-                                   "--gateway-user", gateway_user().name};
+  std::vector<std::string> argv = {
+      programs_dir() + "/pgod", "-c", config_path(), "-d", dir_, "--rundir", rundir_, "--gateway-user",
+      gateway_user().name};
   if (standin_) argv.insert(argv.end(), {"--path-prefix", bin_});
   // On a real engine, the compose program under test (PGOD_TEST_COMPOSE), never a guess.
   if (!standin_) argv.insert(argv.end(), {"--compose", compose_under_test()});

@@ -2,8 +2,8 @@
 
 #include <capnp/rpc-twoparty.h>
 #include <capnp/serialize.h>
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
@@ -23,10 +23,7 @@
 extern char** environ;
 
 namespace pgod::test {
-namespace {
-
-
-}  // namespace
+namespace {}  // namespace
 
 kj::Promise<void> CollectingSink::stdout(StdoutContext context) {
   auto data = context.getParams().getData();
@@ -80,7 +77,8 @@ WorkerHarness::WorkerHarness(const std::string& repository,
 WorkerHarness::~WorkerHarness() {
   stop();
   // The worker's own account of what happened is the fastest way to a failure's cause.
-  if (::testing::Test::HasFailure()) std::fprintf(stderr, "--- pgod-worker log ---\n%s--- end ---\n", worker_log().c_str());
+  if (::testing::Test::HasFailure())
+    std::fprintf(stderr, "--- pgod-worker log ---\n%s--- end ---\n", worker_log().c_str());
 }
 
 void WorkerHarness::start(const std::vector<std::string>& extra_args, bool inherited) {
@@ -96,7 +94,8 @@ void WorkerHarness::start(const std::vector<std::string>& extra_args, bool inher
     address.sun_family = AF_UNIX;
     std::snprintf(address.sun_path, sizeof address.sun_path, "%s", socket_.c_str());
     unlink(socket_.c_str());
-    if (bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 || listen(listener.get(), 16) != 0)
+    if (bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+        listen(listener.get(), 16) != 0)
       throw std::runtime_error("cannot bind the worker socket");
     int pipe_fds[2];
     if (pipe2(pipe_fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2");
@@ -126,11 +125,12 @@ void WorkerHarness::start(const std::vector<std::string>& extra_args, bool inher
   if (!io_) io_ = std::make_unique<kj::AsyncIoContext>(kj::setupAsyncIo());
   struct stat info {};
   for (int i = 0; i < 500 && stat(socket_.c_str(), &info) != 0; ++i) usleep(10'000);
-  if (stat(socket_.c_str(), &info) != 0) throw std::runtime_error("the worker's socket never appeared:\n" + worker_log());
+  if (stat(socket_.c_str(), &info) != 0)
+    throw std::runtime_error("the worker's socket never appeared:\n" + worker_log());
   auto address = io_->provider->getNetwork().parseAddress(kj::str("unix:", socket_.c_str())).wait(io_->waitScope);
   // The file exists from bind(); connections are refused until listen().
   for (int attempt = 0;; ++attempt) {
-    KJ_IF_MAYBE(failure, kj::runCatchingExceptions([&]() { connection_ = address->connect().wait(io_->waitScope); })) {
+    KJ_IF_MAYBE (failure, kj::runCatchingExceptions([&]() { connection_ = address->connect().wait(io_->waitScope); })) {
       if (attempt > 200) throw std::runtime_error("cannot connect to the worker:\n" + worker_log());
       usleep(10'000);
       continue;

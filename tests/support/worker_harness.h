@@ -45,14 +45,14 @@ class WorkerHarness {
   // user uid 1000 so the policy applies, poll interval 1h so only `git pull` cycles).
   // `standin`: put the recording stand-in docker first in the worker's PATH (else the real
   // docker and docker-compose run).
-  WorkerHarness(const std::string& repository,
-                const std::function<void(rpc::ServiceSettings::Builder)>& configure = {}, bool standin = true);
+  WorkerHarness(const std::string& repository, const std::function<void(rpc::ServiceSettings::Builder)>& configure = {},
+                bool standin = true);
   ~WorkerHarness();
 
   // Spawns the worker and waits for its socket. With `inherited`, the way pgod starts it: the
   // test binds and listens, and hands the socket and the settings (through a pipe) as fds.
   void start(const std::vector<std::string>& extra_args = {}, bool inherited = false);
-  int stop();    // SIGTERM, then waits for it to exit; its exit code (-1: killed or not running)
+  int stop();  // SIGTERM, then waits for it to exit; its exit code (-1: killed or not running)
 
   rpc::Worker::Client client();
   RunOutcome run(rpc::Verb verb, const std::vector<std::string>& args = {});
@@ -61,9 +61,9 @@ class WorkerHarness {
   bool wait_for(const std::function<bool()>& pred, std::chrono::milliseconds limit = std::chrono::seconds(20));
   void sleep(std::chrono::milliseconds duration);
 
-  std::string calls() const;      // the stand-in's calls.log
+  std::string calls() const;  // the stand-in's calls.log
   void clear_calls() const;
-  std::string worker_log() const;  // the worker's stderr
+  std::string worker_log() const;             // the worker's stderr
   void touch(const std::string& name) const;  // a steering file for the stand-in (fail-up, …)
 
   const std::string& checkout_dir() const { return checkout_; }

@@ -20,7 +20,7 @@ namespace {
 // pgod --check. alice2, toor, squash and gwalias are second names of another user's uid.
 const std::map<std::string, uid_t>& test_users() {
   static const std::map<std::string, uid_t> users = {
-      {"alice", 1000}, {"alice2", 1000}, {"bob", 1001},    {"carol", 1002},   {"root", 0},
+      {"alice", 1000}, {"alice2", 1000},  {"bob", 1001},     {"carol", 1002},  {"root", 0},
       {"toor", 0},     {"nobody", 65534}, {"squash", 65534}, {"pgod-gw", 998}, {"gwalias", 998}};
   return users;
 }
@@ -57,8 +57,14 @@ struct RejectCase {
 
   RejectCase(std::string label, std::string toml, int line, std::string at, std::string service, std::string key,
              std::string message, std::string never = "")
-      : label(std::move(label)), toml(std::move(toml)), line(line), at(std::move(at)), service(std::move(service)),
-        key(std::move(key)), message(std::move(message)), never(std::move(never)) {}
+      : label(std::move(label)),
+        toml(std::move(toml)),
+        line(line),
+        at(std::move(at)),
+        service(std::move(service)),
+        key(std::move(key)),
+        message(std::move(message)),
+        never(std::move(never)) {}
 };
 
 std::string line_of(const std::string& text, int line) {
@@ -103,8 +109,7 @@ INSTANTIATE_TEST_SUITE_P(
     Keys, ConfigRejects,
     ::testing::Values(
         // Structure and syntax.
-        RejectCase{"toml_syntax", V + "branch = \"main\n", 5, "<end of line>", "", "",
-                   "unescaped control characters"},
+        RejectCase{"toml_syntax", V + "branch = \"main\n", 5, "<end of line>", "", "", "unescaped control characters"},
         RejectCase{"unknown_top_level_key", "colour = \"red\"\n" + V, 1, "colour", "", "colour",
                    "unknown top-level key"},
         RejectCase{"services_is_a_table", "[services]\nname = \"web\"\n", 1, "[services]", "", "services",
@@ -113,7 +118,8 @@ INSTANTIATE_TEST_SUITE_P(
                    "item 1 is an integer (expected a table)"},
         RejectCase{"unknown_service_key", V + "colour = \"red\"\n", 5, "colour", "web", "colour",
                    "unknown key (valid keys: name, user, repository"},
-        RejectCase{"old_ports_key_is_unknown", V + "ports = [\"8000/10\"]\n", 5, "ports", "web", "ports", "unknown key"},
+        RejectCase{"old_ports_key_is_unknown", V + "ports = [\"8000/10\"]\n", 5, "ports", "web", "ports",
+                   "unknown key"},
         // name
         RejectCase{"name_missing", "[[services]]\nuser = \"alice\"\nrepository = \"/srv/x\"\n", 1, "[[services]]", "#1",
                    "name", "missing required key"},
@@ -129,8 +135,8 @@ INSTANTIATE_TEST_SUITE_P(
                    "not a valid service name"},
         RejectCase{"name_leading_dot", "[[services]]\nname = \".a\"\n", 2, "\".a\"", "#1", "name",
                    "not a valid service name"},
-        RejectCase{"name_too_long", "[[services]]\nname = \"" + std::string(65, 'a') + "\"\n", 2, "\"aaa", "#1",
-                   "name", "at most 64 characters"},
+        RejectCase{"name_too_long", "[[services]]\nname = \"" + std::string(65, 'a') + "\"\n", 2, "\"aaa", "#1", "name",
+                   "at most 64 characters"},
         RejectCase{"name_duplicate", V + "\n" + V, 6, "[[services]]", "web", "name",
                    "service name \"web\" is not unique (first defined at line 1)"},
         RejectCase{"name_project_collision",
@@ -155,10 +161,10 @@ INSTANTIATE_TEST_SUITE_P(
         // user
         RejectCase{"user_missing", "[[services]]\nname = \"web\"\nrepository = \"/r\"\n", 1, "[[services]]", "web",
                    "user", "missing required key"},
-        RejectCase{"user_unknown_on_host", "[[services]]\nname = \"web\"\nrepository = \"/r\"\nuser = \"mallory\"\n", 4, "\"mallory\"", "web", "user",
-                   "user \"mallory\" does not exist on this host"},
-        RejectCase{"user_invalid", "[[services]]\nname = \"web\"\nrepository = \"/r\"\nuser = \"Bad User\"\n", 4, "\"Bad User\"", "web", "user",
-                   "is not a valid user name"},
+        RejectCase{"user_unknown_on_host", "[[services]]\nname = \"web\"\nrepository = \"/r\"\nuser = \"mallory\"\n", 4,
+                   "\"mallory\"", "web", "user", "user \"mallory\" does not exist on this host"},
+        RejectCase{"user_invalid", "[[services]]\nname = \"web\"\nrepository = \"/r\"\nuser = \"Bad User\"\n", 4,
+                   "\"Bad User\"", "web", "user", "is not a valid user name"},
         // users no service may have, and a user of two services
         RejectCase{"user_nobody", U + "user = \"nobody\"\n", 4, "\"nobody\"", "web", "user",
                    "user \"nobody\" is shared by unrelated daemons, NFS's squashed root and pgod's clean-up of "
@@ -181,8 +187,8 @@ INSTANTIATE_TEST_SUITE_P(
         // repository
         RejectCase{"repository_missing", "[[services]]\nname = \"web\"\nuser = \"alice\"\n", 1, "[[services]]", "web",
                    "repository", "missing required key"},
-        RejectCase{"repository_scheme", R + "repository = \"ftp://example.org/x\"\n", 4, "\"ftp", "web",
-                   "repository", "unsupported scheme \"ftp\""},
+        RejectCase{"repository_scheme", R + "repository = \"ftp://example.org/x\"\n", 4, "\"ftp", "web", "repository",
+                   "unsupported scheme \"ftp\""},
         RejectCase{"repository_relative", R + "repository = \"some/dir\"\n", 4, "\"some", "web", "repository",
                    "is not a repository location"},
         RejectCase{"repository_space_hides_token", R + "repository = \"https://u:S3cr3tTok@h/ x\"\n", 4, "\"https",
@@ -197,7 +203,8 @@ INSTANTIATE_TEST_SUITE_P(
         RejectCase{"branch_lock", V + "branch = \"x.lock\"\n", 5, "\"x.lock\"", "web", "branch",
                    "not a valid branch name"},
         RejectCase{"branch_space", V + "branch = \"a b\"\n", 5, "\"a b\"", "web", "branch", "not a valid branch name"},
-        RejectCase{"branch_type", V + "branch = true\n", 5, "true", "web", "branch", "is a boolean (expected a string)"},
+        RejectCase{"branch_type", V + "branch = true\n", 5, "true", "web", "branch",
+                   "is a boolean (expected a string)"},
         // registries: the token never appears in an error.
         RejectCase{"registries_not_array", V + "registries = \"tok@r\"\n", 5, "\"tok", "web", "registries",
                    "is a string (expected an array of strings)"},
@@ -207,21 +214,20 @@ INSTANTIATE_TEST_SUITE_P(
                    "item 1 is not [user:]token@registry", "Tok3nValue"},
         RejectCase{"registries_bad_host", V + "registries = [ \"u:Tok3nValue@bad host!\" ]\n", 5, "\"u:", "web",
                    "registries", "registry \"bad host!\" is not host[:port]", "Tok3nValue"},
-        RejectCase{"registries_bad_port", V + "registries = [ \"Tok3nValue@r.example:99999\" ]\n", 5, "\"Tok",
-                   "web", "registries", "is not host[:port]", "Tok3nValue"},
+        RejectCase{"registries_bad_port", V + "registries = [ \"Tok3nValue@r.example:99999\" ]\n", 5, "\"Tok", "web",
+                   "registries", "is not host[:port]", "Tok3nValue"},
         RejectCase{"registries_empty_user", V + "registries = [ \":Tok3nValue@r.example\" ]\n", 5, "\":", "web",
                    "registries", "non-empty user and token", "Tok3nValue"},
-        RejectCase{"registries_empty_token", V + "registries = [ \"u:@r.example\" ]\n", 5, "\"u:", "web",
-                   "registries", "non-empty user and token"},
-        RejectCase{"registries_second_item", V + "registries = [ \"a@r.example\", \"Tok3nValue\" ]\n", 5,
-                   "\"Tok3n", "web", "registries", "item 2", "Tok3nValue"},
+        RejectCase{"registries_empty_token", V + "registries = [ \"u:@r.example\" ]\n", 5, "\"u:", "web", "registries",
+                   "non-empty user and token"},
+        RejectCase{"registries_second_item", V + "registries = [ \"a@r.example\", \"Tok3nValue\" ]\n", 5, "\"Tok3n",
+                   "web", "registries", "item 2", "Tok3nValue"},
         // compose and import: relative, inside the checkout, not in .git.
         RejectCase{"compose_absolute", V + "compose = \"/etc/compose.yaml\"\n", 5, "\"/etc", "web", "compose",
                    "is absolute"},
         RejectCase{"compose_escapes", V + "compose = \"sub/../../x.yaml\"\n", 5, "\"sub", "web", "compose",
                    "leaves the checkout"},
-        RejectCase{"compose_git", V + "compose = \"./.git/config\"\n", 5, "\"./", "web", "compose",
-                   "points into .git"},
+        RejectCase{"compose_git", V + "compose = \"./.git/config\"\n", 5, "\"./", "web", "compose", "points into .git"},
         RejectCase{"compose_directory", V + "compose = \"deploy/\"\n", 5, "\"deploy", "web", "compose",
                    "names a directory"},
         RejectCase{"import_absolute", V + "import = \"/tmp/Caddyfile\"\n", 5, "\"/tmp", "web", "import", "is absolute"},
@@ -244,8 +250,7 @@ INSTANTIATE_TEST_SUITE_P(
                    "is not a host name"},
         RejectCase{"urls_host_newline", V + "urls = { \"a.org\\nimport x\" = \"web:80\" }\n", 5, "\"a.org", "web",
                    "urls", "is not a host name"},
-        RejectCase{"urls_target_type", V + "urls = { \"a.org\" = 80 }\n", 5, "80", "web", "urls",
-                   "maps to an integer"},
+        RejectCase{"urls_target_type", V + "urls = { \"a.org\" = 80 }\n", 5, "80", "web", "urls", "maps to an integer"},
         RejectCase{"urls_target_no_port", V + "urls = { \"a.org\" = \"web\" }\n", 5, "\"web\"", "web", "urls",
                    "is not service:port"},
         RejectCase{"urls_target_port_zero", V + "urls = { \"a.org\" = \"web:0\" }\n", 5, "\"web:0\"", "web", "urls",
@@ -255,8 +260,8 @@ INSTANTIATE_TEST_SUITE_P(
         // networks
         RejectCase{"networks_not_array", V + "networks = \"proxy\"\n", 5, "\"proxy\"", "web", "networks",
                    "expected an array of strings"},
-        RejectCase{"networks_bad_name", V + "networks = [ \"proxy\", \"bad net\" ]\n", 5, "\"bad", "web",
-                   "networks", "item 2 (\"bad net\") is not a docker network name"},
+        RejectCase{"networks_bad_name", V + "networks = [ \"proxy\", \"bad net\" ]\n", 5, "\"bad", "web", "networks",
+                   "item 2 (\"bad net\") is not a docker network name"},
         // reload: the pgoctl grammar, an exec, in this service.
         RejectCase{"reload_grammar", V + "reload = \"localhost:web\"\n", 5, "\"localhost", "web", "reload",
                    "Bad Request: expected [host:]service//command"},
@@ -304,8 +309,8 @@ TEST(Config, ReportsEveryErrorNotJustTheFirst) {
   ASSERT_FALSE(result.has_value());
   std::set<std::string> keys;
   for (const auto& error : result.error()) keys.insert(error.service + "/" + error.key);
-  EXPECT_EQ(keys, (std::set<std::string>{"web/user", "web/repository", "web/env", "web/bogus", "#2/name",
-                                         "#2/user", "#2/repository"}));
+  EXPECT_EQ(keys, (std::set<std::string>{"web/user", "web/repository", "web/env", "web/bogus", "#2/name", "#2/user",
+                                         "#2/repository"}));
 }
 
 TEST(Config, ErrorStringNamesFileLineColumnServiceKey) {
@@ -421,8 +426,9 @@ TEST(ConfigUsers, DistinctUsersAreAccepted) {
 }
 
 TEST(ConfigUsers, EveryFurtherServiceOfAUserNamesTheFirst) {
-  auto result = parse_config(service_table("web", "alice") + service_table("db", "alice") + service_table("ci", "alice"),
-                             "pgo.toml", test_context());
+  auto result =
+      parse_config(service_table("web", "alice") + service_table("db", "alice") + service_table("ci", "alice"),
+                   "pgo.toml", test_context());
   ASSERT_FALSE(result.has_value());
   ASSERT_EQ(result.error().size(), 2u);
   for (const auto& error : result.error()) {
@@ -453,16 +459,16 @@ TEST(ConfigUsers, WithoutUidsNamesAloneDecide) {
 }
 
 TEST(ConfigProjects, NamesThatOnlyStartAlikeAreAccepted) {
-  auto result = parse_config(service_table("app", "alice") + service_table("apple", "bob") +
-                                 service_table("application.db", "carol"),
-                             "pgo.toml", test_context());
+  auto result = parse_config(
+      service_table("app", "alice") + service_table("apple", "bob") + service_table("application.db", "carol"),
+      "pgo.toml", test_context());
   ASSERT_TRUE(result.has_value()) << result.error().front().to_string();
 }
 
 TEST(ConfigProjects, EachServiceNamesItsFirstCollision) {
-  auto result = parse_config(service_table("app", "alice") + service_table("app_db", "bob") +
-                                 service_table("app-web", "carol"),
-                             "pgo.toml", test_context());
+  auto result =
+      parse_config(service_table("app", "alice") + service_table("app_db", "bob") + service_table("app-web", "carol"),
+                   "pgo.toml", test_context());
   ASSERT_FALSE(result.has_value());
   ASSERT_EQ(result.error().size(), 2u);
   EXPECT_EQ(result.error()[0].service, "app_db");
@@ -474,9 +480,9 @@ TEST(ConfigProjects, EachServiceNamesItsFirstCollision) {
 // The config file's owner and mode. -----------------------------------------------------------
 
 Config config_with(const std::string& extra, const std::string& repository = "/srv/git/web.git") {
-  auto result = parse_config("[[services]]\nname = \"web\"\nuser = \"alice\"\nrepository = \"" + repository +
-                                 "\"\n" + extra,
-                             "pgo.toml", test_context());
+  auto result =
+      parse_config("[[services]]\nname = \"web\"\nuser = \"alice\"\nrepository = \"" + repository + "\"\n" + extra,
+                   "pgo.toml", test_context());
   if (!result) throw std::runtime_error(result.error().front().to_string());
   return std::move(*result);
 }
@@ -520,10 +526,12 @@ TEST(ConfigFileAccess, SecretsReadableByOthersAreRefusedNamingWhereTheyAre) {
             "chmod 600 /etc/pgo.toml");
   EXPECT_EQ(error->to_string().find("T0ken"), std::string::npos);
 
-  const auto token_only = check_file_readers("/etc/pgo.toml", {0, 0604}, config_with("", "https://T0ken@h.example/x.git"));
+  const auto token_only =
+      check_file_readers("/etc/pgo.toml", {0, 0604}, config_with("", "https://T0ken@h.example/x.git"));
   ASSERT_TRUE(token_only.has_value()) << "https sends a bare token as the user name";
 
-  const auto registry = check_file_readers("/etc/pgo.toml", {0, 0644}, config_with("registries = [ \"T0k@r.example\" ]\n"));
+  const auto registry =
+      check_file_readers("/etc/pgo.toml", {0, 0644}, config_with("registries = [ \"T0k@r.example\" ]\n"));
   ASSERT_TRUE(registry.has_value());
   EXPECT_NE(registry->message.find("(registries of service \"web\")"), std::string::npos);
 
@@ -535,8 +543,8 @@ TEST(ConfigFileAccess, SecretsReadableByOthersAreRefusedNamingWhereTheyAre) {
 }
 
 TEST(ConfigFileAccess, SecretsAreFineForOwnerAndGroup) {
-  const auto secrets = config_with("env = [ \"A=1\" ]\nregistries = [ \"T0k@r.example\" ]\n",
-                                   "https://u:T0ken@h.example/x.git");
+  const auto secrets =
+      config_with("env = [ \"A=1\" ]\nregistries = [ \"T0k@r.example\" ]\n", "https://u:T0ken@h.example/x.git");
   EXPECT_FALSE(check_file_readers("/etc/pgo.toml", {0, 0600}, secrets));
   EXPECT_FALSE(check_file_readers("/etc/pgo.toml", {0, 0640, 0}, secrets)) << "root's own group";
   const auto group = check_file_readers("/etc/pgo.toml", {0, 0640, 999}, secrets);
@@ -576,12 +584,15 @@ TEST_F(LoadConfigFile, WorldReadableWithSecretsIsRefused) {
   auto result = load_config(path, test_context());
   ASSERT_FALSE(result.has_value());
   ASSERT_EQ(result.error().size(), 1u);
-  EXPECT_EQ(result.error()[0].to_string(), path + ": mode 0644 lets other users read the secrets it holds (env of "
-                                                  "service \"web\"): chmod 600 " + path);
+  EXPECT_EQ(result.error()[0].to_string(), path +
+                                               ": mode 0644 lets other users read the secrets it holds (env of "
+                                               "service \"web\"): chmod 600 " +
+                                               path);
 }
 
 TEST_F(LoadConfigFile, PrivateWithSecretsOrWorldReadableWithoutIsAccepted) {
-  auto result = load_config(write(service_table("web", "alice", "env = [ \"DB_PASSWORD=S3cret\" ]"), 0600), test_context());
+  auto result =
+      load_config(write(service_table("web", "alice", "env = [ \"DB_PASSWORD=S3cret\" ]"), 0600), test_context());
   EXPECT_TRUE(result.has_value()) << result.error().front().to_string();
   result = load_config(write(service_table("web", "alice"), 0644), test_context());
   EXPECT_TRUE(result.has_value()) << result.error().front().to_string();

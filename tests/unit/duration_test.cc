@@ -29,13 +29,12 @@ TEST_P(DurationParses, AsGoDoes) {
 INSTANTIATE_TEST_SUITE_P(
     Go, DurationParses,
     ::testing::Values(GoodCase{"0", 0ns}, GoodCase{"-0", 0ns}, GoodCase{"5m0s", 5min}, GoodCase{"5m", 5min},
-                      GoodCase{"30s", 30s}, GoodCase{"1h", 1h}, GoodCase{"1h30m", 90min},
-                      GoodCase{"1.5h", 90min}, GoodCase{"+2s", 2s}, GoodCase{"-1.5s", -1500ms},
-                      GoodCase{"300ms", 300ms}, GoodCase{"10us", 10us}, GoodCase{"10\xC2\xB5s", 10us},
-                      GoodCase{"10\xCE\xBCs", 10us}, GoodCase{"7ns", 7ns}, GoodCase{".5s", 500ms},
-                      GoodCase{"1.s", 1s}, GoodCase{"1h2m3s4ms5us6ns", 1h + 2min + 3s + 4ms + 5us + 6ns},
-                      GoodCase{"0.000000001s", 1ns}, GoodCase{"2562047h47m16.854775807s",
-                                                              nanoseconds(std::numeric_limits<std::int64_t>::max())},
+                      GoodCase{"30s", 30s}, GoodCase{"1h", 1h}, GoodCase{"1h30m", 90min}, GoodCase{"1.5h", 90min},
+                      GoodCase{"+2s", 2s}, GoodCase{"-1.5s", -1500ms}, GoodCase{"300ms", 300ms}, GoodCase{"10us", 10us},
+                      GoodCase{"10\xC2\xB5s", 10us}, GoodCase{"10\xCE\xBCs", 10us}, GoodCase{"7ns", 7ns},
+                      GoodCase{".5s", 500ms}, GoodCase{"1.s", 1s},
+                      GoodCase{"1h2m3s4ms5us6ns", 1h + 2min + 3s + 4ms + 5us + 6ns}, GoodCase{"0.000000001s", 1ns},
+                      GoodCase{"2562047h47m16.854775807s", nanoseconds(std::numeric_limits<std::int64_t>::max())},
                       GoodCase{"1.0000000000000000000001s", 1s}));
 
 class DurationRejects : public ::testing::TestWithParam<std::pair<std::string, std::string>> {};
@@ -47,18 +46,19 @@ TEST_P(DurationRejects, WithReason) {
   EXPECT_NE(parsed.error().find("\"" + GetParam().first + "\""), std::string::npos) << "names the input";
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Go, DurationRejects,
-    ::testing::Values(std::pair<std::string, std::string>{"", "empty"}, std::pair<std::string, std::string>{"-", "empty"},
-                      std::pair<std::string, std::string>{"5", "missing unit"},
-                      std::pair<std::string, std::string>{"5x", "unknown unit"},
-                      std::pair<std::string, std::string>{"5 m", "unknown unit"},
-                      std::pair<std::string, std::string>{"m", "expected a number"},
-                      std::pair<std::string, std::string>{".s", "expected a number"},
-                      std::pair<std::string, std::string>{"1d", "unknown unit"},
-                      std::pair<std::string, std::string>{"3000000h", "too large"},
-                      std::pair<std::string, std::string>{"9223372036854775808ns", "too large"},
-                      std::pair<std::string, std::string>{"2562047h47m16.854775808s", "too large"}));
+INSTANTIATE_TEST_SUITE_P(Go, DurationRejects,
+                         ::testing::Values(std::pair<std::string, std::string>{"", "empty"},
+                                           std::pair<std::string, std::string>{"-", "empty"},
+                                           std::pair<std::string, std::string>{"5", "missing unit"},
+                                           std::pair<std::string, std::string>{"5x", "unknown unit"},
+                                           std::pair<std::string, std::string>{"5 m", "unknown unit"},
+                                           std::pair<std::string, std::string>{"m", "expected a number"},
+                                           std::pair<std::string, std::string>{".s", "expected a number"},
+                                           std::pair<std::string, std::string>{"1d", "unknown unit"},
+                                           std::pair<std::string, std::string>{"3000000h", "too large"},
+                                           std::pair<std::string, std::string>{"9223372036854775808ns", "too large"},
+                                           std::pair<std::string, std::string>{"2562047h47m16.854775808s",
+                                                                               "too large"}));
 
 TEST(Duration, FormatsAsGoDoes) {
   EXPECT_EQ(format_duration(0ns), "0s");

@@ -83,9 +83,9 @@ INSTANTIATE_TEST_SUITE_P(
     Errors, PgodFlagRejects,
     ::testing::Values(
         BadCase{{"--bogus"}, "unknown flag --bogus (see pgod --help)"},
-        BadCase{{"-x"}, "unknown flag -x (see pgod --help)"},
-        BadCase{{"-c"}, "flag -c, --config needs a file value"},
-        BadCase{{"-t", "5"}, "invalid value for -t, --duration: missing unit in duration \"5\" (use ns, us, ms, s, m or h)"},
+        BadCase{{"-x"}, "unknown flag -x (see pgod --help)"}, BadCase{{"-c"}, "flag -c, --config needs a file value"},
+        BadCase{{"-t", "5"},
+                "invalid value for -t, --duration: missing unit in duration \"5\" (use ns, us, ms, s, m or h)"},
         BadCase{{"-t", "0s"}, "-t/--duration must be positive, got 0s"},
         BadCase{{"--compose", "v2"}, "--compose must be auto, plugin or standalone, got \"v2\""},
         BadCase{{"-t", "-5m"}, "-t/--duration must be positive, got -5m0s"},
@@ -93,12 +93,18 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{{"-d", "/"}, "-d/--dir may not be /"},
         BadCase{{"-d", "relative"}, "-d/--dir must be an absolute path, got \"relative\""},
         BadCase{{"--datadir", "data"}, "--datadir must be an absolute path, got \"data\""},
-        BadCase{{"-s", "2222"}, "-s/--ssh: invalid address \"2222\": no port (expected [host]:port, e.g. :2222 or 127.0.0.1:2222)"},
-        BadCase{{"-s", ":99999"}, "-s/--ssh: invalid address \":99999\": port out of range (expected [host]:port, e.g. :2222 or 127.0.0.1:2222)"},
-        BadCase{{"-m", "::1:9112"}, "-m/--metrics: invalid address \"::1:9112\": an IPv6 address needs [ ] (expected [host]:port, e.g. :2222 or 127.0.0.1:2222)"},
+        BadCase{{"-s", "2222"},
+                "-s/--ssh: invalid address \"2222\": no port (expected [host]:port, e.g. :2222 or 127.0.0.1:2222)"},
+        BadCase{{"-s", ":99999"},
+                "-s/--ssh: invalid address \":99999\": port out of range (expected [host]:port, e.g. :2222 or "
+                "127.0.0.1:2222)"},
+        BadCase{{"-m", "::1:9112"},
+                "-m/--metrics: invalid address \"::1:9112\": an IPv6 address needs [ ] (expected [host]:port, e.g. "
+                ":2222 or 127.0.0.1:2222)"},
         BadCase{{"--mount-with-systemd", "--mount-program", "/bin/true"},
                 "--mount-with-systemd chooses the mount programs: drop --mount-program and --umount-program"},
-        BadCase{{"--gateway-limits", "max-sessions=0"}, "--gateway-limits: max-sessions must be a positive number, got \"0\""},
+        BadCase{{"--gateway-limits", "max-sessions=0"},
+                "--gateway-limits: max-sessions must be a positive number, got \"0\""},
         BadCase{{"--gateway-limits", "login-timeout=5"},
                 "--gateway-limits: login-timeout must be a duration from 1s to 8760h, like 30s, got \"5\""},
         BadCase{{"--gateway-limits", "idle-timeout=500us"},
@@ -109,11 +115,13 @@ INSTANTIATE_TEST_SUITE_P(
                 "--gateway-limits: unknown limit \"user\" (known: max-connections, max-unauthenticated, login-timeout, "
                 "idle-timeout, max-auth-tries, max-command-length, max-sessions, max-commands-per-service)"},
         BadCase{{"--no-gateway", "--gateway-limits", "max-sessions=2"},
-                "--gateway-limits is for the gateway pgod starts: with --no-gateway, give the limits to pgod-gateway itself"},
+                "--gateway-limits is for the gateway pgod starts: with --no-gateway, give the limits to pgod-gateway "
+                "itself"},
         BadCase{{"stray"}, "unexpected argument \"stray\" (see pgod --help)"}));
 
 TEST(Flags, GatewayLimitsBecomeTheGatewaysFlags) {
-  auto parsed = supervisor::parse_options({"--gateway-limits", "max-sessions=4,login-timeout=10s,max-command-length=100"});
+  auto parsed =
+      supervisor::parse_options({"--gateway-limits", "max-sessions=4,login-timeout=10s,max-command-length=100"});
   ASSERT_TRUE(parsed.has_value()) << parsed.error();
   EXPECT_EQ(parsed->options.gateway_limit_args,
             (Args{"--max-sessions=4", "--login-timeout=10s", "--max-command-length=100"}));

@@ -25,18 +25,22 @@ TEST(AuthorizedKeys, ParsesKeysSkippingCommentsAndBlankLines) {
 }
 
 TEST(AuthorizedKeys, ReportsMalformedLinesAndKeepsTheRest) {
-  const auto scan = parse_public_keys(
-      "command=\"/bin/sh\" " + kEd25519 + "\n"             // options are not a .pub thing
-      "ssh-ed25519\n"                                       // no blob
-      "ssh-ed25519 not*base64\n"                            // bad base64
-      "ssh-rsa " + kEd25519Blob + "\n"                      // blob of another type
-      "ssh-ed25519 " + kEd25519Blob + " evil\x1b[2Jcomment\n" +  // control characters in the comment
-      kEd25519 + "\n",
-      "ssh/x.pub");
+  const auto scan = parse_public_keys("command=\"/bin/sh\" " + kEd25519 +
+                                          "\n"                        // options are not a .pub thing
+                                          "ssh-ed25519\n"             // no blob
+                                          "ssh-ed25519 not*base64\n"  // bad base64
+                                          "ssh-rsa " +
+                                          kEd25519Blob +
+                                          "\n"  // blob of another type
+                                          "ssh-ed25519 " +
+                                          kEd25519Blob + " evil\x1b[2Jcomment\n" +  // control characters in the comment
+                                          kEd25519 + "\n",
+                                      "ssh/x.pub");
   ASSERT_EQ(scan.keys.size(), 2u);
   EXPECT_EQ(scan.keys[0].comment, "evil?[2Jcomment");
   ASSERT_EQ(scan.problems.size(), 4u);
-  EXPECT_EQ(scan.problems[0], "ssh/x.pub:1: unknown key type \"command=\"/bin/sh\"\" (options before the key are not supported)");
+  EXPECT_EQ(scan.problems[0],
+            "ssh/x.pub:1: unknown key type \"command=\"/bin/sh\"\" (options before the key are not supported)");
   EXPECT_EQ(scan.problems[1], "ssh/x.pub:2: no key after the type");
   EXPECT_EQ(scan.problems[2], "ssh/x.pub:3: the ssh-ed25519 key is not valid base64 of that key type");
   EXPECT_EQ(scan.problems[3], "ssh/x.pub:4: the ssh-rsa key is not valid base64 of that key type");

@@ -61,7 +61,8 @@ TEST_F(ChildProcessTest, CollectsStdoutAndStderrApartWithExitCode) {
 
 TEST_F(ChildProcessTest, RunsInTheGivenDirectoryWithOnlyTheGivenEnvironment) {
   test::TempDir dir;
-  const auto result = collect({{"sh", "-c", "pwd; env | sort"}, {"PATH=/usr/bin:/bin", "ONLY=me"}, dir.path(), std::nullopt, 10s});
+  const auto result =
+      collect({{"sh", "-c", "pwd; env | sort"}, {"PATH=/usr/bin:/bin", "ONLY=me"}, dir.path(), std::nullopt, 10s});
   EXPECT_EQ(result.out, dir.path() + "\nONLY=me\nPATH=/usr/bin:/bin\nPWD=" + dir.path() + "\n");
 }
 
@@ -91,7 +92,8 @@ TEST_F(ChildProcessTest, TimeoutKillsTheWholeGroup) {
   const auto pidfile = dir.path() + "/grandchild.pid";
   const auto started = std::chrono::steady_clock::now();
   // The grandchild ignores nothing and sleeps; both must be gone after the timeout.
-  const auto result = collect({{"sh", "-c", "sleep 60 & echo $! > " + pidfile + "; wait"}, kEnv, "/", std::nullopt, 300ms});
+  const auto result =
+      collect({{"sh", "-c", "sleep 60 & echo $! > " + pidfile + "; wait"}, kEnv, "/", std::nullopt, 300ms});
   const auto elapsed = std::chrono::steady_clock::now() - started;
   EXPECT_TRUE(result.exit.timed_out);
   EXPECT_EQ(result.exit.code, 128 + SIGTERM);
@@ -104,7 +106,8 @@ TEST_F(ChildProcessTest, TimeoutKillsTheWholeGroup) {
 }
 
 TEST_F(ChildProcessTest, TermIgnoredMeansKillAfterGrace) {
-  const auto result = collect({{"sh", "-c", "trap '' TERM; sleep 30 & wait; sleep 30"}, kEnv, "/", std::nullopt, 200ms});
+  const auto result =
+      collect({{"sh", "-c", "trap '' TERM; sleep 30 & wait; sleep 30"}, kEnv, "/", std::nullopt, 200ms});
   EXPECT_TRUE(result.exit.timed_out);
   EXPECT_EQ(result.exit.code, 128 + SIGKILL);
 }
@@ -163,8 +166,12 @@ TEST_F(ChildProcessTest, AllocatingPastTheMemoryLimitFails) {
 }
 
 TEST_F(ChildProcessTest, AChildWithinGenerousLimitsRunsAsWithout) {
-  ChildSpec spec{{"python3", "-c", "import sys; x = bytearray(64 * 1024 * 1024); print('ran'); print('err', file=sys.stderr)"},
-                 kEnv, "/", std::nullopt, 20s};
+  ChildSpec spec{
+      {"python3", "-c", "import sys; x = bytearray(64 * 1024 * 1024); print('ran'); print('err', file=sys.stderr)"},
+      kEnv,
+      "/",
+      std::nullopt,
+      20s};
   spec.memory_limit = std::uint64_t{1} << 30;
   spec.output_limit = 1 << 20;
   const auto result = collect(spec);
@@ -193,8 +200,9 @@ TEST_F(ChildProcessTest, DroppingTheProcessKillsTheGroupAndReapsIt) {
   const auto pidfile = dir.path() + "/pid";
   pid_t child_pid = 0;
   {
-    ChildProcess child(low(), io.unixEventPort, io.provider->getTimer(),
-                       {{"sh", "-c", "echo $$ > " + pidfile + "; echo ready; sleep 60"}, kEnv, "/", std::nullopt, std::nullopt});
+    ChildProcess child(
+        low(), io.unixEventPort, io.provider->getTimer(),
+        {{"sh", "-c", "echo $$ > " + pidfile + "; echo ready; sleep 60"}, kEnv, "/", std::nullopt, std::nullopt});
     child_pid = child.pid();
     // Read "ready" so we know the shell runs, then drop it as a cancelled call would.
     char buffer[16];

@@ -116,7 +116,8 @@ class ComposeConfigLimits : public ::testing::TestWithParam<ComposeProgram> {
       ADD_FAILURE() << GetParam().name << ": config still ran after " << kMostItMayTake.count() << " s";
       return std::nullopt;
     }
-    std::cout << "  " << GetParam().name << ": exit " << result->exit.code << (result->exit.timed_out ? ", timed out" : "")
+    std::cout << "  " << GetParam().name << ": exit " << result->exit.code
+              << (result->exit.timed_out ? ", timed out" : "")
               << (result->exit.output_limit_exceeded ? ", over the output limit" : "") << ", "
               << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms, "
               << result->out.size() + result->err.size() << " bytes kept\n";

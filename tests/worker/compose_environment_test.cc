@@ -14,8 +14,8 @@
 #include <cerrno>
 #include <filesystem>
 #include <stdexcept>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "compose_programs.h"

@@ -6,8 +6,8 @@
 #include <cctype>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <ostream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -18,11 +18,11 @@ namespace pgod::worker {
 namespace {
 
 namespace fs = std::filesystem;
-using pgod::test::run_process;
-using pgod::test::TempDir;
 using pgod::test::ComposeProgram;
 using pgod::test::debian_codename;
 using pgod::test::installed_compose_programs;
+using pgod::test::run_process;
+using pgod::test::TempDir;
 
 constexpr char kCheckout[] = "/srv/pgo/web";
 constexpr char kDataDir[] = "/srv/data/web";
@@ -189,11 +189,13 @@ INSTANTIATE_TEST_SUITE_P(
                     "/etc/environment", "system directories"},
         RefusedCase{"build context outside", v1("    build:\n      context: /srv/pgo/other\n"), "web", "build.context",
                     "/srv/pgo/other", "outside the checkout"},
-        RefusedCase{"build additional context root", v2("    build:\n      context: /srv/pgo/web\n      additional_contexts:\n        h: /\n"),
-                    "web", "build.additional_contexts", "/", ""},
-        RefusedCase{"build additional context list form",
-                    v2("    build:\n      context: /srv/pgo/web\n      additional_contexts:\n        - h=/srv/pgo/other\n"),
-                    "web", "build.additional_contexts", "h=/srv/pgo/other", "outside the checkout"},
+        RefusedCase{"build additional context root",
+                    v2("    build:\n      context: /srv/pgo/web\n      additional_contexts:\n        h: /\n"), "web",
+                    "build.additional_contexts", "/", ""},
+        RefusedCase{
+            "build additional context list form",
+            v2("    build:\n      context: /srv/pgo/web\n      additional_contexts:\n        - h=/srv/pgo/other\n"),
+            "web", "build.additional_contexts", "h=/srv/pgo/other", "outside the checkout"},
         RefusedCase{"build ssh", v2("    build:\n      context: /srv/pgo/web\n      ssh:\n        - default\n"), "web",
                     "build.ssh", "", "forwarding ssh keys"},
         RefusedCase{"build context in data dir", v1("    build:\n      context: /srv/data/web/app\n"), "web",
@@ -241,8 +243,10 @@ INSTANTIATE_TEST_SUITE_P(
                     v2("    volumes:\n      - type: bind\n        source: /srv/data/web/../../../etc\n"
                        "        target: /x\n"),
                     "web", "volumes", "..", "'..'"},
-        RefusedCase{"relative dotdot", v2("    volumes:\n      - ../web2:/x\n"), "web", "volumes", "../web2", "absolute"},
-        RefusedCase{"home relative", v2("    volumes:\n      - ~/secrets:/x\n"), "web", "volumes", "~/secrets", "absolute"},
+        RefusedCase{"relative dotdot", v2("    volumes:\n      - ../web2:/x\n"), "web", "volumes", "../web2",
+                    "absolute"},
+        RefusedCase{"home relative", v2("    volumes:\n      - ~/secrets:/x\n"), "web", "volumes", "~/secrets",
+                    "absolute"},
         RefusedCase{"etc", v1("    volumes:\n    - /etc:/etc:rw\n"), "web", "volumes", "/etc:/etc:rw", "system"},
         RefusedCase{"root home", v1("    volumes:\n    - /root/.ssh:/x:ro\n"), "web", "volumes", "/root/.ssh",
                     "system"},
@@ -348,48 +352,70 @@ TEST_P(Accepted, HasNoViolations) {
 INSTANTIATE_TEST_SUITE_P(
     Allowlist, Refused,
     ::testing::Values(
-        RefusedCase{"procfs volume", v2("", "volumes:\n  p:\n    name: web_p\n    driver_opts:\n      type: none\n      o: bind\n      device: /srv/pgo/web/p\n      extra: x\n"),
+        RefusedCase{"procfs volume",
+                    v2("",
+                       "volumes:\n  p:\n    name: web_p\n    driver_opts:\n      type: none\n      o: bind\n      "
+                       "device: /srv/pgo/web/p\n      extra: x\n"),
                     "", "volumes.p.driver_opts.extra", "x", "not reviewed"},
-        RefusedCase{"proc type", v2("", "volumes:\n  p:\n    name: web_p\n    driver_opts:\n      type: proc\n      o: bind\n      device: /srv/pgo/web/p\n"),
+        RefusedCase{"proc type",
+                    v2("",
+                       "volumes:\n  p:\n    name: web_p\n    driver_opts:\n      type: proc\n      o: bind\n      "
+                       "device: /srv/pgo/web/p\n"),
                     "", "volumes.p.driver_opts.type", "proc", "bind form"},
-        RefusedCase{"overlay lowerdir", v2("", "volumes:\n  p:\n    name: web_p\n    driver_opts:\n      type: none\n      o: bind,lowerdir=/etc\n      device: /srv/pgo/web/p\n"),
+        RefusedCase{"overlay lowerdir",
+                    v2("",
+                       "volumes:\n  p:\n    name: web_p\n    driver_opts:\n      type: none\n      o: "
+                       "bind,lowerdir=/etc\n      device: /srv/pgo/web/p\n"),
                     "", "volumes.p.driver_opts.o", "lowerdir=/etc", "only the options"},
         RefusedCase{"post_start privileged", v2("    post_start:\n      - command: [id]\n        privileged: true\n"),
                     "web", "post_start.privileged", "true", "privileged hooks"},
         RefusedCase{"pre_stop privileged", v2("    pre_stop:\n      - command: [id]\n        privileged: \"true\"\n"),
                     "web", "pre_stop.privileged", "true", "privileged hooks"},
         RefusedCase{"label_file", v2("    label_file: /etc/passwd\n"), "web", "label_file", "/etc/passwd", "system"},
-        RefusedCase{"gpu reservation", v2("    deploy:\n      resources:\n        reservations:\n          devices:\n            - capabilities: [gpu]\n"),
+        RefusedCase{"gpu reservation",
+                    v2("    deploy:\n      resources:\n        reservations:\n          devices:\n            - "
+                       "capabilities: [gpu]\n"),
                     "web", "deploy.resources.reservations.devices", "gpu", "devices"},
-        RefusedCase{"use_api_socket", v2("    use_api_socket: true\n"), "web", "use_api_socket", "true", "docker socket"},
+        RefusedCase{"use_api_socket", v2("    use_api_socket: true\n"), "web", "use_api_socket", "true",
+                    "docker socket"},
         RefusedCase{"provider", v2("    provider:\n      type: model\n"), "web", "provider", "model", "host"},
         RefusedCase{"models", v2("", "models:\n  m:\n    model: ai/x\n"), "", "models", "ai/x", "model"},
         RefusedCase{"unknown service key", v2("    brand_new_key: 1\n"), "web", "brand_new_key", "1", "not reviewed"},
         RefusedCase{"unknown nested key", v2("    healthcheck:\n      test: [CMD, 'true']\n      new_thing: yes\n"),
                     "web", "healthcheck.new_thing", "yes", "not reviewed"},
-        RefusedCase{"unknown top-level key", v2("", "brand_new_section: {a: 1}\n"), "", "brand_new_section", "a", "not reviewed"},
-        RefusedCase{"windows path", v2("    volumes:\n      - type: bind\n        source: c:/etc\n        target: /x\n"),
-                    "web", "volumes", "c:/etc", "absolute"},
+        RefusedCase{"unknown top-level key", v2("", "brand_new_section: {a: 1}\n"), "", "brand_new_section", "a",
+                    "not reviewed"},
+        RefusedCase{"windows path",
+                    v2("    volumes:\n      - type: bind\n        source: c:/etc\n        target: /x\n"), "web",
+                    "volumes", "c:/etc", "absolute"},
         RefusedCase{"built image of another", R"(name: web
 services:
   web:
     image: nginx:1.25
     build:
       context: /srv/pgo/web
-)", "web", "image", "nginx:1.25", "built image"},
+)",
+                    "web", "image", "nginx:1.25", "built image"},
         RefusedCase{"built image with a registry", R"(name: web
 services:
   web:
     image: 127.0.0.1:5000/web-app
     build:
       context: /srv/pgo/web
-)", "web", "image", "127.0.0.1:5000/web-app", "built image"},
-        RefusedCase{"build tags", v2("    build:\n      context: /srv/pgo/web\n      tags: [other-app]\n"), "web", "build.tags", "other-app", "must start"},
-        RefusedCase{"volume name of another project", v2("", "volumes:\n  d:\n    name: app_db_data\n"), "", "volumes.d.name", "app_db_data", "must start"},
-        RefusedCase{"network name of another project", v2("", "networks:\n  n:\n    name: other_net\n"), "", "networks.n.name", "other_net", "must start"},
-        RefusedCase{"external network without a list", v2("    networks:\n      shared: null\n", "networks:\n  shared:\n    name: anything\n    external: true\n"),
-                    "", "networks.shared.external", "anything", "allowed networks"},
-        RefusedCase{"container_name", v2("    container_name: proxy\n"), "web", "container_name", "proxy", "must start"},
+)",
+                    "web", "image", "127.0.0.1:5000/web-app", "built image"},
+        RefusedCase{"build tags", v2("    build:\n      context: /srv/pgo/web\n      tags: [other-app]\n"), "web",
+                    "build.tags", "other-app", "must start"},
+        RefusedCase{"volume name of another project", v2("", "volumes:\n  d:\n    name: app_db_data\n"), "",
+                    "volumes.d.name", "app_db_data", "must start"},
+        RefusedCase{"network name of another project", v2("", "networks:\n  n:\n    name: other_net\n"), "",
+                    "networks.n.name", "other_net", "must start"},
+        RefusedCase{
+            "external network without a list",
+            v2("    networks:\n      shared: null\n", "networks:\n  shared:\n    name: anything\n    external: true\n"),
+            "", "networks.shared.external", "anything", "allowed networks"},
+        RefusedCase{"container_name", v2("    container_name: proxy\n"), "web", "container_name", "proxy",
+                    "must start"},
         RefusedCase{"alias on a shared network",
                     v2("    networks:\n      own: null\n      proxy:\n        aliases: [api]\n",
                        "networks:\n  own:\n    name: web_own\n  proxy:\n    name: reverseproxy\n    external: true\n"),
@@ -403,32 +429,54 @@ services:
                        "networks:\n  own:\n    name: web_own\n  proxy:\n    name: reverseproxy\n    external: true\n"),
                     "web", "hostname", "api", "must start", kProxyOnly},
         RefusedCase{"oom_kill_disable", v1("    oom_kill_disable: true\n"), "web", "oom_kill_disable", "true", "OOM"},
-        RefusedCase{"unlimited memlock", v2("    ulimits:\n      memlock:\n        soft: -1\n        hard: -1\n"), "web", "ulimits.memlock", "-1", "finite"},
-        RefusedCase{"huge nofile", v1("    ulimits:\n      nofile: 99999999\n"), "web", "ulimits.nofile", "99999999", "finite"},
+        RefusedCase{"unlimited memlock", v2("    ulimits:\n      memlock:\n        soft: -1\n        hard: -1\n"),
+                    "web", "ulimits.memlock", "-1", "finite"},
+        RefusedCase{"huge nofile", v1("    ulimits:\n      nofile: 99999999\n"), "web", "ulimits.nofile", "99999999",
+                    "finite"},
         RefusedCase{"rtprio", v1("    ulimits:\n      rtprio: 99\n"), "web", "ulimits.rtprio", "99", "only nofile"},
-        RefusedCase{"syslog logging", v2("    logging:\n      driver: syslog\n      options:\n        syslog-address: tcp://10.0.0.1:514\n"),
-                    "web", "logging.driver", "syslog", "logging drivers"},
-        RefusedCase{"gelf logging", v1("    logging:\n      driver: gelf\n"), "web", "logging.driver", "gelf", "logging drivers"},
-        RefusedCase{"compose labels", v2("    labels:\n      com.docker.compose.project: other\n"), "web", "labels", "com.docker.compose.project", "compose's own"},
-        RefusedCase{"host sysctl", v2("    sysctls:\n      kernel.core_pattern: '|/x'\n"), "web", "sysctls", "kernel.core_pattern", "namespaced"},
-        RefusedCase{"pid of another container", v2("    pid: container:other\n"), "web", "pid", "container:other", "PID"},
+        RefusedCase{
+            "syslog logging",
+            v2("    logging:\n      driver: syslog\n      options:\n        syslog-address: tcp://10.0.0.1:514\n"),
+            "web", "logging.driver", "syslog", "logging drivers"},
+        RefusedCase{"gelf logging", v1("    logging:\n      driver: gelf\n"), "web", "logging.driver", "gelf",
+                    "logging drivers"},
+        RefusedCase{"compose labels", v2("    labels:\n      com.docker.compose.project: other\n"), "web", "labels",
+                    "com.docker.compose.project", "compose's own"},
+        RefusedCase{"host sysctl", v2("    sysctls:\n      kernel.core_pattern: '|/x'\n"), "web", "sysctls",
+                    "kernel.core_pattern", "namespaced"},
+        RefusedCase{"pid of another container", v2("    pid: container:other\n"), "web", "pid", "container:other",
+                    "PID"},
         RefusedCase{"annotations", v2("    annotations:\n      a: b\n"), "web", "annotations", "a", "annotations"},
-        RefusedCase{"cpu_rt_runtime", v1("    cpu_rt_runtime: 950000\n"), "web", "cpu_rt_runtime", "950000", "real-time"},
-        RefusedCase{"external_links", v1("    external_links:\n    - other_db_1:db\n"), "web", "external_links", "other_db_1", "outside"},
-        RefusedCase{"links outside", v1("    links:\n    - other_db_1:db\n"), "web", "links", "other_db_1", "services of this project"},
+        RefusedCase{"cpu_rt_runtime", v1("    cpu_rt_runtime: 950000\n"), "web", "cpu_rt_runtime", "950000",
+                    "real-time"},
+        RefusedCase{"external_links", v1("    external_links:\n    - other_db_1:db\n"), "web", "external_links",
+                    "other_db_1", "outside"},
+        RefusedCase{"links outside", v1("    links:\n    - other_db_1:db\n"), "web", "links", "other_db_1",
+                    "services of this project"},
         RefusedCase{"mac_address", v2("    mac_address: 02:42:ac:11:00:02\n"), "web", "mac_address", "02:42", "MAC"},
-        RefusedCase{"bind propagation", v2("    volumes:\n      - type: bind\n        source: /srv/pgo/web/x\n        target: /x\n        bind:\n          propagation: rshared\n"),
+        RefusedCase{"bind propagation",
+                    v2("    volumes:\n      - type: bind\n        source: /srv/pgo/web/x\n        target: /x\n        "
+                       "bind:\n          propagation: rshared\n"),
                     "web", "volumes.bind.propagation", "rshared", "propagation"},
-        RefusedCase{"bridge driver_opts", v2("", "networks:\n  n:\n    name: web_n\n    driver_opts:\n      com.docker.network.bridge.name: docker0\n"),
-                    "", "networks.n.driver_opts.com.docker.network.bridge.name", "docker0", "MTU"},
-        RefusedCase{"build cache_to", v2("    build:\n      context: /srv/pgo/web\n      cache_to: [type=local,dest=/tmp/x]\n"), "web", "build.cache_to", "type=local", "cache"},
-        RefusedCase{"build secrets", v2("    build:\n      context: /srv/pgo/web\n      secrets: [s]\n"), "web", "build.secrets", "s", "secrets"},
-        RefusedCase{"rw bind of the checkout root", v2("    volumes:\n      - /srv/pgo/web:/app\n"), "web", "volumes", "/srv/pgo/web:/app", "checkout root"},
+        RefusedCase{
+            "bridge driver_opts",
+            v2("",
+               "networks:\n  n:\n    name: web_n\n    driver_opts:\n      com.docker.network.bridge.name: docker0\n"),
+            "", "networks.n.driver_opts.com.docker.network.bridge.name", "docker0", "MTU"},
+        RefusedCase{"build cache_to",
+                    v2("    build:\n      context: /srv/pgo/web\n      cache_to: [type=local,dest=/tmp/x]\n"), "web",
+                    "build.cache_to", "type=local", "cache"},
+        RefusedCase{"build secrets", v2("    build:\n      context: /srv/pgo/web\n      secrets: [s]\n"), "web",
+                    "build.secrets", "s", "secrets"},
+        RefusedCase{"rw bind of the checkout root", v2("    volumes:\n      - /srv/pgo/web:/app\n"), "web", "volumes",
+                    "/srv/pgo/web:/app", "checkout root"},
         RefusedCase{"rw bind holding another bind source",
-                    v2("    volumes:\n      - /srv/pgo/web/data:/data\n      - /srv/pgo/web/data/sub:/sub:ro\n"), "web", "volumes",
-                    "/srv/pgo/web/data:/data", "holds another bind source"},
+                    v2("    volumes:\n      - /srv/pgo/web/data:/data\n      - /srv/pgo/web/data/sub:/sub:ro\n"), "web",
+                    "volumes", "/srv/pgo/web/data:/data", "holds another bind source"},
         RefusedCase{"rw volume device holding a bind source",
-                    v2("    volumes:\n      - /srv/data/web/x/conf:/conf:ro\n", "volumes:\n  d:\n    name: web_d\n    driver_opts:\n      type: none\n      o: bind\n      device: /srv/data/web/x\n"),
+                    v2("    volumes:\n      - /srv/data/web/x/conf:/conf:ro\n",
+                       "volumes:\n  d:\n    name: web_d\n    driver_opts:\n      type: none\n      o: bind\n      "
+                       "device: /srv/data/web/x\n"),
                     "", "volumes.d.driver_opts", "/srv/data/web/x", "holds another bind source"}),
     test_name<RefusedCase>);
 
@@ -564,19 +612,35 @@ networks:
     external: true
 )",
                      kProxyOnly},
-        AcceptedCase{"pid of a sibling", "name: web\nservices:\n  db:\n    image: busybox\n  web:\n    image: busybox\n    pid: service:db\n"},
-        AcceptedCase{"hooks without privileges", v2("    post_start:\n      - command: [id]\n        user: root\n        privileged: false\n")},
-        AcceptedCase{"finite ulimits and namespaced sysctls", v2("    ulimits:\n      nofile:\n        soft: 1024\n        hard: 65536\n      nproc: 512\n    sysctls:\n      net.core.somaxconn: '1024'\n")},
-        AcceptedCase{"local logging", v1("    logging:\n      driver: json-file\n      options:\n        max-size: 10m\n")},
+        AcceptedCase{
+            "pid of a sibling",
+            "name: web\nservices:\n  db:\n    image: busybox\n  web:\n    image: busybox\n    pid: service:db\n"},
+        AcceptedCase{"hooks without privileges",
+                     v2("    post_start:\n      - command: [id]\n        user: root\n        privileged: false\n")},
+        AcceptedCase{"finite ulimits and namespaced sysctls",
+                     v2("    ulimits:\n      nofile:\n        soft: 1024\n        hard: 65536\n      nproc: 512\n    "
+                        "sysctls:\n      net.core.somaxconn: '1024'\n")},
+        AcceptedCase{"local logging",
+                     v1("    logging:\n      driver: json-file\n      options:\n        max-size: 10m\n")},
         AcceptedCase{"read-only binds inside a rw bind's tree, rw elsewhere",
-                     v2("    volumes:\n      - /srv/pgo/web/conf:/conf:ro\n      - /srv/pgo/web/conf/site:/site:ro\n      - /srv/data/web/db:/db\n")},
-        AcceptedCase{"bind volume of the data dir", v2("", "volumes:\n  d:\n    name: web_d\n    driver: local\n    driver_opts:\n      type: none\n      o: bind,ro\n      device: /srv/data/web/d\n")},
-        AcceptedCase{"aliases and hostname of the project's own on a shared network",
-                     v2("    hostname: web-api\n    networks:\n      own: null\n      proxy:\n        aliases: [web, web-api]\n",
-                        "networks:\n  own:\n    name: web_own\n  proxy:\n    name: reverseproxy\n    external: true\n"),
-                     kProxyOnly},
-        AcceptedCase{"deploy and healthcheck", v2("    deploy:\n      replicas: 2\n      resources:\n        limits:\n          cpus: 0.5\n          memory: '104857600'\n        reservations:\n          memory: '1000'\n      restart_policy:\n        condition: on-failure\n    healthcheck:\n      test: [CMD, 'true']\n      interval: 10s\n      start_period: 5s\n")},
-        AcceptedCase{"tmpfs volumes", v1("    volumes:\n    - target: /tmp\n      type: tmpfs\n      tmpfs:\n        size: 1000\n")},
+                     v2("    volumes:\n      - /srv/pgo/web/conf:/conf:ro\n      - /srv/pgo/web/conf/site:/site:ro\n   "
+                        "   - /srv/data/web/db:/db\n")},
+        AcceptedCase{"bind volume of the data dir",
+                     v2("",
+                        "volumes:\n  d:\n    name: web_d\n    driver: local\n    driver_opts:\n      type: none\n      "
+                        "o: bind,ro\n      device: /srv/data/web/d\n")},
+        AcceptedCase{
+            "aliases and hostname of the project's own on a shared network",
+            v2("    hostname: web-api\n    networks:\n      own: null\n      proxy:\n        aliases: [web, web-api]\n",
+               "networks:\n  own:\n    name: web_own\n  proxy:\n    name: reverseproxy\n    external: true\n"),
+            kProxyOnly},
+        AcceptedCase{"deploy and healthcheck",
+                     v2("    deploy:\n      replicas: 2\n      resources:\n        limits:\n          cpus: 0.5\n      "
+                        "    memory: '104857600'\n        reservations:\n          memory: '1000'\n      "
+                        "restart_policy:\n        condition: on-failure\n    healthcheck:\n      test: [CMD, 'true']\n "
+                        "     interval: 10s\n      start_period: 5s\n")},
+        AcceptedCase{"tmpfs volumes",
+                     v1("    volumes:\n    - target: /tmp\n      type: tmpfs\n      tmpfs:\n        size: 1000\n")},
         AcceptedCase{"allowed network by explicit name",
                      v2("    networks:\n      a: null\n      b: null\n",
                         "networks:\n  a:\n    name: reverseproxy\n"
@@ -842,9 +906,7 @@ class RawHostFiles : public RealFilesystem {
     write("compose.yaml", compose);
     return check_raw_host_files(context(), "compose.yaml");
   }
-  void write(const std::string& name, const std::string& text) const {
-    std::ofstream(checkout_ + "/" + name) << text;
-  }
+  void write(const std::string& name, const std::string& text) const { std::ofstream(checkout_ + "/" + name) << text; }
   static std::string keys(const std::vector<Violation>& violations) {
     std::string out;
     for (const auto& violation : violations) out += violation.key + "=" + violation.value + ";";
@@ -872,8 +934,10 @@ TEST_F(RawHostFiles, LabelFileIncludeAndExtendsAreJudged) {
   write("base.yaml", "services:\n  base:\n    image: x\n    env_file: /root/.env\n");
   const auto violations = judge(
       "include:\n  - /etc/compose.yaml\n  - base.yaml\n"
-      "services:\n  web:\n    image: x\n    label_file: /etc/passwd\n    extends:\n      file: /srv/other.yaml\n      service: a\n");
-  EXPECT_EQ(keys(violations), "include=/etc/compose.yaml;label_file=/etc/passwd;extends.file=/srv/other.yaml;env_file=/root/.env;")
+      "services:\n  web:\n    image: x\n    label_file: /etc/passwd\n    extends:\n      file: /srv/other.yaml\n      "
+      "service: a\n");
+  EXPECT_EQ(keys(violations),
+            "include=/etc/compose.yaml;label_file=/etc/passwd;extends.file=/srv/other.yaml;env_file=/root/.env;")
       << describe(violations);
 }
 
@@ -907,8 +971,8 @@ TEST_F(RawHostFiles, FilesInsideTheCheckoutAndDataDirAreAccepted) {
   write("app.env", "A=1\n");
   write("other.yaml", "services:\n  o:\n    image: x\n");
   write(".env", "TAG=1\n");
-  const auto violations = judge("include: [other.yaml]\nservices:\n  web:\n    image: x\n    env_file: [app.env, " + data_ +
-                                "/secret.env]\n");
+  const auto violations = judge("include: [other.yaml]\nservices:\n  web:\n    image: x\n    env_file: [app.env, " +
+                                data_ + "/secret.env]\n");
   EXPECT_TRUE(violations.empty()) << describe(violations);
 }
 
@@ -1241,7 +1305,9 @@ TEST(PolicyTable, SecurityMdListsEveryRow) {
     expected += line + "\n";
     if (text.str().find(line + "\n") == std::string::npos) missing += "  " + line + "\n";
   }
-  EXPECT_TRUE(missing.empty()) << "docs/SECURITY.md lacks these rows:\n" << missing << "\nthe whole table:\n" << expected;
+  EXPECT_TRUE(missing.empty()) << "docs/SECURITY.md lacks these rows:\n"
+                               << missing << "\nthe whole table:\n"
+                               << expected;
 }
 
 TEST(PolicyTable, EveryKeyHasAReason) {

@@ -73,8 +73,8 @@ class GitTrackerTest : public ::testing::Test {
 
   // The git program on the tracker's repository and checkout, as an operator would run it.
   std::string repo_git(Strings args) const {
-    args.insert(args.begin(), {"-C", checkout.string(), "--git-dir=" + git_dir.string(),
-                               "--work-tree=" + checkout.string()});
+    args.insert(args.begin(),
+                {"-C", checkout.string(), "--git-dir=" + git_dir.string(), "--work-tree=" + checkout.string()});
     return git(args);
   }
 
@@ -138,8 +138,8 @@ TEST_F(GitTrackerTest, SyncWithoutChangesIsANoOp) {
   }
   std::sort(millis.begin(), millis.end());
   // Informational (not a timed test): the median of 20 no-change syncs on a local upstream.
-  std::cout << "no-change sync median: " << (millis[9] + millis[10]) / 2 << " ms (min " << millis.front()
-            << ", max " << millis.back() << ")\n";
+  std::cout << "no-change sync median: " << (millis[9] + millis[10]) / 2 << " ms (min " << millis.front() << ", max "
+            << millis.back() << ")\n";
 }
 
 TEST_F(GitTrackerTest, FastForwardsToANewCommit) {

@@ -39,15 +39,15 @@ INSTANTIATE_TEST_SUITE_P(
         AllowCase{Verb::kPs, {"-a", "web", "db"}, {"ps", "--all", "web", "db"}},
         AllowCase{Verb::kLogs, {"-f", "--tail", "10", "web"}, {"logs", "--follow", "--tail", "10", "web"}},
         AllowCase{Verb::kLogs, {"--since=2024-01-01T00:00:00"}, {"logs", "--since", "2024-01-01T00:00:00"}},
-        AllowCase{Verb::kExec, {"web", "ls", "-la", "--privileged", "-f", "/etc"},
+        AllowCase{Verb::kExec,
+                  {"web", "ls", "-la", "--privileged", "-f", "/etc"},
                   {"exec", "-T", "web", "ls", "-la", "--privileged", "-f", "/etc"}},
-        AllowCase{Verb::kExec, {"-T", "-e", "A=1", "-u", "nobody", "web", "id"},
+        AllowCase{Verb::kExec,
+                  {"-T", "-e", "A=1", "-u", "nobody", "web", "id"},
                   {"exec", "-T", "--env", "A=1", "--user", "nobody", "web", "id"}},
         AllowCase{Verb::kBuild, {"--build-arg", "V=2", "--no-cache"}, {"build", "--build-arg", "V=2", "--no-cache"}},
-        AllowCase{Verb::kPull, {"-q"}, {"pull", "--quiet"}},
-        AllowCase{Verb::kRestart, {"web"}, {"restart", "web"}},
-        AllowCase{Verb::kRollback, {"0123abcd"}, {"0123abcd"}},
-        AllowCase{Verb::kStatus, {}, {}}));
+        AllowCase{Verb::kPull, {"-q"}, {"pull", "--quiet"}}, AllowCase{Verb::kRestart, {"web"}, {"restart", "web"}},
+        AllowCase{Verb::kRollback, {"0123abcd"}, {"0123abcd"}}, AllowCase{Verb::kStatus, {}, {}}));
 
 struct RefuseCase {
   Verb verb;
@@ -72,22 +72,29 @@ TEST_P(VerbRefuses, With406Message) {
 INSTANTIATE_TEST_SUITE_P(
     Table, VerbRefuses,
     ::testing::Values(
-        RefuseCase{Verb::kExec, {"--privileged", "web", "sh"},
+        RefuseCase{Verb::kExec,
+                   {"--privileged", "web", "sh"},
                    "flag \"--privileged\" is not allowed for exec (privileged containers are refused) (allowed: "
                    "-T/--no-TTY, -d/--detach, -e/--env, -w/--workdir, -u/--user, --index)"},
-        RefuseCase{Verb::kUp, {"-f", "/etc/other.yaml"},
+        RefuseCase{Verb::kUp,
+                   {"-f", "/etc/other.yaml"},
                    "flag \"-f\" is not allowed for up (allowed: -d/--detach, --no-color, --quiet-pull, --no-deps, "
                    "--force-recreate, --always-recreate-deps, --no-recreate, --no-build, --no-start, --build, "
                    "--remove-orphans, -V/--renew-anon-volumes, -t/--timeout, --wait)"},
-        RefuseCase{Verb::kUp, {"web", "--file=/x"}, "flag \"--file\" is not allowed for up (allowed: -d/--detach, "
+        RefuseCase{Verb::kUp,
+                   {"web", "--file=/x"},
+                   "flag \"--file\" is not allowed for up (allowed: -d/--detach, "
                    "--no-color, --quiet-pull, --no-deps, --force-recreate, --always-recreate-deps, --no-recreate, "
                    "--no-build, --no-start, --build, --remove-orphans, -V/--renew-anon-volumes, -t/--timeout, --wait)"},
-        RefuseCase{Verb::kPs, {"--project-directory", "/"},
+        RefuseCase{Verb::kPs,
+                   {"--project-directory", "/"},
                    "flag \"--project-directory\" is not allowed for ps (allowed: -a/--all, -q/--quiet, --services, "
                    "--filter, --format)"},
-        RefuseCase{Verb::kPs, {"-p", "other"},
+        RefuseCase{Verb::kPs,
+                   {"-p", "other"},
                    "flag \"-p\" is not allowed for ps (allowed: -a/--all, -q/--quiet, --services, --filter, --format)"},
-        RefuseCase{Verb::kDown, {"--env-file", "/etc/shadow"},
+        RefuseCase{Verb::kDown,
+                   {"--env-file", "/etc/shadow"},
                    "flag \"--env-file\" is not allowed for down (allowed: --remove-orphans, -v/--volumes, --rmi, "
                    "-t/--timeout)"},
         RefuseCase{Verb::kStart, {"-H", "tcp://x"}, "flag \"-H\" is not allowed for start (allowed: none)"},

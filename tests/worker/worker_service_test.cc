@@ -8,9 +8,8 @@
 #include <unistd.h>
 
 #include <filesystem>
-#include <set>
-#include <sstream>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "git_fixture.h"
@@ -63,10 +62,12 @@ TEST_F(WorkerTest, FirstCycleClonesValidatesAndComesUpWithAMinimalEnvironment) {
   const auto file = worker.checkout_dir() + "/compose.yaml";
   // Detection first (no plugin here), then normalise, then up -d; all as docker-compose -p web -f FILE.
   EXPECT_NE(calls.find("docker compose version"), std::string::npos) << calls;
-  EXPECT_NE(calls.find("docker-compose -p web -f " + file + " config | cwd=" + worker.checkout_dir()), std::string::npos) << calls;
+  EXPECT_NE(calls.find("docker-compose -p web -f " + file + " config | cwd=" + worker.checkout_dir()),
+            std::string::npos)
+      << calls;
   // up runs the model that passed the policy, not the checkout's file again.
-  EXPECT_NE(calls.find("docker-compose -p web -f " + worker.state_dir() + "/compose.validated.yaml up -d | cwd=" +
-                       worker.checkout_dir()),
+  EXPECT_NE(calls.find("docker-compose -p web -f " + worker.state_dir() +
+                       "/compose.validated.yaml up -d | cwd=" + worker.checkout_dir()),
             std::string::npos)
       << calls;
   EXPECT_EQ(count(calls, " down "), 0u) << "a first deploy does not take anything down";
@@ -86,8 +87,8 @@ TEST_F(WorkerTest, FirstCycleClonesValidatesAndComesUpWithAMinimalEnvironment) {
   }
   for (const char* pinned :
        {"GREETING=hello-secret-value", "PYTHONNOUSERSITE=1", "DOCKER_HOST=unix:///var/run/docker.sock",
-        "DOCKER_CONTEXT=default", "DOCKER_TLS_VERIFY=", "DOCKER_CERT_PATH=", "COMPOSE_PROJECT_NAME=web", "COMPOSE_FILE=",
-        "COMPOSE_PROFILES=", "COMPOSE_ENV_FILES=", "COMPOSE_EXPERIMENTAL_GIT_REMOTE=false",
+        "DOCKER_CONTEXT=default", "DOCKER_TLS_VERIFY=", "DOCKER_CERT_PATH=", "COMPOSE_PROJECT_NAME=web",
+        "COMPOSE_FILE=", "COMPOSE_PROFILES=", "COMPOSE_ENV_FILES=", "COMPOSE_EXPERIMENTAL_GIT_REMOTE=false",
         "COMPOSE_EXPERIMENTAL_OCI_REMOTE=false", "COMPOSE_COMPATIBILITY=false"})
     EXPECT_EQ(environment.count(pinned), 1u) << pinned << " in " << config_line;
   EXPECT_EQ(worker.worker_log().find("hello-secret-value"), std::string::npos) << "env values never reach the log";
@@ -149,12 +150,12 @@ TEST_F(WorkerTest, RefusedArgumentsNeverReachDocker) {
   WorkerHarness worker(upstream->path());
   start(worker);
   worker.clear_calls();
-  for (const auto& [verb, args] : std::vector<std::pair<Verb, std::vector<std::string>>>{
-           {Verb::EXEC, {"--privileged", "web", "sh"}},
-           {Verb::UP, {"-f", "/etc/evil.yaml"}},
-           {Verb::PS, {"--project-directory", "/"}},
-           {Verb::DOWN, {"-p", "other"}},
-           {Verb::LOGS, {"--env-file", "/etc/shadow"}}}) {
+  for (const auto& [verb, args] :
+       std::vector<std::pair<Verb, std::vector<std::string>>>{{Verb::EXEC, {"--privileged", "web", "sh"}},
+                                                              {Verb::UP, {"-f", "/etc/evil.yaml"}},
+                                                              {Verb::PS, {"--project-directory", "/"}},
+                                                              {Verb::DOWN, {"-p", "other"}},
+                                                              {Verb::LOGS, {"--env-file", "/etc/shadow"}}}) {
     auto result = worker.run(verb, args);
     EXPECT_EQ(result.exit_status, 406u);
     EXPECT_NE(result.message.find("is not allowed"), std::string::npos) << result.message;
@@ -250,9 +251,13 @@ TEST_F(WorkerTest, WithoutAnAcceptedModelTheVerbsThatRunOneAreRefusedAndComposeN
   start(worker);
   ASSERT_EQ(worker.state(), ServiceState::BROKEN) << worker.worker_log();
   worker.clear_calls();
-  for (const auto& [verb, args] : std::vector<std::pair<Verb, std::vector<std::string>>>{
-           {Verb::PS, {}}, {Verb::LOGS, {}}, {Verb::EXEC, {"web", "id"}}, {Verb::STOP, {}}, {Verb::START, {}},
-           {Verb::RESTART, {}}, {Verb::DOWN, {}}}) {
+  for (const auto& [verb, args] : std::vector<std::pair<Verb, std::vector<std::string>>>{{Verb::PS, {}},
+                                                                                         {Verb::LOGS, {}},
+                                                                                         {Verb::EXEC, {"web", "id"}},
+                                                                                         {Verb::STOP, {}},
+                                                                                         {Verb::START, {}},
+                                                                                         {Verb::RESTART, {}},
+                                                                                         {Verb::DOWN, {}}}) {
     const auto refused = worker.run(verb, args);
     EXPECT_EQ(refused.exit_status, 1u) << refused.err;
     // The refused first commit was never checked out, so there is nothing to run compose on.
@@ -447,7 +452,9 @@ TEST_F(WorkerTest, AnUpgradedInstallMovesItsRepositoryAndARefusedServiceKeepsRun
   std::filesystem::remove(worker.checkout_dir());
   ASSERT_EQ(run_process({"/usr/bin/git", "clone", "-q", upstream->path(), worker.checkout_dir()}).exit_code, 0);
   TempDir elsewhere;
-  ASSERT_EQ(run_process({"/usr/bin/git", "-C", worker.checkout_dir(), "config", "core.worktree", elsewhere.path()}).exit_code, 0);
+  ASSERT_EQ(
+      run_process({"/usr/bin/git", "-C", worker.checkout_dir(), "config", "core.worktree", elsewhere.path()}).exit_code,
+      0);
   std::ofstream(worker.state_dir() + "/state") << "frozen=0\npinned=\ndeployed=" << deployed << "\nlast_deploy=1\n";
   start(worker);
   EXPECT_EQ(worker.state(), ServiceState::BROKEN) << worker.worker_log();
@@ -697,7 +704,8 @@ TEST_F(WorkerTest, ACancelledGitPullStillFinishesItsCycle) {
     // Ctrl-C between down and up.
   }
   EXPECT_TRUE(worker.wait_for([&] { return worker.calls().find(" up -d |") != std::string::npos; }))
-      << "the service was left down:\n" << worker.calls();
+      << "the service was left down:\n"
+      << worker.calls();
   EXPECT_TRUE(worker.wait_for([&] { return worker.state() == ServiceState::OK; }));
 }
 
@@ -792,7 +800,7 @@ TEST_F(WorkerTest, FollowersHaveSlotsOfTheirOwnAndNeverStarveShortReads) {
   EXPECT_EQ(worker.run(Verb::PS).exit_status, 0u);
   EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
   calls.erase(calls.begin());  // a follower leaves: its slot is free again
-  worker.sleep(500ms);          // (the cancellation reaches the worker)
+  worker.sleep(500ms);         // (the cancellation reaches the worker)
   std::string out, err;
   auto request = worker.client().runRequest();
   request.setVerb(Verb::LOGS);

@@ -105,8 +105,8 @@ TEST_F(DropRootTest, RootCannotBeRegainedAndNoCapabilityIsLeft) {
               __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
               std::array<__user_cap_data_struct, 2> caps{};
               if (syscall(SYS_capget, &header, caps.data()) != 0) return "capget: " + outcome(-1);
-              const bool none = caps[0].effective == 0 && caps[0].permitted == 0 && caps[1].effective == 0 &&
-                                caps[1].permitted == 0;
+              const bool none =
+                  caps[0].effective == 0 && caps[0].permitted == 0 && caps[1].effective == 0 && caps[1].permitted == 0;
               return setuid_0 + " " + setgid_0 + " " + setresuid_0 + (none ? " no capabilities" : " capabilities left");
             }),
             "EPERM EPERM EPERM no capabilities");

@@ -135,12 +135,9 @@ TEST(GatewayFilterTest, Clone3FailsWithEnosysSoThatGlibcFallsBackToClone) {
 
 TEST(GatewayFilterTest, InternetNetlinkAndPacketSocketsKill) {
   const std::pair<const char*, std::vector<int>> sockets[] = {
-      {"AF_INET", {AF_INET, SOCK_STREAM, 0}},
-      {"AF_INET udp", {AF_INET, SOCK_DGRAM, 0}},
-      {"AF_INET6", {AF_INET6, SOCK_STREAM, 0}},
-      {"AF_NETLINK", {AF_NETLINK, SOCK_RAW, NETLINK_ROUTE}},
-      {"AF_PACKET", {AF_PACKET, SOCK_RAW, 0}},
-      {"AF_VSOCK", {AF_VSOCK, SOCK_STREAM, 0}},
+      {"AF_INET", {AF_INET, SOCK_STREAM, 0}},   {"AF_INET udp", {AF_INET, SOCK_DGRAM, 0}},
+      {"AF_INET6", {AF_INET6, SOCK_STREAM, 0}}, {"AF_NETLINK", {AF_NETLINK, SOCK_RAW, NETLINK_ROUTE}},
+      {"AF_PACKET", {AF_PACKET, SOCK_RAW, 0}},  {"AF_VSOCK", {AF_VSOCK, SOCK_STREAM, 0}},
   };
   for (const auto& [name, args] : sockets) {
     const auto call = [&args = args] { return outcome(socket(args[0], args[1] | SOCK_CLOEXEC, args[2])); };
@@ -672,23 +669,23 @@ TEST(GatewayFilterTest, AKjEventLoopSetUpBeforeTheFilterRunsAfterIt) {
               auto io = kj::setupAsyncIo();
               if (std::string failure = install_filter(); !failure.empty()) return "install_gateway_filter: " + failure;
               std::string result;
-              KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&] {
-                            auto& timer = io.provider->getTimer();
-                            timer.afterDelay(10 * kj::MILLISECONDS).wait(io.waitScope);
-                            // A pipe in the loop: socketpair plus epoll.
-                            auto pipe = io.provider->newTwoWayPipe();
-                            auto written = pipe.ends[0]->write("abc", 3);
-                            char buffer[3];
-                            const size_t n = pipe.ends[1]->tryRead(buffer, 3, 3).wait(io.waitScope);
-                            written.wait(io.waitScope);
-                            // A unix socket connected through KJ's network, as to a worker.
-                            auto& network = io.provider->getNetwork();
-                            auto address = network.parseAddress(kj::str("unix:", path.c_str())).wait(io.waitScope);
-                            auto stream = address->connect().wait(io.waitScope);
-                            stream->write("kj", 2).wait(io.waitScope);
-                            stream->shutdownWrite();
-                            result = std::string(buffer, n);
-                          })) {
+              KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&] {
+                             auto& timer = io.provider->getTimer();
+                             timer.afterDelay(10 * kj::MILLISECONDS).wait(io.waitScope);
+                             // A pipe in the loop: socketpair plus epoll.
+                             auto pipe = io.provider->newTwoWayPipe();
+                             auto written = pipe.ends[0]->write("abc", 3);
+                             char buffer[3];
+                             const size_t n = pipe.ends[1]->tryRead(buffer, 3, 3).wait(io.waitScope);
+                             written.wait(io.waitScope);
+                             // A unix socket connected through KJ's network, as to a worker.
+                             auto& network = io.provider->getNetwork();
+                             auto address = network.parseAddress(kj::str("unix:", path.c_str())).wait(io.waitScope);
+                             auto stream = address->connect().wait(io.waitScope);
+                             stream->write("kj", 2).wait(io.waitScope);
+                             stream->shutdownWrite();
+                             result = std::string(buffer, n);
+                           })) {
                 return std::string("threw: ") + exception->getDescription().cStr();
               }
               return result;
@@ -701,11 +698,11 @@ TEST(GatewayFilterTest, AKjEventLoopSetUpAfterTheFilterWorksToo) {
   // Not the gateway's order, but nothing in setupAsyncIo needs more than the allowlist.
   EXPECT_EQ(confined([] {
               std::string result;
-              KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&] {
-                            auto io = kj::setupAsyncIo();
-                            io.provider->getTimer().afterDelay(1 * kj::MILLISECONDS).wait(io.waitScope);
-                            result = "ok";
-                          })) {
+              KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&] {
+                             auto io = kj::setupAsyncIo();
+                             io.provider->getTimer().afterDelay(1 * kj::MILLISECONDS).wait(io.waitScope);
+                             result = "ok";
+                           })) {
                 return std::string("threw: ") + exception->getDescription().cStr();
               }
               return result;
@@ -725,25 +722,25 @@ TEST(GatewayFilterTest, AKjListenerWrappedBeforeTheFilterAcceptsAfterIt) {
               auto receiver = io.lowLevelProvider->wrapListenSocketFd(listening);
               if (std::string failure = install_filter(); !failure.empty()) return "install_gateway_filter: " + failure;
               std::string result;
-              KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&] {
-                            auto& network = io.provider->getNetwork();
-                            auto address = network.parseAddress(kj::str("unix:", path.c_str())).wait(io.waitScope);
-                            auto client = address->connect().wait(io.waitScope);
-                            auto server = receiver->accept().wait(io.waitScope);
-                            client->write("via", 3).wait(io.waitScope);
-                            char buffer[3];
-                            const size_t n = server->tryRead(buffer, 3, 3).wait(io.waitScope);
-                            result = std::string(buffer, n);
+              KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&] {
+                             auto& network = io.provider->getNetwork();
+                             auto address = network.parseAddress(kj::str("unix:", path.c_str())).wait(io.waitScope);
+                             auto client = address->connect().wait(io.waitScope);
+                             auto server = receiver->accept().wait(io.waitScope);
+                             client->write("via", 3).wait(io.waitScope);
+                             char buffer[3];
+                             const size_t n = server->tryRead(buffer, 3, 3).wait(io.waitScope);
+                             result = std::string(buffer, n);
 
-                            int pair[2];
-                            KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM, 0, pair));
-                            constexpr uint kOwned = kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP;
-                            auto left = io.lowLevelProvider->wrapSocketFd(pair[0], kOwned);  // FIONBIO, FIOCLEX
-                            auto right = io.lowLevelProvider->wrapSocketFd(pair[1], kOwned);
-                            left->write(" kj", 3).wait(io.waitScope);
-                            const size_t m = right->tryRead(buffer, 3, 3).wait(io.waitScope);
-                            result += std::string(buffer, m);
-                          })) {
+                             int pair[2];
+                             KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM, 0, pair));
+                             constexpr uint kOwned = kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP;
+                             auto left = io.lowLevelProvider->wrapSocketFd(pair[0], kOwned);  // FIONBIO, FIOCLEX
+                             auto right = io.lowLevelProvider->wrapSocketFd(pair[1], kOwned);
+                             left->write(" kj", 3).wait(io.waitScope);
+                             const size_t m = right->tryRead(buffer, 3, 3).wait(io.waitScope);
+                             result += std::string(buffer, m);
+                           })) {
                 return std::string("threw: ") + exception->getDescription().cStr();
               }
               return result;

@@ -153,14 +153,13 @@ TEST(LibsshUnderTheFilterTest, AnOpenSshClientCompletesKexAuthExecAndExitStatus)
   ASSERT_EQ(getsockname(listener.get(), reinterpret_cast<sockaddr*>(&address), &size), 0) << outcome(-1);
   const std::string port = std::to_string(ntohs(address.sin_port));
 
-  StartedChild server = start_child(
-      [&] { return serve_one_session(listener.get(), host_key, client_key + ".pub"); });
+  StartedChild server = start_child([&] { return serve_one_session(listener.get(), host_key, client_key + ".pub"); });
   // Only the child listens now: were it to die, the client is refused instead of left waiting.
   listener.reset();
-  const auto client = pgod::test::run_process(
-      {"/usr/bin/timeout", "60", "/usr/bin/ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-       "-o", "BatchMode=yes", "-o", "ConnectTimeout=20", "-o", "LogLevel=ERROR", "-p", port, "-i", client_key,
-       "root@127.0.0.1", "ping"});
+  const auto client =
+      pgod::test::run_process({"/usr/bin/timeout", "60", "/usr/bin/ssh", "-o", "StrictHostKeyChecking=no", "-o",
+                               "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=20", "-o",
+                               "LogLevel=ERROR", "-p", port, "-i", client_key, "root@127.0.0.1", "ping"});
   EXPECT_EQ(wait_child(server), "served \"ping\" authenticated");
   EXPECT_EQ(client.out, "pong\n");
   EXPECT_EQ(client.exit_code, 7) << client.err;

@@ -70,7 +70,8 @@ void survived(const char* what, long rc, int error) {
 void on_sigusr2(int) {
   const int saved_errno = errno;
   switch (chosen) {
-    case Probe::kNone: break;
+    case Probe::kNone:
+      break;
     case Probe::kExecve: {
       char path[] = "/bin/true";
       char* const argv[] = {path, nullptr};

@@ -50,11 +50,11 @@ class ServeMetricsTest : public ::testing::Test {
 
   void start(Snapshot snapshot, kj::Timer* timer = nullptr) {
     server_ = kj::heap(serve_metrics(receiver_, timer ? *timer : io_.provider->getTimer(), metrics_,
-                            [this, snapshot = std::move(snapshot)]() {
-                              ++scrapes_;
-                              return snapshot();
-                            })
-                  .eagerlyEvaluate([](kj::Exception&& e) { ADD_FAILURE() << e.getDescription().cStr(); }));
+                                     [this, snapshot = std::move(snapshot)]() {
+                                       ++scrapes_;
+                                       return snapshot();
+                                     })
+                           .eagerlyEvaluate([](kj::Exception&& e) { ADD_FAILURE() << e.getDescription().cStr(); }));
   }
   void start_with(std::vector<ServiceSnapshot> services, kj::Timer* timer = nullptr) {
     start([services] { return kj::Promise<std::vector<ServiceSnapshot>>(services); }, timer);
@@ -82,7 +82,9 @@ class ServeMetricsTest : public ::testing::Test {
     Reply reply;
     reply.status = response.statusCode;
     auto get = [&](kj::HttpHeaderId id) {
-      KJ_IF_MAYBE (value, response.headers->get(id)) { return std::string(value->cStr()); }
+      KJ_IF_MAYBE (value, response.headers->get(id)) {
+        return std::string(value->cStr());
+      }
       return std::string();
     };
     reply.content_type = get(kj::HttpHeaderId::CONTENT_TYPE);

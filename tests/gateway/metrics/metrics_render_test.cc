@@ -60,11 +60,14 @@ TEST(MetricsRender, EveryFamilyHasHelpAndType) {
   Metrics metrics;
   metrics.count_command("web", "ps", "", false);
   Exposition e(metrics.render({service("web", "ok")}));
-  const std::map<std::string, std::string> families = {
-      {"pgo_command_count", "counter"},           {"pgo_command_error_count", "counter"},
-      {"pgod_gateway_rejected_total", "counter"}, {"pgod_gateway_connections", "gauge"},
-      {"pgo_service_state", "gauge"},             {"pgo_service_git_info", "gauge"},
-      {"pgod_worker_restarts_total", "counter"},  {"pgod_worker_up", "gauge"}};
+  const std::map<std::string, std::string> families = {{"pgo_command_count", "counter"},
+                                                       {"pgo_command_error_count", "counter"},
+                                                       {"pgod_gateway_rejected_total", "counter"},
+                                                       {"pgod_gateway_connections", "gauge"},
+                                                       {"pgo_service_state", "gauge"},
+                                                       {"pgo_service_git_info", "gauge"},
+                                                       {"pgod_worker_restarts_total", "counter"},
+                                                       {"pgod_worker_up", "gauge"}};
   for (const auto& [name, type] : families) {
     EXPECT_EQ(e.type[name], type) << name;
     EXPECT_FALSE(e.help[name].empty()) << name;
@@ -136,7 +139,8 @@ TEST(MetricsRender, ServiceStateIsOneSeriesPerStateWithOneSet) {
   Metrics metrics;
   Exposition e(metrics.render({service("web", "ok"), service("db", "frozen", true, "backing-off"),
                                service("mute", "ok", /*answered=*/false), service("odd", "exploded")}));
-  const std::vector<std::string> states = {"ok", "frozen", "rollback", "broken", "diff", "stopped", "starting", "unknown"};
+  const std::vector<std::string> states = {"ok",   "frozen",  "rollback", "broken",
+                                           "diff", "stopped", "starting", "unknown"};
   const std::map<std::string, std::string> current = {
       {"web", "ok"}, {"db", "frozen"}, {"mute", "unknown"}, {"odd", "unknown"}};
   for (const auto& [name, expected] : current) {
@@ -154,8 +158,8 @@ TEST(MetricsRender, ServiceStateIsOneSeriesPerStateWithOneSet) {
 
 TEST(MetricsRender, GitInfoAndRestarts) {
   Metrics metrics;
-  Exposition e(metrics.render({service("web", "ok", true, "running", "4f2a9c0e11", 3),
-                               service("new", "starting", true, "running", "", 0)}));
+  Exposition e(metrics.render(
+      {service("web", "ok", true, "running", "4f2a9c0e11", 3), service("new", "starting", true, "running", "", 0)}));
   EXPECT_EQ(e.value(R"(pgo_service_git_info{service="web",hash="4f2a9c0e11"})"), "1");
   EXPECT_EQ(e.count("pgo_service_git_info"), 1u);  // no hash, no info series
   EXPECT_EQ(e.value(R"(pgod_worker_restarts_total{service="web"})"), "3");
