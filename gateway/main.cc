@@ -26,6 +26,7 @@
 #include "confinement.h"
 #include "duration.h"
 #include "flags.h"
+#include "gateway_limits.h"
 #include "key_index.h"
 #include "listen_address.h"
 #include "logging.h"
@@ -110,29 +111,6 @@ pgod::Expected<std::string, std::string> read_host_key(const std::string& fd_tex
   return text;
 }
 
-bool parse_count(const std::string& text, const char* flag, std::size_t* out) {
-  std::size_t value = 0;
-  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (error != std::errc() || end != text.data() + text.size() || value == 0) {
-    fmt::print(stderr, "pgod-gateway: {} {}: expected a positive number\n", flag, text);
-    return false;
-  }
-  *out = value;
-  return true;
-}
-
-bool parse_timeout(const std::string& text, const char* flag, kj::Duration* out) {
-  // From a second to a year: shorter drops every login at the next housekeeping pass, longer
-  // overflows the deadline arithmetic.
-  auto parsed = pgod::parse_duration(text);
-  if (!parsed || *parsed < std::chrono::seconds(1) || *parsed > std::chrono::hours(24 * 365)) {
-    fmt::print(stderr, "pgod-gateway: {} {}: expected a duration from 1s to 8760h, such as 30s or 10m\n", flag, text);
-    return false;
-  }
-  *out = std::chrono::duration_cast<std::chrono::milliseconds>(*parsed).count() * kj::MILLISECONDS;
-  return true;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -144,14 +122,6 @@ int main(int argc, char** argv) {
   std::string user = "pgod-gw";
   std::string ssh_fd, metrics_fd;
   pgod::gateway::Limits limits;
-  std::string max_connections = std::to_string(limits.max_connections);
-  std::string max_unauthenticated = std::to_string(limits.max_unauthenticated);
-  std::string login_timeout = "30s";
-  std::string idle_timeout = "10m";
-  std::string max_auth_tries = std::to_string(limits.max_auth_tries);
-  std::string max_command_length = std::to_string(limits.max_command_length);
-  std::string max_sessions = std::to_string(limits.max_sessions_per_connection);
-  std::string max_commands = std::to_string(limits.max_commands_per_service);
   bool debug = false;
   bool help = false;
   bool version = false;
@@ -164,15 +134,7 @@ int main(int argc, char** argv) {
   flags.add_string(0, "metrics-fd", &metrics_fd, "inherited listening socket for /metrics (replaces -m)", "fd");
   flags.add_string(0, "rundir", &rundir, "directory holding supervisor.sock and workers/", "dir");
   flags.add_string(0, "user", &user, "user to become when started as root", "name");
-  flags.add_string(0, "max-connections", &max_connections, "connections open at once", "n");
-  flags.add_string(0, "max-unauthenticated", &max_unauthenticated, "connections not yet authenticated, at once", "n");
-  flags.add_string(0, "login-timeout", &login_timeout, "time allowed to authenticate", "duration");
-  flags.add_string(0, "idle-timeout", &idle_timeout, "an authenticated connection with no session is closed after",
-                   "duration");
-  flags.add_string(0, "max-auth-tries", &max_auth_tries, "refused keys or methods before disconnecting", "n");
-  flags.add_string(0, "max-command-length", &max_command_length, "bytes in one command line", "n");
-  flags.add_string(0, "max-sessions", &max_sessions, "sessions (channels) open at once on one connection", "n");
-  flags.add_string(0, "max-commands-per-service", &max_commands, "commands running at once for one service", "n");
+  pgod::add_gateway_limit_flags(flags, &limits);
   flags.add_bool(0, "debug", &debug, "enable debug logging");
   flags.add_bool('v', "version", &version, "show version and exit");
   flags.add_bool('h', "help", &help, "show this help and exit");
@@ -193,15 +155,6 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "pgod-gateway: unexpected argument \"{}\"\n", positional->front());
     return 1;
   }
-  if (!parse_count(max_connections, "--max-connections", &limits.max_connections) ||
-      !parse_count(max_unauthenticated, "--max-unauthenticated", &limits.max_unauthenticated) ||
-      !parse_count(max_auth_tries, "--max-auth-tries", &limits.max_auth_tries) ||
-      !parse_count(max_command_length, "--max-command-length", &limits.max_command_length) ||
-      !parse_count(max_sessions, "--max-sessions", &limits.max_sessions_per_connection) ||
-      !parse_count(max_commands, "--max-commands-per-service", &limits.max_commands_per_service) ||
-      !parse_timeout(login_timeout, "--login-timeout", &limits.login_timeout) ||
-      !parse_timeout(idle_timeout, "--idle-timeout", &limits.idle_timeout))
-    return 1;
   pgod::setup_logging("pgod-gateway", debug);
   signal(SIGPIPE, SIG_IGN);
 

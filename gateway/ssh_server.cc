@@ -34,6 +34,8 @@ struct Channel;
 namespace {
 
 constexpr int kMaxPollRounds = 64;  // per wake-up, so one busy client cannot starve the rest
+kj::Duration as_kj(std::chrono::nanoseconds duration) { return duration.count() * kj::NANOSECONDS; }
+
 constexpr auto kHousekeeping = 1 * kj::SECONDS;
 constexpr auto kRefusalLogInterval = std::chrono::seconds(10);
 constexpr std::size_t kWriteSlice = 64 * 1024;  // handed to libssh at once (see Channel::pump)
@@ -271,7 +273,7 @@ int on_auth_pubkey(ssh_session, const char* user, ssh_key pubkey, char state, vo
         connection.user = user ? user : "";
         connection.key = *canonical;
         --connection.server.unauthenticated;
-        connection.deadline = connection.server.now() + connection.server.limits.idle_timeout;
+        connection.deadline = connection.server.now() + as_kj(connection.server.limits.idle_timeout);
       }
       return SSH_AUTH_SUCCESS;
     }
@@ -638,7 +640,7 @@ void Connection::start() {
   ssh_callbacks_init(&callbacks);
   ssh_set_server_callbacks(session, &callbacks);
   ssh_set_message_callback(session, on_other_message, this);
-  deadline = server.now() + server.limits.login_timeout;
+  deadline = server.now() + as_kj(server.limits.login_timeout);
   observer = kj::heap<kj::UnixEventPort::FdObserver>(
       server.io.unixEventPort, watch_fd.get(),
       kj::UnixEventPort::FdObserver::OBSERVE_READ | kj::UnixEventPort::FdObserver::OBSERVE_WRITE);
@@ -861,7 +863,7 @@ void SshServer::Impl::reap() {
     }
     const bool had_channels = !connection.channels.empty();
     connection.channels.remove_if([](const std::unique_ptr<Channel>& channel) { return channel->local_closed; });
-    if (had_channels && connection.channels.empty()) connection.deadline = now() + limits.idle_timeout;
+    if (had_channels && connection.channels.empty()) connection.deadline = now() + as_kj(limits.idle_timeout);
     // Closing a channel queued packets: let libssh send them.
     connection.drive();
     ++it;

@@ -13,22 +13,14 @@
 #include <kj/async-io.h>
 
 #include "backends.h"
+#include "gateway_limits.h"
 #include "key_index.h"
 #include "metrics.h"
 
 namespace pgod::gateway {
 
 // Limits against abuse; each is a command-line flag (see pgod-gateway --help).
-struct Limits {
-  std::size_t max_connections = 512;      // open at once, authenticated or not
-  std::size_t max_unauthenticated = 100;  // not yet authenticated, at once
-  kj::Duration login_timeout = 30 * kj::SECONDS;
-  kj::Duration idle_timeout = 600 * kj::SECONDS;  // authenticated, no channel open
-  std::size_t max_auth_tries = 10;                // refused keys/methods before disconnect
-  std::size_t max_command_length = 16384;         // bytes in one exec request
-  std::size_t max_sessions_per_connection = 10;
-  std::size_t max_commands_per_service = 100;
-};
+using Limits = GatewayLimits;
 
 // "127.0.0.1:2222", "[::1]:2222": the socket's own address, or its peer's.
 std::string socket_address(int fd, bool peer);

@@ -7,6 +7,9 @@
 
 namespace pgod {
 
+// What a function that succeeded with nothing to return returns: Expected<Done, std::string>.
+struct Done {};
+
 template <class E>
 struct Unexpected {
   // A constructor rather than an aggregate: clang before 16 cannot do C++20's

@@ -1,26 +1,51 @@
 #include "flags.h"
 
 #include <algorithm>
+#include <charconv>
 
 #include <fmt/format.h>
 
 #include "duration.h"
 
 namespace pgod {
+namespace {
+
+// 8760h rather than Go's 8760h0m0s, in an error a person reads.
+std::string brief_duration(std::chrono::nanoseconds duration) {
+  std::string text = format_duration(duration);
+  if (text.ends_with("h0m0s")) text.resize(text.size() - 4);
+  if (text.ends_with("m0s")) text.resize(text.size() - 2);
+  return text;
+}
+
+}  // namespace
 
 void FlagSet::add_string(char short_name, std::string long_name, std::string* target, std::string help,
                          std::string value_name) {
   std::string default_text = target->empty() ? "" : fmt::format("\"{}\"", *target);
   flags_.push_back(
-      {short_name, std::move(long_name), target, std::move(help), std::move(value_name), std::move(default_text)});
+      {short_name, std::move(long_name), target, std::move(help), std::move(value_name), std::move(default_text), {}});
 }
 
 void FlagSet::add_bool(char short_name, std::string long_name, bool* target, std::string help) {
-  flags_.push_back({short_name, std::move(long_name), target, std::move(help), "", *target ? "true" : ""});
+  flags_.push_back({short_name, std::move(long_name), target, std::move(help), "", *target ? "true" : "", {}});
 }
 
 void FlagSet::add_duration(char short_name, std::string long_name, std::chrono::nanoseconds* target, std::string help) {
-  flags_.push_back({short_name, std::move(long_name), target, std::move(help), "duration", format_duration(*target)});
+  flags_.push_back(
+      {short_name, std::move(long_name), target, std::move(help), "duration", format_duration(*target), {}});
+}
+
+void FlagSet::add_duration(char short_name, std::string long_name, std::chrono::nanoseconds* target, std::string help,
+                           DurationRange range) {
+  add_duration(short_name, std::move(long_name), target, std::move(help));
+  flags_.back().range = range;
+}
+
+void FlagSet::add_count(char short_name, std::string long_name, std::size_t* target, std::string help,
+                        std::string value_name) {
+  flags_.push_back(
+      {short_name, std::move(long_name), target, std::move(help), std::move(value_name), std::to_string(*target), {}});
 }
 
 Expected<bool, std::string> parse_bool(std::string_view text) {
@@ -48,19 +73,31 @@ std::string FlagSet::display_name(const Flag& flag) {
   return "--" + flag.long_name;
 }
 
-Expected<bool, std::string> FlagSet::assign(const Flag& flag, std::string_view value) {
+Expected<Done, std::string> FlagSet::assign(const Flag& flag, std::string_view value) {
+  const auto invalid = [&](std::string_view why) {
+    return Unexpected{fmt::format("invalid value for {}: {}", display_name(flag), why)};
+  };
   if (auto* text = std::get_if<std::string*>(&flag.target)) {
     **text = std::string(value);
   } else if (auto* boolean = std::get_if<bool*>(&flag.target)) {
     auto parsed = parse_bool(value);
-    if (!parsed) return Unexpected{fmt::format("invalid value for {}: {}", display_name(flag), parsed.error())};
+    if (!parsed) return invalid(parsed.error());
     **boolean = *parsed;
+  } else if (auto* count = std::get_if<std::size_t*>(&flag.target)) {
+    std::size_t number = 0;
+    auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), number);
+    if (error != std::errc() || end != value.data() + value.size() || number == 0)
+      return invalid(fmt::format("\"{}\" is not a positive number", value));
+    **count = number;
   } else {
     auto parsed = parse_duration(value);
-    if (!parsed) return Unexpected{fmt::format("invalid value for {}: {}", display_name(flag), parsed.error())};
+    if (!parsed) return invalid(parsed.error());
+    if (flag.range && (*parsed < flag.range->min || *parsed > flag.range->max))
+      return invalid(fmt::format("\"{}\" is not a duration from {} to {}, like 30s", value,
+                                 brief_duration(flag.range->min), brief_duration(flag.range->max)));
     *std::get<std::chrono::nanoseconds*>(flag.target) = *parsed;
   }
-  return true;
+  return Done{};
 }
 
 Expected<std::vector<std::string>, std::string> FlagSet::parse(const std::vector<std::string>& args) {

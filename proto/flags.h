@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,6 +15,11 @@
 
 namespace pgod {
 
+struct DurationRange {
+  std::chrono::nanoseconds min;
+  std::chrono::nanoseconds max;
+};
+
 class FlagSet {
  public:
   explicit FlagSet(std::string program) : program_(std::move(program)) {}
@@ -23,6 +29,12 @@ class FlagSet {
                   std::string value_name = "string");
   void add_bool(char short_name, std::string long_name, bool* target, std::string help);
   void add_duration(char short_name, std::string long_name, std::chrono::nanoseconds* target, std::string help);
+  // A duration that must lie within [range.min, range.max].
+  void add_duration(char short_name, std::string long_name, std::chrono::nanoseconds* target, std::string help,
+                    DurationRange range);
+  // A positive whole number.
+  void add_count(char short_name, std::string long_name, std::size_t* target, std::string help,
+                 std::string value_name = "n");
 
   // Everything from the first positional argument on is positional, flags included (pflag's
   // SetInterspersed(false)): `pgoctl host:web//logs -f` passes -f to the command, as ssh does.
@@ -39,16 +51,17 @@ class FlagSet {
   struct Flag {
     char short_name;
     std::string long_name;
-    std::variant<std::string*, bool*, std::chrono::nanoseconds*> target;
+    std::variant<std::string*, bool*, std::chrono::nanoseconds*, std::size_t*> target;
     std::string help;
     std::string value_name;
     std::string default_text;
+    std::optional<DurationRange> range;  // durations only
   };
 
   const Flag* find_long(std::string_view name) const;
   const Flag* find_short(char name) const;
   static std::string display_name(const Flag& flag);
-  static Expected<bool, std::string> assign(const Flag& flag, std::string_view value);
+  static Expected<Done, std::string> assign(const Flag& flag, std::string_view value);
 
   std::string program_;
   std::vector<Flag> flags_;

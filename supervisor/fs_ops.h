@@ -15,9 +15,6 @@
 
 namespace pgod::supervisor {
 
-// The value of an operation that succeeds with nothing to report.
-struct Done {};
-
 // How many directory levels below the starting point the tree walks go before giving up, so a
 // user cannot exhaust the stack (or the fds: one is open per level).
 inline constexpr int kMaxTreeDepth = 256;

@@ -2,13 +2,12 @@
 
 #include <fmt/format.h>
 
-#include <charconv>
-#include <set>
 #include <string_view>
 
 #include "compose_program.h"
 #include "duration.h"
 #include "flags.h"
+#include "gateway_limits.h"
 #include "listen_address.h"
 
 namespace pgod::supervisor {
@@ -18,46 +17,6 @@ std::optional<std::string> check_directory(std::string_view flag, const std::str
   if (path.empty() || path.front() != '/') return fmt::format("{} must be an absolute path, got \"{}\"", flag, path);
   if (path.find_first_not_of('/') == std::string::npos) return fmt::format("{} may not be /", flag);
   return std::nullopt;
-}
-
-// The gateway's limit flags (pgod-gateway --help) that pgod passes on; the rest it sets itself.
-Expected<std::vector<std::string>, std::string> gateway_limit_args(const std::string& list) {
-  static const std::set<std::string, std::less<>> counts = {"max-connections", "max-unauthenticated",
-                                                            "max-auth-tries",  "max-command-length",
-                                                            "max-sessions",    "max-commands-per-service"};
-  static const std::set<std::string, std::less<>> durations = {"login-timeout", "idle-timeout"};
-  std::vector<std::string> args;
-  std::string_view rest = list;
-  while (!rest.empty()) {
-    const auto comma = rest.find(',');
-    const std::string_view item = rest.substr(0, comma);
-    if (item.empty()) return Unexpected{std::string("--gateway-limits: an empty item (use name=value,name=value)")};
-    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
-    if (comma != std::string_view::npos && rest.empty())
-      return Unexpected{std::string("--gateway-limits: an empty item (use name=value,name=value)")};
-    const auto equals = item.find('=');
-    const std::string_view name = item.substr(0, equals);
-    const std::string_view value = equals == std::string_view::npos ? std::string_view() : item.substr(equals + 1);
-    if (counts.count(name)) {
-      std::size_t number = 0;
-      auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), number);
-      if (error != std::errc() || end != value.data() + value.size() || number == 0)
-        return Unexpected{fmt::format("--gateway-limits: {} must be a positive number, got \"{}\"", name, value)};
-    } else if (durations.count(name)) {
-      auto parsed = parse_duration(value);
-      if (!parsed || *parsed < std::chrono::seconds(1) || *parsed > std::chrono::hours(24 * 365))
-        return Unexpected{
-            fmt::format("--gateway-limits: {} must be a duration from 1s to 8760h, like 30s, got \"{}\"", name, value)};
-    } else {
-      return Unexpected{
-          fmt::format("--gateway-limits: unknown limit \"{}\" (known: max-connections, "
-                      "max-unauthenticated, login-timeout, idle-timeout, max-auth-tries, "
-                      "max-command-length, max-sessions, max-commands-per-service)",
-                      name)};
-    }
-    args.push_back(fmt::format("--{}={}", name, value));
-  }
-  return args;
 }
 
 }  // namespace

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
+#include "gateway_limits.h"
 #include "options.h"
 
 namespace pgod {
@@ -104,11 +107,14 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{{"--mount-with-systemd", "--mount-program", "/bin/true"},
                 "--mount-with-systemd chooses the mount programs: drop --mount-program and --umount-program"},
         BadCase{{"--gateway-limits", "max-sessions=0"},
-                "--gateway-limits: max-sessions must be a positive number, got \"0\""},
+                "--gateway-limits: invalid value for --max-sessions: \"0\" is not a positive number"},
         BadCase{{"--gateway-limits", "login-timeout=5"},
-                "--gateway-limits: login-timeout must be a duration from 1s to 8760h, like 30s, got \"5\""},
+                "--gateway-limits: invalid value for --login-timeout: missing unit in duration \"5\" (use ns, us, ms, "
+                "s, m or "
+                "h)"},
         BadCase{{"--gateway-limits", "idle-timeout=500us"},
-                "--gateway-limits: idle-timeout must be a duration from 1s to 8760h, like 30s, got \"500us\""},
+                "--gateway-limits: invalid value for --idle-timeout: \"500us\" is not a duration from 1s to 8760h, "
+                "like 30s"},
         BadCase{{"--gateway-limits", "max-sessions=2,"}, "--gateway-limits: an empty item (use name=value,name=value)"},
         BadCase{{"--gateway-limits", ",max-sessions=2"}, "--gateway-limits: an empty item (use name=value,name=value)"},
         BadCase{{"--gateway-limits", "user=root"},
@@ -118,6 +124,65 @@ INSTANTIATE_TEST_SUITE_P(
                 "--gateway-limits is for the gateway pgod starts: with --no-gateway, give the limits to pgod-gateway "
                 "itself"},
         BadCase{{"stray"}, "unexpected argument \"stray\" (see pgod --help)"}));
+
+TEST(Flags, CountsArePositiveWholeNumbers) {
+  std::size_t sessions = 10;
+  FlagSet flags("test");
+  flags.add_count(0, "max-sessions", &sessions, "sessions at once");
+  EXPECT_NE(flags.usage("").find("--max-sessions n"), std::string::npos) << flags.usage("");
+  EXPECT_NE(flags.usage("").find("(default 10)"), std::string::npos) << flags.usage("");
+  ASSERT_TRUE(flags.parse({"--max-sessions=4"}).has_value());
+  EXPECT_EQ(sessions, 4u);
+  for (const char* bad : {"0", "-1", "4x", "", "99999999999999999999999"}) {
+    auto parsed = flags.parse({std::string("--max-sessions=") + bad});
+    ASSERT_FALSE(parsed.has_value()) << bad;
+    EXPECT_EQ(parsed.error(), fmt::format("invalid value for --max-sessions: \"{}\" is not a positive number", bad));
+    EXPECT_EQ(sessions, 4u) << "a refused value leaves the last good one";
+  }
+}
+
+TEST(Flags, ABoundedDurationRefusesWhatIsOutsideItsRange) {
+  std::chrono::nanoseconds timeout = 30s;
+  FlagSet flags("test");
+  flags.add_duration(0, "login-timeout", &timeout, "time to log in", DurationRange{1s, 8760h});
+  ASSERT_TRUE(flags.parse({"--login-timeout", "10m"}).has_value());
+  EXPECT_EQ(timeout, 10min);
+  for (const char* bad : {"500ms", "8761h"}) {
+    auto parsed = flags.parse({"--login-timeout", bad});
+    ASSERT_FALSE(parsed.has_value()) << bad;
+    EXPECT_EQ(
+        parsed.error(),
+        fmt::format("invalid value for --login-timeout: \"{}\" is not a duration from 1s to 8760h, like 30s", bad));
+  }
+  EXPECT_EQ(timeout, 10min);
+}
+
+TEST(Flags, TheGatewayLimitTableIsOneFlagPerRow) {
+  GatewayLimits limits;
+  FlagSet flags("pgod-gateway");
+  add_gateway_limit_flags(flags, &limits);
+  std::vector<std::string> args;
+  for (const auto& row : kGatewayLimitRows) {
+    EXPECT_NE(flags.usage("").find(fmt::format("--{} ", row.flag)), std::string::npos) << row.flag;
+    args.push_back(
+        fmt::format("--{}={}", row.flag, std::holds_alternative<std::size_t GatewayLimits::*>(row.field) ? "7" : "7s"));
+  }
+  ASSERT_TRUE(flags.parse(args).has_value());
+  EXPECT_EQ(limits.max_connections, 7u);
+  EXPECT_EQ(limits.max_unauthenticated, 7u);
+  EXPECT_EQ(limits.max_auth_tries, 7u);
+  EXPECT_EQ(limits.max_command_length, 7u);
+  EXPECT_EQ(limits.max_sessions_per_connection, 7u);
+  EXPECT_EQ(limits.max_commands_per_service, 7u);
+  EXPECT_EQ(limits.login_timeout, 7s);
+  EXPECT_EQ(limits.idle_timeout, 7s);
+  // pgod's --gateway-limits takes exactly the same names and bounds.
+  std::string list;
+  for (const auto& arg : args) list += (list.empty() ? "" : ",") + arg.substr(2);
+  auto passed = gateway_limit_args(list);
+  ASSERT_TRUE(passed.has_value()) << passed.error();
+  EXPECT_EQ(*passed, args);
+}
 
 TEST(Flags, GatewayLimitsBecomeTheGatewaysFlags) {
   auto parsed =
