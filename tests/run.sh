@@ -6,17 +6,21 @@
 # for PGOD_FUZZ_SECONDS (default 20). Exits non-zero on any failure.
 #
 #   tests/run.sh            everything
-#   tests/run.sh --no-asan  skip the sanitizer and fuzz passes (quicker while developing)
+#   tests/run.sh --no-asan  skip the sanitizer and fuzz passes
+#   tests/run.sh --quick    for iterating: the unit, cli and integration tests only, once; none of
+#                           the suites that need root or a docker engine (e2e, faults, isolation)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 jobs=$(nproc 2>/dev/null || echo 2)
 asan=1
+quick=0
 for arg in "$@"; do
   case "$arg" in
     --no-asan) asan=0 ;;
-    *) echo "tests/run.sh: unknown argument $arg (use --no-asan or nothing)" >&2; exit 2 ;;
+    --quick) quick=1 asan=0 ;;
+    *) echo "tests/run.sh: unknown argument $arg (use --quick, --no-asan or nothing)" >&2; exit 2 ;;
   esac
 done
 
@@ -25,6 +29,12 @@ done
 echo "== build (RelWithDebInfo, -Werror) =="
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPGOD_WERROR=ON >/dev/null
 cmake --build build -j"$jobs"
+
+if [ "$quick" = 1 ]; then
+  echo "== unit, cli and integration tests (--quick) =="
+  (cd build && ctest --output-on-failure -j"$jobs" -L 'unit|cli|integration' -LE 'e2e|faults|isolation')
+  exit
+fi
 
 echo "== tests =="
 (cd build && ctest --output-on-failure -j"$jobs")
