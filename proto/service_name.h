@@ -21,7 +21,8 @@ std::string compose_project_name(std::string_view service_name);
 
 // Whether `name` (a volume, network, container or built image name) belongs to `project`:
 // "<project>_<rest>" or "<project>-<rest>", the forms compose itself gives them (v1 joins with
-// '_', v2 containers and images with '-'). The docker gate applies the same rule.
+// '_', v2 containers and images with '-'). The planned docker gate
+// will apply the same rule.
 bool is_project_owned_name(std::string_view project, std::string_view name);
 
 // Whether two projects could ever name the same object: equal, or one is the other followed by

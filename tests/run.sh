@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test: installs the Debian packages the build needs (when missing), configures,
 # builds warning-free (-Werror), runs ctest, then builds again under AddressSanitizer +
-# UndefinedBehaviorSanitizer and reruns the unit and integration tests there (the end-to-end
+# UndefinedBehaviorSanitizer and reruns the unit, cli and integration tests there (the end-to-end
 # ones on a real engine run once), and finally builds the fuzz targets with clang and runs each
 # for PGOD_FUZZ_SECONDS (default 20). Exits non-zero on any failure.
 #
 #   tests/run.sh            everything
 #   tests/run.sh --no-asan  skip the sanitizer and fuzz passes
 #   tests/run.sh --quick    for iterating: the unit, cli and integration tests only, once; none of
-#                           the suites that need root or a docker engine (e2e, faults, isolation)
+#                           the docker engine, fault or isolation suites (e2e, faults,
+#                           isolation). Most integration tests still need root (test users).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -1,6 +1,7 @@
 // pgod on a real engine: the worker confinement still lets docker, docker-compose and libgit2
 // do their work while the dangerous calls fail; containers outlive pgod; a service that left
-// the config has its containers really removed, as its own user.
+// the config has its containers really removed, by a one-shot worker running as nobody with the
+// docker group.
 #include <gtest/gtest.h>
 #include <signal.h>
 

@@ -155,7 +155,8 @@ std::string own_confinement() {
 
 std::string run_like_the_worker(const std::vector<std::string>& argv, const std::vector<std::string>& env,
                                 const std::string& cwd) {
-  // A child of its own event loop: the test process has none at fork time (see NOTES.md).
+  // A child of its own event loop: the test process has none at fork time (a KJ event loop does
+  // not survive a fork without exec).
   kj::UnixEventPort::captureChildExit();
   auto io = kj::setupAsyncIo();
   worker::ChildSpec spec;

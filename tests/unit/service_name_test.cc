@@ -1,4 +1,4 @@
-// The naming rules the config check, the compose policy and the docker gate share: which
+// The naming rules the config check, the compose policy and the planned docker gate share: which
 // objects a compose project owns, and which two projects could name the same object.
 #include "service_name.h"
 
