@@ -142,11 +142,11 @@ echo $! >"$rundir/pgod.pid"
 pgoctl=("$demo/bin/pgoctl" -i "$demo/id_demo" -p "$ssh_port" --known-hosts "$demo/known_hosts")
 say "waiting for the container (log: $log)"
 for _ in $(seq 120); do
-  if "${pgoctl[@]}" localhost:$service//ps 2>/dev/null | grep -q ' Up'; then break; fi
+  if "${pgoctl[@]}" localhost:$service//ps 2>/dev/null | grep ' Up' >/dev/null; then break; fi
   kill -0 "$(cat "$rundir/pgod.pid")" 2>/dev/null || { tail -20 "$log" >&2; die "pgod exited; see $log"; }
   sleep 1
 done
-"${pgoctl[@]}" localhost:$service//ps | grep -q ' Up' || { tail -20 "$log" >&2; die "the container did not come up; see $log"; }
+"${pgoctl[@]}" localhost:$service//ps | grep ' Up' >/dev/null || { tail -20 "$log" >&2; die "the container did not come up; see $log"; }
 
 cat <<EOF
 

@@ -83,162 +83,262 @@ void row(const std::string& what, const std::string& ours, const std::string& re
   std::printf("| %s | %s | %s | %s |\n", what.c_str(), ours.c_str(), reference.c_str(), ratio.c_str());
 }
 
+constexpr int kClients = 64;  // 3.: how many clients at once
+
+// The command line: [runs] [stream-MiB] [stream-runs] [rounds], and the whole of it for the table.
+struct Options {
+  int runs;
+  std::uint64_t stream_bytes;
+  int stream_runs;
+  int rounds;
+  std::string command;
+};
+
+Options parse_arguments(int argc, char** argv) {
+  Options options{.runs = argc > 1 ? std::atoi(argv[1]) : 30,
+                  .stream_bytes = (argc > 2 ? std::stoull(argv[2]) : 256) << 20,
+                  .stream_runs = argc > 3 ? std::atoi(argv[3]) : 5,
+                  .rounds = argc > 4 ? std::atoi(argv[4]) : 5,
+                  .command = ""};
+  for (int i = 0; i < argc; ++i) options.command += (i ? " " : "") + std::string(argv[i]);
+  return options;
+}
+
+// The client key (ed25519, no passphrase) in `dir`; its path.
+std::string make_key(const std::string& dir) {
+  const std::string key = dir + "/key";
+  must({"/usr/bin/ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bench", "-f", key});
+  return key;
+}
+
+// Ours: pgod with one service listing the key, and the real gateway on a loopback port, once it
+// answers a//ping; that port.
+int start_pgod(PgodHarness& pgod, const std::string& key) {
+  const int port = free_loopback_port();
+  pgod.upstream("a").commit({{"ssh/dev.pub", read_file(key + ".pub")}});
+  pgod.write_config(PgodHarness::service_toml("a", service_user_a().name, pgod.upstream("a").path()));
+  pgod.start({"--gateway-program", programs_dir() + "/pgod-gateway", "-s", "127.0.0.1:" + std::to_string(port), "-m",
+              "127.0.0.1:" + std::to_string(free_loopback_port())});
+  if (!pgod.wait_ready({"a"}) ||
+      !PgodHarness::wait_for([&]() { return run(ssh(port, key, "tester@127.0.0.1", "a//ping")).exit_code == 0; }))
+    throw std::runtime_error("the gateway does not answer a//ping: " + pgod.log());
+  return port;
+}
+
+// The client commands for both sides: the gateway on `port`, sshd on `sshd_port`, one key.
+struct Clients {
+  int port;
+  int sshd_port;
+  std::string key;
+  std::vector<std::string> ping_ssh, ping_pgoctl, pong_sshd;
+};
+
+Clients clients_for(int port, int sshd_port, const std::string& key) {
+  return {.port = port,
+          .sshd_port = sshd_port,
+          .key = key,
+          .ping_ssh = ssh(port, key, "tester@127.0.0.1", "a//ping"),
+          .ping_pgoctl = {PGOCTL_BIN, "-p", std::to_string(port), "-i", key, "--insecure-no-host-key-check",
+                          "--known-hosts", "/dev/null", "127.0.0.1:a//ping"},
+          .pong_sshd = ssh(sshd_port, key, "root@127.0.0.1", "echo pong")};
+}
+
+// Whether a client exited 0 with output starting with `expected`.
+bool answered(const Run& r, const char* expected) { return r.exit_code == 0 && r.head.rfind(expected, 0) == 0; }
+
+// Whether pgoctl connects (it is measured only then; otherwise "n/a"), and what it said.
+struct Pgoctl {
+  bool works;
+  std::string err;
+};
+
+// Throws unless sshd answers; tries pgoctl once.
+Pgoctl probe(const Clients& clients) {
+  if (const auto pong = run(clients.pong_sshd); !answered(pong, "pong\n"))
+    throw std::runtime_error("sshd does not answer echo pong: " + pong.err);
+  const auto pgoctl_probe = run(clients.ping_pgoctl);
+  const Pgoctl pgoctl{.works = answered(pgoctl_probe, "pong! - "), .err = pgoctl_probe.err};
+  if (!pgoctl.works) std::fprintf(stderr, "pgoctl does not connect yet (n/a): %s", pgoctl.err.c_str());
+  return pgoctl;
+}
+
+// 1. Ping round trip: wall ms of each client run.
+struct Ping {
+  std::vector<double> ours, pgoctl, reference;
+};
+
+Ping measure_ping(int runs, const Clients& clients, const Pgoctl& pgoctl) {
+  Ping ping;
+  const auto timed = [](const std::vector<std::string>& client, const char* expected, std::vector<double>& into) {
+    return [&client, expected, &into]() {
+      const auto r = run(client);
+      if (!answered(r, expected)) error(client.back() + " failed (exit " + std::to_string(r.exit_code) + "): " + r.err);
+      into.push_back(r.ms());
+    };
+  };
+  std::vector<std::function<void()>> sides = {timed(clients.ping_ssh, "pong! - ", ping.ours),
+                                              timed(clients.pong_sshd, "pong\n", ping.reference)};
+  if (pgoctl.works) sides.push_back(timed(clients.ping_pgoctl, "pong! - ", ping.pgoctl));
+  interleave(runs, sides);
+  return ping;
+}
+
+// 2. Streamed output: MB/s from the first byte to EOF and over the whole run, and what each side
+// negotiated (key exchange, cipher).
+struct Stream {
+  std::vector<double> ours, reference, ours_whole, reference_whole;
+  std::pair<std::string, std::string> ours_algorithms, reference_algorithms;
+};
+
+Stream measure_stream(const Options& options, const std::string& standin_dir, const Clients& clients) {
+  const std::uint64_t stream_bytes = options.stream_bytes;
+  std::ofstream(standin_dir + "/logs-bytes") << stream_bytes << "\n";
+  const auto logs = ssh(clients.port, clients.key, "tester@127.0.0.1", "a//logs");
+  const auto zeros =
+      ssh(clients.sshd_port, clients.key, "root@127.0.0.1", "head -c " + std::to_string(stream_bytes) + " /dev/zero");
+  Stream stream;
+  const auto streamed = [&](const std::vector<std::string>& client, std::vector<double>& rate,
+                            std::vector<double>& whole) {
+    return [&]() {
+      const auto r = run(client);
+      if (r.exit_code != 0 || r.bytes != stream_bytes) {
+        error(client.back() + ": exit " + std::to_string(r.exit_code) + ", " + std::to_string(r.bytes) + " of " +
+              std::to_string(stream_bytes) + " bytes: " + r.err);
+        return;
+      }
+      rate.push_back(static_cast<double>(r.bytes) / seconds_between(r.first_byte, r.end) / 1e6);
+      whole.push_back(static_cast<double>(r.bytes) / seconds_between(r.start, r.end) / 1e6);
+    };
+  };
+  interleave(options.stream_runs, {streamed(logs, stream.ours, stream.ours_whole),
+                                   streamed(zeros, stream.reference, stream.reference_whole)});
+  stream.ours_algorithms = negotiated(run(ssh(clients.port, clients.key, "tester@127.0.0.1", "a//ping", true)));
+  stream.reference_algorithms =
+      negotiated(run(ssh(clients.sshd_port, clients.key, "root@127.0.0.1", "echo pong", true)));
+  return stream;
+}
+
+// 3. kClients at once: every client's wall ms, pooled over the rounds, and how many failed.
+struct Crowd {
+  std::vector<double> ours, reference;
+  int ours_failed = 0, reference_failed = 0;
+};
+
+Crowd measure_crowd(int rounds, const Clients& clients) {
+  Crowd crowd;
+  const auto at_once_side = [](const std::vector<std::string>& client, const char* expected, std::vector<double>& into,
+                               int& failed) {
+    return [&client, expected, &into, &failed]() {
+      for (const auto& r : at_once(kClients, client)) {
+        into.push_back(r.ms());
+        if (!answered(r, expected)) {
+          ++failed;
+          error(client.back() + " (one of " + std::to_string(kClients) + ") failed: exit " +
+                std::to_string(r.exit_code) + ": " + first_line(r.err));
+        }
+      }
+    };
+  };
+  interleave(rounds, {at_once_side(clients.ping_ssh, "pong! - ", crowd.ours, crowd.ours_failed),
+                      at_once_side(clients.pong_sshd, "pong\n", crowd.reference, crowd.reference_failed)});
+  return crowd;
+}
+
+// The samples, for tests/bench/run.sh (which pools several runs).
+void print_figures(const Pgoctl& pgoctl, const Ping& ping, const Stream& stream, const Crowd& crowd,
+                   const Options& options) {
+  figure("ping_ssh_ms", ping.ours);
+  figure("ping_sshd_ms", ping.reference);
+  if (pgoctl.works) figure("ping_pgoctl_ms", ping.pgoctl);
+  figure("stream_mib", static_cast<double>(options.stream_bytes >> 20));
+  figure("stream_ours_mbs", stream.ours);
+  figure("stream_sshd_mbs", stream.reference);
+  figure("stream_whole_ours_mbs", stream.ours_whole);
+  figure("stream_whole_sshd_mbs", stream.reference_whole);
+  figure_text("cipher_ours", stream.ours_algorithms.second);
+  figure_text("cipher_sshd", stream.reference_algorithms.second);
+  figure_text("kex_ours", stream.ours_algorithms.first);
+  figure_text("kex_sshd", stream.reference_algorithms.first);
+  figure("crowd_ours_ms", crowd.ours);
+  figure("crowd_sshd_ms", crowd.reference);
+  figure("crowd_failed_ours", crowd.ours_failed);
+  figure("crowd_failed_sshd", crowd.reference_failed);
+  figure_text("openssh", first_line(run({"/usr/bin/ssh", "-V"}).err));
+}
+
+// For people: where the figures come from, then the table (markdown rows).
+void print_table(const Pgoctl& pgoctl, const Ping& ping, const Stream& stream, const Crowd& crowd,
+                 const Options& options) {
+  const double ours = median(ping.ours), reference = median(ping.reference);
+  const double stream_ratio = median(stream.ours) / median(stream.reference);
+  std::printf("\nmachine: %s\n", machine().c_str());
+  std::printf("command: %s   (runs %d, stream %llu MiB x %d, %d rounds of %d clients)\n", options.command.c_str(),
+              options.runs, static_cast<unsigned long long>(options.stream_bytes >> 20), options.stream_runs,
+              options.rounds, kClients);
+  std::printf("reference: %s, sshd on 127.0.0.1; clients: OpenSSH ssh, ed25519 key\n\n",
+              first_line(run({"/usr/bin/ssh", "-V"}).err).c_str());
+  row("", "ours (pgod-gateway)", "reference (sshd)", "ours/ref");
+  row("---", "---", "---", "---");
+  row("ping round trip, ssh: `a//ping` vs `echo pong` (median ms of " + std::to_string(options.runs) + ")", fixed(ours),
+      fixed(reference), fixed(ours / reference, 2));
+  row("ping round trip, pgoctl: `a//ping` (median ms)", pgoctl.works ? fixed(median(ping.pgoctl)) : "n/a",
+      fixed(reference) + " (ssh)", pgoctl.works ? fixed(median(ping.pgoctl) / reference, 2) : "n/a");
+  row("stream " + std::to_string(options.stream_bytes >> 20) + " MiB, first byte to EOF (median MB/s of " +
+          std::to_string(options.stream_runs) + ")",
+      fixed(median(stream.ours)), fixed(median(stream.reference)), fixed(stream_ratio, 2));
+  row("stream, whole client run incl. login (median MB/s)", fixed(median(stream.ours_whole)),
+      fixed(median(stream.reference_whole)), fixed(median(stream.ours_whole) / median(stream.reference_whole), 2));
+  row("cipher negotiated (server to client)", stream.ours_algorithms.second, stream.reference_algorithms.second, "");
+  row("key exchange negotiated", stream.ours_algorithms.first, stream.reference_algorithms.first, "");
+  const std::string crowd_size = std::to_string(options.rounds) + " rounds pooled";
+  row(std::to_string(kClients) + " at once, p50 ms (" + crowd_size + ")", fixed(percentile(crowd.ours, 0.5)),
+      fixed(percentile(crowd.reference, 0.5)),
+      fixed(percentile(crowd.ours, 0.5) / percentile(crowd.reference, 0.5), 2));
+  row(std::to_string(kClients) + " at once, p99 ms", fixed(percentile(crowd.ours, 0.99)),
+      fixed(percentile(crowd.reference, 0.99)),
+      fixed(percentile(crowd.ours, 0.99) / percentile(crowd.reference, 0.99), 2));
+  row(std::to_string(kClients) + " at once, failed clients",
+      std::to_string(crowd.ours_failed) + " of " + std::to_string(crowd.ours.size()),
+      std::to_string(crowd.reference_failed) + " of " + std::to_string(crowd.reference.size()), "");
+}
+
+// The goals (ping median <= 30 ms, stream >= 0.9x sshd), met or missed, and why pgoctl is n/a.
+void print_goals(const Pgoctl& pgoctl, const Ping& ping, const Stream& stream) {
+  const double ours = median(ping.ours);
+  const double stream_ratio = median(stream.ours) / median(stream.reference);
+  std::printf("\ngoals: ping median <= 30 ms: %s (%s ms); stream >= 0.9x sshd: %s (%sx)\n",
+              ours <= 30 ? "met" : "MISSED", fixed(ours).c_str(), stream_ratio >= 0.9 ? "met" : "MISSED",
+              fixed(stream_ratio, 2).c_str());
+  if (!pgoctl.works) std::printf("pgoctl: n/a, it did not connect: %s\n", first_line(pgoctl.err).c_str());
+}
+
+// pgod stops, and its processes are waited for: the test users are removed at exit, and userdel
+// refuses while any of their processes lingers.
+void stop(PgodHarness& pgod) {
+  pgod.stop();
+  PgodHarness::wait_for([]() { return !runs_as(service_user_a().uid); }, 10s);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  const int runs = argc > 1 ? std::atoi(argv[1]) : 30;
-  const std::uint64_t stream_bytes = (argc > 2 ? std::stoull(argv[2]) : 256) << 20;
-  const int stream_runs = argc > 3 ? std::atoi(argv[3]) : 5;
-  const int rounds = argc > 4 ? std::atoi(argv[4]) : 5;
-  constexpr int kClients = 64;
+  const Options options = parse_arguments(argc, argv);
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
-  std::string command;
-  for (int i = 0; i < argc; ++i) command += (i ? " " : "") + std::string(argv[i]);
   try {
     TempDir dir;
-    const std::string key = dir.path() + "/key";
-    must({"/usr/bin/ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bench", "-f", key});
-
-    // Ours: pgod with one service listing the key, and the real gateway on a loopback port.
+    const std::string key = make_key(dir.path());
     PgodHarness pgod;
-    const int port = free_loopback_port();
-    pgod.upstream("a").commit({{"ssh/dev.pub", read_file(key + ".pub")}});
-    pgod.write_config(PgodHarness::service_toml("a", service_user_a().name, pgod.upstream("a").path()));
-    pgod.start({"--gateway-program", programs_dir() + "/pgod-gateway", "-s", "127.0.0.1:" + std::to_string(port), "-m",
-                "127.0.0.1:" + std::to_string(free_loopback_port())});
-    if (!pgod.wait_ready({"a"}) ||
-        !PgodHarness::wait_for([&]() { return run(ssh(port, key, "tester@127.0.0.1", "a//ping")).exit_code == 0; }))
-      throw std::runtime_error("the gateway does not answer a//ping: " + pgod.log());
+    const int port = start_pgod(pgod, key);
     Sshd sshd(dir.path(), key + ".pub");
-
-    const auto ping_ssh = ssh(port, key, "tester@127.0.0.1", "a//ping");
-    const std::vector<std::string> ping_pgoctl = {
-        PGOCTL_BIN,      "-p",        std::to_string(port), "-i", key, "--insecure-no-host-key-check",
-        "--known-hosts", "/dev/null", "127.0.0.1:a//ping"};
-    const auto pong_sshd = ssh(sshd.port(), key, "root@127.0.0.1", "echo pong");
-    const auto answered = [](const Run& r, const char* expected) {
-      return r.exit_code == 0 && r.head.rfind(expected, 0) == 0;
-    };
-    if (const auto probe = run(pong_sshd); !answered(probe, "pong\n"))
-      throw std::runtime_error("sshd does not answer echo pong: " + probe.err);
-    const auto pgoctl_probe = run(ping_pgoctl);
-    const bool pgoctl_works = answered(pgoctl_probe, "pong! - ");
-    if (!pgoctl_works) std::fprintf(stderr, "pgoctl does not connect yet (n/a): %s", pgoctl_probe.err.c_str());
-
-    // 1. Ping round trip.
-    std::vector<double> ours_ping, pgoctl_ping, reference_ping;
-    const auto timed = [&](const std::vector<std::string>& client, const char* expected, std::vector<double>& into) {
-      return [&, expected]() {
-        const auto r = run(client);
-        if (!answered(r, expected))
-          error(client.back() + " failed (exit " + std::to_string(r.exit_code) + "): " + r.err);
-        into.push_back(r.ms());
-      };
-    };
-    std::vector<std::function<void()>> sides = {timed(ping_ssh, "pong! - ", ours_ping),
-                                                timed(pong_sshd, "pong\n", reference_ping)};
-    if (pgoctl_works) sides.push_back(timed(ping_pgoctl, "pong! - ", pgoctl_ping));
-    interleave(runs, sides);
-
-    // 2. Streamed output.
-    std::ofstream(pgod.standin_dir() + "/logs-bytes") << stream_bytes << "\n";
-    const auto logs = ssh(port, key, "tester@127.0.0.1", "a//logs");
-    const auto zeros =
-        ssh(sshd.port(), key, "root@127.0.0.1", "head -c " + std::to_string(stream_bytes) + " /dev/zero");
-    std::vector<double> ours_stream, reference_stream, ours_whole, reference_whole;
-    const auto streamed = [&](const std::vector<std::string>& client, std::vector<double>& stream,
-                              std::vector<double>& whole) {
-      return [&]() {
-        const auto r = run(client);
-        if (r.exit_code != 0 || r.bytes != stream_bytes) {
-          error(client.back() + ": exit " + std::to_string(r.exit_code) + ", " + std::to_string(r.bytes) + " of " +
-                std::to_string(stream_bytes) + " bytes: " + r.err);
-          return;
-        }
-        stream.push_back(static_cast<double>(r.bytes) / seconds_between(r.first_byte, r.end) / 1e6);
-        whole.push_back(static_cast<double>(r.bytes) / seconds_between(r.start, r.end) / 1e6);
-      };
-    };
-    interleave(stream_runs,
-               {streamed(logs, ours_stream, ours_whole), streamed(zeros, reference_stream, reference_whole)});
-    const auto ours_algorithms = negotiated(run(ssh(port, key, "tester@127.0.0.1", "a//ping", true)));
-    const auto reference_algorithms = negotiated(run(ssh(sshd.port(), key, "root@127.0.0.1", "echo pong", true)));
-
-    // 3. 64 clients at once.
-    std::vector<double> ours_crowd, reference_crowd;
-    int ours_failed = 0, reference_failed = 0;
-    const auto crowd = [&](const std::vector<std::string>& client, const char* expected, std::vector<double>& into,
-                           int& failed) {
-      return [&, expected]() {
-        for (const auto& r : at_once(kClients, client)) {
-          into.push_back(r.ms());
-          if (!answered(r, expected)) {
-            ++failed;
-            error(client.back() + " (one of " + std::to_string(kClients) + ") failed: exit " +
-                  std::to_string(r.exit_code) + ": " + first_line(r.err));
-          }
-        }
-      };
-    };
-    interleave(rounds, {crowd(ping_ssh, "pong! - ", ours_crowd, ours_failed),
-                        crowd(pong_sshd, "pong\n", reference_crowd, reference_failed)});
-
-    // The samples, for tests/bench/run.sh (which pools several runs), then the table.
-    figure("ping_ssh_ms", ours_ping);
-    figure("ping_sshd_ms", reference_ping);
-    if (pgoctl_works) figure("ping_pgoctl_ms", pgoctl_ping);
-    figure("stream_mib", static_cast<double>(stream_bytes >> 20));
-    figure("stream_ours_mbs", ours_stream);
-    figure("stream_sshd_mbs", reference_stream);
-    figure("stream_whole_ours_mbs", ours_whole);
-    figure("stream_whole_sshd_mbs", reference_whole);
-    figure_text("cipher_ours", ours_algorithms.second);
-    figure_text("cipher_sshd", reference_algorithms.second);
-    figure_text("kex_ours", ours_algorithms.first);
-    figure_text("kex_sshd", reference_algorithms.first);
-    figure("crowd_ours_ms", ours_crowd);
-    figure("crowd_sshd_ms", reference_crowd);
-    figure("crowd_failed_ours", ours_failed);
-    figure("crowd_failed_sshd", reference_failed);
-    figure_text("openssh", first_line(run({"/usr/bin/ssh", "-V"}).err));
-
-    const double ping = median(ours_ping), reference = median(reference_ping);
-    const double stream_ratio = median(ours_stream) / median(reference_stream);
-    std::printf("\nmachine: %s\n", machine().c_str());
-    std::printf("command: %s   (runs %d, stream %llu MiB x %d, %d rounds of %d clients)\n", command.c_str(), runs,
-                static_cast<unsigned long long>(stream_bytes >> 20), stream_runs, rounds, kClients);
-    std::printf("reference: %s, sshd on 127.0.0.1; clients: OpenSSH ssh, ed25519 key\n\n",
-                first_line(run({"/usr/bin/ssh", "-V"}).err).c_str());
-    row("", "ours (pgod-gateway)", "reference (sshd)", "ours/ref");
-    row("---", "---", "---", "---");
-    row("ping round trip, ssh: `a//ping` vs `echo pong` (median ms of " + std::to_string(runs) + ")", fixed(ping),
-        fixed(reference), fixed(ping / reference, 2));
-    row("ping round trip, pgoctl: `a//ping` (median ms)", pgoctl_works ? fixed(median(pgoctl_ping)) : "n/a",
-        fixed(reference) + " (ssh)", pgoctl_works ? fixed(median(pgoctl_ping) / reference, 2) : "n/a");
-    row("stream " + std::to_string(stream_bytes >> 20) + " MiB, first byte to EOF (median MB/s of " +
-            std::to_string(stream_runs) + ")",
-        fixed(median(ours_stream)), fixed(median(reference_stream)), fixed(stream_ratio, 2));
-    row("stream, whole client run incl. login (median MB/s)", fixed(median(ours_whole)), fixed(median(reference_whole)),
-        fixed(median(ours_whole) / median(reference_whole), 2));
-    row("cipher negotiated (server to client)", ours_algorithms.second, reference_algorithms.second, "");
-    row("key exchange negotiated", ours_algorithms.first, reference_algorithms.first, "");
-    const std::string crowd_size = std::to_string(rounds) + " rounds pooled";
-    row(std::to_string(kClients) + " at once, p50 ms (" + crowd_size + ")", fixed(percentile(ours_crowd, 0.5)),
-        fixed(percentile(reference_crowd, 0.5)),
-        fixed(percentile(ours_crowd, 0.5) / percentile(reference_crowd, 0.5), 2));
-    row(std::to_string(kClients) + " at once, p99 ms", fixed(percentile(ours_crowd, 0.99)),
-        fixed(percentile(reference_crowd, 0.99)),
-        fixed(percentile(ours_crowd, 0.99) / percentile(reference_crowd, 0.99), 2));
-    row(std::to_string(kClients) + " at once, failed clients",
-        std::to_string(ours_failed) + " of " + std::to_string(ours_crowd.size()),
-        std::to_string(reference_failed) + " of " + std::to_string(reference_crowd.size()), "");
-    std::printf("\ngoals: ping median <= 30 ms: %s (%s ms); stream >= 0.9x sshd: %s (%sx)\n",
-                ping <= 30 ? "met" : "MISSED", fixed(ping).c_str(), stream_ratio >= 0.9 ? "met" : "MISSED",
-                fixed(stream_ratio, 2).c_str());
-    if (!pgoctl_works) std::printf("pgoctl: n/a, it did not connect: %s\n", first_line(pgoctl_probe.err).c_str());
-    pgod.stop();
-    // The test users are removed at exit: userdel refuses while any of their processes lingers.
-    PgodHarness::wait_for([]() { return !runs_as(service_user_a().uid); }, 10s);
+    const Clients clients = clients_for(port, sshd.port(), key);
+    const Pgoctl pgoctl = probe(clients);
+    const Ping ping = measure_ping(options.runs, clients, pgoctl);
+    const Stream stream = measure_stream(options, pgod.standin_dir(), clients);
+    const Crowd crowd = measure_crowd(options.rounds, clients);
+    print_figures(pgoctl, ping, stream, crowd, options);
+    print_table(pgoctl, ping, stream, crowd, options);
+    print_goals(pgoctl, ping, stream);
+    stop(pgod);
   } catch (const std::exception& failure) {
     std::fprintf(stderr, "gateway_bench: %s\n", failure.what());
     return 1;

@@ -104,7 +104,9 @@ machine="$work/machine.txt"
 # compose_bench runs once with Compose v2 (the plugin) and, where docker-compose is v1
 # (Debian 12), once more with it.
 compose_runs=(compose_bench:plugin)
-docker-compose version 2>/dev/null | grep -q 'version 1\.' && compose_runs+=(compose_bench:standalone)
+# Captured first: under pipefail, grep -q leaving early can fail docker-compose on a closed pipe.
+compose_v1=$(docker-compose version 2>/dev/null || true)
+[[ "$compose_v1" == *'version 1.'* ]] && compose_runs+=(compose_bench:standalone)
 for round in $(seq 1 "$runs"); do
   for entry in worker_bench "${compose_runs[@]}" gateway_bench supervisor_bench; do
     program=${entry%%:*}

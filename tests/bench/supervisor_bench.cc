@@ -65,6 +65,7 @@ void status_when_up(const std::string& socket_path) {
   }
 }
 
+// 1. Start to answering, `runs` times on each side (pgod, then by hand), each from scratch.
 void fork_to_answer(int runs) {
   std::vector<double> supervised;
   for (int i = 0; i < runs; ++i) {
@@ -113,10 +114,10 @@ double ticks_to_ms(std::uint64_t ticks) {
   return static_cast<double>(ticks) * 1000.0 / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
-void services(int count, int idle_seconds) {
-  const std::string n = std::to_string(count);
-  pgod::bench::BenchUsers users(count);
-  PgodHarness pgod;
+// pgod with `count` idle services (one test user each, the stand-in docker) and the gateway on
+// loopback ports, once every worker has ended its first cycle, and 5 s more to settle; the
+// seconds until they were all ready.
+double start_services(PgodHarness& pgod, const pgod::bench::BenchUsers& users, int count) {
   std::string config;
   std::vector<std::string> names;
   for (int i = 0; i < count; ++i) {
@@ -132,24 +133,32 @@ void services(int count, int idle_seconds) {
     throw std::runtime_error("the workers did not all start: " + pgod.log());
   const double ready_s = ms_since(started) / 1000;
   std::this_thread::sleep_for(5s);  // settle: the first cycles' children reaped, the gateway's key scan done
+  return ready_s;
+}
 
+// The processes measured on our side, besides pgod itself.
+struct Processes {
   std::vector<pid_t> workers;
-  for (const auto& row : pgod.workers()) workers.push_back(row.pid);
   pid_t gateway = 0;
+};
+
+// The workers pgod lists and the gateway (pgod's child running as the gateway user).
+Processes processes_of(const PgodHarness& pgod) {
+  Processes processes;
+  for (const auto& row : pgod.workers()) processes.workers.push_back(row.pid);
   for (pid_t child : pgod::bench::children_of(pgod.pid()))
-    if (proc_status(child)["Uid"].rfind(std::to_string(gateway_user().uid) + "\t", 0) == 0) gateway = child;
-  if (gateway == 0) throw std::runtime_error("no gateway process under pgod: " + pgod.log());
+    if (proc_status(child)["Uid"].rfind(std::to_string(gateway_user().uid) + "\t", 0) == 0) processes.gateway = child;
+  if (processes.gateway == 0) throw std::runtime_error("no gateway process under pgod: " + pgod.log());
+  return processes;
+}
 
-  // Reference: an idle sshd on loopback (its own host key, no PAM).
-  TempDir dir;
-  pgod::bench::must({"/usr/bin/ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bench", "-f", dir.path() + "/key"});
-  pgod::bench::Sshd sshd(dir.path(), dir.path() + "/key.pub");
-  std::this_thread::sleep_for(1s);
-
+// 2. Memory: PSS of each worker, pgod and the gateway, beside the idle sshd's.
+void measure_memory(int count, double ready_s, pid_t pgod_pid, const Processes& processes, pid_t sshd_pid) {
+  const std::string n = std::to_string(count);
   std::vector<double> pss;
-  for (pid_t worker : workers) pss.push_back(pss_kib(worker));
-  const double supervisor = pss_kib(pgod.pid()), gateway_pss = pss_kib(gateway);
-  const double sshd_pss = pss_kib(sshd.pid());
+  for (pid_t worker : processes.workers) pss.push_back(pss_kib(worker));
+  const double supervisor = pss_kib(pgod_pid), gateway_pss = pss_kib(processes.gateway);
+  const double sshd_pss = pss_kib(sshd_pid);
   double total = 0;
   for (double value : pss) total += value;
   std::printf("memory with %d idle services, one user each (PSS, smaps_rollup; all ready after %.1f s)\n", count,
@@ -165,37 +174,57 @@ void services(int count, int idle_seconds) {
   figure("pss_gateway_kib_" + n, gateway_pss);
   figure("pss_sshd_kib", sshd_pss);
   figure("ready_s_" + n, ready_s);
+}
 
-  if (idle_seconds > 0) {
-    const auto sum = [](const std::vector<pid_t>& pids) {
-      std::uint64_t ticks = 0;
-      for (pid_t pid : pids) ticks += pgod::bench::cpu_ticks(pid);
-      return ticks;
-    };
-    const auto before = Clock::now();
-    const auto pgod0 = pgod::bench::cpu_ticks(pgod.pid()), workers0 = sum(workers),
-               gateway0 = pgod::bench::cpu_ticks(gateway), sshd0 = pgod::bench::cpu_ticks(sshd.pid());
-    std::this_thread::sleep_for(std::chrono::seconds(idle_seconds));
-    const auto pgod1 = pgod::bench::cpu_ticks(pgod.pid()), workers1 = sum(workers),
-               gateway1 = pgod::bench::cpu_ticks(gateway), sshd1 = pgod::bench::cpu_ticks(sshd.pid());
-    const double window_ms = ms_since(before);
-    std::vector<pid_t> after;
-    for (const auto& row : pgod.workers()) after.push_back(row.pid);
-    if (after != workers) throw std::runtime_error("a worker restarted during the idle window: " + pgod.log());
-    const auto percent = [&](std::uint64_t ticks) { return ticks_to_ms(ticks) / window_ms * 100; };
-    const double all = percent((pgod1 - pgod0) + (workers1 - workers0) + (gateway1 - gateway0));
-    std::printf("idle CPU with %d services over %.1f s (utime+stime, %% of one core)\n", count, window_ms / 1000);
-    std::printf("  pgod + %d workers + gateway: %.3f %%  (pgod %.3f, workers %.3f, gateway %.3f)\n", count, all,
-                percent(pgod1 - pgod0), percent(workers1 - workers0), percent(gateway1 - gateway0));
-    std::printf("  reference: idle sshd: %.3f %%\n", percent(sshd1 - sshd0));
-    figure("idle_window_s", window_ms / 1000);
-    figure("idle_services", count);
-    figure("idle_cpu_pct", all);
-    figure("idle_cpu_pgod_pct", percent(pgod1 - pgod0));
-    figure("idle_cpu_workers_pct", percent(workers1 - workers0));
-    figure("idle_cpu_gateway_pct", percent(gateway1 - gateway0));
-    figure("idle_cpu_sshd_pct", percent(sshd1 - sshd0));
-  }
+// 3. Idle CPU over `idle_seconds`: pgod, the workers and the gateway, beside the idle sshd; throws
+// when a worker restarted meanwhile.
+void measure_idle_cpu(int count, int idle_seconds, const PgodHarness& pgod, const Processes& processes,
+                      pid_t sshd_pid) {
+  const auto& workers = processes.workers;
+  const pid_t gateway = processes.gateway;
+  const auto sum = [](const std::vector<pid_t>& pids) {
+    std::uint64_t ticks = 0;
+    for (pid_t pid : pids) ticks += pgod::bench::cpu_ticks(pid);
+    return ticks;
+  };
+  const auto before = Clock::now();
+  const auto pgod0 = pgod::bench::cpu_ticks(pgod.pid()), workers0 = sum(workers),
+             gateway0 = pgod::bench::cpu_ticks(gateway), sshd0 = pgod::bench::cpu_ticks(sshd_pid);
+  std::this_thread::sleep_for(std::chrono::seconds(idle_seconds));
+  const auto pgod1 = pgod::bench::cpu_ticks(pgod.pid()), workers1 = sum(workers),
+             gateway1 = pgod::bench::cpu_ticks(gateway), sshd1 = pgod::bench::cpu_ticks(sshd_pid);
+  const double window_ms = ms_since(before);
+  std::vector<pid_t> after;
+  for (const auto& row : pgod.workers()) after.push_back(row.pid);
+  if (after != workers) throw std::runtime_error("a worker restarted during the idle window: " + pgod.log());
+  const auto percent = [&](std::uint64_t ticks) { return ticks_to_ms(ticks) / window_ms * 100; };
+  const double all = percent((pgod1 - pgod0) + (workers1 - workers0) + (gateway1 - gateway0));
+  std::printf("idle CPU with %d services over %.1f s (utime+stime, %% of one core)\n", count, window_ms / 1000);
+  std::printf("  pgod + %d workers + gateway: %.3f %%  (pgod %.3f, workers %.3f, gateway %.3f)\n", count, all,
+              percent(pgod1 - pgod0), percent(workers1 - workers0), percent(gateway1 - gateway0));
+  std::printf("  reference: idle sshd: %.3f %%\n", percent(sshd1 - sshd0));
+  figure("idle_window_s", window_ms / 1000);
+  figure("idle_services", count);
+  figure("idle_cpu_pct", all);
+  figure("idle_cpu_pgod_pct", percent(pgod1 - pgod0));
+  figure("idle_cpu_workers_pct", percent(workers1 - workers0));
+  figure("idle_cpu_gateway_pct", percent(gateway1 - gateway0));
+  figure("idle_cpu_sshd_pct", percent(sshd1 - sshd0));
+}
+
+// Steps 2 and 3 with `count` services (3 only when idle_seconds > 0).
+void services(int count, int idle_seconds) {
+  pgod::bench::BenchUsers users(count);
+  PgodHarness pgod;
+  const double ready_s = start_services(pgod, users, count);
+  const Processes processes = processes_of(pgod);
+  // Reference: an idle sshd on loopback (its own host key, no PAM).
+  TempDir dir;
+  pgod::bench::must({"/usr/bin/ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bench", "-f", dir.path() + "/key"});
+  pgod::bench::Sshd sshd(dir.path(), dir.path() + "/key.pub");
+  std::this_thread::sleep_for(1s);
+  measure_memory(count, ready_s, pgod.pid(), processes, sshd.pid());
+  if (idle_seconds > 0) measure_idle_cpu(count, idle_seconds, pgod, processes, sshd.pid());
   pgod.stop();
 }
 

@@ -67,29 +67,38 @@ void row(const char* what, const std::vector<double>& ours, const char* referenc
               median(ref), median(ref) > 0 ? median(ours) / median(ref) : 0.0);
 }
 
-}  // namespace
+// The service's compose file: one container; step 2 adds an environment to make each new commit.
+constexpr const char* kCompose =
+    "services:\n  web:\n    image: busybox:pgod-bench\n    command: [\"sleep\", \"3600\"]\n";
 
-int main(int argc, char** argv) {
-  const int runs = argc > 1 ? std::atoi(argv[1]) : 30;
-  const std::string compose = "services:\n  web:\n    image: busybox:pgod-bench\n    command: [\"sleep\", \"3600\"]\n";
-  TempDir repos;
-  GitUpstream upstream(repos.path());
-  upstream.commit({{"compose.yaml", compose}});
-
-  WorkerHarness worker(upstream.path());
+// The worker on `upstream`, once its first cycle is over.
+void start(WorkerHarness& worker) {
   worker.start();
   worker.wait_for([&] { return worker.state() != pgod::rpc::ServiceState::STARTING; });
+}
 
-  // 1. No-change poll.
-  std::vector<double> poll_wall, fetch_wall;
-  const auto clone = repos.path() + "/reference-clone";
-  git({"clone", "-q", upstream.path(), clone});
+// The reference's own clone of the upstream (the git CLI works on it); its path.
+std::string reference_clone(const std::string& repos, const std::string& upstream) {
+  const auto clone = repos + "/reference-clone";
+  git({"clone", "-q", upstream, clone});
+  return clone;
+}
+
+// 1. No-change poll: wall ms per call on both sides, and CPU ms: the worker's and its compose
+// children's per call, the git CLI's over all runs.
+struct Poll {
+  std::vector<double> wall, reference_wall;
+  double worker_cpu = 0, compose_cpu = 0;
+  double reference_cpu = 0;  // the total over the runs
+};
+
+Poll measure_poll(int runs, WorkerHarness& worker, const std::string& clone) {
+  Poll poll;
   const double cpu_before = cpu_ms(worker.pid()), children_before = cpu_ms(worker.pid(), true);
-  double reference_cpu = 0;
   for (int i = 0; i < runs; ++i) {
     const auto start = Clock::now();
     worker.run(pgod::rpc::Verb::GIT_PULL);
-    poll_wall.push_back(ms_since(start));
+    poll.wall.push_back(ms_since(start));
 
     const auto ref_start = Clock::now();
     tms before{}, after{};
@@ -97,24 +106,33 @@ int main(int argc, char** argv) {
     git({"-C", clone, "fetch", "-q", "origin"});
     git({"-C", clone, "rev-parse", "origin/main"});
     times(&after);
-    fetch_wall.push_back(ms_since(ref_start));
-    reference_cpu +=
+    poll.reference_wall.push_back(ms_since(ref_start));
+    poll.reference_cpu +=
         static_cast<double>((after.tms_cutime + after.tms_cstime) - (before.tms_cutime + before.tms_cstime)) * 1000.0 /
         static_cast<double>(sysconf(_SC_CLK_TCK));
   }
-  const double worker_cpu = (cpu_ms(worker.pid()) - cpu_before) / runs;
-  const double compose_cpu = (cpu_ms(worker.pid(), true) - children_before) / runs;
+  poll.worker_cpu = (cpu_ms(worker.pid()) - cpu_before) / runs;
+  poll.compose_cpu = (cpu_ms(worker.pid(), true) - children_before) / runs;
+  return poll;
+}
 
-  // 2. Push -> up started.
-  std::vector<double> push_to_up, reference_up;
+// 2. Push -> up started: ms from the RPC (or the first git command) to the stand-in's `up -d`
+// record, the runs where it was recorded.
+struct PushToUp {
+  std::vector<double> ours, reference;
+};
+
+PushToUp measure_push_to_up(int runs, WorkerHarness& worker, GitUpstream& upstream, const std::string& clone) {
+  PushToUp push;
   const auto standin = worker.standin_dir() + "/docker-compose";
   for (int i = 0; i < runs; ++i) {
-    upstream.commit({{"compose.yaml", compose + "    environment:\n      N: \"" + std::to_string(i) + "\"\n"}});
+    upstream.commit(
+        {{"compose.yaml", std::string(kCompose) + "    environment:\n      N: \"" + std::to_string(i) + "\"\n"}});
     worker.clear_calls();
     const auto sent = realtime_ns();
     worker.run(pgod::rpc::Verb::GIT_PULL);
     const auto up = stamp_of(worker.calls(), " up -d |");
-    if (up > 0) push_to_up.push_back(static_cast<double>(up - sent) / 1e6);
+    if (up > 0) push.ours.push_back(static_cast<double>(up - sent) / 1e6);
 
     worker.clear_calls();
     const auto ref_sent = realtime_ns();
@@ -122,35 +140,63 @@ int main(int argc, char** argv) {
     git({"-C", clone, "reset", "-q", "--hard", "origin/main"});
     run_process({standin, "-p", "bench", "-f", clone + "/compose.yaml", "up", "-d"});
     const auto ref_up = stamp_of(worker.calls(), " up -d |");
-    if (ref_up > 0) reference_up.push_back(static_cast<double>(ref_up - ref_sent) / 1e6);
+    if (ref_up > 0) push.reference.push_back(static_cast<double>(ref_up - ref_sent) / 1e6);
   }
+  return push;
+}
 
+// For people: the markdown table.
+void print_table(int runs, const Poll& poll, const PushToUp& push) {
   std::printf("worker benchmark, %d runs each (median and p90 in ms)\n\n", runs);
   std::printf("| %-34s | %8s | %8s | %-36s | %8s | %6s |\n", "measure", "median", "p90", "reference", "median",
               "ratio");
   std::printf("|%s|%s|%s|%s|%s|%s|\n", std::string(36, '-').c_str(), std::string(10, '-').c_str(),
               std::string(10, '-').c_str(), std::string(38, '-').c_str(), std::string(10, '-').c_str(),
               std::string(8, '-').c_str());
-  row("no-change poll, wall (RPC git pull)", poll_wall, "git fetch + rev-parse (git CLI)", fetch_wall);
-  std::printf("| %-34s | %8.1f | %8s | %-36s | %8.1f | %5.2fx |\n", "no-change poll, worker CPU (mean)", worker_cpu, "",
-              "git CLI fetch + rev-parse CPU (mean)", reference_cpu / runs,
-              reference_cpu > 0 ? worker_cpu / (reference_cpu / runs) : 0.0);
-  std::printf("| %-34s | %8.1f | %8s | %-36s | %8s | %6s |\n", "  + stand-in compose CPU (mean)", compose_cpu, "",
+  row("no-change poll, wall (RPC git pull)", poll.wall, "git fetch + rev-parse (git CLI)", poll.reference_wall);
+  std::printf("| %-34s | %8.1f | %8s | %-36s | %8.1f | %5.2fx |\n", "no-change poll, worker CPU (mean)",
+              poll.worker_cpu, "", "git CLI fetch + rev-parse CPU (mean)", poll.reference_cpu / runs,
+              poll.reference_cpu > 0 ? poll.worker_cpu / (poll.reference_cpu / runs) : 0.0);
+  std::printf("| %-34s | %8.1f | %8s | %-36s | %8s | %6s |\n", "  + stand-in compose CPU (mean)", poll.compose_cpu, "",
               "(config + up -d, shell stand-in)", "", "");
-  row("push -> up -d started", push_to_up, "git fetch + reset + spawn up -d", reference_up);
+  row("push -> up -d started", push.ours, "git fetch + reset + spawn up -d", push.reference);
+}
 
-  // The samples, for tests/bench/run.sh (which pools several runs).
-  pgod::bench::figure("poll_ms", poll_wall);
-  pgod::bench::figure("poll_git_cli_ms", fetch_wall);
-  pgod::bench::figure("poll_worker_cpu_ms", worker_cpu);
-  pgod::bench::figure("poll_compose_cpu_ms", compose_cpu);
-  pgod::bench::figure("poll_git_cli_cpu_ms", reference_cpu / runs);
-  pgod::bench::figure("push_up_ms", push_to_up);
-  pgod::bench::figure("push_up_git_cli_ms", reference_up);
-  if (push_to_up.size() != static_cast<std::size_t>(runs) || reference_up.size() != static_cast<std::size_t>(runs)) {
+// The samples, for tests/bench/run.sh (which pools several runs).
+void print_figures(int runs, const Poll& poll, const PushToUp& push) {
+  pgod::bench::figure("poll_ms", poll.wall);
+  pgod::bench::figure("poll_git_cli_ms", poll.reference_wall);
+  pgod::bench::figure("poll_worker_cpu_ms", poll.worker_cpu);
+  pgod::bench::figure("poll_compose_cpu_ms", poll.compose_cpu);
+  pgod::bench::figure("poll_git_cli_cpu_ms", poll.reference_cpu / runs);
+  pgod::bench::figure("push_up_ms", push.ours);
+  pgod::bench::figure("push_up_git_cli_ms", push.reference);
+}
+
+// Whether the stand-in recorded `up -d` after every push, on both sides (the reason on stderr
+// when not).
+bool up_after_every_push(int runs, const PushToUp& push) {
+  if (push.ours.size() != static_cast<std::size_t>(runs) || push.reference.size() != static_cast<std::size_t>(runs)) {
     std::fprintf(stderr, "worker_bench: up -d was not recorded after every push (%zu and %zu of %d)\n",
-                 push_to_up.size(), reference_up.size(), runs);
-    return 1;
+                 push.ours.size(), push.reference.size(), runs);
+    return false;
   }
-  return 0;
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int runs = argc > 1 ? std::atoi(argv[1]) : 30;
+  TempDir repos;
+  GitUpstream upstream(repos.path());
+  upstream.commit({{"compose.yaml", kCompose}});
+  WorkerHarness worker(upstream.path());
+  start(worker);
+  const std::string clone = reference_clone(repos.path(), upstream.path());
+  const Poll poll = measure_poll(runs, worker, clone);
+  const PushToUp push = measure_push_to_up(runs, worker, upstream, clone);
+  print_table(runs, poll, push);
+  print_figures(runs, poll, push);
+  return up_after_every_push(runs, push) ? 0 : 1;
 }
