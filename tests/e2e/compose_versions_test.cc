@@ -81,6 +81,45 @@ class EveryVerbTest : public ComposeVersionsTest, public ::testing::WithParamInt
  protected:
   // The worker's --compose for this parameter: v2 as the plugin, v1 as docker-compose.
   std::string program() const { return GetParam().major == 1 ? "standalone" : "plugin"; }
+
+  // logs -f until the caller leaves: then compose's process is gone.
+  void follow_logs_then_leave(WorkerHarness& worker) {
+    {
+      std::string out, err;
+      auto request = worker.client().runRequest();
+      request.setVerb(Verb::LOGS);
+      auto args = request.initArgs(2);
+      args.set(0, "-f");
+      args.set(1, "db");
+      request.setOutput(kj::heap<CollectingSink>(out, err));
+      auto call = request.send();
+      ASSERT_TRUE(worker.wait_for([&] { return out.find("hello from") != std::string::npos; }, 30s)) << out << err;
+      ASSERT_FALSE(processes_with({project, "logs", "-f"}).empty()) << "compose follows the logs";
+    }  // the call is dropped, as the gateway drops it when the SSH client goes away
+    EXPECT_TRUE(worker.wait_for(
+        [&] {
+          return processes_with({project, "logs", "-f"}).empty();
+        },
+        20s))
+        << "compose logs -f outlived its caller";
+  }
+
+  // The lifecycle verbs: each compose exit status passed through, and the state they leave.
+  void lifecycle_verbs(WorkerHarness& worker) {
+    EXPECT_EQ(worker.run(Verb::STOP, {"app"}).exit_status, 0u);
+    EXPECT_EQ(docker_environment().containers(project).size(), 1u) << "app stopped, db runs";
+    EXPECT_EQ(worker.run(Verb::START, {"app"}).exit_status, 0u);
+    EXPECT_EQ(docker_environment().containers(project).size(), 2u);
+    EXPECT_EQ(worker.run(Verb::RESTART).exit_status, 0u);
+    EXPECT_EQ(worker.run(Verb::BUILD).exit_status, 0u) << "no service builds: nothing to do";
+    EXPECT_EQ(worker.run(Verb::LOAD).exit_status, 0u);
+    EXPECT_EQ(worker.run(Verb::GIT_HASH).exit_status, 0u);
+    EXPECT_EQ(worker.run(Verb::DOWN).exit_status, 0u);
+    EXPECT_TRUE(all_containers().empty()) << "down removes the containers";
+    EXPECT_EQ(worker.run(Verb::UP).exit_status, 0u);
+    ASSERT_EQ(docker_environment().containers(project).size(), 2u);
+    EXPECT_NE(worker.run(Verb::UP, {"nosuchservice"}).exit_status, 0u) << "compose's own failure";
+  }
 };
 
 TEST_P(EveryVerbTest, DeployRedeployRefuseLogsExecAndEveryVerbsExitStatus) {
@@ -117,43 +156,13 @@ TEST_P(EveryVerbTest, DeployRedeployRefuseLogsExecAndEveryVerbsExitStatus) {
   EXPECT_EQ(worker->run(Verb::EXEC, {"--privileged", "app", "id"}).exit_status, 406u) << "refused before compose";
   EXPECT_NE(worker->run(Verb::EXEC, {"nosuchservice", "id"}).exit_status, 0u);
 
-  // logs, and logs -f until the caller leaves: then compose's process is gone.
+  // logs, and logs -f until the caller leaves.
   auto logs = worker->run(Verb::LOGS, {"app"});
   EXPECT_EQ(logs.exit_status, 0u) << logs.err;
   EXPECT_NE(logs.out.find("hello from"), std::string::npos) << logs.out;
-  {
-    std::string out, err;
-    auto request = worker->client().runRequest();
-    request.setVerb(Verb::LOGS);
-    auto args = request.initArgs(2);
-    args.set(0, "-f");
-    args.set(1, "db");
-    request.setOutput(kj::heap<CollectingSink>(out, err));
-    auto call = request.send();
-    ASSERT_TRUE(worker->wait_for([&] { return out.find("hello from") != std::string::npos; }, 30s)) << out << err;
-    ASSERT_FALSE(processes_with({project, "logs", "-f"}).empty()) << "compose follows the logs";
-  }  // the call is dropped, as the gateway drops it when the SSH client goes away
-  EXPECT_TRUE(worker->wait_for(
-      [&] {
-        return processes_with({project, "logs", "-f"}).empty();
-      },
-      20s))
-      << "compose logs -f outlived its caller";
+  ASSERT_NO_FATAL_FAILURE(follow_logs_then_leave(*worker));
 
-  // The lifecycle verbs: each compose exit status passed through, and the state they leave.
-  EXPECT_EQ(worker->run(Verb::STOP, {"app"}).exit_status, 0u);
-  EXPECT_EQ(docker_environment().containers(project).size(), 1u) << "app stopped, db runs";
-  EXPECT_EQ(worker->run(Verb::START, {"app"}).exit_status, 0u);
-  EXPECT_EQ(docker_environment().containers(project).size(), 2u);
-  EXPECT_EQ(worker->run(Verb::RESTART).exit_status, 0u);
-  EXPECT_EQ(worker->run(Verb::BUILD).exit_status, 0u) << "no service builds: nothing to do";
-  EXPECT_EQ(worker->run(Verb::LOAD).exit_status, 0u);
-  EXPECT_EQ(worker->run(Verb::GIT_HASH).exit_status, 0u);
-  EXPECT_EQ(worker->run(Verb::DOWN).exit_status, 0u);
-  EXPECT_TRUE(all_containers().empty()) << "down removes the containers";
-  EXPECT_EQ(worker->run(Verb::UP).exit_status, 0u);
-  ASSERT_EQ(docker_environment().containers(project).size(), 2u);
-  EXPECT_NE(worker->run(Verb::UP, {"nosuchservice"}).exit_status, 0u) << "compose's own failure";
+  ASSERT_NO_FATAL_FAILURE(lifecycle_verbs(*worker));
 
   // A change redeploys: new containers with the new environment.
   const auto before = docker_environment().containers(project);

@@ -209,6 +209,48 @@ void advance(std::vector<SilentClient>& clients) {
   }
 }
 
+struct Flood {
+  std::size_t served = 0;  // held by the gateway, unauthenticated
+  std::size_t closed = 0;  // turned away
+  Millis took{};
+};
+
+// Connects every client at once and waits for the flood to settle. Each client is taken on (it
+// gets the gateway's banner) or closed unserved. A few that sent nothing may never reach the
+// gateway at all: answered with a SYN cookie while the accept queue overflowed, their final ACK
+// was dropped and the kernel kept no trace of them. So the flood has settled once every client
+// is accounted for, or nothing has changed for 3 s.
+Flood flood(std::vector<SilentClient>& clients, int port) {
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<std::uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const auto started = Clock::now();
+  for (auto& client : clients) {
+    client.fd.reset(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    EXPECT_TRUE(client.fd) << std::strerror(errno);
+    const int rc = connect(client.fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address);
+    EXPECT_TRUE(rc == 0 || errno == EINPROGRESS) << std::strerror(errno);
+  }
+  Flood result;
+  auto changed = Clock::now();
+  const auto deadline = Clock::now() + 30s;
+  for (;;) {
+    advance(clients);
+    std::size_t served = 0, closed = 0;
+    for (const auto& client : clients) {
+      served += client.served && !client.closed;
+      closed += client.closed;
+    }
+    if (served != result.served || closed != result.closed) changed = Clock::now();
+    result.served = served;
+    result.closed = closed;
+    if (served + closed == clients.size() || Clock::now() - changed > 3s || Clock::now() > deadline) break;
+  }
+  result.took = std::chrono::duration_cast<Millis>(Clock::now() - started);
+  return result;
+}
+
 // Fault 7a: a thousand connections at once that never authenticate (half of them start an SSH
 // handshake and stall). The gateway must stay the same process, hold no more of them than its
 // limit, say in its log which limit it applied, and keep serving.
@@ -231,37 +273,7 @@ TEST_F(GatewayFaultTest, AThousandSilentConnectionsAtOnceAreBoundedAndItKeepsSer
   const std::size_t fds_before = fd_count(gateway);
 
   std::vector<SilentClient> clients(kClients);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<std::uint16_t>(ports_.ssh));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const auto flood_started = Clock::now();
-  for (auto& client : clients) {
-    client.fd.reset(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    ASSERT_TRUE(client.fd) << std::strerror(errno);
-    const int rc = connect(client.fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address);
-    ASSERT_TRUE(rc == 0 || errno == EINPROGRESS) << std::strerror(errno);
-  }
-  // Each client is taken on (it gets the gateway's banner) or closed unserved. A few that sent
-  // nothing may never reach the gateway at all: answered with a SYN cookie while the accept
-  // queue overflowed, their final ACK was dropped and the kernel kept no trace of them. So the
-  // flood has settled once every client is accounted for, or nothing has changed for 3 s.
-  std::size_t served = 0, closed = 0;
-  auto changed = Clock::now();
-  const auto flood_deadline = Clock::now() + 30s;
-  for (;;) {
-    advance(clients);
-    std::size_t now_served = 0, now_closed = 0;
-    for (const auto& client : clients) {
-      now_served += client.served && !client.closed;
-      now_closed += client.closed;
-    }
-    if (now_served != served || now_closed != closed) changed = Clock::now();
-    served = now_served;
-    closed = now_closed;
-    if (served + closed == kClients || Clock::now() - changed > 3s || Clock::now() > flood_deadline) break;
-  }
-  const auto flood_took = std::chrono::duration_cast<Millis>(Clock::now() - flood_started);
+  const auto [served, closed, flood_took] = flood(clients, ports_.ssh);
   EXPECT_LE(served, kMaxUnauthenticated) << "unauthenticated connections are bounded";
   // The rest: turned away by the gateway at once, or lost in the kernel's SYN cookies.
   EXPECT_GT(closed, 0u) << "the gateway turned some away at once";

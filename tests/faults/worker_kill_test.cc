@@ -116,6 +116,36 @@ class WorkerKillFaultTest : public ::testing::Test {
 
   std::string socket(const std::string& name) const { return pgod_.rundir() + "/workers/" + name + ".sock"; }
 
+  // SIGKILLs the victim's worker and waits until a new one answers on its socket; records how
+  // long that took.
+  void kill_and_wait_back(const std::string& victim, int kill_number, std::vector<Millis>& times) {
+    const pid_t old = pgod_.worker_pid(victim);
+    ASSERT_GT(old, 0) << victim << " kill " << kill_number << "\n" << pgod_.log();
+    const auto killed = Clock::now();
+    ASSERT_EQ(kill(old, SIGKILL), 0);
+    while (!has_exited(old) && Clock::now() - killed < 5s) std::this_thread::sleep_for(1ms);
+    ASSERT_TRUE(has_exited(old)) << victim << " " << old;
+    bool back = false;
+    std::string why;
+    while (!back && Clock::now() - killed < 5s) {
+      const auto answer = worker_status(socket(victim), 5s);
+      if (!answer.answered) {
+        why = answer.failure;
+        std::this_thread::sleep_for(5ms);
+        continue;
+      }
+      const pid_t now = pgod_.worker_pid(victim);
+      back = now != 0 && now != old;
+      if (!back) std::this_thread::sleep_for(2ms);
+    }
+    const auto took = std::chrono::duration_cast<Millis>(Clock::now() - killed);
+    ASSERT_TRUE(back) << victim << " kill " << kill_number << " not back after " << took.count() << " ms: " << why
+                      << "\n"
+                      << pgod_.log();
+    EXPECT_LE(took, kRestartLimit) << victim << " kill " << kill_number;
+    times.push_back(took);
+  }
+
   TempDir keys_;
   std::string key_;
   const std::vector<std::pair<std::string, const TestUser*>> services_ = {
@@ -141,31 +171,7 @@ TEST_F(WorkerKillFaultTest, EachWorkerKilledFiftyTimesIsBackWithinASecondWhileTh
     std::uniform_int_distribution<int> pause_ms(0, 150);
     std::vector<Millis> times;
     for (int kill_number = 0; kill_number < kKills; ++kill_number) {
-      const pid_t old = pgod_.worker_pid(victim);
-      ASSERT_GT(old, 0) << victim << " kill " << kill_number << "\n" << pgod_.log();
-      const auto killed = Clock::now();
-      ASSERT_EQ(kill(old, SIGKILL), 0);
-      while (!has_exited(old) && Clock::now() - killed < 5s) std::this_thread::sleep_for(1ms);
-      ASSERT_TRUE(has_exited(old)) << victim << " " << old;
-      bool back = false;
-      std::string why;
-      while (!back && Clock::now() - killed < 5s) {
-        const auto answer = worker_status(socket(victim), 5s);
-        if (!answer.answered) {
-          why = answer.failure;
-          std::this_thread::sleep_for(5ms);
-          continue;
-        }
-        const pid_t now = pgod_.worker_pid(victim);
-        back = now != 0 && now != old;
-        if (!back) std::this_thread::sleep_for(2ms);
-      }
-      const auto took = std::chrono::duration_cast<Millis>(Clock::now() - killed);
-      ASSERT_TRUE(back) << victim << " kill " << kill_number << " not back after " << took.count() << " ms: " << why
-                        << "\n"
-                        << pgod_.log();
-      EXPECT_LE(took, kRestartLimit) << victim << " kill " << kill_number;
-      times.push_back(took);
+      ASSERT_NO_FATAL_FAILURE(kill_and_wait_back(victim, kill_number, times));
       std::this_thread::sleep_for(Millis(pause_ms(random)));
     }
     prober.stop();
