@@ -24,6 +24,7 @@
 #include "command_grammar.h"
 #include "expected.h"
 #include "status.h"
+#include "system_call.h"
 #include "unique_fd.h"
 
 namespace pgod::ctl {
@@ -83,23 +84,21 @@ class AbortOnSignal {
 
 int interrupted_exit_code() { return g_signal == 0 ? 0 : 128 + g_signal; }
 
-std::string errno_text(int error) { return std::strerror(error); }
-
 Expected<UniqueFd, std::string> watch_signals() {
   int fds[2];
-  if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return Unexpected{"pipe2: " + errno_text(errno)};
+  if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return Unexpected{os_error("pipe2", "", errno)};
   UniqueFd read_end(fds[0]);
   g_wake_fd = fds[1];
   for (int signo : {SIGINT, SIGTERM, SIGHUP}) {
     struct sigaction old {};
-    if (sigaction(signo, nullptr, &old) != 0) return Unexpected{"sigaction: " + errno_text(errno)};
+    if (sigaction(signo, nullptr, &old) != 0) return Unexpected{os_error("sigaction", "", errno)};
     // A signal the caller chose to ignore (nohup, a background job) stays ignored.
     if (old.sa_handler == SIG_IGN) continue;
     struct sigaction action {};
     action.sa_handler = on_signal;
     action.sa_flags = SA_RESETHAND;
     if (sigemptyset(&action.sa_mask) != 0 || sigaction(signo, &action, nullptr) != 0)
-      return Unexpected{"sigaction: " + errno_text(errno)};
+      return Unexpected{os_error("sigaction", "", errno)};
   }
   return read_end;
 }
@@ -203,12 +202,12 @@ Expected<UniqueFd, std::string> dial(const ClientOptions& options, int wake_fd) 
     }
     pollfd watched[2] = {{fd.get(), POLLOUT, 0}, {wake_fd, POLLIN, 0}};
     const int ready = poll(watched, 2, milliseconds_left(deadline));
-    if (ready < 0 && errno != EINTR) return Unexpected{"poll: " + errno_text(errno)};
+    if (ready < 0 && errno != EINTR) return Unexpected{os_error("poll", "", errno)};
     if (ready == 0) {
       error = fmt::format("no answer within {} s", kSetupTimeoutSeconds);
       break;
     }
-    if (watched[0].revents == 0) continue;  // woken by a signal: the loop ends
+    if (watched[0].revents == 0) continue;  // woken by our signal (EINTR or the wake pipe): the loop ends
     int status = 0;
     socklen_t length = sizeof status;
     if (getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &status, &length) != 0) status = errno;
@@ -331,23 +330,25 @@ struct Stream {
 };
 
 // Writes everything, blocking: while we wait for a slow reader, libssh reads no more and the SSH
-// window stops the server. Returns the bytes written; fewer after a signal or a failure.
+// window stops the server. Returns the bytes written; fewer after a signal or a failure. Not
+// retry_eintr: EINTR is how our own signal (see on_signal) stops a write to a reader that never
+// drains, and the loop then ends on g_signal.
 std::size_t write_all(int fd, const char* data, std::size_t size, Stream& stream) {
   std::size_t done = 0;
   while (done < size && g_signal == 0) {
     const ssize_t n = write(fd, data + done, size - done);
     if (n >= 0) {
       done += static_cast<std::size_t>(n);
-    } else if (errno == EAGAIN) {
+      continue;
+    }
+    int error = errno;
+    if (error == EAGAIN) {
       // Our stdout is shared with whoever started us, who may have made it non-blocking.
       pollfd ready{fd, POLLOUT, 0};
-      if (poll(&ready, 1, -1) < 0 && errno != EINTR) {
-        stream.write_error = errno;
-        stream.failed_fd = fd;
-        break;
-      }
-    } else if (errno != EINTR) {
-      stream.write_error = errno;
+      error = poll(&ready, 1, -1) < 0 ? errno : 0;
+    }
+    if (error != 0 && error != EINTR) {
+      stream.write_error = error;
       stream.failed_fd = fd;
       break;
     }
@@ -374,6 +375,7 @@ void on_exit_signal(ssh_session, ssh_channel, const char* signal, int, const cha
 
 void on_close(ssh_session, ssh_channel, void* userdata) { static_cast<Stream*>(userdata)->closed = true; }
 
+// Empties the (non-blocking) wake pipe, so that the next poll sleeps again.
 int drain_wake_pipe(socket_t fd, int, void*) {
   char buffer[64];
   while (read(fd, buffer, sizeof buffer) > 0) {

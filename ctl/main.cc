@@ -9,11 +9,13 @@
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
-#include <cstring>
+#include <string_view>
+#include <vector>
 
 #include "client.h"
 #include "command_grammar.h"
 #include "flags.h"
+#include "system_call.h"
 #include "unique_fd.h"
 
 namespace {
@@ -48,20 +50,6 @@ std::string help_text() {
       code(Status::kInternalServerError));
 }
 
-pgod::Expected<std::string, std::string> read_key_file(const std::string& path) {
-  pgod::UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return pgod::Unexpected{fmt::format("cannot read the key {}: {}", path, std::strerror(errno))};
-  std::string text;
-  char buffer[4096];
-  for (;;) {
-    const ssize_t n = read(fd.get(), buffer, sizeof buffer);
-    if (n == 0) return text;
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return pgod::Unexpected{fmt::format("cannot read the key {}: {}", path, std::strerror(errno))};
-    text.append(buffer, static_cast<std::size_t>(n));
-  }
-}
-
 std::string env(const char* name) {
   const char* value = std::getenv(name);
   return value != nullptr ? value : "";
@@ -81,95 +69,135 @@ std::string home_directory() {
   return env("HOME");
 }
 
-}  // namespace
+// No key file is anywhere near this; the bound only keeps a wrong path (a device, a huge file)
+// from filling memory.
+constexpr std::size_t kMaxKeyFileBytes = 1024 * 1024;
 
-int main(int argc, char** argv) {
+pgod::Expected<std::string, std::string> read_key_file(const std::string& path) {
+  pgod::UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return pgod::Unexpected{pgod::os_error("cannot read the key", path, errno)};
+  return pgod::read_bounded(fd.get(), kMaxKeyFileBytes, "the key " + path);
+}
+
+// Says why pgoctl cannot go on before connecting; the exit status.
+int local_failure(std::string_view message) {
+  fmt::print(stderr, "pgoctl: {}\n", message);
+  return kLocalFailure;
+}
+
+// What the command line gives, before it is checked.
+struct Flags {
   std::string identity;
   std::string port = "2222";
   std::string known_hosts;
   bool no_host_key_check = false;
+  std::vector<std::string> words;  // host:service//command [args...]
+};
+
+// The flags, or the exit status when there is nothing to run: 0 after --help or --version,
+// kLocalFailure after a usage error (printed).
+pgod::Expected<Flags, int> parse_flags(int argc, char** argv) {
+  Flags given;
   bool help = false;
   bool version = false;
   pgod::FlagSet flags("pgoctl");
   flags.stop_at_first_positional();
-  flags.add_string('i', "identity", &identity, "private key file (else $PGOCTL_ID, else ssh-agent)", "file");
-  flags.add_string('p', "port", &port, "remote port", "port");
-  flags.add_string(0, "known-hosts", &known_hosts, "host keys to check and record (default ~/.ssh/known_hosts)",
+  flags.add_string('i', "identity", &given.identity, "private key file (else $PGOCTL_ID, else ssh-agent)", "file");
+  flags.add_string('p', "port", &given.port, "remote port", "port");
+  flags.add_string(0, "known-hosts", &given.known_hosts, "host keys to check and record (default ~/.ssh/known_hosts)",
                    "file");
-  flags.add_bool(0, "insecure-no-host-key-check", &no_host_key_check,
+  flags.add_bool(0, "insecure-no-host-key-check", &given.no_host_key_check,
                  "skip the host key check (anyone on the path can then pose as the host)");
   flags.add_bool('v', "version", &version, "show version and exit");
   flags.add_bool('h', "help", &help, "show this help and exit");
-
   auto words = flags.parse({argv + 1, argv + argc});
-  if (!words) {
-    fmt::print(stderr, "pgoctl: {}\n", words.error());
-    return kLocalFailure;
-  }
+  if (!words) return pgod::Unexpected{local_failure(words.error())};
   if (help) {
     fmt::print("{}\nCommands: {}\n{}", flags.usage(kSynopsis), pgod::verb_list(), help_text());
-    return 0;
+    return pgod::Unexpected{0};
   }
   if (version) {
     fmt::print("pgoctl {} (libssh {})\n", PGOD_VERSION, ssh_version(0));
-    return 0;
+    return pgod::Unexpected{0};
   }
   if (words->empty()) {
     fmt::print(stderr, "Usage: pgoctl {}\n", kSynopsis);
-    return kLocalFailure;
+    return pgod::Unexpected{kLocalFailure};
   }
-  auto command = pgod::parse_command(*words);
+  given.words = std::move(*words);
+  return given;
+}
+
+// host:service//command [args...], checked with the grammar the gateway uses: an unknown
+// command is caught before connecting.
+pgod::Expected<pgod::Command, int> parse_target(const std::vector<std::string>& words) {
+  auto command = pgod::parse_command(words);
   if (!command) {
-    fmt::print(stderr, "pgoctl: {}\n", pgod::status_line(command.error().status, command.error().message));
-    if (command.error().status == pgod::Status::kNotAcceptable)
-      fmt::print(stderr, "pgoctl: valid commands: {}\n", pgod::verb_list());
-    return kLocalFailure;
+    const int code = local_failure(pgod::status_line(command.error().status, command.error().message));
+    if (command.error().status == pgod::Status::kNotAcceptable) local_failure("valid commands: " + pgod::verb_list());
+    return pgod::Unexpected{code};
   }
-  if (command->host.empty()) {
-    fmt::print(stderr, "pgoctl: no host in \"{}\" (expected host:service//command)\n", words->front());
-    return kLocalFailure;
+  if (command->host.empty())
+    return pgod::Unexpected{
+        local_failure(fmt::format("no host in \"{}\" (expected host:service//command)", words.front()))};
+  return std::move(*command);
+}
+
+pgod::Expected<unsigned, int> parse_port(const std::string& port) {
+  unsigned number = 0;
+  const auto parsed = std::from_chars(port.data(), port.data() + port.size(), number);
+  if (parsed.ec != std::errc() || parsed.ptr != port.data() + port.size() || number == 0 || number > 65535)
+    return pgod::Unexpected{
+        local_failure(fmt::format("invalid port \"{}\" (expected a number from 1 to 65535)", pgod::printable(port)))};
+  return number;
+}
+
+// --known-hosts, else ~/.ssh/known_hosts when host keys are checked.
+pgod::Expected<std::string, int> known_hosts_file(const Flags& flags) {
+  if (!flags.known_hosts.empty() || flags.no_host_key_check) return flags.known_hosts;
+  const auto home = home_directory();
+  if (home.empty())
+    return pgod::Unexpected{
+        local_failure("cannot find your home directory for ~/.ssh/known_hosts; give --known-hosts FILE")};
+  return home + "/.ssh/known_hosts";
+}
+
+// The key: -i, else $PGOCTL_ID, else the agent; a missing source is named before connecting.
+pgod::Expected<pgod::ctl::Identity, int> choose_identity(const std::string& file) {
+  if (!file.empty()) {
+    auto text = read_key_file(file);
+    if (!text) return pgod::Unexpected{local_failure(text.error())};
+    return pgod::ctl::Identity{std::move(*text), "-i " + file, ""};
   }
+  if (auto from_env = env("PGOCTL_ID"); !from_env.empty())
+    return pgod::ctl::Identity{std::move(from_env), "$PGOCTL_ID", ""};
+  if (auto agent = env("SSH_AUTH_SOCK"); !agent.empty()) return pgod::ctl::Identity{"", "ssh-agent", std::move(agent)};
+  return pgod::Unexpected{local_failure(
+      "no key to log in with: give -i FILE, set PGOCTL_ID to the private key's text, or run ssh-agent and ssh-add "
+      "the key (SSH_AUTH_SOCK is not set)")};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto flags = parse_flags(argc, argv);
+  if (!flags) return flags.error();
+  auto command = parse_target(flags->words);
+  if (!command) return command.error();
 
   pgod::ctl::ClientOptions options;
   options.host = command->host;
   options.command_line = pgod::command_line(*command);
   options.user = local_user();
-  options.check_host_key = !no_host_key_check;
-  unsigned port_number = 0;
-  const auto parsed = std::from_chars(port.data(), port.data() + port.size(), port_number);
-  if (parsed.ec != std::errc() || parsed.ptr != port.data() + port.size() || port_number == 0 || port_number > 65535) {
-    fmt::print(stderr, "pgoctl: invalid port \"{}\" (expected a number from 1 to 65535)\n", pgod::printable(port));
-    return kLocalFailure;
-  }
-  options.port = port_number;
-
-  if (known_hosts.empty() && options.check_host_key) {
-    const auto home = home_directory();
-    if (home.empty()) {
-      fmt::print(stderr, "pgoctl: cannot find your home directory for ~/.ssh/known_hosts; give --known-hosts FILE\n");
-      return kLocalFailure;
-    }
-    known_hosts = home + "/.ssh/known_hosts";
-  }
-  options.known_hosts = known_hosts;
-
-  // The key: -i, else $PGOCTL_ID, else the agent; a missing source is named before connecting.
-  if (!identity.empty()) {
-    auto text = read_key_file(identity);
-    if (!text) {
-      fmt::print(stderr, "pgoctl: {}\n", text.error());
-      return kLocalFailure;
-    }
-    options.identity = {std::move(*text), "-i " + identity, ""};
-  } else if (auto from_env = env("PGOCTL_ID"); !from_env.empty()) {
-    options.identity = {std::move(from_env), "$PGOCTL_ID", ""};
-  } else if (auto agent = env("SSH_AUTH_SOCK"); !agent.empty()) {
-    options.identity = {"", "ssh-agent", std::move(agent)};
-  } else {
-    fmt::print(stderr,
-               "pgoctl: no key to log in with: give -i FILE, set PGOCTL_ID to the private key's text, or run "
-               "ssh-agent and ssh-add the key (SSH_AUTH_SOCK is not set)\n");
-    return kLocalFailure;
-  }
+  options.check_host_key = !flags->no_host_key_check;
+  auto port = parse_port(flags->port);
+  if (!port) return port.error();
+  options.port = *port;
+  auto known_hosts = known_hosts_file(*flags);
+  if (!known_hosts) return known_hosts.error();
+  options.known_hosts = std::move(*known_hosts);
+  auto identity = choose_identity(flags->identity);
+  if (!identity) return identity.error();
+  options.identity = std::move(*identity);
   return pgod::ctl::run(options);
 }

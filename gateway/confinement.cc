@@ -17,18 +17,14 @@
 #include <array>
 #include <cerrno>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <string_view>
 #include <vector>
 
+#include "system_call.h"
+
 namespace pgod::gateway {
 namespace {
-
-// "step: strerror(errno)", the shape of every error here.
-std::string failed(std::string_view step, int error = errno) {
-  return fmt::format("{}: {}", step, std::strerror(error));
-}
 
 // ---------------------------------------------------------------------------------------------
 // drop_root
@@ -44,7 +40,7 @@ Expected<passwd, std::string> look_up(const std::string& user, std::vector<char>
     buffer.resize(buffer.size() * 2);
   // Some NSS modules say "no such user" with ENOENT or ESRCH instead of a null result.
   if (error != 0 && error != ENOENT && error != ESRCH)
-    return Unexpected{failed(fmt::format("getpwnam_r(\"{}\")", user), error)};
+    return Unexpected{os_error(fmt::format("getpwnam_r(\"{}\")", user), "", error)};
   if (found == nullptr)
     return Unexpected{
         fmt::format("the gateway's user \"{}\" does not exist (create it with `useradd --system "
@@ -56,32 +52,32 @@ Expected<passwd, std::string> look_up(const std::string& user, std::vector<char>
 // After the drop: no way back to root, exactly the user's ids, no group but its own, no
 // capability left (setresuid from root clears them unless SECBIT_KEEP_CAPS was set, which this
 // catches).
-Expected<Dropped, std::string> check_dropped(uid_t uid, gid_t gid) {
+Expected<Done, std::string> check_dropped(uid_t uid, gid_t gid) {
   // glibc's setuid applies to every thread; a success here would mean root is still reachable.
   if (setuid(0) == 0) return Unexpected{std::string("setuid(0) succeeded after the drop: root was not given up")};
   uid_t ruid = 0, euid = 0, suid = 0;
-  if (getresuid(&ruid, &euid, &suid) != 0) return Unexpected{failed("getresuid")};
+  if (auto got = check_call(getresuid(&ruid, &euid, &suid), "getresuid"); !got) return got;
   if (ruid != uid || euid != uid || suid != uid)
     return Unexpected{fmt::format("getresuid: {}/{}/{} after the drop, expected {} for all", ruid, euid, suid, uid)};
   gid_t rgid = 0, egid = 0, sgid = 0;
-  if (getresgid(&rgid, &egid, &sgid) != 0) return Unexpected{failed("getresgid")};
+  if (auto got = check_call(getresgid(&rgid, &egid, &sgid), "getresgid"); !got) return got;
   if (rgid != gid || egid != gid || sgid != gid)
     return Unexpected{fmt::format("getresgid: {}/{}/{} after the drop, expected {} for all", rgid, egid, sgid, gid)};
   std::array<gid_t, 2> groups{};
   const int count = getgroups(static_cast<int>(groups.size()), groups.data());
-  if (count < 0) return Unexpected{failed("getgroups")};
+  if (count < 0) return Unexpected{os_error("getgroups", "", errno)};
   if (count != 1 || groups[0] != gid)
     return Unexpected{fmt::format("getgroups: {} groups after the drop, expected only {}", count, gid)};
   // capget directly: no libcap, and no /proc (which the caller may not be able to read).
   __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
   std::array<__user_cap_data_struct, _LINUX_CAPABILITY_U32S_3> data{};
-  if (syscall(SYS_capget, &header, data.data()) != 0) return Unexpected{failed("capget")};
+  if (auto got = check_call(syscall(SYS_capget, &header, data.data()), "capget"); !got) return got;
   for (const auto& word : data) {
     if (word.effective != 0 || word.permitted != 0)
       return Unexpected{fmt::format("capget: capabilities left after the drop (effective {:#x}, permitted {:#x})",
                                     word.effective, word.permitted)};
   }
-  return Dropped{};
+  return Done{};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -257,7 +253,7 @@ struct ReleaseFilter {
 using FilterContext = std::unique_ptr<void, ReleaseFilter>;
 
 // libseccomp returns -errno.
-std::string failed_seccomp(std::string_view call, int rc) { return failed(call, -rc); }
+std::string failed_seccomp(std::string_view call, int rc) { return os_error(call, "", -rc); }
 
 std::uint32_t action_of(Verdict verdict) {
   switch (verdict) {
@@ -274,7 +270,7 @@ std::uint32_t action_of(Verdict verdict) {
 }
 
 // The table mistake libseccomp would not report (see Rule).
-Expected<Confined, std::string> check_table() {
+Expected<Done, std::string> check_table() {
   for (const Rule& rule : kRules) {
     if (rule.check_count != 0) continue;
     for (const Rule& other : kRules) {
@@ -282,10 +278,10 @@ Expected<Confined, std::string> check_table() {
         return Unexpected{fmt::format("the allowlist has an unconditional rule for {} among others", rule.syscall)};
     }
   }
-  return Confined{};
+  return Done{};
 }
 
-Expected<Confined, std::string> add_rules(scmp_filter_ctx ctx) {
+Expected<Done, std::string> add_rules(scmp_filter_ctx ctx) {
   const auto own_pid = static_cast<std::uint64_t>(getpid());  // fixed from here on: no fork
   for (const Rule& rule : kRules) {
     const int number = seccomp_syscall_resolve_name(rule.syscall);
@@ -300,13 +296,13 @@ Expected<Confined, std::string> add_rules(scmp_filter_ctx ctx) {
         rc != 0)
       return Unexpected{failed_seccomp(fmt::format("seccomp_rule_add({})", rule.syscall), rc)};
   }
-  return Confined{};
+  return Done{};
 }
 
 }  // namespace
 
-Expected<Dropped, std::string> drop_root(const std::string& user) {
-  if (geteuid() != 0) return Dropped{};  // already unprivileged: nothing to give up
+Expected<Done, std::string> drop_root(const std::string& user) {
+  if (geteuid() != 0) return Done{};  // already unprivileged: nothing to give up
   std::vector<char> buffer;
   auto entry = look_up(user, buffer);
   if (!entry) return Unexpected{entry.error()};
@@ -315,17 +311,17 @@ Expected<Dropped, std::string> drop_root(const std::string& user) {
   if (uid == 0) return Unexpected{fmt::format("the gateway's user \"{}\" has uid 0: refusing to run as root", user)};
   if (gid == 0) return Unexpected{fmt::format("the gateway's user \"{}\" has the root group (gid 0): refusing", user)};
   // Groups first, then gid, then uid: each step needs the privileges the next one gives up.
-  if (setgroups(1, &gid) != 0) return Unexpected{failed("setgroups")};
-  if (setresgid(gid, gid, gid) != 0) return Unexpected{failed("setresgid")};
-  if (setresuid(uid, uid, uid) != 0) return Unexpected{failed("setresuid")};
+  if (auto set = check_call(setgroups(1, &gid), "setgroups"); !set) return set;
+  if (auto set = check_call(setresgid(gid, gid, gid), "setresgid"); !set) return set;
+  if (auto set = check_call(setresuid(uid, uid, uid), "setresuid"); !set) return set;
   return check_dropped(uid, gid);
 }
 
-Expected<Confined, std::string> install_gateway_filter() {
+Expected<Done, std::string> install_gateway_filter() {
   if (auto table = check_table(); !table) return table;
   // Required for an unprivileged process to install a filter, and keeps exec (were it ever
   // possible) from granting privileges. Its own step, so no libseccomp side effect is relied on.
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return Unexpected{failed("prctl(PR_SET_NO_NEW_PRIVS)")};
+  if (auto set = check_call(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)"); !set) return set;
   const FilterContext ctx(seccomp_init(SCMP_ACT_KILL_PROCESS));
   if (!ctx) return Unexpected{std::string("seccomp_init(SCMP_ACT_KILL_PROCESS) failed")};
   // Other ABIs on x86_64 (i386 through int 0x80, x32) number their syscalls differently: none
@@ -339,7 +335,7 @@ Expected<Confined, std::string> install_gateway_filter() {
     return Unexpected{failed_seccomp("seccomp_attr_set(SCMP_FLTATR_CTL_TSYNC)", rc)};
   if (auto added = add_rules(ctx.get()); !added) return added;
   if (const int rc = seccomp_load(ctx.get()); rc != 0) return Unexpected{failed_seccomp("seccomp_load", rc)};
-  return Confined{};
+  return Done{};
 }
 
 }  // namespace pgod::gateway

@@ -13,7 +13,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <deque>
 #include <list>
 #include <map>
@@ -24,6 +23,7 @@
 #include "logging.h"
 #include "rpc_verbs.h"
 #include "status.h"
+#include "system_call.h"
 #include "unique_fd.h"
 
 namespace pgod::gateway {
@@ -167,6 +167,8 @@ struct Channel {
   void fail_queue(const char* why);
   void start_command();
   kj::Promise<void> dispatch(Command command);
+  kj::Promise<void> restart_worker(const std::string& service);
+  kj::Promise<void> run_on_worker(const Command& command, const std::string& caller);
   kj::Promise<void> finish(std::uint32_t status, std::string message);
   void cancel();
   void close_local();
@@ -486,6 +488,8 @@ void Channel::start_command() {
              .eagerlyEvaluate(nullptr);
 }
 
+// Admits the command (a known service, a key listed for it, under the per-service limit, its
+// worker up), then hands it to what answers it: the gateway, the supervisor or the worker.
 kj::Promise<void> Channel::dispatch(Command command) {
   auto& server = connection.server;
   const auto& info = verb_info(command.verb);
@@ -516,33 +520,40 @@ kj::Promise<void> Channel::dispatch(Command command) {
                                 state ? worker_state_name(*state) : "unknown"));
   }
   count_running(command.service);
-  const std::string caller = fmt::format("{}@{} ({})", printable(connection.user), connection.peer, *listed);
-
   switch (info.handler) {
     case Handler::kGateway:  // ping: answered here, without touching the worker or docker
       return send_text(false, fmt::format("pong! - {}\n", server.hostname)).then([this]() { return finish(0, ""); });
-    case Handler::kSupervisor: {
-      auto request = server.backends.supervisor().restartWorkerRequest();
-      request.setName(command.service);
-      return request.send().then(
-          [this, service = command.service](auto) {
-            return send_text(false, fmt::format("the worker of {} is restarting\n", service)).then([this]() {
-              return finish(0, "");
-            });
-          },
-          [this, service = command.service](kj::Exception&& e) {
-            // The details are for the log: the client learns what failed, not pgod's internals.
-            spdlog::warn("[{}] restart-worker failed: {}", service, printable(e.getDescription().cStr()));
-            return finish(static_cast<std::uint32_t>(Status::kInternalServerError),
-                          fmt::format("cannot restart the worker of {} (pgod did not answer); try again", service));
-          });
-    }
+    case Handler::kSupervisor:
+      return restart_worker(command.service);
     case Handler::kWorker:
       break;
   }
+  return run_on_worker(command, fmt::format("{}@{} ({})", printable(connection.user), connection.peer, *listed));
+}
+
+// worker restart: asked of the supervisor, which owns the workers.
+kj::Promise<void> Channel::restart_worker(const std::string& service) {
+  auto request = connection.server.backends.supervisor().restartWorkerRequest();
+  request.setName(service);
+  return request.send().then(
+      [this, service](auto) {
+        return send_text(false, fmt::format("the worker of {} is restarting\n", service)).then([this]() {
+          return finish(0, "");
+        });
+      },
+      [this, service](kj::Exception&& e) {
+        // The details are for the log: the client learns what failed, not pgod's internals.
+        spdlog::warn("[{}] restart-worker failed: {}", service, printable(e.getDescription().cStr()));
+        return finish(static_cast<std::uint32_t>(Status::kInternalServerError),
+                      fmt::format("cannot restart the worker of {} (pgod did not answer); try again", service));
+      });
+}
+
+// Every other verb runs in the service's worker, its output streamed into this channel.
+kj::Promise<void> Channel::run_on_worker(const Command& command, const std::string& caller) {
   auto verb = to_rpc_verb(command.verb);
   KJ_ASSERT(verb != std::nullopt, "a worker verb without an RPC verb");
-  auto request = server.backends.worker(command.service).runRequest();
+  auto request = connection.server.backends.worker(command.service).runRequest();
   request.setVerb(*verb);
   auto args = request.initArgs(static_cast<unsigned>(command.args.size()));
   for (unsigned i = 0; i < command.args.size(); ++i) args.set(i, command.args[i]);
@@ -802,11 +813,11 @@ kj::Promise<void> SshServer::Impl::accept_loop(kj::UnixEventPort::FdObserver& ob
 
 void SshServer::Impl::accept_ready() {
   for (;;) {
-    UniqueFd fd(accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    UniqueFd fd(retry_eintr([this] { return accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC); }));
     if (!fd) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == ECONNABORTED) continue;  // that client is gone, others may wait
       if (errno != EAGAIN && errno != EWOULDBLOCK)
-        log_refusal("accept", fmt::format("accept on the ssh socket: {}", std::strerror(errno)));
+        log_refusal("accept", os_error("accept on the ssh socket", "", errno));
       return;
     }
     const std::string peer = socket_address(fd.get(), true);
@@ -815,7 +826,7 @@ void SshServer::Impl::accept_ready() {
     const int yes = 1;
     if (setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes) != 0 ||
         setsockopt(fd.get(), IPPROTO_TCP, TCP_QUICKACK, &yes, sizeof yes) != 0)
-      log_refusal("accept", fmt::format("{}: TCP options: {}", peer, std::strerror(errno)));
+      log_refusal("accept", fmt::format("{}: TCP options: {}", peer, errno_text(errno)));
     if (connections.size() >= limits.max_connections || unauthenticated >= limits.max_unauthenticated) {
       metrics.count_rejected("limit");
       log_refusal("limit", fmt::format("{}: connection refused: {} open, {} not authenticated (see --max-connections, "
@@ -825,7 +836,7 @@ void SshServer::Impl::accept_ready() {
     }
     UniqueFd watch(fcntl(fd.get(), F_DUPFD_CLOEXEC, 3));
     if (!watch) {
-      log_refusal("accept", fmt::format("{}: connection dropped: dup: {}", peer, std::strerror(errno)));
+      log_refusal("accept", fmt::format("{}: connection dropped: dup: {}", peer, errno_text(errno)));
       continue;
     }
     ssh_session session = ssh_new();

@@ -1,7 +1,8 @@
 // The gateway's SSH server: libssh sessions driven by the KJ event loop, one thread, every
 // socket non-blocking, so one slow or stuck client never delays another. Keys are checked in
 // two steps (listed by some service at auth, by the named service at exec), each exec request
-// goes to its service's worker, and output streams back with flow control end to end.
+// goes to its service's worker (ping is answered here, worker restart by the supervisor), and
+// output streams back with flow control end to end.
 #pragma once
 
 #include <libssh/server.h>
