@@ -21,7 +21,7 @@ struct ServiceSnapshot {
   std::string worker_state;  // "running", "backing-off", "stopped" (from the supervisor)
   std::uint32_t worker_restarts = 0;
   bool worker_answered = false;  // the worker answered its status call in time
-  std::string state;             // "ok", "frozen", "rollback", "broken", "diff", "stopped", "starting"
+  std::string state;             // "ok", "frozen", "rollback", "broken", "diff", "stopped", "starting", "unknown"
   std::string hash;              // the commit the checkout is at
 };
 

@@ -268,6 +268,62 @@ class GatewayTest : public ::testing::Test {
     return run_process(ssh_argv(key, command, extra));
   }
 
+  // Two silent clients fill the unauthenticated slots (--max-unauthenticated 2); a third is
+  // closed at once, unserved; the silent ones are dropped at the 1 s login time-out.
+  void expect_two_unauthenticated_slots_and_a_1s_login_timeout(int port) {
+    auto raw_connect = [&]() {
+      UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+      sockaddr_in address{};
+      address.sin_family = AF_INET;
+      address.sin_port = htons(static_cast<uint16_t>(port));
+      address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) return UniqueFd();
+      return fd;
+    };
+    // Reads until EOF or `limit`; returns (bytes, closed).
+    auto drain = [](int fd, std::chrono::milliseconds limit) {
+      std::string text;
+      const auto end = std::chrono::steady_clock::now() + limit;
+      while (std::chrono::steady_clock::now() < end) {
+        pollfd ready{fd, POLLIN, 0};
+        if (poll(&ready, 1, 50) <= 0) continue;
+        char buffer[512];
+        const ssize_t got = read(fd, buffer, sizeof buffer);
+        if (got <= 0) return std::pair{text, true};
+        text.append(buffer, static_cast<std::size_t>(got));
+      }
+      return std::pair{text, false};
+    };
+    auto first = raw_connect(), second = raw_connect();
+    ASSERT_TRUE(first && second);
+    EXPECT_EQ(drain(first.get(), 300ms).first.rfind("SSH-2.0-", 0), 0u);
+    auto third = raw_connect();
+    auto [third_text, third_closed] = drain(third.get(), 2s);
+    EXPECT_TRUE(third_closed);
+    EXPECT_EQ(third_text, "");
+    // The silent ones are dropped at the login time-out.
+    auto [first_text, first_closed] = drain(first.get(), 4s);
+    EXPECT_TRUE(first_closed) << "still open after the 1 s login time-out";
+    // Then there is room again.
+    EXPECT_TRUE(PgodHarness::wait_for([&]() { return ssh(key_a_, "a//ping").exit_code == 0; }, 5s));
+  }
+
+  // One session per connection: a second channel on a multiplexed OpenSSH connection is refused,
+  // the first keeps working.
+  void expect_one_session_per_connection() {
+    const std::string control = pgod_.root() + "/mux";
+    auto master = spawn_background(ssh_argv(key_a_, "", {"-M", "-S", control, "-N"}));
+    ASSERT_TRUE(PgodHarness::wait_for([&]() { return std::filesystem::exists(control); }, 10s));
+    auto first_session = spawn_background(ssh_argv(key_a_, "a//logs -f", {"-S", control}));
+    ASSERT_NE(first_session->read_until("line 2\n", 10s).find("line 2\n"), std::string::npos);
+    auto second_session = ssh(key_a_, "a//ping", {"-S", control});
+    EXPECT_NE(second_session.exit_code, 0);
+    EXPECT_NE(second_session.err.find("Session open refused by peer"), std::string::npos) << second_session.err;
+    EXPECT_NE(first_session->read_until("line 6\n", 10s).find("line 6\n"), std::string::npos);
+    first_session->stop();
+    master->stop();
+  }
+
   // The gateway on ssh_port_ runs with --max-command-length 100 and --max-commands-per-service 1.
   void expect_command_length_100_and_one_command_per_service() const {
     auto long_line = ssh(key_a_, "a//exec web echo " + std::string(200, 'x'));
@@ -706,58 +762,11 @@ TEST_F(GatewayTest, LimitsHoldAndAreLogged) {
   ASSERT_TRUE(PgodHarness::wait_for([&]() { return ssh(key_a_, "a//ping").exit_code == 0; }, 10s))
       << read_file(log_path);
 
-  auto raw_connect = [&]() {
-    UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(static_cast<uint16_t>(port));
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) return UniqueFd();
-    return fd;
-  };
-  // Reads until EOF or `limit`; returns (bytes, closed).
-  auto drain = [](int fd, std::chrono::milliseconds limit) {
-    std::string text;
-    const auto end = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < end) {
-      pollfd ready{fd, POLLIN, 0};
-      if (poll(&ready, 1, 50) <= 0) continue;
-      char buffer[512];
-      const ssize_t got = read(fd, buffer, sizeof buffer);
-      if (got <= 0) return std::pair{text, true};
-      text.append(buffer, static_cast<std::size_t>(got));
-    }
-    return std::pair{text, false};
-  };
-  // Two silent clients fill the unauthenticated slots; a third is closed at once, unserved.
-  auto first = raw_connect(), second = raw_connect();
-  ASSERT_TRUE(first && second);
-  EXPECT_EQ(drain(first.get(), 300ms).first.rfind("SSH-2.0-", 0), 0u);
-  auto third = raw_connect();
-  auto [third_text, third_closed] = drain(third.get(), 2s);
-  EXPECT_TRUE(third_closed);
-  EXPECT_EQ(third_text, "");
-  // The silent ones are dropped at the login time-out.
-  auto [first_text, first_closed] = drain(first.get(), 4s);
-  EXPECT_TRUE(first_closed) << "still open after the 1 s login time-out";
-  // Then there is room again.
-  EXPECT_TRUE(PgodHarness::wait_for([&]() { return ssh(key_a_, "a//ping").exit_code == 0; }, 5s));
+  ASSERT_NO_FATAL_FAILURE(expect_two_unauthenticated_slots_and_a_1s_login_timeout(port));
 
   expect_command_length_100_and_one_command_per_service();
 
-  // One session per connection: a second channel on a multiplexed OpenSSH connection is refused,
-  // the first keeps working.
-  const std::string control = pgod_.root() + "/mux";
-  auto master = spawn_background(ssh_argv(key_a_, "", {"-M", "-S", control, "-N"}));
-  ASSERT_TRUE(PgodHarness::wait_for([&]() { return std::filesystem::exists(control); }, 10s));
-  auto first_session = spawn_background(ssh_argv(key_a_, "a//logs -f", {"-S", control}));
-  ASSERT_NE(first_session->read_until("line 2\n", 10s).find("line 2\n"), std::string::npos);
-  auto second_session = ssh(key_a_, "a//ping", {"-S", control});
-  EXPECT_NE(second_session.exit_code, 0);
-  EXPECT_NE(second_session.err.find("Session open refused by peer"), std::string::npos) << second_session.err;
-  EXPECT_NE(first_session->read_until("line 6\n", 10s).find("line 6\n"), std::string::npos);
-  first_session->stop();
-  master->stop();
+  ASSERT_NO_FATAL_FAILURE(expect_one_session_per_connection());
 
   const auto log = read_file(log_path);
   EXPECT_NE(log.find("see --max-sessions"), std::string::npos) << log;
