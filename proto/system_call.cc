@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
 #include <system_error>
 
 namespace pgod {
@@ -15,8 +17,16 @@ std::string os_error(std::string_view what, std::string_view where, int error) {
 }
 
 Expected<std::string, std::string> read_bounded(int fd, std::size_t max, std::string_view what) {
+  // Secrets (a host key) are read through here: no copy is left behind in a reallocated string
+  // (up to 64 KiB is reserved at once) or in the stack buffer (cleared on every return).
   std::string text;
+  text.reserve(std::min<std::size_t>(max, 64 * 1024));
   char buffer[16384];
+  struct Clear {
+    char* data;
+    std::size_t size;
+    ~Clear() { explicit_bzero(data, size); }
+  } clear{buffer, sizeof buffer};
   for (;;) {
     const ssize_t got = retry_eintr([&] { return ::read(fd, buffer, sizeof buffer); });
     if (got < 0) return Unexpected{os_error("reading", what, errno)};

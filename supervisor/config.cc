@@ -19,6 +19,7 @@
 
 #include "command_grammar.h"
 #include "service_name.h"
+#include "system_call.h"
 #include "unique_fd.h"
 
 namespace pgod::config {
@@ -780,26 +781,18 @@ Expected<Config, ConfigErrors> load_config(const std::string& path, const Valida
         ConfigErrors{{path, {}, "", "", fmt::format("cannot read the config file: {} (give another with -c)", why)}}};
   };
   const UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
-  if (!fd) return failure(std::strerror(errno));
+  if (!fd) return failure(errno_text(errno));
   // Owner and mode from the opened file: the one read below, whatever the path names by then.
   struct stat info {};
-  if (fstat(fd.get(), &info) != 0) return failure(std::strerror(errno));
+  if (fstat(fd.get(), &info) != 0) return failure(errno_text(errno));
   if (!S_ISREG(info.st_mode)) return failure("not a regular file");
   if (info.st_size > kMaxConfigSize) return failure(fmt::format("larger than {} bytes", kMaxConfigSize));
-  std::string text;
-  char buffer[16384];
-  for (;;) {
-    const ssize_t n = read(fd.get(), buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return failure(std::strerror(errno));
-    if (n == 0) break;
-    text.append(buffer, static_cast<std::size_t>(n));
-    if (text.size() > static_cast<std::size_t>(kMaxConfigSize))
-      return failure(fmt::format("larger than {} bytes", kMaxConfigSize));
-  }
+  // Bounded again while reading: the file may grow after fstat.
+  const auto text = read_bounded(fd.get(), static_cast<std::size_t>(kMaxConfigSize), path);
+  if (!text) return failure(text.error());
   const FileAccess access{info.st_uid, static_cast<mode_t>(info.st_mode & 07777), info.st_gid};
   auto errors = check_file_writers(path, access, geteuid());
-  auto config = parse_config(text, path, context);
+  auto config = parse_config(*text, path, context);
   if (!config) {
     errors.insert(errors.end(), config.error().begin(), config.error().end());
     return Unexpected{std::move(errors)};

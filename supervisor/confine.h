@@ -1,11 +1,21 @@
 // Starting a program as another user, confined: the one place where root turns into a worker
 // or the gateway. Everything is prepared in the parent (argv, env, groups, the seccomp program);
-// between fork and exec the child only makes system calls, in this order:
+// between fork and exec the child only makes system calls (run_child in confine.cc), in this
+// order:
 //
-//   signals reset, new session, fd 0 /dev/null, fds 1..2 pgod's (or the given ones), the given
-//   fds moved to 3.., every other fd closed, capability bounding set emptied, supplementary
-//   groups, gid, uid (real, effective, saved), proof that uid 0 cannot be regained,
-//   no_new_privs, parent-death signal, seccomp, exec.
+//   1. every signal back to its default action, none blocked
+//   2. a new session (setsid)
+//   3. fd 0 /dev/null, fds 1-2 pgod's (or the given ones), the given fds moved to 3, 4, ...
+//   4. every other fd closed at exec
+//   5. chdir /, umask 022
+//   6. with change_identity: the capability bounding set emptied (while still root),
+//      supplementary groups, gid, uid (real, effective, saved), every capability set emptied
+//   7. ambient capabilities cleared
+//   8. with change_identity, for a non-root user: proof that uid 0 cannot be regained
+//   9. no_new_privs
+//  10. with a parent-death signal: the signal set, then a check that pgod has not exited
+//  11. with a seccomp program: the filter installed
+//  12. exec
 //
 // A step that fails is reported back through a close-on-exec pipe as "step: errno", so the
 // log says exactly what went wrong.

@@ -10,10 +10,10 @@
 
 #include <array>
 #include <cerrno>
-#include <cstring>
 
 #include "command_grammar.h"
 #include "secret.h"
+#include "system_call.h"
 #include "unique_fd.h"
 
 namespace pgod::supervisor {
@@ -110,8 +110,7 @@ Collected collect(pid_t pid, UniqueFd out, UniqueFd err, milliseconds timeout) {
     kill(-pid, SIGKILL);  // its process group (spawn_confined made it a session leader): what it started too
     kill(pid, SIGKILL);
     int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    retry_eintr([&] { return waitpid(pid, &status, 0); });
     result.status = status;
   }
   return result;
@@ -147,7 +146,7 @@ ModelVerdict judge_deployed_model(const config::Service& service, const ModelJud
   const auto model = state + "/compose.validated.yaml";
   if (lstat(model.c_str(), &info) != 0) {
     if (errno == ENOENT) return {};
-    return unjudged(fmt::format("{}: {}", model, std::strerror(errno)));
+    return unjudged(fmt::format("{}: {}", model, errno_text(errno)));
   }
 
   // The service's user and groups; not the docker group: judging a file needs no engine.
@@ -157,9 +156,9 @@ ModelVerdict judge_deployed_model(const config::Service& service, const ModelJud
   auto memfd = sealed_memfd(service.name, settings.asBytes());
   if (!memfd) return unjudged(memfd.error());
   int out_pipe[2], err_pipe[2];
-  if (pipe2(out_pipe, O_CLOEXEC) != 0) return unjudged(fmt::format("pipe2: {}", std::strerror(errno)));
+  if (auto piped = check_call(pipe2(out_pipe, O_CLOEXEC), "pipe2"); !piped) return unjudged(piped.error());
   UniqueFd out_read(out_pipe[0]), out_write(out_pipe[1]);
-  if (pipe2(err_pipe, O_CLOEXEC) != 0) return unjudged(fmt::format("pipe2: {}", std::strerror(errno)));
+  if (auto piped = check_call(pipe2(err_pipe, O_CLOEXEC), "pipe2"); !piped) return unjudged(piped.error());
   UniqueFd err_read(err_pipe[0]), err_write(err_pipe[1]);
 
   SpawnSpec spec = worker_spawn_spec(*identity, *judge.filter, true);

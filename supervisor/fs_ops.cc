@@ -12,9 +12,9 @@
 #include <cstdlib>
 #include <memory>
 #include <string_view>
-#include <system_error>
 #include <vector>
 
+#include "system_call.h"
 #include "unique_fd.h"
 
 namespace pgod::supervisor {
@@ -24,11 +24,6 @@ namespace {
 constexpr int kRemovePasses = 8;
 // mountinfo is a few KiB, a few hundred KiB with many containers; more is not a mount table.
 constexpr std::size_t kMaxMountinfoSize = 64 << 20;
-
-// "what path: errno text". std::generic_category's message is thread-safe where strerror is not.
-std::string os_error(std::string_view what, const std::string& path, int error) {
-  return fmt::format("{} {}: {}", what, path, std::generic_category().message(error));
-}
 
 std::string join(const std::string& dir, std::string_view name) {
   return !dir.empty() && dir.back() == '/' ? fmt::format("{}{}", dir, name) : fmt::format("{}/{}", dir, name);
@@ -161,19 +156,10 @@ Expected<std::vector<std::string>, std::string> read_mount_points() {
   const std::string path = "/proc/self/mountinfo";
   const UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return Unexpected{os_error("open", path, errno)};
-  std::string text;
-  char buffer[16384];
-  for (;;) {
-    const ssize_t n = read(fd.get(), buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Unexpected{os_error("read", path, errno)};
-    if (n == 0) break;
-    text.append(buffer, static_cast<std::size_t>(n));
-    if (text.size() > kMaxMountinfoSize)
-      return Unexpected{fmt::format("read {}: larger than {} bytes", path, kMaxMountinfoSize)};
-  }
+  const auto text = read_bounded(fd.get(), kMaxMountinfoSize, path);
+  if (!text) return Unexpected{text.error()};
   std::vector<std::string> mount_points;
-  std::string_view rest = text;
+  std::string_view rest = *text;
   while (!rest.empty()) {
     const auto end = rest.find('\n');
     const std::string_view line = rest.substr(0, end);

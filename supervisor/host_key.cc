@@ -10,6 +10,7 @@
 #include <cstring>
 #include <memory>
 
+#include "system_call.h"
 #include "unique_fd.h"
 
 namespace pgod::supervisor {
@@ -21,10 +22,6 @@ struct KeyFree {
   void operator()(ssh_key key) const { ssh_key_free(key); }
 };
 using OwnedKey = std::unique_ptr<std::remove_pointer_t<ssh_key>, KeyFree>;
-
-std::string errno_text(std::string_view what, const std::string& path) {
-  return fmt::format("{} {}: {}", what, path, std::strerror(errno));
-}
 
 Expected<OwnedKey, std::string> parse_key(const std::string& text, const std::string& path) {
   ssh_key key = nullptr;
@@ -44,11 +41,11 @@ std::string fingerprint(ssh_key key) {
   return result;
 }
 
-Expected<bool, std::string> write_new_key(const std::string& path) {
+Expected<Done, std::string> write_new_key(const std::string& path) {
   const auto slash = path.rfind('/');
   if (slash != std::string::npos && slash > 0) {
     const std::string directory = path.substr(0, slash);
-    if (mkdir(directory.c_str(), 0755) != 0 && errno != EEXIST) return Unexpected{errno_text("mkdir", directory)};
+    if (mkdir(directory.c_str(), 0755) != 0 && errno != EEXIST) return Unexpected{os_error("mkdir", directory, errno)};
   }
   ssh_key raw = nullptr;
   if (ssh_pki_generate(SSH_KEYTYPE_ED25519, 0, &raw) != SSH_OK)
@@ -62,25 +59,23 @@ Expected<bool, std::string> write_new_key(const std::string& path) {
   const std::string temporary = path + ".new";
   unlink(temporary.c_str());
   UniqueFd fd(open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-  if (!fd) return Unexpected{errno_text("create", temporary)};
+  if (!fd) return Unexpected{os_error("create", temporary, errno)};
   const std::size_t length = std::strlen(text);
   std::size_t done = 0;
   while (done < length) {
-    const ssize_t wrote = write(fd.get(), text + done, length - done);
-    if (wrote < 0 && errno == EINTR) continue;
-    if (wrote <= 0) return Unexpected{errno_text("write", temporary)};
+    const ssize_t wrote = retry_eintr([&] { return write(fd.get(), text + done, length - done); });
+    if (wrote <= 0) return Unexpected{os_error("write", temporary, errno)};
     done += static_cast<std::size_t>(wrote);
   }
-  if (fsync(fd.get()) != 0) return Unexpected{errno_text("fsync", temporary)};
+  if (auto synced = check_call(fsync(fd.get()), "fsync", temporary); !synced) return synced;
   // link() fails if a key appeared meanwhile: never replace one.
   if (link(temporary.c_str(), path.c_str()) != 0) {
-    const int saved = errno;
+    const int error = errno;
     unlink(temporary.c_str());
-    errno = saved;
-    return Unexpected{errno_text("link", path)};
+    return Unexpected{os_error("link", path, error)};
   }
   unlink(temporary.c_str());
-  return true;
+  return Done{};
 }
 
 }  // namespace
@@ -95,9 +90,9 @@ struct LoadedKey {
 // The checks of read_host_key(), and the parsed key so that it is parsed once.
 Expected<LoadedKey, std::string> load_host_key(const std::string& path) {
   UniqueFd fd(open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-  if (!fd) return Unexpected{errno_text("open", path)};
+  if (!fd) return Unexpected{os_error("open", path, errno)};
   struct stat info {};
-  if (fstat(fd.get(), &info) != 0) return Unexpected{errno_text("fstat", path)};
+  if (fstat(fd.get(), &info) != 0) return Unexpected{os_error("fstat", path, errno)};
   if (!S_ISREG(info.st_mode)) return Unexpected{fmt::format("{}: not a regular file", path)};
   if (info.st_uid != geteuid())
     return Unexpected{fmt::format("{}: owned by uid {}, not {}; chown it", path, info.st_uid, geteuid())};
@@ -106,19 +101,11 @@ Expected<LoadedKey, std::string> load_host_key(const std::string& path) {
         fmt::format("{}: mode {:o} lets others read or change it; chmod 600 {}", path, info.st_mode & 0777, path)};
   if (static_cast<std::size_t>(info.st_size) > kMaxKeyBytes)
     return Unexpected{fmt::format("{}: too large for a key", path)};
-  std::string text(static_cast<std::size_t>(info.st_size), '\0');
-  std::size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t got = read(fd.get(), text.data() + done, text.size() - done);
-    if (got < 0 && errno == EINTR) continue;
-    if (got < 0) return Unexpected{errno_text("read", path)};
-    if (got == 0) break;
-    done += static_cast<std::size_t>(got);
-  }
-  text.resize(done);
-  auto key = parse_key(text, path);
+  auto text = read_bounded(fd.get(), kMaxKeyBytes, path);
+  if (!text) return Unexpected{text.error()};
+  auto key = parse_key(*text, path);
   if (!key) return Unexpected{key.error()};
-  return LoadedKey{std::move(text), std::move(*key)};
+  return LoadedKey{std::move(*text), std::move(*key)};
 }
 
 }  // namespace
@@ -133,7 +120,7 @@ Expected<HostKeyReady, std::string> ensure_host_key(const std::string& path) {
   HostKeyReady ready;
   struct stat info {};
   if (lstat(path.c_str(), &info) != 0) {
-    if (errno != ENOENT) return Unexpected{errno_text("stat", path)};
+    if (errno != ENOENT) return Unexpected{os_error("stat", path, errno)};
     auto written = write_new_key(path);
     if (!written) return Unexpected{written.error()};
     ready.created = true;

@@ -17,7 +17,6 @@
 
 #include <cerrno>
 #include <cstdio>
-#include <cstring>
 
 #include "compose_program.h"
 #include "config.h"
@@ -32,10 +31,17 @@
 #include "seccomp_filter.h"
 #include "sockets.h"
 #include "supervisor.h"
+#include "system_call.h"
 
 namespace {
 
+using pgod::Done;
+using pgod::Expected;
+using pgod::Unexpected;
+using pgod::supervisor::Identity;
 using pgod::supervisor::Options;
+using pgod::supervisor::Supervisor;
+using pgod::supervisor::SupervisorSettings;
 
 // --check, start and every reload judge the file by the same rules: the users of this host,
 // and the gateway's user, which no service may have.
@@ -53,9 +59,9 @@ std::string own_directory() {
   return text.substr(0, text.rfind('/'));
 }
 
-std::optional<std::string> check_program(const std::string& path) {
-  if (access(path.c_str(), X_OK) != 0) return fmt::format("{}: {}", path, std::strerror(errno));
-  return std::nullopt;
+// "path: reason" when `path` is not a program pgod may run.
+Expected<Done, std::string> check_program(const std::string& path) {
+  return pgod::check_call(access(path.c_str(), X_OK), path);
 }
 
 std::string worker_program(const Options& options) {
@@ -85,7 +91,8 @@ void check_deployed_models(const Options& options, const pgod::config::Config& c
   if (!filter) return skipped("cannot build the worker seccomp filter: " + filter.error());
   judge.filter = &*filter;
   judge.worker_program = worker_program(options);
-  if (auto problem = check_program(judge.worker_program)) return skipped(*problem + " (see --worker-program)");
+  if (auto found = check_program(judge.worker_program); !found)
+    return skipped(found.error() + " (see --worker-program)");
   judge.defaults.poll_interval = options.duration;
   judge.defaults.compose_program = *pgod::parse_compose_program(options.compose);
 
@@ -148,7 +155,8 @@ class ConfigWatch {
     fd_ = pgod::UniqueFd(inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
     if (!fd_ || inotify_add_watch(fd_.get(), directory_.c_str(),
                                   IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_MOVED_FROM) < 0) {
-      spdlog::error("cannot watch {} for config changes: {}; reload with SIGHUP", directory_, std::strerror(errno));
+      const int error = errno;
+      spdlog::error("cannot watch {} for config changes: {}; reload with SIGHUP", directory_, pgod::errno_text(error));
       return;
     }
     observer_ = kj::heap<kj::UnixEventPort::FdObserver>(io.unixEventPort, fd_.get(),
@@ -190,38 +198,39 @@ class ConfigWatch {
   kj::Promise<void> settle_ = nullptr;
 };
 
-int serve(const Options& options) {
-  pgod::setup_logging("pgod", options.debug);
-  if (geteuid() != 0 && !options.no_root_check) {
-    spdlog::critical(
-        "pgod must run as root: it starts each service's worker as that service's user "
-        "(for tests only: --no-root-check)");
-    return 1;
-  }
-  auto config = load(options);
-  if (!config) {
-    spdlog::critical("{}: invalid config; nothing was started", options.config);
-    return 1;
-  }
-  // One pgod per run directory: a second one would fight the first over sockets and workers.
-  if (auto made = pgod::supervisor::ensure_directory(options.rundir, 0, 0, 0755); !made && !options.no_root_check) {
-    spdlog::critical("{}", made.error());
-    return 1;
-  }
+// ---- serve(): the steps of a supervisor's life, in order ----------------------------------
+
+// Start-up failed: the reason is logged and pgod exits 1.
+int critical(const std::string& why) {
+  spdlog::critical("{}", why);
+  return 1;
+}
+
+Expected<Done, std::string> check_root(const Options& options) {
+  if (geteuid() == 0 || options.no_root_check) return Done{};
+  return Unexpected{
+      std::string("pgod must run as root: it starts each service's worker as that service's user "
+                  "(for tests only: --no-root-check)")};
+}
+
+// One pgod per run directory: a second one would fight the first over sockets and workers.
+// The lock lasts as long as the returned fd is open.
+Expected<pgod::UniqueFd, std::string> lock_run_directory(const Options& options) {
+  if (auto made = pgod::supervisor::ensure_directory(options.rundir, 0, 0, 0755); !made && !options.no_root_check)
+    return Unexpected{made.error()};
   const std::string lock_path = options.rundir + "/pgod.lock";
   pgod::UniqueFd lock(open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!lock || flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
-    spdlog::critical("{}: {}", lock_path,
-                     errno == EWOULDBLOCK ? "another pgod runs with this --rundir" : std::strerror(errno));
-    return 1;
+    const int error = errno;
+    return Unexpected{fmt::format(
+        "{}: {}", lock_path, error == EWOULDBLOCK ? "another pgod runs with this --rundir" : pgod::errno_text(error))};
   }
-  auto filter = pgod::supervisor::build_worker_filter();
-  if (!filter) {
-    spdlog::critical("cannot build the worker seccomp filter: {}", filter.error());
-    return 1;
-  }
+  return lock;
+}
 
-  pgod::supervisor::SupervisorSettings settings;
+// What the command line tells the supervisor about layout, workers' defaults and mounting.
+SupervisorSettings supervisor_settings(const Options& options) {
+  SupervisorSettings settings;
   settings.layout = {options.dir, options.datadir, options.rundir};
   settings.defaults.poll_interval = options.duration;
   settings.defaults.debug = options.debug;
@@ -237,134 +246,235 @@ int serve(const Options& options) {
   }
   settings.path_prefix = options.path_prefix;
   settings.change_identity = geteuid() == 0;
-  const auto directory = own_directory();
+  return settings;
+}
+
+Expected<Done, std::string> find_worker_program(const Options& options, SupervisorSettings& settings) {
   settings.worker_program = worker_program(options);
-  if (auto problem = check_program(settings.worker_program)) {
-    spdlog::critical("the worker program: {} (see --worker-program)", *problem);
-    return 1;
-  }
-  // The gateway's user: its uid may connect to the sockets, its group owns them.
-  std::string note;
-  auto gateway_identity = pgod::supervisor::lookup_user(options.gateway_user, false, &note);
-  if (gateway_identity) {
-    settings.gateway = *gateway_identity;
-    settings.defaults.gateway_uid = gateway_identity->uid;
-  } else if (!options.no_gateway) {
-    spdlog::critical(
-        "the gateway's user: {} (create it with `useradd --system {}`, or see --gateway-user "
-        "and --no-gateway)",
-        gateway_identity.error(), options.gateway_user);
-    return 1;
-  } else {
-    spdlog::warn("the gateway's user: {}: only root can use the worker sockets", gateway_identity.error());
-  }
+  if (auto found = check_program(settings.worker_program); !found)
+    return Unexpected{fmt::format("the worker program: {} (see --worker-program)", found.error())};
+  return Done{};
+}
 
-  std::vector<pgod::UniqueFd> gateway_sockets;
-  if (!options.no_gateway) {
-    settings.gateway_program = options.gateway_program.empty() ? directory + "/pgod-gateway" : options.gateway_program;
-    if (auto problem = check_program(settings.gateway_program)) {
-      spdlog::critical("the gateway program: {} (see --gateway-program)", *problem);
-      return 1;
-    }
-    for (auto [flag, text] : {std::pair{"-s/--ssh", options.ssh}, std::pair{"-m/--metrics", options.metrics}}) {
-      auto address = pgod::parse_listen_address(text);
-      auto socket = pgod::bind_listen_address(*address, flag);
-      if (!socket) {
-        spdlog::critical("{}", socket.error());
-        return 1;
-      }
-      settings.gateway_fds.push_back(socket->get());
-      gateway_sockets.push_back(std::move(*socket));
-    }
-    auto host_key = pgod::supervisor::ensure_host_key(options.host_key);
-    if (!host_key) {
-      spdlog::critical("the gateway's host key: {} (see --host-key)", host_key.error());
-      return 1;
-    }
-    spdlog::info("{} host key {} ({})", host_key->created ? "created the" : "the", options.host_key,
-                 host_key->fingerprint);
-    settings.gateway_host_key = options.host_key;
-    settings.gateway_args = {"--rundir", options.rundir};
-    if (options.debug) settings.gateway_args.push_back("--debug");
-    settings.gateway_args.insert(settings.gateway_args.end(), options.gateway_limit_args.begin(),
-                                 options.gateway_limit_args.end());
+// The gateway's user: its uid may connect to the sockets, its group owns them. Without one
+// (allowed only with --no-gateway), only root can use the worker sockets.
+Expected<std::optional<Identity>, std::string> find_gateway_user(const Options& options, SupervisorSettings& settings) {
+  auto identity = pgod::supervisor::lookup_user(options.gateway_user, false, nullptr);
+  if (identity) {
+    settings.gateway = *identity;
+    settings.defaults.gateway_uid = identity->uid;
+    return std::optional<Identity>(*identity);
   }
+  if (!options.no_gateway)
+    return Unexpected{
+        fmt::format("the gateway's user: {} (create it with `useradd --system {}`, or see --gateway-user "
+                    "and --no-gateway)",
+                    identity.error(), options.gateway_user)};
+  spdlog::warn("the gateway's user: {}: only root can use the worker sockets", identity.error());
+  return std::optional<Identity>();
+}
 
+Expected<Done, std::string> find_gateway_program(const Options& options, SupervisorSettings& settings) {
+  settings.gateway_program =
+      options.gateway_program.empty() ? own_directory() + "/pgod-gateway" : options.gateway_program;
+  if (auto found = check_program(settings.gateway_program); !found)
+    return Unexpected{fmt::format("the gateway program: {} (see --gateway-program)", found.error())};
+  return Done{};
+}
+
+// The gateway's SSH and metrics listeners, bound by root (the gateway may not bind low ports).
+// pgod keeps them open for as long as it runs: each start of the gateway inherits them.
+Expected<std::vector<pgod::UniqueFd>, std::string> open_gateway_listeners(const Options& options,
+                                                                          SupervisorSettings& settings) {
+  std::vector<pgod::UniqueFd> sockets;
+  for (auto [flag, text] : {std::pair{"-s/--ssh", options.ssh}, std::pair{"-m/--metrics", options.metrics}}) {
+    auto address = pgod::parse_listen_address(text);  // checked by parse_options
+    auto socket = pgod::bind_listen_address(*address, flag);
+    if (!socket) return Unexpected{socket.error()};
+    settings.gateway_fds.push_back(socket->get());
+    sockets.push_back(std::move(*socket));
+  }
+  return sockets;
+}
+
+// Made on first start when missing, as sshd-keygen does; checked (root-only, a key) every start.
+Expected<Done, std::string> load_host_key(const Options& options, SupervisorSettings& settings) {
+  auto host_key = pgod::supervisor::ensure_host_key(options.host_key);
+  if (!host_key) return Unexpected{fmt::format("the gateway's host key: {} (see --host-key)", host_key.error())};
+  spdlog::info("{} host key {} ({})", host_key->created ? "created the" : "the", options.host_key,
+               host_key->fingerprint);
+  settings.gateway_host_key = options.host_key;
+  return Done{};
+}
+
+void set_gateway_args(const Options& options, SupervisorSettings& settings) {
+  settings.gateway_args = {"--rundir", options.rundir};
+  if (options.debug) settings.gateway_args.push_back("--debug");
+  settings.gateway_args.insert(settings.gateway_args.end(), options.gateway_limit_args.begin(),
+                               options.gateway_limit_args.end());
+}
+
+// The signals are claimed before the event loop starts: kj reaps the children (SIGCHLD) and
+// turns SIGTERM, SIGINT and SIGHUP into events; a closed pipe is an error, not a death.
+kj::AsyncIoContext start_event_loop() {
   kj::UnixEventPort::captureChildExit();
   for (int signal_number : {SIGTERM, SIGINT, SIGHUP}) kj::UnixEventPort::captureSignal(signal_number);
   signal(SIGPIPE, SIG_IGN);
-  auto io = kj::setupAsyncIo();
+  return kj::setupAsyncIo();
+}
 
-  pgod::supervisor::Supervisor supervisor(io, std::move(settings), std::move(*filter));
-  if (auto problem = supervisor.start(std::move(*config))) {
-    spdlog::critical("{}", *problem);
-    return 1;
-  }
-  auto control_socket = pgod::supervisor::bind_unix_socket(options.rundir + "/supervisor.sock",
-                                                           gateway_identity ? gateway_identity->gid : 0);
-  if (!control_socket) {
-    spdlog::critical("{}", control_socket.error());
-    auto stopped = supervisor.shutdown();
-    stopped.wait(io.waitScope);
-    return 1;
-  }
-  auto listener =
-      io.lowLevelProvider->wrapListenSocketFd(control_socket->release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
-  auto serving = pgod::serve_unix_rpc(*listener, pgod::supervisor::make_control_service(supervisor),
-                                      gateway_identity ? gateway_identity->uid : 0, "supervisor socket")
-                     .eagerlyEvaluate(
-                         [](kj::Exception&& e) { spdlog::error("supervisor socket: {}", e.getDescription().cStr()); });
+// supervisor.sock: pgoctl (as root) and the gateway (its group may connect, its uid is let in).
+struct ControlSocket {
+  kj::Own<kj::ConnectionReceiver> listener;
+  kj::Promise<void> serving = nullptr;  // answers connections on `listener`
+};
 
-  auto reload = [&](const char* why) {
-    spdlog::info("{}: reloading {}", why, options.config);
+Expected<ControlSocket, std::string> open_control_socket(kj::AsyncIoContext& io, Supervisor& supervisor,
+                                                         const Options& options,
+                                                         const std::optional<Identity>& gateway_user) {
+  auto socket =
+      pgod::supervisor::bind_unix_socket(options.rundir + "/supervisor.sock", gateway_user ? gateway_user->gid : 0);
+  if (!socket) return Unexpected{socket.error()};
+  ControlSocket control;
+  control.listener =
+      io.lowLevelProvider->wrapListenSocketFd(socket->release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+  control.serving = pgod::serve_unix_rpc(*control.listener, pgod::supervisor::make_control_service(supervisor),
+                                         gateway_user ? gateway_user->uid : 0, "supervisor socket")
+                        .eagerlyEvaluate([](kj::Exception&& e) {
+                          spdlog::error("supervisor socket: {}", e.getDescription().cStr());
+                        });
+  return control;
+}
+
+// Reloads the config on SIGHUP and, with --restart, when the file changes. An invalid config
+// leaves the running services as they are.
+class Reloads {
+ public:
+  Reloads(kj::AsyncIoContext& io, Supervisor& supervisor, const Options& options)
+      : io_(io), supervisor_(supervisor), options_(options) {
+    if (options.restart)
+      watch_ = std::make_unique<ConfigWatch>(io, options.config, [this]() { reload("config changed"); });
+    hangups_ = on_hangup().eagerlyEvaluate(nullptr);
+  }
+  Reloads(const Reloads&) = delete;  // its promises hold `this`
+  Reloads& operator=(const Reloads&) = delete;
+
+ private:
+  void reload(const char* why) {
+    spdlog::info("{}: reloading {}", why, options_.config);
     sd_notify(0, "RELOADING=1");
-    if (auto fresh = load(options)) {
-      supervisor.apply(std::move(*fresh));
-      spdlog::info("reloaded: {}", supervisor.summary());
+    if (auto fresh = load(options_)) {
+      supervisor_.apply(std::move(*fresh));
+      spdlog::info("reloaded: {}", supervisor_.summary());
     } else {
-      spdlog::error("{}: invalid config; the running services are left as they are", options.config);
+      spdlog::error("{}: invalid config; the running services are left as they are", options_.config);
     }
-    sd_notify(0, fmt::format("READY=1\nSTATUS={}", supervisor.summary()).c_str());
-  };
-  std::unique_ptr<ConfigWatch> watch;
-  if (options.restart) watch = std::make_unique<ConfigWatch>(io, options.config, [&]() { reload("config changed"); });
-  std::function<kj::Promise<void>()> on_hangup = [&]() {
-    return io.unixEventPort.onSignal(SIGHUP).then([&](siginfo_t) {
+    sd_notify(0, fmt::format("READY=1\nSTATUS={}", supervisor_.summary()).c_str());
+  }
+
+  kj::Promise<void> on_hangup() {
+    return io_.unixEventPort.onSignal(SIGHUP).then([this](siginfo_t) {
       reload("SIGHUP");
       return on_hangup();
     });
-  };
-  auto hangups = on_hangup().eagerlyEvaluate(nullptr);
+  }
 
-  // systemd's watchdog, when the unit sets WatchdogSec=: a ping at half the interval.
-  std::uint64_t watchdog_usec = 0;
-  std::function<kj::Promise<void>()> ping = [&]() {
-    return io.provider->getTimer().afterDelay(watchdog_usec / 2 * kj::MICROSECONDS).then([&]() {
+  kj::AsyncIoContext& io_;
+  Supervisor& supervisor_;
+  const Options& options_;
+  std::unique_ptr<ConfigWatch> watch_;
+  kj::Promise<void> hangups_ = nullptr;
+};
+
+// systemd's watchdog, when the unit sets WatchdogSec=: a ping at half the interval.
+class Watchdog {
+ public:
+  explicit Watchdog(kj::AsyncIoContext& io) : io_(io) {
+    if (sd_watchdog_enabled(0, &interval_usec_) > 0 && interval_usec_ > 0) pings_ = ping().eagerlyEvaluate(nullptr);
+  }
+  Watchdog(const Watchdog&) = delete;  // its promise holds `this`
+  Watchdog& operator=(const Watchdog&) = delete;
+
+ private:
+  kj::Promise<void> ping() {
+    return io_.provider->getTimer().afterDelay(interval_usec_ / 2 * kj::MICROSECONDS).then([this]() {
       sd_notify(0, "WATCHDOG=1");
       return ping();
     });
-  };
-  kj::Promise<void> watchdog = kj::NEVER_DONE;
-  if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) watchdog = ping().eagerlyEvaluate(nullptr);
+  }
 
+  kj::AsyncIoContext& io_;
+  std::uint64_t interval_usec_ = 0;
+  kj::Promise<void> pings_ = kj::NEVER_DONE;
+};
+
+void announce_ready(kj::AsyncIoContext& io, Supervisor& supervisor) {
   io.waitScope.poll();  // the workers' starts are queued events: let them run before READY
   spdlog::info("pgod {} started: {}", PGOD_VERSION, supervisor.summary());
   sd_notify(0, fmt::format("READY=1\nSTATUS={}", supervisor.summary()).c_str());
+}
 
+// Start-up failed after the workers started: they are stopped again (the containers keep
+// running) before pgod exits 1.
+int critical_after_start(kj::AsyncIoContext& io, Supervisor& supervisor, const std::string& why) {
+  spdlog::critical("{}", why);
+  supervisor.shutdown().wait(io.waitScope);
+  return 1;
+}
+
+// Runs the event loop (workers, reloads, the control socket) until SIGTERM or SIGINT.
+void run_until_stop_signal(kj::AsyncIoContext& io) {
   auto signalled =
       io.unixEventPort.onSignal(SIGTERM).exclusiveJoin(io.unixEventPort.onSignal(SIGINT)).wait(io.waitScope);
   spdlog::info("signal {}: stopping the workers (containers keep running)", signalled.si_signo);
+}
+
+void shut_down(kj::AsyncIoContext& io, Supervisor& supervisor) {
   sd_notify(0, "STOPPING=1");
   supervisor.shutdown().wait(io.waitScope);
   spdlog::info("stopped");
+}
+
+int serve(const Options& options) {
+  pgod::setup_logging("pgod", options.debug);
+  if (auto root = check_root(options); !root) return critical(root.error());
+  auto config = load(options);
+  if (!config) return critical(fmt::format("{}: invalid config; nothing was started", options.config));
+  auto lock = lock_run_directory(options);  // held until pgod exits
+  if (!lock) return critical(lock.error());
+  auto filter = pgod::supervisor::build_worker_filter();
+  if (!filter) return critical("cannot build the worker seccomp filter: " + filter.error());
+
+  auto settings = supervisor_settings(options);
+  if (auto found = find_worker_program(options, settings); !found) return critical(found.error());
+  auto gateway_user = find_gateway_user(options, settings);
+  if (!gateway_user) return critical(gateway_user.error());
+  std::vector<pgod::UniqueFd> gateway_listeners;
+  if (!options.no_gateway) {
+    if (auto found = find_gateway_program(options, settings); !found) return critical(found.error());
+    auto listeners = open_gateway_listeners(options, settings);
+    if (!listeners) return critical(listeners.error());
+    gateway_listeners = std::move(*listeners);
+    if (auto key = load_host_key(options, settings); !key) return critical(key.error());
+    set_gateway_args(options, settings);
+  }
+
+  auto io = start_event_loop();
+  Supervisor supervisor(io, std::move(settings), std::move(*filter));
+  if (auto problem = supervisor.start(std::move(*config))) return critical(*problem);  // workers and gateway
+  auto control = open_control_socket(io, supervisor, options, *gateway_user);
+  if (!control) return critical_after_start(io, supervisor, control.error());
+  Reloads reloads(io, supervisor, options);
+  Watchdog watchdog(io);
+  announce_ready(io, supervisor);
+  run_until_stop_signal(io);
+  shut_down(io, supervisor);
   return 0;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  // fds 0-2 must be taken: otherwise a socket opened later could get number 1 or 2 and be
-  // inherited by every worker as its stdout or stderr.
+// fds 0-2 must be taken: otherwise a socket opened later could get number 1 or 2 and be
+// inherited by every worker as its stdout or stderr.
+void fill_standard_fds() {
   for (int fd = open("/dev/null", O_RDWR | O_CLOEXEC); fd >= 0; fd = open("/dev/null", O_RDWR | O_CLOEXEC)) {
     if (fd > 2) {
       close(fd);
@@ -372,6 +482,22 @@ int main(int argc, char** argv) {
     }
     fcntl(fd, F_SETFD, 0);  // it stands in for stdin/stdout/stderr: keep it across exec
   }
+}
+
+int make_host_key(const Options& options) {
+  auto ready = pgod::supervisor::ensure_host_key(options.host_key);
+  if (!ready) {
+    fmt::print(stderr, "pgod: the host key: {}\n", ready.error());
+    return 1;
+  }
+  fmt::print("{} {} ({})\n", options.host_key, ready->created ? "created" : "exists", ready->fingerprint);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  fill_standard_fds();
   auto parsed = pgod::supervisor::parse_options({argv + 1, argv + argc});
   if (!parsed) {
     fmt::print(stderr, "pgod: {}\n", parsed.error());
@@ -387,15 +513,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (options.check) return check(options);
-  if (options.make_host_key) {
-    auto ready = pgod::supervisor::ensure_host_key(options.host_key);
-    if (!ready) {
-      fmt::print(stderr, "pgod: the host key: {}\n", ready.error());
-      return 1;
-    }
-    fmt::print("{} {} ({})\n", options.host_key, ready->created ? "created" : "exists", ready->fingerprint);
-    return 0;
-  }
+  if (options.make_host_key) return make_host_key(options);
   if (options.status) return pgod::supervisor::print_status(options.rundir + "/supervisor.sock");
   if (!options.restart_worker.empty())
     return pgod::supervisor::request_worker_restart(options.rundir + "/supervisor.sock", options.restart_worker);

@@ -19,12 +19,8 @@ std::optional<std::string> check_directory(std::string_view flag, const std::str
   return std::nullopt;
 }
 
-}  // namespace
-
-Expected<ParsedOptions, std::string> parse_options(const std::vector<std::string>& args) {
-  ParsedOptions parsed;
-  Options& o = parsed.options;
-  FlagSet flags("pgod");
+// Every flag of pgod(8), in --help's order, each writing into `o`.
+void register_flags(FlagSet& flags, Options& o) {
   flags.add_string('c', "config", &o.config, "config file to read", "file");
   flags.add_string('d', "dir", &o.dir, "directory to check out the git repositories in (kept across reboots)", "dir");
   flags.add_string('s', "ssh", &o.ssh, "ssh address to listen on", "addr");
@@ -72,14 +68,11 @@ Expected<ParsedOptions, std::string> parse_options(const std::vector<std::string
                  "as its own unit)");
   flags.add_bool('v', "version", &o.version, "show version and exit");
   flags.add_bool('h', "help", &o.help, "show this help and exit");
-  parsed.usage = flags.usage("[OPTION]... [-c CONFIG]");
+}
 
-  auto positional = flags.parse(args);
-  if (!positional) return Unexpected{positional.error()};
-  if (o.help || o.version) return parsed;
-  if (!positional->empty())
-    return Unexpected{fmt::format("unexpected argument \"{}\" (see pgod --help)", positional->front())};
-
+// What the flags cannot check one by one: values, absolute paths, flags that exclude each
+// other. --gateway-limits is turned into the gateway's arguments here.
+Expected<Done, std::string> validate(Options& o) {
   if (o.config.empty()) return Unexpected{std::string("-c/--config must name a file")};
   if (o.duration <= std::chrono::nanoseconds::zero())
     return Unexpected{fmt::format("-t/--duration must be positive, got {}", format_duration(o.duration))};
@@ -111,6 +104,23 @@ Expected<ParsedOptions, std::string> parse_options(const std::vector<std::string
     if (auto address = parse_listen_address(*value); !address)
       return Unexpected{fmt::format("{}: {}", flag, address.error())};
   }
+  return Done{};
+}
+
+}  // namespace
+
+Expected<ParsedOptions, std::string> parse_options(const std::vector<std::string>& args) {
+  ParsedOptions parsed;
+  FlagSet flags("pgod");
+  register_flags(flags, parsed.options);
+  parsed.usage = flags.usage("[OPTION]... [-c CONFIG]");
+
+  auto positional = flags.parse(args);
+  if (!positional) return Unexpected{positional.error()};
+  if (parsed.options.help || parsed.options.version) return parsed;
+  if (!positional->empty())
+    return Unexpected{fmt::format("unexpected argument \"{}\" (see pgod --help)", positional->front())};
+  if (auto valid = validate(parsed.options); !valid) return Unexpected{valid.error()};
   return parsed;
 }
 

@@ -21,6 +21,7 @@
 #include <optional>
 #include <string_view>
 
+#include "system_call.h"
 #include "unique_fd.h"
 
 namespace pgod::supervisor {
@@ -195,7 +196,7 @@ const char* errno_name(int error) {
 }
 
 // libseccomp returns -errno.
-std::string failed(std::string_view call, int rc) { return fmt::format("{}: {}", call, std::strerror(-rc)); }
+std::string failed(std::string_view call, int rc) { return fmt::format("{}: {}", call, errno_text(-rc)); }
 
 // Makes `syscall` fail with `error` when all `conditions` hold (always, with none). `shown`
 // describes the conditions in messages.
@@ -256,12 +257,11 @@ Failure refuse_other_sockets(scmp_filter_ctx ctx) {
 // programs to file descriptors).
 Expected<SeccompProgram, std::string> export_program(scmp_filter_ctx ctx) {
   const UniqueFd memory(memfd_create("pgod-seccomp-filter", MFD_CLOEXEC));
-  if (!memory) return Unexpected{fmt::format("memfd_create: {}", std::strerror(errno))};
+  if (!memory) return Unexpected{os_error("memfd_create", "", errno)};
   if (const int rc = seccomp_export_bpf(ctx, memory.get()); rc != 0)
     return Unexpected{failed("seccomp_export_bpf", rc)};
   struct stat info {};
-  if (fstat(memory.get(), &info) != 0)
-    return Unexpected{fmt::format("fstat (exported filter): {}", std::strerror(errno))};
+  if (fstat(memory.get(), &info) != 0) return Unexpected{os_error("fstat", "(exported filter)", errno)};
   const auto size = static_cast<std::size_t>(info.st_size);
   if (size == 0 || size % sizeof(sock_filter) != 0 || size / sizeof(sock_filter) > BPF_MAXINSNS) {
     return Unexpected{fmt::format("seccomp_export_bpf wrote {} bytes: not 1 to {} whole {}-byte instructions", size,
@@ -272,9 +272,9 @@ Expected<SeccompProgram, std::string> export_program(scmp_filter_ctx ctx) {
   auto* bytes = reinterpret_cast<char*>(program.instructions.data());
   std::size_t done = 0;
   while (done < size) {
-    const ssize_t n = pread(memory.get(), bytes + done, size - done, static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Unexpected{fmt::format("read (exported filter): {}", std::strerror(errno))};
+    const ssize_t n =
+        retry_eintr([&] { return pread(memory.get(), bytes + done, size - done, static_cast<off_t>(done)); });
+    if (n < 0) return Unexpected{os_error("read", "(exported filter)", errno)};
     if (n == 0) return Unexpected{fmt::format("read (exported filter): ended after {} of {} bytes", done, size)};
     done += static_cast<std::size_t>(n);
   }

@@ -19,7 +19,7 @@ struct SeccompProgram {
   std::vector<sock_filter> instructions;
 };
 
-// The worker denylist (see NOTES.md, "Seccomp and confinement"): EPERM for the refused
+// The worker denylist (docs/SECURITY.md, "Boundary 4: supervisor → worker"): EPERM for the refused
 // syscalls, clone with any CLONE_NEW* flag, ioctl TIOCSTI/TIOCLINUX; ENOSYS for clone3 (glibc
 // falls back to clone); socket limited to AF_UNIX, AF_INET, AF_INET6 and AF_NETLINK with
 // NETLINK_ROUTE; syscalls of other architectures kill the process. Syscalls this libseccomp does

@@ -19,6 +19,7 @@
 #include "logging.h"
 #include "service_name.h"
 #include "sockets.h"
+#include "system_call.h"
 
 namespace pgod::supervisor {
 namespace {
@@ -109,11 +110,20 @@ std::optional<std::string> Supervisor::start(config::Config config) {
 void Supervisor::apply(config::Config config) {
   config_ = std::move(config);
   const auto caddy = caddy_import(config_);
+  not_started_.clear();
+  stop_removed_services();
+  // Directories no service names: left by an earlier run, or whose removal failed before.
+  remove_stale_services();
+  for (const auto& service : config_.services) {
+    if (retiring_.count(service.name) != 0) continue;  // started again once the removal is done
+    apply_service(service, caddy);
+  }
+}
+
+// Deleted services: stop the worker, then bring the project down and remove its directories.
+void Supervisor::stop_removed_services() {
   std::set<std::string> wanted;
   for (const auto& service : config_.services) wanted.insert(service.name);
-  not_started_.clear();
-
-  // Deleted services: stop the worker, then bring the project down and remove its directories.
   for (auto it = workers_.begin(); it != workers_.end();) {
     if (wanted.count(it->first) != 0 || retiring_.count(it->first) != 0) {
       ++it;
@@ -129,70 +139,76 @@ void Supervisor::apply(config::Config config) {
     }));
     ++it;
   }
-  // Directories no service names: left by an earlier run, or whose removal failed before.
-  remove_stale_services();
+}
 
-  for (const auto& service : config_.services) {
-    if (retiring_.count(service.name) != 0) continue;  // started again once the removal is done
-    auto log = service_logger(service.name);
-    std::string note;
-    auto identity = lookup_user(service.user, true, &note);
-    if (!identity) {
-      log->error("{}: the worker is not started", identity.error());
-      not_started_[service.name] = identity.error();
-      continue;
-    }
-    if (!note.empty()) log->warn("{}", note);
-    if (!settings_.change_identity) identity->groups.clear();
-    auto settings = worker_settings(service, *identity, settings_.layout, settings_.defaults, caddy);
-
-    auto existing = workers_.find(service.name);
-    if (existing != workers_.end()) {
-      auto& child = *existing->second;
-      if (child.settings.asBytes() == settings.asBytes()) continue;  // unchanged: keeps running
-      log->info("settings changed: restarting the worker");
-      child.service = service;
-      child.identity = *identity;
-      child.settings = kj::mv(settings);
-      child.backoff = kFirstBackoff;
-      // Stopped before its directories are prepared: a user change must not hand the tree over
-      // while the old user's worker still writes in it.
-      tasks_.add(stop(child).then([this, &child]() {
-        // Removed by a later reload while it stopped: the removal owns it now.
-        if (shutting_down_ || retiring_.count(child.name) != 0) return;
-        if (auto problem = prepare_service(child.service, child.identity)) {
-          child.log->error("{}: the worker is not started", *problem);
-          child.last_exit = *problem;
-          return;
-        }
-        launch(child);
-      }));
-      continue;
-    }
-
-    if (auto problem = prepare_service(service, *identity)) {
-      log->error("{}: the worker is not started", *problem);
-      not_started_[service.name] = *problem;
-      continue;
-    }
-    const gid_t socket_group = settings_.gateway ? settings_.gateway->gid : 0;
-    auto socket = bind_unix_socket(settings_.layout.worker_socket(service.name), socket_group);
-    if (!socket) {
-      log->error("{}: the worker is not started", socket.error());
-      not_started_[service.name] = socket.error();
-      continue;
-    }
-    auto child = std::make_unique<Supervised>();
-    child->name = service.name;
-    child->service = service;
-    child->identity = *identity;
-    child->settings = kj::mv(settings);
-    child->listen_fd = std::move(*socket);
-    child->log = log;
-    auto& ref = *child;
-    workers_.emplace(service.name, std::move(child));
-    launch(ref);
+// One service of the config: a new one is started, a running one restarted when its settings
+// changed, and left running otherwise. A service whose user does not exist is not started.
+void Supervisor::apply_service(const config::Service& service, const std::string& caddy) {
+  auto log = service_logger(service.name);
+  std::string note;
+  auto identity = lookup_user(service.user, true, &note);
+  if (!identity) {
+    log->error("{}: the worker is not started", identity.error());
+    not_started_[service.name] = identity.error();
+    return;
   }
+  if (!note.empty()) log->warn("{}", note);
+  if (!settings_.change_identity) identity->groups.clear();
+  auto settings = worker_settings(service, *identity, settings_.layout, settings_.defaults, caddy);
+  if (auto existing = workers_.find(service.name); existing != workers_.end())
+    restart_if_changed(*existing->second, service, *identity, kj::mv(settings), log);
+  else
+    start_worker(service, *identity, kj::mv(settings), log);
+}
+
+void Supervisor::restart_if_changed(Supervised& child, const config::Service& service, const Identity& identity,
+                                    kj::Array<capnp::word> settings, const std::shared_ptr<spdlog::logger>& log) {
+  if (child.settings.asBytes() == settings.asBytes()) return;  // unchanged: keeps running
+  log->info("settings changed: restarting the worker");
+  child.service = service;
+  child.identity = identity;
+  child.settings = kj::mv(settings);
+  child.backoff = kFirstBackoff;
+  // Stopped before its directories are prepared: a user change must not hand the tree over
+  // while the old user's worker still writes in it.
+  tasks_.add(stop(child).then([this, &child]() {
+    // Removed by a later reload while it stopped: the removal owns it now.
+    if (shutting_down_ || retiring_.count(child.name) != 0) return;
+    if (auto problem = prepare_service(child.service, child.identity)) {
+      child.log->error("{}: the worker is not started", *problem);
+      child.last_exit = *problem;
+      return;
+    }
+    launch(child);
+  }));
+}
+
+// A service new to pgod: its directories, its socket (bound by pgod, kept across worker
+// restarts), then its worker.
+void Supervisor::start_worker(const config::Service& service, const Identity& identity, kj::Array<capnp::word> settings,
+                              const std::shared_ptr<spdlog::logger>& log) {
+  if (auto problem = prepare_service(service, identity)) {
+    log->error("{}: the worker is not started", *problem);
+    not_started_[service.name] = *problem;
+    return;
+  }
+  const gid_t socket_group = settings_.gateway ? settings_.gateway->gid : 0;
+  auto socket = bind_unix_socket(settings_.layout.worker_socket(service.name), socket_group);
+  if (!socket) {
+    log->error("{}: the worker is not started", socket.error());
+    not_started_[service.name] = socket.error();
+    return;
+  }
+  auto child = std::make_unique<Supervised>();
+  child->name = service.name;
+  child->service = service;
+  child->identity = identity;
+  child->settings = kj::mv(settings);
+  child->listen_fd = std::move(*socket);
+  child->log = log;
+  auto& ref = *child;
+  workers_.emplace(service.name, std::move(child));
+  launch(ref);
 }
 
 std::optional<std::string> Supervisor::prepare_service(const config::Service& service, const Identity& identity) {
@@ -358,7 +374,7 @@ kj::Promise<void> Supervisor::stop(Supervised& child) {
   auto paf = kj::newPromiseAndFulfiller<void>();
   child.stopped = kj::mv(paf.fulfiller);
   KJ_IF_MAYBE (pid, child.reap) {
-    if (kill(*pid, SIGTERM) != 0) child.log->warn("kill {} TERM: {}", *pid, std::strerror(errno));
+    if (kill(*pid, SIGTERM) != 0) child.log->warn("kill {} TERM: {}", *pid, errno_text(errno));
   }
   auto escalate = io_.provider->getTimer().afterDelay(kStopGrace.count() * kj::SECONDS).then([&child]() {
     KJ_IF_MAYBE (pid, child.reap) {
@@ -438,7 +454,7 @@ kj::Promise<int> Supervisor::run_root_program(std::vector<std::string> argv, std
     posix_spawnattr_destroy(&attributes);
   }
   if (error != 0) {
-    spdlog::error("cannot run {}: {}", argv[0], std::strerror(error));
+    spdlog::error("cannot run {}: {}", argv[0], errno_text(error));
     return 127 << 8;
   }
   return wait_child(pid, timeout, argv[0]);
@@ -471,7 +487,7 @@ void Supervisor::remove_stale_services() {
   for (const auto& service : config_.services) configured.insert(service.name);
   std::unique_ptr<DIR, int (*)(DIR*)> listing(opendir(settings_.layout.dir.c_str()), closedir);
   if (!listing) {
-    spdlog::error("cannot list {} for stale services: {}", settings_.layout.dir, std::strerror(errno));
+    spdlog::error("cannot list {} for stale services: {}", settings_.layout.dir, errno_text(errno));
     return;
   }
   std::vector<std::string> stale;
@@ -568,8 +584,8 @@ void Supervisor::finish_retirement(const std::string& name, bool downed) {
   for (const auto& [parent, entry] : {std::pair{layout.dir, name}, std::pair{layout.state_root(), name}}) {
     if (auto removed = remove_tree(parent, entry); !removed) log->error("{}", removed.error());
   }
-  if (unlink(layout.worker_socket(name).c_str()) != 0 && errno != ENOENT)
-    log->error("unlink {}: {}", layout.worker_socket(name), std::strerror(errno));
+  const auto socket = layout.worker_socket(name);
+  if (unlink(socket.c_str()) != 0 && errno != ENOENT) log->error("{}", os_error("unlink", socket, errno));
   const auto data = layout.data(name);
   auto mounted = data.empty() ? Expected<bool, std::string>(false) : is_mount_point(data);
   if (!mounted) log->error("{}", mounted.error());

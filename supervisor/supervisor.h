@@ -21,6 +21,10 @@
 #include "seccomp_filter.h"
 #include "unique_fd.h"
 
+namespace spdlog {
+class logger;
+}
+
 namespace pgod::supervisor {
 
 struct SupervisorSettings {
@@ -79,6 +83,12 @@ class Supervisor final : private kj::TaskSet::ErrorHandler {
   struct Supervised;
 
   void taskFailed(kj::Exception&& exception) override;
+  void stop_removed_services();
+  void apply_service(const config::Service& service, const std::string& caddy);
+  void restart_if_changed(Supervised& child, const config::Service& service, const Identity& identity,
+                          kj::Array<capnp::word> settings, const std::shared_ptr<spdlog::logger>& log);
+  void start_worker(const config::Service& service, const Identity& identity, kj::Array<capnp::word> settings,
+                    const std::shared_ptr<spdlog::logger>& log);
   std::optional<std::string> prepare_service(const config::Service& service, const Identity& identity);
   void launch(Supervised& child);
   kj::Promise<void> supervise(Supervised& child);
