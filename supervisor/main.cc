@@ -323,7 +323,8 @@ kj::AsyncIoContext start_event_loop() {
   return kj::setupAsyncIo();
 }
 
-// supervisor.sock: pgoctl (as root) and the gateway (its group may connect, its uid is let in).
+// supervisor.sock: pgod --status and pgod --restart-worker (as root) and the gateway (its group
+// may connect, its uid is let in).
 struct ControlSocket {
   kj::Own<kj::ConnectionReceiver> listener;
   kj::Promise<void> serving = nullptr;  // answers connections on `listener`
