@@ -34,11 +34,10 @@ std::optional<rpc::Verb> to_rpc_verb(Verb verb) {
   return std::nullopt;
 }
 
-Verb from_rpc_verb(rpc::Verb verb) {
+std::optional<Verb> from_rpc_verb(rpc::Verb verb) {
   for (const auto& [grammar, rpc] : kWorkerVerbs)
     if (rpc == verb) return grammar;
-  // A newer peer's verb this build does not know: treat as the harmless read-only status.
-  return Verb::kStatus;
+  return std::nullopt;
 }
 
 const char* worker_state_name(rpc::ServiceInfo::WorkerState state) {

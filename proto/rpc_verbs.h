@@ -14,8 +14,9 @@ namespace pgod {
 // worker restart).
 std::optional<rpc::Verb> to_rpc_verb(Verb verb);
 
-// The grammar verb for a worker verb (for logs and the worker's dispatch table).
-Verb from_rpc_verb(rpc::Verb verb);
+// The grammar verb for a worker verb; nullopt for a value this build does not know (an enum
+// carries any number on the wire): the worker refuses it, never runs a default.
+std::optional<Verb> from_rpc_verb(rpc::Verb verb);
 
 // How a worker's state is written for people: "running", "backing-off", "stopped".
 const char* worker_state_name(rpc::ServiceInfo::WorkerState state);

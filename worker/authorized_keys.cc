@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 
+#include "system_call.h"
 #include "unique_fd.h"
 
 namespace pgod::worker {
@@ -135,19 +136,19 @@ KeyScan read_authorized_keys(const std::string& checkout_dir) {
   KeyScan scan;
   const UniqueFd checkout(open(checkout_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!checkout) {
-    scan.problems.push_back(fmt::format("cannot open the checkout: {}", std::strerror(errno)));
+    scan.problems.push_back(fmt::format("cannot open the checkout: {}", errno_text(errno)));
     return scan;
   }
   UniqueFd ssh_dir(openat(checkout.get(), "ssh", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!ssh_dir) {
     if (errno != ENOENT)
-      scan.problems.push_back(fmt::format("ssh/: {} (a symlink is not followed)", std::strerror(errno)));
+      scan.problems.push_back(fmt::format("ssh/: {} (a symlink is not followed)", errno_text(errno)));
     return scan;
   }
   // fdopendir takes the fd over when it succeeds; closedir then closes both.
   std::unique_ptr<DIR, int (*)(DIR*)> directory(fdopendir(ssh_dir.get()), &closedir);
   if (!directory) {
-    scan.problems.push_back(fmt::format("ssh/: {}", std::strerror(errno)));
+    scan.problems.push_back(fmt::format("ssh/: {}", errno_text(errno)));
     return scan;
   }
   ssh_dir.release();
@@ -170,7 +171,7 @@ KeyScan read_authorized_keys(const std::string& checkout_dir) {
     const UniqueFd fd(openat(dirfd(dir), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
     struct stat info {};
     if (!fd || fstat(fd.get(), &info) != 0) {
-      scan.problems.push_back(fmt::format("{}: {} (a symlink is not followed)", file, std::strerror(errno)));
+      scan.problems.push_back(fmt::format("{}: {} (a symlink is not followed)", file, errno_text(errno)));
       continue;
     }
     if (!S_ISREG(info.st_mode)) {
@@ -182,12 +183,9 @@ KeyScan read_authorized_keys(const std::string& checkout_dir) {
       continue;
     }
     std::string text(static_cast<std::size_t>(info.st_size), '\0');
-    ssize_t n;
-    do {
-      n = pread(fd.get(), text.data(), text.size(), 0);
-    } while (n < 0 && errno == EINTR);
+    const ssize_t n = retry_eintr([&] { return pread(fd.get(), text.data(), text.size(), 0); });
     if (n < 0) {
-      scan.problems.push_back(fmt::format("{}: {}", file, std::strerror(errno)));
+      scan.problems.push_back(fmt::format("{}: {}", file, errno_text(errno)));
       continue;
     }
     text.resize(static_cast<std::size_t>(n));

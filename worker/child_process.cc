@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "safe_files.h"
+#include "system_call.h"
 #include "unique_fd.h"
 
 namespace pgod::worker {
@@ -58,6 +59,7 @@ bool move_fd(int from, int to) {
   return dup2(from, to) == to;
 }
 
+// Between fork and exec: the raw errno goes up, as formatting it (errno_text) would allocate.
 [[noreturn]] void report_and_exit(int report, const char* step) {
   const StartFailure failure{step, errno};
   [[maybe_unused]] const auto written = write(report, &failure, sizeof failure);
@@ -108,23 +110,19 @@ pid_t start_child(const ExecPlan& plan) {
   }
   const int fork_error = errno;
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-  if (pid < 0) fail(fmt::format("cannot start {}: fork: {}", plan.program, std::strerror(fork_error)));
+  if (pid < 0) fail(fmt::format("cannot start {}: fork: {}", plan.program, errno_text(fork_error)));
   report.write_end.reset();
 
   StartFailure failure{};
-  ssize_t n;
-  do {
-    n = read(report.read_end.get(), &failure, sizeof failure);
-  } while (n < 0 && errno == EINTR);
+  const ssize_t n = retry_eintr([&] { return read(report.read_end.get(), &failure, sizeof failure); });
   if (n == 0) return pid;  // exec closed the pipe
   // It did not start and exits at once: reap it here, nobody else knows of it.
   int status;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
+  retry_eintr([&] { return waitpid(pid, &status, 0); });
   if (n != static_cast<ssize_t>(sizeof failure))
     fail(fmt::format("cannot start {}: the child failed without saying why", plan.program));
   fail(fmt::format("cannot start {} in {}: {}: {}", plan.program, plan.cwd != nullptr ? plan.cwd : ".", failure.step,
-                   std::strerror(failure.error)));
+                   errno_text(failure.error)));
 }
 
 }  // namespace
@@ -183,10 +181,7 @@ ChildProcess::ChildProcess(kj::LowLevelAsyncIoProvider& io, kj::UnixEventPort& e
   if (spec.stdin_text && !spec.stdin_text->empty()) {
     const auto& text = *spec.stdin_text;
     // The child may exit without reading: EPIPE is its business, reported by its exit code.
-    ssize_t written;
-    do {
-      written = write(in.write_end.get(), text.data(), text.size());
-    } while (written < 0 && errno == EINTR);
+    retry_eintr([&] { return write(in.write_end.get(), text.data(), text.size()); });
   }
   in.write_end.reset();
 
@@ -217,7 +212,7 @@ void ChildProcess::kill_group(int signal) {
   // Once reaped, the pid (and so the group id) may belong to someone else.
   if (reap_handle_ == nullptr || *reap_handle_ == nullptr) return;
   if (kill(-pid_, signal) != 0 && errno != ESRCH)
-    spdlog::warn("kill({}, {}) failed: {}", -pid_, signal, std::strerror(errno));
+    spdlog::warn("kill({}, {}) failed: {}", -pid_, signal, errno_text(errno));
 }
 
 void ChildProcess::terminate() {

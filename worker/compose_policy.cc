@@ -20,6 +20,8 @@
 #include <vector>
 
 #include "service_name.h"
+#include "system_call.h"
+#include "unique_fd.h"
 
 namespace pgod::worker {
 namespace {
@@ -1489,22 +1491,14 @@ void collect_raw_references(const YAML::Node& node, int depth, std::size_t& budg
   }
 }
 
+// nullopt when it cannot be opened or read, or is larger than 1 MiB.
 std::optional<std::string> read_small_file(const std::string& path) {
   constexpr std::size_t kMaxRawFile = 1 << 20;
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-  if (fd < 0) return std::nullopt;
-  std::string text;
-  char buffer[16384];
-  for (;;) {
-    const ssize_t n = read(fd, buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0 || text.size() + static_cast<std::size_t>(n) > kMaxRawFile) {
-      close(fd);
-      if (n < 0 || n > 0) return std::nullopt;
-      return text;
-    }
-    text.append(buffer, static_cast<std::size_t>(n));
-  }
+  const UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+  if (!fd) return std::nullopt;
+  auto text = read_bounded(fd.get(), kMaxRawFile, path);
+  if (!text) return std::nullopt;
+  return std::move(*text);
 }
 
 }  // namespace

@@ -28,6 +28,7 @@
 #include <utility>
 
 #include "secret.h"
+#include "system_call.h"
 #include "unique_fd.h"
 
 namespace pgod::worker {
@@ -205,12 +206,12 @@ class TimedSocket {
       UniqueFd fd(
           socket(address->ai_family, address->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, address->ai_protocol));
       if (!fd) {
-        last_error = errno_text();
+        last_error = errno_text(errno);
         continue;
       }
       if (::connect(fd.get(), address->ai_addr, address->ai_addrlen) < 0) {
         if (errno != EINPROGRESS) {
-          last_error = errno_text();
+          last_error = errno_text(errno);
           continue;
         }
         if (const int rc = wait(fd.get(), POLLOUT, "connecting to"); rc != 0) return rc;
@@ -218,7 +219,7 @@ class TimedSocket {
         socklen_t size = sizeof error;
         if (getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &error, &size) < 0) error = errno;
         if (error != 0) {
-          last_error = std::generic_category().message(error);
+          last_error = errno_text(error);
           continue;
         }
       }
@@ -231,10 +232,10 @@ class TimedSocket {
   ssize_t read(void* data, std::size_t size) {
     for (;;) {
       if (Clock::now() >= limits_.deadline) return timed_out("reading from");
-      const ssize_t n = ::recv(fd_.get(), data, size, 0);
+      const ssize_t n = retry_eintr([&] { return ::recv(fd_.get(), data, size, 0); });
       if (n >= 0) return n;
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) return fail("could not read from " + where() + ": " + errno_text());
+      if (errno != EAGAIN && errno != EWOULDBLOCK)
+        return fail("could not read from " + where() + ": " + errno_text(errno));
       if (const int rc = wait(fd_.get(), POLLIN, "reading from"); rc != 0) return rc;
     }
   }
@@ -244,13 +245,13 @@ class TimedSocket {
     std::size_t done = 0;
     while (done < size) {
       // MSG_NOSIGNAL: a peer that closed must give an error, not SIGPIPE for the whole worker.
-      const ssize_t n = ::send(fd_.get(), data + done, size - done, MSG_NOSIGNAL);
+      const ssize_t n = retry_eintr([&] { return ::send(fd_.get(), data + done, size - done, MSG_NOSIGNAL); });
       if (n >= 0) {
         done += static_cast<std::size_t>(n);
         continue;
       }
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) return fail("could not write to " + where() + ": " + errno_text());
+      if (errno != EAGAIN && errno != EWOULDBLOCK)
+        return fail("could not write to " + where() + ": " + errno_text(errno));
       if (const int rc = wait(fd_.get(), POLLOUT, "writing to"); rc != 0) return rc;
     }
     return static_cast<ssize_t>(size);
@@ -259,7 +260,6 @@ class TimedSocket {
   void close() { fd_.reset(); }
 
  private:
-  static std::string errno_text() { return std::generic_category().message(errno); }
   std::string where() const { return host_ + ":" + port_; }
 
   static int fail(const std::string& message) {
@@ -285,7 +285,8 @@ class TimedSocket {
       const int n = ::poll(&entry, 1, static_cast<int>(std::min<long long>(ms, std::numeric_limits<int>::max())));
       if (n > 0) return 0;
       if (n == 0) return timed_out(doing);
-      if (errno != EINTR) return fail(std::string("could not wait for ") + where() + ": " + errno_text());
+      // Not retry_eintr: after a signal the time left is measured again.
+      if (errno != EINTR) return fail(std::string("could not wait for ") + where() + ": " + errno_text(errno));
     }
   }
 
@@ -464,8 +465,6 @@ bool path_covers(const std::string& wanted, std::string_view changed) {
 constexpr int kMaxRemoveDepth = 256;
 constexpr int kRemovePasses = 3;  // an entry swapped or refilled meanwhile is looked at again
 
-std::string errno_message(int error) { return std::generic_category().message(error); }
-
 std::optional<std::string> remove_entry_at(int dir, const std::string& name, const std::string& shown, dev_t device,
                                            int depth);
 
@@ -477,9 +476,9 @@ struct DirectoryCloser {
 std::optional<std::string> empty_directory_at(int dir, const std::string& shown, dev_t device, int depth) {
   // fdopendir owns the fd it is given: a second one, so that `dir` stays usable.
   UniqueFd listing_fd(openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!listing_fd) return "cannot open " + shown + ": " + errno_message(errno);
+  if (!listing_fd) return "cannot open " + shown + ": " + errno_text(errno);
   const std::unique_ptr<DIR, DirectoryCloser> listing(fdopendir(listing_fd.get()));
-  if (!listing) return "cannot list " + shown + ": " + errno_message(errno);
+  if (!listing) return "cannot list " + shown + ": " + errno_text(errno);
   listing_fd.release();
   std::vector<std::string> names;
   errno = 0;
@@ -487,7 +486,7 @@ std::optional<std::string> empty_directory_at(int dir, const std::string& shown,
     const std::string_view name = entry->d_name;
     if (name != "." && name != "..") names.emplace_back(name);
   }
-  if (errno != 0) return "cannot list " + shown + ": " + errno_message(errno);
+  if (errno != 0) return "cannot list " + shown + ": " + errno_text(errno);
   for (const auto& name : names) {
     if (auto error = remove_entry_at(dir, name, shown + "/" + name, device, depth)) return error;
   }
@@ -501,29 +500,29 @@ std::optional<std::string> remove_entry_at(int dir, const std::string& name, con
     struct stat info {};
     if (fstatat(dir, name.c_str(), &info, AT_SYMLINK_NOFOLLOW) != 0) {
       if (errno == ENOENT) return std::nullopt;
-      return "cannot inspect " + shown + ": " + errno_message(errno);
+      return "cannot inspect " + shown + ": " + errno_text(errno);
     }
     if (!S_ISDIR(info.st_mode)) {
       if (unlinkat(dir, name.c_str(), 0) == 0 || errno == ENOENT) return std::nullopt;
       if (errno == EISDIR) continue;
-      return "cannot remove " + shown + ": " + errno_message(errno);
+      return "cannot remove " + shown + ": " + errno_text(errno);
     }
     if (depth >= kMaxRemoveDepth) return shown + " is nested too deeply: not removed";
     UniqueFd sub(openat(dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!sub) {
       if (errno == ENOENT) return std::nullopt;
       if (errno == ENOTDIR || errno == ELOOP) continue;  // swapped for a file or a link
-      return "cannot open " + shown + ": " + errno_message(errno);
+      return "cannot open " + shown + ": " + errno_text(errno);
     }
     struct stat opened {};
-    if (fstat(sub.get(), &opened) != 0) return "cannot inspect " + shown + ": " + errno_message(errno);
+    if (fstat(sub.get(), &opened) != 0) return "cannot inspect " + shown + ": " + errno_text(errno);
     if (opened.st_dev != device) return shown + " is a mount point: not removed, nor anything below it";
     if (auto error = empty_directory_at(sub.get(), shown, device, depth + 1)) return error;
     sub.reset();
     if (unlinkat(dir, name.c_str(), AT_REMOVEDIR) == 0 || errno == ENOENT) return std::nullopt;
     // Not empty (POSIX allows EEXIST for it) or no longer a directory: entries came meanwhile.
     if (errno != ENOTEMPTY && errno != EEXIST && errno != ENOTDIR) {
-      return "cannot remove " + shown + ": " + errno_message(errno);
+      return "cannot remove " + shown + ": " + errno_text(errno);
     }
   }
   return "cannot remove " + shown + ": it keeps changing";
@@ -534,15 +533,15 @@ std::optional<std::string> remove_entry_at(int dir, const std::string& name, con
 Expected<bool, std::string> remove_below(const fs::path& parent, const std::string& name) {
   const std::string shown = (parent / name).string();
   const UniqueFd dir(open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dir) return Unexpected("cannot open " + parent.string() + ": " + errno_message(errno));
+  if (!dir) return Unexpected("cannot open " + parent.string() + ": " + errno_text(errno));
   struct stat info {};
   if (fstatat(dir.get(), name.c_str(), &info, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno == ENOENT) return false;
-    return Unexpected("cannot inspect " + shown + ": " + errno_message(errno));
+    return Unexpected("cannot inspect " + shown + ": " + errno_text(errno));
   }
   struct stat home {};
   if (fstat(dir.get(), &home) != 0) {
-    return Unexpected("cannot inspect " + parent.string() + ": " + errno_message(errno));
+    return Unexpected("cannot inspect " + parent.string() + ": " + errno_text(errno));
   }
   if (auto error = remove_entry_at(dir.get(), name, shown, home.st_dev, 0)) return Unexpected(*error);
   return true;
@@ -557,24 +556,24 @@ std::optional<std::string> make_empty_directory(const fs::path& path) {
   if (name.empty() || name == "." || name == "..") return "'" + path.string() + "' does not name a directory";
   const fs::path parent = normal.has_parent_path() ? normal.parent_path() : fs::path(".");
   const UniqueFd parent_fd(open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!parent_fd) return "cannot open " + parent.string() + ": " + errno_message(errno);
+  if (!parent_fd) return "cannot open " + parent.string() + ": " + errno_text(errno);
   for (int pass = 0; pass < kRemovePasses; ++pass) {
     const UniqueFd dir(openat(parent_fd.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (dir) {
       struct stat info {};
-      if (fstat(dir.get(), &info) != 0) return "cannot inspect " + normal.string() + ": " + errno_message(errno);
+      if (fstat(dir.get(), &info) != 0) return "cannot inspect " + normal.string() + ": " + errno_text(errno);
       return empty_directory_at(dir.get(), normal.string(), info.st_dev, 0);
     }
     if (errno == ENOENT) {
       if (mkdirat(parent_fd.get(), name.c_str(), 0700) != 0 && errno != EEXIST) {
-        return "cannot create " + normal.string() + ": " + errno_message(errno);
+        return "cannot create " + normal.string() + ": " + errno_text(errno);
       }
     } else if (errno == ENOTDIR || errno == ELOOP) {
       struct stat home {};
-      if (fstat(parent_fd.get(), &home) != 0) return "cannot inspect " + parent.string() + ": " + errno_message(errno);
+      if (fstat(parent_fd.get(), &home) != 0) return "cannot inspect " + parent.string() + ": " + errno_text(errno);
       if (auto error = remove_entry_at(parent_fd.get(), name, normal.string(), home.st_dev, 0)) return error;
     } else {
-      return "cannot open " + normal.string() + ": " + errno_message(errno);
+      return "cannot open " + normal.string() + ": " + errno_text(errno);
     }
   }
   return "cannot prepare " + normal.string() + ": it keeps changing";
@@ -1282,6 +1281,55 @@ std::string GitTracker::head_hash() const {
   return head && *head ? hex(**head) : "";
 }
 
+namespace {
+
+// changed_paths from nothing: everything is new, so a path counts when `to` has it.
+// `lookup_failed(i, rc)` is the error for a lookup of paths[i] that failed otherwise than not found.
+template <class LookupFailed>
+Expected<std::vector<std::string>, GitError> paths_in_tree(git_tree* to_tree, const std::vector<std::string>& paths,
+                                                           const std::vector<std::optional<std::string>>& wanted,
+                                                           LookupFailed lookup_failed) {
+  std::vector<std::string> changed;
+  for (std::size_t i = 0; i < paths.size(); ++i) {
+    if (!wanted[i]) continue;
+    if (wanted[i]->empty()) {
+      if (git_tree_entrycount(to_tree) > 0) changed.push_back(paths[i]);
+      continue;
+    }
+    git_tree_entry* raw = nullptr;
+    const int rc = git_tree_entry_bypath(&raw, to_tree, wanted[i]->c_str());
+    TreeEntryPtr entry(raw);
+    if (rc == 0) {
+      changed.push_back(paths[i]);
+    } else if (rc != GIT_ENOTFOUND) {
+      return Unexpected(lookup_failed(i, rc));
+    }
+  }
+  return changed;
+}
+
+// The paths a diff touches, in the order asked.
+std::vector<std::string> paths_in_diff(git_diff* diff, const std::vector<std::string>& paths,
+                                       const std::vector<std::optional<std::string>>& wanted) {
+  std::vector<bool> hit(paths.size(), false);
+  for (std::size_t d = 0, n = git_diff_num_deltas(diff); d < n; ++d) {
+    const git_diff_delta* delta = git_diff_get_delta(diff, d);
+    for (std::size_t i = 0; i < paths.size(); ++i) {
+      if (hit[i] || !wanted[i]) continue;
+      // Both sides: a deleted or renamed-away file has only an old path.
+      hit[i] = (delta->old_file.path != nullptr && path_covers(*wanted[i], delta->old_file.path)) ||
+               (delta->new_file.path != nullptr && path_covers(*wanted[i], delta->new_file.path));
+    }
+  }
+  std::vector<std::string> changed;
+  for (std::size_t i = 0; i < paths.size(); ++i) {
+    if (hit[i]) changed.push_back(paths[i]);
+  }
+  return changed;
+}
+
+}  // namespace
+
 Expected<std::vector<std::string>, GitError> GitTracker::changed_paths(const std::string& from, const std::string& to,
                                                                        const std::vector<std::string>& paths) const {
   auto repo = impl_->open_existing("comparing " + from + " and " + to);
@@ -1294,26 +1342,10 @@ Expected<std::vector<std::string>, GitError> GitTracker::changed_paths(const std
   // Each wanted path, normalised; paths outside the checkout never change.
   std::vector<std::optional<std::string>> wanted;
   for (const auto& path : paths) wanted.push_back(repository_relative(path));
-  std::vector<std::string> changed;
-
   if (from.empty()) {
-    // Everything is new: a path counts when `to` has it.
-    for (std::size_t i = 0; i < paths.size(); ++i) {
-      if (!wanted[i]) continue;
-      if (wanted[i]->empty()) {
-        if (git_tree_entrycount(to_tree->get()) > 0) changed.push_back(paths[i]);
-        continue;
-      }
-      git_tree_entry* raw = nullptr;
-      const int rc = git_tree_entry_bypath(&raw, to_tree->get(), wanted[i]->c_str());
-      TreeEntryPtr entry(raw);
-      if (rc == 0) {
-        changed.push_back(paths[i]);
-      } else if (rc != GIT_ENOTFOUND) {
-        return Unexpected(GitError{impl_->failure("looking up " + paths[i] + " in " + to, rc, false).message});
-      }
-    }
-    return changed;
+    return paths_in_tree(to_tree->get(), paths, wanted, [&](std::size_t i, int rc) {
+      return GitError{impl_->failure("looking up " + paths[i] + " in " + to, rc, false).message};
+    });
   }
 
   auto from_id = impl_->resolve(repo->get(), from);
@@ -1329,7 +1361,7 @@ Expected<std::vector<std::string>, GitError> GitTracker::changed_paths(const std
     if (path->empty()) whole_tree = true;
     specs.push_back(*path);
   }
-  if (specs.empty()) return changed;
+  if (specs.empty()) return std::vector<std::string>{};
   std::vector<char*> spec_pointers;
   for (auto& spec : specs) spec_pointers.push_back(spec.data());
 
@@ -1347,20 +1379,7 @@ Expected<std::vector<std::string>, GitError> GitTracker::changed_paths(const std
   if (rc < 0) {
     return Unexpected(GitError{impl_->failure("comparing " + from + " with " + to + " failed", rc, false).message});
   }
-  std::vector<bool> hit(paths.size(), false);
-  for (std::size_t d = 0, n = git_diff_num_deltas(diff.get()); d < n; ++d) {
-    const git_diff_delta* delta = git_diff_get_delta(diff.get(), d);
-    for (std::size_t i = 0; i < paths.size(); ++i) {
-      if (hit[i] || !wanted[i]) continue;
-      // Both sides: a deleted or renamed-away file has only an old path.
-      hit[i] = (delta->old_file.path != nullptr && path_covers(*wanted[i], delta->old_file.path)) ||
-               (delta->new_file.path != nullptr && path_covers(*wanted[i], delta->new_file.path));
-    }
-  }
-  for (std::size_t i = 0; i < paths.size(); ++i) {
-    if (hit[i]) changed.push_back(paths[i]);
-  }
-  return changed;
+  return paths_in_diff(diff.get(), paths, wanted);
 }
 
 Expected<std::string, GitError> GitTracker::resolve_commit(const std::string& hash) const {

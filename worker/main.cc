@@ -22,6 +22,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include "compose.h"
 #include "compose_policy.h"
@@ -32,6 +33,7 @@
 #include "safe_files.h"
 #include "service.h"
 #include "settings.capnp.h"
+#include "system_call.h"
 #include "unique_fd.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -59,7 +61,7 @@ int parse_fd(const std::string& text, const char* flag) {
 
 pgod::UniqueFd bind_socket(const std::string& path) {
   pgod::UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) pgod::worker::fail(fmt::format("socket: {}", std::strerror(errno)));
+  if (!fd) pgod::worker::fail(pgod::os_error("socket", "", errno));
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   if (path.size() >= sizeof address.sun_path) pgod::worker::fail(fmt::format("socket path too long: {}", path));
@@ -67,9 +69,12 @@ pgod::UniqueFd bind_socket(const std::string& path) {
   struct stat info {};
   // Replace a stale socket from an earlier run, never anything else.
   if (lstat(path.c_str(), &info) == 0 && S_ISSOCK(info.st_mode)) unlink(path.c_str());
-  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0)
-    pgod::worker::fail(fmt::format("bind {}: {}", path, std::strerror(errno)));
-  if (listen(fd.get(), 64) != 0) pgod::worker::fail(fmt::format("listen {}: {}", path, std::strerror(errno)));
+  if (auto bound =
+          pgod::check_call(bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), "bind", path);
+      !bound)
+    pgod::worker::fail(bound.error());
+  if (auto listening = pgod::check_call(listen(fd.get(), 64), "listen", path); !listening)
+    pgod::worker::fail(listening.error());
   return fd;
 }
 
@@ -92,7 +97,7 @@ int judge_saved_model(pgod::rpc::ServiceSettings::Reader settings) {
   const pgod::UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
   if (!fd) {
     if (errno == ENOENT) return kJudgedAccepted;  // nothing deployed yet: nothing to refuse
-    fmt::print("cannot read {}: {}\n", path, std::strerror(errno));
+    fmt::print("cannot read {}: {}\n", path, pgod::errno_text(errno));
     return kCannotJudge;
   }
   struct stat info {};
@@ -104,23 +109,13 @@ int judge_saved_model(pgod::rpc::ServiceSettings::Reader settings) {
     fmt::print("{}: larger than {} bytes\n", path, kMaxSavedModelBytes);
     return kCannotJudge;
   }
-  std::string text;
-  char buffer[65536];
-  for (;;) {
-    const ssize_t got = read(fd.get(), buffer, sizeof buffer);
-    if (got < 0 && errno == EINTR) continue;
-    if (got < 0) {
-      fmt::print("cannot read {}: {}\n", path, std::strerror(errno));
-      return kCannotJudge;
-    }
-    if (got == 0) break;
-    text.append(buffer, static_cast<std::size_t>(got));
-    if (text.size() > static_cast<std::size_t>(kMaxSavedModelBytes)) {
-      fmt::print("{}: larger than {} bytes\n", path, kMaxSavedModelBytes);
-      return kCannotJudge;
-    }
+  // Read to the end even so: the file may have grown since fstat.
+  const auto text = pgod::read_bounded(fd.get(), static_cast<std::size_t>(kMaxSavedModelBytes), path);
+  if (!text) {
+    fmt::print("{}\n", text.error());
+    return kCannotJudge;
   }
-  const auto verdict = pgod::worker::check_compose_policy(text, pgod::worker::policy_context(settings));
+  const auto verdict = pgod::worker::check_compose_policy(*text, pgod::worker::policy_context(settings));
   if (!verdict) {
     fmt::print("cannot judge the compose file: {}\n", verdict.error());  // the worker's words
     return kJudgedRefused;
@@ -129,115 +124,134 @@ int judge_saved_model(pgod::rpc::ServiceSettings::Reader settings) {
   return verdict->empty() ? kJudgedAccepted : kJudgedRefused;
 }
 
-int run(int argc, char** argv) {
+struct Options {
   std::string settings_path, settings_fd_text, socket_path, listen_fd_text, path_prefix, compose_program;
   bool debug = false, help = false, version = false, retire = false, judge = false;
+};
+
+// The options that exclude or need each other.
+std::optional<int> check_options(const Options& options) {
+  if (options.settings_path.empty() == options.settings_fd_text.empty()) {
+    fmt::print(stderr, "pgod-worker: --settings FILE is required (or --settings-fd N)\n");
+    return 1;
+  }
+  if (options.retire && options.judge) {
+    fmt::print(stderr, "pgod-worker: --retire and --judge-saved-model are two different jobs: give one\n");
+    return 1;
+  }
+  if (!options.retire && !options.judge && options.socket_path.empty() == options.listen_fd_text.empty()) {
+    fmt::print(stderr, "pgod-worker: --socket PATH is required (or --listen-fd N)\n");
+    return 1;
+  }
+  return std::nullopt;
+}
+
+// The command line read into `options`; an exit code when there is nothing more to do (help,
+// version) or it is wrong (the reason printed), nullopt to go on.
+std::optional<int> parse_options(int argc, char** argv, Options& options) {
   pgod::FlagSet flags("pgod-worker");
-  flags.add_string(0, "settings", &settings_path, "file holding this service's settings (a Cap'n Proto message)",
-                   "file");
-  flags.add_string(0, "settings-fd", &settings_fd_text, "read the settings from this inherited fd (pgod uses it)",
-                   "fd");
-  flags.add_string(0, "socket", &socket_path, "unix socket to bind and listen on (by hand)", "path");
-  flags.add_string(0, "listen-fd", &listen_fd_text, "inherited listening socket (pgod uses it)", "fd");
-  flags.add_string(0, "compose", &compose_program,
+  flags.add_string(0, "settings", &options.settings_path,
+                   "file holding this service's settings (a Cap'n Proto message)", "file");
+  flags.add_string(0, "settings-fd", &options.settings_fd_text,
+                   "read the settings from this inherited fd (pgod uses it)", "fd");
+  flags.add_string(0, "socket", &options.socket_path, "unix socket to bind and listen on (by hand)", "path");
+  flags.add_string(0, "listen-fd", &options.listen_fd_text, "inherited listening socket (pgod uses it)", "fd");
+  flags.add_string(0, "compose", &options.compose_program,
                    "force the compose program: plugin (docker compose) or standalone (docker-compose); default: "
                    "the settings, else the plugin when it answers",
                    "program");
-  flags.add_string(0, "path-prefix", &path_prefix, "directory put before PATH for docker programs (tests only)", "dir");
-  flags.add_bool(0, "retire", &retire,
+  flags.add_string(0, "path-prefix", &options.path_prefix, "directory put before PATH for docker programs (tests only)",
+                   "dir");
+  flags.add_bool(0, "retire", &options.retire,
                  "one-shot for a service removed from the config: compose down --remove-orphans, then exit "
                  "(no socket needed)");
-  flags.add_bool(0, "judge-saved-model", &judge,
+  flags.add_bool(0, "judge-saved-model", &options.judge,
                  "one-shot for pgod --check: judge the deployed model (compose.validated.yaml in the state "
                  "directory) by this version's policy, print each reason it is refused, exit 0 (accepted), "
                  "1 (refused) or 2 (cannot judge); no socket needed");
-  flags.add_bool(0, "debug", &debug, "enable debug logging");
-  flags.add_bool('v', "version", &version, "show version and exit");
-  flags.add_bool('h', "help", &help, "show this help and exit");
+  flags.add_bool(0, "debug", &options.debug, "enable debug logging");
+  flags.add_bool('v', "version", &options.version, "show version and exit");
+  flags.add_bool('h', "help", &options.help, "show this help and exit");
   auto positional = flags.parse({argv + 1, argv + argc});
   if (!positional) {
     fmt::print(stderr, "pgod-worker: {}\n", positional.error());
     return 1;
   }
-  if (help) {
+  if (options.help) {
     fmt::print("{}", flags.usage("(--settings FILE | --settings-fd N) (--socket PATH | --listen-fd N)"));
     return 0;
   }
-  if (version) {
+  if (options.version) {
     fmt::print("pgod-worker {}\n", PGOD_VERSION);
     return 0;
   }
-  if (settings_path.empty() == settings_fd_text.empty()) {
-    fmt::print(stderr, "pgod-worker: --settings FILE is required (or --settings-fd N)\n");
-    return 1;
-  }
-  if (retire && judge) {
-    fmt::print(stderr, "pgod-worker: --retire and --judge-saved-model are two different jobs: give one\n");
-    return 1;
-  }
-  if (!retire && !judge && socket_path.empty() == listen_fd_text.empty()) {
-    fmt::print(stderr, "pgod-worker: --socket PATH is required (or --listen-fd N)\n");
-    return 1;
-  }
+  return check_options(options);
+}
 
-  pgod::UniqueFd settings_fd(settings_path.empty() ? parse_fd(settings_fd_text, "--settings-fd")
-                                                   : open(settings_path.c_str(), O_RDONLY | O_CLOEXEC));
+// The settings message from --settings or --settings-fd (closed once read); null when it
+// cannot be read, the reason printed.
+kj::Own<capnp::StreamFdMessageReader> read_settings(const Options& options) {
+  pgod::UniqueFd settings_fd(options.settings_path.empty() ? parse_fd(options.settings_fd_text, "--settings-fd")
+                                                           : open(options.settings_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!settings_fd) {
-    fmt::print(stderr, "pgod-worker: cannot open {}: {}\n", settings_path, std::strerror(errno));
-    return 1;
+    fmt::print(stderr, "pgod-worker: cannot open {}: {}\n", options.settings_path, pgod::errno_text(errno));
+    return {};
   }
   kj::Own<capnp::StreamFdMessageReader> message;
   KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&]() {
                  message = kj::heap<capnp::StreamFdMessageReader>(settings_fd.get(), settings_options());
                })) {
     fmt::print(stderr, "pgod-worker: {}: not a settings message: {}\n",
-               settings_path.empty() ? "--settings-fd" : settings_path, exception->getDescription().cStr());
-    return 1;
+               options.settings_path.empty() ? "--settings-fd" : options.settings_path,
+               exception->getDescription().cStr());
+    return {};
   }
-  settings_fd.reset();
-  auto settings = message->getRoot<pgod::rpc::ServiceSettings>();
-  capnp::MallocMessageBuilder forced_settings;
-  if (settings.getName().size() == 0 || settings.getCheckoutDir().size() == 0 || settings.getStateDir().size() == 0 ||
-      (settings.getPollIntervalNs() == 0 && !judge)) {
-    fmt::print(stderr, "pgod-worker: the settings lack name, checkoutDir, stateDir or pollIntervalNs\n");
-    return judge ? kCannotJudge : 1;
-  }
-  if (judge) return judge_saved_model(settings);
+  return message;
+}
 
-  if (!compose_program.empty()) {
-    // The message read from a file is read-only; the flag wins over what it says.
-    const auto program = pgod::parse_compose_program(compose_program);
-    if (!program) {
-      fmt::print(stderr, "pgod-worker: --compose must be {}, got \"{}\"\n", pgod::kComposeProgramChoices,
-                 compose_program);
-      return 1;
-    }
-    forced_settings.setRoot(settings);
-    forced_settings.getRoot<pgod::rpc::ServiceSettings>().setComposeProgram(*program);
-    settings = forced_settings.getRoot<pgod::rpc::ServiceSettings>().asReader();
-  }
+bool has_required_settings(pgod::rpc::ServiceSettings::Reader settings, bool judge) {
+  if (settings.getName().size() > 0 && settings.getCheckoutDir().size() > 0 && settings.getStateDir().size() > 0 &&
+      (settings.getPollIntervalNs() != 0 || judge))
+    return true;
+  fmt::print(stderr, "pgod-worker: the settings lack name, checkoutDir, stateDir or pollIntervalNs\n");
+  return false;
+}
 
+// --compose wins over what the settings say: they are copied into `forced` (a message read from
+// a file is read-only) and `settings` points there. False, the reason printed, for a bad value.
+bool force_compose_program(const std::string& flag, capnp::MallocMessageBuilder& forced,
+                           pgod::rpc::ServiceSettings::Reader& settings) {
+  const auto program = pgod::parse_compose_program(flag);
+  if (!program) {
+    fmt::print(stderr, "pgod-worker: --compose must be {}, got \"{}\"\n", pgod::kComposeProgramChoices, flag);
+    return false;
+  }
+  forced.setRoot(settings);
+  forced.getRoot<pgod::rpc::ServiceSettings>().setComposeProgram(*program);
+  settings = forced.getRoot<pgod::rpc::ServiceSettings>().asReader();
+  return true;
+}
+
+// Logging, HOME, and the signals the event loop handles: before the event loop exists.
+void prepare_process(pgod::rpc::ServiceSettings::Reader settings, bool debug) {
   pgod::setup_logging(settings.getName().cStr(), debug || settings.getDebug());
   // libgit2 and docker read HOME once; it must be this user's, not the supervisor's.
   if (settings.getHome().size() > 0) setenv("HOME", settings.getHome().cStr(), 1);
-
   kj::UnixEventPort::captureChildExit();
   kj::UnixEventPort::captureSignal(SIGTERM);
   kj::UnixEventPort::captureSignal(SIGINT);
   signal(SIGPIPE, SIG_IGN);
-  auto io = kj::setupAsyncIo();
+}
 
-  if (retire) {
-    pgod::worker::Service service(io, settings, path_prefix);
-    return service.retire().wait(io.waitScope) == 0 ? 0 : 1;
-  }
-
-  pgod::UniqueFd listen_fd =
-      socket_path.empty() ? pgod::UniqueFd(parse_fd(listen_fd_text, "--listen-fd")) : bind_socket(socket_path);
+// Serves the socket and runs the reconcile loop until a signal (0) or until either ends (1).
+int serve_until_stopped(kj::AsyncIoContext& io, pgod::rpc::ServiceSettings::Reader settings, const Options& options) {
+  pgod::UniqueFd listen_fd = options.socket_path.empty()
+                                 ? pgod::UniqueFd(parse_fd(options.listen_fd_text, "--listen-fd"))
+                                 : bind_socket(options.socket_path);
   auto listener =
       io.lowLevelProvider->wrapListenSocketFd(listen_fd.release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
 
-  pgod::worker::Service service(io, settings, path_prefix);
+  pgod::worker::Service service(io, settings, options.path_prefix);
   // Both loops run for the worker's whole life; if either ends, the worker is no use half
   // alive: exit non-zero so pgod restarts it.
   auto serving =
@@ -259,6 +273,28 @@ int run(int argc, char** argv) {
   }
   spdlog::info("signal {}: stopping (containers keep running)", signal_number);
   return 0;
+}
+
+// The worker's life: options, settings, the one-shot modes, then the process set up and the
+// service served until a signal.
+int run(int argc, char** argv) {
+  Options options;
+  if (auto done = parse_options(argc, argv, options)) return *done;
+  auto message = read_settings(options);
+  if (!message) return 1;
+  auto settings = message->getRoot<pgod::rpc::ServiceSettings>();
+  if (!has_required_settings(settings, options.judge)) return options.judge ? kCannotJudge : 1;
+  if (options.judge) return judge_saved_model(settings);
+  capnp::MallocMessageBuilder forced_settings;
+  if (!options.compose_program.empty() && !force_compose_program(options.compose_program, forced_settings, settings))
+    return 1;
+  prepare_process(settings, options.debug);
+  auto io = kj::setupAsyncIo();
+  if (options.retire) {
+    pgod::worker::Service service(io, settings, options.path_prefix);
+    return service.retire().wait(io.waitScope) == 0 ? 0 : 1;
+  }
+  return serve_until_stopped(io, settings, options);
 }
 
 }  // namespace

@@ -1,6 +1,9 @@
 #include "rpc_server.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
+
+#include <optional>
 
 #include "capnp_compat.h"
 #include "rpc_listener.h"
@@ -42,6 +45,15 @@ class WorkerImpl final : public rpc::Worker::Server {
     // A dropped `logs -f` must end, and with it the compose process group.
     allow_cancellation(context);
     auto params = context.getParams();
+    const auto verb = from_rpc_verb(params.getVerb());
+    if (!verb) {
+      const auto number = static_cast<unsigned>(params.getVerb());
+      spdlog::warn("refused verb number {}: unknown to this worker", number);
+      auto results = context.getResults();
+      results.setExitStatus(static_cast<std::uint32_t>(Status::kNotAcceptable));
+      results.setMessage(not_acceptable_message(fmt::format("verb #{}", number)));
+      return kj::READY_NOW;
+    }
     std::vector<std::string> args;
     std::size_t bytes = 0;
     for (auto arg : params.getArgs()) {
@@ -56,9 +68,8 @@ class WorkerImpl final : public rpc::Worker::Server {
     }
     auto output = kj::heap<RpcOutput>(params.getOutput());
     const std::string caller = params.getCaller().cStr();
-    auto verb = from_rpc_verb(params.getVerb());
     auto& sink = *output;
-    return service_.run_verb(verb, std::move(args), sink, caller)
+    return service_.run_verb(*verb, std::move(args), sink, caller)
         .then([&sink](VerbResult result) {
           // The answer goes after the output: a reader that has gone is no reason to fail.
           return sink.finish().catch_([](kj::Exception&&) {}).then([result = std::move(result)]() { return result; });

@@ -17,8 +17,8 @@ namespace pgod::worker {
 Expected<bool, std::string> write_file_beneath(const std::string& root, const std::string& relative_path,
                                                const std::string& content);
 
-// Atomically replaces dir/name with content (mode `mode`). Returns true.
-Expected<bool, std::string> replace_file(const std::string& dir, const std::string& name, const std::string& content,
+// Atomically replaces dir/name with content (mode `mode`).
+Expected<Done, std::string> replace_file(const std::string& dir, const std::string& name, const std::string& content,
                                          int mode);
 
 // A kj::Exception whose description is exactly `message` (for errors users read), and a

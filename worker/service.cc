@@ -30,6 +30,7 @@
 #include "rpc_verbs.h"
 #include "safe_files.h"
 #include "service_name.h"
+#include "system_call.h"
 #include "verb_table.h"
 
 namespace pgod::worker {
@@ -95,11 +96,22 @@ std::string loggable_args(const std::vector<std::string>& args) {
   return out;
 }
 
+constexpr bool kToStdout = false;
+constexpr bool kToStderr = true;
+
 kj::Promise<void> write_text(OutputSink& output, bool to_stderr, std::string text) {
   auto bytes = kj::heapArray<kj::byte>(text.size());
   memcpy(bytes.begin(), text.data(), text.size());
   auto promise = output.write(to_stderr, bytes);
   return promise.attach(kj::mv(bytes));
+}
+
+// A verb's own exit code (0, or 1 when it failed), as opposed to a pgod status.
+VerbResult exited(std::uint32_t code) { return VerbResult{code, ""}; }
+
+// Writes what a verb has to say, then ends it with `code`.
+kj::Promise<VerbResult> write_then_exit(OutputSink& output, bool to_stderr, std::string text, std::uint32_t code) {
+  return write_text(output, to_stderr, std::move(text)).then([code]() { return exited(code); });
 }
 
 kj::Promise<void> pump(kj::AsyncInputStream& input, OutputSink& output, bool to_stderr) {
@@ -161,7 +173,7 @@ kj::Promise<T> Service::serialized(kj::Function<kj::Promise<T>()> job) {
       .attach(kj::defer([fulfiller = kj::mv(done.fulfiller)]() mutable { fulfiller->fulfill(); }));
 }
 
-kj::Promise<void> Service::detached(kj::Function<kj::Promise<void>()> job) {
+kj::Promise<void> Service::run_to_end(kj::Function<kj::Promise<void>()> job) {
   auto forked = serialized<void>(kj::mv(job)).fork();
   detached_.add(forked.addBranch());
   return forked.addBranch();
@@ -448,7 +460,7 @@ kj::Promise<void> Service::registry_logout() {
 kj::Promise<void> Service::run() {
   load_persisted();
   if (mkdir(docker_config_.c_str(), 0700) != 0 && errno != EEXIST)
-    log_->error("cannot create {}: {}", docker_config_, std::strerror(errno));
+    log_->error("cannot create {}: {}", docker_config_, errno_text(errno));
 
   // The keys of the tracked head as last fetched (or whatever is checked out): a worker
   // restarted during a git outage still lets the developers in.
@@ -731,18 +743,39 @@ kj::Promise<Service::Normalized> Service::normalize_now(const std::string& root)
       });
 }
 
+// What a deploy carries from stage to stage.
+struct Service::DeployPlan {
+  Normalized model;
+  bool down_first = false;      // the compose file or a file it references changed: down, then up
+  bool import_changed = false;  // the Caddy import was rewritten: reload once up
+};
+
+// The checkout's model judged, the down decided, the Caddy import written, compose down (when
+// decided) and up with registry credentials, then the reload if the import changed. Any failure
+// leaves the service BROKEN with the reason.
 kj::Promise<void> Service::deploy() {
   if (stop_file_exists()) return kj::READY_NOW;  // the next cycle brings it down
+  auto owned_plan = kj::heap<DeployPlan>();
+  auto& plan = *owned_plan;
   return normalize()
-      .then([this](Normalized normalized) {
-        kj::Promise<bool> changed = true;
-        if (deployed_hash_ == hash_) {
-          changed = false;
-        } else if (!deployed_hash_.empty()) {
-          changed =
-              git_thread_
+      .then([this, &plan](Normalized model) { return plan_deploy(plan, kj::mv(model)); })
+      .then([this]() { return write_caddy_import(); })
+      .then([&plan](bool import_changed) { plan.import_changed = import_changed; })
+      .then([this, &plan]() { return compose_down_up(plan); })
+      .then([this, &plan]() { return reload_if_import_changed(plan); })
+      .attach(kj::mv(owned_plan))
+      .catch_([this](kj::Exception&& e) { broken(e.getDescription().cStr()); });
+}
+
+// Whether this deploy brings the containers down first: when what the model reads changed
+// since the deployed commit, unless x-pgo says reload: false or the service says ignore.
+kj::Promise<void> Service::plan_deploy(DeployPlan& plan, Normalized model) {
+  plan.model = kj::mv(model);
+  kj::Promise<bool> changed = deployed_hash_ != hash_;
+  if (deployed_hash_ != hash_ && !deployed_hash_.empty()) {
+    changed = git_thread_
                   .run<Expected<std::vector<std::string>, GitError>>(
-                      [git = git_.get(), from = deployed_hash_, to = hash_, paths = normalized.referenced]() {
+                      [git = git_.get(), from = deployed_hash_, to = hash_, paths = plan.model.referenced]() {
                         return git->changed_paths(from, to, paths);
                       })
                   .then([this](Expected<std::vector<std::string>, GitError> paths) {
@@ -753,47 +786,52 @@ kj::Promise<void> Service::deploy() {
                     if (!paths->empty()) log_->info("changed: {}", fmt::join(*paths, ", "));
                     return !paths->empty();
                   });
-        }
-        return changed.then([this, reload = normalized.reload, yaml = kj::mv(normalized.yaml)](bool changed) mutable {
-          const bool down_first = changed && !deployed_hash_.empty() && reload && !settings_.getIgnore();
-          return write_caddy_import().then([this, down_first, yaml = kj::mv(yaml)](bool import_changed) mutable {
-            auto guard = credentials_guard();
-            return registry_login()
-                .then([this, down_first]() -> kj::Promise<void> {
-                  if (!down_first) return kj::READY_NOW;
-                  log_->info("compose file or a file it references changed: down, then up");
-                  // Down with the model that brought the containers up.
-                  return compose_collect({"down"}, kComposeDownTimeout).then([this](CollectedOutput out) {
-                    if (out.exit.code != 0)
-                      log_->error("compose down failed (exit {}): {}", out.exit.code, redacted(tail(out.err)));
-                  });
-                })
-                .then([this, yaml = kj::mv(yaml)]() {
-                  if (!save_validated(yaml)) fail("cannot save the validated compose model");
-                  return compose_collect({"up", "-d"}, kComposeUpTimeout);
-                })
-                .then([this](CollectedOutput up) {
-                  if (up.exit.code != 0) {
-                    broken(fmt::format("compose up failed (exit {}): {}", up.exit.code, tail(up.err)));
-                    return;
-                  }
-                  if (deployed_hash_ != hash_) log_->info("deployed {}", short_hash(hash_));
-                  deployed_hash_ = hash_;
-                  last_deploy_ = now_seconds();
-                  persist();
-                  settle_state();
-                })
-                .then([this]() { return registry_logout(); })
-                .attach(kj::mv(guard))
-                .then([this, import_changed]() -> kj::Promise<void> {
-                  if (import_changed && settings_.getReload().size() > 0 && state_ != rpc::ServiceState::BROKEN)
-                    return run_reload();
-                  return kj::READY_NOW;
-                });
-          });
-        });
-      })
-      .catch_([this](kj::Exception&& e) { broken(e.getDescription().cStr()); });
+  }
+  return changed.then([this, &plan](bool changed) {
+    plan.down_first = changed && !deployed_hash_.empty() && plan.model.reload && !settings_.getIgnore();
+  });
+}
+
+// Registry credentials exist only from the login to the logout (or the guard, if cancelled).
+kj::Promise<void> Service::compose_down_up(DeployPlan& plan) {
+  auto guard = credentials_guard();
+  return registry_login()
+      .then([this, &plan]() { return down_before_up(plan); })
+      .then([this, &plan]() { return compose_up(plan); })
+      .then([this]() { return registry_logout(); })
+      .attach(kj::mv(guard));
+}
+
+kj::Promise<void> Service::down_before_up(const DeployPlan& plan) {
+  if (!plan.down_first) return kj::READY_NOW;
+  log_->info("compose file or a file it references changed: down, then up");
+  // Down with the model that brought the containers up.
+  return compose_collect({"down"}, kComposeDownTimeout).then([this](CollectedOutput out) {
+    if (out.exit.code != 0) log_->error("compose down failed (exit {}): {}", out.exit.code, redacted(tail(out.err)));
+  });
+}
+
+kj::Promise<void> Service::compose_up(DeployPlan& plan) {
+  if (!save_validated(plan.model.yaml)) fail("cannot save the validated compose model");
+  return compose_collect({"up", "-d"}, kComposeUpTimeout).then([this](CollectedOutput up) { record_deploy(up); });
+}
+
+void Service::record_deploy(const CollectedOutput& up) {
+  if (up.exit.code != 0) {
+    broken(fmt::format("compose up failed (exit {}): {}", up.exit.code, tail(up.err)));
+    return;
+  }
+  if (deployed_hash_ != hash_) log_->info("deployed {}", short_hash(hash_));
+  deployed_hash_ = hash_;
+  last_deploy_ = now_seconds();
+  persist();
+  settle_state();
+}
+
+kj::Promise<void> Service::reload_if_import_changed(const DeployPlan& plan) {
+  if (plan.import_changed && settings_.getReload().size() > 0 && state_ != rpc::ServiceState::BROKEN)
+    return run_reload();
+  return kj::READY_NOW;
 }
 
 kj::Promise<bool> Service::write_caddy_import() {
@@ -842,186 +880,27 @@ kj::Promise<VerbResult> Service::run_verb(Verb verb, std::vector<std::string> ar
   auto checked = check_arguments(*row, args);
   if (!checked) return VerbResult{static_cast<std::uint32_t>(Status::kNotAcceptable), checked.error()};
   log_->info("{}: {}{}", caller.empty() ? "root" : caller, verb_info(verb).words, loggable_args(args));
-
-  const auto ok = [](std::uint32_t code = 0) { return VerbResult{code, ""}; };
-  switch (verb) {
-    case Verb::kStatus:
-      return write_text(output, false, describe_status()).then([ok]() { return ok(); });
-    case Verb::kGitHash:
-      return write_text(output, false, (hash_.empty() ? "-" : hash_) + "\n").then([ok]() { return ok(); });
-    case Verb::kLoad:
-      // The tracked branch's head, freshly fetched when the remote answers: what the next deploy
-      // would run, judged in the staging tree whether or not it has deployed.
-      return serialized<VerbResult>([this, &output, ok]() {
-        return git_thread_.run<Expected<std::string, GitError>>([git = git_.get()]() { return git->fetch(); })
-            .then([this, &output, ok](Expected<std::string, GitError> fetched) -> kj::Promise<VerbResult> {
-              std::string note;
-              if (fetched) {
-                upstream_hash_ = *fetched;
-              } else {
-                note = "pgod: the fetch failed, judging the last fetched commit: " + redacted(fetched.error().message) +
-                       "\n";
-              }
-              if (upstream_hash_.empty())
-                return write_text(output, true, note + "pgod: nothing fetched yet\n").then([ok]() { return ok(1); });
-              return judge_commit(upstream_hash_).then([this, &output, ok, note](std::optional<std::string> refusal) {
-                if (refusal) return write_text(output, true, note + *refusal + "\n").then([ok]() { return ok(1); });
-                const auto file = find_compose_file(settings_, staging_dir_);
-                return write_text(output, true, note).then([this, &output, ok, file]() {
-                  return write_text(output, false, file + ": OK\n").then([ok]() { return ok(); });
-                });
-              });
-            });
-      });
-    case Verb::kGitPull: {
-      if (frozen_ || !pinned_hash_.empty())
-        return write_text(output, true,
-                          fmt::format("{}: not pulling (unfreeze first)\n", frozen_ ? "FROZEN" : "ROLLBACK"))
-            .then([ok]() { return ok(1); });
-      // The state forgives a failed fetch or two (DIFF after three in a row), but whoever asked
-      // for this pull is told at once. Shared with the cycle, which runs on if the caller leaves.
-      auto fetch_error = std::make_shared<std::string>();
-      return detached(
-                 [this, fetch_error]() { return cycle().then([this, fetch_error]() { *fetch_error = sync_error_; }); })
-          .then([this, &output, ok, fetch_error]() {
-            const bool good = state_ == rpc::ServiceState::OK && fetch_error->empty();
-            auto text = describe_status();
-            if (!fetch_error->empty() && *fetch_error != last_error_)
-              text += "pgod: the fetch failed: " + *fetch_error + "\n";
-            return write_text(output, !good, text).then([ok, good]() { return ok(good ? 0 : 1); });
-          });
-    }
-    case Verb::kFreeze:
-      return serialized<VerbResult>([this, &output, ok]() {
-        frozen_ = true;
-        if (!persist()) {
-          frozen_ = false;
-          return write_text(output, true, "pgod: cannot save the frozen state (see the worker's log)\n").then([ok]() {
-            return ok(1);
-          });
-        }
-        if (state_ == rpc::ServiceState::OK) set_state(rpc::ServiceState::FROZEN);
-        return write_text(output, false, fmt::format("frozen at {}\n", short_hash(hash_))).then([ok]() {
-          return ok();
-        });
-      });
-    case Verb::kUnfreeze:
-      return detached([this]() {
-               frozen_ = false;
-               pinned_hash_.clear();
-               persist();
-               // Tracking again; the cycle says whether that works.
-               if (state_ == rpc::ServiceState::FROZEN || state_ == rpc::ServiceState::ROLLBACK)
-                 set_state(rpc::ServiceState::OK);
-               return cycle();
-             })
-          .then([this, &output, ok]() {
-            return write_text(output, false, describe_status()).then([ok]() { return ok(); });
-          });
-    case Verb::kRollback: {
-      const std::string wanted = checked->compose_args.front();
-      // An error for the caller, empty on success. Shared with the job, which runs on (and may
-      // still set it) after a caller that went away has dropped its side.
-      auto error = std::make_shared<std::string>();
-      return detached([this, wanted, error]() {
-               return git_thread_
-                   .run<Expected<std::string, GitError>>(
-                       [git = git_.get(), wanted]() { return git->resolve_commit(wanted); })
-                   .then([this, error](Expected<std::string, GitError> full) -> kj::Promise<std::string> {
-                     if (!full) {
-                       *error = redacted(full.error().message);
-                       return std::string();
-                     }
-                     return judge_commit(*full).then([this, error, commit = *full](std::optional<std::string> refusal) {
-                       if (!refusal) return commit;
-                       *error = fmt::format("pgod: commit {} is refused, the checkout stays at {}: {}",
-                                            short_hash(commit), short_hash(hash_), *refusal);
-                       return std::string();
-                     });
-                   })
-                   .then([this](std::string commit) {
-                     return git_thread_.run<Expected<SyncResult, GitError>>(
-                         [git = git_.get(), commit]() -> Expected<SyncResult, GitError> {
-                           if (commit.empty()) return Unexpected{GitError{""}};
-                           return git->checkout(commit);
-                         });
-                   })
-                   .then([this, error](Expected<SyncResult, GitError> result) -> kj::Promise<void> {
-                     if (!result) {
-                       if (error->empty()) *error = redacted(result.error().message);
-                       return kj::READY_NOW;
-                     }
-                     hash_ = pinned_hash_ = result->current_hash;
-                     last_change_ = now_seconds();
-                     if (!persist()) *error = "pgod: cannot save the rollback pin (see the worker's log)";
-                     return refresh_keys().then([this]() { return deploy(); });
-                   });
-             })
-          .then([this, &output, ok, error]() {
-            if (!error->empty()) return write_text(output, true, *error + "\n").then([ok]() { return ok(1); });
-            const bool good = state_ == rpc::ServiceState::ROLLBACK;
-            return write_text(output, !good, describe_status()).then([ok, good]() { return ok(good ? 0 : 1); });
-          });
-    }
-    default:
-      return run_compose_verb(verb, std::move(checked->compose_args), checked->follow, output);
-  }
+  return (this->*row->handler)(VerbCall{*row, std::move(*checked), output});
 }
 
-kj::Promise<VerbResult> Service::run_compose_verb(Verb verb, std::vector<std::string> compose_args, bool follow,
-                                                  OutputSink& output) {
-  const auto& row = *find_worker_verb(verb);
-  if (find_compose_file(settings_).empty())
-    return write_text(output, true, "pgod: no compose file in the checkout\n").then([]() { return VerbResult{1, ""}; });
-  const bool starts_containers = verb == Verb::kUp || verb == Verb::kStart || verb == Verb::kRestart;
-  if (starts_containers && stop_file_exists())
-    return write_text(
-               output, true,
-               fmt::format("pgod: {} exists: remove it to bring the service up\n", settings_.getStopFile().cStr()))
-        .then([]() {
-          return VerbResult{1, ""};
-        });
-  const bool mutates = verb_info(verb).mutates;
+kj::Promise<VerbResult> Service::in_turn(const WorkerVerb& row, bool follow,
+                                         kj::Function<kj::Promise<VerbResult>()> job) {
+  switch (row.turn) {
+    case Turn::kAtOnce:
+      return job();
+    case Turn::kQueued:
+      return serialized<VerbResult>(kj::mv(job));
+    case Turn::kRead:
+      return in_read_slot(follow, kj::mv(job));
+    case Turn::kLongRead:
+      return in_read_slot(true, kj::mv(job));
+    case Turn::kToTheEnd:
+      break;
+  }
+  KJ_FAIL_REQUIRE("a run-to-the-end verb runs its job through run_to_end", std::string(verb_info(row.verb).words));
+}
 
-  const auto timeout = follow ? std::nullopt : row.timeout;
-  auto job = [this, &output, &row, compose_args = std::move(compose_args), timeout,
-              verb]() mutable -> kj::Promise<VerbResult> {
-    // Commands that create containers or fetch images judge the compose file first and then
-    // run the model they judged; start and restart judge the saved model again (bind sources
-    // are resolved anew when a container starts).
-    kj::Promise<void> validated = kj::READY_NOW;
-    if (verb == Verb::kUp || verb == Verb::kPull || verb == Verb::kBuild) {
-      validated = normalize().then([this](Normalized normalized) {
-        if (!save_validated(normalized.yaml)) fail("cannot save the validated compose model");
-      });
-    } else if (!has_validated_model()) {
-      // Nothing judged to run it on: the checkout's own file was never accepted, and compose
-      // would read its .env and everything it names unjudged.
-      validated = kj::Promise<void>(
-          failure("no compose file of this service has passed the policy yet (see status): nothing to run this on"));
-    } else if (verb == Verb::kStart || verb == Verb::kRestart) {
-      if (auto refused = recheck_validated()) validated = kj::Promise<void>(failure(*refused));
-    }
-    auto guard = row.registry_login ? credentials_guard() : kj::Own<CredentialsGuard>();
-    return validated
-        .then([this, &row]() { return row.registry_login ? registry_login() : kj::Promise<void>(kj::READY_NOW); })
-        .then([this, &output, compose_args = std::move(compose_args), timeout]() mutable {
-          return stream_compose(std::move(compose_args), timeout, output);
-        })
-        .then([this, &row](int code) {
-          return (row.registry_login ? registry_logout() : kj::Promise<void>(kj::READY_NOW)).then([code]() {
-            return VerbResult{static_cast<std::uint32_t>(code), ""};
-          });
-        })
-        .catch_([this, &output](kj::Exception&& e) -> kj::Promise<VerbResult> {
-          if (e.getType() == kj::Exception::Type::DISCONNECTED) return kj::mv(e);  // the caller left
-          const std::string message = redacted(e.getDescription().cStr());
-          return write_text(output, true, "pgod: " + message + "\n").then([]() { return VerbResult{1, ""}; });
-        })
-        .attach(kj::mv(guard));
-  };
-  if (mutates) return serialized<VerbResult>(kj::mv(job));
-  const bool long_running = follow || verb == Verb::kExec;
+kj::Promise<VerbResult> Service::in_read_slot(bool long_running, kj::Function<kj::Promise<VerbResult>()> job) {
   auto& slots = long_running ? long_reads_ : short_reads_;
   return slots.acquire().then([job = kj::mv(job),
                                long_running](ReadSlots::Grant grant) mutable -> kj::Promise<VerbResult> {
@@ -1033,6 +912,203 @@ kj::Promise<VerbResult> Service::run_compose_verb(Verb verb, std::vector<std::st
     }
     return job().attach(kj::mv(grant.slot));
   });
+}
+
+kj::Promise<VerbResult> Service::answer_status(VerbCall call) {
+  return in_turn(call.row, false,
+                 [this, &output = call.output]() { return write_then_exit(output, kToStdout, describe_status(), 0); });
+}
+
+kj::Promise<VerbResult> Service::answer_git_hash(VerbCall call) {
+  return in_turn(call.row, false, [this, &output = call.output]() {
+    return write_then_exit(output, kToStdout, (hash_.empty() ? "-" : hash_) + "\n", 0);
+  });
+}
+
+// The tracked branch's head, freshly fetched when the remote answers: what the next deploy
+// would run, judged in the staging tree whether or not it has deployed.
+kj::Promise<VerbResult> Service::answer_load(VerbCall call) {
+  return in_turn(call.row, false, [this, &output = call.output]() {
+    return git_thread_.run<Expected<std::string, GitError>>([git = git_.get()]() { return git->fetch(); })
+        .then([this, &output](Expected<std::string, GitError> fetched) {
+          return judge_fetched_head(output, kj::mv(fetched));
+        });
+  });
+}
+
+kj::Promise<VerbResult> Service::judge_fetched_head(OutputSink& output, Expected<std::string, GitError> fetched) {
+  std::string note;
+  if (fetched)
+    upstream_hash_ = *fetched;
+  else
+    note = "pgod: the fetch failed, judging the last fetched commit: " + redacted(fetched.error().message) + "\n";
+  if (upstream_hash_.empty()) return write_then_exit(output, kToStderr, note + "pgod: nothing fetched yet\n", 1);
+  return judge_commit(upstream_hash_).then([this, &output, note](std::optional<std::string> refusal) {
+    if (refusal) return write_then_exit(output, kToStderr, note + *refusal + "\n", 1);
+    const auto file = find_compose_file(settings_, staging_dir_);
+    return write_text(output, kToStderr, note).then([&output, file]() {
+      return write_then_exit(output, kToStdout, file + ": OK\n", 0);
+    });
+  });
+}
+
+kj::Promise<VerbResult> Service::answer_git_pull(VerbCall call) {
+  if (frozen_ || !pinned_hash_.empty())
+    return write_then_exit(call.output, kToStderr,
+                           fmt::format("{}: not pulling (unfreeze first)\n", frozen_ ? "FROZEN" : "ROLLBACK"), 1);
+  // The state forgives a failed fetch or two (DIFF after three in a row), but whoever asked
+  // for this pull is told at once. Shared with the cycle, which runs on if the caller leaves.
+  auto fetch_error = std::make_shared<std::string>();
+  return run_to_end(
+             [this, fetch_error]() { return cycle().then([this, fetch_error]() { *fetch_error = sync_error_; }); })
+      .then([this, &output = call.output, fetch_error]() {
+        const bool good = state_ == rpc::ServiceState::OK && fetch_error->empty();
+        auto text = describe_status();
+        if (!fetch_error->empty() && *fetch_error != last_error_)
+          text += "pgod: the fetch failed: " + *fetch_error + "\n";
+        return write_then_exit(output, !good, text, good ? 0 : 1);
+      });
+}
+
+kj::Promise<VerbResult> Service::answer_freeze(VerbCall call) {
+  return in_turn(call.row, false, [this, &output = call.output]() {
+    frozen_ = true;
+    if (!persist()) {
+      frozen_ = false;
+      return write_then_exit(output, kToStderr, "pgod: cannot save the frozen state (see the worker's log)\n", 1);
+    }
+    if (state_ == rpc::ServiceState::OK) set_state(rpc::ServiceState::FROZEN);
+    return write_then_exit(output, kToStdout, fmt::format("frozen at {}\n", short_hash(hash_)), 0);
+  });
+}
+
+kj::Promise<VerbResult> Service::answer_unfreeze(VerbCall call) {
+  return run_to_end([this]() {
+           frozen_ = false;
+           pinned_hash_.clear();
+           persist();
+           // Tracking again; the cycle says whether that works.
+           if (state_ == rpc::ServiceState::FROZEN || state_ == rpc::ServiceState::ROLLBACK)
+             set_state(rpc::ServiceState::OK);
+           return cycle();
+         })
+      .then([this, &output = call.output]() { return write_then_exit(output, kToStdout, describe_status(), 0); });
+}
+
+kj::Promise<VerbResult> Service::answer_rollback(VerbCall call) {
+  std::string wanted = call.arguments.compose_args.front();
+  // An error for the caller, empty on success. Shared with the job, which runs on (and may
+  // still set it) after a caller that went away has dropped its side.
+  auto error = std::make_shared<std::string>();
+  return run_to_end([this, wanted = std::move(wanted), error]() { return roll_back_to(wanted, error); })
+      .then([this, &output = call.output, error]() {
+        if (!error->empty()) return write_then_exit(output, kToStderr, *error + "\n", 1);
+        const bool good = state_ == rpc::ServiceState::ROLLBACK;
+        return write_then_exit(output, !good, describe_status(), good ? 0 : 1);
+      });
+}
+
+kj::Promise<void> Service::roll_back_to(std::string wanted, std::shared_ptr<std::string> error) {
+  return git_thread_
+      .run<Expected<std::string, GitError>>([git = git_.get(), wanted]() { return git->resolve_commit(wanted); })
+      .then([this, error](Expected<std::string, GitError> resolved) {
+        return judged_rollback_target(kj::mv(resolved), error);
+      })
+      .then([this](std::string commit) {
+        return git_thread_.run<Expected<SyncResult, GitError>>(
+            [git = git_.get(), commit]() -> Expected<SyncResult, GitError> {
+              if (commit.empty()) return Unexpected{GitError{""}};  // refused: the error says why
+              return git->checkout(commit);
+            });
+      })
+      .then([this, error](Expected<SyncResult, GitError> checked_out) {
+        return pin_and_deploy(kj::mv(checked_out), error);
+      });
+}
+
+// The full hash of the rollback target if it passes the policy, else empty with `error` set.
+kj::Promise<std::string> Service::judged_rollback_target(Expected<std::string, GitError> resolved,
+                                                         std::shared_ptr<std::string> error) {
+  if (!resolved) {
+    *error = redacted(resolved.error().message);
+    return std::string();
+  }
+  return judge_commit(*resolved).then([this, error, commit = *resolved](std::optional<std::string> refusal) {
+    if (!refusal) return commit;
+    *error = fmt::format("pgod: commit {} is refused, the checkout stays at {}: {}", short_hash(commit),
+                         short_hash(hash_), *refusal);
+    return std::string();
+  });
+}
+
+kj::Promise<void> Service::pin_and_deploy(Expected<SyncResult, GitError> checked_out,
+                                          std::shared_ptr<std::string> error) {
+  if (!checked_out) {
+    if (error->empty()) *error = redacted(checked_out.error().message);
+    return kj::READY_NOW;
+  }
+  hash_ = pinned_hash_ = checked_out->current_hash;
+  last_change_ = now_seconds();
+  if (!persist()) *error = "pgod: cannot save the rollback pin (see the worker's log)";
+  return refresh_keys().then([this]() { return deploy(); });
+}
+
+kj::Promise<VerbResult> Service::answer_compose(VerbCall call) {
+  if (find_compose_file(settings_).empty())
+    return write_then_exit(call.output, kToStderr, "pgod: no compose file in the checkout\n", 1);
+  const Verb verb = call.row.verb;
+  const bool starts_containers = verb == Verb::kUp || verb == Verb::kStart || verb == Verb::kRestart;
+  if (starts_containers && stop_file_exists())
+    return write_then_exit(
+        call.output, kToStderr,
+        fmt::format("pgod: {} exists: remove it to bring the service up\n", settings_.getStopFile().cStr()), 1);
+  const bool follow = call.arguments.follow;
+  const auto timeout = follow ? std::nullopt : call.row.timeout;
+  return in_turn(call.row, follow,
+                 [this, &row = call.row, &output = call.output, compose_args = std::move(call.arguments.compose_args),
+                  timeout]() mutable { return run_compose_verb(row, std::move(compose_args), timeout, output); });
+}
+
+// Commands that create containers or fetch images judge the compose file first and then run the
+// model they judged; start and restart judge the saved model again (bind sources are resolved
+// anew when a container starts).
+kj::Promise<void> Service::judge_model_for(Verb verb) {
+  if (verb == Verb::kUp || verb == Verb::kPull || verb == Verb::kBuild) {
+    return normalize().then([this](Normalized normalized) {
+      if (!save_validated(normalized.yaml)) fail("cannot save the validated compose model");
+    });
+  }
+  if (!has_validated_model()) {
+    // Nothing judged to run it on: the checkout's own file was never accepted, and compose
+    // would read its .env and everything it names unjudged.
+    return kj::Promise<void>(
+        failure("no compose file of this service has passed the policy yet (see status): nothing to run this on"));
+  }
+  if (verb == Verb::kStart || verb == Verb::kRestart)
+    if (auto refused = recheck_validated()) return kj::Promise<void>(failure(*refused));
+  return kj::READY_NOW;
+}
+
+kj::Promise<VerbResult> Service::run_compose_verb(const WorkerVerb& row, std::vector<std::string> compose_args,
+                                                  std::optional<std::chrono::seconds> timeout, OutputSink& output) {
+  auto judged = judge_model_for(row.verb);
+  auto guard = row.registry_login ? credentials_guard() : kj::Own<CredentialsGuard>();
+  return judged
+      .then([this, &row]() { return row.registry_login ? registry_login() : kj::Promise<void>(kj::READY_NOW); })
+      .then([this, &output, compose_args = std::move(compose_args), timeout]() mutable {
+        return stream_compose(std::move(compose_args), timeout, output);
+      })
+      .then([this, &row](int code) {
+        return (row.registry_login ? registry_logout() : kj::Promise<void>(kj::READY_NOW)).then([code]() {
+          return exited(static_cast<std::uint32_t>(code));
+        });
+      })
+      .catch_([this, &output](kj::Exception&& e) -> kj::Promise<VerbResult> {
+        if (e.getType() == kj::Exception::Type::DISCONNECTED) return kj::mv(e);  // the caller left
+        const std::string message = redacted(e.getDescription().cStr());
+        return write_then_exit(output, kToStderr, "pgod: " + message + "\n", 1);
+      })
+      .attach(kj::mv(guard));
 }
 
 }  // namespace pgod::worker

@@ -1,7 +1,7 @@
 // One service, as its worker sees it: the checkout, the state (OK / FROZEN / ROLLBACK /
 // BROKEN / DIFF / STOPPED), the reconcile cycle, the verbs, and the key index the gateway
 // reads. Mutating verbs and the cycle run one at a time (a queue); read verbs (ps, logs,
-// status, git hash) run alongside them.
+// status, git hash) run alongside them (verb_table.h, Turn).
 #pragma once
 
 #include <kj/async-io.h>
@@ -24,6 +24,7 @@
 #include "read_slots.h"
 #include "secret.h"
 #include "settings.capnp.h"
+#include "verb_table.h"
 
 namespace pgod::worker {
 
@@ -40,6 +41,13 @@ struct VerbResult {
   std::string message;            // why, for pgod statuses
 };
 
+// One verb asked for, its arguments checked against its row: what a verb handler is given.
+struct VerbCall {
+  const WorkerVerb& row;
+  CheckedArguments arguments;
+  OutputSink& output;
+};
+
 class Service final : private kj::TaskSet::ErrorHandler {
  public:
   // `settings` must outlive the Service (main keeps the message). `path_prefix`: see
@@ -52,7 +60,8 @@ class Service final : private kj::TaskSet::ErrorHandler {
   // cycling every duration + jitter. The promise never resolves while the service runs.
   kj::Promise<void> run();
 
-  // Runs one verb for a caller (the key's comment, for the log).
+  // Runs one verb for a caller (the key's comment, for the log): checks its arguments against
+  // its row of the verb table and hands it to the row's handler.
   kj::Promise<VerbResult> run_verb(Verb verb, std::vector<std::string> args, OutputSink& output,
                                    const std::string& caller);
 
@@ -72,6 +81,25 @@ class Service final : private kj::TaskSet::ErrorHandler {
  private:
   struct Normalized;
   struct CredentialsGuard;
+  struct DeployPlan;
+
+  // The verb table (verb_table.cc) names the handlers below.
+  friend const WorkerVerb* find_worker_verb(Verb verb);
+
+  // The verb handlers: one per kind of row in the verb table.
+  kj::Promise<VerbResult> answer_status(VerbCall call);
+  kj::Promise<VerbResult> answer_git_hash(VerbCall call);
+  kj::Promise<VerbResult> answer_load(VerbCall call);
+  kj::Promise<VerbResult> answer_git_pull(VerbCall call);
+  kj::Promise<VerbResult> answer_freeze(VerbCall call);
+  kj::Promise<VerbResult> answer_unfreeze(VerbCall call);
+  kj::Promise<VerbResult> answer_rollback(VerbCall call);
+  kj::Promise<VerbResult> answer_compose(VerbCall call);
+
+  // Runs a verb's job when its row's Turn lets it: at once, in the queue, or in a read slot.
+  // (kToTheEnd verbs run their job through run_to_end and answer after it.)
+  kj::Promise<VerbResult> in_turn(const WorkerVerb& row, bool follow, kj::Function<kj::Promise<VerbResult>()> job);
+  kj::Promise<VerbResult> in_read_slot(bool long_running, kj::Function<kj::Promise<VerbResult>()> job);
 
   // The queue: jobs start in order, one at a time.
   template <class T>
@@ -87,7 +115,22 @@ class Service final : private kj::TaskSet::ErrorHandler {
   // Moves the checkout to `commit` once it is judged (a new commit) or at once (HEAD itself,
   // to discard local edits); false when refused or git failed (the state says why).
   kj::Promise<bool> advance_to(const std::string& commit);
+  // The deploy, stage by stage (service.cc, Service::deploy).
   kj::Promise<void> deploy();
+  kj::Promise<void> plan_deploy(DeployPlan& plan, Normalized model);
+  kj::Promise<void> compose_down_up(DeployPlan& plan);
+  kj::Promise<void> down_before_up(const DeployPlan& plan);
+  kj::Promise<void> compose_up(DeployPlan& plan);
+  void record_deploy(const CollectedOutput& up);
+  kj::Promise<void> reload_if_import_changed(const DeployPlan& plan);
+  // `rollback`'s job: the commit resolved, judged, checked out, pinned and deployed; `error`
+  // says why not, for the caller.
+  kj::Promise<void> roll_back_to(std::string wanted, std::shared_ptr<std::string> error);
+  kj::Promise<std::string> judged_rollback_target(Expected<std::string, GitError> resolved,
+                                                  std::shared_ptr<std::string> error);
+  kj::Promise<void> pin_and_deploy(Expected<SyncResult, GitError> checked_out, std::shared_ptr<std::string> error);
+  // `load`'s job once the fetch has answered: the tracked head judged in the staging tree.
+  kj::Promise<VerbResult> judge_fetched_head(OutputSink& output, Expected<std::string, GitError> fetched);
   // Runs compose config in `root` (the checkout when empty, or the staging tree) and judges the
   // model and the host files it reads; rejects with the refusal.
   kj::Promise<Normalized> normalize(const std::string& root = "");
@@ -95,7 +138,7 @@ class Service final : private kj::TaskSet::ErrorHandler {
   kj::Promise<void> schedule_cycles();
   // Runs a queued job to its end even if the caller goes away (a cancelled `git pull` must not
   // stop a cycle between down and up); the caller waits on a branch.
-  kj::Promise<void> detached(kj::Function<kj::Promise<void>()> job);
+  kj::Promise<void> run_to_end(kj::Function<kj::Promise<void>()> job);
   void taskFailed(kj::Exception&& exception) override;
   // The compose model that passed the policy: what compose runs (so the files in the checkout,
   // which containers may be able to change, are not read again between check and use).
@@ -104,8 +147,10 @@ class Service final : private kj::TaskSet::ErrorHandler {
   // The saved model judged again, in the checkout or (root) a staging tree; why it is refused.
   std::optional<std::string> recheck_validated(const std::string& root = "");
 
-  kj::Promise<VerbResult> run_compose_verb(Verb verb, std::vector<std::string> compose_args, bool follow,
-                                           OutputSink& output);
+  // A compose verb's job, in its turn: the model judged (as the verb needs), then compose.
+  kj::Promise<VerbResult> run_compose_verb(const WorkerVerb& row, std::vector<std::string> compose_args,
+                                           std::optional<std::chrono::seconds> timeout, OutputSink& output);
+  kj::Promise<void> judge_model_for(Verb verb);
   kj::Promise<int> stream_compose(std::vector<std::string> compose_args, std::optional<std::chrono::seconds> timeout,
                                   OutputSink& output);
   kj::Promise<CollectedOutput> compose_collect(std::vector<std::string> args, std::chrono::seconds timeout,
@@ -166,7 +211,7 @@ class Service final : private kj::TaskSet::ErrorHandler {
   std::vector<kj::Own<kj::PromiseFulfiller<void>>> key_waiters_;
 
   kj::ForkedPromise<void> queue_tail_;
-  kj::TaskSet detached_;
+  kj::TaskSet detached_;  // run_to_end's jobs, and the first key refresh
 };
 
 }  // namespace pgod::worker

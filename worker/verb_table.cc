@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <array>
 
+#include "service.h"
+
 namespace pgod::worker {
 namespace {
 
@@ -57,29 +59,6 @@ constexpr std::array kExecFlags = {
     FlagRule{'w', "workdir", V::kText},      FlagRule{'u', "user", V::kText},   FlagRule{0, "index", V::kNumber},
 };
 
-// clang-format off
-constexpr std::array kVerbs = {
-  //         verb               compose     forced          flags         positionals             login  timeout
-  WorkerVerb{Verb::kUp,        "up",       kDetach,        kUpFlags,     Positionals::kServices, true,  20min},
-  WorkerVerb{Verb::kDown,      "down",     kNothingForced, kDownFlags,   Positionals::kNone,     false, 10min},
-  WorkerVerb{Verb::kStop,      "stop",     kNothingForced, kTimeoutFlag, Positionals::kServices, false, 10min},
-  WorkerVerb{Verb::kStart,     "start",    kNothingForced, kNoFlags,     Positionals::kServices, false, 10min},
-  WorkerVerb{Verb::kRestart,   "restart",  kNothingForced, kTimeoutFlag, Positionals::kServices, false, 10min},
-  WorkerVerb{Verb::kPs,        "ps",       kNothingForced, kPsFlags,     Positionals::kServices, false, 2min},
-  WorkerVerb{Verb::kPull,      "pull",     kNothingForced, kPullFlags,   Positionals::kServices, true,  20min},
-  WorkerVerb{Verb::kBuild,     "build",    kNothingForced, kBuildFlags,  Positionals::kServices, true,  30min},
-  WorkerVerb{Verb::kLogs,      "logs",     kNothingForced, kLogsFlags,   Positionals::kServices, false, 10min},
-  WorkerVerb{Verb::kExec,      "exec",     kNoTty,         kExecFlags,   Positionals::kExec,     false, 30min},
-  WorkerVerb{Verb::kLoad,      "",         kNothingForced, kNoFlags,     Positionals::kNone,     false, 2min},
-  WorkerVerb{Verb::kGitPull,   "",         kNothingForced, kNoFlags,     Positionals::kNone,     false, 30min},
-  WorkerVerb{Verb::kGitHash,   "",         kNothingForced, kNoFlags,     Positionals::kNone,     false, 1min},
-  WorkerVerb{Verb::kStatus,    "",         kNothingForced, kNoFlags,     Positionals::kNone,     false, 1min},
-  WorkerVerb{Verb::kFreeze,    "",         kNothingForced, kNoFlags,     Positionals::kNone,     false, 1min},
-  WorkerVerb{Verb::kUnfreeze,  "",         kNothingForced, kNoFlags,     Positionals::kNone,     false, 30min},
-  WorkerVerb{Verb::kRollback,  "",         kNothingForced, kNoFlags,     Positionals::kHash,     false, 30min},
-};
-// clang-format on
-
 bool is_compose_name(sv name) {
   if (name.empty() || name.size() > 255) return false;
   const auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); };
@@ -130,104 +109,151 @@ std::string allowed_list(const WorkerVerb& verb) {
   return out.empty() ? "none" : out;
 }
 
+// What the arguments say once read: the allowed flags (long form), the positionals, logs -f.
+struct ReadArguments {
+  std::vector<std::string> flags;
+  std::vector<std::string> positionals;
+  bool follow = false;
+};
+
+// The verb's rule for the flag `arg` (nullptr: not allowed), with the flag as spelled (for
+// messages) and a value written into the same word.
+const FlagRule* find_flag(const WorkerVerb& verb, const std::string& arg, std::string& spelled,
+                          std::optional<std::string>& inline_value) {
+  const FlagRule* rule = nullptr;
+  if (arg.starts_with("--")) {
+    const auto eq = arg.find('=');
+    spelled = arg.substr(0, eq);
+    for (const auto& r : verb.flags)
+      if (spelled.substr(2) == r.long_name) rule = &r;
+    if (eq != std::string::npos) inline_value = arg.substr(eq + 1);
+  } else {
+    spelled = arg.substr(0, 2);
+    for (const auto& r : verb.flags)
+      if (r.short_name != 0 && arg[1] == r.short_name) rule = &r;
+    if (arg.size() > 2) inline_value = arg.substr(2);
+  }
+  return rule;
+}
+
+// The flag at args[i] (-x, -xVALUE, --long, --long=VALUE, or a value in the next word, which
+// moves i past it), added to `read` in its long form; the error is the 406 message.
+std::optional<std::string> read_flag(const WorkerVerb& verb, std::span<const std::string> args, std::size_t& i,
+                                     ReadArguments& read) {
+  const auto words = verb_info(verb.verb).words;
+  const std::string& arg = args[i];
+  if (arg == "--") return fmt::format("\"--\" is not allowed for {}", words);
+  std::string spelled;
+  std::optional<std::string> inline_value;
+  const FlagRule* rule = find_flag(verb, arg, spelled, inline_value);
+  if (rule == nullptr) {
+    const std::string why = spelled == "--privileged" ? " (privileged containers are refused)" : "";
+    return fmt::format("flag \"{}\" is not allowed for {}{} (allowed: {})", printable(spelled), words, why,
+                       allowed_list(verb));
+  }
+  if (rule->value == V::kNone) {
+    if (inline_value) return fmt::format("flag \"{}\" takes no value", spelled);
+    if (!rule->drop) read.flags.push_back("--" + std::string(rule->long_name));
+    if (verb.verb == Verb::kLogs && rule->long_name == "follow") read.follow = true;
+    return std::nullopt;
+  }
+  if (!inline_value) {
+    if (i + 1 >= args.size()) return fmt::format("flag \"{}\" needs a value", spelled);
+    inline_value = args[++i];
+  }
+  if (auto problem = check_value(*rule, spelled, *inline_value)) return problem;
+  if (!rule->drop) {
+    read.flags.push_back("--" + std::string(rule->long_name));
+    read.flags.push_back(*inline_value);
+  }
+  return std::nullopt;
+}
+
+bool is_commit_hash(const std::vector<std::string>& positionals) {
+  return positionals.size() == 1 && positionals[0].size() >= 4 && positionals[0].size() <= 40 &&
+         std::all_of(positionals[0].begin(), positionals[0].end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+// The positionals against the verb's rule; the error is the 406 message.
+std::optional<std::string> check_positionals(const WorkerVerb& verb, const std::vector<std::string>& positionals) {
+  const auto words = verb_info(verb.verb).words;
+  switch (verb.positionals) {
+    case Positionals::kNone:
+      if (!positionals.empty())
+        return fmt::format("{} takes no arguments, got \"{}\"", words, printable(positionals.front()));
+      break;
+    case Positionals::kServices:
+      for (const auto& name : positionals)
+        if (!is_compose_name(name)) return fmt::format("\"{}\" is not a compose service name", printable(name));
+      break;
+    case Positionals::kExec:
+      if (positionals.size() < 2)
+        return std::string("exec needs a service and a command: exec SERVICE COMMAND [ARGS...]");
+      if (!is_compose_name(positionals.front()))
+        return fmt::format("\"{}\" is not a compose service name", printable(positionals.front()));
+      break;
+    case Positionals::kHash:
+      if (!is_commit_hash(positionals)) return fmt::format("{} needs one commit hash (4 to 40 hex digits)", words);
+      break;
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 const WorkerVerb* find_worker_verb(Verb verb) {
+  // A local table: its handlers are Service's private members, and this function is its friend.
+  // clang-format off
+  static constexpr std::array kVerbs = {
+    //         verb               compose    forced          flags         positionals             login  timeout turn               handler
+    WorkerVerb{Verb::kUp,        "up",      kDetach,        kUpFlags,     Positionals::kServices, true,  20min, Turn::kQueued,   &Service::answer_compose},
+    WorkerVerb{Verb::kDown,      "down",    kNothingForced, kDownFlags,   Positionals::kNone,     false, 10min, Turn::kQueued,   &Service::answer_compose},
+    WorkerVerb{Verb::kStop,      "stop",    kNothingForced, kTimeoutFlag, Positionals::kServices, false, 10min, Turn::kQueued,   &Service::answer_compose},
+    WorkerVerb{Verb::kStart,     "start",   kNothingForced, kNoFlags,     Positionals::kServices, false, 10min, Turn::kQueued,   &Service::answer_compose},
+    WorkerVerb{Verb::kRestart,   "restart", kNothingForced, kTimeoutFlag, Positionals::kServices, false, 10min, Turn::kQueued,   &Service::answer_compose},
+    WorkerVerb{Verb::kPs,        "ps",      kNothingForced, kPsFlags,     Positionals::kServices, false, 2min,  Turn::kRead,     &Service::answer_compose},
+    WorkerVerb{Verb::kPull,      "pull",    kNothingForced, kPullFlags,   Positionals::kServices, true,  20min, Turn::kQueued,   &Service::answer_compose},
+    WorkerVerb{Verb::kBuild,     "build",   kNothingForced, kBuildFlags,  Positionals::kServices, true,  30min, Turn::kQueued,   &Service::answer_compose},
+    WorkerVerb{Verb::kLogs,      "logs",    kNothingForced, kLogsFlags,   Positionals::kServices, false, 10min, Turn::kRead,     &Service::answer_compose},
+    WorkerVerb{Verb::kExec,      "exec",    kNoTty,         kExecFlags,   Positionals::kExec,     false, 30min, Turn::kLongRead, &Service::answer_compose},
+    WorkerVerb{Verb::kLoad,      "",        kNothingForced, kNoFlags,     Positionals::kNone,     false, 2min,  Turn::kQueued,   &Service::answer_load},
+    WorkerVerb{Verb::kGitPull,   "",        kNothingForced, kNoFlags,     Positionals::kNone,     false, 30min, Turn::kToTheEnd, &Service::answer_git_pull},
+    WorkerVerb{Verb::kGitHash,   "",        kNothingForced, kNoFlags,     Positionals::kNone,     false, 1min,  Turn::kAtOnce,   &Service::answer_git_hash},
+    WorkerVerb{Verb::kStatus,    "",        kNothingForced, kNoFlags,     Positionals::kNone,     false, 1min,  Turn::kAtOnce,   &Service::answer_status},
+    WorkerVerb{Verb::kFreeze,    "",        kNothingForced, kNoFlags,     Positionals::kNone,     false, 1min,  Turn::kQueued,   &Service::answer_freeze},
+    WorkerVerb{Verb::kUnfreeze,  "",        kNothingForced, kNoFlags,     Positionals::kNone,     false, 30min, Turn::kToTheEnd, &Service::answer_unfreeze},
+    WorkerVerb{Verb::kRollback,  "",        kNothingForced, kNoFlags,     Positionals::kHash,     false, 30min, Turn::kToTheEnd, &Service::answer_rollback},
+  };
+  // clang-format on
   for (const auto& row : kVerbs)
     if (row.verb == verb) return &row;
   return nullptr;
 }
 
 Expected<CheckedArguments, std::string> check_arguments(const WorkerVerb& verb, std::span<const std::string> args) {
-  const auto words = verb_info(verb.verb).words;
-  CheckedArguments checked;
-  std::vector<std::string> flags;
-  std::vector<std::string> positionals;
+  ReadArguments read;
   bool exec_command_started = false;
-
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
-    if (exec_command_started) {
-      positionals.push_back(arg);
-      continue;
-    }
-    if (arg.size() < 2 || arg[0] != '-') {
-      positionals.push_back(arg);
+    if (exec_command_started || arg.size() < 2 || arg[0] != '-') {
+      read.positionals.push_back(arg);
       // After exec's SERVICE, everything is the command and belongs to it.
       if (verb.positionals == Positionals::kExec) exec_command_started = true;
       continue;
     }
-    if (arg == "--") return Unexpected{fmt::format("\"--\" is not allowed for {}", words)};
-
-    // -x, -xVALUE, --long, --long=VALUE
-    const FlagRule* rule = nullptr;
-    std::optional<std::string> inline_value;
-    std::string spelled;
-    if (arg.starts_with("--")) {
-      const auto eq = arg.find('=');
-      spelled = arg.substr(0, eq);
-      for (const auto& r : verb.flags)
-        if (spelled.substr(2) == r.long_name) rule = &r;
-      if (eq != std::string::npos) inline_value = arg.substr(eq + 1);
-    } else {
-      spelled = arg.substr(0, 2);
-      for (const auto& r : verb.flags)
-        if (r.short_name != 0 && arg[1] == r.short_name) rule = &r;
-      if (arg.size() > 2) inline_value = arg.substr(2);
-    }
-    if (rule == nullptr) {
-      const std::string why = spelled == "--privileged" ? " (privileged containers are refused)" : "";
-      return Unexpected{fmt::format("flag \"{}\" is not allowed for {}{} (allowed: {})", printable(spelled), words, why,
-                                    allowed_list(verb))};
-    }
-    if (rule->value == V::kNone) {
-      if (inline_value) return Unexpected{fmt::format("flag \"{}\" takes no value", spelled)};
-      if (!rule->drop) flags.push_back("--" + std::string(rule->long_name));
-      if (verb.verb == Verb::kLogs && rule->long_name == "follow") checked.follow = true;
-      continue;
-    }
-    if (!inline_value) {
-      if (i + 1 >= args.size()) return Unexpected{fmt::format("flag \"{}\" needs a value", spelled)};
-      inline_value = args[++i];
-    }
-    if (auto problem = check_value(*rule, spelled, *inline_value)) return Unexpected{*problem};
-    if (!rule->drop) {
-      flags.push_back("--" + std::string(rule->long_name));
-      flags.push_back(*inline_value);
-    }
+    if (auto problem = read_flag(verb, args, i, read)) return Unexpected{*problem};
   }
+  if (auto problem = check_positionals(verb, read.positionals)) return Unexpected{*problem};
 
-  switch (verb.positionals) {
-    case Positionals::kNone:
-      if (!positionals.empty())
-        return Unexpected{fmt::format("{} takes no arguments, got \"{}\"", words, printable(positionals.front()))};
-      break;
-    case Positionals::kServices:
-      for (const auto& name : positionals)
-        if (!is_compose_name(name))
-          return Unexpected{fmt::format("\"{}\" is not a compose service name", printable(name))};
-      break;
-    case Positionals::kExec:
-      if (positionals.size() < 2)
-        return Unexpected{std::string("exec needs a service and a command: exec SERVICE COMMAND [ARGS...]")};
-      if (!is_compose_name(positionals.front()))
-        return Unexpected{fmt::format("\"{}\" is not a compose service name", printable(positionals.front()))};
-      break;
-    case Positionals::kHash: {
-      const bool ok = positionals.size() == 1 && positionals[0].size() >= 4 && positionals[0].size() <= 40 &&
-                      std::all_of(positionals[0].begin(), positionals[0].end(),
-                                  [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
-      if (!ok) return Unexpected{fmt::format("{} needs one commit hash (4 to 40 hex digits)", words)};
-      break;
-    }
-  }
-
+  CheckedArguments checked;
+  checked.follow = read.follow;
   if (!verb.compose_subcommand.empty()) {
     checked.compose_args.emplace_back(verb.compose_subcommand);
     for (auto forced : verb.forced) checked.compose_args.emplace_back(forced);
   }
-  checked.compose_args.insert(checked.compose_args.end(), flags.begin(), flags.end());
-  checked.compose_args.insert(checked.compose_args.end(), positionals.begin(), positionals.end());
+  checked.compose_args.insert(checked.compose_args.end(), read.flags.begin(), read.flags.end());
+  checked.compose_args.insert(checked.compose_args.end(), read.positionals.begin(), read.positionals.end());
   return checked;
 }
 

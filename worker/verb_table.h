@@ -1,13 +1,17 @@
-// The worker's verbs as one table: what each runs, whether it mutates (and so is serialised
-// with the reconcile cycle), which flags it allows, what positional arguments it takes, and
-// its time limit. Adding a verb is one row; reviewing them is one screen (verb_table.cc).
+// The worker's verbs as one table: what each runs, which flags it allows, what positional
+// arguments it takes, its time limit, how it waits its turn (behind the reconcile cycle, or
+// beside it), and the Service member that answers it. Adding a verb is one row and one handler;
+// reviewing them is one screen (verb_table.cc).
 //
 // Anything not in a verb's allowlist is refused with 406 before any program runs: compose's
 // global flags (-f, -p, --project-directory, --env-file, -H, --context), `exec --privileged`,
 // and every flag nobody has thought about yet.
 #pragma once
 
+#include <kj/async.h>
+
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <span>
 #include <string>
@@ -18,6 +22,10 @@
 #include "expected.h"
 
 namespace pgod::worker {
+
+class Service;
+struct VerbCall;
+struct VerbResult;
 
 enum class ValueKind : std::uint8_t {
   kNone,      // a switch
@@ -40,6 +48,19 @@ enum class Positionals : std::uint8_t {
   kHash,      // exactly one commit hash (4-40 hex digits)
 };
 
+// How a verb waits its turn (Service::in_turn). The queue is the deploy lock: the reconcile
+// cycle and the verbs that change what runs take it one at a time.
+enum class Turn : std::uint8_t {
+  kAtOnce,    // answered from what the worker knows, beside the queue (status, git hash)
+  kQueued,    // waits in the queue; a caller that goes away cancels it
+  kToTheEnd,  // waits in the queue and runs to its end even if the caller goes away (a cycle)
+  kRead,      // beside the queue in a bounded short-read slot (a long one with logs -f)
+  kLongRead,  // beside the queue in a long-read slot: may run as long as its caller likes
+};
+
+// The Service member that answers a verb, given its checked arguments.
+using VerbHandler = kj::Promise<VerbResult> (Service::*)(VerbCall call);
+
 struct WorkerVerb {
   Verb verb;
   std::string_view compose_subcommand;       // empty: not a compose command
@@ -48,8 +69,11 @@ struct WorkerVerb {
   Positionals positionals;
   bool registry_login;                          // docker login before, logout after
   std::optional<std::chrono::seconds> timeout;  // nullopt: until the caller cancels (logs -f)
+  Turn turn;
+  VerbHandler handler;
 };
 
+// The verb's row; nullptr for verbs the worker does not run (ping, worker restart).
 const WorkerVerb* find_worker_verb(Verb verb);
 
 struct CheckedArguments {

@@ -129,6 +129,21 @@ TEST(VerbTable, EveryWorkerVerbHasARow) {
   EXPECT_EQ(find_worker_verb(Verb::kPing), nullptr);
 }
 
+// A verb that changes what runs waits behind the reconcile cycle; only compose's read verbs
+// take read slots, and every compose verb has compose's handler.
+TEST(VerbTable, TurnsAgreeWithTheGrammar) {
+  for (const auto& info : all_verbs()) {
+    const auto* row = find_worker_verb(info.verb);
+    if (row == nullptr) continue;
+    const bool queued = row->turn == Turn::kQueued || row->turn == Turn::kToTheEnd;
+    EXPECT_TRUE(queued || !info.mutates) << info.words;
+    const bool reads = row->turn == Turn::kRead || row->turn == Turn::kLongRead;
+    EXPECT_TRUE(!reads || !row->compose_subcommand.empty()) << info.words;
+    EXPECT_TRUE(row->compose_subcommand.empty() || info.mutates == !reads) << info.words;
+    EXPECT_NE(row->handler, nullptr) << info.words;
+  }
+}
+
 TEST(VerbTable, LogsFollowIsMarked) {
   auto follow = check_arguments(*find_worker_verb(Verb::kLogs), Args{"-f"});
   ASSERT_TRUE(follow.has_value());

@@ -163,6 +163,23 @@ TEST_F(WorkerTest, RefusedArgumentsNeverReachDocker) {
   EXPECT_EQ(worker.calls(), "");
 }
 
+// A verb number this build does not know (a newer peer's) is refused: never taken for status.
+TEST_F(WorkerTest, AnUnknownVerbOnTheWireIsRefusedNotTakenForStatus) {
+  WorkerHarness worker(upstream->path());
+  start(worker);
+  worker.clear_calls();
+  auto unknown = worker.run(static_cast<Verb>(999));
+  EXPECT_EQ(unknown.exit_status, 406u);
+  EXPECT_EQ(unknown.message, "Command \"verb #999\" does not match any route");
+  EXPECT_EQ(unknown.out, "");
+  EXPECT_EQ(unknown.err, "");
+  EXPECT_EQ(worker.calls(), "");
+  // The known verbs still answer.
+  auto status = worker.run(Verb::STATUS);
+  EXPECT_EQ(status.exit_status, 0u) << status.err;
+  EXPECT_NE(status.out.find("state:"), std::string::npos) << status.out;
+}
+
 TEST_F(WorkerTest, ComposeChangeRedeploysAndUnrelatedCommitDoesNot) {
   WorkerHarness worker(upstream->path());
   start(worker);
