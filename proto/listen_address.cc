@@ -7,8 +7,9 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <memory>
+
+#include "system_call.h"
 
 namespace pgod {
 
@@ -40,14 +41,6 @@ Expected<ListenAddress, std::string> parse_listen_address(std::string_view text)
   return ListenAddress{std::string(host), static_cast<std::uint16_t>(number)};
 }
 
-namespace {
-
-std::string errno_text(std::string_view what, const std::string& where) {
-  return fmt::format("{} {}: {}", what, where, std::strerror(errno));
-}
-
-}  // namespace
-
 Expected<UniqueFd, std::string> bind_listen_address(const ListenAddress& address, const std::string& flag) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
@@ -73,16 +66,16 @@ Expected<UniqueFd, std::string> bind_listen_address(const ListenAddress& address
         hints.ai_family = AF_INET;  // a host without IPv6
         continue;
       }
-      return Unexpected{errno_text("socket for", where)};
+      return Unexpected{os_error("socket for", where, errno)};
     }
     const int yes = 1, no = 0;
     if (setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes) != 0)
-      return Unexpected{errno_text("SO_REUSEADDR on", where)};
+      return Unexpected{os_error("SO_REUSEADDR on", where, errno)};
     if (found->ai_family == AF_INET6 && address.host.empty() &&
         setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &no, sizeof no) != 0)
-      return Unexpected{errno_text("IPV6_V6ONLY on", where)};
-    if (bind(fd.get(), found->ai_addr, found->ai_addrlen) != 0) return Unexpected{errno_text("bind", where)};
-    if (listen(fd.get(), 128) != 0) return Unexpected{errno_text("listen on", where)};
+      return Unexpected{os_error("IPV6_V6ONLY on", where, errno)};
+    if (bind(fd.get(), found->ai_addr, found->ai_addrlen) != 0) return Unexpected{os_error("bind", where, errno)};
+    if (listen(fd.get(), 128) != 0) return Unexpected{os_error("listen on", where, errno)};
     return fd;
   }
   return Unexpected{fmt::format("{}: no address to bind", where)};
