@@ -715,7 +715,7 @@ kj::Promise<Service::Normalized> Service::normalize_now(const std::string& root)
   spec.cwd = dir;
   limit_as_compose_config(spec);
   return run_collect(*io_.lowLevelProvider, io_.unixEventPort, io_.provider->getTimer(), spec)
-      .then([this, compose_file, context](CollectedOutput out) {
+      .then([compose_file, context](CollectedOutput out) {
         if (out.exit.timed_out)
           fail(fmt::format("compose config ran longer than {} s and was stopped", kComposeConfigTimeLimit.count()));
         if (out.exit.output_limit_exceeded)
