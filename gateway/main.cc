@@ -214,11 +214,12 @@ pgod::Expected<OwnedBind, std::string> load_host_key(const Options& options) {
   auto key_text = read_host_key(options.host_key_fd, options.host_key);
   if (!key_text) return pgod::Unexpected{"the host key: " + key_text.error()};
   ssh_key key = nullptr;
-  if (ssh_pki_import_privkey_base64(key_text->c_str(), nullptr, nullptr, nullptr, &key) != SSH_OK)
+  const int imported = ssh_pki_import_privkey_base64(key_text->c_str(), nullptr, nullptr, nullptr, &key);
+  pgod::wipe(*key_text);
+  if (imported != SSH_OK)
     return pgod::Unexpected{
         fmt::format("the host key ({}): not a private key libssh can read (a passphrase is not supported)",
                     options.host_key_fd.empty() ? options.host_key : "--host-key-fd")};
-  std::fill(key_text->begin(), key_text->end(), '\0');
   OwnedBind bind(ssh_bind_new());
   bool process_config = false;  // never read libssh's server config file: every setting is here
   if (!bind || ssh_bind_options_set(bind.get(), SSH_BIND_OPTIONS_PROCESS_CONFIG, &process_config) != SSH_OK ||

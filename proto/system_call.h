@@ -36,6 +36,10 @@ inline Expected<Done, std::string> check_call(long result, std::string_view what
   return Unexpected{os_error(what, where, error)};
 }
 
+// Overwrites a secret's bytes (a key's text) before the string is freed or reused; unlike a
+// plain fill, the compiler may not drop the stores as dead.
+void wipe(std::string& secret);
+
 // Everything `fd` gives until end of file, retrying interrupted reads. More than `max` bytes is
 // an error naming `what` and the bound, read no further.
 Expected<std::string, std::string> read_bounded(int fd, std::size_t max, std::string_view what);

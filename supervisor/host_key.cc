@@ -104,7 +104,10 @@ Expected<LoadedKey, std::string> load_host_key(const std::string& path) {
   auto text = read_bounded(fd.get(), kMaxKeyBytes, path);
   if (!text) return Unexpected{text.error()};
   auto key = parse_key(*text, path);
-  if (!key) return Unexpected{key.error()};
+  if (!key) {
+    wipe(*text);
+    return Unexpected{key.error()};
+  }
   return LoadedKey{std::move(*text), std::move(*key)};
 }
 
@@ -128,6 +131,7 @@ Expected<HostKeyReady, std::string> ensure_host_key(const std::string& path) {
   auto loaded = load_host_key(path);
   if (!loaded) return Unexpected{loaded.error()};
   ready.fingerprint = fingerprint(loaded->key.get());
+  wipe(loaded->text);
   return ready;
 }
 

@@ -324,7 +324,7 @@ bool Supervisor::spawn(Supervised& child) {
       return false;
     }
     auto memfd = sealed_memfd("host-key", kj::arrayPtr(reinterpret_cast<const kj::byte*>(key->data()), key->size()));
-    std::fill(key->begin(), key->end(), '\0');
+    wipe(*key);
     if (!memfd) {
       child.log->error("{}", memfd.error());
       child.last_exit = memfd.error();

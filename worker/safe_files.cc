@@ -64,10 +64,15 @@ Expected<bool, std::string> write_file_beneath(const std::string& root, const st
     rest = rest.substr(slash + 1);
     if (part.empty() || part == ".") continue;
     if (part == "..") return Unexpected{fmt::format("{}: \"..\" is not allowed", relative_path)};
-    if (mkdirat(dir.get(), part.c_str(), 0755) != 0 && errno != EEXIST)
-      return Unexpected{os_error("create directory", part + " of " + relative_path, errno)};
+    if (mkdirat(dir.get(), part.c_str(), 0755) != 0 && errno != EEXIST) {
+      const int error = errno;
+      return Unexpected{os_error("create directory", part + " of " + relative_path, error)};
+    }
     UniqueFd next(openat(dir.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!next) return Unexpected{os_error(part + " in " + relative_path + " (a symlink is not followed)", "", errno)};
+    if (!next) {
+      const int error = errno;
+      return Unexpected{os_error(part + " in " + relative_path + " (a symlink is not followed)", "", error)};
+    }
     dir = std::move(next);
   }
   if (rest.empty() || rest == "." || rest == "..") return Unexpected{fmt::format("{} names no file", relative_path)};

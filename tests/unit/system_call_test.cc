@@ -93,5 +93,13 @@ TEST(SystemCall, ReadBoundedSaysWhichReadFailed) {
   EXPECT_EQ(read.error(), "reading /: Is a directory");
 }
 
+TEST(SystemCall, WipeOverwritesEveryByteInPlace) {
+  std::string secret = "-----BEGIN OPENSSH PRIVATE KEY-----";
+  const char* bytes = secret.data();
+  wipe(secret);
+  EXPECT_EQ(secret.data(), bytes) << "the same storage";
+  EXPECT_EQ(secret, std::string(35, '\0'));
+}
+
 }  // namespace
 }  // namespace pgod
