@@ -56,15 +56,16 @@ if [ -n "${PGOD_DEMO_BIN:-}" ]; then
 else
   say "build"
   cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-  cmake --build "$root/build" -j"$(nproc)" --target pgod pgod-worker pgod-gateway pgoctl
+  cmake --build "$root/build" -j"$(nproc)" --target pgod pgod-worker pgod-gateway pgod-dockergate pgoctl
   bin="$root/build/bin"
 fi
 # Workers run as the demo's user: they must be able to execute the programs.
 install -d -m 0755 "$demo/bin"
-install -m 0755 "$bin/pgod" "$bin/pgod-worker" "$bin/pgod-gateway" "$bin/pgoctl" "$demo/bin/"
+install -m 0755 "$bin/pgod" "$bin/pgod-worker" "$bin/pgod-gateway" "$bin/pgod-dockergate" "$bin/pgoctl" "$demo/bin/"
 
-say "users: $user (runs the compose file) and pgod-gw (the SSH gateway)"
-for name in "$user" pgod-gw; do
+# None of them is put in the docker group: pgod gives it to the docker gate's process alone.
+say "users: $user (runs the compose file), pgod-gw (the SSH gateway) and pgod-docker (the docker gate)"
+for name in "$user" pgod-gw pgod-docker; do
   id -u "$name" >/dev/null 2>&1 ||
     useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$name"
 done

@@ -6,7 +6,6 @@
 #include <linux/capability.h>
 #include <pwd.h>
 #include <sched.h>
-#include <seccomp.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -16,15 +15,27 @@
 
 #include <array>
 #include <cerrno>
-#include <cstdint>
-#include <memory>
-#include <string_view>
 #include <vector>
 
+#include "seccomp_allowlist.h"
 #include "system_call.h"
 
 namespace pgod::gateway {
 namespace {
+
+// The shared engine (proto/seccomp_allowlist.h); the table below is the gateway's own.
+using seccomp::allow;
+using seccomp::allow_if;
+using seccomp::arg_eq;
+using seccomp::arg_has_none;
+using seccomp::arg_is_own_pid;
+using seccomp::arg_masked;
+using seccomp::arg_ne;
+using seccomp::fail;
+using seccomp::fail_if;
+using seccomp::kCloneNewAny;
+using seccomp::Rule;
+using seccomp::Verdict;
 
 // ---------------------------------------------------------------------------------------------
 // drop_root
@@ -82,54 +93,6 @@ Expected<Done, std::string> check_dropped(uid_t uid, gid_t gid) {
 
 // ---------------------------------------------------------------------------------------------
 // The allowlist
-
-enum class Verdict {
-  kAllow,
-  kEacces,  // the call fails as if the file were unreadable
-  kEnosys,  // the call fails as if the kernel did not have it
-  kEnotty,  // the descriptor is not a terminal
-};
-
-// One comparison of a syscall argument. For SCMP_CMP_MASKED_EQ, `datum` is the mask and
-// `value` what the masked argument must equal; otherwise `datum` is compared and `value` unused.
-struct Check {
-  unsigned arg = 0;
-  scmp_compare op = SCMP_CMP_EQ;
-  std::uint64_t datum = 0;
-  std::uint64_t value = 0;
-  bool own_pid = false;  // `datum` is this process's pid, known only when the filter is built
-};
-
-// What happens to `syscall` when every check holds (always, with none). libseccomp allows one
-// check per argument in a rule, and an unconditional rule silently replaces the conditional
-// ones of the same syscall: the builder refuses such a table.
-struct Rule {
-  const char* syscall;  // libseccomp's name; one it does not know is skipped (so: killed)
-  Verdict verdict = Verdict::kAllow;
-  std::array<Check, 2> checks{};
-  unsigned check_count = 0;
-};
-
-constexpr Rule allow(const char* syscall) { return {syscall, Verdict::kAllow, {}, 0}; }
-constexpr Rule allow_if(const char* syscall, Check check) { return {syscall, Verdict::kAllow, {check}, 1}; }
-constexpr Rule allow_if(const char* syscall, Check first, Check second) {
-  return {syscall, Verdict::kAllow, {first, second}, 2};
-}
-constexpr Rule fail(const char* syscall, Verdict verdict) { return {syscall, verdict, {}, 0}; }
-constexpr Rule fail_if(const char* syscall, Verdict verdict, Check check) { return {syscall, verdict, {check}, 1}; }
-
-constexpr Check arg_eq(unsigned arg, std::uint64_t value) { return {arg, SCMP_CMP_EQ, value, 0, false}; }
-constexpr Check arg_ne(unsigned arg, std::uint64_t value) { return {arg, SCMP_CMP_NE, value, 0, false}; }
-constexpr Check arg_has_none(unsigned arg, std::uint64_t bits) { return {arg, SCMP_CMP_MASKED_EQ, bits, 0, false}; }
-constexpr Check arg_masked(unsigned arg, std::uint64_t mask, std::uint64_t value) {
-  return {arg, SCMP_CMP_MASKED_EQ, mask, value, false};
-}
-constexpr Check arg_is_own_pid(unsigned arg) { return {arg, SCMP_CMP_EQ, 0, 0, true}; }
-
-// Namespace flags a thread's clone must not carry (CLONE_NEWTIME is left out: in clone(2) its
-// bit is part of the exit-signal byte, which a thread's clone leaves zero anyway).
-constexpr std::uint64_t kCloneNewAny =
-    CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET;
 
 // Everything the gateway may do once it serves: anything not listed kills the process with
 // SIGSYS. Listeners, the host key, logging and the KJ event loop exist before the filter.
@@ -247,58 +210,6 @@ constexpr Rule kRules[] = {
     allow("exit_group"),
 };
 
-struct ReleaseFilter {
-  void operator()(scmp_filter_ctx ctx) const { seccomp_release(ctx); }
-};
-using FilterContext = std::unique_ptr<void, ReleaseFilter>;
-
-// libseccomp returns -errno.
-std::string failed_seccomp(std::string_view call, int rc) { return os_error(call, "", -rc); }
-
-std::uint32_t action_of(Verdict verdict) {
-  switch (verdict) {
-    case Verdict::kAllow:
-      return SCMP_ACT_ALLOW;
-    case Verdict::kEacces:
-      return SCMP_ACT_ERRNO(EACCES);
-    case Verdict::kEnosys:
-      return SCMP_ACT_ERRNO(ENOSYS);
-    case Verdict::kEnotty:
-      return SCMP_ACT_ERRNO(ENOTTY);
-  }
-  return SCMP_ACT_KILL_PROCESS;
-}
-
-// The table mistake libseccomp would not report (see Rule).
-Expected<Done, std::string> check_table() {
-  for (const Rule& rule : kRules) {
-    if (rule.check_count != 0) continue;
-    for (const Rule& other : kRules) {
-      if (&other != &rule && std::string_view(other.syscall) == rule.syscall)
-        return Unexpected{fmt::format("the allowlist has an unconditional rule for {} among others", rule.syscall)};
-    }
-  }
-  return Done{};
-}
-
-Expected<Done, std::string> add_rules(scmp_filter_ctx ctx) {
-  const auto own_pid = static_cast<std::uint64_t>(getpid());  // fixed from here on: no fork
-  for (const Rule& rule : kRules) {
-    const int number = seccomp_syscall_resolve_name(rule.syscall);
-    if (number == __NR_SCMP_ERROR) continue;  // unknown to this libseccomp: stays forbidden
-    std::array<scmp_arg_cmp, 2> comparisons{};
-    for (unsigned i = 0; i < rule.check_count; ++i) {
-      const Check& check = rule.checks[i];
-      comparisons[i] = scmp_arg_cmp{check.arg, check.op, check.own_pid ? own_pid : check.datum, check.value};
-    }
-    if (const int rc =
-            seccomp_rule_add_array(ctx, action_of(rule.verdict), number, rule.check_count, comparisons.data());
-        rc != 0)
-      return Unexpected{failed_seccomp(fmt::format("seccomp_rule_add({})", rule.syscall), rc)};
-  }
-  return Done{};
-}
-
 }  // namespace
 
 Expected<Done, std::string> drop_root(const std::string& user) {
@@ -317,25 +228,6 @@ Expected<Done, std::string> drop_root(const std::string& user) {
   return check_dropped(uid, gid);
 }
 
-Expected<Done, std::string> install_gateway_filter() {
-  if (auto table = check_table(); !table) return table;
-  // Required for an unprivileged process to install a filter, and keeps exec (were it ever
-  // possible) from granting privileges. Its own step, so no libseccomp side effect is relied on.
-  if (auto set = check_call(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)"); !set) return set;
-  const FilterContext ctx(seccomp_init(SCMP_ACT_KILL_PROCESS));
-  if (!ctx) return Unexpected{std::string("seccomp_init(SCMP_ACT_KILL_PROCESS) failed")};
-  // Other ABIs on x86_64 (i386 through int 0x80, x32) number their syscalls differently: none
-  // is allowed, and the whole process dies (libseccomp's default would kill only the thread).
-  if (const int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS); rc != 0)
-    return Unexpected{failed_seccomp("seccomp_attr_set(SCMP_FLTATR_ACT_BADARCH)", rc)};
-  if (const int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_NNP, 0); rc != 0)
-    return Unexpected{failed_seccomp("seccomp_attr_set(SCMP_FLTATR_CTL_NNP)", rc)};
-  // Every thread of the process, not only the caller's: libraries may have started threads.
-  if (const int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_TSYNC, 1); rc != 0)
-    return Unexpected{failed_seccomp("seccomp_attr_set(SCMP_FLTATR_CTL_TSYNC)", rc)};
-  if (auto added = add_rules(ctx.get()); !added) return added;
-  if (const int rc = seccomp_load(ctx.get()); rc != 0) return Unexpected{failed_seccomp("seccomp_load", rc)};
-  return Done{};
-}
+Expected<Done, std::string> install_gateway_filter() { return seccomp::install_allowlist(kRules); }
 
 }  // namespace pgod::gateway

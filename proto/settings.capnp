@@ -33,6 +33,7 @@ struct ServiceSettings {
   gatewayUid @21 :UInt32;       # the only non-root peer uid the worker's socket accepts
   debug @22 :Bool;
   composeProgram @23 :ComposeProgram;
+  dockerHost @24 :Text;         # unix://<rundir>/docker/<service>.sock on the docker gate; empty: dockerd's own
 
   struct EnvVar {
     name @0 :Text;

@@ -592,6 +592,12 @@ class Validator {
           "user {} is the gateway's user (--gateway-user {}), which may talk to every worker and to "
           "pgod, so it must own no service: {}",
           quoted(user), context_.gateway_user, own_user);
+    if (!context_.dockergate_user.empty() &&
+        (user == context_.dockergate_user || (uid && uid == uid_of(context_.dockergate_user))))
+      return fmt::format(
+          "user {} is the docker gate's user (--dockergate-user {}), the one user in the docker group, so it "
+          "must own no service: {}",
+          quoted(user), context_.dockergate_user, own_user);
     return std::nullopt;
   }
 
@@ -724,11 +730,12 @@ std::optional<uid_t> user_id_on_host(const std::string& name) {
   return uid;
 }
 
-ValidationContext host_validation_context(bool datadir_set, std::string gateway_user) {
+ValidationContext host_validation_context(bool datadir_set, std::string gateway_user, std::string dockergate_user) {
   ValidationContext context;
   context.user_exists = &user_exists_on_host;
   context.datadir_set = datadir_set;
   context.gateway_user = std::move(gateway_user);
+  context.dockergate_user = std::move(dockergate_user);
   context.user_id = &user_id_on_host;
   return context;
 }

@@ -79,6 +79,9 @@ struct ValidationContext {
   bool datadir_set = false;
   // The gateway's user (pgod --gateway-user): it may be no service's user.
   std::string gateway_user;
+  // The docker gate's user (pgod --dockergate-user): it holds the docker group, so it may be no
+  // service's user either.
+  std::string dockergate_user;
   // A user's uid, so that two names of one uid count as one user (nobody's 65534, the
   // gateway's, another service's). Unset, or nullopt for a user it does not know: names only.
   std::function<std::optional<uid_t>(const std::string&)> user_id;
@@ -86,7 +89,7 @@ struct ValidationContext {
 
 bool user_exists_on_host(const std::string& name);
 std::optional<uid_t> user_id_on_host(const std::string& name);
-ValidationContext host_validation_context(bool datadir_set, std::string gateway_user);
+ValidationContext host_validation_context(bool datadir_set, std::string gateway_user, std::string dockergate_user = "");
 
 // Parses and validates a document; `file` is only used in error messages.
 Expected<Config, ConfigErrors> parse_config(std::string_view text, const std::string& file,

@@ -260,11 +260,16 @@ Expected<Identity, std::string> lookup_user(const std::string& user, bool with_d
   while (getgrouplist(identity.user.c_str(), identity.gid, groups.data(), &count) < 0) groups.resize(count);
   groups.resize(count);
   identity.groups = std::move(groups);
+  const auto docker = docker_gid();
   if (with_docker_group) {
-    if (auto gid = docker_gid())
-      add_group(identity.groups, *gid);
+    if (docker)
+      add_group(identity.groups, *docker);
     else if (note != nullptr)
-      *note = "there is no \"docker\" group: workers get only their users' groups";
+      *note = "there is no \"docker\" group: the docker gate cannot reach dockerd";
+  } else if (docker) {
+    // Root on the host: only the docker gate holds it, even when an admin made a service's user
+    // a member.
+    std::erase(identity.groups, *docker);
   }
   return identity;
 }

@@ -38,13 +38,14 @@ struct Identity {
   std::string user;
   uid_t uid = 0;
   gid_t gid = 0;
-  std::vector<gid_t> groups;  // supplementary: the user's groups, plus docker for workers
+  std::vector<gid_t> groups;  // supplementary: the user's groups (never docker), plus docker for the docker gate
   std::string home;
 };
 
-// The user's identity from the user database. With `with_docker_group`, the docker group is
-// added to the supplementary groups (the worker's access to the docker socket); a host without
-// a docker group gets a warning-worthy note in `*note` instead.
+// The user's identity from the user database. With `with_docker_group` (the docker gate only),
+// the docker group is added to the supplementary groups; a host without a docker group gets a
+// warning-worthy note in `*note` instead. Without it, the docker group is taken out even when the
+// user is a member: no worker holds it.
 Expected<Identity, std::string> lookup_user(const std::string& user, bool with_docker_group, std::string* note);
 
 // The identity of a uid that may have no user database entry (a stale directory's owner).

@@ -27,6 +27,8 @@ void set_identity(rpc::ServiceSettings::Builder settings, const std::string& nam
   settings.setGatewayUid(defaults.gateway_uid);
   settings.setDebug(defaults.debug);
   settings.setComposeProgram(defaults.compose_program);
+  // A service run as root (the policy does not apply to it) reaches dockerd as root always could.
+  if (defaults.docker_gate && identity.uid != 0) settings.setDockerHost("unix://" + layout.docker_socket(name));
 }
 
 // pgo.toml's networks: the external networks the compose policy allows.

@@ -29,6 +29,9 @@ struct Layout {
   std::string workers_dir() const { return rundir + "/workers"; }
   std::string worker_socket(const std::string& name) const { return workers_dir() + "/" + name + ".sock"; }
   std::string supervisor_socket() const { return rundir + "/supervisor.sock"; }
+  // Each service's docker socket, served by the docker gate: owned by the service's user.
+  std::string docker_dir() const { return rundir + "/docker"; }
+  std::string docker_socket(const std::string& name) const { return docker_dir() + "/" + name + ".sock"; }
 };
 
 struct WorkerDefaults {
@@ -36,6 +39,7 @@ struct WorkerDefaults {
   uid_t gateway_uid = 0;
   bool debug = false;
   ComposeProgram compose_program = ComposeProgram::AUTO;
+  bool docker_gate = false;  // workers reach docker through their socket on the docker gate
 };
 
 // The Caddy snippet for the service that has `import`: one site block per url of every

@@ -22,6 +22,7 @@
 #include "config.h"
 #include "control.h"
 #include "deployed_models.h"
+#include "engine_check.h"
 #include "fs_ops.h"
 #include "host_key.h"
 #include "listen_address.h"
@@ -47,7 +48,8 @@ using pgod::supervisor::SupervisorSettings;
 // and the gateway's user, which no service may have.
 pgod::Expected<pgod::config::Config, pgod::config::ConfigErrors> load_config(const Options& options) {
   return pgod::config::load_config(
-      options.config, pgod::config::host_validation_context(!options.datadir.empty(), options.gateway_user));
+      options.config, pgod::config::host_validation_context(!options.datadir.empty(), options.gateway_user,
+                                                            options.docker_direct ? "" : options.dockergate_user));
 }
 
 // The directory pgod's own executable is in: pgod-worker and pgod-gateway are installed beside it.
@@ -131,6 +133,7 @@ int check(const Options& options) {
   fmt::print("pgod: {}: OK, {} service{}{}{}\n", options.config, config->services.size(),
              config->services.size() == 1 ? "" : "s", names.empty() ? "" : ": ", joined(names, ", "));
   check_deployed_models(options, *config);
+  if (geteuid() == 0) fmt::print("{}\n", pgod::supervisor::describe_docker_engine(options.docker_socket));
   return 0;
 }
 
@@ -279,6 +282,39 @@ Expected<Done, std::string> find_gateway_program(const Options& options, Supervi
       options.gateway_program.empty() ? own_directory() + "/pgod-gateway" : options.gateway_program;
   if (auto found = check_program(settings.gateway_program); !found)
     return Unexpected{fmt::format("the gateway program: {} (see --gateway-program)", found.error())};
+  return Done{};
+}
+
+// The docker gate: its user (with the docker group, which no service user gets) and program, or,
+// with --no-dockergate, the socket its own unit takes the services' sockets from. With
+// --docker-direct (tests with a stand-in docker) there is no gate.
+Expected<Done, std::string> find_dockergate(const Options& options, SupervisorSettings& settings,
+                                            pgod::UniqueFd& handover) {
+  if (options.docker_direct) return Done{};
+  std::string note;
+  auto identity = pgod::supervisor::lookup_user(options.dockergate_user, true, &note);
+  if (!identity)
+    return Unexpected{
+        fmt::format("the docker gate's user: {} (create it with `useradd --system {}`; see "
+                    "--dockergate-user)",
+                    identity.error(), options.dockergate_user)};
+  if (!note.empty()) return Unexpected{fmt::format("the docker gate's user: {}", note)};
+  if (identity->uid == 0) return Unexpected{std::string("the docker gate's user may not be root")};
+  settings.dockergate = *identity;
+  settings.docker_socket = options.docker_socket;
+  settings.defaults.docker_gate = true;
+  if (options.no_dockergate) {
+    // Its group may connect; the hand-over serves only the gate's uid.
+    auto socket = pgod::supervisor::bind_unix_socket(options.rundir + "/dockergate.sock", identity->gid);
+    if (!socket) return Unexpected{"the docker gate's hand-over socket: " + socket.error()};
+    settings.dockergate_handover_fd = socket->get();
+    handover = std::move(*socket);
+    return Done{};
+  }
+  settings.dockergate_program =
+      options.dockergate_program.empty() ? own_directory() + "/pgod-dockergate" : options.dockergate_program;
+  if (auto found = check_program(settings.dockergate_program); !found)
+    return Unexpected{fmt::format("the docker gate program: {} (see --dockergate-program)", found.error())};
   return Done{};
 }
 
@@ -450,6 +486,8 @@ int serve(const Options& options) {
   if (auto found = find_worker_program(options, settings); !found) return critical(found.error());
   auto gateway_user = find_gateway_user(options, settings);
   if (!gateway_user) return critical(gateway_user.error());
+  pgod::UniqueFd dockergate_handover;  // kept open for as long as pgod runs
+  if (auto gate = find_dockergate(options, settings, dockergate_handover); !gate) return critical(gate.error());
   std::vector<pgod::UniqueFd> gateway_listeners;
   if (!options.no_gateway) {
     if (auto found = find_gateway_program(options, settings); !found) return critical(found.error());
@@ -515,7 +553,11 @@ int main(int argc, char** argv) {
   }
   if (options.check) return check(options);
   if (options.make_host_key) return make_host_key(options);
-  if (options.status) return pgod::supervisor::print_status(options.rundir + "/supervisor.sock");
+  if (options.status) {
+    const int status = pgod::supervisor::print_status(options.rundir + "/supervisor.sock");
+    if (status == 0) fmt::print("{}\n", pgod::supervisor::describe_docker_engine(options.docker_socket));
+    return status;
+  }
   if (!options.restart_worker.empty())
     return pgod::supervisor::request_worker_restart(options.rundir + "/supervisor.sock", options.restart_worker);
 

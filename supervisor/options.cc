@@ -50,6 +50,17 @@ void register_flags(FlagSet& flags, Options& o) {
                    "file");
   flags.add_string(0, "gateway-program", &o.gateway_program, "the gateway program (default: pgod-gateway beside pgod)",
                    "file");
+  flags.add_string(0, "dockergate-user", &o.dockergate_user,
+                   "user the docker gate runs as: the only user pgod puts in the docker group", "user");
+  flags.add_string(0, "dockergate-program", &o.dockergate_program,
+                   "the docker gate program (default: pgod-dockergate beside pgod)", "file");
+  flags.add_string(0, "docker-socket", &o.docker_socket, "dockerd's socket, which only the docker gate opens", "file");
+  flags.add_bool(0, "no-dockergate", &o.no_dockergate,
+                 "do not start pgod-dockergate (it runs as its own systemd unit and takes the services' sockets "
+                 "from <rundir>/dockergate.sock)");
+  flags.add_bool(0, "docker-direct", &o.docker_direct,
+                 "no docker gate at all: workers get no DOCKER_HOST from pgod and no docker group (for tests "
+                 "with a stand-in docker)");
   flags.add_string(0, "mount-program", &o.mount_program, "program that mounts NFS shares (called like mount(8))",
                    "file");
   flags.add_string(0, "umount-program", &o.umount_program, "program that unmounts them (called like umount(8))",

@@ -30,6 +30,11 @@ struct Options {
   std::string host_key = "/etc/pgo/ssh_host_ed25519_key";  // made on first start when missing
   std::string worker_program;                              // empty: pgod-worker next to pgod
   std::string gateway_program;                             // empty: pgod-gateway next to pgod
+  bool no_dockergate = false;  // the docker gate runs as its own unit and takes its sockets from pgod
+  bool docker_direct = false;  // no docker gate at all: workers use --docker-socket (tests, stand-in docker)
+  std::string dockergate_user = "pgod-docker";         // the gate's user, the only one in the docker group
+  std::string dockergate_program;                      // empty: pgod-dockergate next to pgod
+  std::string docker_socket = "/var/run/docker.sock";  // dockerd's socket, which only the gate opens
   std::string mount_program = "/bin/mount";
   std::string umount_program = "/bin/umount";
   bool mount_with_systemd = false;  // NFS mounts by systemd (PID 1), for a sandboxed pgod.service

@@ -16,6 +16,10 @@ namespace pgod::supervisor {
 // decision, and they survive worker restarts: a connection made while a worker restarts waits
 // in the backlog.
 Expected<UniqueFd, std::string> bind_unix_socket(const std::string& path, gid_t group) {
+  return bind_unix_socket(path, 0, group, 0660);
+}
+
+Expected<UniqueFd, std::string> bind_unix_socket(const std::string& path, uid_t owner, gid_t group, mode_t mode) {
   sockaddr_un address{};
   if (path.size() >= sizeof address.sun_path) return Unexpected{fmt::format("socket path too long: {}", path)};
   address.sun_family = AF_UNIX;
@@ -30,8 +34,8 @@ Expected<UniqueFd, std::string> bind_unix_socket(const std::string& path, gid_t 
   }
   if (bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0)
     return Unexpected{os_error("bind", path, errno)};
-  if (chown(path.c_str(), 0, group) != 0) return Unexpected{os_error("chown", path, errno)};
-  if (chmod(path.c_str(), 0660) != 0) return Unexpected{os_error("chmod", path, errno)};
+  if (chown(path.c_str(), owner, group) != 0) return Unexpected{os_error("chown", path, errno)};
+  if (chmod(path.c_str(), mode) != 0) return Unexpected{os_error("chmod", path, errno)};
   if (listen(fd.get(), 64) != 0) return Unexpected{os_error("listen on", path, errno)};
   return fd;
 }

@@ -15,5 +15,8 @@ namespace pgod::supervisor {
 // Binds and listens on `path`, owned by root:group, mode 0660. A socket left by an earlier run
 // is replaced; anything else at `path` is an error.
 Expected<UniqueFd, std::string> bind_unix_socket(const std::string& path, gid_t group);
+// The same with an owner and a mode of the caller's choice (a service's docker socket: its
+// user's, 0600).
+Expected<UniqueFd, std::string> bind_unix_socket(const std::string& path, uid_t owner, gid_t group, mode_t mode);
 
 }  // namespace pgod::supervisor

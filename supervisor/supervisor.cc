@@ -1,8 +1,10 @@
 #include "supervisor.h"
 
+#include <capnp/serialize.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <kj/async-unix.h>
 #include <signal.h>
 #include <spawn.h>
@@ -14,6 +16,7 @@
 #include <cstring>
 #include <utility>
 
+#include "dockergate.capnp.h"
 #include "fs_ops.h"
 #include "host_key.h"
 #include "logging.h"
@@ -34,8 +37,16 @@ constexpr auto kStopGrace = 10s;
 constexpr auto kMountTimeout = 60s;
 constexpr auto kRetireTimeout = 15min;  // the worker's own `down` timeout is 10 minutes
 constexpr const char* kGatewayName = "pgod-gateway";
+constexpr const char* kDockerGateName = "pgod-dockergate";
 
 std::chrono::steady_clock::time_point now() { return std::chrono::steady_clock::now(); }
+
+// Where a service's bind sources may be: its checkout and its data directory.
+std::vector<std::string> bind_roots_of(const Layout& layout, const std::string& name) {
+  std::vector<std::string> roots = {layout.checkout(name)};
+  if (!layout.datadir.empty()) roots.push_back(layout.data(name));
+  return roots;
+}
 
 std::string nfs_source(const std::string& url) {
   // nfs://host/path → host:/path (validated by the config check).
@@ -48,8 +59,9 @@ std::string nfs_source(const std::string& url) {
 
 struct Supervisor::Supervised {
   std::string name;
-  bool is_gateway = false;
-  config::Service service;  // workers: the config it runs with
+  bool is_gateway = false;     // the SSH gateway, or
+  bool is_dockergate = false;  // the docker gate; neither: a service's worker
+  config::Service service;     // workers: the config it runs with
   Identity identity;
   kj::Array<capnp::word> settings;  // workers: the message it was given
   UniqueFd listen_fd;               // workers: the socket pgod bound
@@ -68,6 +80,10 @@ struct Supervisor::Supervised {
   kj::Own<kj::PromiseFulfiller<void>> stopped;  // set while a stop waits for the exit
   kj::Maybe<kj::ForkedPromise<void>> stopping;  // every caller of stop() waits for the same exit
 };
+
+const char* Supervisor::kind_of(const Supervised& child) {
+  return child.is_dockergate ? "docker gate" : child.is_gateway ? "gateway" : "worker";
+}
 
 Supervisor::Supervisor(kj::AsyncIoContext& io, SupervisorSettings settings, SeccompProgram worker_filter)
     : io_(io), settings_(std::move(settings)), worker_filter_(std::move(worker_filter)), tasks_(*this) {}
@@ -93,6 +109,9 @@ std::optional<std::string> Supervisor::start(config::Config config) {
   }
   if (!layout.datadir.empty())
     if (auto made = ensure_directory(layout.datadir, 0, 0, 0755); !made) return made.error();
+  // Each user may reach its own socket in there, and list nothing.
+  if (settings_.defaults.docker_gate)
+    if (auto made = ensure_directory(layout.docker_dir(), 0, 0, 0711); !made) return made.error();
 
   apply(std::move(config));
 
@@ -103,6 +122,17 @@ std::optional<std::string> Supervisor::start(config::Config config) {
     gateway_->identity = *settings_.gateway;
     gateway_->log = service_logger(kGatewayName);
     launch(*gateway_);
+  }
+  if (settings_.dockergate_handover_fd >= 0)
+    handover_ = kj::heap<DockerGateHandover>(io_, settings_.dockergate_handover_fd, settings_.dockergate->uid,
+                                             [this]() { return gate_offer(0); });
+  if (!settings_.dockergate_program.empty()) {
+    dockergate_ = std::make_unique<Supervised>();
+    dockergate_->name = kDockerGateName;
+    dockergate_->is_dockergate = true;
+    dockergate_->identity = *settings_.dockergate;
+    dockergate_->log = service_logger(kDockerGateName);
+    launch(*dockergate_);
   }
   return std::nullopt;
 }
@@ -118,6 +148,7 @@ void Supervisor::apply(config::Config config) {
     if (retiring_.count(service.name) != 0) continue;  // started again once the removal is done
     apply_service(service, caddy);
   }
+  refresh_dockergate();
 }
 
 // Deleted services: stop the worker, then bring the project down and remove its directories.
@@ -146,7 +177,7 @@ void Supervisor::stop_removed_services() {
 void Supervisor::apply_service(const config::Service& service, const std::string& caddy) {
   auto log = service_logger(service.name);
   std::string note;
-  auto identity = lookup_user(service.user, true, &note);
+  auto identity = lookup_user(service.user, false, &note);
   if (!identity) {
     log->error("{}: the worker is not started", identity.error());
     not_started_[service.name] = identity.error();
@@ -174,7 +205,12 @@ void Supervisor::restart_if_changed(Supervised& child, const config::Service& se
   tasks_.add(stop(child).then([this, &child]() {
     // Removed by a later reload while it stopped: the removal owns it now.
     if (shutting_down_ || retiring_.count(child.name) != 0) return;
-    if (auto problem = prepare_service(child.service, child.identity)) {
+    auto problem = prepare_service(child.service, child.identity);
+    if (!problem)
+      problem = open_gate_socket(child.name, child.identity.uid, bind_roots_of(settings_.layout, child.name),
+                                 child.service.networks);
+    refresh_dockergate();
+    if (problem) {
       child.log->error("{}: the worker is not started", *problem);
       child.last_exit = *problem;
       return;
@@ -197,6 +233,12 @@ void Supervisor::start_worker(const config::Service& service, const Identity& id
   if (!socket) {
     log->error("{}: the worker is not started", socket.error());
     not_started_[service.name] = socket.error();
+    return;
+  }
+  if (auto problem = open_gate_socket(service.name, identity.uid, bind_roots_of(settings_.layout, service.name),
+                                      service.networks)) {
+    log->error("{}: the worker is not started", *problem);
+    not_started_[service.name] = *problem;
     return;
   }
   auto child = std::make_unique<Supervised>();
@@ -274,7 +316,7 @@ kj::Promise<void> Supervisor::supervise(Supervised& child) {
     else
       child.backoff = std::min(child.backoff * 2, std::chrono::seconds(kMaxBackoff));
     child.state = WorkerView::State::kBackingOff;
-    child.log->warn("{} {}: restarting in {:.1f} s", child.is_gateway ? "gateway" : "worker",
+    child.log->warn("{} {}: restarting in {:.1f} s", kind_of(child),
                     child.last_exit.empty() ? "did not start" : child.last_exit, delay.count() / 1000.0);
     return io_.provider->getTimer().afterDelay(delay.count() * kj::MILLISECONDS).then([this, &child]() {
       return supervise(child);
@@ -295,7 +337,7 @@ kj::Promise<bool> Supervisor::run_once(Supervised& child) {
       child.last_exit = describe_exit(status);
       child.killed = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
       if (child.stopped) {
-        child.log->info("{} stopped ({})", child.is_gateway ? "gateway" : "worker", child.last_exit);
+        child.log->info("{} stopped ({})", kind_of(child), child.last_exit);
         child.stopped->fulfill();
         child.stopped = nullptr;
         return true;
@@ -313,7 +355,9 @@ SpawnSpec Supervisor::child_spec(const Identity& identity) const {
 bool Supervisor::spawn(Supervised& child) {
   SpawnSpec spec = child_spec(child.identity);
   UniqueFd settings_fd;
-  if (child.is_gateway) {
+  if (child.is_dockergate) {
+    if (!spawn_dockergate(child, spec, settings_fd)) return false;
+  } else if (child.is_gateway) {
     spec.program = settings_.gateway_program;
     spec.seccomp = nullptr;  // the gateway installs its own, stricter, after loading its key
     // The key is read now, so a replaced key takes effect at the gateway's next start.
@@ -358,7 +402,7 @@ bool Supervisor::spawn(Supervised& child) {
   child.pid = *pid;
   child.reap = *pid;
   child.state = WorkerView::State::kRunning;
-  child.log->info("{} started as {} (pid {})", child.is_gateway ? "gateway" : "worker", child.identity.user, *pid);
+  child.log->info("{} started as {} (pid {})", kind_of(child), child.identity.user, *pid);
   return true;
 }
 
@@ -394,6 +438,7 @@ kj::Promise<void> Supervisor::shutdown() {
   shutting_down_ = true;
   kj::Vector<kj::Promise<void>> stopping;
   if (gateway_) stopping.add(stop(*gateway_));
+  if (dockergate_) stopping.add(stop(*dockergate_));
   for (auto& [name, child] : workers_) stopping.add(stop(*child));
   return kj::joinPromises(stopping.releaseAsArray());
 }
@@ -531,8 +576,8 @@ void Supervisor::retire(const std::string& name) {
   // works in a fresh directory of pgod's making, so nothing the old user left (a docker config,
   // a CLI plugin) is used.
   std::string note;
-  auto nobody = lookup_user("nobody", true, &note);
-  Identity identity = nobody ? *nobody : identity_of_uid(65534, 65534, true);
+  auto nobody = lookup_user("nobody", false, &note);
+  Identity identity = nobody ? *nobody : identity_of_uid(65534, 65534, false);
   if (!settings_.change_identity) identity.groups.clear();
   const std::string work_name = ".retire-" + name;
   const std::string work_dir = layout.state_root() + "/" + work_name;
@@ -546,6 +591,14 @@ void Supervisor::retire(const std::string& name) {
     finish_retirement(name, false);
     return;
   }
+  // Its socket on the docker gate is nobody's while the project is brought down: the retiring
+  // worker's, which the gate lets act on that project alone.
+  if (auto problem = open_gate_socket(name, identity.uid, {work_dir}, {})) {
+    log->error("{}: cannot bring it down; kept", *problem);
+    finish_retirement(name, false);
+    return;
+  }
+  refresh_dockergate();
   auto settings = retire_settings(name, identity, layout, settings_.defaults, work_dir);
   auto memfd = sealed_memfd(name, settings.asBytes());
   if (!memfd) {
@@ -613,6 +666,8 @@ void Supervisor::finish_retirement(const std::string& name, bool downed) {
 
 void Supervisor::end_retirement(const std::string& name) {
   retiring_.erase(name);
+  close_gate_socket(name);
+  refresh_dockergate();
   // Added back while it was being removed: start it now.
   if (!shutting_down_)
     for (const auto& service : config_.services)
@@ -620,6 +675,107 @@ void Supervisor::end_retirement(const std::string& name) {
         apply(config_);
         break;
       }
+}
+
+// ---- the docker gate ---------------------------------------------------------------------
+
+std::optional<std::string> Supervisor::open_gate_socket(const std::string& name, uid_t owner,
+                                                        std::vector<std::string> bind_roots,
+                                                        std::vector<std::string> networks) {
+  if (!settings_.defaults.docker_gate) return std::nullopt;
+  if (owner == 0) {  // a service run as root talks to dockerd as root: no socket on the gate
+    close_gate_socket(name);
+    return std::nullopt;
+  }
+  auto existing = gate_sockets_.find(name);
+  if (existing == gate_sockets_.end() || existing->second.owner != owner) {
+    // A new owner gets a new socket: connections the old owner's processes made die with it.
+    auto socket = bind_unix_socket(settings_.layout.docker_socket(name), owner, 0, 0600);
+    if (!socket) return "its docker socket: " + socket.error();
+    gate_sockets_[name].fd = std::move(*socket);
+  }
+  auto& entry = gate_sockets_[name];
+  entry.owner = owner;
+  entry.bind_roots = std::move(bind_roots);
+  entry.networks = std::move(networks);
+  return std::nullopt;
+}
+
+void Supervisor::close_gate_socket(const std::string& name) {
+  if (gate_sockets_.erase(name) == 0) return;
+  const auto path = settings_.layout.docker_socket(name);
+  if (unlink(path.c_str()) != 0 && errno != ENOENT) spdlog::error("[{}] {}", name, os_error("unlink", path, errno));
+}
+
+// What the gate is told, as text: equal text, nothing to restart.
+std::string Supervisor::describe_gate_sockets() const {
+  std::string text;
+  for (const auto& [name, entry] : gate_sockets_)
+    text += fmt::format("{} {} [{}] [{}]\n", name, entry.owner, fmt::join(entry.bind_roots, " "),
+                        fmt::join(entry.networks, " "));
+  return text;
+}
+
+void Supervisor::refresh_dockergate() {
+  if (shutting_down_ || describe_gate_sockets() == dockergate_served_) return;
+  if (handover_) {
+    spdlog::info("[{}] services changed: the docker gate unit is asked to start again", kDockerGateName);
+    handover_->renew();
+  }
+  if (!dockergate_) return;
+  // Not running (starting up, or backing off): its next start reads the new set.
+  if (dockergate_->pid == 0) return;
+  dockergate_->log->info("services changed: restarting the docker gate");
+  tasks_.add(stop(*dockergate_).then([this]() {
+    dockergate_->backoff = kFirstBackoff;
+    launch(*dockergate_);
+  }));
+}
+
+// The gate's settings and the sockets they describe; each service's socketFd is
+// `first_fd` + its place in `fds` (the fd number a child gets, or the index in a hand-over).
+GateOffer Supervisor::gate_offer(int first_fd) {
+  capnp::MallocMessageBuilder message;
+  auto settings = message.initRoot<rpc::DockerGateSettings>();
+  settings.setDockerSocket(settings_.docker_socket);
+  settings.setDebug(settings_.defaults.debug);
+  auto services = settings.initServices(static_cast<unsigned>(gate_sockets_.size()));
+  GateOffer offer;
+  unsigned i = 0;
+  for (const auto& [name, entry] : gate_sockets_) {
+    auto service = services[i++];
+    service.setName(name);
+    service.setProject(compose_project_name(name));
+    auto roots = service.initBindRoots(static_cast<unsigned>(entry.bind_roots.size()));
+    for (unsigned k = 0; k < entry.bind_roots.size(); ++k) roots.set(k, entry.bind_roots[k]);
+    auto networks = service.initNetworks(static_cast<unsigned>(entry.networks.size()));
+    for (unsigned k = 0; k < entry.networks.size(); ++k) networks.set(k, entry.networks[k]);
+    service.setSocketFd(first_fd + static_cast<int>(offer.fds.size()));
+    offer.fds.push_back(entry.fd.get());
+  }
+  const auto words = capnp::messageToFlatArray(message);
+  offer.settings.assign(reinterpret_cast<const char*>(words.asBytes().begin()), words.asBytes().size());
+  dockergate_served_ = describe_gate_sockets();
+  return offer;
+}
+
+// The gate's argv and fds: its settings on a sealed memfd (fd 3), then each service's socket.
+bool Supervisor::spawn_dockergate(Supervised& child, SpawnSpec& spec, UniqueFd& settings_fd) {
+  spec.program = settings_.dockergate_program;
+  spec.seccomp = nullptr;  // the gate installs its own allowlist once its private root is set up
+  GateOffer offer = gate_offer(4);
+  auto memfd = sealed_memfd(
+      child.name, kj::arrayPtr(reinterpret_cast<const kj::byte*>(offer.settings.data()), offer.settings.size()));
+  if (!memfd) {
+    child.log->error("{}", memfd.error());
+    child.last_exit = memfd.error();
+    return false;
+  }
+  settings_fd = std::move(*memfd);
+  spec.argv = {spec.program, "--settings-fd", "3"};
+  spec.fds = {settings_fd.get()};
+  spec.fds.insert(spec.fds.end(), offer.fds.begin(), offer.fds.end());
+  return true;
 }
 
 // ---- views --------------------------------------------------------------------------------

@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "confine.h"
+#include "dockergate_handover.h"
 #include "layout.h"
 #include "seccomp_filter.h"
 #include "unique_fd.h"
@@ -36,6 +37,10 @@ struct SupervisorSettings {
   std::vector<std::string> gateway_args;  // after the fds: --rundir, --debug, …
   std::vector<int> gateway_fds;           // listening sockets handed to the gateway (owned by the caller)
   std::string gateway_host_key;           // read at each gateway start, passed on a sealed memfd
+  std::string dockergate_program;         // empty: no docker gate child (--no-dockergate)
+  std::optional<Identity> dockergate;     // the gate's user, with the docker group
+  std::string docker_socket;              // dockerd's, opened only by the gate
+  int dockergate_handover_fd = -1;        // --no-dockergate: where the gate unit takes its sockets
   // Called like mount(8) and umount(8) after these words: the program and any fixed options
   // (--mount-with-systemd: systemd-mount --collect, so that PID 1 mounts in the host's namespace).
   std::vector<std::string> mount_command;
@@ -104,6 +109,16 @@ class Supervisor final : private kj::TaskSet::ErrorHandler {
   void retire(const std::string& name);
   void finish_retirement(const std::string& name, bool downed);
   void end_retirement(const std::string& name);
+  // The docker gate's sockets: one per service, bound or re-owned as the service's user changes.
+  std::optional<std::string> open_gate_socket(const std::string& name, uid_t owner, std::vector<std::string> bind_roots,
+                                              std::vector<std::string> networks);
+  void close_gate_socket(const std::string& name);
+  // Restarts the gate when the set of sockets (or what it knows about them) changed.
+  void refresh_dockergate();
+  bool spawn_dockergate(Supervised& child, SpawnSpec& spec, UniqueFd& settings_fd);
+  std::string describe_gate_sockets() const;
+  GateOffer gate_offer(int first_fd);
+  static const char* kind_of(const Supervised& child);
 
   kj::AsyncIoContext& io_;
   SupervisorSettings settings_;
@@ -111,6 +126,18 @@ class Supervisor final : private kj::TaskSet::ErrorHandler {
   config::Config config_;
   std::map<std::string, std::unique_ptr<Supervised>> workers_;
   std::unique_ptr<Supervised> gateway_;
+  // The docker gate, and each service's socket on it (bound by pgod, owned by the user whose
+  // processes may use it: the service's, or nobody's while a removed service is brought down).
+  struct GateSocket {
+    UniqueFd fd;
+    uid_t owner = 0;
+    std::vector<std::string> bind_roots;
+    std::vector<std::string> networks;
+  };
+  std::unique_ptr<Supervised> dockergate_;
+  std::map<std::string, GateSocket> gate_sockets_;
+  std::string dockergate_served_;  // what the running gate was given, to restart it on a change
+  kj::Own<DockerGateHandover> handover_;
   std::set<std::string> retiring_;
   std::map<std::string, std::string> not_started_;  // name → why: shown in the service list
   bool shutting_down_ = false;

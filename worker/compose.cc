@@ -78,7 +78,15 @@ std::vector<std::string> compose_environment(rpc::ServiceSettings::Reader settin
                                              const std::string& path_prefix) {
   std::vector<std::string> env = {"PATH=" + (path_prefix.empty() ? std::string() : path_prefix + ":") + kPath,
                                   std::string("HOME=") + settings.getHome().cStr(), "DOCKER_CONFIG=" + docker_config};
-  for (auto var : settings.getEnv()) env.push_back(std::string(var.getName().cStr()) + "=" + var.getValue().cStr());
+  const std::string gate = settings.getDockerHost().cStr();
+  for (auto var : settings.getEnv()) {
+    const std::string name = var.getName().cStr();
+    // Behind the docker gate, the daemon and the builder are pgod's choice, not even the admin's:
+    // the worker cannot reach another daemon, and BuildKit's streams cannot be judged.
+    if (!gate.empty() && (name == "DOCKER_HOST" || name == "DOCKER_BUILDKIT" || name == "DOCKER_CONTEXT")) continue;
+    env.push_back(name + "=" + var.getValue().cStr());
+  }
+  if (!gate.empty()) env.insert(env.end(), {"DOCKER_HOST=" + gate, "DOCKER_BUILDKIT=0"});
   // Real environment variables win over a .env file, and the repository owns .env: without
   // these, a committed `DOCKER_HOST=tcp://elsewhere` would send compose (and the registry
   // credentials it carries) to a daemon of the author's choosing.

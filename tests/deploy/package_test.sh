@@ -115,10 +115,11 @@ echo "booted: systemd $(in_container systemctl --version | head -1 | awk '{print
 
 # ---- install ---------------------------------------------------------------------------------
 in_container dpkg -i /pkg/pgod.deb >"$work/dpkg.log" 2>&1 || fail "dpkg -i: $(cat "$work/dpkg.log")"
-for file in /usr/sbin/pgod /usr/sbin/pgod-worker /usr/sbin/pgod-gateway /usr/bin/pgoctl; do
+for file in /usr/sbin/pgod /usr/sbin/pgod-worker /usr/sbin/pgod-gateway /usr/sbin/pgod-dockergate /usr/bin/pgoctl; do
   in_container test -x "$file" || fail "$file missing or not executable"
 done
 for file in /usr/lib/systemd/system/pgod.service /usr/lib/systemd/system/pgod-gateway.service \
+  /usr/lib/systemd/system/pgod-dockergate.service \
   /usr/lib/sysusers.d/pgod.conf /usr/lib/tmpfiles.d/pgod.conf \
   /usr/share/man/man8/pgod.8.gz /usr/share/man/man1/pgoctl.1.gz \
   /usr/share/bash-completion/completions/pgoctl /usr/share/doc/pgod/examples/pgo.toml \
@@ -127,6 +128,7 @@ for file in /usr/lib/systemd/system/pgod.service /usr/lib/systemd/system/pgod-ga
   in_container test -s "$file" || fail "$file missing or empty"
 done
 in_container id pgod-gw >/dev/null || fail "postinst did not create pgod-gw"
+in_container id -nG pgod-docker | grep -qw docker || fail "postinst did not put pgod-docker in the docker group"
 [ "$(in_container stat -c '%a %U' /run/pgod /var/lib/pgo /var/lib/pgo-data | tr '\n' ' ')" = "755 root 755 root 755 root " ] ||
   fail "tmpfiles: $(in_container stat -c '%n %a %U' /run/pgod /var/lib/pgo /var/lib/pgo-data)"
 in_container man -P cat pgod 2>/dev/null | grep -q 'pgod-gateway' || fail "man pgod does not show the page"
@@ -137,8 +139,8 @@ check=$(in_container pgod --check -c /usr/share/doc/pgod/examples/pgo.toml 2>&1)
 echo "installed: $check"
 
 # ---- a service -------------------------------------------------------------------------------
-docker_gid=$(stat -c %g /run/docker.sock)  # the overlay has this host's /etc/group
-in_container useradd -m -G "$docker_gid" -s /bin/bash "$project"
+# The service's user is not in the docker group: its worker reaches docker through the gate.
+in_container useradd -m -s /bin/bash "$project"
 in_container ssh-keygen -q -t ed25519 -N '' -C "dev@$project" -f /root/dev-key
 in_container sh -euc "
   git init -q -b main /root/src
@@ -170,8 +172,11 @@ service_table "$project" | write_config
 # ---- the units -------------------------------------------------------------------------------
 in_container systemctl start pgod.service || fail "pgod.service did not start"
 in_container systemctl start pgod-gateway.service || fail "pgod-gateway.service did not start"
-[ "$(in_container systemctl is-active pgod.service pgod-gateway.service | tr '\n' ' ')" = "active active " ] ||
-  fail "not active: $(in_container systemctl is-active pgod.service pgod-gateway.service)"
+in_container systemctl start pgod-dockergate.service || fail "pgod-dockergate.service did not start"
+units="pgod.service pgod-gateway.service pgod-dockergate.service"
+# shellcheck disable=SC2086
+[ "$(in_container systemctl is-active $units | tr '\n' ' ')" = "active active active " ] ||
+  fail "not active: $(in_container systemctl is-active $units)"
 [ "$(in_container stat -c '%a %U' /etc/pgo/ssh_host_ed25519_key)" = "600 root" ] || fail "the host key is not 0600 root"
 
 pgoctl() { in_container pgoctl -i /root/dev-key --known-hosts /root/known_hosts "$@"; }
@@ -200,11 +205,15 @@ echo "served: ping, ps and logs through pgod-gateway.service"
 # ---- confinement under the units ------------------------------------------------------------
 status_of() { in_container cat "/proc/$1/status"; }
 gateway=$(in_container systemctl show -P MainPID pgod-gateway.service)
+dockergate=$(in_container systemctl show -P MainPID pgod-dockergate.service)
 pgod=$(in_container systemctl show -P MainPID pgod.service)
 worker=$(in_container pgrep -u "$project" -x pgod-worker | head -1)
 [ -n "$worker" ] || fail "no worker running as $project"
 status_of "$gateway" | grep -q "^Uid:.*$(in_container id -u pgod-gw)" || fail "the gateway is not pgod-gw"
-for pid in "$gateway" "$worker"; do
+status_of "$dockergate" | grep -q "^Uid:.*$(in_container id -u pgod-docker)" || fail "the docker gate is not pgod-docker"
+# The worker holds no docker group; the gate alone does.
+status_of "$worker" | grep '^Groups:' | grep -qw "$(stat -c %g /run/docker.sock)" && fail "the worker has the docker group"
+for pid in "$gateway" "$worker" "$dockergate"; do
   status_of "$pid" | grep -q '^NoNewPrivs:[[:space:]]*1' || fail "$pid: NoNewPrivs"
   status_of "$pid" | grep -q '^Seccomp:[[:space:]]*2' || fail "$pid: no seccomp filter"
   status_of "$pid" | grep -q '^CapEff:[[:space:]]*0000000000000000' || fail "$pid: capabilities"

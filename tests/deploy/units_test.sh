@@ -13,10 +13,10 @@ trap 'rm -rf "$scratch"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 mkdir "$scratch/units"
-for unit in pgod.service pgod-gateway.service; do
+for unit in pgod.service pgod-gateway.service pgod-dockergate.service; do
   sed "s|/usr/sbin/|$bin_dir/|g" "$units/$unit" >"$scratch/units/$unit"
 done
-(cd "$scratch/units" && systemd-analyze verify --man=no ./pgod.service ./pgod-gateway.service) ||
+(cd "$scratch/units" && systemd-analyze verify --man=no ./pgod.service ./pgod-gateway.service ./pgod-dockergate.service) ||
   fail "systemd-analyze verify"
 
 check_exposure() {
@@ -28,6 +28,7 @@ check_exposure() {
 }
 check_exposure pgod-gateway.service 20
 check_exposure pgod.service 35
+check_exposure pgod-dockergate.service 20
 
 for unit in pgod.service pgod-gateway.service; do
   grep -q '^SystemCallFilter=@system-service seccomp$' "$units/$unit" || fail "$unit must allow seccomp"
@@ -35,6 +36,12 @@ for unit in pgod.service pgod-gateway.service; do
 done
 grep -q '^ExecStart=/usr/sbin/pgod .*--no-gateway' "$units/pgod.service" || fail "pgod.service must run --no-gateway"
 grep -q '^User=pgod-gw$' "$units/pgod-gateway.service" || fail "the gateway must run as pgod-gw"
+grep -q '^ExecStart=/usr/sbin/pgod .*--no-dockergate' "$units/pgod.service" || fail "pgod.service must run --no-dockergate"
+grep -q '^User=pgod-docker$' "$units/pgod-dockergate.service" || fail "the docker gate must run as pgod-docker"
+grep -q '^SupplementaryGroups=docker$' "$units/pgod-dockergate.service" || fail "the docker gate needs the docker group"
+if grep -q 'SupplementaryGroups=.*docker' "$units/pgod.service" "$units/pgod-gateway.service"; then
+  fail "only the docker gate may have the docker group"
+fi
 
 mkdir -p "$scratch/root/etc"
 : >"$scratch/root/etc/passwd"
@@ -43,6 +50,9 @@ systemd-sysusers --root="$scratch/root" "$units/pgod.sysusers" || fail "systemd-
 grep -q '^pgod-gw:x:[0-9]*:[0-9]*:pgod SSH gateway:/nonexistent:/usr/sbin/nologin$' "$scratch/root/etc/passwd" ||
   fail "no pgod-gw user: $(cat "$scratch/root/etc/passwd")"
 grep -q '^pgod-gw:' "$scratch/root/etc/group" || fail "no pgod-gw group"
+grep -q '^pgod-docker:x:[0-9]*:[0-9]*:pgod docker gate:' "$scratch/root/etc/passwd" || fail "no pgod-docker user"
+grep -q '^docker:x:[0-9]*:pgod-docker$' "$scratch/root/etc/group" ||
+  fail "pgod-docker is not the docker group's only member: $(grep '^docker:' "$scratch/root/etc/group")"
 systemd-tmpfiles --root="$scratch/root" --create "$units/pgod.tmpfiles" || fail "systemd-tmpfiles"
 for dir in var/lib/pgo var/lib/pgo-data run/pgod; do
   [ "$(stat -c %a "$scratch/root/$dir")" = 755 ] || fail "$dir is not 0755"

@@ -75,8 +75,14 @@ int main() {
   if (clone_result > 0) waitpid(static_cast<pid_t>(clone_result), nullptr, 0);
   report("clone_newuser", outcome(clone_result));
 
-  const std::vector<std::string> env = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + state_dir,
-                                        "DOCKER_CONFIG=" + state_dir + "/docker"};
+  std::vector<std::string> env = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + state_dir,
+                                  "DOCKER_CONFIG=" + state_dir + "/docker"};
+  // dockerd's own socket first (the worker's user has no docker group), then its socket on the
+  // docker gate, as the worker's environment names it.
+  auto direct = env;
+  direct.push_back("DOCKER_HOST=unix:///var/run/docker.sock");
+  report("docker_direct", run({"docker", "version"}, direct));
+  if (settings.getDockerHost().size() > 0) env.push_back(std::string("DOCKER_HOST=") + settings.getDockerHost().cStr());
   report("docker_version", run({"docker", "version"}, env));
   report("compose_version", run({"docker-compose", "version"}, env));
 

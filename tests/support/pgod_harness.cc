@@ -49,12 +49,13 @@ struct Users {
     b = create_user(prefix + "b");
     c = create_user(prefix + "c");
     gateway = create_user(prefix + "gw");
+    dockergate = create_user(prefix + "dg");
   }
   ~Users() {
-    for (const auto* user : {&a, &b, &c, &gateway})
+    for (const auto* user : {&a, &b, &c, &gateway, &dockergate})
       if (!user->name.empty()) run_process({"/usr/sbin/userdel", user->name});
   }
-  TestUser a, b, c, gateway;
+  TestUser a, b, c, gateway, dockergate;
 };
 
 Users& users() {
@@ -73,6 +74,7 @@ struct Programs {
     copy_program(PGOD_BIN, dir.path() + "/pgod");
     copy_program(PGOD_WORKER_BIN, dir.path() + "/pgod-worker");
     copy_program(PGOD_GATEWAY_BIN, dir.path() + "/pgod-gateway");
+    copy_program(PGOD_DOCKERGATE_BIN, dir.path() + "/pgod-dockergate");
     copy_program(PGOD_EXEC_PROBE_BIN, dir.path() + "/exec-probe");
     copy_program(PGOD_CONFINEMENT_PROBE_BIN, dir.path() + "/confinement-probe");
   }
@@ -94,6 +96,7 @@ const TestUser& service_user_a() { return users().a; }
 const TestUser& service_user_b() { return users().b; }
 const TestUser& service_user_c() { return users().c; }
 const TestUser& gateway_user() { return users().gateway; }
+const TestUser& dockergate_user() { return users().dockergate; }
 
 gid_t docker_group() {
   struct group* entry = getgrnam("docker");
@@ -158,7 +161,10 @@ void PgodHarness::start(std::vector<std::string> args, bool wait) {
   std::vector<std::string> argv = {
       programs_dir() + "/pgod", "-c", config_path(), "-d", dir_, "--rundir", rundir_, "--gateway-user",
       gateway_user().name};
-  if (standin_) argv.insert(argv.end(), {"--path-prefix", bin_});
+  // The stand-in docker needs no daemon: no docker gate then. On a real engine, every call goes
+  // through the gate, as in production.
+  if (standin_) argv.insert(argv.end(), {"--path-prefix", bin_, "--docker-direct"});
+  if (!standin_) argv.insert(argv.end(), {"--dockergate-user", dockergate_user().name});
   // On a real engine, the compose program under test (PGOD_TEST_COMPOSE), never a guess.
   if (!standin_) argv.insert(argv.end(), {"--compose", compose_under_test()});
   bool gateway = false;

@@ -32,7 +32,8 @@ const TestUser& service_user_a();
 const TestUser& service_user_b();
 const TestUser& service_user_c();
 const TestUser& gateway_user();
-gid_t docker_group();  // the host's docker group (tests need it: workers get it)
+const TestUser& dockergate_user();  // the docker gate's: pgod adds the docker group to it alone
+gid_t docker_group();               // the host's docker group
 
 // pgod, pgod-worker, pgod-gateway and the test probes (exec-probe, confinement-probe), copied
 // once to a 0755 directory.
