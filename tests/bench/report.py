@@ -109,8 +109,28 @@ def signed(value, unit=" ms"):
     return "n/a" if math.isnan(value) else f"{value:+.1f}{unit}"
 
 
-def build(table, mode):
+def build(table, mode, programs):
+    """The rows of the programs that ran (all of them, unless run.sh was given --only)."""
     t = table
+    if "gateway_bench" in programs:
+        build_gateway_ping_stream(t)
+    if "compose_bench" in programs:
+        build_compose(t)
+    if "gateway_bench" in programs:
+        build_gateway_crowd(t)
+    if "supervisor_bench" in programs:
+        build_supervisor_memory(t)
+    if "worker_bench" in programs:
+        build_worker_push(t)
+    if "supervisor_bench" in programs:
+        build_supervisor_idle_start(t)
+    if "worker_bench" in programs:
+        build_worker_poll(t)
+    if "dockergate_bench" in programs:
+        build_dockergate(t)
+
+
+def build_gateway_ping_stream(t):
     # 1. Ping.
     ping, pong = t.median("ping_ssh_ms"), t.median("ping_sshd_ms")
     t.row("1", "Ping round trip: `ssh … a//ping` through pgod-gateway (median)", num(ping, unit=" ms"),
@@ -131,6 +151,9 @@ def build(table, mode):
           num(whole_ref, 0, " MB/s"), ratio(whole, whole_ref), t.count("stream_whole_ours_mbs"))
     t.row("2c", "Cipher / key exchange negotiated", f"{t.text('cipher_ours')} / {t.text('kex_ours')}",
           f"{t.text('cipher_sshd')} / {t.text('kex_sshd')}", "", "")
+
+
+def build_compose(t):
     # 3. ps on a real engine: Compose v2 (the plugin, what the worker prefers), then v1 when the
     # host has it (Debian 12's docker-compose).
     for prefix, label, first in (("plugin_", "Compose v2, `docker compose`", "3"),
@@ -158,6 +181,9 @@ def build(table, mode):
         login = t.median(prefix + "ps_ping_ssh_ms")
         t.row(first + "d", "the SSH login and a gateway round trip: `ssh … svc//ping`, same rounds",
               num(login, unit=" ms"), "—", "", t.count(prefix + "ps_ping_ssh_ms"))
+
+
+def build_gateway_crowd(t):
     # 4. 64 clients at once.
     for number, p, label in (("4", 0.5, "p50"), ("4b", 0.99, "p99")):
         ours, ref = t.percentile("crowd_ours_ms", p), t.percentile("crowd_sshd_ms", p)
@@ -167,6 +193,9 @@ def build(table, mode):
     failed_ref = sum(t.samples.get("crowd_failed_sshd") or [math.nan])
     t.row("4c", "64 clients at once: failed clients", f"{num(failed, 0)} of {t.count('crowd_ours_ms')}",
           f"{num(failed_ref, 0)} of {t.count('crowd_sshd_ms')}", "", "", "0", None if math.isnan(failed) else failed == 0)
+
+
+def build_supervisor_memory(t):
     # 5, 6. Memory.
     sshd = t.median("pss_sshd_kib")
     counts = sorted(int(key.rsplit("_", 1)[1]) for key in t.samples if key.startswith("pss_worker_kib_"))
@@ -186,11 +215,17 @@ def build(table, mode):
               f"idle sshd: {num(sshd / 1024, 2, ' MiB')}", ratio(gateway, sshd), t.count(f"pss_gateway_kib_{most}"))
         t.row("6b", f"PSS of pgod, the supervisor (idle, {most} services)", num(supervisor / 1024, 2, " MiB"),
               f"idle sshd: {num(sshd / 1024, 2, ' MiB')}", ratio(supervisor, sshd), t.count(f"pss_pgod_kib_{most}"))
+
+
+def build_worker_push(t):
     # 7. Push to up.
     up, up_ref = t.median("push_up_ms"), t.median("push_up_git_cli_ms")
     t.row("7", "Push → `up -d` started, after the worker's `git pull` (median)", num(up, unit=" ms"),
           f"`git fetch` + `reset --hard` + spawn `up -d`: {num(up_ref, unit=' ms')}", ratio(up, up_ref),
           t.count("push_up_ms"), "≤ 200 ms", None if math.isnan(up) else up <= 200)
+
+
+def build_supervisor_idle_start(t):
     # 8. Idle CPU.
     idle, idle_ref = t.median("idle_cpu_pct"), t.median("idle_cpu_sshd_pct")
     services = int(t.median("idle_services")) if t.has("idle_services") else 0
@@ -203,12 +238,55 @@ def build(table, mode):
     t.row("9", "Start → worker answers `status` (pgod: config, fork, confine, exec)", num(start, unit=" ms"),
           f"pgod-worker spawned by hand, unconfined: {num(by_hand, unit=' ms')}", ratio(start, by_hand),
           t.count("start_pgod_ms"))
+
+
+def build_worker_poll(t):
     poll, poll_ref = t.median("poll_ms"), t.median("poll_git_cli_ms")
     t.row("10", "No-change poll: `git pull` RPC, upstream unchanged (stand-in compose)", num(poll, unit=" ms"),
           f"`git fetch` + `rev-parse`: {num(poll_ref, unit=' ms')}", ratio(poll, poll_ref), t.count("poll_ms"))
     cpu, cpu_ref = t.median("poll_worker_cpu_ms"), t.median("poll_git_cli_cpu_ms")
     t.row("10b", "No-change poll: worker CPU per poll (mean per run, median of runs)", num(cpu, unit=" ms"),
           f"git CLI CPU: {num(cpu_ref, unit=' ms')}", ratio(cpu, cpu_ref), t.count("poll_worker_cpu_ms"))
+
+
+def build_dockergate(t):
+    # 11. The docker gate: compose through it against dockerd's socket directly, same rounds.
+    t.row("11", f"The docker gate, compose through it: {t.text('gate_compose_program')}", "", "", "", "")
+    for number, verb, key in (("11a", "`docker compose ps` (1 running container)", "ps"),
+                              ("11b", "`docker compose up -d`, nothing to change (the worker's self-heal)", "up")):
+        ours, direct = t.median(f"gate_{key}_gate_ms"), t.median(f"gate_{key}_direct_ms")
+        difference = ours - direct
+        low, high = t.median_difference_interval(f"gate_{key}_gate_ms", f"gate_{key}_direct_ms")
+        allowed = 0.05 * direct
+        holds = None if math.isnan(difference) else difference <= allowed
+        t.row(number, f"{verb} with DOCKER_HOST the service's gate socket, against dockerd's socket directly",
+              f"{num(ours, unit=' ms')} ({signed(difference)} = {signed(100 * difference / direct, ' %')}, "
+              f"95 % interval {signed(low, '')}…{signed(high)})",
+              f"direct: {num(direct, unit=' ms')}", ratio(ours, direct), t.count(f"gate_{key}_gate_ms"), "≤ +5 %",
+              holds, resolved=high <= allowed if holds else low > allowed)
+    # 12. Streamed logs.
+    mib = num(t.median("gate_logs_mib"), 0)
+    ours, direct = t.median("gate_logs_gate_mbs"), t.median("gate_logs_direct_mbs")
+    t.row("12", f"`docker logs` of a container that wrote {mib} MiB, through the gate, whole client run (median)",
+          num(ours, 0, " MB/s"), f"direct: {num(direct, 0, ' MB/s')}", ratio(ours, direct),
+          t.count("gate_logs_gate_mbs"), "≥ 0.9× direct",
+          None if math.isnan(ours) or math.isnan(direct) else ours >= 0.9 * direct)
+    ours, direct = t.median("gate_logs_stream_gate_mbs"), t.median("gate_logs_stream_direct_mbs")
+    t.row("12b", "`docker logs` through the gate, first byte to EOF (median)", num(ours, 0, " MB/s"),
+          f"direct: {num(direct, 0, ' MB/s')}", ratio(ours, direct), t.count("gate_logs_stream_gate_mbs"))
+    # 13. Memory.
+    one = t.median("gate_pss_kib_1")
+    t.row("13", "PSS of pgod-dockergate, idle, 1 service", num(one / 1024, 2, " MiB"), "—", "",
+          t.count("gate_pss_kib_1"))
+    counts = sorted(int(key.rsplit("_", 1)[1]) for key in t.samples
+                    if key.startswith("gate_pss_kib_") and key != "gate_pss_kib_1")
+    if not counts:
+        t.missing.append("gate_pss_kib_N")
+    for i, count in enumerate(counts):
+        many = t.median(f"gate_pss_kib_{count}")
+        t.row(f"13{'bcdefgh'[i]}", f"PSS of pgod-dockergate, idle, {count} services ({count} sockets)",
+              num(many / 1024, 2, " MiB"),
+              f"1 service: {num(one / 1024, 2, ' MiB')}", ratio(many, one), t.count(f"gate_pss_kib_{count}"))
 
 
 def render(table, machine, args, rounds):
@@ -250,6 +328,8 @@ def main():
     parser = argparse.ArgumentParser()
     for name in ("figures", "machine", "template", "out", "mode", "runs", "seconds", "command", "args"):
         parser.add_argument("--" + name, required=True)
+    parser.add_argument("--programs", default="worker_bench compose_bench gateway_bench supervisor_bench "
+                        "dockergate_bench", help="the programs that ran (space-separated): only their rows")
     args = parser.parse_args()
     samples, texts, rounds = load(args.figures)
     machine = {}
@@ -258,7 +338,7 @@ def main():
             key, _, value = line.rstrip("\n").partition(": ")
             machine[key] = value
     table = Table(samples, texts)
-    build(table, args.mode)
+    build(table, args.mode, args.programs.split())
     with open(args.template) as template:
         document = template.read()
     if BEGIN not in document or END not in document:

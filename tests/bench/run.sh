@@ -6,6 +6,7 @@
 # uses dockerd, starting one only when none answers).
 #
 #   sudo tests/bench/run.sh [--quick] [--build-dir DIR] [--no-build] [--runs N] [--out FILE]
+#                           [--only PROGRAM]
 #
 #   --quick      a smoke run (1 round, few iterations, 5 services, 5 s idle window); the table
 #                goes to DIR/bench/PERFORMANCE.md, never to docs/ (ctest's BenchQuick runs this)
@@ -13,6 +14,9 @@
 #   --no-build   use the programs already built in DIR
 #   --runs N     rounds: how many times each program runs (default 3; --quick: 1)
 #   --out FILE   where the document goes (default docs/PERFORMANCE.md; --quick: see above)
+#   --only P     run only program P (e.g. dockergate_bench), its rounds as usual; the table then
+#                has only P's rows and, like --quick, goes to DIR/bench/PERFORMANCE.md, never
+#                to docs/ (copy the rows by hand)
 #   JOBS=N       parallel build jobs (default: nproc)
 #
 # Exit status 1 when a program fails or a figure is missing. A missed goal is written in the
@@ -25,6 +29,7 @@ quick=0
 no_build=0
 runs=""
 out=""
+only=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -32,6 +37,7 @@ while [ $# -gt 0 ]; do
     --no-build) no_build=1 ;;
     --runs) runs="$2"; shift ;;
     --out) out=$(realpath -m "$2"); shift ;;
+    --only) only="$2"; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -49,6 +55,7 @@ if [ "$quick" = 1 ]; then
   compose_args=(3)               # interleaved rounds
   gateway_args=(3 16 2 1)        # ping runs, stream MiB, stream runs, rounds of 64 clients
   supervisor_args=(3 5 5)        # start runs, idle seconds, service counts...
+  dockergate_args=(3 16 2 1 100) # ps/up rounds, logs MiB, logs rounds, gate starts for PSS, services
   out=${out:-$build/bench/PERFORMANCE.md}
 else
   runs=${runs:-3}
@@ -56,11 +63,21 @@ else
   compose_args=(15)
   gateway_args=(30 256 5 5)
   supervisor_args=(20 30 50 100)
-  out=${out:-$repo/docs/PERFORMANCE.md}
+  dockergate_args=(15 64 5 3 100)
+  if [ -n "$only" ]; then out=${out:-$build/bench/PERFORMANCE.md}; else out=${out:-$repo/docs/PERFORMANCE.md}; fi
 fi
 if [ "$quick" = 1 ] && [ "$out" -ef "$repo/docs/PERFORMANCE.md" ]; then
   echo "run.sh: --quick never writes docs/PERFORMANCE.md (its figures mean little)" >&2
   exit 2
+fi
+if [ -n "$only" ] && [ "$out" -ef "$repo/docs/PERFORMANCE.md" ]; then
+  echo "run.sh: --only never writes docs/PERFORMANCE.md (it would drop the other programs' rows)" >&2
+  exit 2
+fi
+programs=(worker_bench compose_bench gateway_bench supervisor_bench dockergate_bench)
+if [ -n "$only" ]; then
+  [[ " ${programs[*]} " == *" $only "* ]] || { echo "run.sh: --only takes one of: ${programs[*]}" >&2; exit 2; }
+  programs=("$only")
 fi
 case "$runs" in ''|*[!0-9]*|0) echo "run.sh: --runs needs a positive number" >&2; exit 2 ;; esac
 
@@ -70,10 +87,10 @@ if [ "$no_build" = 0 ]; then
   [ -f "$build/CMakeCache.txt" ] || type_flag=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
   echo "== building in $build"
   cmake -S "$repo" -B "$build" "${type_flag[@]}" >/dev/null
-  cmake --build "$build" -j "${JOBS:-$(nproc)}" --target worker_bench compose_bench gateway_bench supervisor_bench \
+  cmake --build "$build" -j "${JOBS:-$(nproc)}" --target "${programs[@]}" \
     >"$build/bench-build.log" 2>&1 || { tail -40 "$build/bench-build.log"; exit 1; }
 fi
-for program in worker_bench compose_bench gateway_bench supervisor_bench; do
+for program in "${programs[@]}"; do
   [ -x "$build/tests/$program" ] || { echo "run.sh: $build/tests/$program is not built" >&2; exit 1; }
 done
 
@@ -92,7 +109,11 @@ machine="$work/machine.txt"
   echo "kernel: $(uname -r) ($(uname -m))"
   echo "os: $(. /etc/os-release && echo "$PRETTY_NAME"), debian_version $(cat /etc/debian_version 2>/dev/null || echo '?')"
   echo "virtualization: $(systemd-detect-virt 2>/dev/null || echo none)"
-  echo "docker: engine $(/usr/bin/docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?'), client $(/usr/bin/docker version --format '{{.Client.Version}}' 2>/dev/null || echo '?')"
+  # With no engine running yet (the programs start one), `docker version` fails: dockerd's own.
+  engine=$(/usr/bin/docker version --format '{{.Server.Version}}' 2>/dev/null) ||
+    engine=$(/usr/sbin/dockerd --version 2>/dev/null | sed -n 's/^Docker version \([^,]*\),.*/\1/p')
+  client=$(/usr/bin/docker version --format '{{.Client.Version}}' 2>/dev/null | head -1 || true)
+  echo "docker: engine ${engine:-?}, client ${client:-?}"
   echo "compose: $(docker compose version --short 2>/dev/null || echo '?') (docker compose), $(docker-compose version --short 2>/dev/null || echo '?') (docker-compose)"
   echo "openssh: $(ssh -V 2>&1)"
   echo "compiler: $(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$build/CMakeCache.txt") $("$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$build/CMakeCache.txt")" -dumpfullversion 2>/dev/null), $(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$build/CMakeCache.txt") build"
@@ -107,14 +128,19 @@ compose_runs=(compose_bench:plugin)
 # Captured first: under pipefail, grep -q leaving early can fail docker-compose on a closed pipe.
 compose_v1=$(docker-compose version 2>/dev/null || true)
 [[ "$compose_v1" == *'version 1.'* ]] && compose_runs+=(compose_bench:standalone)
+entries=()
+for program in "${programs[@]}"; do
+  if [ "$program" = compose_bench ]; then entries+=("${compose_runs[@]}"); else entries+=("$program"); fi
+done
 for round in $(seq 1 "$runs"); do
-  for entry in worker_bench "${compose_runs[@]}" gateway_bench supervisor_bench; do
+  for entry in "${entries[@]}"; do
     program=${entry%%:*}
     case "$entry" in
       worker_bench) args=("${worker_args[@]}") ;;
       compose_bench:*) args=("${compose_args[@]}" "${entry#*:}") ;;
       gateway_bench) args=("${gateway_args[@]}") ;;
       supervisor_bench) args=("${supervisor_args[@]}") ;;
+      dockergate_bench) args=("${dockergate_args[@]}") ;;
     esac
     log="$work/logs/${entry/:/.}.$round.log"
     t0=$(date +%s)
@@ -135,8 +161,18 @@ mode=full
 [ "$quick" = 1 ] && mode=quick
 command="sudo tests/bench/run.sh"
 [ "$quick" = 1 ] && command="$command --quick"
+[ -n "$only" ] && command="$command --only $only"
+declare -A program_args=(
+  [worker_bench]="worker_bench ${worker_args[*]}"
+  [compose_bench]="compose_bench ${compose_args[*]} plugin|standalone"
+  [gateway_bench]="gateway_bench ${gateway_args[*]}"
+  [supervisor_bench]="supervisor_bench ${supervisor_args[*]}"
+  [dockergate_bench]="dockergate_bench ${dockergate_args[*]}"
+)
+all_args=""
+for program in "${programs[@]}"; do all_args="${all_args:+$all_args; }${program_args[$program]}"; done
 mkdir -p "$(dirname "$out")"
 python3 "$repo/tests/bench/report.py" --figures "$figures" --machine "$machine" --template "$repo/docs/PERFORMANCE.md" \
   --out "$out" --mode "$mode" --runs "$runs" --seconds "$(($(date +%s) - started))" --command "$command" \
-  --args "worker_bench ${worker_args[*]}; compose_bench ${compose_args[*]} plugin|standalone; gateway_bench ${gateway_args[*]}; supervisor_bench ${supervisor_args[*]}"
+  --args "$all_args" --programs "${programs[*]}"
 echo "== $(($(date +%s) - started)) s in all; the table is in $out (logs: $work/logs)"
