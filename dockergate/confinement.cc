@@ -421,9 +421,11 @@ Expected<std::string, std::string> enter_private_root(const std::string& docker_
 
   const uid_t uid = geteuid();
   const gid_t gid = getegid();
-  if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) {
+  // A network namespace of its own too: the gate speaks only to unix sockets on the file system
+  // (which no network namespace hides), so abstract sockets and every network stay out of reach.
+  if (unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET) != 0) {
     const int error = errno;
-    // The kernel refuses both namespaces to a process with threads; EPERM (or ENOSPC) when the
+    // The kernel refuses these namespaces to a process with threads; EPERM (or ENOSPC) when the
     // host does not let unprivileged users have a user namespace.
     std::string hint;
     if (error == EINVAL) hint = " (the process must have a single thread)";
@@ -431,7 +433,7 @@ Expected<std::string, std::string> enter_private_root(const std::string& docker_
       hint =
           " (are unprivileged user namespaces disabled? see user.max_user_namespaces, and "
           "kernel.unprivileged_userns_clone where the kernel has it)";
-    return Unexpected{os_error("unshare(CLONE_NEWUSER | CLONE_NEWNS)", "", error) + hint};
+    return Unexpected{os_error("unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET)", "", error) + hint};
   }
   if (auto mapped = map_own_ids(uid, gid); !mapped) return Unexpected{mapped.error()};
   // Nothing mounted from here on may reach the host's namespace, nor the host's mounts ours.

@@ -1,7 +1,7 @@
 // The docker gate's confinement, entered once its settings are read and before it reads a byte
 // from a service's socket, in this order:
 //
-//   1. enter_private_root: a user and mount namespace of its own (no privilege needed, so it
+//   1. enter_private_root: a user, mount and network namespace of its own (no privilege needed, so it
 //      works the same when pgod starts the gate and under systemd), whose root is an empty
 //      tmpfs holding only dockerd's socket and, read-only, the service directories the gate
 //      resolves bind sources in, at the paths they have on the host. The old root is detached.

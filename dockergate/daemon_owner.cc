@@ -28,14 +28,20 @@ bool DaemonOwner::labelled_own(const Json& labels) const {
   return labels.is_object() && string_at(labels, kProjectLabel) == service_.project;
 }
 
-std::optional<std::string> DaemonOwner::own_container(const std::string& id_or_name) {
+std::optional<Json> DaemonOwner::own_container_json(const std::string& id_or_name) {
   auto found = inspect("/containers/" + encode_component(id_or_name) + "/json");
   if (!found) return std::nullopt;
   const auto config = found->find("Config");
   if (config == found->end() || !config->is_object() || !labelled_own(config->value("Labels", Json())))
     return std::nullopt;
-  const std::string id = string_at(*found, "Id");
-  return id.empty() ? std::nullopt : std::optional<std::string>(id);
+  if (string_at(*found, "Id").empty()) return std::nullopt;
+  return found;
+}
+
+std::optional<std::string> DaemonOwner::own_container(const std::string& id_or_name) {
+  auto found = own_container_json(id_or_name);
+  if (!found) return std::nullopt;
+  return string_at(*found, "Id");
 }
 
 std::optional<std::string> DaemonOwner::own_exec(const std::string& id) {

@@ -19,6 +19,8 @@ class DaemonOwner final : public Owner {
 
   // The full ID of the project's container `id_or_name`, or nullopt (none, or another's).
   std::optional<std::string> own_container(const std::string& id_or_name);
+  // The project's container's inspect JSON, or nullopt.
+  std::optional<Json> own_container_json(const std::string& id_or_name);
   // The full ID of an exec whose container is the project's.
   std::optional<std::string> own_exec(const std::string& id);
   // The full ID of the project's network; with `or_allowed`, also of pgo.toml's `networks`.

@@ -8,7 +8,11 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <semaphore>
+#include <system_error>
 #include <thread>
 
 #include "daemon.h"
@@ -22,7 +26,31 @@
 namespace pgod::dockergate {
 namespace {
 
-constexpr std::size_t kMaxJsonBody = 4 << 20;         // a container create with a large environment
+constexpr std::size_t kMaxJsonBody = 1 << 20;  // a container create with a large environment
+// A parsed body takes tens of times its size: bodies are read and judged a few at a time across
+// every service, so that no service can take the gate's memory; the others wait their turn (compose
+// sends its creates in parallel and does not retry), for a while.
+std::counting_semaphore<4> json_turns(4);
+constexpr auto kJsonTurnWait = std::chrono::seconds(60);
+
+// Held while a JSON body is read, parsed and judged.
+class JsonTurn {
+ public:
+  explicit JsonTurn(bool wanted)
+      : refused_(wanted && !json_turns.try_acquire_for(kJsonTurnWait)), held_(wanted && !refused_) {}
+  ~JsonTurn() { give_back(); }
+  JsonTurn(const JsonTurn&) = delete;
+  JsonTurn& operator=(const JsonTurn&) = delete;
+  bool refused() const { return refused_; }
+  void give_back() {
+    if (held_) json_turns.release();
+    held_ = false;
+  }
+
+ private:
+  const bool refused_;
+  bool held_;
+};
 constexpr std::size_t kMaxRegistryHeader = 64 << 10;  // base64 JSON credentials
 constexpr std::size_t kMaxListReply = 32 << 20;
 
@@ -216,6 +244,19 @@ Prepared prepare(Exchange& exchange) {
       if (auto link = refuse_link_removal(exchange.head); !link) return link;
       return resolve_first(exchange, "container",
                            [&](const std::string& id) { return exchange.owner.own_container(id); });
+    case Handler::kOwnContainerMount: {
+      std::optional<Json> inspected;
+      if (auto own = resolve_first(exchange, "container",
+                                   [&](const std::string& id) -> std::optional<std::string> {
+                                     inspected = exchange.owner.own_container_json(id);
+                                     if (!inspected) return std::nullopt;
+                                     return inspected->value("Id", std::string());
+                                   });
+          !own)
+        return own;
+      if (auto unmoved = judge_bind_sources_unmoved(context, *inspected); !unmoved) return Unexpected{unmoved.error()};
+      return Done{};
+    }
     case Handler::kExecCreate:
       if (auto own = resolve_first(exchange, "container",
                                    [&](const std::string& id) { return exchange.owner.own_container(id); });
@@ -450,9 +491,13 @@ void serve_connection(const std::string& docker_socket, ServedService& served, U
   exchange.out.upgrade = route.upgrade && exchange.head.upgrade;
   if (exchange.head.upgrade && !route.upgrade) return refuse(Refusal{400, "this call cannot switch protocols"});
   if (auto listed = check_query_keys(route, exchange.head); !listed) return refuse(listed.error());
+  JsonTurn turn(route.body == Body::kJson);
+  if (turn.refused()) return refuse(Refusal{503, "the docker gate is judging other requests: try again"});
   if (auto read = read_request_body(exchange); !read) return refuse(read.error());
   if (auto passed = pass_headers(exchange); !passed) return refuse(passed.error());
   if (auto prepared = prepare(exchange); !prepared) return refuse(prepared.error());
+  exchange.body = Json();  // judged and re-emitted as text: the parsed tree goes, and the turn
+  turn.give_back();
   set_receive_timeout(fd, 0);  // from here the relay waits with poll, for as long as the call lasts
   served.log->debug("{} {}", exchange.out.method, exchange.out.path);
   finish(exchange, fd);
@@ -466,10 +511,19 @@ void accept_one(const std::string& docker_socket, ServedService& served, int lis
     served.log->warn("more than {} connections at once: refused one", limits.max_connections_per_service);
     return answer(client.get(), 503, "too many connections to the docker gate at once");
   }
-  std::thread([&docker_socket, &served, &limits, client = std::move(client)]() mutable {
-    serve_connection(docker_socket, served, std::move(client), limits);
+  // The thread owns the connection once it runs; until then this does (a thread may not be had).
+  const int fd = client.release();
+  try {
+    std::thread([&docker_socket, &served, &limits, fd]() {
+      serve_connection(docker_socket, served, UniqueFd(fd), limits);
+      served.connections.fetch_sub(1);
+    }).detach();
+  } catch (const std::system_error& error) {
+    const UniqueFd owned(fd);
     served.connections.fetch_sub(1);
-  }).detach();
+    served.log->error("cannot start a thread for a connection: {}", error.what());
+    answer(fd, 503, "the docker gate cannot take the call now: try again");
+  }
 }
 
 }  // namespace pgod::dockergate

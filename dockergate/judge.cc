@@ -409,12 +409,14 @@ std::optional<std::string> why_security_opt_refused(const std::string& written) 
     if (value == "builtin") return std::nullopt;
     return value == "unconfined" ? "disables seccomp confinement" : "custom seccomp profiles are refused";
   }
+  // A named profile may be one the host loads unconfined (Ubuntu ships many), and a chosen
+  // SELinux type may be an unconfined one: docker's own profile and an MCS level only.
   if (name == "apparmor")
-    return value == "unconfined" ? std::optional<std::string>("disables AppArmor confinement") : std::nullopt;
+    return value == "docker-default" ? std::nullopt
+                                     : std::optional<std::string>("only apparmor=docker-default is allowed");
   if (name == "label") {
-    const bool unconfined = value == "disable" || value.find("spc_t") != std::string::npos ||
-                            value.find("unconfined_t") != std::string::npos;
-    return unconfined ? std::optional<std::string>("disables SELinux confinement") : std::nullopt;
+    if (value.rfind("level:", 0) == 0) return std::nullopt;
+    return "only label=level:... is allowed (other labels can choose an unconfined SELinux type)";
   }
   if (name == "systempaths") return "exposes masked kernel paths (/proc, /sys)";
   return "unknown security option";
@@ -921,11 +923,14 @@ Outcome check_network_scope(Judge& judge, const std::string& path, const Json& v
   return check_mode(judge, path, value, {"", "local"}, false, "only local networks are allowed (no swarm scope)");
 }
 
+// dockerd routes a bridge's subnet on the host without checking it against the host's own
+// routes: a chosen subnet (a LAN range, an NFS server's or a DNS resolver's address) would take
+// the host's and every other project's traffic for it. The daemon's pools only.
 const std::vector<Field> kIpamConfigRows = {
-    {"Subnet", Rule::kAllowed, "addressing of the project's network"},
-    {"IPRange", Rule::kAllowed, "addressing of the project's network"},
-    {"Gateway", Rule::kAllowed, "addressing of the project's network"},
-    {"AuxiliaryAddresses", Rule::kAllowed, "addresses reserved on the project's network"},
+    {"Subnet", Rule::kZeroOnly, "a chosen subnet can take over the host's routes: dockerd's pools only"},
+    {"IPRange", Rule::kZeroOnly, "a chosen subnet can take over the host's routes: dockerd's pools only"},
+    {"Gateway", Rule::kZeroOnly, "a chosen subnet can take over the host's routes: dockerd's pools only"},
+    {"AuxiliaryAddresses", Rule::kZeroOnly, "a chosen subnet can take over the host's routes: dockerd's pools only"},
 };
 
 Outcome check_ipam_configs(Judge& judge, const std::string& path, const Json& value) {
@@ -1017,10 +1022,15 @@ std::string repository_of(const std::string& reference) {
 // A built or tagged image replaces the name on this daemon for everyone: only the project's own.
 std::optional<Refusal> why_repository_refused(const Judge& judge, std::string_view name, const std::string& reference) {
   const std::string repository = repository_of(reference);
-  if (repository == judge.project() || is_project_owned_name(judge.project(), repository)) return std::nullopt;
+  // A slash makes the rest a registry and namespace ("app-registry.example/team/web"): the name
+  // would no longer be the project's, it would be anyone's image of that registry.
+  const bool local = repository.find('/') == std::string::npos;
+  if (local && (repository == judge.project() || is_project_owned_name(judge.project(), repository)))
+    return std::nullopt;
   return refuse_param(name, reference,
-                      "an image name must start with \"" + judge.project() +
-                          "-\" (it would replace that image for everyone on this daemon)")
+                      "an image name must be \"" + judge.project() +
+                          "-...\" with no registry or namespace (it would replace that image for everyone on this "
+                          "daemon)")
       .error;
 }
 
@@ -1346,6 +1356,24 @@ Expected<Query, Refusal> scope_list_query(JudgeContext& context, const Query& qu
   (*filters)["label"].push_back(std::string(kComposeProjectLabel) + "=" + judge.project());
   out.emplace_back("filters", filters->dump());
   return out;
+}
+
+Expected<Done, Refusal> judge_bind_sources_unmoved(JudgeContext& context, const Json& inspected) {
+  Judge judge(context);
+  const auto mounts = inspected.is_object() ? inspected.find("Mounts") : inspected.end();
+  if (!inspected.is_object() || mounts == inspected.end() || !mounts->is_array()) return Done{};
+  for (std::size_t i = 0; i < mounts->size(); ++i) {
+    const Json& mount = (*mounts)[i];
+    if (!mount.is_object() || mount.value("Type", std::string()) != "bind") continue;
+    const std::string source = mount.value("Source", std::string());
+    const std::string path = "Mounts[" + std::to_string(i) + "].Source";
+    auto judged = judge_bind_source(judge, path, Json(source), source);
+    if (!judged) return Unexpected{judged.error()};
+    if (*judged != source)
+      return Unexpected{Refusal{403, path + ": " + source + " now resolves to " + *judged +
+                                         ": a symlink was put in its path since the container was created"}};
+  }
+  return Done{};
 }
 
 }  // namespace pgod::dockergate

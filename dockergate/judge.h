@@ -67,6 +67,13 @@ Expected<Json, Refusal> judge_network_connect(JudgeContext& context, const Json&
 // that mount anything (the same rule as compose_policy's volume driver_opts).
 Expected<Json, Refusal> judge_volume_create(JudgeContext& context, const Json& body);
 
+// Before dockerd mounts a container's binds again (start, restart, a copy in or out of a
+// stopped container): each bind source in `inspected` (its inspect JSON, "Mounts") must still
+// resolve to itself inside the service's directories. The service's user owns them and could
+// have put a symlink in a source's path since the create was judged. (dockerd's own restarts,
+// by restart policy or at its start, do not come through the gate: SECURITY.md says so.)
+Expected<Done, Refusal> judge_bind_sources_unmoved(JudgeContext& context, const Json& inspected);
+
 using Query = std::vector<std::pair<std::string, std::string>>;
 
 // POST /build: the query parameters judged (no remote context, no host network, the classic

@@ -17,23 +17,24 @@ namespace pgod::dockergate {
 
 // What the gate does with a request (gate.cc holds one function per value).
 enum class Handler {
-  kPlain,            // nothing to judge: host facts, pings, image metadata
-  kLogin,            // POST /auth: the body re-emitted with known fields only
-  kScopedList,       // lists and events: the project's label forced into the filters
-  kNetworkList,      // the list filtered by the gate: own networks and pgo.toml's `networks`
-  kContainerCreate,  // the body judged (judge_container_create)
-  kOwnContainer,     // {id} must be one of the project's containers; sent on by its full ID
-  kExecCreate,       // own container, and the body judged (judge_exec_create)
-  kOwnExec,          // {id}'s container must be the project's own
-  kNetworkCreate,    // judge_network_create
-  kNetworkInspect,   // own network or one of pgo.toml's `networks`
-  kOwnNetwork,       // own network only (delete)
-  kNetworkConnect,   // a network it may join, and the body judged (judge_network_connect)
-  kVolumeCreate,     // judge_volume_create
-  kOwnVolume,        // own volume only
-  kBuild,            // judge_build_query; the context streamed through
-  kTag,              // judge_tag_query
-  kPull,             // judge_pull_query
+  kPlain,              // nothing to judge: host facts, pings, image metadata
+  kLogin,              // POST /auth: the body re-emitted with known fields only
+  kScopedList,         // lists and events: the project's label forced into the filters
+  kNetworkList,        // the list filtered by the gate: own networks and pgo.toml's `networks`
+  kContainerCreate,    // the body judged (judge_container_create)
+  kOwnContainer,       // {id} must be one of the project's containers; sent on by its full ID
+  kOwnContainerMount,  // the same, and its bind sources judged again (dockerd mounts them now)
+  kExecCreate,         // own container, and the body judged (judge_exec_create)
+  kOwnExec,            // {id}'s container must be the project's own
+  kNetworkCreate,      // judge_network_create
+  kNetworkInspect,     // own network or one of pgo.toml's `networks`
+  kOwnNetwork,         // own network only (delete)
+  kNetworkConnect,     // a network it may join, and the body judged (judge_network_connect)
+  kVolumeCreate,       // judge_volume_create
+  kOwnVolume,          // own volume only
+  kBuild,              // judge_build_query; the context streamed through
+  kTag,                // judge_tag_query
+  kPull,               // judge_pull_query
 };
 
 // What the request may carry.

@@ -261,8 +261,11 @@ std::optional<std::string> Supervisor::prepare_service(const config::Service& se
   // (a container may bind the checkout and chown it).
   struct stat before {};
   const bool existed = lstat(state.c_str(), &before) == 0 && S_ISDIR(before.st_mode);
-  // Not readable by other users: the checkout may hold .env files and the Caddy import.
-  if (auto made = ensure_directory(checkout, identity.uid, identity.gid, 0700); !made) return made.error();
+  // Not readable by other users: the checkout may hold .env files and the Caddy import. Behind
+  // the docker gate, the gate's group may pass through it (0710) to resolve bind sources; it can
+  // list and read nothing there.
+  const auto [top_gid, top_mode] = service_top_access(identity);
+  if (auto made = ensure_directory(checkout, identity.uid, top_gid, top_mode); !made) return made.error();
   if (existed && (before.st_uid != identity.uid || before.st_gid != identity.gid)) {
     // The service's user changed (its worker is stopped by now): the new user must own the
     // whole checkout and state to carry on; the old user's docker config (where a plugin could
@@ -272,6 +275,7 @@ std::optional<std::string> Supervisor::prepare_service(const config::Service& se
     if (auto removed = remove_tree(state, "docker"); !removed) return removed.error();
     for (const auto& tree : {checkout, state})
       if (auto chowned = chown_tree(tree, identity.uid, identity.gid); !chowned) return chowned.error();
+    if (auto made = ensure_directory(checkout, identity.uid, top_gid, top_mode); !made) return made.error();
   }
   // Last: until the state directory is the new user's, a failed hand-over is tried again.
   if (auto made = ensure_directory(state, identity.uid, identity.gid, 0700); !made) return made.error();
@@ -281,7 +285,7 @@ std::optional<std::string> Supervisor::prepare_service(const config::Service& se
     if (!mounted) return mounted.error();  // unsure what is there: touch nothing
     // A mounted share's root belongs to the NFS server's idea of ownership: leave it alone.
     if (!*mounted)
-      if (auto made_data = ensure_directory(data, identity.uid, identity.gid, 0700); !made_data)
+      if (auto made_data = ensure_directory(data, identity.uid, top_gid, top_mode); !made_data)
         return made_data.error();
   }
   return std::nullopt;
@@ -678,6 +682,14 @@ void Supervisor::end_retirement(const std::string& name) {
 }
 
 // ---- the docker gate ---------------------------------------------------------------------
+
+// The group and mode of a service's checkout and data directory: its own and 0700, or the docker
+// gate's group with search only (0710) when the gate resolves its bind sources.
+std::pair<gid_t, mode_t> Supervisor::service_top_access(const Identity& identity) const {
+  if (settings_.defaults.docker_gate && settings_.dockergate && identity.uid != 0)
+    return {settings_.dockergate->gid, 0710};
+  return {identity.gid, 0700};
+}
 
 std::optional<std::string> Supervisor::open_gate_socket(const std::string& name, uid_t owner,
                                                         std::vector<std::string> bind_roots,

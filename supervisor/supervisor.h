@@ -117,6 +117,7 @@ class Supervisor final : private kj::TaskSet::ErrorHandler {
   void refresh_dockergate();
   bool spawn_dockergate(Supervised& child, SpawnSpec& spec, UniqueFd& settings_fd);
   std::string describe_gate_sockets() const;
+  std::pair<gid_t, mode_t> service_top_access(const Identity& identity) const;
   GateOffer gate_offer(int first_fd);
   static const char* kind_of(const Supervised& child);
 

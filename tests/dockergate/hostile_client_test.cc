@@ -549,12 +549,12 @@ TEST_F(HostileClient, CreateSecurityOptSeccompUnconfined) {
 
 TEST_F(HostileClient, CreateSecurityOptApparmorUnconfined) {
   expect_create_refused(with_host_config(good_create(), "SecurityOpt", Json::array({"apparmor=unconfined"})), 403,
-                        "disables AppArmor confinement");
+                        "only apparmor=docker-default is allowed");
 }
 
 TEST_F(HostileClient, CreateSecurityOptLabelDisable) {
   expect_create_refused(with_host_config(good_create(), "SecurityOpt", Json::array({"label=disable"})), 403,
-                        "disables SELinux confinement");
+                        "only label=level:... is allowed");
 }
 
 TEST_F(HostileClient, CreateSysctlsKernel) {
@@ -608,6 +608,33 @@ TEST_F(HostileClient, CreateBindsWithDotDot) {
 TEST_F(HostileClient, CreateBindsSymlinkInOwnRootToHostRoot) {
   expect_create_refused(with_host_config(good_create(), "Binds", Json::array({w().root_a + "/escape:/host"})), 403,
                         "resolves (through symlinks) to /, a system directory");
+}
+
+// The create is judged; then the service's user swaps the bind source for a symlink to "/" (it
+// owns the directory). dockerd mounts the source again at every start and for a copy out of a
+// stopped container: the gate judges the sources again there, and refuses.
+TEST_F(HostileClient, ABindSourceSwappedForASymlinkAfterTheCreateIsRefusedAtStartAndCopy) {
+  const std::string dir = w().root_a + "/swap";
+  std::filesystem::create_directory(dir);
+  const std::string container = name("swapped");
+  const auto created = call_a("POST", "/containers/create?name=" + container,
+                              with_host_config(good_create(), "Binds", Json::array({dir + ":/h"})).dump());
+  ASSERT_EQ(created.status, 201) << created.raw;
+  std::filesystem::rename(dir, dir + ".old");
+  std::filesystem::create_directory_symlink("/", dir);
+  expect_refused(call_a("POST", "/containers/" + container + "/start"), 403, "resolves (through symlinks) to /");
+  expect_refused(call_a("POST", "/containers/" + container + "/restart"), 403, "resolves (through symlinks) to /");
+  expect_refused(call_a("GET", "/containers/" + container + "/archive?path=%2Fh%2Fetc%2Fshadow"), 403,
+                 "resolves (through symlinks) to /");
+  EXPECT_EQ(docker({"container", "inspect", "-f", "{{.State.Running}}", container}).out, "false\n")
+      << "dockerd never started it";
+  // Put back, the same container starts: the check is of the source, not of the container.
+  std::filesystem::remove(dir);
+  std::filesystem::rename(dir + ".old", dir);
+  const auto started = call_a("POST", "/containers/" + container + "/start");
+  EXPECT_EQ(started.status, 204) << started.raw;
+  docker({"rm", "-f", container});
+  std::filesystem::remove(dir);
 }
 
 TEST_F(HostileClient, CreateBindsSymlinkInOwnRootToOtherRoot) {
@@ -864,7 +891,8 @@ TEST_F(HostileClient, VolumeDeleteOtherProjectsVolume) {
 
 TEST_F(HostileClient, ImageTagOverOtherProjectsImage) {
   const auto reply = call_a("POST", "/images/" + w().image + "/tag?repo=" + w().b_image + "&tag=latest");
-  expect_refused(reply, 403, "query repo: \"" + w().b_image + "\": an image name must start with");
+  expect_refused(reply, 403,
+                 "query repo: \"" + w().b_image + "\": an image name must be \"" + w().a + "-...\" with no registry");
   EXPECT_EQ(must_docker({"image", "inspect", "-f", "{{.Id}}", w().b_image + ":latest"}), w().b_image_id);
 }
 
@@ -888,8 +916,9 @@ TEST_F(HostileClient, BuildWithBuildKit) {
 }
 
 TEST_F(HostileClient, BuildTaggedAsOtherProjectsImage) {
-  expect_refused(send_a(build("t=" + w().b_image + "%3Alatest")), 403,
-                 "query t: \"" + w().b_image + ":latest\": an image name must start with");
+  expect_refused(
+      send_a(build("t=" + w().b_image + "%3Alatest")), 403,
+      "query t: \"" + w().b_image + ":latest\": an image name must be \"" + w().a + "-...\" with no registry");
   EXPECT_EQ(must_docker({"image", "inspect", "-f", "{{.Id}}", w().b_image + ":latest"}), w().b_image_id);
 }
 
@@ -1044,7 +1073,7 @@ TEST_F(HostileClient, OversizedBody) {
   Json body = good_create();
   body["Env"] = Json::array({"FILL=" + std::string(5 << 20, 'x')});
   const auto reply = call_a("POST", "/containers/create?name=" + container, body.dump());
-  expect_refused(reply, 413, "over the limit of 4194304");
+  expect_refused(reply, 413, "over the limit of 1048576");
   expect_nothing_made(container);
 }
 
@@ -1063,7 +1092,7 @@ TEST_F(HostileClient, OversizedChunkedBody) {
                             " HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\n"
                             "Transfer-Encoding: chunked\r\n\r\n" +
                             chunked.str());
-  expect_refused(reply, 413, "over the limit of 4194304");
+  expect_refused(reply, 413, "over the limit of 1048576");
   expect_nothing_made(container);
 }
 

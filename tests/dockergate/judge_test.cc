@@ -267,10 +267,13 @@ INSTANTIATE_TEST_SUITE_P(
         Escape{"Cgroup", R"("container:other-db-1")", "own containers"},
         Escape{"SecurityOpt", R"(["seccomp=unconfined"])", "disables seccomp"},
         Escape{"SecurityOpt", R"(["seccomp={\"defaultAction\":\"SCMP_ACT_ALLOW\"}"])", "custom seccomp"},
-        Escape{"SecurityOpt", R"(["apparmor=unconfined"])", "disables AppArmor"},
-        Escape{"SecurityOpt", R"(["apparmor:unconfined"])", "disables AppArmor"},
-        Escape{"SecurityOpt", R"(["label=disable"])", "disables SELinux"},
-        Escape{"SecurityOpt", R"(["label:type:spc_t"])", "disables SELinux"},
+        Escape{"SecurityOpt", R"(["apparmor=unconfined"])", "only apparmor=docker-default"},
+        Escape{"SecurityOpt", R"(["apparmor:unconfined"])", "only apparmor=docker-default"},
+        // A profile the host may load with flags=(unconfined), and an unconfined SELinux type.
+        Escape{"SecurityOpt", R"(["apparmor=unprivileged_userns"])", "only apparmor=docker-default"},
+        Escape{"SecurityOpt", R"(["label=disable"])", "only label=level"},
+        Escape{"SecurityOpt", R"(["label:type:spc_t"])", "only label=level"},
+        Escape{"SecurityOpt", R"(["label=type:kernel_t"])", "only label=level"},
         Escape{"SecurityOpt", R"(["systempaths=unconfined"])", "masked kernel paths"},
         Escape{"SecurityOpt", R"(["no-new-privileges=false"])", "no-new-privileges off"},
         Escape{"SecurityOpt", R"(["writable-cgroups=true"])", "unknown security option"},
@@ -556,8 +559,8 @@ TEST_F(JudgeTest, ExecIsNeverPrivileged) {
 
 Json network_body() {
   return Json::parse(R"({"Name": "app_default", "CheckDuplicate": true, "Driver": "bridge", "Scope": "",
-      "EnableIPv6": false, "IPAM": {"Driver": "default", "Options": null,
-      "Config": [{"Subnet": "172.30.0.0/24", "Gateway": "172.30.0.1"}]}, "Internal": false, "Attachable": false,
+      "EnableIPv6": false, "IPAM": {"Driver": "default", "Options": null, "Config": []}, "Internal": false,
+      "Attachable": false,
       "Ingress": false, "ConfigOnly": false, "ConfigFrom": null, "Options": {"com.docker.network.driver.mtu": "1400"},
       "Labels": {"com.docker.compose.network": "default", "com.docker.compose.project": "app",
       "com.docker.compose.version": "2.26.1"}})");
@@ -593,6 +596,9 @@ TEST_F(JudgeTest, NetworkCreateEscapesAreRefused) {
   expect_refused(with("Scope", "swarm"), "local networks");
   expect_refused(with("IPAM", {{"Driver", "dhcp"}}), "default IPAM driver");
   expect_refused(with("IPAM", {{"Options", {{"x", "y"}}}}), "IPAM driver options");
+  // A chosen subnet is routed on the host: it could take a LAN range, a resolver or NFS server.
+  for (const char* field : {"Subnet", "IPRange", "Gateway"})
+    expect_refused(with("IPAM", {{"Config", Json::array({{{field, "10.0.5.20/30"}}})}}), "dockerd's pools only");
   expect_refused(with("driver", "macvlan"), "unknown field");
 }
 
@@ -686,6 +692,11 @@ TEST_F(JudgeTest, TagOnlyIntoTheProjectsNames) {
   expect_passed(judge_tag_query(context, {{"repo", "app_web"}}));
   expect_refused(judge_tag_query(context, {{"repo", "other-web"}, {"tag", "latest"}}), "replace that image");
   expect_refused(judge_tag_query(context, {{"repo", "nginx"}, {"tag", "latest"}}), "replace that image");
+  // Starting with the project's name is not enough: a slash makes it a registry's or namespace's.
+  expect_refused(judge_tag_query(context, {{"repo", "app-registry.example/team/web"}, {"tag", "prod"}}),
+                 "no registry or namespace");
+  expect_refused(judge_tag_query(context, {{"repo", "app-team/web"}}), "no registry or namespace");
+  expect_refused(judge_build_query(context, {{"t", "app-registry.example/team/web:prod"}}), "no registry or namespace");
   expect_refused(judge_tag_query(context, {{"repo", "app-web"}, {"tag", "a/b"}}), "a tag is");
   expect_refused(judge_tag_query(context, {{"repo", "app-web"}, {"tag", std::string(129, 'a')}}), "a tag is");
   expect_refused(judge_tag_query(context, {{"tag", "latest"}}), "must be given");

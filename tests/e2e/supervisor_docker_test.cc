@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -27,8 +28,11 @@ class SupervisorDockerTest : public ::testing::Test {
   }
   std::string config() {
     auto& upstream = pgod.upstream(name);
+    // A bind of a directory in the checkout: the gate must pass through the checkout (0710, its
+    // group) to resolve it.
     upstream.commit({{"compose.yaml", "services:\n  app:\n    image: " + docker_environment().image() +
-                                          "\n    command: [\"sleep\", \"3600\"]\n"}});
+                                          "\n    command: [\"sleep\", \"3600\"]\n    volumes:\n      - ./data:/data\n"},
+                     {"data/hello", "hello from the checkout\n"}});
     return PgodHarness::service_toml(name, service_user_a().name, upstream.path(),
                                      "registries = [ \"" + docker_environment().user() + ":" +
                                          docker_environment().token() + "@" + docker_environment().registry() +
@@ -73,6 +77,12 @@ TEST_F(SupervisorDockerTest, ContainersOutlivePgodAndAServiceThatLeftTheConfigIs
   EXPECT_NE(kill(worker, 0), 0) << "no worker left";
   EXPECT_EQ(docker_environment().containers(name), std::vector<std::string>{id}) << "the container kept running";
   EXPECT_EQ(docker_environment().docker({"exec", id, "echo", "still here"}).out, "still here\n");
+  EXPECT_EQ(docker_environment().docker({"exec", id, "busybox", "cat", "/data/hello"}).out, "hello from the checkout\n")
+      << "the bind source was judged and mounted through the gate";
+  struct stat checkout {};
+  ASSERT_EQ(stat((pgod.dir() + "/" + name).c_str(), &checkout), 0);
+  EXPECT_EQ(checkout.st_mode & 07777, 0710u) << "the gate's group may pass through, list and read nothing";
+  EXPECT_EQ(checkout.st_gid, dockergate_user().gid);
 
   // Started again without the service: its directory is stale, so its project is brought down.
   pgod.write_config("");
