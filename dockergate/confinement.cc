@@ -356,56 +356,6 @@ constexpr Rule kRules[] = {
     allow_if("ioctl", arg_eq(1, FIONBIO)),
     allow_if("ioctl", arg_eq(1, FIOCLEX)),
     fail_if("ioctl", Verdict::kEnotty, arg_eq(1, TCGETS)),
-    // Memory, never executable: no new code can be mapped or made runnable.
-    allow("brk"),
-    allow("munmap"),
-    allow("mremap"),
-    allow("madvise"),
-    allow_if("mmap", arg_has_none(2, PROT_EXEC)),
-    allow_if("mprotect", arg_has_none(2, PROT_EXEC)),
-    // Threads, never processes: clone must carry CLONE_THREAD (fork and vfork do not) and no
-    // namespace flag. clone3 hides its flags in memory a filter cannot read: ENOSYS makes glibc
-    // fall back to clone (EPERM would make pthread_create fail).
-    allow_if("clone", arg_masked(0, CLONE_THREAD | kCloneNewAny, CLONE_THREAD)),
-    fail("clone3", Verdict::kEnosys),
-    allow("futex"),
-    allow("set_robust_list"),
-    allow("rseq"),
-    allow("sched_yield"),
-    // Read-only CPU masks: glibc's malloc counts the CPUs when it makes its 9th arena (many
-    // connection threads allocating at once), and pthread_getattr_np asks for a thread's own.
-    allow("sched_getaffinity"),
-    // Signals: handlers, masks and their return; a signal only to this process (raise, abort).
-    allow("rt_sigaction"),
-    allow("rt_sigprocmask"),
-    allow("rt_sigreturn"),
-    allow("sigaltstack"),
-    allow("restart_syscall"),
-    allow_if("tgkill", arg_is_own_pid(0)),
-    // Who and what: identity getters, clocks (vDSO normally; real syscalls on some clock
-    // sources), randomness, uname, and reading its own limits.
-    allow("getpid"),
-    allow("gettid"),
-    allow("getuid"),
-    allow("geteuid"),
-    allow("getgid"),
-    allow("getegid"),
-    allow("getresuid"),
-    allow("getresgid"),
-    allow("clock_gettime"),
-    allow("clock_getres"),
-    allow("clock_nanosleep"),
-    allow("nanosleep"),
-    allow("gettimeofday"),
-    allow("time"),
-    allow("getrandom"),
-    allow("uname"),
-    allow_if("prlimit64", arg_eq(0, 0), arg_eq(2, 0)),
-    // Naming its own threads only.
-    allow_if("prctl", arg_eq(0, PR_SET_NAME)),
-    allow_if("prctl", arg_eq(0, PR_GET_NAME)),
-    allow("exit"),
-    allow("exit_group"),
 };
 
 }  // namespace

@@ -64,6 +64,22 @@ std::optional<std::string> DaemonOwner::network(const std::string& id_or_name, b
   return id.empty() ? std::nullopt : std::optional<std::string>(id);
 }
 
+bool DaemonOwner::is_other_projects_image(const std::string& reference) {
+  std::string path;  // a name keeps its slashes; each segment is encoded
+  for (std::size_t start = 0; start <= reference.size();) {
+    const std::size_t slash = std::min(reference.find('/', start), reference.size());
+    path += "/" + encode_component(std::string_view(reference).substr(start, slash - start));
+    start = slash + 1;
+  }
+  auto found = inspect("/images" + path + "/json");
+  if (!found) return false;
+  std::vector<std::string> tags;
+  if (const auto listed = found->find("RepoTags"); listed != found->end() && listed->is_array())
+    for (const auto& tag : *listed)
+      if (tag.is_string()) tags.push_back(tag.get<std::string>());
+  return dockergate::is_other_projects_image(service_, tags);
+}
+
 std::optional<std::string> DaemonOwner::own_volume(const std::string& name) {
   auto found = inspect("/volumes/" + encode_component(name));
   if (!found || !labelled_own(found->value("Labels", Json()))) return std::nullopt;

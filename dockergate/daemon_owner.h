@@ -25,6 +25,9 @@ class DaemonOwner final : public Owner {
   std::optional<std::string> own_exec(const std::string& id);
   // The full ID of the project's network; with `or_allowed`, also of pgo.toml's `networks`.
   std::optional<std::string> network(const std::string& id_or_name, bool or_allowed);
+  // Whether `reference` (a name or an ID) is an image another served project built or tagged
+  // (is_other_projects_image); an image dockerd does not know is nobody's.
+  bool is_other_projects_image(const std::string& reference);
   // The volume's name when it is the project's.
   std::optional<std::string> own_volume(const std::string& name);
 

@@ -146,6 +146,7 @@ struct Exchange {
   Json body;  // the parsed body, for Body::kJson
   OutgoingRequest out;
   bool filter_networks = false;
+  bool filter_images = false;
 };
 
 using Prepared = Expected<Done, Refusal>;
@@ -230,6 +231,13 @@ Prepared prepare(Exchange& exchange) {
   switch (exchange.match.route->handler) {
     case Handler::kPlain:
       return Done{};
+    case Handler::kImageList:
+      exchange.filter_images = true;
+      return Done{};
+    case Handler::kImage:
+      if (exchange.owner.is_other_projects_image(exchange.match.params.at(0)))
+        return Unexpected{not_found("image", exchange.match.params.at(0))};
+      return Done{};
     case Handler::kLogin:
       return prepare_login(exchange);
     case Handler::kScopedList:
@@ -237,6 +245,11 @@ Prepared prepare(Exchange& exchange) {
     case Handler::kNetworkList:
       return prepare_network_list(exchange);
     case Handler::kContainerCreate: {
+      // Another project's built image may hold what it baked in (its .env, its keys).
+      if (const auto image = exchange.body.find("Image");
+          exchange.body.is_object() && image != exchange.body.end() && image->is_string() &&
+          exchange.owner.is_other_projects_image(image->get<std::string>()))
+        return Unexpected{Refusal{403, "Image: " + image->dump() + ": another project's image is refused"}};
       const auto names = exchange.head.query_values("name");
       return set_json(exchange, judge_container_create(context, exchange.body, names.empty() ? "" : names.front()));
     }
@@ -244,6 +257,13 @@ Prepared prepare(Exchange& exchange) {
       if (auto link = refuse_link_removal(exchange.head); !link) return link;
       return resolve_first(exchange, "container",
                            [&](const std::string& id) { return exchange.owner.own_container(id); });
+    case Handler::kRename: {
+      const auto names = exchange.head.query_values("name");
+      if (names.size() != 1 || !is_own_container_name(service.project, names.front()))
+        return Unexpected{Refusal{403, "query name: a container may only be renamed to its project's own names"}};
+      return resolve_first(exchange, "container",
+                           [&](const std::string& id) { return exchange.owner.own_container(id); });
+    }
     case Handler::kOwnContainerMount: {
       std::optional<Json> inspected;
       if (auto own = resolve_first(exchange, "container",
@@ -293,6 +313,8 @@ Prepared prepare(Exchange& exchange) {
     case Handler::kBuild:
       return set_query(exchange, judge_build_query(context, exchange.head.query));
     case Handler::kTag:
+      if (exchange.owner.is_other_projects_image(exchange.match.params.at(0)))
+        return Unexpected{not_found("image", exchange.match.params.at(0))};
       return set_query(exchange, judge_tag_query(context, exchange.head.query));
     case Handler::kPull:
       return set_query(exchange, judge_pull_query(context, exchange.head.query));
@@ -433,6 +455,20 @@ Json visible_networks(const GateService& service, const Json& list) {
   return kept;
 }
 
+// The images another served project built or tagged under its names are not shown.
+Json visible_images(const GateService& service, const Json& list) {
+  Json kept = Json::array();
+  for (const auto& image : list) {
+    if (!image.is_object()) continue;
+    std::vector<std::string> tags;
+    if (const auto listed = image.find("RepoTags"); listed != image.end() && listed->is_array())
+      for (const auto& tag : *listed)
+        if (tag.is_string()) tags.push_back(tag.get<std::string>());
+    if (!is_other_projects_image(service, tags)) kept.push_back(image);
+  }
+  return kept;
+}
+
 void finish(Exchange& exchange, int client) {
   auto daemon = connect_unix(exchange.docker_socket);
   if (!daemon) {
@@ -441,6 +477,13 @@ void finish(Exchange& exchange, int client) {
   }
   if (!write_all(daemon->get(), render_request(exchange.out))) return answer(client, 502, "dockerd went away");
   if (exchange.out.stream_body && !stream_body(exchange.reader, daemon->get())) return;
+  if (exchange.filter_images) {
+    auto reply = read_reply(daemon->get(), kMaxListReply);
+    if (!reply || reply->status != 200) return answer(client, 502, "dockerd did not list the images");
+    Json list = Json::parse(reply->body, nullptr, false);
+    if (!list.is_array()) return answer(client, 502, "dockerd did not list the images");
+    return answer_json(client, visible_images(exchange.served.service, list).dump());
+  }
   if (exchange.filter_networks) {
     auto reply = read_reply(daemon->get(), kMaxListReply);
     if (!reply || reply->status != 200) return answer(client, 502, "dockerd did not list the networks");
@@ -482,6 +525,7 @@ void serve_connection(const std::string& docker_socket, ServedService& served, U
                     DaemonOwner(docker_socket, served.service),
                     Json(),
                     OutgoingRequest(),
+                    false,
                     false};
   const Route& route = *exchange.match.route;
   exchange.out.method = std::string(route.method);

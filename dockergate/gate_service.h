@@ -14,6 +14,9 @@ struct GateService {
   // pgod made them. A bind source must resolve inside one of them.
   std::vector<std::string> bind_roots;
   std::vector<std::string> allowed_networks;  // pgo.toml `networks`: external networks it may join
+  // The compose projects of the other services the gate serves: images named for them (what
+  // they build) are theirs, and this service neither sees nor runs them.
+  std::vector<std::string> other_projects;
 };
 
 // Why a request was refused: the HTTP status the client gets and a message that names the

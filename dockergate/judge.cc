@@ -1249,9 +1249,19 @@ Expected<Json, Refusal> list_form_filters(const std::string& text) {
 // ---------------------------------------------------------------------------------------------
 // The judges
 
+// A project's container name: its own, or compose v2's name while it recreates one
+// ("<12 hex digits of the old ID>_<its own name>", renamed once the old one is gone).
+bool is_own_container_name(const std::string& project, const std::string& name) {
+  constexpr std::size_t kIdPrefix = 12;
+  const bool recreating = name.size() > kIdPrefix + 1 && name[kIdPrefix] == '_' &&
+                          std::all_of(name.begin(), name.begin() + kIdPrefix,
+                                      [](unsigned char c) { return std::isdigit(c) || (c >= 'a' && c <= 'f'); });
+  return is_project_owned_name(project, recreating ? name.substr(kIdPrefix + 1) : name);
+}
+
 Expected<Json, Refusal> judge_container_create(JudgeContext& context, const Json& body, const std::string& name) {
   Judge judge{context};
-  if (!is_project_owned_name(judge.project(), name))
+  if (!is_own_container_name(judge.project(), name))
     return refuse("query name", Json(name),
                   "a container must be named \"" + judge.project() + "-...\" or \"" + judge.project() +
                       "_...\" (names are shared on the daemon)");
@@ -1374,6 +1384,17 @@ Expected<Done, Refusal> judge_bind_sources_unmoved(JudgeContext& context, const 
                                          ": a symlink was put in its path since the container was created"}};
   }
   return Done{};
+}
+
+bool is_other_projects_image(const GateService& service, const std::vector<std::string>& repo_tags) {
+  bool others = false;
+  for (const auto& tag : repo_tags) {
+    const std::string repository = repository_of(tag);
+    if (repository == service.project || is_project_owned_name(service.project, repository)) return false;
+    for (const auto& other : service.other_projects)
+      others = others || repository == other || is_project_owned_name(other, repository);
+  }
+  return others;
 }
 
 }  // namespace pgod::dockergate

@@ -51,6 +51,10 @@ struct JudgeContext {
 // resolved source.
 Expected<Json, Refusal> judge_container_create(JudgeContext& context, const Json& body, const std::string& name);
 
+// A container name the project may give: its own (is_project_owned_name), or compose v2's while
+// it recreates one, "<12 hex digits>_<its own name>".
+bool is_own_container_name(const std::string& project, const std::string& name);
+
 // POST /containers/{id}/exec: never privileged; the rest is the container's own business.
 Expected<Json, Refusal> judge_exec_create(JudgeContext& context, const Json& body);
 
@@ -73,6 +77,11 @@ Expected<Json, Refusal> judge_volume_create(JudgeContext& context, const Json& b
 // have put a symlink in a source's path since the create was judged. (dockerd's own restarts,
 // by restart policy or at its start, do not come through the gate: SECURITY.md says so.)
 Expected<Done, Refusal> judge_bind_sources_unmoved(JudgeContext& context, const Json& inspected);
+
+// Whether an image, by its tags ("repo:tag" as inspect and list give them), is another served
+// project's: at least one tag is named for another project and none for this one. Pulled images
+// (no project's name) are nobody's.
+bool is_other_projects_image(const GateService& service, const std::vector<std::string>& repo_tags);
 
 using Query = std::vector<std::pair<std::string, std::string>>;
 

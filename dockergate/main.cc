@@ -177,6 +177,13 @@ std::vector<Served> take_services(pgod::rpc::DockerGateSettings::Reader settings
   return served;
 }
 
+// Each service knows the other services' projects: their images are not its own.
+void tell_other_projects(std::vector<Served>& served) {
+  for (auto& entry : served)
+    for (const auto& other : served)
+      if (&other != &entry) entry.service->service.other_projects.push_back(other.service->service.project);
+}
+
 std::vector<std::string> all_roots(const std::vector<Served>& served) {
   std::vector<std::string> roots;
   for (const auto& entry : served)
@@ -224,6 +231,7 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);  // a client that goes mid-reply is an error on that call, not the gate's end
   std::string docker_socket = settings.getDockerSocket().cStr();
   auto served = take_services(settings, taken.fds, static_cast<bool>(taken.handover));
+  tell_other_projects(served);
   confine(docker_socket, served);
   spdlog::info("serving {} service(s); dockerd at {}", served.size(), docker_socket);
   serve(docker_socket, served, taken.handover ? taken.handover.get() : -1);

@@ -36,6 +36,8 @@ const std::vector<Route> kRoutes = {
     {"POST", "/containers/{id}/pause", Handler::kOwnContainer, Body::kNone, "", false, "own containers"},
     {"POST", "/containers/{id}/unpause", Handler::kOwnContainer, Body::kNone, "", false, "own containers"},
     {"POST", "/containers/{id}/wait", Handler::kOwnContainer, Body::kNone, "condition", false, "own containers"},
+    {"POST", "/containers/{id}/rename", Handler::kRename, Body::kNone, "name", false,
+     "own containers, to the project's own names (compose v2 recreates under a temporary name)"},
     {"POST", "/containers/{id}/resize", Handler::kOwnContainer, Body::kNone, "h w", false, "own containers"},
     {"POST", "/containers/{id}/attach", Handler::kOwnContainer, Body::kNone,
      "stream stdin stdout stderr logs detachKeys", true, "own containers: a raw stream"},
@@ -71,11 +73,13 @@ const std::vector<Route> kRoutes = {
      "the project's names and label, the local driver, no mount options"},
     {"GET", "/volumes/{name}", Handler::kOwnVolume, Body::kNone, "", false, "own volumes"},
     {"DELETE", "/volumes/{name}", Handler::kOwnVolume, Body::kNone, "force", false, "own volumes"},
-    // Images: read by anyone (they are content, not a project's objects); written only under
-    // the project's own names.
-    {"GET", "/images/json", Handler::kPlain, Body::kNone, "all filters shared-size digests", false,
+    // Images: pulled ones are shared content, read by anyone; the ones another project built or
+    // tagged under its names are that project's (404, and not run here); written only under the
+    // project's own names.
+    {"GET", "/images/json", Handler::kImageList, Body::kNone, "all filters shared-size digests", false,
      "image metadata (compose images)"},
-    {"GET", "/images/{name*}/json", Handler::kPlain, Body::kNone, "", false, "image metadata"},
+    {"GET", "/images/{name*}/json", Handler::kImage, Body::kNone, "", false,
+     "image metadata, but not of the images another project built"},
     {"GET", "/distribution/{name*}/json", Handler::kPlain, Body::kNone, "", false, "registry metadata before a pull"},
     {"POST", "/images/create", Handler::kPull, Body::kNone, "*", false, "pulls, with the service's own credentials"},
     {"POST", "/images/{name*}/tag", Handler::kTag, Body::kNone, "*", false, "tags only under the project's own names"},

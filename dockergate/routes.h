@@ -17,13 +17,16 @@ namespace pgod::dockergate {
 
 // What the gate does with a request (gate.cc holds one function per value).
 enum class Handler {
-  kPlain,              // nothing to judge: host facts, pings, image metadata
+  kPlain,              // nothing to judge: host facts, pings, registry metadata
+  kImageList,          // the list filtered by the gate: no image named only for another project
+  kImage,              // {name} may not be an image named only for another project (404)
   kLogin,              // POST /auth: the body re-emitted with known fields only
   kScopedList,         // lists and events: the project's label forced into the filters
   kNetworkList,        // the list filtered by the gate: own networks and pgo.toml's `networks`
   kContainerCreate,    // the body judged (judge_container_create)
   kOwnContainer,       // {id} must be one of the project's containers; sent on by its full ID
   kOwnContainerMount,  // the same, and its bind sources judged again (dockerd mounts them now)
+  kRename,             // own container, to one of the project's own names (compose v2's recreate)
   kExecCreate,         // own container, and the body judged (judge_exec_create)
   kOwnExec,            // {id}'s container must be the project's own
   kNetworkCreate,      // judge_network_create

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <sys/prctl.h>
 #include <unistd.h>
+#include <vector>
 
 #include <cerrno>
 #include <memory>
@@ -67,7 +68,9 @@ Expected<Done, std::string> add_rules(scmp_filter_ctx ctx, std::span<const Rule>
 
 }  // namespace
 
-Expected<Done, std::string> install_allowlist(std::span<const Rule> rules) {
+Expected<Done, std::string> install_allowlist(std::span<const Rule> own_rules) {
+  std::vector<Rule> rules(own_rules.begin(), own_rules.end());
+  rules.insert(rules.end(), std::begin(kServerCommonRules), std::end(kServerCommonRules));
   if (auto table = check_table(rules); !table) return table;
   // Required for an unprivileged process to install a filter, and keeps exec (were it ever
   // possible) from granting privileges. Its own step, so no libseccomp side effect is relied on.

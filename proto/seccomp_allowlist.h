@@ -6,6 +6,8 @@
 
 #include <sched.h>
 #include <seccomp.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 
 #include <array>
 #include <cstdint>
@@ -64,10 +66,68 @@ constexpr Check arg_is_own_pid(unsigned arg) { return {arg, SCMP_CMP_EQ, 0, 0, t
 inline constexpr std::uint64_t kCloneNewAny =
     CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET;
 
-// Sets no_new_privs, then installs `rules` on every thread of the process (TSYNC), killing the
+// What every confined server of pgod's (the gateway, the docker gate) needs once it serves,
+// beside its own rules: memory that is never executable, threads but no processes, signals to
+// itself, identity getters, clocks and randomness, its own limits read, its threads named, exit.
+inline constexpr Rule kServerCommonRules[] = {
+    // Memory, never executable: no new code can be mapped or made runnable.
+    allow("brk"),
+    allow("munmap"),
+    allow("mremap"),
+    allow("madvise"),
+    allow_if("mmap", arg_has_none(2, PROT_EXEC)),
+    allow_if("mprotect", arg_has_none(2, PROT_EXEC)),
+    // Threads, never processes: clone must carry CLONE_THREAD (fork and vfork do not) and no
+    // namespace flag. clone3 hides its flags in memory a filter cannot read: ENOSYS makes glibc
+    // fall back to clone (EPERM would make pthread_create fail).
+    allow_if("clone", arg_masked(0, CLONE_THREAD | kCloneNewAny, CLONE_THREAD)),
+    fail("clone3", Verdict::kEnosys),
+    allow("futex"),
+    allow("set_robust_list"),
+    allow("rseq"),
+    allow("sched_yield"),
+    // Read-only CPU masks: glibc's malloc counts the CPUs when it makes its 9th arena (many
+    // threads allocating at once; /sys fails first), and pthread_getattr_np asks for a thread's
+    // own (by its tid, so the pid cannot be pinned to 0).
+    allow("sched_getaffinity"),
+    // Signals: handlers, masks and their return; a signal only to this process (raise, abort).
+    allow("rt_sigaction"),
+    allow("rt_sigprocmask"),
+    allow("rt_sigreturn"),
+    allow("sigaltstack"),
+    allow("restart_syscall"),
+    allow_if("tgkill", arg_is_own_pid(0)),
+    // Who and what: identity getters, clocks (vDSO normally; real syscalls on some clock
+    // sources), randomness (the SSH key exchange), uname, and reading its own limits.
+    allow("getpid"),
+    allow("gettid"),
+    allow("getuid"),
+    allow("geteuid"),
+    allow("getgid"),
+    allow("getegid"),
+    allow("getresuid"),
+    allow("getresgid"),
+    allow("clock_gettime"),
+    allow("clock_getres"),
+    allow("clock_nanosleep"),
+    allow("nanosleep"),
+    allow("gettimeofday"),
+    allow("time"),
+    allow("getrandom"),
+    allow("uname"),
+    allow_if("prlimit64", arg_eq(0, 0), arg_eq(2, 0)),
+    // Naming its own threads only.
+    allow_if("prctl", arg_eq(0, PR_SET_NAME)),
+    allow_if("prctl", arg_eq(0, PR_GET_NAME)),
+    allow("exit"),
+    allow("exit_group"),
+};
+
+// Sets no_new_privs, then installs `rules` and kServerCommonRules on every thread of the process
+// (TSYNC), killing the
 // whole process on any call the table does not list, and on any other ABI (i386, x32). Call
 // once: a table that does not allow seccomp() forbids a second one. Errors name the step; the
 // process may be half-confined after one, so the caller must exit.
-Expected<Done, std::string> install_allowlist(std::span<const Rule> rules);
+Expected<Done, std::string> install_allowlist(std::span<const Rule> own_rules);
 
 }  // namespace pgod::seccomp

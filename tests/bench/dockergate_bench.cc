@@ -22,19 +22,9 @@
 //                                                                  (default 15 64 5 3 100)
 //
 // Exit status 1 on a measurement error; a missed goal is printed, not failed.
-#include <capnp/message.h>
-#include <capnp/serialize.h>
-#include <fcntl.h>
-#include <grp.h>
-#include <signal.h>
-#include <sys/mman.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -47,14 +37,12 @@
 #include "bench_common.h"
 #include "compose_programs.h"
 #include "docker_env.h"
-#include "dockergate.capnp.h"
+#include "dockergate_process.h"
 #include "service_name.h"
-#include "unique_fd.h"
 
 using namespace pgod::test;
 using namespace pgod::bench;
 using namespace std::chrono_literals;
-using pgod::UniqueFd;
 
 namespace {
 
@@ -100,141 +88,34 @@ std::string trimmed(std::string text) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The gate, as pgod starts it (Supervisor::spawn_dockergate): settings on a memfd at fd 3, the
-// services' listening sockets from fd 4, its own user with the docker group only.
+// The gate, as pgod starts it (Supervisor::spawn_dockergate; DockerGateProcess): settings on a
+// memfd at fd 3, the services' listening sockets from fd 4, its own user with the docker group
+// only. Each service's socket is <dir>/<name>.sock; stopped by its PID when the object goes.
 
 struct GateService {
-  std::string name;    // the project name too
-  std::string root;    // its one bind root
-  std::string socket;  // where its clients connect
+  std::string name;  // the project name is compose_project_name(name)
+  std::string root;  // its one bind root
 };
 
-UniqueFd listening_socket(const std::string& path) {
-  UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  if (path.size() >= sizeof address.sun_path) throw std::runtime_error("socket path too long: " + path);
-  std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
-  if (!fd || bind(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||
-      listen(fd.get(), 64) != 0)
-    throw std::runtime_error("cannot listen on " + path + ": " + strerror(errno));
-  return fd;
+std::unique_ptr<DockerGateProcess> start_gate(const std::string& program, const TestUser& user,
+                                              const std::vector<GateService>& services, const std::string& dir,
+                                              const std::string& log_path) {
+  std::vector<DockerGateService> served;
+  for (const auto& service : services) {
+    std::filesystem::create_directories(service.root);
+    served.push_back({service.name, pgod::compose_project_name(service.name), {service.root}, {}});
+  }
+  DockerGateOptions options;
+  options.program = program;
+  options.socket_dir = dir;
+  options.log = log_path;
+  options.user = DockerGateUser{user.uid, user.gid};
+  auto gate = std::make_unique<DockerGateProcess>(options, served);
+  gate->wait_ready(6s);
+  return gate;
 }
 
-UniqueFd settings_memfd(const std::vector<GateService>& services) {
-  capnp::MallocMessageBuilder message;
-  auto settings = message.initRoot<pgod::rpc::DockerGateSettings>();
-  settings.setDockerSocket(kDockerSocket);
-  auto list = settings.initServices(static_cast<unsigned>(services.size()));
-  for (unsigned i = 0; i < services.size(); ++i) {
-    list[i].setName(services[i].name);
-    list[i].setProject(pgod::compose_project_name(services[i].name));
-    list[i].initBindRoots(1).set(0, services[i].root);
-    list[i].initNetworks(0);
-    list[i].setSocketFd(static_cast<int>(4 + i));
-  }
-  UniqueFd memfd(memfd_create("dockergate-bench-settings", MFD_CLOEXEC));
-  if (!memfd) throw std::runtime_error(std::string("memfd_create: ") + strerror(errno));
-  capnp::writeMessageToFd(memfd.get(), message);
-  if (lseek(memfd.get(), 0, SEEK_SET) != 0) throw std::runtime_error("lseek");
-  return memfd;
-}
-
-// One /_ping on a gate socket, the bytes as a docker client writes them; whether it said OK.
-bool ping(const std::string& socket_path) {
-  UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  std::strncpy(address.sun_path, socket_path.c_str(), sizeof address.sun_path - 1);
-  if (!fd || connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) return false;
-  timeval timeout{10, 0};
-  setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  const std::string request = "GET /_ping HTTP/1.1\r\nHost: docker\r\nUser-Agent: dockergate-bench\r\n\r\n";
-  if (send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size()))
-    return false;
-  std::string reply;
-  char buffer[4096];
-  while (reply.find("\r\n\r\nOK") == std::string::npos) {
-    const ssize_t got = recv(fd.get(), buffer, sizeof buffer, 0);
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) break;
-    reply.append(buffer, static_cast<std::size_t>(got));
-  }
-  return reply.rfind("HTTP/1.1 200", 0) == 0 && reply.find("\r\n\r\nOK") != std::string::npos;
-}
-
-// A running pgod-dockergate: stopped (SIGTERM, then SIGKILL, by its PID) when the object goes.
-class Gate {
- public:
-  Gate(const std::string& program, const TestUser& user, const std::vector<GateService>& services,
-       const std::string& log_path)
-      : services_(services) {
-    std::vector<UniqueFd> sockets;
-    for (const auto& service : services) {
-      std::filesystem::create_directories(service.root);
-      std::filesystem::remove(service.socket);
-      sockets.push_back(listening_socket(service.socket));
-    }
-    UniqueFd settings = settings_memfd(services);
-    UniqueFd log(open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
-    UniqueFd null(open("/dev/null", O_RDONLY | O_CLOEXEC));
-    if (!log || !null) throw std::runtime_error("cannot open the gate's log or /dev/null");
-    std::vector<int> sources = {settings.get()};
-    for (const auto& fd : sockets) sources.push_back(fd.get());
-    const gid_t docker_gid = docker_group();
-    std::string path = program;
-    std::string arg_fd = "--settings-fd", arg_three = "3";
-    char* argv[] = {path.data(), arg_fd.data(), arg_three.data(), nullptr};
-    std::string env_path = "PATH=/usr/bin:/bin", env_home = "HOME=/nonexistent";
-    char* envp[] = {env_path.data(), env_home.data(), nullptr};
-    const int above = 3 + static_cast<int>(sources.size());  // above every target number
-    std::vector<int> high(sources.size(), -1);
-
-    pid_ = fork();
-    if (pid_ < 0) throw std::runtime_error(std::string("fork: ") + strerror(errno));
-    if (pid_ == 0) {
-      // Every source to a number above the targets first, so that no move overwrites another.
-      for (std::size_t i = 0; i < sources.size(); ++i) {
-        high[i] = fcntl(sources[i], F_DUPFD_CLOEXEC, above);
-        if (high[i] < 0) _exit(120);
-      }
-      if (dup2(null.get(), 0) != 0 || dup2(log.get(), 1) != 1 || dup2(log.get(), 2) != 2) _exit(122);
-      for (std::size_t i = 0; i < sources.size(); ++i)
-        if (dup2(high[i], 3 + static_cast<int>(i)) != 3 + static_cast<int>(i)) _exit(121);  // inheritable
-      if (setgroups(1, &docker_gid) != 0 || setresgid(user.gid, user.gid, user.gid) != 0 ||
-          setresuid(user.uid, user.uid, user.uid) != 0)
-        _exit(123);
-      prctl(PR_SET_PDEATHSIG, SIGKILL);  // after the credentials change, which clears it
-      execve(argv[0], argv, envp);
-      _exit(127);
-    }
-    // Our copies of the sockets close here: the gate holds them alone.
-    for (int i = 0; i < 300; ++i) {
-      if (ping(services.front().socket)) return;
-      if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
-        pid_ = -1;
-        throw std::runtime_error("the gate exited at start:\n" + read_file(log_path));
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-    stop();
-    throw std::runtime_error("the gate does not answer /_ping:\n" + read_file(log_path));
-  }
-  ~Gate() { stop(); }
-  Gate(const Gate&) = delete;
-  Gate& operator=(const Gate&) = delete;
-
-  pid_t pid() const { return pid_; }
-  void stop() {
-    if (pid_ > 0) stop_child(pid_, 2s);
-    pid_ = -1;
-    for (const auto& service : services_) std::filesystem::remove(service.socket);
-  }
-
- private:
-  std::vector<GateService> services_;
-  pid_t pid_ = -1;
-};
+bool ping(const std::string& socket_path) { return docker_ping(socket_path); }
 
 // ---------------------------------------------------------------------------------------------
 // The engine, the image, and what is left on it at the end.
@@ -367,16 +248,16 @@ std::vector<double> measure_pss(const Options& options, int count, const std::st
   const std::string base = "pgdgp" + std::to_string(getpid() % 1000000) + "n";
   for (int i = 0; i < count; ++i) {
     const std::string name = base + std::to_string(i);
-    services.push_back({name, dir + "/pss/" + name, dir + "/pss/" + std::to_string(i) + ".sock"});
+    services.push_back({name, dir + "/pss/" + name});
   }
   std::filesystem::create_directories(dir + "/pss");
   std::vector<double> samples;
   for (int start = 0; start < options.pss_starts; ++start) {
-    Gate gate(program, user, services, dir + "/gate-pss.log");
+    const auto gate = start_gate(program, user, services, dir + "/pss", dir + "/gate-pss.log");
     for (const auto& service : services)
-      if (!ping(service.socket)) error("no /_ping answer on " + service.socket);
+      if (!ping(gate->socket(service.name))) error("no /_ping answer on " + gate->socket(service.name));
     std::this_thread::sleep_for(1s);
-    samples.push_back(pss_kib(gate.pid()));
+    samples.push_back(pss_kib(gate->pid()));
   }
   return samples;
 }
@@ -453,9 +334,10 @@ int main(int argc, char** argv) {
     samples.pss_one = measure_pss(*options, 1, program, user, dir.path());
     samples.pss_many = measure_pss(*options, options->services, program, user, dir.path());
 
-    const GateService service{name, dir.path() + "/root", dir.path() + "/gate.sock"};
-    Gate gate(program, user, {service}, dir.path() + "/gate.log");
-    const Side direct = side("direct", kDockerSocket, dir.path()), through = side("gate", service.socket, dir.path());
+    const GateService service{name, dir.path() + "/root"};
+    const auto gate = start_gate(program, user, {service}, dir.path(), dir.path() + "/gate.log");
+    const Side direct = side("direct", kDockerSocket, dir.path()),
+               through = side("gate", gate->socket(name), dir.path());
     std::ofstream(dir.path() + "/compose.yaml")
         << "services:\n  app:\n    image: " << engine.image << "\n    command: [\"sleep\", \"3600\"]\n";
     auto compose = v2->argv;
@@ -474,8 +356,8 @@ int main(int argc, char** argv) {
     const std::uint64_t bytes = static_cast<std::uint64_t>(options->mib) << 20;
     const std::string id = logs_container(engine, project, bytes);
     measure_logs(*options, id, bytes, direct, through, samples);
-    if (waitpid(gate.pid(), nullptr, WNOHANG) != 0) error("the gate exited during the measurements");
-    gate.stop();
+    if (waitpid(gate->pid(), nullptr, WNOHANG) != 0) error("the gate exited during the measurements");
+    gate->stop();
 
     print_summary(*options, samples);
     print_figures(*options, samples,

@@ -7,15 +7,10 @@
 //
 // The tests share one gate and one set of objects on the daemon (set up once for the suite) and
 // run in the order written: the last one checks that the gate still serves after every refusal.
-#include <capnp/message.h>
-#include <capnp/serialize.h>
-#include <fcntl.h>
 #include <grp.h>
 #include <gtest/gtest.h>
 #include <pwd.h>
 #include <signal.h>
-#include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -29,6 +24,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
@@ -38,7 +34,7 @@
 
 #include "compose_programs.h"
 #include "docker_env.h"
-#include "dockergate.capnp.h"
+#include "dockergate_process.h"
 #include "process.h"
 #include "unique_fd.h"
 
@@ -150,7 +146,7 @@ struct World {
   std::string user = "hcg" + pid;        // the gate's user
   std::string dir;                       // everything on disk, removed at the end
   std::string root_a, root_b, outside;
-  std::string socket_a, socket_b, gate_log;
+  std::string socket_a, socket_b;  // the gate's sockets for A and B
   std::string image;
   std::string a_network = a + "_own", a_back_network = a + "_back", b_network = b + "_default",
               b_idle_network = b + "_idle";
@@ -162,7 +158,7 @@ struct World {
   gid_t gid = 0;
   bool user_made = false;
   bool image_pulled = false;
-  pid_t gate = -1;
+  std::unique_ptr<DockerGateProcess> gate;
 };
 
 World* world = nullptr;
@@ -189,88 +185,7 @@ std::vector<std::string> lines_of(const std::string& text) {
   return lines;
 }
 
-UniqueFd listening_socket(const std::string& path) {
-  UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
-  if (!fd || bind(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||
-      listen(fd.get(), 64) != 0)
-    throw std::runtime_error("cannot listen on " + path + ": " + strerror(errno));
-  return fd;
-}
-
-// The settings message pgod would send (Supervisor::spawn_dockergate), on a memfd.
-UniqueFd settings_memfd(const World& w) {
-  capnp::MallocMessageBuilder message;
-  auto settings = message.initRoot<rpc::DockerGateSettings>();
-  settings.setDockerSocket("/var/run/docker.sock");
-  settings.setDebug(true);  // each forwarded call logged: the record to read when compose fails
-  auto services = settings.initServices(2);
-  const struct {
-    const std::string& name;
-    const std::string& root;
-    std::vector<std::string> networks;
-    int fd;
-  } entries[] = {{w.a, w.root_a, {w.external}, 4}, {w.b, w.root_b, {}, 5}};
-  for (unsigned i = 0; i < 2; ++i) {
-    auto service = services[i];
-    service.setName(entries[i].name);
-    service.setProject(entries[i].name);
-    service.initBindRoots(1).set(0, entries[i].root);
-    auto networks = service.initNetworks(static_cast<unsigned>(entries[i].networks.size()));
-    for (unsigned k = 0; k < entries[i].networks.size(); ++k) networks.set(k, entries[i].networks[k]);
-    service.setSocketFd(entries[i].fd);
-  }
-  UniqueFd memfd(memfd_create("hostile-gate-settings", MFD_CLOEXEC));
-  if (!memfd) throw std::runtime_error(std::string("memfd_create: ") + strerror(errno));
-  capnp::writeMessageToFd(memfd.get(), message);
-  if (lseek(memfd.get(), 0, SEEK_SET) != 0) throw std::runtime_error("lseek");
-  return memfd;
-}
-
-// fork, then in the child: the fds moved to 3, 4, 5 (through numbers above them, so no move
-// overwrites another), stderr to the log, the gate's user with the docker group only, exec.
-pid_t start_gate(const World& w, UniqueFd settings, UniqueFd socket_a, UniqueFd socket_b) {
-  const gid_t docker_gid = [] {
-    const group* entry = getgrnam("docker");
-    if (entry == nullptr) throw std::runtime_error("no docker group");
-    return entry->gr_gid;
-  }();
-  UniqueFd log(open(w.gate_log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
-  UniqueFd null(open("/dev/null", O_RDONLY | O_CLOEXEC));
-  if (!log || !null) throw std::runtime_error("cannot open the gate's log or /dev/null");
-  const std::string program = PGOD_DOCKERGATE_BIN;
-  std::vector<std::string> args = {program, "--settings-fd", "3"};
-  std::vector<char*> argv;
-  for (auto& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  std::string env_path = "PATH=/usr/bin:/bin", env_home = "HOME=/nonexistent";
-  char* envp[] = {env_path.data(), env_home.data(), nullptr};
-  const int sources[] = {settings.get(), socket_a.get(), socket_b.get()};
-  const uid_t uid = w.uid;
-  const gid_t gid = w.gid;
-
-  const pid_t pid = fork();
-  if (pid < 0) throw std::runtime_error(std::string("fork: ") + strerror(errno));
-  if (pid == 0) {
-    int high[3];
-    for (int i = 0; i < 3; ++i) {
-      high[i] = fcntl(sources[i], F_DUPFD_CLOEXEC, 100);
-      if (high[i] < 0) _exit(120);
-    }
-    for (int i = 0; i < 3; ++i)
-      if (dup2(high[i], 3 + i) != 3 + i) _exit(121);  // dup2 leaves the copy inheritable
-    if (dup2(null.get(), 0) != 0 || dup2(log.get(), 1) != 1 || dup2(log.get(), 2) != 2) _exit(122);
-    if (setgroups(1, &docker_gid) != 0 || setresgid(gid, gid, gid) != 0 || setresuid(uid, uid, uid) != 0) _exit(123);
-    prctl(PR_SET_PDEATHSIG, SIGKILL);  // after the credentials change, which clears it
-    execve(program.c_str(), argv.data(), envp);
-    _exit(127);
-  }
-  return pid;  // our copies of the fds close here: a gate that dies then refuses connections
-}
-
-std::string read_log() { return world ? read_file(world->gate_log) : std::string(); }
+std::string read_log() { return world && world->gate ? world->gate->log_text() : std::string(); }
 
 void build_world(World& w) {
   auto& engine = docker_environment();
@@ -305,9 +220,6 @@ void build_world(World& w) {
   std::ofstream(w.root_a + "/data/greeting") << "hello from A's root\n";
   std::filesystem::create_symlink("/", w.root_a + "/escape");
   std::filesystem::create_symlink(w.root_b, w.root_a + "/to-b");
-  w.socket_a = w.dir + "/a.sock";
-  w.socket_b = w.dir + "/b.sock";
-  w.gate_log = w.dir + "/gate.log";
 
   // The objects on the daemon: A's own network and container; B's network, volume, running and
   // stopped containers, image; an external network A may join.
@@ -329,19 +241,18 @@ void build_world(World& w) {
   must_docker({"commit", "--change", "LABEL owner=" + w.b, w.b_stopped_id, w.b_image + ":latest"});
   w.b_image_id = must_docker({"image", "inspect", "-f", "{{.Id}}", w.b_image + ":latest"});
 
-  auto socket_a = listening_socket(w.socket_a);
-  auto socket_b = listening_socket(w.socket_b);
-  w.gate = start_gate(w, settings_memfd(w), std::move(socket_a), std::move(socket_b));
-  for (int i = 0; i < 100; ++i) {
-    const auto ping = send_raw(w.socket_a, request("GET", "/_ping"));
-    if (ping.status == 200) return;
-    if (waitpid(w.gate, nullptr, WNOHANG) == w.gate) {
-      w.gate = -1;
-      throw std::runtime_error("the gate exited at start:\n" + read_file(w.gate_log));
-    }
-    std::this_thread::sleep_for(100ms);
-  }
-  throw std::runtime_error("the gate does not answer /_ping:\n" + read_file(w.gate_log));
+  // The gate as pgod starts it (DockerGateProcess): its own user with the docker group only.
+  DockerGateOptions options;
+  options.program = PGOD_DOCKERGATE_BIN;
+  options.socket_dir = w.dir;
+  options.log = w.dir + "/gate.log";
+  options.user = DockerGateUser{w.uid, w.gid};
+  options.debug = true;  // each forwarded call logged: the record to read when compose fails
+  w.gate = std::make_unique<DockerGateProcess>(
+      options, std::vector<DockerGateService>{{w.a, w.a, {w.root_a}, {w.external}}, {w.b, w.b, {w.root_b}, {}}});
+  w.socket_a = w.gate->socket(w.a);
+  w.socket_b = w.gate->socket(w.b);
+  w.gate->wait_ready();
 }
 
 void remove_labelled(const std::string& project) {
@@ -354,8 +265,7 @@ void remove_labelled(const std::string& project) {
 }
 
 void destroy_world(World& w) {
-  if (w.gate > 0) stop_child(w.gate, 2s);
-  w.gate = -1;
+  w.gate.reset();  // stopped by its PID: SIGTERM, then SIGKILL
   remove_labelled(w.a);
   remove_labelled(w.b);
   // Anything an escape might have made under A's or B's names despite a refusal.
@@ -397,7 +307,7 @@ class HostileClient : public ::testing::Test {
   }
   void TearDown() override {
     if (world == nullptr || !setup_error.empty()) return;
-    EXPECT_EQ(waitpid(w().gate, nullptr, WNOHANG), 0) << "the gate is still running";
+    EXPECT_EQ(waitpid(w().gate->pid(), nullptr, WNOHANG), 0) << "the gate is still running";
     if (HasFailure()) {
       const auto log = read_log();
       std::cerr << "--- the gate's log during this test:\n" << log.substr(std::min(log_offset_, log.size())) << "---\n";
@@ -480,7 +390,7 @@ Json with_host_config(Json body, const std::string& field, Json value) {
 
 // The gate as pgod starts it: its own user, with the docker group as its only supplementary group.
 TEST_F(HostileClient, GateRunsAsItsUserWithTheDockerGroupOnly) {
-  const std::string status = read_file("/proc/" + std::to_string(w().gate) + "/status");
+  const std::string status = read_file("/proc/" + std::to_string(w().gate->pid()) + "/status");
   const std::string uid = std::to_string(w().uid);
   EXPECT_NE(status.find("\nUid:\t" + uid + "\t" + uid + "\t" + uid + "\t" + uid + "\n"), std::string::npos) << status;
   EXPECT_NE(status.find("\nGroups:\t" + std::to_string(getgrnam("docker")->gr_gid) + " \n"), std::string::npos)
@@ -894,6 +804,27 @@ TEST_F(HostileClient, ImageTagOverOtherProjectsImage) {
   expect_refused(reply, 403,
                  "query repo: \"" + w().b_image + "\": an image name must be \"" + w().a + "-...\" with no registry");
   EXPECT_EQ(must_docker({"image", "inspect", "-f", "{{.Id}}", w().b_image + ":latest"}), w().b_image_id);
+}
+
+// B's image (B built it: it is named for B) is B's: A does not see it, run it, or tag from it.
+// A pulled image (no project's name) is everyone's.
+TEST_F(HostileClient, AnotherProjectsImageIsNeitherSeenNorRunNorTagged) {
+  expect_refused(call_a("GET", "/images/" + w().b_image + ":latest/json"), 404, "No such image");
+  expect_refused(call_a("GET", "/images/" + w().b_image_id + "/json"), 404, "No such image");
+  const auto listed_a = call_a("GET", "/images/json");
+  ASSERT_EQ(listed_a.status, 200) << listed_a.raw;
+  EXPECT_EQ(listed_a.body.find(w().b_image), std::string::npos) << "A's list shows B's image";
+  EXPECT_NE(listed_a.body.find(w().image), std::string::npos) << "A's list shows the pulled image";
+  const auto listed_b = send_raw(w().socket_b, request("GET", std::string(kApi) + "/images/json"));
+  EXPECT_NE(listed_b.body.find(w().b_image), std::string::npos) << "B sees its own image";
+  Json body = good_create();
+  body["Image"] = w().b_image + ":latest";
+  expect_create_refused(body, 403, "another project's image is refused");
+  expect_refused(call_a("POST", "/images/" + w().b_image + ":latest/tag?repo=" + w().a + "-copy&tag=1"), 404,
+                 "No such image");
+  EXPECT_NE(docker({"image", "inspect", w().a + "-copy:1"}).exit_code, 0) << "no copy was made";
+  const auto pulled = call_a("GET", "/images/" + w().image + "/json");
+  EXPECT_EQ(pulled.status, 200) << pulled.raw;
 }
 
 std::string build(const std::string& query) {

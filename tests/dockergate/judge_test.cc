@@ -76,7 +76,7 @@ void expect_passed(const Result& result) {
 
 class JudgeTest : public ::testing::Test {
  protected:
-  JudgeTest() : service{"app", "app", {tree.path("checkout"), tree.path("data")}, {"proxy"}} {}
+  JudgeTest() : service{"app", "app", {tree.path("checkout"), tree.path("data")}, {"proxy"}, {"other"}} {}
 
   // What compose v2 2.26 (the moby v26 client) sends for `web: {image: nginx, volumes:
   // [./conf:/etc/nginx/conf.d:ro, data:/data], restart: unless-stopped}`: every field Go

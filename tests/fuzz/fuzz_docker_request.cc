@@ -102,7 +102,7 @@ class FuzzOwner final : public pgod::dockergate::Owner {
 };
 
 const pgod::dockergate::GateService& fuzz_service() {
-  static const pgod::dockergate::GateService service{"fz", "fz", {"/srv/fz"}, {"fzshared"}};
+  static const pgod::dockergate::GateService service{"fz", "fz", {"/srv/fz"}, {"fzshared"}, {"other"}};
   return service;
 }
 

@@ -59,6 +59,13 @@ void require(const ProcessResult& result, const std::string& what) {
 
 }  // namespace
 
+namespace {
+DockerEnvironment* shared_engine = nullptr;
+}  // namespace
+
+DockerEnvironment* shared_docker_environment() { return shared_engine; }
+void share_docker_environment(DockerEnvironment* engine) { shared_engine = engine; }
+
 ProcessResult run_with_env(const std::vector<std::string>& env, const std::vector<std::string>& argv,
                            const std::string& stdin_text) {
   std::vector<std::string> full = {"/usr/bin/env"};

@@ -46,4 +46,10 @@ class DockerEnvironment {
 // started before the first test, stopped after the last.
 DockerEnvironment& docker_environment();
 
+// That engine while it is up, for code in the support libraries that programs with and without
+// an engine link (the worker harness puts a docker gate in front of it); nullptr in a program
+// that does not link support/docker_env_setup.cc, or before its set-up and after its tear-down.
+DockerEnvironment* shared_docker_environment();
+void share_docker_environment(DockerEnvironment* engine);
+
 }  // namespace pgod::test

@@ -11,8 +11,12 @@ DockerEnvironment* engine = nullptr;
 
 class DockerEnvironmentSetup : public ::testing::Environment {
  public:
-  void SetUp() override { engine = new DockerEnvironment(); }
+  void SetUp() override {
+    engine = new DockerEnvironment();
+    share_docker_environment(engine);
+  }
   void TearDown() override {
+    share_docker_environment(nullptr);
     delete engine;
     engine = nullptr;
   }

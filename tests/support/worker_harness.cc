@@ -18,6 +18,8 @@
 #include <stdexcept>
 
 #include "compose_programs.h"
+#include "docker_env.h"
+#include "service_name.h"
 #include "unique_fd.h"
 
 extern char** environ;
@@ -70,6 +72,23 @@ WorkerHarness::WorkerHarness(const std::string& repository,
   settings.setPollIntervalNs(3'600'000'000'000ULL);
   settings.setGatewayUid(12345);
   if (configure) configure(settings);
+  if (!standin_ && shared_docker_environment() != nullptr) {
+    // The service's socket on a docker gate of its own, as pgod lays it out (run as root here:
+    // the harness runs the worker as root too). The engine is up: the gate needs its socket.
+    const std::string name = settings.getName().cStr();
+    DockerGateService service{name, compose_project_name(name), {settings.getCheckoutDir().cStr()}, {}};
+    if (settings.hasDataDir() && settings.getDataDir().size() > 0)
+      service.bind_roots.emplace_back(settings.getDataDir().cStr());
+    for (auto network : settings.getNetworks()) service.networks.emplace_back(network.cStr());
+    DockerGateOptions options;
+    options.program = PGOD_DOCKERGATE_BIN;
+    options.socket_dir = base + "/docker";
+    options.log = base + "/dockergate.log";
+    options.debug = true;  // each forwarded call logged: the record to read when compose fails
+    gate_ = std::make_unique<DockerGateProcess>(options, std::vector<DockerGateService>{service});
+    gate_->wait_ready();
+    if (settings.getDockerHost().size() == 0) settings.setDockerHost("unix://" + gate_->socket(name));
+  }
   const UniqueFd fd(open(settings_file_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   capnp::writeMessageToFd(fd.get(), message);
 }
@@ -79,6 +98,8 @@ WorkerHarness::~WorkerHarness() {
   // The worker's own account of what happened is the fastest way to a failure's cause.
   if (::testing::Test::HasFailure())
     std::fprintf(stderr, "--- pgod-worker log ---\n%s--- end ---\n", worker_log().c_str());
+  if (::testing::Test::HasFailure() && gate_)
+    std::fprintf(stderr, "--- pgod-dockergate log ---\n%s--- end ---\n", gate_log().c_str());
 }
 
 void WorkerHarness::start(const std::vector<std::string>& extra_args, bool inherited) {
@@ -188,6 +209,7 @@ void WorkerHarness::sleep(std::chrono::milliseconds duration) {
 std::string WorkerHarness::calls() const { return read_file(bin_ + "/calls.log"); }
 void WorkerHarness::clear_calls() const { std::ofstream(bin_ + "/calls.log", std::ios::trunc); }
 std::string WorkerHarness::worker_log() const { return read_file(log_file_); }
+std::string WorkerHarness::gate_log() const { return gate_ ? gate_->log_text() : std::string(); }
 void WorkerHarness::touch(const std::string& name) const { std::ofstream(bin_ + "/" + name) << ""; }
 
 }  // namespace pgod::test

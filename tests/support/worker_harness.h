@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "dockergate_process.h"
 #include "process.h"
 #include "settings.capnp.h"
 #include "worker.capnp.h"
@@ -44,7 +45,11 @@ class WorkerHarness {
   // `configure` may change the settings before they are written (defaults: service "web",
   // user uid 1000 so the policy applies, poll interval 1h so only `git pull` cycles).
   // `standin`: put the recording stand-in docker first in the worker's PATH (else the real
-  // docker and docker-compose run).
+  // docker and docker-compose run). Without the stand-in, in a program with an engine
+  // (shared_docker_environment(), support/docker_env_setup.cc), a pgod-dockergate of the
+  // harness's own serves the service, as pgod would: the settings' dockerHost is its socket, so
+  // every docker and compose call of the worker goes through it. In a program without an engine
+  // (compose config only) there is no gate.
   WorkerHarness(const std::string& repository, const std::function<void(rpc::ServiceSettings::Builder)>& configure = {},
                 bool standin = true);
   ~WorkerHarness();
@@ -63,8 +68,10 @@ class WorkerHarness {
 
   std::string calls() const;  // the stand-in's calls.log
   void clear_calls() const;
-  std::string worker_log() const;             // the worker's stderr
-  void touch(const std::string& name) const;  // a steering file for the stand-in (fail-up, …)
+  std::string worker_log() const;                                // the worker's stderr
+  std::string gate_log() const;                                  // the docker gate's log (empty without a gate)
+  const DockerGateProcess* gate() const { return gate_.get(); }  // nullptr without a gate
+  void touch(const std::string& name) const;                     // a steering file for the stand-in (fail-up, …)
 
   const std::string& checkout_dir() const { return checkout_; }
   const std::string& stop_file() const { return stop_file_; }
@@ -78,6 +85,7 @@ class WorkerHarness {
   TempDir root_;
   std::string bin_, checkout_, state_dir_, stop_file_, socket_, settings_file_, log_file_;
   bool standin_ = true;
+  std::unique_ptr<DockerGateProcess> gate_;  // stopped after the worker, before root_ goes
   pid_t pid_ = -1;
   std::unique_ptr<kj::AsyncIoContext> io_;
   kj::Own<kj::AsyncIoStream> connection_;
