@@ -11,6 +11,8 @@
 
 #include <filesystem>
 #include <regex>
+#include <set>
+#include <sstream>
 
 #include "docker_env.h"
 #include "pgod_harness.h"
@@ -93,6 +95,54 @@ TEST_F(SupervisorDockerTest, ContainersOutlivePgodAndAServiceThatLeftTheConfigIs
   EXPECT_NE(docker_environment().docker({"network", "inspect", name + "_default"}).exit_code, 0)
       << "the network went too";
   EXPECT_EQ(pgod.stop(SIGTERM), 0);
+}
+
+// The docker gate pgod runs (its pid: the process of the gate's user named pgod-dockergate).
+pid_t dockergate_pid() {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const pid_t pid = std::stoi(name);
+    auto status = proc_status(pid);
+    const std::string uid = std::to_string(dockergate_user().uid);
+    if (status["Name"] == "pgod-dockergate" && status["Uid"].starts_with(uid + "\t")) return pid;
+  }
+  return 0;
+}
+
+// A gate that dies is started again by pgod, confined as before, and the service's socket (pgod
+// holds it) is served again: the worker's next call reaches dockerd.
+TEST_F(SupervisorDockerTest, AKilledGateIsStartedAgainAndServesTheSameSockets) {
+  pgod.use_real_docker();
+  pgod.write_config(config());
+  pgod.start();
+  ASSERT_TRUE(PgodHarness::wait_for([&]() { return docker_environment().containers(name).size() == 1; }, 120s))
+      << pgod.log();
+  const pid_t first = dockergate_pid();
+  ASSERT_GT(first, 0) << pgod.log();
+  auto status = proc_status(first);
+  EXPECT_EQ(status["NoNewPrivs"], "1");
+  EXPECT_EQ(status["Seccomp"], "2");
+  EXPECT_EQ(status["CapEff"], "0000000000000000");
+  std::set<std::string> groups;
+  std::istringstream listed(status["Groups"]);
+  for (std::string group; listed >> group;) groups.insert(group);
+  EXPECT_EQ(groups.count(std::to_string(docker_group())), 1u) << "the gate alone holds the docker group";
+  ASSERT_EQ(kill(first, SIGKILL), 0);
+  pid_t second = 0;
+  ASSERT_TRUE(PgodHarness::wait_for([&]() { return (second = dockergate_pid()) > 0 && second != first; }, 10s))
+      << pgod.log();
+  // The service's socket is the same file, served by the new gate: compose through it works.
+  bool served = false;
+  ProcessResult ps;
+  PgodHarness::wait_for(
+      [&]() {
+        ps = run_process({"/usr/bin/docker", "-H", "unix://" + pgod.rundir() + "/docker/" + name + ".sock", "ps",
+                          "--format", "{{.Names}}"});
+        return served = ps.exit_code == 0 && ps.out.find(name) != std::string::npos;
+      },
+      10s);
+  EXPECT_TRUE(served) << ps.out << ps.err << pgod.log();
 }
 
 // The docker gate run as pgod-dockergate.service would: started by hand as the gate's user with
