@@ -477,6 +477,10 @@ kj::Promise<bool> Supervisor::ensure_mounted(const config::Service& service) {
           return false;
         }
         log->info("mounted {} on {}", source, target);
+        // The docker gate's private root is a copy of the tree when it started: it must see the
+        // share (and its symlinks) before it judges binds into it.
+        ++shares_mounted_;
+        refresh_dockergate();
         return true;
       });
 }
@@ -721,7 +725,7 @@ void Supervisor::close_gate_socket(const std::string& name) {
 
 // What the gate is told, as text: equal text, nothing to restart.
 std::string Supervisor::describe_gate_sockets() const {
-  std::string text;
+  std::string text = fmt::format("{} shares mounted\n", shares_mounted_);
   for (const auto& [name, entry] : gate_sockets_)
     text += fmt::format("{} {} [{}] [{}]\n", name, entry.owner, fmt::join(entry.bind_roots, " "),
                         fmt::join(entry.networks, " "));

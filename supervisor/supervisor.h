@@ -139,6 +139,7 @@ class Supervisor final : private kj::TaskSet::ErrorHandler {
   std::map<std::string, GateSocket> gate_sockets_;
   std::string dockergate_served_;  // what the running gate was given, to restart it on a change
   kj::Own<DockerGateHandover> handover_;
+  unsigned shares_mounted_ = 0;  // each mount restarts the gate, whose root is a copy of the tree
   std::set<std::string> retiring_;
   std::map<std::string, std::string> not_started_;  // name → why: shown in the service list
   bool shutting_down_ = false;
