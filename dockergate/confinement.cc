@@ -345,7 +345,8 @@ constexpr Rule kRules[] = {
     // Waiting: blocking calls and poll, no event loop.
     allow("poll"),
     allow("ppoll"),
-    // Descriptor housekeeping.
+    // Descriptor housekeeping; anonymous pipes (the sanitizers' thread start makes one).
+    allow("pipe2"),
     allow("dup"),
     allow("dup2"),
     allow("dup3"),
