@@ -5,6 +5,7 @@
 // is a byte read from the network.
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <kj/async-unix.h>
 #include <libssh/libssh.h>
 #include <libssh/server.h>
@@ -102,7 +103,8 @@ pgod::Expected<Options, int> parse_flags(int argc, char** argv) {
     return pgod::Unexpected{1};
   }
   if (help) {
-    fmt::print("{}", flags.usage("[OPTION]..."));
+    fmt::print("{}\nKey exchange (as this libssh has them): {}\nHost key: ssh-ed25519 only\n",
+               flags.usage("[OPTION]..."), fmt::join(pgod::gateway::key_exchanges(), ", "));
     return pgod::Unexpected{0};
   }
   if (version) {
@@ -111,6 +113,10 @@ pgod::Expected<Options, int> parse_flags(int argc, char** argv) {
   }
   if (!positional->empty()) {
     fmt::print(stderr, "pgod-gateway: unexpected argument \"{}\"\n", positional->front());
+    return pgod::Unexpected{1};
+  }
+  if (auto wrong = pgod::check_gateway_limits(options.limits); !wrong.empty()) {
+    fmt::print(stderr, "pgod-gateway: {}\n", wrong);
     return pgod::Unexpected{1};
   }
   return options;
@@ -220,12 +226,32 @@ pgod::Expected<OwnedBind, std::string> load_host_key(const Options& options) {
     return pgod::Unexpected{
         fmt::format("the host key ({}): not a private key libssh can read (a passphrase is not supported)",
                     options.host_key_fd.empty() ? options.host_key : "--host-key-fd")};
+  if (ssh_key_type(key) != SSH_KEYTYPE_ED25519) {
+    const std::string type = ssh_key_type_to_char(ssh_key_type(key)) ? ssh_key_type_to_char(ssh_key_type(key)) : "?";
+    ssh_key_free(key);
+    return pgod::Unexpected{
+        fmt::format("the host key ({}) is {}: the gateway serves only ed25519 host keys (create "
+                    "one with: ssh-keygen -q -t ed25519 -N '' -f FILE)",
+                    options.host_key_fd.empty() ? options.host_key : "--host-key-fd", type)};
+  }
+  const auto key_exchanges = pgod::gateway::key_exchanges();
+  if (key_exchanges.empty()) {
+    ssh_key_free(key);
+    return pgod::Unexpected{std::string("this libssh has none of the key exchanges the gateway offers (curve25519)")};
+  }
+  const std::string kex_list = fmt::format("{}", fmt::join(key_exchanges, ","));
   OwnedBind bind(ssh_bind_new());
   bool process_config = false;  // never read libssh's server config file: every setting is here
   if (!bind || ssh_bind_options_set(bind.get(), SSH_BIND_OPTIONS_PROCESS_CONFIG, &process_config) != SSH_OK ||
-      ssh_bind_options_set(bind.get(), SSH_BIND_OPTIONS_IMPORT_KEY, key) != SSH_OK)
+      ssh_bind_options_set(bind.get(), SSH_BIND_OPTIONS_KEY_EXCHANGE, kex_list.c_str()) != SSH_OK ||
+      ssh_bind_options_set(bind.get(), SSH_BIND_OPTIONS_HOSTKEY_ALGORITHMS, "ssh-ed25519") != SSH_OK) {
+    ssh_key_free(key);
     return pgod::Unexpected{
         fmt::format("cannot set up the SSH server: {}", bind ? ssh_get_error(bind.get()) : "out of memory")};
+  }
+  if (ssh_bind_options_set(bind.get(), SSH_BIND_OPTIONS_IMPORT_KEY, key) != SSH_OK)
+    return pgod::Unexpected{fmt::format("cannot set up the SSH server: {}", ssh_get_error(bind.get()))};
+  spdlog::info("key exchange: {}; host key: ssh-ed25519", fmt::join(key_exchanges, ", "));
   return bind;
 }
 

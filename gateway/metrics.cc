@@ -27,8 +27,9 @@ using prometheus::MetricType;
 // Ten thousand label sets are a few MB at most; far above what any real configuration produces.
 constexpr std::size_t kMaxCommandSeries = 10'000;
 
-constexpr std::array<std::string_view, 7> kRejectReasons = {
-    "auth", "bad_request", "not_found", "unauthorized", "not_acceptable", "limit", "other"};
+constexpr std::array<std::string_view, 12> kRejectReasons = {
+    "auth",   "bad_request", "not_found",  "unauthorized", "not_acceptable", "limit",
+    "source", "penalty",     "early_drop", "evicted",      "timeout",        "other"};
 constexpr std::array<std::string_view, 8> kServiceStates = {"ok",   "frozen",  "rollback", "broken",
                                                             "diff", "stopped", "starting", "unknown"};
 

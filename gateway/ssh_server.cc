@@ -8,15 +8,18 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <deque>
 #include <list>
 #include <map>
 #include <optional>
+#include <random>
 #include <vector>
 
 #include "command_grammar.h"
@@ -74,7 +77,90 @@ int signal_exit_status(std::string_view name) {
   return 128 + 15;
 }
 
+// A client that vanishes without a FIN or a reset (its host gone, a firewall dropping) is noticed
+// by the kernel's keepalive probes, even while its command prints nothing; once data waits
+// unacknowledged, TCP_USER_TIMEOUT bounds the retransmissions the same way.
+bool set_keepalive(int fd, const Limits& limits) {
+  const int yes = 1;
+  const auto interval = static_cast<int>(
+      std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::seconds>(limits.keepalive_interval).count()));
+  const auto count = static_cast<int>(limits.keepalive_count);
+  const auto user_timeout = static_cast<unsigned>(interval) * 1000u * static_cast<unsigned>(count + 1);
+  return setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &yes, sizeof yes) == 0 &&
+         setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &interval, sizeof interval) == 0 &&
+         setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval) == 0 &&
+         setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count) == 0 &&
+         setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout) == 0;
+}
+
+// The source a peer counts under: its address cut to the configured prefix (an IPv4-mapped IPv6
+// address counts as IPv4), as a map key and as text for the log.
+struct SourceId {
+  std::string key;
+  std::string label;
+};
+
+std::optional<SourceId> source_of(const sockaddr_storage& address, const Limits& limits) {
+  std::array<unsigned char, 16> bytes{};
+  std::size_t length = 4;
+  int family = AF_INET;
+  std::size_t prefix = limits.per_source_ipv4_prefix;
+  if (address.ss_family == AF_INET) {
+    std::memcpy(bytes.data(), &reinterpret_cast<const sockaddr_in*>(&address)->sin_addr, 4);
+  } else if (address.ss_family == AF_INET6) {
+    const auto& v6 = reinterpret_cast<const sockaddr_in6*>(&address)->sin6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(&v6)) {
+      std::memcpy(bytes.data(), v6.s6_addr + 12, 4);
+    } else {
+      std::memcpy(bytes.data(), v6.s6_addr, 16);
+      length = 16;
+      family = AF_INET6;
+      prefix = limits.per_source_ipv6_prefix;
+    }
+  } else {
+    return std::nullopt;
+  }
+  for (std::size_t bit = prefix; bit < length * 8; ++bit)
+    bytes[bit / 8] &= static_cast<unsigned char>(~(0x80u >> (bit % 8)));
+  char text[INET6_ADDRSTRLEN] = {};
+  inet_ntop(family, bytes.data(), text, sizeof text);
+  SourceId id;
+  id.key.assign(1, family == AF_INET ? '4' : '6');
+  id.key.append(reinterpret_cast<const char*>(bytes.data()), length);
+  id.label = fmt::format("{}/{}", text, prefix);
+  return id;
+}
+
+// A table entry for each source with a login pending or a penalty running; beyond this many
+// (an IPv6 attacker has many /64s) new sources are not tracked, so the table stays bounded.
+constexpr std::size_t kMaxSources = 65536;
+
+std::int64_t whole_seconds(kj::Duration duration) { return (duration + 999 * kj::MILLISECONDS) / kj::SECONDS; }
+
+void release_count(std::map<std::string, std::size_t, std::less<>>& counts, const std::string& name) {
+  auto found = counts.find(name);
+  if (found != counts.end() && --found->second == 0) counts.erase(found);
+}
+
 }  // namespace
+
+std::vector<std::string> key_exchanges() {
+  // Cheap for the server: one X25519 (plus a hybrid's encapsulation), never a finite-field DH.
+  // libssh refuses a name it does not know, so each is probed on its own.
+  static constexpr std::array kCandidates = {"mlkem768x25519-sha256", "sntrup761x25519-sha512",
+                                             "sntrup761x25519-sha512@openssh.com", "curve25519-sha256",
+                                             "curve25519-sha256@libssh.org"};
+  std::vector<std::string> kept;
+  for (const char* name : kCandidates) {
+    ssh_bind probe = ssh_bind_new();
+    if (probe == nullptr) continue;
+    bool process_config = false;
+    ssh_bind_options_set(probe, SSH_BIND_OPTIONS_PROCESS_CONFIG, &process_config);
+    if (ssh_bind_options_set(probe, SSH_BIND_OPTIONS_KEY_EXCHANGE, name) == SSH_OK) kept.emplace_back(name);
+    ssh_bind_free(probe);
+  }
+  return kept;
+}
 
 std::string socket_address(int fd, bool peer) {
   sockaddr_storage address{};
@@ -111,8 +197,22 @@ struct SshServer::Impl final : kj::TaskSet::ErrorHandler {
 
   void taskFailed(kj::Exception&& e) override { spdlog::error("gateway: {}", e.getDescription().cStr()); }
 
+  // How a login that never completed ended, for its source's penalty.
+  enum class Offence { kNoAuth, kAuthFail, kTimeout, kOverCap, kWhileRefused };
+  struct Source {
+    std::string label;  // "192.0.2.7/32"
+    std::size_t pending = 0;
+    kj::TimePoint penalty_until = kj::origin<kj::TimePoint>();  // the outstanding penalty runs to here
+    kj::TimePoint refused_until = kj::origin<kj::TimePoint>();
+  };
+
   kj::Promise<void> accept_loop(kj::UnixEventPort::FdObserver& observer);
   void accept_ready();
+  Source* source_for(const sockaddr_storage& address);
+  bool admit(Source* source, const std::string& peer);
+  void penalise(Source& source, Offence offence);
+  bool evict_for(const Source* newcomer);
+  void forget_quiet_sources();
   void schedule_reap();
   void reap();
   kj::Promise<void> housekeeping();
@@ -130,8 +230,16 @@ struct SshServer::Impl final : kj::TaskSet::ErrorHandler {
   Limits limits;
   std::string hostname;
   std::list<std::unique_ptr<Connection>> connections;
-  std::size_t unauthenticated = 0;
+  std::size_t unauthenticated = 0;  // live connections not yet authenticated
+  std::map<std::string, Source, std::less<>> sources;
   std::map<std::string, std::size_t, std::less<>> running_per_service;
+  std::map<std::string, std::size_t, std::less<>> running_per_key;        // by canonical key
+  std::map<std::string, std::size_t, std::less<>> authenticated_per_key;  // connections, by canonical key
+  std::mt19937_64 random{[] {
+    std::uint64_t seed = 0;
+    if (getrandom(&seed, sizeof seed, 0) != static_cast<ssize_t>(sizeof seed)) seed = 0x9e3779b97f4a7c15u;
+    return seed;
+  }()};
   bool reap_scheduled = false;
   struct RefusalLog {
     std::chrono::steady_clock::time_point last{};
@@ -184,7 +292,8 @@ struct Channel {
   bool started = false;
   bool remote_closed = false;
   bool local_closed = false;
-  std::string counted_service;  // counted in running_per_service while not empty
+  std::string counted_service;  // counted in running_per_service and running_per_key while not empty
+  kj::TimePoint opened_at;      // a session with no command by --exec-timeout is closed
   std::string log_service;      // the known service a command went to (metrics, log)
   std::string words;            // the verb as typed, for the log
   std::chrono::steady_clock::time_point started_at{};
@@ -210,7 +319,11 @@ struct Connection {
   void drive();
   void after_poll();
   void pump_channels();
-  void kill(const std::string& why, bool failure = false);
+  // Ends the connection; an unauthenticated one's offence goes to its source's penalty.
+  void kill(const std::string& why, bool failure = false,
+            std::optional<SshServer::Impl::Offence> offence = std::nullopt);
+  void release_pending();
+  void authenticate(const std::string& user_name, const std::string& canonical_key);
   kj::Promise<void> watch_readable();
   kj::Promise<void> watch_writable();
 
@@ -230,9 +343,14 @@ struct Connection {
   bool dead = false;
   bool driving = false;
   std::size_t auth_failures = 0;
+  std::size_t keys_offered = 0;
+  SshServer::Impl::Source* source = nullptr;  // while pending; null when not tracked
+  bool holds_pending = false;                 // counted in unauthenticated (and source->pending)
+  kj::TimePoint kex_deadline = kj::origin<kj::TimePoint>();
+  kj::TimePoint login_deadline = kj::origin<kj::TimePoint>();
   std::string user;  // as the client gave it (attacker-chosen: printable() before showing)
   std::string key;   // canonical form of the key it authenticated with
-  kj::TimePoint deadline = kj::origin<kj::TimePoint>();
+  kj::TimePoint deadline = kj::origin<kj::TimePoint>();  // idle: authenticated with no session
   std::list<std::unique_ptr<Channel>> channels;
 };
 
@@ -266,16 +384,23 @@ namespace {
 
 int on_auth_pubkey(ssh_session, const char* user, ssh_key pubkey, char state, void* userdata) {
   auto& connection = *static_cast<Connection*>(userdata);
+  auto& server = connection.server;
+  ++connection.keys_offered;
   if (state == SSH_PUBLICKEY_STATE_NONE || state == SSH_PUBLICKEY_STATE_VALID) {
     auto canonical = KeyIndex::canonical(pubkey);
-    if (canonical && connection.server.keys.listed_anywhere(*canonical)) {
+    if (canonical && server.keys.listed_anywhere(*canonical)) {
       // NONE is the client asking whether this key would do; VALID is the signed proof.
       if (state == SSH_PUBLICKEY_STATE_VALID && !connection.authenticated) {
-        connection.authenticated = true;
-        connection.user = user ? user : "";
-        connection.key = *canonical;
-        --connection.server.unauthenticated;
-        connection.deadline = connection.server.now() + as_kj(connection.server.limits.idle_timeout);
+        auto open = server.authenticated_per_key.find(*canonical);
+        if (open != server.authenticated_per_key.end() && open->second >= server.limits.max_connections_per_key) {
+          server.metrics.count_rejected("limit");
+          server.log_refusal("key", fmt::format("{}: login refused: {} connections open with this key (see "
+                                                "--max-connections-per-key)",
+                                                connection.peer, open->second));
+          ++connection.auth_failures;
+          return SSH_AUTH_DENIED;
+        }
+        connection.authenticate(user ? user : "", *canonical);
       }
       return SSH_AUTH_SUCCESS;
     }
@@ -344,7 +469,8 @@ ssh_channel on_channel_open(ssh_session session, void* userdata) {
 
 // --- Channel ---
 
-Channel::Channel(Connection& connection_in, ssh_channel channel_in) : connection(connection_in), channel(channel_in) {
+Channel::Channel(Connection& connection_in, ssh_channel channel_in)
+    : connection(connection_in), channel(channel_in), opened_at(connection_in.server.now()) {
   target->channel = this;
   callbacks.userdata = this;
   callbacks.channel_data_function = on_channel_data;
@@ -370,13 +496,16 @@ Channel::~Channel() {
 }
 
 void Channel::count_running(const std::string& service) {
-  auto& running = connection.server.running_per_service;
+  auto& server = connection.server;
   if (!counted_service.empty()) {
-    auto found = running.find(counted_service);
-    if (found != running.end() && --found->second == 0) running.erase(found);
+    release_count(server.running_per_service, counted_service);
+    release_count(server.running_per_key, connection.key);
   }
   counted_service = service;
-  if (!service.empty()) ++running[service];
+  if (!service.empty()) {
+    ++server.running_per_service[service];
+    ++server.running_per_key[connection.key];
+  }
 }
 
 kj::Promise<void> Channel::send(bool to_stderr, kj::ArrayPtr<const kj::byte> data, kj::Array<kj::byte> owned) {
@@ -510,6 +639,15 @@ kj::Promise<void> Channel::dispatch(Command command) {
                   fmt::format("too many commands running for {} (the limit is {}); try again later", command.service,
                               server.limits.max_commands_per_service));
   }
+  auto by_key = server.running_per_key.find(connection.key);
+  if (by_key != server.running_per_key.end() && by_key->second >= server.limits.max_commands_per_key) {
+    server.log_refusal("busy", fmt::format("[{}] command refused: {} running with the key of {} (see "
+                                           "--max-commands-per-key)",
+                                           command.service, by_key->second, printable(connection.user)));
+    return finish(static_cast<std::uint32_t>(Status::kInternalServerError),
+                  fmt::format("too many commands running with this key (the limit is {}); try again later",
+                              server.limits.max_commands_per_key));
+  }
   if (info.handler == Handler::kWorker) {
     // Answer now rather than leave the client waiting in the socket's backlog for a worker
     // that is backing off.
@@ -639,7 +777,25 @@ Connection::~Connection() {
   }
   if (ssh_is_connected(session)) ssh_disconnect(session);
   ssh_free(session);
-  if (!authenticated) --server.unauthenticated;
+  release_pending();
+  if (authenticated) release_count(server.authenticated_per_key, key);
+}
+
+void Connection::release_pending() {
+  if (!holds_pending) return;
+  holds_pending = false;
+  --server.unauthenticated;
+  if (source != nullptr) --source->pending;
+  source = nullptr;
+}
+
+void Connection::authenticate(const std::string& user_name, const std::string& canonical_key) {
+  authenticated = true;
+  user = user_name;
+  key = canonical_key;
+  ++server.authenticated_per_key[key];
+  release_pending();
+  deadline = server.now() + as_kj(server.limits.idle_timeout);
 }
 
 void Connection::start() {
@@ -651,7 +807,8 @@ void Connection::start() {
   ssh_callbacks_init(&callbacks);
   ssh_set_server_callbacks(session, &callbacks);
   ssh_set_message_callback(session, on_other_message, this);
-  deadline = server.now() + as_kj(server.limits.login_timeout);
+  kex_deadline = server.now() + as_kj(server.limits.kex_timeout);
+  login_deadline = server.now() + as_kj(server.limits.login_timeout);
   observer = kj::heap<kj::UnixEventPort::FdObserver>(
       server.io.unixEventPort, watch_fd.get(),
       kj::UnixEventPort::FdObserver::OBSERVE_READ | kj::UnixEventPort::FdObserver::OBSERVE_WRITE);
@@ -685,7 +842,8 @@ void Connection::drive() {
       kex_done = true;
     } else if (rc == SSH_ERROR) {
       driving = false;
-      return kill(fmt::format("key exchange failed: {}", ssh_get_error(session)));
+      return kill(fmt::format("key exchange failed: {}", ssh_get_error(session)), false,
+                  SshServer::Impl::Offence::kNoAuth);
     }
     // libssh makes the session's poll context in its first key-exchange step; only then can
     // the session join an event of its own.
@@ -717,11 +875,15 @@ void Connection::drive() {
     // limit applied or an attack, worth a line in the log even after authentication.
     const std::string error = (ssh_get_status(session) & SSH_CLOSED_ERROR) != 0 ? ssh_get_error(session) : "";
     const bool client_left = client_went_away(error);
-    return kill(client_left ? "disconnected" : error, !client_left);
+    // A client that tried keys and went is one trying its agent's keys one by one: no offence.
+    std::optional<SshServer::Impl::Offence> offence;
+    if (keys_offered == 0) offence = SshServer::Impl::Offence::kNoAuth;
+    return kill(client_left ? "disconnected" : error, !client_left, offence);
   }
   if (auth_failures >= server.limits.max_auth_tries) {
     server.metrics.count_rejected("auth");
-    return kill(fmt::format("too many refused authentication attempts ({}; see --max-auth-tries)", auth_failures));
+    return kill(fmt::format("too many refused authentication attempts ({}; see --max-auth-tries)", auth_failures),
+                false, SshServer::Impl::Offence::kAuthFail);
   }
   after_poll();
 }
@@ -771,9 +933,11 @@ void Connection::pump_channels() {
   }));
 }
 
-void Connection::kill(const std::string& why, bool failure) {
+void Connection::kill(const std::string& why, bool failure, std::optional<SshServer::Impl::Offence> offence) {
   if (dead) return;
   dead = true;
+  if (!authenticated && source != nullptr && offence) server.penalise(*source, *offence);
+  release_pending();
   if (authenticated && failure)
     server.log_refusal("dropped",
                        fmt::format("{} ({}): connection dropped: {}", peer, printable(user), printable(why)));
@@ -813,7 +977,11 @@ kj::Promise<void> SshServer::Impl::accept_loop(kj::UnixEventPort::FdObserver& ob
 
 void SshServer::Impl::accept_ready() {
   for (;;) {
-    UniqueFd fd(retry_eintr([this] { return accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC); }));
+    sockaddr_storage address{};
+    socklen_t length = sizeof address;
+    UniqueFd fd(retry_eintr([&] {
+      return accept4(listen_fd, reinterpret_cast<sockaddr*>(&address), &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    }));
     if (!fd) {
       if (errno == ECONNABORTED) continue;  // that client is gone, others may wait
       if (errno != EAGAIN && errno != EWOULDBLOCK)
@@ -821,19 +989,20 @@ void SshServer::Impl::accept_ready() {
       return;
     }
     const std::string peer = socket_address(fd.get(), true);
+    if (connections.size() >= limits.max_connections) {
+      metrics.count_rejected("limit");
+      log_refusal("limit",
+                  fmt::format("{}: connection refused: {} open (see --max-connections)", peer, connections.size()));
+      continue;  // closed here, before any SSH work is spent on it
+    }
+    Source* source = source_for(address);
+    if (!admit(source, peer)) continue;
     // The handshake is a string of small messages, each waiting on the last: without these,
     // Nagle's algorithm and delayed ACKs add ~40 ms stalls to every login.
     const int yes = 1;
     if (setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes) != 0 ||
-        setsockopt(fd.get(), IPPROTO_TCP, TCP_QUICKACK, &yes, sizeof yes) != 0)
+        setsockopt(fd.get(), IPPROTO_TCP, TCP_QUICKACK, &yes, sizeof yes) != 0 || !set_keepalive(fd.get(), limits))
       log_refusal("accept", fmt::format("{}: TCP options: {}", peer, errno_text(errno)));
-    if (connections.size() >= limits.max_connections || unauthenticated >= limits.max_unauthenticated) {
-      metrics.count_rejected("limit");
-      log_refusal("limit", fmt::format("{}: connection refused: {} open, {} not authenticated (see --max-connections, "
-                                       "--max-unauthenticated)",
-                                       peer, connections.size(), unauthenticated));
-      continue;  // closed here, before any SSH work is spent on it
-    }
     UniqueFd watch(fcntl(fd.get(), F_DUPFD_CLOEXEC, 3));
     if (!watch) {
       log_refusal("accept", fmt::format("{}: connection dropped: dup: {}", peer, errno_text(errno)));
@@ -851,10 +1020,132 @@ void SshServer::Impl::accept_ready() {
       ssh_free(session);
       continue;
     }
-    ++unauthenticated;
     connections.push_back(std::make_unique<Connection>(*this, session, std::move(watch), peer));
-    connections.back()->start();
+    auto& connection = *connections.back();
+    connection.holds_pending = true;
+    connection.source = source;
+    ++unauthenticated;
+    if (source != nullptr) ++source->pending;
+    connection.start();
   }
+}
+
+SshServer::Impl::Source* SshServer::Impl::source_for(const sockaddr_storage& address) {
+  auto id = source_of(address, limits);
+  if (!id) return nullptr;
+  if (auto found = sources.find(id->key); found != sources.end()) return &found->second;
+  if (sources.size() >= kMaxSources) forget_quiet_sources();
+  if (sources.size() >= kMaxSources) {
+    log_refusal("sources", fmt::format("{} sources tracked: {} is not (per-source limits do not apply to it)",
+                                       sources.size(), id->label));
+    return nullptr;
+  }
+  auto& source = sources[id->key];
+  source.label = std::move(id->label);
+  return &source;
+}
+
+// Whether a new connection from `source` (null: not tracked) may start a login. The per-source
+// rules come first, so a few busy sources cannot crowd out the rest; then random early drop,
+// which spares a source's first pending login; at the full limit a newcomer takes the slot of
+// the oldest pending login of the source holding most, if that holds at least two more.
+bool SshServer::Impl::admit(Source* source, const std::string& peer) {
+  const auto time = now();
+  if (source != nullptr && source->refused_until > time) {
+    penalise(*source, Offence::kWhileRefused);
+    metrics.count_rejected("penalty");
+    log_refusal("penalty", fmt::format("{}: connection refused: {} is penalised for another {} s (see --penalty-*)",
+                                       peer, source->label, whole_seconds(source->refused_until - time)));
+    return false;
+  }
+  if (source != nullptr && source->pending >= limits.per_source_max_unauthenticated) {
+    metrics.count_rejected("source");
+    log_refusal("source", fmt::format("{}: connection refused: {} logins pending from {} (see "
+                                      "--per-source-max-unauthenticated)",
+                                      peer, source->pending, source->label));
+    penalise(*source, Offence::kOverCap);
+    return false;
+  }
+  const std::size_t full = limits.max_unauthenticated;
+  const std::size_t start = std::min(limits.early_drop_start, full);
+  const auto refuse_full = [&]() {
+    metrics.count_rejected("limit");
+    log_refusal("limit", fmt::format("{}: connection refused: {} logins pending (see --max-unauthenticated)", peer,
+                                     unauthenticated));
+    return false;
+  };
+  const bool holds_some = source == nullptr || source->pending > 0;
+  if (holds_some && unauthenticated >= full) return refuse_full();
+  if (holds_some && unauthenticated >= start) {
+    const std::size_t rate =
+        limits.early_drop_rate + (100 - limits.early_drop_rate) * (unauthenticated - start) / (full - start);
+    if (std::uniform_int_distribution<std::size_t>(0, 99)(random) < rate) {
+      metrics.count_rejected("early_drop");
+      log_refusal("early_drop", fmt::format("{}: connection dropped at random: {} logins pending (see "
+                                            "--early-drop-start, --early-drop-rate)",
+                                            peer, unauthenticated));
+      return false;
+    }
+  }
+  if (unauthenticated >= full && !evict_for(source)) return refuse_full();
+  return true;
+}
+
+// Adds the offence's penalty to the source's; once that reaches --penalty-min the source is
+// refused until it runs out, and its logins still pending are ended.
+void SshServer::Impl::penalise(Source& source, Offence offence) {
+  std::chrono::nanoseconds amount{};
+  switch (offence) {
+    case Offence::kNoAuth:
+    case Offence::kWhileRefused:
+      amount = limits.penalty_no_auth;
+      break;
+    case Offence::kAuthFail:
+      amount = limits.penalty_auth_fail;
+      break;
+    case Offence::kTimeout:
+      amount = limits.penalty_timeout;
+      break;
+    case Offence::kOverCap:
+      amount = limits.penalty_over_cap;
+      break;
+  }
+  const auto time = now();
+  source.penalty_until =
+      std::min(std::max(source.penalty_until, time) + as_kj(amount), time + as_kj(limits.penalty_max));
+  const bool refused = source.refused_until > time;
+  if (!refused && source.penalty_until - time < as_kj(limits.penalty_min)) return;
+  source.refused_until = source.penalty_until;
+  if (refused) return;
+  log_refusal("penalised", fmt::format("{}: refused for {} s: its connections keep ending before authentication "
+                                       "(see --penalty-*)",
+                                       source.label, whole_seconds(source.refused_until - time)));
+  for (auto& connection : connections)
+    if (!connection->dead && connection->source == &source) connection->kill("its source is refused");
+}
+
+bool SshServer::Impl::evict_for(const Source* newcomer) {
+  const std::size_t holds = newcomer != nullptr ? newcomer->pending : 0;
+  Connection* victim = nullptr;  // the oldest pending login of the source holding most
+  std::size_t most = 0;
+  for (auto& connection : connections) {
+    if (connection->dead || connection->source == nullptr || connection->source->pending <= most) continue;
+    most = connection->source->pending;
+    victim = connection.get();
+  }
+  if (victim == nullptr || most < holds + 2) return false;
+  metrics.count_rejected("evicted");
+  victim->kill(fmt::format("evicted: {} logins pending, {} of them from {} (see --max-unauthenticated)",
+                           unauthenticated, most, victim->source->label));
+  return true;
+}
+
+void SshServer::Impl::forget_quiet_sources() {
+  const auto time = now();
+  std::erase_if(sources, [time](const auto& entry) {
+    const Source& source = entry.second;
+    return source.pending == 0 && source.penalty_until <= time && source.refused_until <= time;
+  });
 }
 
 void SshServer::Impl::schedule_reap() {
@@ -887,15 +1178,26 @@ kj::Promise<void> SshServer::Impl::housekeeping() {
     const auto time = now();
     for (auto& connection : connections) {
       if (connection->dead) continue;
-      if (!connection->authenticated && time > connection->deadline) {
-        metrics.count_rejected("auth");
-        connection->kill("login time-out (see --login-timeout)");
+      if (!connection->kex_done && time > connection->kex_deadline) {
+        metrics.count_rejected("timeout");
+        connection->kill("key exchange time-out (see --kex-timeout)", false, Offence::kTimeout);
+      } else if (!connection->authenticated && time > connection->login_deadline) {
+        metrics.count_rejected("timeout");
+        connection->kill("login time-out (see --login-timeout)", false, Offence::kTimeout);
       } else if (connection->authenticated && connection->channels.empty() && time > connection->deadline) {
         connection->kill("idle (see --idle-timeout)");
       } else {
+        for (auto& channel : connection->channels) {
+          if (channel->started || channel->local_closed || time - channel->opened_at <= as_kj(limits.exec_timeout))
+            continue;
+          spdlog::debug("{} ({}): session closed: no command (see --exec-timeout)", connection->peer,
+                        printable(connection->user));
+          channel->close_local();
+        }
         connection->drive();  // a safety net for an edge missed
       }
     }
+    forget_quiet_sources();
     metrics.set_connections(static_cast<std::int64_t>(connections.size()));
     return housekeeping();
   });

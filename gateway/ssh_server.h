@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <kj/async-io.h>
 
@@ -25,6 +26,10 @@ using Limits = GatewayLimits;
 
 // "127.0.0.1:2222", "[::1]:2222": the socket's own address, or its peer's.
 std::string socket_address(int fd, bool peer);
+
+// The key exchanges the gateway offers, best first: curve25519-sha256, and the post-quantum
+// hybrids where the installed libssh has them. Nothing slower (no finite-field Diffie-Hellman).
+std::vector<std::string> key_exchanges();
 
 class SshServer {
  public:

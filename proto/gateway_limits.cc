@@ -15,6 +15,18 @@ void add_gateway_limit_flags(FlagSet& flags, GatewayLimits* limits) {
   }
 }
 
+std::string check_gateway_limits(const GatewayLimits& limits) {
+  if (limits.per_source_ipv4_prefix > 32) return "--per-source-ipv4-prefix: at most 32";
+  if (limits.per_source_ipv6_prefix > 128) return "--per-source-ipv6-prefix: at most 128";
+  if (limits.early_drop_rate > 100) return "--early-drop-rate: a percentage, at most 100";
+  if (limits.penalty_min > limits.penalty_max)
+    return "--penalty-min is above --penalty-max: no source would ever be refused";
+  // The kernel's bounds for TCP_KEEPCNT and TCP_KEEPINTVL.
+  if (limits.keepalive_count > 127) return "--keepalive-count: at most 127";
+  if (limits.keepalive_interval > std::chrono::seconds(32767)) return "--keepalive-interval: at most 32767s";
+  return "";
+}
+
 Expected<std::vector<std::string>, std::string> gateway_limit_args(std::string_view list) {
   const auto refuse = [](std::string_view why) { return Unexpected{fmt::format("--gateway-limits: {}", why)}; };
   GatewayLimits scratch;
@@ -41,6 +53,7 @@ Expected<std::vector<std::string>, std::string> gateway_limit_args(std::string_v
     if (auto parsed = flags.parse({arg}); !parsed) return refuse(parsed.error());
     args.push_back(std::move(arg));
   }
+  if (auto wrong = check_gateway_limits(scratch); !wrong.empty()) return refuse(wrong);
   return args;
 }
 

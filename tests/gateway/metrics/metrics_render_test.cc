@@ -83,8 +83,9 @@ TEST(MetricsRender, FreshStateHasTheFixedSeriesOnly) {
   EXPECT_EQ(e.type.size(), 2u);
   EXPECT_EQ(e.value("pgod_gateway_connections"), "0");
   // The fixed set of reasons exists from the start, at 0.
-  EXPECT_EQ(e.count("pgod_gateway_rejected_total"), 7u);
-  for (const char* reason : {"auth", "bad_request", "not_found", "unauthorized", "not_acceptable", "limit", "other"})
+  EXPECT_EQ(e.count("pgod_gateway_rejected_total"), 12u);
+  for (const char* reason : {"auth", "bad_request", "not_found", "unauthorized", "not_acceptable", "limit", "source",
+                             "penalty", "early_drop", "evicted", "timeout", "other"})
     EXPECT_EQ(e.value(std::string("pgod_gateway_rejected_total{reason=\"") + reason + "\"}"), "0") << reason;
 }
 
@@ -125,7 +126,7 @@ TEST(MetricsRender, UnknownRejectReasonCountsAsOther) {
   EXPECT_EQ(e.value(R"(pgod_gateway_rejected_total{reason="auth"})"), "1");
   EXPECT_EQ(e.value(R"(pgod_gateway_rejected_total{reason="limit"})"), "2");
   EXPECT_EQ(e.value(R"(pgod_gateway_rejected_total{reason="other"})"), "3");
-  EXPECT_EQ(e.count("pgod_gateway_rejected_total"), 7u);
+  EXPECT_EQ(e.count("pgod_gateway_rejected_total"), 12u);
 }
 
 TEST(MetricsRender, ConnectionsGaugeFollowsTheLastValue) {
