@@ -184,6 +184,23 @@ TEST(Flags, TheGatewayLimitTableIsOneFlagPerRow) {
   EXPECT_EQ(*passed, args);
 }
 
+TEST(Flags, GatewayLimitsThatCannotHoldAreRefusedByName) {
+  for (const auto& [list, why] : std::vector<std::pair<std::string, std::string>>{
+           {"per-source-ipv4-prefix=33", "--per-source-ipv4-prefix: at most 32"},
+           {"per-source-ipv6-prefix=129", "--per-source-ipv6-prefix: at most 128"},
+           {"early-drop-rate=101", "--early-drop-rate: a percentage, at most 100"},
+           {"penalty-min=20m", "--penalty-min is above --penalty-max: no source would ever be refused"},
+           {"keepalive-count=128", "--keepalive-count: at most 127"},
+           {"keepalive-interval=10h", "--keepalive-interval: at most 32767s"}}) {
+    auto refused = gateway_limit_args(list);
+    ASSERT_FALSE(refused.has_value()) << list;
+    EXPECT_EQ(refused.error(), "--gateway-limits: " + why);
+  }
+  GatewayLimits defaults;
+  EXPECT_EQ(check_gateway_limits(defaults), "");
+  EXPECT_TRUE(gateway_limit_args("per-source-ipv6-prefix=48,penalty-min=20m,penalty-max=1h").has_value());
+}
+
 TEST(Flags, GatewayLimitsBecomeTheGatewaysFlags) {
   auto parsed =
       supervisor::parse_options({"--gateway-limits", "max-sessions=4,login-timeout=10s,max-command-length=100"});
