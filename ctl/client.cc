@@ -241,9 +241,16 @@ Expected<Session, std::string> connect(const ClientOptions& options, UniqueFd so
       ssh_options_set(s, SSH_OPTIONS_GLOBAL_KNOWNHOSTS, kGlobalKnownHosts) != SSH_OK ||
       ssh_options_set(s, SSH_OPTIONS_TIMEOUT, &timeout) != SSH_OK)
     return Unexpected{fmt::format("cannot set up the SSH session: {}", ssh_get_error(s))};
-  if (ssh_connect(s) != SSH_OK)
-    return Unexpected{
-        fmt::format("SSH handshake with {} port {} failed: {}", options.host, options.port, ssh_get_error(s))};
+  if (ssh_connect(s) != SSH_OK) {
+    const std::string error = ssh_get_error(s);
+    // A gateway that refuses a connection closes it at once, before its banner.
+    const bool closed =
+        error.find("disconnected") != std::string::npos || error.find("Connection reset by peer") != std::string::npos;
+    return Unexpected{fmt::format("SSH handshake with {} port {} failed: {}{}", options.host, options.port, error,
+                                  closed ? " (the server closed the connection: it may be busy, or refusing this "
+                                           "address for a while; try again later)"
+                                         : "")};
+  }
   return session;
 }
 

@@ -339,5 +339,19 @@ TEST_F(HostileClientTest, OneKeyHoldsAtMostItsConnectionsAndCommandsAndOtherKeys
   EXPECT_EQ(ssh(key_b_, "b//ps").exit_code, 0) << "another key is served";
 }
 
+TEST_F(HostileClientTest, PgoctlRefusedAtAcceptSaysTheServerMayBeBusy) {
+  start({"--gateway-limits", "max-connections=1"});
+  auto holder = spawn_background(ssh_argv(key_a_, "", {"-N"}));
+  ASSERT_TRUE(PgodHarness::wait_for(
+      [&]() { return metrics().find("pgod_gateway_connections 1\n") != std::string::npos; }, 10s));
+  auto refused = run_process({PGOCTL_BIN, "-p", std::to_string(ssh_port_), "--known-hosts",
+                              pgod_.root() + "/known_hosts", "-i", key_a_, "127.0.0.1:a//ping"});
+  EXPECT_EQ(refused.exit_code, 255);
+  EXPECT_NE(refused.err.find("the server closed the connection: it may be busy, or refusing this address for a "
+                             "while; try again later"),
+            std::string::npos)
+      << refused.err;
+}
+
 }  // namespace
 }  // namespace pgod::test
