@@ -73,6 +73,16 @@ struct Metrics::State {
                                        .Help("SSH connections open now, authenticated or not.")
                                        .Register(registry)
                                        .Add({});
+  prometheus::Gauge& pending = prometheus::BuildGauge()
+                                   .Name("pgod_gateway_unauthenticated")
+                                   .Help("SSH connections not yet authenticated (pending logins) now.")
+                                   .Register(registry)
+                                   .Add({});
+  prometheus::Gauge& refused_sources = prometheus::BuildGauge()
+                                           .Name("pgod_gateway_refused_sources")
+                                           .Help("Source addresses refused now for their penalty.")
+                                           .Register(registry)
+                                           .Add({});
   std::array<prometheus::Counter*, kRejectReasons.size()> rejected_by_reason{};
 
   std::mutex mutex;  // guards the two below; prometheus-cpp locks its own parts
@@ -115,6 +125,11 @@ void Metrics::count_rejected(std::string_view reason) {
 }
 
 void Metrics::set_connections(std::int64_t open) { state_->connections.Set(static_cast<double>(open)); }
+
+void Metrics::set_pending(std::int64_t pending, std::int64_t refused_sources) {
+  state_->pending.Set(static_cast<double>(pending));
+  state_->refused_sources.Set(static_cast<double>(refused_sources));
+}
 
 std::string Metrics::render(const std::vector<ServiceSnapshot>& services) const {
   std::vector<MetricFamily> families = state_->registry.Collect();

@@ -42,6 +42,8 @@ class Metrics {
   void count_rejected(std::string_view reason);
   // Connections open now (authenticated or not).
   void set_connections(std::int64_t open);
+  // Logins pending now, and source addresses refused now for their penalty.
+  void set_pending(std::int64_t pending, std::int64_t refused_sources);
 
   // The whole exposition, Prometheus text format 0.0.4.
   std::string render(const std::vector<ServiceSnapshot>& services) const;

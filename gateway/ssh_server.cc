@@ -1199,6 +1199,9 @@ kj::Promise<void> SshServer::Impl::housekeeping() {
     }
     forget_quiet_sources();
     metrics.set_connections(static_cast<std::int64_t>(connections.size()));
+    const auto refused = std::count_if(sources.begin(), sources.end(),
+                                       [time](const auto& entry) { return entry.second.refused_until > time; });
+    metrics.set_pending(static_cast<std::int64_t>(unauthenticated), static_cast<std::int64_t>(refused));
     return housekeeping();
   });
 }

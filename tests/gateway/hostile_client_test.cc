@@ -93,8 +93,9 @@ TEST_F(HostileClientTest, ASourceHoldsAtMostItsShareOfPendingLoginsAndOthersAreS
 
 TEST_F(HostileClientTest, ASourceWhoseLoginsKeepEndingUnauthenticatedIsRefusedForAGrowingTime) {
   start({"--gateway-limits", "penalty-no-auth=1s,penalty-min=3s,penalty-max=30s"});
-  // Three connections that read the banner and go without offering a key: 3 s of penalty.
-  for (int i = 0; i < 3; ++i) {
+  // Four connections that read the banner and go without offering a key: 4 s of penalty, less
+  // the time it took (a penalty runs out as time passes), is over the 3 s minimum.
+  for (int i = 0; i < 4; ++i) {
     auto fd = connect_from("127.0.0.4", ssh_port_);
     ASSERT_TRUE(served(fd.get())) << i;
   }
@@ -102,6 +103,9 @@ TEST_F(HostileClientTest, ASourceWhoseLoginsKeepEndingUnauthenticatedIsRefusedFo
       PgodHarness::wait_for([&]() { return pgod_.log().find("127.0.0.4/32: refused for") != std::string::npos; }, 5s))
       << pgod_.log();
   const auto refused_at = std::chrono::steady_clock::now();
+  EXPECT_TRUE(PgodHarness::wait_for(
+      [&]() { return metrics().find("pgod_gateway_refused_sources 1\n") != std::string::npos; }, 3s))
+      << metrics();
   EXPECT_TRUE(closed_unserved(connect_from("127.0.0.4", ssh_port_).get())) << "refused while penalised";
   EXPECT_EQ(ssh(key_a_, "a//ping").exit_code, 0) << "other sources are served meanwhile";
   // Each attempt while refused adds to the penalty: a source that keeps knocking stays out
@@ -238,7 +242,7 @@ TEST_F(HostileClientTest, ASlowBannerIsDroppedAtTheKeyExchangeDeadline) {
   if (!closed) closed = listen_to(slow.get(), 3s, false).closed;
   const auto took = std::chrono::steady_clock::now() - started;
   EXPECT_TRUE(closed);
-  EXPECT_LT(took, 3500ms) << "dropped within the 1 s deadline and the 1 s housekeeping";
+  EXPECT_LT(took, 6s) << "dropped at the 1 s deadline (checked every second), not the default 10 s";
   EXPECT_NE(pgod_.log().find("key exchange time-out (see --kex-timeout)"), std::string::npos) << pgod_.log();
   EXPECT_GE(rejected("timeout"), 1u);
 }
@@ -295,8 +299,8 @@ TEST_F(HostileClientTest, ASessionWithNoCommandIsClosedAtTheExecDeadline) {
   start({"--gateway-limits", "exec-timeout=1s"});
   SilentSession silent(ssh_port_, key_a_);
   const auto started = std::chrono::steady_clock::now();
-  EXPECT_TRUE(silent.closed_by_server(5s));
-  EXPECT_LT(std::chrono::steady_clock::now() - started, 3500ms);
+  EXPECT_TRUE(silent.closed_by_server(8s));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 6s) << "at the 1 s deadline, not the default 10 s";
   EXPECT_EQ(ssh(key_a_, "a//ping").exit_code, 0);
 }
 
@@ -306,7 +310,7 @@ TEST_F(HostileClientTest, AnIdleConnectionIsClosedAtTheIdleDeadline) {
   const auto started = std::chrono::steady_clock::now();
   auto idle = ssh(key_a_, "", {"-N"});
   EXPECT_EQ(idle.exit_code, 255);
-  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 6s);
 }
 
 TEST_F(HostileClientTest, OneKeyHoldsAtMostItsConnectionsAndCommandsAndOtherKeysAreServed) {

@@ -64,6 +64,8 @@ TEST(MetricsRender, EveryFamilyHasHelpAndType) {
                                                        {"pgo_command_error_count", "counter"},
                                                        {"pgod_gateway_rejected_total", "counter"},
                                                        {"pgod_gateway_connections", "gauge"},
+                                                       {"pgod_gateway_unauthenticated", "gauge"},
+                                                       {"pgod_gateway_refused_sources", "gauge"},
                                                        {"pgo_service_state", "gauge"},
                                                        {"pgo_service_git_info", "gauge"},
                                                        {"pgod_worker_restarts_total", "counter"},
@@ -80,8 +82,10 @@ TEST(MetricsRender, FreshStateHasTheFixedSeriesOnly) {
   Metrics metrics;
   Exposition e(metrics.render({}));
   // Families without samples are left out entirely, as prometheus-cpp does for its own.
-  EXPECT_EQ(e.type.size(), 2u);
+  EXPECT_EQ(e.type.size(), 4u);
   EXPECT_EQ(e.value("pgod_gateway_connections"), "0");
+  EXPECT_EQ(e.value("pgod_gateway_unauthenticated"), "0");
+  EXPECT_EQ(e.value("pgod_gateway_refused_sources"), "0");
   // The fixed set of reasons exists from the start, at 0.
   EXPECT_EQ(e.count("pgod_gateway_rejected_total"), 12u);
   for (const char* reason : {"auth", "bad_request", "not_found", "unauthorized", "not_acceptable", "limit", "source",
@@ -134,6 +138,10 @@ TEST(MetricsRender, ConnectionsGaugeFollowsTheLastValue) {
   metrics.set_connections(5);
   metrics.set_connections(3);
   EXPECT_EQ(Exposition(metrics.render({})).value("pgod_gateway_connections"), "3");
+  metrics.set_pending(7, 2);
+  Exposition e(metrics.render({}));
+  EXPECT_EQ(e.value("pgod_gateway_unauthenticated"), "7");
+  EXPECT_EQ(e.value("pgod_gateway_refused_sources"), "2");
 }
 
 TEST(MetricsRender, ServiceStateIsOneSeriesPerStateWithOneSet) {
