@@ -41,7 +41,7 @@ unit_packages=(
 test_packages=(
   lighttpd python3 openssl ca-certificates
   docker.io busybox-static docker-registry apache2-utils
-  openssh-server
+  openssh-server iptables
   systemd-container
   curl
   clang

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <optional>
 #include <random>
+#include <set>
+#include <sstream>
 
 #include "gateway_fixture.h"
 
@@ -45,7 +47,7 @@ void must(const std::vector<std::string>& argv) {
 }
 
 // A network namespace of the test's own, joined to the host by a veth pair on a private /30
-// (10.213.X.Y, an X and Y no interface of the host uses): connections from inside reach only the
+// (10.213.X.Y, an X no address or route of the host uses): connections from inside reach only the
 // host's end of the pair. Everything it made (the namespace, the pair, the drop rules, which live
 // in the namespace) goes when it goes, however the test ends.
 class TestNetns {
@@ -66,26 +68,26 @@ class TestNetns {
       host_address_ = prefix + std::to_string(y + 1);
       inner_address_ = prefix + std::to_string(y + 2);
     }
-    if (host_address_.empty()) throw std::runtime_error("no free 10.213.X.Y/30 on this host");
-    must({ip_, "netns", "add", name_});
-    created_ = true;
-    must({ip_, "link", "add", host_veth_, "type", "veth", "peer", "name", inner_veth_, "netns", name_});
-    must({ip_, "addr", "add", host_address_ + "/30", "dev", host_veth_});
-    must({ip_, "link", "set", host_veth_, "up"});
-    must({ip_, "-n", name_, "addr", "add", inner_address_ + "/30", "dev", inner_veth_});
-    must({ip_, "-n", name_, "link", "set", inner_veth_, "up"});
-    must({ip_, "-n", name_, "link", "set", "lo", "up"});
+    if (host_address_.empty()) throw std::runtime_error("no free 10.213.X.0/24 on this host");
+    // A constructor that throws runs no destructor: undo what was made before passing it on.
+    try {
+      must({ip_, "netns", "add", name_});
+      must({ip_, "link", "add", host_veth_, "type", "veth", "peer", "name", inner_veth_, "netns", name_});
+      must({ip_, "addr", "add", host_address_ + "/30", "dev", host_veth_});
+      must({ip_, "link", "set", host_veth_, "up"});
+      must({ip_, "-n", name_, "addr", "add", inner_address_ + "/30", "dev", inner_veth_});
+      must({ip_, "-n", name_, "link", "set", inner_veth_, "up"});
+      must({ip_, "-n", name_, "link", "set", "lo", "up"});
+    } catch (...) {
+      remove();
+      throw;
+    }
   }
-  ~TestNetns() {
-    // The pair goes with either end; the namespace once its name is gone and nothing runs in it.
-    run_process({ip_, "link", "del", host_veth_});
-    if (created_) run_process({ip_, "netns", "del", name_});
-  }
+  ~TestNetns() { remove(); }
   TestNetns(const TestNetns&) = delete;
   TestNetns& operator=(const TestNetns&) = delete;
 
   const std::string& host_address() const { return host_address_; }
-  const std::string& inner_address() const { return inner_address_; }
 
   // `argv` run inside the namespace (ip netns exec execs it: the pid is the program's).
   std::vector<std::string> inside(const std::vector<std::string>& argv) const {
@@ -102,9 +104,15 @@ class TestNetns {
   }
 
  private:
+  // The pair goes with either end; the namespace once its name is gone and nothing runs in it.
+  // Either may not exist (yet): their errors say nothing then.
+  void remove() const {
+    run_process({ip_, "link", "del", host_veth_});
+    run_process({ip_, "netns", "del", name_});
+  }
+
   inline static int made_ = 0;
   std::string ip_, iptables_, name_, host_veth_, inner_veth_, host_address_, inner_address_;
-  bool created_ = false;
 };
 
 // A TCP port free on `address` a moment ago.
@@ -207,8 +215,8 @@ class VanishingClientTest : public PgoctlGatewayTest {
     }
   }
 
-  // Every process of service a's user but its worker: compose processes (and what they started),
-  // which only this test program's pgod runs as that user. "PID: command line" each.
+  // Every live process of service a's user but its worker: compose processes (and what they
+  // started), which only this test program's pgod runs as that user. Each described.
   std::vector<std::string> processes_beside_worker_a() const {
     const pid_t worker = pgod_.worker_pid("a");
     const std::string uid = std::to_string(service_user_a().uid);
@@ -218,11 +226,25 @@ class VanishingClientTest : public PgoctlGatewayTest {
       if (name.find_first_not_of("0123456789") != std::string::npos) continue;
       const pid_t pid = std::stoi(name);
       if (pid == worker || !proc_status(pid)["Uid"].starts_with(uid + "\t")) continue;
+      auto status = proc_status(pid);
+      // A zombie has ended: nothing of it runs, it only waits for its parent (the workers of
+      // earlier tests' pgod, reparented, wait for an init that may never reap them).
+      if (status["State"].starts_with("Z")) continue;
       auto command = read_file("/proc/" + name + "/cmdline");
       std::replace(command.begin(), command.end(), '\0', ' ');
-      found.push_back(name + ": " + command);
+      found.push_back(name + " (" + status["Name"] + ", " + status["State"] + ", parent " + status["PPid"] +
+                      "): " + command);
     }
     return found;
+  }
+
+  // The `logs --follow` calls the stand-in has recorded.
+  int follows_started() const {
+    std::istringstream calls(pgod_.calls());
+    int count = 0;
+    for (std::string line; std::getline(calls, line);)
+      count += line.find(" logs ") != std::string::npos && line.find(" --follow ") != std::string::npos;
+    return count;
   }
 
   // The gateway's open SSH connections, from /metrics; -1 when it cannot tell.
@@ -316,21 +338,21 @@ TEST_P(VanishingClientSilentTest, AConnectionThatDiesSilentlyEndsTheComposeProce
   quiet_logs();
   auto follower = follow(netns.inside(follower_argv(GetParam(), netns.host_address())));
   ASSERT_GT(follower.compose, 0) << pgod_.log();
-  ASSERT_EQ(open_connections(), 1);
+  ASSERT_TRUE(PgodHarness::wait_for([&]() { return open_connections() == 1; }, 3s)) << open_connections();
 
   netns.drop_everything();
   const auto dropped = Clock::now();
   // Keepalive after 1 s of silence, then every second; dropped after 2 unanswered probes: ~3 s.
-  EXPECT_TRUE(PgodHarness::wait_for([&]() { return !process_alive(follower.compose); }, 10s))
-      << "the compose process " << follower.compose << " outlived a dead connection by " << milliseconds_since(dropped)
-      << " ms\n"
-      << pgod_.log();
+  const bool gone = PgodHarness::wait_for([&]() { return !process_alive(follower.compose); }, 10s);
   const auto noticed_after = milliseconds_since(dropped);
+  EXPECT_TRUE(gone) << "the compose process " << follower.compose << " outlived a dead connection by " << noticed_after
+                    << " ms\n"
+                    << pgod_.log();
+  if (gone) std::cerr << "the compose process went " << noticed_after << " ms after the drop\n";
   EXPECT_TRUE(process_alive(follower.client->pid)) << "the client ended by itself: the connection did not die silently";
-  EXPECT_TRUE(PgodHarness::wait_for([&]() { return open_connections() == 0; }, 2s))
+  EXPECT_TRUE(PgodHarness::wait_for([&]() { return open_connections() == 0; }, 3s))
       << "the gateway still counts the dead connection: " << open_connections();
   EXPECT_EQ(processes_beside_worker_a(), std::vector<std::string>{});
-  std::cerr << "compose process gone " << noticed_after << " ms after the drop\n";
 
   // A fresh client from 127.0.0.1 is served: its own quiet follow starts, and ends with it.
   auto fresh = follow(follower_argv(Client::kSsh, netns.host_address(), {"-b", "127.0.0.1"}));
@@ -378,6 +400,9 @@ TEST_F(VanishingClientTest, AHundredVanishingClientsLeaveNoProcessAndNoSlot) {
   std::cerr << kClients << " clients in " << milliseconds_since(began) << " ms; the slowest compose process went "
             << slowest << " ms after its client's signal\n";
 
+  // Each client had a compose process of its own, and each is gone.
+  EXPECT_EQ(std::set<pid_t>(composes.begin(), composes.end()).size(), composes.size());
+  EXPECT_EQ(follows_started(), kClients);
   for (const pid_t pid : composes) EXPECT_FALSE(process_alive(pid)) << pid;
   EXPECT_EQ(processes_beside_worker_a(), std::vector<std::string>{});
   EXPECT_TRUE(PgodHarness::wait_for([&]() { return open_connections() == 0; }, 5s)) << open_connections();
