@@ -78,19 +78,19 @@ int signal_exit_status(std::string_view name) {
 }
 
 // A client that vanishes without a FIN or a reset (its host gone, a firewall dropping) is noticed
-// by the kernel's keepalive probes, even while its command prints nothing; once data waits
-// unacknowledged, TCP_USER_TIMEOUT bounds the retransmissions the same way.
+// by the kernel's keepalive probes, even while its command prints nothing. No TCP_USER_TIMEOUT:
+// it would also drop a live client that merely stops reading (a paused pager) once its window
+// stays shut; a dead one with output in flight ends at the kernel's retransmission limit.
 bool set_keepalive(int fd, const Limits& limits) {
   const int yes = 1;
   const auto interval = static_cast<int>(
-      std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::seconds>(limits.keepalive_interval).count()));
+      std::chrono::ceil<std::chrono::seconds>(std::max(limits.keepalive_interval, std::chrono::nanoseconds(1)))
+          .count());
   const auto count = static_cast<int>(limits.keepalive_count);
-  const auto user_timeout = static_cast<unsigned>(interval) * 1000u * static_cast<unsigned>(count + 1);
   return setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &yes, sizeof yes) == 0 &&
          setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &interval, sizeof interval) == 0 &&
          setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval) == 0 &&
-         setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count) == 0 &&
-         setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout) == 0;
+         setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count) == 0;
 }
 
 // The source a peer counts under: its address cut to the configured prefix (an IPv4-mapped IPv6
@@ -134,6 +134,10 @@ std::optional<SourceId> source_of(const sockaddr_storage& address, const Limits&
 // A table entry for each source with a login pending or a penalty running; beyond this many
 // (an IPv6 attacker has many /64s) new sources are not tracked, so the table stays bounded.
 constexpr std::size_t kMaxSources = 65536;
+
+// A pending login that has offered no key this long after connecting can be evicted for a
+// newcomer at the full limit.
+constexpr auto kEvictableAfter = 1 * kj::SECONDS;
 
 std::int64_t whole_seconds(kj::Duration duration) { return (duration + 999 * kj::MILLISECONDS) / kj::SECONDS; }
 
@@ -212,6 +216,7 @@ struct SshServer::Impl final : kj::TaskSet::ErrorHandler {
   bool admit(Source* source, const std::string& peer);
   void penalise(Source& source, Offence offence);
   bool evict_for(const Source* newcomer);
+  bool room_to_authenticate();
   void forget_quiet_sources();
   void schedule_reap();
   void reap();
@@ -231,7 +236,11 @@ struct SshServer::Impl final : kj::TaskSet::ErrorHandler {
   std::string hostname;
   std::list<std::unique_ptr<Connection>> connections;
   std::size_t unauthenticated = 0;  // live connections not yet authenticated
+  std::size_t authenticated = 0;    // live authenticated connections
   std::map<std::string, Source, std::less<>> sources;
+  // Every source not tracked once the table is full counts as this one: capped and evictable
+  // like the others, but never penalised (that would refuse every newcomer).
+  Source overflow{"untracked sources"};
   std::map<std::string, std::size_t, std::less<>> running_per_service;
   std::map<std::string, std::size_t, std::less<>> running_per_key;        // by canonical key
   std::map<std::string, std::size_t, std::less<>> authenticated_per_key;  // connections, by canonical key
@@ -323,6 +332,8 @@ struct Connection {
   void kill(const std::string& why, bool failure = false,
             std::optional<SshServer::Impl::Offence> offence = std::nullopt);
   void release_pending();
+  void release_authenticated();
+  bool running_a_command() const;
   void authenticate(const std::string& user_name, const std::string& canonical_key);
   kj::Promise<void> watch_readable();
   kj::Promise<void> watch_writable();
@@ -346,8 +357,11 @@ struct Connection {
   std::size_t keys_offered = 0;
   SshServer::Impl::Source* source = nullptr;  // while pending; null when not tracked
   bool holds_pending = false;                 // counted in unauthenticated (and source->pending)
+  bool holds_authenticated = false;           // counted in authenticated and authenticated_per_key
+  kj::TimePoint accepted_at = kj::origin<kj::TimePoint>();
   kj::TimePoint kex_deadline = kj::origin<kj::TimePoint>();
   kj::TimePoint login_deadline = kj::origin<kj::TimePoint>();
+  kj::TimePoint last_active = kj::origin<kj::TimePoint>();  // authenticated, or a command started or ended
   std::string user;  // as the client gave it (attacker-chosen: printable() before showing)
   std::string key;   // canonical form of the key it authenticated with
   kj::TimePoint deadline = kj::origin<kj::TimePoint>();  // idle: authenticated with no session
@@ -397,6 +411,15 @@ int on_auth_pubkey(ssh_session, const char* user, ssh_key pubkey, char state, vo
           server.log_refusal("key", fmt::format("{}: login refused: {} connections open with this key (see "
                                                 "--max-connections-per-key)",
                                                 connection.peer, open->second));
+          ++connection.auth_failures;
+          return SSH_AUTH_DENIED;
+        }
+        if (!server.room_to_authenticate()) {
+          server.metrics.count_rejected("limit");
+          server.log_refusal("authenticated", fmt::format("{}: login refused: {} authenticated connections, each "
+                                                          "running a command or active in the last second (see "
+                                                          "--max-connections)",
+                                                          connection.peer, server.authenticated));
           ++connection.auth_failures;
           return SSH_AUTH_DENIED;
         }
@@ -580,6 +603,7 @@ void Channel::fail_queue(const char* why) {
 void Channel::start_command() {
   started = true;
   started_at = std::chrono::steady_clock::now();
+  connection.last_active = connection.server.now();
   auto& server = connection.server;
   if (shell_request) {
     task =
@@ -756,6 +780,12 @@ void Channel::close_local() {
     local_closed = true;
     count_running("");
     ssh_channel_close(channel);
+    // Only a session that ran a command counts as activity: opening empty ones (closed at
+    // --exec-timeout) must not keep a connection from its idle deadline.
+    if (started) {
+      connection.last_active = connection.server.now();
+      connection.deadline = connection.last_active + as_kj(connection.server.limits.idle_timeout);
+    }
   }
   connection.server.schedule_reap();
 }
@@ -778,7 +808,19 @@ Connection::~Connection() {
   if (ssh_is_connected(session)) ssh_disconnect(session);
   ssh_free(session);
   release_pending();
-  if (authenticated) release_count(server.authenticated_per_key, key);
+  release_authenticated();
+}
+
+void Connection::release_authenticated() {
+  if (!holds_authenticated) return;
+  holds_authenticated = false;
+  --server.authenticated;
+  release_count(server.authenticated_per_key, key);
+}
+
+bool Connection::running_a_command() const {
+  return std::any_of(channels.begin(), channels.end(),
+                     [](const auto& channel) { return channel->started && !channel->local_closed; });
 }
 
 void Connection::release_pending() {
@@ -793,9 +835,12 @@ void Connection::authenticate(const std::string& user_name, const std::string& c
   authenticated = true;
   user = user_name;
   key = canonical_key;
+  holds_authenticated = true;
+  ++server.authenticated;
   ++server.authenticated_per_key[key];
   release_pending();
-  deadline = server.now() + as_kj(server.limits.idle_timeout);
+  last_active = server.now();
+  deadline = last_active + as_kj(server.limits.idle_timeout);
 }
 
 void Connection::start() {
@@ -807,7 +852,8 @@ void Connection::start() {
   ssh_callbacks_init(&callbacks);
   ssh_set_server_callbacks(session, &callbacks);
   ssh_set_message_callback(session, on_other_message, this);
-  kex_deadline = server.now() + as_kj(server.limits.kex_timeout);
+  accepted_at = server.now();
+  kex_deadline = accepted_at + as_kj(server.limits.kex_timeout);
   login_deadline = server.now() + as_kj(server.limits.login_timeout);
   observer = kj::heap<kj::UnixEventPort::FdObserver>(
       server.io.unixEventPort, watch_fd.get(),
@@ -875,10 +921,9 @@ void Connection::drive() {
     // limit applied or an attack, worth a line in the log even after authentication.
     const std::string error = (ssh_get_status(session) & SSH_CLOSED_ERROR) != 0 ? ssh_get_error(session) : "";
     const bool client_left = client_went_away(error);
-    // A client that tried keys and went is one trying its agent's keys one by one: no offence.
-    std::optional<SshServer::Impl::Offence> offence;
-    if (keys_offered == 0) offence = SshServer::Impl::Offence::kNoAuth;
-    return kill(client_left ? "disconnected" : error, !client_left, offence);
+    // One offence per connection, however many keys it tried: a client trying its agent's keys
+    // one by one does so on one connection.
+    return kill(client_left ? "disconnected" : error, !client_left, SshServer::Impl::Offence::kNoAuth);
   }
   if (auth_failures >= server.limits.max_auth_tries) {
     server.metrics.count_rejected("auth");
@@ -938,6 +983,7 @@ void Connection::kill(const std::string& why, bool failure, std::optional<SshSer
   dead = true;
   if (!authenticated && source != nullptr && offence) server.penalise(*source, *offence);
   release_pending();
+  release_authenticated();
   if (authenticated && failure)
     server.log_refusal("dropped",
                        fmt::format("{} ({}): connection dropped: {}", peer, printable(user), printable(why)));
@@ -1036,9 +1082,9 @@ SshServer::Impl::Source* SshServer::Impl::source_for(const sockaddr_storage& add
   if (auto found = sources.find(id->key); found != sources.end()) return &found->second;
   if (sources.size() >= kMaxSources) forget_quiet_sources();
   if (sources.size() >= kMaxSources) {
-    log_refusal("sources", fmt::format("{} sources tracked: {} is not (per-source limits do not apply to it)",
-                                       sources.size(), id->label));
-    return nullptr;
+    log_refusal("sources",
+                fmt::format("{} sources tracked: {} counts with the other untracked ones", sources.size(), id->label));
+    return &overflow;
   }
   auto& source = sources[id->key];
   source.label = std::move(id->label);
@@ -1094,6 +1140,7 @@ bool SshServer::Impl::admit(Source* source, const std::string& peer) {
 // Adds the offence's penalty to the source's; once that reaches --penalty-min the source is
 // refused until it runs out, and its logins still pending are ended.
 void SshServer::Impl::penalise(Source& source, Offence offence) {
+  if (&source == &overflow) return;
   std::chrono::nanoseconds amount{};
   switch (offence) {
     case Offence::kNoAuth:
@@ -1120,23 +1167,61 @@ void SshServer::Impl::penalise(Source& source, Offence offence) {
   log_refusal("penalised", fmt::format("{}: refused for {} s: its connections keep ending before authentication "
                                        "(see --penalty-*)",
                                        source.label, whole_seconds(source.refused_until - time)));
+  // Its pending logins go too, but not one that is offering a key: that may be a user behind the
+  // same address as the offender.
   for (auto& connection : connections)
-    if (!connection->dead && connection->source == &source) connection->kill("its source is refused");
+    if (!connection->dead && connection->source == &source && connection->keys_offered == 0)
+      connection->kill("its source is refused");
 }
 
+// Room for a newcomer at the full limit: the oldest pending login that has offered no key for a
+// second (a real client offers one within milliseconds of connecting), else the oldest of the
+// source holding most, if that holds at least two more than the newcomer's.
 bool SshServer::Impl::evict_for(const Source* newcomer) {
-  const std::size_t holds = newcomer != nullptr ? newcomer->pending : 0;
-  Connection* victim = nullptr;  // the oldest pending login of the source holding most
-  std::size_t most = 0;
+  const auto stale_before = now() - kEvictableAfter;
+  Connection* victim = nullptr;
   for (auto& connection : connections) {
-    if (connection->dead || connection->source == nullptr || connection->source->pending <= most) continue;
-    most = connection->source->pending;
+    if (connection->dead || !connection->holds_pending || connection->keys_offered > 0 ||
+        connection->accepted_at > stale_before)
+      continue;
     victim = connection.get();
+    break;
   }
-  if (victim == nullptr || most < holds + 2) return false;
+  std::size_t most = 0;
+  if (victim == nullptr) {
+    const std::size_t holds = newcomer != nullptr ? newcomer->pending : 0;
+    for (auto& connection : connections) {
+      if (connection->dead || connection->source == nullptr || connection->source->pending <= most) continue;
+      most = connection->source->pending;
+      victim = connection.get();
+    }
+    if (victim == nullptr || most < holds + 2) return false;
+  }
   metrics.count_rejected("evicted");
-  victim->kill(fmt::format("evicted: {} logins pending, {} of them from {} (see --max-unauthenticated)",
-                           unauthenticated, most, victim->source->label));
+  victim->kill(fmt::format("evicted: {} logins pending (see --max-unauthenticated)", unauthenticated));
+  return true;
+}
+
+// Authenticated connections leave room for pending logins. At that limit a new login takes the
+// place of the connection inactive longest (no command running, none started or ended for a
+// second), else it is refused: holders of many keys cannot keep everyone else out.
+bool SshServer::Impl::room_to_authenticate() {
+  const std::size_t reserved = std::min(limits.max_unauthenticated, limits.max_connections / 2);
+  if (authenticated < limits.max_connections - reserved) return true;
+  const auto inactive_before = now() - kEvictableAfter;
+  Connection* victim = nullptr;
+  for (auto& connection : connections) {
+    if (connection->dead || !connection->holds_authenticated || connection->last_active > inactive_before ||
+        connection->running_a_command())
+      continue;
+    if (victim == nullptr || connection->last_active < victim->last_active) victim = connection.get();
+  }
+  if (victim == nullptr) return false;
+  metrics.count_rejected("evicted");
+  victim->kill(
+      fmt::format("evicted: {} authenticated connections, this one the longest inactive (see "
+                  "--max-connections)",
+                  authenticated));
   return true;
 }
 
@@ -1163,9 +1248,7 @@ void SshServer::Impl::reap() {
       it = connections.erase(it);
       continue;
     }
-    const bool had_channels = !connection.channels.empty();
     connection.channels.remove_if([](const std::unique_ptr<Channel>& channel) { return channel->local_closed; });
-    if (had_channels && connection.channels.empty()) connection.deadline = now() + as_kj(limits.idle_timeout);
     // Closing a channel queued packets: let libssh send them.
     connection.drive();
     ++it;
@@ -1184,7 +1267,7 @@ kj::Promise<void> SshServer::Impl::housekeeping() {
       } else if (!connection->authenticated && time > connection->login_deadline) {
         metrics.count_rejected("timeout");
         connection->kill("login time-out (see --login-timeout)", false, Offence::kTimeout);
-      } else if (connection->authenticated && connection->channels.empty() && time > connection->deadline) {
+      } else if (connection->authenticated && !connection->running_a_command() && time > connection->deadline) {
         connection->kill("idle (see --idle-timeout)");
       } else {
         for (auto& channel : connection->channels) {

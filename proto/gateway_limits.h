@@ -31,9 +31,9 @@ struct GatewayLimits {
   // PerSourcePenalties: what each way of ending unauthenticated adds to its source's penalty;
   // once that reaches penalty_min the source is refused until it has run out (at most
   // penalty_max); a refused source that keeps connecting keeps adding to it.
-  std::chrono::nanoseconds penalty_no_auth = std::chrono::seconds(1);    // ended without offering a key
+  std::chrono::nanoseconds penalty_no_auth = std::chrono::seconds(1);    // ended unauthenticated
   std::chrono::nanoseconds penalty_auth_fail = std::chrono::seconds(5);  // max_auth_tries reached
-  std::chrono::nanoseconds penalty_timeout = std::chrono::seconds(10);   // kex or login time-out
+  std::chrono::nanoseconds penalty_timeout = std::chrono::seconds(15);   // kex or login time-out
   std::chrono::nanoseconds penalty_over_cap = std::chrono::seconds(2);   // over the per-source cap
   std::chrono::nanoseconds penalty_min = std::chrono::seconds(15);
   std::chrono::nanoseconds penalty_max = std::chrono::minutes(10);
@@ -81,7 +81,7 @@ inline constexpr std::array kGatewayLimitRows = {
                     &GatewayLimits::per_source_ipv4_prefix},
     GatewayLimitRow{"per-source-ipv6-prefix", "IPv6 prefix length that makes one source (1-128)",
                     &GatewayLimits::per_source_ipv6_prefix},
-    GatewayLimitRow{"penalty-no-auth", "penalty for a connection that ended without offering a key",
+    GatewayLimitRow{"penalty-no-auth", "penalty for a connection that ended unauthenticated",
                     &GatewayLimits::penalty_no_auth},
     GatewayLimitRow{"penalty-auth-fail", "penalty for reaching --max-auth-tries", &GatewayLimits::penalty_auth_fail},
     GatewayLimitRow{"penalty-timeout", "penalty for a key-exchange or login time-out", &GatewayLimits::penalty_timeout},

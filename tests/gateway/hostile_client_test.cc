@@ -126,12 +126,17 @@ TEST_F(HostileClientTest, ASourceWhoseLoginsKeepEndingUnauthenticatedIsRefusedFo
   EXPECT_TRUE(back) << "still refused 30 s after the last knock";
 }
 
-TEST_F(HostileClientTest, AClientTryingItsKeysOneByOneIsNotPenalised) {
+TEST_F(HostileClientTest, AClientTryingItsKeysOneByOneCountsOnce) {
   start({"--gateway-limits", "penalty-no-auth=1s,penalty-min=3s"});
-  // A stranger's key, refused, five times over: each connection offers a key, so none is an
-  // offence, and the sixth still gets to authentication.
-  for (int i = 0; i < 6; ++i) {
-    auto refused = ssh_from("127.0.0.5", key_stranger_, "a//ping");
+  // Two logins, each trying three keys no service lists: one offence per connection (2 s, under
+  // the 3 s minimum), not one per key (6 s).
+  std::vector<std::string> keys;
+  for (int i = 0; i < 3; ++i) {
+    keys.push_back("-i");
+    keys.push_back(make_key(pgod_.root(), "agent-key-" + std::to_string(i)));
+  }
+  for (int i = 0; i < 2; ++i) {
+    auto refused = ssh_from("127.0.0.5", key_stranger_, "a//ping", keys);
     EXPECT_EQ(refused.exit_code, 255) << i;
     EXPECT_NE(refused.err.find("Permission denied"), std::string::npos) << i << ": " << refused.err;
   }
@@ -152,6 +157,59 @@ TEST_F(HostileClientTest, AtTheFullLimitANewSourceTakesTheSlotOfTheOldestLoginOf
   EXPECT_TRUE(listen_to(held[0].get(), 2s, false).closed) << "the oldest was evicted";
   EXPECT_FALSE(listen_to(held[3].get(), 200ms, false).closed) << "the newest still waits";
   EXPECT_GE(rejected("evicted"), 1u);
+}
+
+TEST_F(HostileClientTest, SilentLoginsFromAsManySourcesAsTheLimitDoNotLockANewcomerOut) {
+  start({"--gateway-limits", "max-unauthenticated=4,early-drop-start=4"});
+  // One silent login from each of four sources: no source holds two, but a login that has
+  // offered no key a second after connecting can be evicted.
+  std::vector<UniqueFd> held;
+  for (int i = 0; i < 4; ++i) {
+    held.push_back(connect_from("127.0.0." + std::to_string(40 + i), ssh_port_));
+    ASSERT_TRUE(served(held.back().get())) << i;
+  }
+  std::this_thread::sleep_for(1200ms);
+  EXPECT_EQ(ssh(key_a_, "a//ping").exit_code, 0) << pgod_.log();
+  EXPECT_TRUE(listen_to(held[0].get(), 2s, false).closed) << "the oldest silent login made room";
+  EXPECT_GE(rejected("evicted"), 1u);
+}
+
+TEST_F(HostileClientTest, IdleKeyHoldersMakeRoomForANewLoginAndBusyOnesDoNot) {
+  // Room for two authenticated connections (four, less two kept for pending logins).
+  start({"--gateway-limits", "max-connections=4,max-unauthenticated=2,early-drop-start=2"});
+  auto first = spawn_background(ssh_argv(key_a_, "", {"-N"}));
+  auto second = spawn_background(ssh_argv(key_a_, "", {"-N"}));
+  ASSERT_TRUE(PgodHarness::wait_for(
+      [&]() { return metrics().find("pgod_gateway_connections 2\n") != std::string::npos; }, 10s));
+  std::this_thread::sleep_for(1200ms);
+  // Another key logs in in place of the longest idle one.
+  EXPECT_EQ(ssh(key_b_, "b//ping").exit_code, 0) << pgod_.log();
+  // The one that logged in first (they started together) is closed; the other stays.
+  int status = 0;
+  Background* gone = nullptr;
+  EXPECT_TRUE(PgodHarness::wait_for(
+      [&]() {
+        for (auto* holder : {first.get(), second.get()})
+          if (waitpid(holder->pid, &status, WNOHANG) == holder->pid) gone = holder;
+        return gone != nullptr;
+      },
+      5s))
+      << "the longest idle connection was closed";
+  if (gone != nullptr) {
+    gone->pid = -1;
+    Background* other = gone == first.get() ? second.get() : first.get();
+    EXPECT_EQ(waitpid(other->pid, &status, WNOHANG), 0) << "one is enough";
+  }
+  first->stop();
+  second->stop();
+  // Two commands running hold their connections: a third login is refused.
+  auto one = spawn_background(ssh_argv(key_a_, "a//logs -f"));
+  auto two = spawn_background(ssh_argv(key_b_, "b//logs -f"));
+  ASSERT_NE(one->read_until("line 2\n", 10s).find("line 2\n"), std::string::npos);
+  ASSERT_NE(two->read_until("line 2\n", 10s).find("line 2\n"), std::string::npos);
+  std::this_thread::sleep_for(1200ms);
+  EXPECT_EQ(ssh(key_b_, "b//ping").exit_code, 255);
+  EXPECT_NE(one->read_until("line 40\n", 5s).find("line 40\n"), std::string::npos) << "the command runs on";
 }
 
 TEST_F(HostileClientTest, EarlyDropIsRandomAndSparesASourcesFirstPendingLogin) {
@@ -272,12 +330,22 @@ class SilentSession {
       throw std::runtime_error("silent session: no channel");
   }
   ~SilentSession() {
+    for (ssh_channel channel : extra_) ssh_channel_free(channel);
     if (channel_ != nullptr) ssh_channel_free(channel_);
     ssh_disconnect(session_);
     ssh_free(session_);
   }
   SilentSession(const SilentSession&) = delete;
   SilentSession& operator=(const SilentSession&) = delete;
+
+  // Opens one more session on the same connection; false once the connection is gone.
+  bool open_another() {
+    ssh_channel channel = ssh_channel_new(session_);
+    if (channel == nullptr) return false;
+    const bool opened = ssh_channel_open_session(channel) == SSH_OK;
+    extra_.push_back(channel);
+    return opened && ssh_is_connected(session_) != 0;
+  }
 
   // Whether the server closed the channel within `limit`.
   bool closed_by_server(std::chrono::milliseconds limit) {
@@ -293,6 +361,7 @@ class SilentSession {
  private:
   ssh_session session_;
   ssh_channel channel_ = nullptr;
+  std::vector<ssh_channel> extra_;
 };
 
 TEST_F(HostileClientTest, ASessionWithNoCommandIsClosedAtTheExecDeadline) {
@@ -311,6 +380,21 @@ TEST_F(HostileClientTest, AnIdleConnectionIsClosedAtTheIdleDeadline) {
   auto idle = ssh(key_a_, "", {"-N"});
   EXPECT_EQ(idle.exit_code, 255);
   EXPECT_LT(std::chrono::steady_clock::now() - started, 6s);
+}
+
+TEST_F(HostileClientTest, EmptySessionsDoNotKeepAConnectionFromItsIdleDeadline) {
+  start({"--gateway-limits", "idle-timeout=2s,exec-timeout=1s"});
+  SilentSession silent(ssh_port_, key_a_);
+  const auto started = std::chrono::steady_clock::now();
+  // A new empty session every half second: each is closed at the exec deadline, and none
+  // counts as activity.
+  bool closed = false;
+  while (!closed && std::chrono::steady_clock::now() - started < 10s) {
+    std::this_thread::sleep_for(500ms);
+    closed = !silent.open_another();
+  }
+  EXPECT_TRUE(closed);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 6s) << "at the 2 s idle deadline";
 }
 
 TEST_F(HostileClientTest, OneKeyHoldsAtMostItsConnectionsAndCommandsAndOtherKeysAreServed) {
