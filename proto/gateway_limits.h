@@ -41,7 +41,7 @@ struct GatewayLimits {
   std::chrono::nanoseconds kex_timeout = std::chrono::seconds(10);    // banner and key exchange
   std::chrono::nanoseconds login_timeout = std::chrono::seconds(30);  // from accept to authenticated
   std::chrono::nanoseconds exec_timeout = std::chrono::seconds(10);   // a session with no command
-  std::chrono::nanoseconds idle_timeout = std::chrono::minutes(10);   // authenticated, no session open
+  std::chrono::nanoseconds idle_timeout = std::chrono::minutes(10);   // authenticated, no command running
   // TCP keepalive: a peer that stops answering is dropped after interval * (count + 1).
   std::chrono::nanoseconds keepalive_interval = std::chrono::seconds(15);
   std::size_t keepalive_count = 3;
@@ -93,7 +93,7 @@ inline constexpr std::array kGatewayLimitRows = {
     GatewayLimitRow{"kex-timeout", "time allowed for the banner and key exchange", &GatewayLimits::kex_timeout},
     GatewayLimitRow{"login-timeout", "time allowed to authenticate", &GatewayLimits::login_timeout},
     GatewayLimitRow{"exec-timeout", "a session with no command is closed after", &GatewayLimits::exec_timeout},
-    GatewayLimitRow{"idle-timeout", "an authenticated connection with no session is closed after",
+    GatewayLimitRow{"idle-timeout", "an authenticated connection with no command running is closed after",
                     &GatewayLimits::idle_timeout},
     GatewayLimitRow{"keepalive-interval", "TCP keepalive probes after this much silence, and this often",
                     &GatewayLimits::keepalive_interval},
