@@ -75,7 +75,10 @@ Expected<UniqueFd, std::string> bind_listen_address(const ListenAddress& address
         setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &no, sizeof no) != 0)
       return Unexpected{os_error("IPV6_V6ONLY on", where, errno)};
     if (bind(fd.get(), found->ai_addr, found->ai_addrlen) != 0) return Unexpected{os_error("bind", where, errno)};
-    if (listen(fd.get(), 128) != 0) return Unexpected{os_error("listen on", where, errno)};
+    // The kernel's largest backlog (net.core.somaxconn): under a flood of connections the
+    // gateway refuses, a short queue drops legitimate clients' handshakes before the gateway
+    // ever sees them, and they retry only after a second.
+    if (listen(fd.get(), SOMAXCONN) != 0) return Unexpected{os_error("listen on", where, errno)};
     return fd;
   }
   return Unexpected{fmt::format("{}: no address to bind", where)};

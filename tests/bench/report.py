@@ -128,6 +128,8 @@ def build(table, mode, programs):
         build_worker_poll(t)
     if "dockergate_bench" in programs:
         build_dockergate(t)
+    if "gateway_flood_bench" in programs:
+        build_gateway_flood(t)
 
 
 def build_gateway_ping_stream(t):
@@ -289,6 +291,50 @@ def build_dockergate(t):
               f"1 service: {num(one / 1024, 2, ' MiB')}", ratio(many, one), t.count(f"gate_pss_kib_{count}"))
 
 
+def build_gateway_flood(t):
+    # 14. The gateway under a flood of hostile clients, pgoctl logging in meanwhile (every round's
+    # pings pooled; the reference is the same pings with no attack, earlier in the same run).
+    attempted, ok = sum(t.samples.get("flood_attempted") or [math.nan]), sum(t.samples.get("flood_ok") or [math.nan])
+    ref_attempted = sum(t.samples.get("flood_ref_attempted") or [math.nan])
+    ref_ok = sum(t.samples.get("flood_ref_ok") or [math.nan])
+    success = ok / attempted if attempted else math.nan
+    t.row("14", "`pgoctl … a//ping` from 127.0.0.1 during a flood from 50 other loopback sources (1000 silent "
+          "connections, 100 slow-loris, DH-only clients, 20 key holders with idle channels): logins that succeeded",
+          f"{num(ok, 0)} of {num(attempted, 0)} ({num(100 * success, 1, ' %')})",
+          f"no attack: {num(ref_ok, 0)} of {num(ref_attempted, 0)}", "", t.count("flood_attempted"), "≥ 99 %",
+          None if math.isnan(success) else success >= 0.99)
+    for number, p, label in (("14b", 0.5, "p50"), ("14c", 0.99, "p99")):
+        ours, ref = t.percentile("flood_ms", p), t.percentile("flood_ref_ms", p)
+        goal = "< 1000 ms" if p == 0.99 else "—"
+        t.row(number, f"the same pings under the flood, {label} of the successful ones", num(ours, unit=" ms"),
+              f"no attack: {num(ref, unit=' ms')}", ratio(ours, ref), t.count("flood_ms"), goal,
+              None if p != 0.99 or math.isnan(ours) else ours < 1000)
+    peak = max(t.samples.get("flood_rss_peak_kib") or [math.nan])
+    idle = t.median("flood_rss_idle_kib")
+    t.row("14d", "RSS of pgod-gateway during the flood, peak of 100 ms samples (highest of all rounds)",
+          num(peak / 1024, 1, " MiB"), f"idle, before: {num(idle / 1024, 1, ' MiB')}", ratio(peak, idle),
+          t.count("flood_rss_peak_kib"), "< 256 MiB", None if math.isnan(peak) else peak < 256 * 1024)
+    serving, serving_of = sum(t.samples.get("flood_serving_ok") or [math.nan]), sum(
+        t.samples.get("flood_serving_attempted") or [math.nan])
+    restarts = sum(t.samples.get("flood_gateway_restarts") or [math.nan])
+    t.row("14e", f"after the flood: pings in a row that succeeded (gateway restarts by pgod during it: "
+          f"{num(restarts, 0)})", f"{num(serving, 0)} of {num(serving_of, 0)}", "—", "",
+          t.count("flood_serving_ok"), "all", None if math.isnan(serving) else serving == serving_of)
+    m = t.median
+    t.row("14f", "what became of the flood (median of rounds): connections the gateway closed and how soon; "
+          "DH-only attempts and key exchanges completed; key holders' channels held and closed; CPU; the "
+          "kernel's accept queue; the gateway's rejections (/metrics)",
+          f"silent: {num(m('flood_silent_closed'), 0)} closed, after {num(m('flood_silent_life_ms'), 1)} ms (p50); "
+          f"slow-loris: {num(m('flood_loris_closed'), 0)}, after {num(m('flood_loris_life_ms'), 1)} ms; "
+          f"DH-only: {num(m('flood_dh_attempts'), 0)} tried, {num(m('flood_dh_completed'), 0)} completed; "
+          f"holders: {num(m('flood_holder_held'), 0)} held, {num(m('flood_holder_closed'), 0)} closed after "
+          f"{num(m('flood_holder_life_ms'), 0)} ms; gateway CPU {num(m('flood_gateway_cpu_pct'), 1, ' %')} "
+          f"(attackers {num(m('flood_attackers_cpu_pct'), 0, ' %')}); longest accept queue "
+          f"{num(m('flood_accept_queue_max'), 0)}, host accept-queue drops {num(m('flood_listen_drops'), 0)}; "
+          f"rejected: {t.text('flood_rejected')}",
+          "—", "", t.count("flood_attack_s"))
+
+
 def render(table, machine, args, rounds):
     out = []
     if args.mode == "quick":
@@ -329,7 +375,8 @@ def main():
     for name in ("figures", "machine", "template", "out", "mode", "runs", "seconds", "command", "args"):
         parser.add_argument("--" + name, required=True)
     parser.add_argument("--programs", default="worker_bench compose_bench gateway_bench supervisor_bench "
-                        "dockergate_bench", help="the programs that ran (space-separated): only their rows")
+                        "dockergate_bench gateway_flood_bench",
+                        help="the programs that ran (space-separated): only their rows")
     args = parser.parse_args()
     samples, texts, rounds = load(args.figures)
     machine = {}

@@ -8,8 +8,9 @@
 #   sudo tests/bench/run.sh [--quick] [--build-dir DIR] [--no-build] [--runs N] [--out FILE]
 #                           [--only PROGRAM]
 #
-#   --quick      a smoke run (1 round, few iterations, 5 services, 5 s idle window); the table
-#                goes to DIR/bench/PERFORMANCE.md, never to docs/ (ctest's BenchQuick runs this)
+#   --quick      a smoke run (1 round, few iterations, 5 services, 5 s idle window, a 5 s flood);
+#                the table goes to DIR/bench/PERFORMANCE.md, never to docs/ (ctest's BenchQuick
+#                runs this)
 #   --build-dir  where to build (default: build-bench in the repository)
 #   --no-build   use the programs already built in DIR
 #   --runs N     rounds: how many times each program runs (default 3; --quick: 1)
@@ -56,6 +57,7 @@ if [ "$quick" = 1 ]; then
   gateway_args=(3 16 2 1)        # ping runs, stream MiB, stream runs, rounds of 64 clients
   supervisor_args=(3 5 5)        # start runs, idle seconds, service counts...
   dockergate_args=(3 16 2 1 100) # ps/up rounds, logs MiB, logs rounds, gate starts for PSS, services
+  flood_args=(40 2 5 30)         # pings, ramp s, attack at least s, at most s
   out=${out:-$build/bench/PERFORMANCE.md}
 else
   runs=${runs:-3}
@@ -64,6 +66,7 @@ else
   gateway_args=(30 256 5 5)
   supervisor_args=(20 30 50 100)
   dockergate_args=(15 64 5 3 100)
+  flood_args=(300 10 60 300)
   if [ -n "$only" ]; then out=${out:-$build/bench/PERFORMANCE.md}; else out=${out:-$repo/docs/PERFORMANCE.md}; fi
 fi
 if [ "$quick" = 1 ] && [ "$out" -ef "$repo/docs/PERFORMANCE.md" ]; then
@@ -74,7 +77,7 @@ if [ -n "$only" ] && [ "$out" -ef "$repo/docs/PERFORMANCE.md" ]; then
   echo "run.sh: --only never writes docs/PERFORMANCE.md (it would drop the other programs' rows)" >&2
   exit 2
 fi
-programs=(worker_bench compose_bench gateway_bench supervisor_bench dockergate_bench)
+programs=(worker_bench compose_bench gateway_bench supervisor_bench dockergate_bench gateway_flood_bench)
 if [ -n "$only" ]; then
   [[ " ${programs[*]} " == *" $only "* ]] || { echo "run.sh: --only takes one of: ${programs[*]}" >&2; exit 2; }
   programs=("$only")
@@ -141,6 +144,7 @@ for round in $(seq 1 "$runs"); do
       gateway_bench) args=("${gateway_args[@]}") ;;
       supervisor_bench) args=("${supervisor_args[@]}") ;;
       dockergate_bench) args=("${dockergate_args[@]}") ;;
+      gateway_flood_bench) args=("${flood_args[@]}") ;;
     esac
     log="$work/logs/${entry/:/.}.$round.log"
     t0=$(date +%s)
@@ -168,6 +172,7 @@ declare -A program_args=(
   [gateway_bench]="gateway_bench ${gateway_args[*]}"
   [supervisor_bench]="supervisor_bench ${supervisor_args[*]}"
   [dockergate_bench]="dockergate_bench ${dockergate_args[*]}"
+  [gateway_flood_bench]="gateway_flood_bench ${flood_args[*]}"
 )
 all_args=""
 for program in "${programs[@]}"; do all_args="${all_args:+$all_args; }${program_args[$program]}"; done
