@@ -93,6 +93,13 @@ bool set_keepalive(int fd, const Limits& limits) {
          setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count) == 0;
 }
 
+// A refused connection is closed with a reset: a flood of them would otherwise fill the host's
+// TIME_WAIT table, and new handshakes (the legitimate ones too) start to fail.
+void reset(int fd) {
+  const linger abort{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort, sizeof abort);
+}
+
 // The source a peer counts under: its address cut to the configured prefix (an IPv4-mapped IPv6
 // address counts as IPv4), as a map key and as text for the log.
 struct SourceId {
@@ -1039,10 +1046,14 @@ void SshServer::Impl::accept_ready() {
       metrics.count_rejected("limit");
       log_refusal("limit",
                   fmt::format("{}: connection refused: {} open (see --max-connections)", peer, connections.size()));
+      reset(fd.get());
       continue;  // closed here, before any SSH work is spent on it
     }
     Source* source = source_for(address);
-    if (!admit(source, peer)) continue;
+    if (!admit(source, peer)) {
+      reset(fd.get());
+      continue;
+    }
     // The handshake is a string of small messages, each waiting on the last: without these,
     // Nagle's algorithm and delayed ACKs add ~40 ms stalls to every login.
     const int yes = 1;
