@@ -118,8 +118,12 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{{"--gateway-limits", "max-sessions=2,"}, "--gateway-limits: an empty item (use name=value,name=value)"},
         BadCase{{"--gateway-limits", ",max-sessions=2"}, "--gateway-limits: an empty item (use name=value,name=value)"},
         BadCase{{"--gateway-limits", "user=root"},
-                "--gateway-limits: unknown limit \"user\" (known: max-connections, max-unauthenticated, login-timeout, "
-                "idle-timeout, max-auth-tries, max-command-length, max-sessions, max-commands-per-service)"},
+                "--gateway-limits: unknown limit \"user\" (known: max-connections, max-unauthenticated, "
+                "early-drop-start, early-drop-rate, per-source-max-unauthenticated, per-source-ipv4-prefix, "
+                "per-source-ipv6-prefix, penalty-no-auth, penalty-auth-fail, penalty-timeout, penalty-over-cap, "
+                "penalty-min, penalty-max, kex-timeout, login-timeout, exec-timeout, idle-timeout, keepalive-interval, "
+                "keepalive-count, max-auth-tries, max-command-length, max-sessions, max-connections-per-key, "
+                "max-commands-per-key, max-commands-per-service)"},
         BadCase{{"--no-gateway", "--gateway-limits", "max-sessions=2"},
                 "--gateway-limits is for the gateway pgod starts: with --no-gateway, give the limits to pgod-gateway "
                 "itself"},
