@@ -247,7 +247,11 @@ struct SshServer::Impl final : kj::TaskSet::ErrorHandler {
   std::map<std::string, Source, std::less<>> sources;
   // Every source not tracked once the table is full counts as this one: capped and evictable
   // like the others, but never penalised (that would refuse every newcomer).
-  Source overflow{"untracked sources"};
+  Source overflow = [] {
+    Source untracked;
+    untracked.label = "untracked sources";
+    return untracked;
+  }();
   std::map<std::string, std::size_t, std::less<>> running_per_service;
   std::map<std::string, std::size_t, std::less<>> running_per_key;        // by canonical key
   std::map<std::string, std::size_t, std::less<>> authenticated_per_key;  // connections, by canonical key
