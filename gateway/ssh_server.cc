@@ -375,7 +375,7 @@ struct Connection {
   kj::TimePoint last_active = kj::origin<kj::TimePoint>();  // authenticated, or a command started or ended
   std::string user;  // as the client gave it (attacker-chosen: printable() before showing)
   std::string key;   // canonical form of the key it authenticated with
-  kj::TimePoint deadline = kj::origin<kj::TimePoint>();  // idle: authenticated with no session
+  kj::TimePoint deadline = kj::origin<kj::TimePoint>();  // idle: authenticated, no command running
   std::list<std::unique_ptr<Channel>> channels;
 };
 
@@ -865,7 +865,7 @@ void Connection::start() {
   ssh_set_message_callback(session, on_other_message, this);
   accepted_at = server.now();
   kex_deadline = accepted_at + as_kj(server.limits.kex_timeout);
-  login_deadline = server.now() + as_kj(server.limits.login_timeout);
+  login_deadline = accepted_at + as_kj(server.limits.login_timeout);
   observer = kj::heap<kj::UnixEventPort::FdObserver>(
       server.io.unixEventPort, watch_fd.get(),
       kj::UnixEventPort::FdObserver::OBSERVE_READ | kj::UnixEventPort::FdObserver::OBSERVE_WRITE);
