@@ -11,8 +11,9 @@
 //      `head -c SIZE /dev/zero` on sshd. Rates from the first byte to EOF and over the whole
 //      run (login included), and the cipher and key exchange each side negotiated (`ssh -v`).
 //   3. 64 clients at once (threads each running ssh), p50 and p99 latency of several rounds
-//      pooled, and failures. Ours: `a//ping`; reference: `echo pong`. sshd gets MaxStartups 100,
-//      the gateway's default --max-unauthenticated, so neither side drops logins by design.
+//      pooled, and failures. Ours: `a//ping`; reference: `echo pong`. sshd gets MaxStartups 100;
+//      the gateway's defaults admit 64 pending logins from one source (its per-source cap and the
+//      start of its early drop), so neither side drops logins by design.
 //
 //   build/tests/gateway_bench [runs] [stream-MiB] [stream-runs] [rounds]   (30 256 5 5)
 //
