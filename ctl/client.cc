@@ -30,6 +30,11 @@
 namespace pgod::ctl {
 namespace {
 
+// Said after a connection the server closed or reset at once, as the gateway does to one it
+// refuses (busy, or a source it penalises).
+constexpr const char* kClosedByServer =
+    " (the server closed the connection: it may be busy, or refusing this address for a while; try again later)";
+
 // Connecting, key exchange, login and the exec request each give up after this long; the
 // command's output itself may take as long as it likes (logs -f).
 constexpr long kSetupTimeoutSeconds = 30;
@@ -213,6 +218,8 @@ Expected<UniqueFd, std::string> dial(const ClientOptions& options, int wake_fd) 
     if (getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &status, &length) != 0) status = errno;
     if (status == 0) return fd;
     error = errno_text(status);
+    // A gateway that refuses a connection resets it at once, maybe before this check.
+    if (status == ECONNRESET) error += kClosedByServer;
   }
   return Unexpected{fmt::format("cannot connect to {} port {}: {}", options.host, options.port, error)};
 }
@@ -247,9 +254,7 @@ Expected<Session, std::string> connect(const ClientOptions& options, UniqueFd so
     const bool closed =
         error.find("disconnected") != std::string::npos || error.find("Connection reset by peer") != std::string::npos;
     return Unexpected{fmt::format("SSH handshake with {} port {} failed: {}{}", options.host, options.port, error,
-                                  closed ? " (the server closed the connection: it may be busy, or refusing this "
-                                           "address for a while; try again later)"
-                                         : "")};
+                                  closed ? kClosedByServer : "")};
   }
   return session;
 }
