@@ -1153,7 +1153,7 @@ bool SshServer::Impl::admit(Source* source, const std::string& peer) {
 }
 
 // Adds the offence's penalty to the source's; once that reaches --penalty-min the source is
-// refused until it runs out, and its logins still pending are ended.
+// refused until it runs out, and its pending logins that have offered no key are ended.
 void SshServer::Impl::penalise(Source& source, Offence offence) {
   if (&source == &overflow) return;
   std::chrono::nanoseconds amount{};
