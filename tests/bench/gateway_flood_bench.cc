@@ -532,22 +532,6 @@ class Attack {
 
 // --- the gateway process: its PID, RSS sampled every 100 ms ---
 
-pid_t gateway_pid(const std::string& pgod_log) {
-  static const std::regex started("\\[pgod-gateway\\] gateway started as \\S+ \\(pid ([0-9]+)\\)");
-  pid_t pid = 0;
-  for (auto it = std::sregex_iterator(pgod_log.begin(), pgod_log.end(), started); it != std::sregex_iterator(); ++it)
-    pid = std::stoi((*it)[1].str());
-  return pid;
-}
-
-std::size_t gateway_starts(const std::string& pgod_log) {
-  std::size_t count = 0;
-  for (auto at = pgod_log.find("[pgod-gateway] gateway started as "); at != std::string::npos;
-       at = pgod_log.find("[pgod-gateway] gateway started as ", at + 1))
-    ++count;
-  return count;
-}
-
 // Connections waiting in the kernel's accept queue of the listening socket on 127.0.0.1:`port`
 // (LISTEN's rx_queue in /proc/net/tcp); -1 when not found.
 long accept_queue(int port) {

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <regex>
 #include <stdexcept>
 #include <system_error>
 
@@ -83,18 +82,6 @@ ProcessResult pgoctl(int port, const std::string& known_hosts, const std::string
                            "127.0.0.1:" + target});
   argv.insert(argv.end(), args.begin(), args.end());
   return run_process(argv);
-}
-
-pid_t gateway_pid(const std::string& pgod_log) {
-  static const std::regex started("\\[pgod-gateway\\] gateway started as \\S+ \\(pid ([0-9]+)\\)");
-  pid_t pid = 0;
-  for (auto it = std::sregex_iterator(pgod_log.begin(), pgod_log.end(), started); it != std::sregex_iterator(); ++it)
-    pid = std::stoi((*it)[1].str());
-  return pid;
-}
-
-std::size_t gateway_starts(const std::string& pgod_log) {
-  return count(pgod_log, "[pgod-gateway] gateway started as ");
 }
 
 WorkerAnswer worker_status(const std::string& socket_path, Millis limit) {

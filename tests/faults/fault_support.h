@@ -39,11 +39,6 @@ ProcessResult ssh(int port, const std::string& key, const std::string& command,
 ProcessResult pgoctl(int port, const std::string& known_hosts, const std::string& key, const std::string& target,
                      const std::vector<std::string>& args = {});
 
-// The PID in pgod's log line "[pgod-gateway] gateway started as USER (pid N)": the last one,
-// and how many such lines there are.
-pid_t gateway_pid(const std::string& pgod_log);
-std::size_t gateway_starts(const std::string& pgod_log);
-
 // One call to a worker over its socket, on a fresh connection, within `limit`.
 struct WorkerAnswer {
   bool answered = false;

@@ -18,7 +18,6 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <regex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -245,14 +244,7 @@ class GatewayTest : public ::testing::Test {
     EXPECT_EQ(ssh(key_b_, "b//ps").exit_code, 0) << "another service is not affected";
   }
 
-  pid_t gateway_pid() const {
-    const std::regex started("\\[pgod-gateway\\] gateway started as \\S+ \\(pid ([0-9]+)\\)");
-    const auto log = pgod_.log();
-    pid_t pid = 0;
-    for (auto it = std::sregex_iterator(log.begin(), log.end(), started); it != std::sregex_iterator(); ++it)
-      pid = std::stoi((*it)[1].str());
-    return pid;
-  }
+  pid_t gateway_pid() const { return pgod::test::gateway_pid(pgod_.log()); }
 
   std::string metrics() const {
     UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
@@ -306,6 +307,21 @@ std::map<int, std::string> proc_fds(pid_t pid) {
     fds[std::stoi(entry.path().filename().string())] = std::filesystem::read_symlink(entry.path(), ignored).string();
   }
   return fds;
+}
+
+pid_t gateway_pid(const std::string& pgod_log) {
+  static const std::regex started("\\[pgod-gateway\\] gateway started as \\S+ \\(pid ([0-9]+)\\)");
+  pid_t pid = 0;
+  for (auto it = std::sregex_iterator(pgod_log.begin(), pgod_log.end(), started); it != std::sregex_iterator(); ++it)
+    pid = std::stoi((*it)[1].str());
+  return pid;
+}
+
+std::size_t gateway_starts(const std::string& pgod_log) {
+  const std::string line = "[pgod-gateway] gateway started as ";
+  std::size_t count = 0;
+  for (auto at = pgod_log.find(line); at != std::string::npos; at = pgod_log.find(line, at + 1)) ++count;
+  return count;
 }
 
 }  // namespace pgod::test

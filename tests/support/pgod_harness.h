@@ -106,4 +106,9 @@ std::map<std::string, std::string> proc_status(pid_t pid);
 // /proc/<pid>/fd: fd number → what it points at.
 std::map<int, std::string> proc_fds(pid_t pid);
 
+// The PID in pgod's log line "[pgod-gateway] gateway started as USER (pid N)": the last one,
+// and how many such lines there are.
+pid_t gateway_pid(const std::string& pgod_log);
+std::size_t gateway_starts(const std::string& pgod_log);
+
 }  // namespace pgod::test
