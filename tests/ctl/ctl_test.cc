@@ -10,6 +10,7 @@
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -297,14 +298,25 @@ TEST_F(PgoctlTest, RsaKeyLogsIn) {
   EXPECT_EQ(result.out, "pong! - test\n");
 }
 
+// Whether a unix socket at `path` accepts a connection (the file exists between the agent's
+// bind and its listen, when a connect is still refused).
+bool accepts_connections(const std::string& path) {
+  UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (!fd || path.size() >= sizeof address.sun_path) return false;
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  return connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+}
+
 // ssh-agent run by the test in the foreground (-D), so it is our child, killed by its PID.
 void check_agent_login(const std::string& key, const std::string& directory,
                        const std::function<Result(const std::vector<std::string>&)>& run_with_env) {
   const auto socket_path = directory + "/agent.sock";
   Child agent({"/usr/bin/ssh-agent", "-D", "-a", socket_path}, environment({}));
   const auto deadline = Clock::now() + 5s;
-  while (!std::filesystem::exists(socket_path) && Clock::now() < deadline) std::this_thread::sleep_for(10ms);
-  ASSERT_TRUE(std::filesystem::exists(socket_path)) << "ssh-agent did not create " << socket_path;
+  while (!accepts_connections(socket_path) && Clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(accepts_connections(socket_path)) << "ssh-agent does not listen on " << socket_path;
   const auto added = run({"/usr/bin/ssh-add", key}, {"SSH_AUTH_SOCK=" + socket_path});
   ASSERT_EQ(added.code, 0) << added.err;
 
