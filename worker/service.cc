@@ -248,16 +248,37 @@ bool Service::has_validated_model() const {
 }
 
 std::optional<std::string> Service::recheck_validated(const std::string& root) {
-  if (!has_validated_model()) return std::nullopt;
+  auto refusals = validated_model_refusals(root);
+  if (!refusals) return refusals.error();
+  if (refusals->empty()) return std::nullopt;
+  return redacted("refused: " + fmt::format("{}", fmt::join(*refusals, "; ")));
+}
+
+Expected<std::vector<std::string>, std::string> Service::validated_model_refusals(const std::string& root) const {
+  if (!has_validated_model()) return std::vector<std::string>();
   std::ifstream in(validated_file_);
   std::stringstream text;
   text << in.rdbuf();
   auto verdict = check_compose_policy(text.str(), policy_context(root));
-  if (!verdict) return "cannot judge the compose file: " + verdict.error();
-  if (verdict->empty()) return std::nullopt;
-  std::string reasons;
-  for (const auto& violation : *verdict) reasons += (reasons.empty() ? "" : "; ") + violation.to_string();
-  return redacted("refused: " + reasons);
+  if (!verdict) return Unexpected(std::string("cannot judge the compose file: ") + verdict.error());
+  std::vector<std::string> refusals;
+  for (const auto& violation : *verdict) refusals.push_back(violation.to_string());
+  return refusals;
+}
+
+std::optional<std::string> Service::refusals_new_in(const std::string& root) const {
+  // Only what the new tree adds counts: a running model an upgraded policy (or a network
+  // removed from pgo.toml) refuses in the live checkout too must not block the commit that
+  // fixes it. The bind sources the containers mount resolve the same in both trees otherwise.
+  auto staged = validated_model_refusals(root);
+  if (!staged) return staged.error();
+  auto judged_live = validated_model_refusals();
+  const auto live = judged_live ? *judged_live : std::vector<std::string>();
+  std::vector<std::string> added;
+  for (const auto& refusal : *staged)
+    if (std::find(live.begin(), live.end(), refusal) == live.end()) added.push_back(refusal);
+  if (added.empty()) return std::nullopt;
+  return redacted("refused: " + fmt::format("{}", fmt::join(added, "; ")));
 }
 
 bool Service::stop_file_exists() const {
@@ -633,7 +654,7 @@ kj::Promise<std::optional<std::string>> Service::judge_commit(const std::string&
         // new compose file no longer binds it).
         return normalize(*staged).then(
             [this, root = *staged](Normalized) -> std::optional<std::string> {
-              if (auto refused = recheck_validated(root))
+              if (auto refused = refusals_new_in(root))
                 return "the model the containers run would be refused in this commit: " + *refused;
               return std::nullopt;
             },

@@ -146,6 +146,11 @@ class Service final : private kj::TaskSet::ErrorHandler {
   bool has_validated_model() const;  // compose.validated.yaml exists: a model passed the policy
   // The saved model judged again, in the checkout or (root) a staging tree; why it is refused.
   std::optional<std::string> recheck_validated(const std::string& root = "");
+  // Each refusal of the saved model in the checkout or (root) a staging tree, as text.
+  Expected<std::vector<std::string>, std::string> validated_model_refusals(const std::string& root = "") const;
+  // The saved model's refusals in the staging tree `root` that the live checkout does not have:
+  // what a new commit would do to the running containers' bind sources.
+  std::optional<std::string> refusals_new_in(const std::string& root) const;
 
   // A compose verb's job, in its turn: the model judged (as the verb needs), then compose.
   kj::Promise<VerbResult> run_compose_verb(const WorkerVerb& row, std::vector<std::string> compose_args,

@@ -26,6 +26,13 @@ const std::string kCompose = "services:\n  web:\n    image: busybox:pgod-test\n 
 const std::string kKey =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPRbE6PfrAhKDwL7mRe6WEE3NAeCewiD8eIh6iLKFrug dev@laptop\n";
 
+// The state file's deployed= line (its upstream= line follows every fetch).
+std::string deployed_line(const std::string& state) {
+  const auto start = state.find("deployed=");
+  if (start == std::string::npos) return "";
+  return state.substr(start, state.find('\n', start) + 1 - start);
+}
+
 std::size_t count(const std::string& text, const std::string& needle) {
   std::size_t n = 0;
   for (auto pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1)) ++n;
@@ -229,10 +236,16 @@ TEST_F(WorkerTest, RefusedComposeFileLeavesTheContainersAloneAndSaysWhy) {
   WorkerHarness worker(upstream->path());
   start(worker);
   worker.clear_calls();
+  const auto model_before = read_file(worker.state_dir() + "/compose.validated.yaml");
+  const auto deployed_before = deployed_line(read_file(worker.state_dir() + "/state"));
+  ASSERT_NE(model_before, "");
+  ASSERT_NE(deployed_before, "deployed=\n");
   upstream->commit({{"compose.yaml", kCompose + "    privileged: true\n"}});
   auto pull = worker.run(Verb::GIT_PULL);
   EXPECT_EQ(pull.exit_status, 1u);
   EXPECT_EQ(worker.state(), ServiceState::BROKEN);
+  EXPECT_EQ(read_file(worker.state_dir() + "/compose.validated.yaml"), model_before) << "the saved model is kept";
+  EXPECT_EQ(deployed_line(read_file(worker.state_dir() + "/state")), deployed_before) << "still the deployed commit";
   const auto calls = worker.calls();
   EXPECT_EQ(count(calls, " down"), 0u) << calls;
   EXPECT_EQ(count(calls, " up"), 0u) << calls;
@@ -485,6 +498,24 @@ TEST_F(WorkerTest, AnUpgradedInstallMovesItsRepositoryAndARefusedServiceKeepsRun
   upstream->commit({{"compose.yaml", kCompose + "    volumes:\n      - .:/app:ro\n"}});
   worker.run(Verb::LOAD);
   EXPECT_EQ(worker.run(Verb::LOAD).exit_status, 0u);
+}
+
+// After an upgrade the saved model may be one the new policy refuses (it keeps running, BROKEN):
+// the commit that fixes it must still be deployable. Only refusals a new tree adds to the running
+// model (its bind sources turned into something else) hold a commit back.
+TEST_F(WorkerTest, ARunningModelTheNewPolicyRefusesDoesNotBlockTheFix) {
+  WorkerHarness worker(upstream->path());
+  start(worker);
+  ASSERT_EQ(worker.state(), ServiceState::OK);
+  // What an older pgod accepted and saved, refused by this version's policy.
+  std::ofstream(worker.state_dir() + "/compose.validated.yaml") << kCompose << "    privileged: true\n";
+  upstream->commit({{"compose.yaml", kCompose + "    environment:\n      V: \"2\"\n"}});
+  auto pull = worker.run(Verb::GIT_PULL);
+  EXPECT_EQ(pull.exit_status, 0u) << pull.out << pull.err;
+  EXPECT_EQ(worker.state(), ServiceState::OK);
+  const auto saved = read_file(worker.state_dir() + "/compose.validated.yaml");
+  EXPECT_EQ(saved.find("privileged"), std::string::npos) << "the fix replaced the refused model: " << saved;
+  EXPECT_NE(saved.find("V: \"2\""), std::string::npos) << saved;
 }
 
 // A restarted worker reads the tracked head's keys on its git thread; until then it has none.
