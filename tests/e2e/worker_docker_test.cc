@@ -25,12 +25,15 @@ std::string compose(const std::string& extra = "") {
          extra;
 }
 
-// A worker for `name` against `repository` on the real engine, logged in to the registry.
-std::unique_ptr<WorkerHarness> real_worker(const std::string& repository, const std::string& name) {
+// A worker for `name` against `repository` on the real engine, logged in to the registry;
+// `shared_network`, when given, is its one allowed external network (pgo.toml's networks).
+std::unique_ptr<WorkerHarness> real_worker(const std::string& repository, const std::string& name,
+                                           const std::string& shared_network = "") {
   auto worker = std::make_unique<WorkerHarness>(
       repository,
       [&](rpc::ServiceSettings::Builder s) {
         s.setName(name);
+        if (!shared_network.empty()) s.initNetworks(1).set(0, shared_network);
         auto registries = s.initRegistries(1);
         registries[0].setUser(docker_environment().user());
         registries[0].setToken(docker_environment().token());
@@ -44,9 +47,14 @@ std::unique_ptr<WorkerHarness> real_worker(const std::string& repository, const 
 class WorkerDockerTest : public ::testing::Test {
  protected:
   void TearDown() override {
-    // Whatever the test left: the project's containers and network.
-    for (const auto& id : docker_environment().containers(project)) docker_environment().docker({"rm", "-f", id});
-    docker_environment().docker({"network", "rm", project + "_default"});
+    // Whatever the test left: the projects' containers, volumes and networks.
+    auto& engine = docker_environment();
+    for (const auto& name : {project, project + "b"}) {
+      for (const auto& id : engine.containers(name, true)) engine.docker({"rm", "-f", id});
+      engine.docker({"network", "rm", name + "_default"});
+    }
+    engine.docker({"volume", "rm", project + "b_data"});
+    engine.docker({"network", "rm", project + "shared"});
   }
   const std::string project = "pgode2e" + std::to_string(getpid());
 };
@@ -172,26 +180,52 @@ TEST_F(WorkerDockerTest, ASymlinkCommitIsJudgedBeforeTheCheckoutMoves) {
 // another project runs, nor its volumes. Refused before anything is built; the other project's
 // image, container and volume are unchanged. (B runs as plain docker objects under its project
 // name: one worker per test process.)
-TEST_F(WorkerDockerTest, OneServiceCannotReplaceAnothersImageOrVolume) {
+// Two services on one engine, B running for real: every way A's repository could reach B's
+// objects (its image, volume, network, container name, or a name on the network they share) is
+// refused before compose runs, and B's container, volume and network stay as they were.
+TEST_F(WorkerDockerTest, OneServiceCannotReachAnothersImageVolumeNetworkOrNames) {
   const std::string project_b = project + "b";
+  const std::string shared = project + "shared";
   auto& engine = docker_environment();
-  ASSERT_EQ(engine.docker({"login", "-u", engine.user(), "-p", engine.token(), engine.registry()}).exit_code, 0);
-  ASSERT_EQ(engine.docker({"pull", engine.image()}).exit_code, 0);
-  engine.docker({"logout", engine.registry()});
-  ASSERT_EQ(engine.docker({"volume", "create", project_b + "_data"}).exit_code, 0);
-  ASSERT_EQ(engine
-                .docker({"run", "-d", "--name", project_b + "-app-1", "-v", project_b + "_data:/data", engine.image(),
-                         "sleep", "3600"})
-                .exit_code,
-            0);
-  const auto image_before = engine.docker({"image", "inspect", "-f", "{{.Id}}", engine.image()}).out;
+  ASSERT_EQ(engine.docker({"network", "create", shared}).exit_code, 0);
+  const auto image_before = [&] {
+    engine.docker({"login", "-u", engine.user(), "-p", engine.token(), engine.registry()});
+    engine.docker({"pull", engine.image()});
+    engine.docker({"logout", engine.registry()});
+    return engine.docker({"image", "inspect", "-f", "{{.Id}}", engine.image()}).out;
+  }();
 
+  TempDir repos_b;
+  GitUpstream upstream_b(repos_b.path());
+  upstream_b.commit({{"compose.yaml", compose("    volumes:\n      - data:/data\n    networks: [default, shared]\n"
+                                              "volumes:\n  data:\nnetworks:\n  shared:\n    external: true\n"
+                                              "    name: " +
+                                              shared + "\n")}});
+  {
+    // B deployed by its own worker (one harness per thread: its worker stops here, its
+    // containers run on).
+    auto b = real_worker(upstream_b.path(), project_b, shared);
+    ASSERT_TRUE(b->wait_for([&] { return b->state() != ServiceState::STARTING; }, 120s)) << b->worker_log();
+    ASSERT_EQ(b->state(), ServiceState::OK) << b->worker_log();
+  }
+  const auto b_ids = engine.containers(project_b);
+  ASSERT_EQ(b_ids.size(), 1u);
+  // project_b-app-1 under Compose v2, project_b_app_1 under v1.
+  std::string b_container = engine.docker({"inspect", "-f", "{{.Name}}", b_ids[0]}).out;
+  b_container = b_container.substr(1, b_container.size() - 2);
+  ASSERT_EQ(engine.docker({"exec", b_container, "sh", "-c", "echo kept > /data/mark"}).exit_code, 0);
+  const auto b_networks =
+      engine.docker({"inspect", "-f", "{{range $n, $_ := .NetworkSettings.Networks}}{{$n}} {{end}}", b_container}).out;
+
+  const std::string on_shared = "networks:\n  shared:\n    external: true\n    name: " + shared + "\n";
   TempDir repos;
   GitUpstream upstream(repos.path());
-  upstream.commit({{"compose.yaml", compose()}});
-  auto a = real_worker(upstream.path(), project);
+  upstream.commit({{"compose.yaml", compose("    networks: [default, shared]\n" + on_shared)}});
+  auto a = real_worker(upstream.path(), project, shared);
   ASSERT_TRUE(a->wait_for([&] { return a->state() != ServiceState::STARTING; }, 120s)) << a->worker_log();
   ASSERT_EQ(a->state(), ServiceState::OK) << a->worker_log();
+
+  // A's build tagged as the image B runs.
   upstream.commit({{"compose.yaml", "services:\n  app:\n    image: " + engine.image() +
                                         "\n    build: .\n    command: [\"sleep\", \"3600\"]\n"},
                    {"Dockerfile", "FROM " + engine.image() + "\nRUN touch /hijacked\n"}});
@@ -204,18 +238,41 @@ TEST_F(WorkerDockerTest, OneServiceCannotReplaceAnothersImageOrVolume) {
   EXPECT_FALSE(std::filesystem::exists(a->checkout_dir() + "/Dockerfile"));
   EXPECT_EQ(engine.docker({"image", "inspect", "-f", "{{.Id}}", engine.image()}).out, image_before);
 
-  // B's volume, named under B's project, is not A's to name.
-  upstream.commit({{"compose.yaml", compose("    volumes:\n      - stolen:/data\nvolumes:\n  stolen:\n    name: " +
-                                            project_b + "_data\n")},
-                   {"Dockerfile", std::nullopt}});
-  const auto pull = a->run(Verb::GIT_PULL);
-  EXPECT_EQ(pull.exit_status, 1u);
-  auto status = a->client().statusRequest().send().wait(a->io().waitScope);
-  EXPECT_NE(std::string(status.getStatus().getLastError().cStr()).find("volume names must start with"),
-            std::string::npos);
-  EXPECT_EQ(engine.docker({"exec", project_b + "-app-1", "echo", "alive"}).out, "alive\n");
-  engine.docker({"rm", "-f", project_b + "-app-1"});
-  engine.docker({"volume", "rm", project_b + "_data"});
+  const struct {
+    std::string what, compose_file, reason;
+  } attempts[] = {
+      {"B's volume", compose("    volumes:\n      - stolen:/data\nvolumes:\n  stolen:\n    name: " + project_b + "_data\n"),
+       "volume names must start with"},
+      {"B's network", compose("    networks: [theirs]\nnetworks:\n  theirs:\n    name: " + project_b + "_default\n"),
+       "network names must start with"},
+      {"B's container name", compose("    container_name: " + b_container + "\n"), "must start with"},
+      {"B's service name as an alias on the shared network",
+       compose("    networks:\n      default:\n      shared:\n        aliases: [app]\n" + on_shared), "must start with"},
+      {"B's container name as a hostname on the shared network",
+       compose("    hostname: " + b_container + "\n    networks: [default, shared]\n" + on_shared), "must start with"},
+  };
+  for (const auto& attempt : attempts) {
+    upstream.commit({{"compose.yaml", attempt.compose_file}, {"Dockerfile", std::nullopt}});
+    const auto pull = a->run(Verb::GIT_PULL);
+    EXPECT_EQ(pull.exit_status, 1u) << attempt.what;
+    auto status = a->client().statusRequest().send().wait(a->io().waitScope);
+    const std::string error = status.getStatus().getLastError().cStr();
+    EXPECT_NE(error.find(attempt.reason), std::string::npos) << attempt.what << ": " << error;
+  }
+
+  // B as it was: its container, its volume's content, its networks.
+  EXPECT_EQ(engine.docker({"exec", b_container, "sh", "-c", "read line < /data/mark && echo $line"}).out, "kept\n");
+  EXPECT_EQ(engine.docker({"inspect", "-f", "{{range $n, $_ := .NetworkSettings.Networks}}{{$n}} {{end}}", b_container})
+                .out,
+            b_networks);
+  const auto a_ids = engine.containers(project);
+  ASSERT_EQ(a_ids.size(), 1u) << "A still runs its accepted container only";
+  // Both compose services are named app: compose asks for the bare name as an alias on every
+  // network, and the gate leaves it off the shared one, where it would be B's address too.
+  const auto a_aliases =
+      engine.docker({"inspect", "-f", "{{json (index .NetworkSettings.Networks \"" + shared + "\").Aliases}}", a_ids[0]})
+          .out;
+  EXPECT_EQ(a_aliases.find("\"app\""), std::string::npos) << a_aliases;
 }
 
 TEST_F(WorkerDockerTest, PullWithoutCredentialsFails) {
