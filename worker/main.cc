@@ -88,7 +88,8 @@ constexpr int kCannotJudge = 2;     // stdout: why, on one line
 
 // --judge-saved-model: the model this service's worker last deployed (compose.validated.yaml
 // in its state directory, rechecked by every worker at start) judged by this version's policy,
-// so that `pgod --check` can say before an upgrade which services the new worker will refuse.
+// with the host files its checkout's compose file reads, so that `pgod --check` can say before
+// an upgrade which services the new worker will refuse.
 // Read as the service's user, who wrote it; a model that cannot be judged is refused, as the
 // worker refuses it.
 int judge_saved_model(pgod::rpc::ServiceSettings::Reader settings) {
@@ -115,13 +116,20 @@ int judge_saved_model(pgod::rpc::ServiceSettings::Reader settings) {
     fmt::print("{}\n", text.error());
     return kCannotJudge;
   }
-  const auto verdict = pgod::worker::check_compose_policy(*text, pgod::worker::policy_context(settings));
+  const auto context = pgod::worker::policy_context(settings);
+  const auto verdict = pgod::worker::check_compose_policy(*text, context);
   if (!verdict) {
     fmt::print("cannot judge the compose file: {}\n", verdict.error());  // the worker's words
     return kJudgedRefused;
   }
   for (const auto& violation : *verdict) fmt::print("{}\n", violation.to_string());
-  return verdict->empty() ? kJudgedAccepted : kJudgedRefused;
+  // The files compose reads from the checkout as the new worker will judge them at its first
+  // deploy: Compose v1 folds env_file into the saved model, so the model alone can look clean.
+  std::vector<pgod::worker::Violation> host_files;
+  if (const auto compose_file = pgod::worker::find_compose_file(settings); !compose_file.empty())
+    host_files = pgod::worker::check_raw_host_files(context, compose_file);
+  for (const auto& violation : host_files) fmt::print("{}\n", violation.to_string());
+  return verdict->empty() && host_files.empty() ? kJudgedAccepted : kJudgedRefused;
 }
 
 struct Options {

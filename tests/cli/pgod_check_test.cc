@@ -280,6 +280,29 @@ TEST_F(PgodCheckDeployedModels, ListsTheServicesTheNewPolicyRefusesWithTheReason
       << result.out;
 }
 
+// Compose v1 folds env_file into the saved model, which then looks clean: the checkout's own
+// compose file is judged for the host files it reads, as the new worker will at its first deploy.
+TEST_F(PgodCheckDeployedModels, HostFilesTheCheckoutsComposeFileReadsAreJudgedToo) {
+  save_model("web", service_user_a(), kPlain);
+  save_model("db", service_user_b(), kPlain);
+  for (const auto& [service, user] : {std::pair{"web", service_user_a()}, std::pair{"db", service_user_b()}}) {
+    const auto checkout = dir.path() + "/" + service;
+    std::filesystem::create_directory(checkout);
+    const auto compose = std::string("services:\n  app:\n    image: busybox\n") +
+                         (std::string(service) == "web" ? "    env_file: /etc/passwd\n" : "");
+    const auto file = dir.write(std::string(service) + "/compose.yaml", compose);
+    ASSERT_EQ(chown(checkout.c_str(), user.uid, user.gid), 0);
+    ASSERT_EQ(chown(file.c_str(), user.uid, user.gid), 0);
+  }
+  const auto result = check(service_table("web", service_user_a().name) + service_table("db", service_user_b().name));
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_NE(result.out.find("service \"web\": the deployed compose model is refused by this version's policy: "
+                            "key \"env_file\": value \"/etc/passwd\""),
+            std::string::npos)
+      << result.out;
+  EXPECT_EQ(result.out.find("service \"db\""), std::string::npos) << "accepted: not listed\n" << result.out;
+}
+
 TEST_F(PgodCheckDeployedModels, NothingDeployedAddsNothingToTheSummary) {
   save_model("web", service_user_a(), kPlain);
   const auto config =
