@@ -782,15 +782,22 @@ void check_build(Judge& judge, const std::string& service, const std::string& ke
     return judge.refuse(service, key + ".context", context_node, "cannot be judged: expected a path or URL");
   const std::string context = context_node.IsDefined() && !context_node.IsNull() ? context_node.Scalar() : ".";
   const bool remote = is_remote_build_context(context);
+  // Whether `path` is inside the checkout; refuses it under `sub_key` when not.
   const auto inside_checkout = [&](const std::string& sub_key, const std::string& path, const YAML::Node& written) {
     const auto why = judge.why_host_path_refused(path, Judge::Allowed::kCheckout, Judge::Relative::kToCheckout);
     if (why) judge.refuse(service, key + "." + sub_key, written, *why);
+    return !why;
   };
-  if (!remote) inside_checkout("context", context, context_node.IsDefined() ? context_node : YAML::Node(context));
-  if (!value.IsMap()) return;
-  judge_keys(judge, service, key, value, kBuildRows);
+  const bool context_inside =
+      !remote && inside_checkout("context", context, context_node.IsDefined() ? context_node : YAML::Node(context));
+  if (value.IsMap()) judge_keys(judge, service, key, value, kBuildRows);
 
-  const YAML::Node dockerfile = get(value, "dockerfile");
+  // Without a dockerfile key the client reads <context>/Dockerfile (Compose v1's config leaves
+  // the default out of the model; v2 writes it in), judged once the context itself passed.
+  const bool inline_text = value.IsMap() && asks_for_something(get(value, "dockerfile_inline"));
+  const YAML::Node given = value.IsMap() ? get(value, "dockerfile") : YAML::Node();
+  const bool use_default = !asks_for_something(given) && !inline_text && context_inside;
+  const YAML::Node dockerfile = use_default ? YAML::Node("Dockerfile") : given;
   if (asks_for_something(dockerfile) && !remote) {
     if (!is_scalar(dockerfile)) return judge.refuse(service, key + ".dockerfile", dockerfile, "cannot be judged");
     // The Dockerfile is read by the compose client, which joins it to the context lexically
@@ -801,6 +808,7 @@ void check_build(Judge& judge, const std::string& service, const std::string& ke
     if (!joined) return judge.refuse(service, key + ".dockerfile", dockerfile, "a path above / cannot be judged");
     inside_checkout("dockerfile", join_path(*joined), dockerfile);
   }
+  if (!value.IsMap()) return;
   // More build contexts: local ones follow the context's rule (the build client reads them,
   // as the service's user, after the registry login); images and URLs are fine.
   const YAML::Node additional = get(value, "additional_contexts");
@@ -1635,7 +1643,8 @@ std::vector<std::string> referenced_checkout_paths(std::string_view normalized_y
         const std::string context = is_scalar(context_node) ? context_node.Scalar() : ".";
         if (!is_remote_build_context(context)) {
           add(context);
-          const YAML::Node dockerfile = get(build, "dockerfile");
+          const YAML::Node given = build.IsMap() ? get(build, "dockerfile") : YAML::Node();
+          const YAML::Node dockerfile = is_scalar(given) ? given : YAML::Node("Dockerfile");
           if (is_scalar(dockerfile) && !dockerfile.Scalar().empty()) {
             const std::string& file = dockerfile.Scalar();
             const std::string base = is_absolute(context) ? context : checkout_dir + "/" + context;

@@ -1175,9 +1175,9 @@ volumes:
     // v1 drops extensions, so the reload switch must be read from the raw file.
     EXPECT_EQ(model.find("x-pgo"), std::string::npos) << model;
     EXPECT_TRUE(compose_reload_enabled(model));
-    // v1 folds env files into `environment` and leaves out the default Dockerfile, so only
-    // the raw file names them.
-    const std::vector<std::string> from_model = {"app", "conf", "html"};
+    // v1 folds env files into `environment`, so only the raw file names them; it leaves out
+    // the default Dockerfile, which is read all the same.
+    const std::vector<std::string> from_model = {"app", "app/Dockerfile", "conf", "html"};
     EXPECT_EQ(referenced_checkout_paths(model, checkout_), from_model);
   } else {
     EXPECT_FALSE(compose_reload_enabled(model)) << model;
@@ -1282,7 +1282,7 @@ TEST(ReferencedCheckoutPaths, RawFile) {
   db:
     env_file: [db.env, /etc/db.env]
 )";
-  const std::vector<std::string> expected = {"app", "b", "common.yml", "db.env", "html", "web.env"};
+  const std::vector<std::string> expected = {"app", "app/Dockerfile", "b", "common.yml", "db.env", "html", "web.env"};
   EXPECT_EQ(referenced_checkout_paths(raw, kCheckout), expected);
 }
 
