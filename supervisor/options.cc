@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <filesystem>
 #include <string_view>
 
 #include "compose_program.h"
@@ -17,6 +18,17 @@ std::optional<std::string> check_directory(std::string_view flag, const std::str
   if (path.empty() || path.front() != '/') return fmt::format("{} must be an absolute path, got \"{}\"", flag, path);
   if (path.find_first_not_of('/') == std::string::npos) return fmt::format("{} may not be /", flag);
   return std::nullopt;
+}
+
+// Whether `a` and `b` are the same directory or one holds the other, by their names.
+bool directories_overlap(const std::string& a, const std::string& b) {
+  const auto normal = [](const std::string& path) {
+    auto text = std::filesystem::path(path).lexically_normal().string();
+    if (text.size() > 1 && text.back() == '/') text.pop_back();
+    return text + "/";
+  };
+  const auto left = normal(a), right = normal(b);
+  return left.starts_with(right) || right.starts_with(left);
 }
 
 // Every flag of pgod(8), in --help's order, each writing into `o`.
@@ -98,8 +110,17 @@ Expected<Done, std::string> validate(Options& o) {
     if (!value->empty() && value->front() != '/')
       return Unexpected{fmt::format("{} must be an absolute path, got \"{}\"", flag, *value)};
   }
-  if (!o.datadir.empty())
+  if (!o.datadir.empty()) {
     if (auto problem = check_directory("--datadir", o.datadir)) return Unexpected{*problem};
+    // <datadir>/<service> is a bind root for the service's containers: it must hold no
+    // checkout, state directory (the git directory, DOCKER_CONFIG) or socket.
+    for (auto [flag, value] : {std::pair{"-d/--dir", &o.dir}, std::pair{"--rundir", &o.rundir}}) {
+      if (directories_overlap(o.datadir, *value))
+        return Unexpected{fmt::format("--datadir {} and {} {} overlap: containers may bind below <datadir>/<service>, "
+                                      "so it must not hold or be inside pgod's own directories",
+                                      o.datadir, flag, *value)};
+    }
+  }
   if (o.mount_with_systemd &&
       (o.mount_program != Options{}.mount_program || o.umount_program != Options{}.umount_program))
     return Unexpected{

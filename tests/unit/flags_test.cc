@@ -214,6 +214,29 @@ TEST(Flags, GatewayLimitsBecomeTheGatewaysFlags) {
   EXPECT_TRUE(supervisor::parse_options({})->options.gateway_limit_args.empty());
 }
 
+// <datadir>/<service> is a bind root: a --datadir that holds or sits in -d (checkouts, the
+// state directories with their git directories) or --rundir (the gate's sockets) is refused.
+TEST(Flags, ADatadirOverlappingPgodsOwnDirectoriesIsRefused) {
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"-d", "/srv/pgo", "--datadir", "/srv/pgo/.pgod"},
+           {"-d", "/srv/pgo", "--datadir", "/srv/pgo/"},
+           {"-d", "/srv/pgo/", "--datadir", "/srv"},
+           {"-d", "/srv/pgo", "--datadir", "/srv/pgo/../pgo/data"},
+           {"--rundir", "/run/pgod", "--datadir", "/run"},
+       }) {
+    auto parsed = supervisor::parse_options(args);
+    ASSERT_FALSE(parsed.has_value()) << args[3];
+    EXPECT_NE(parsed.error().find("overlap"), std::string::npos) << parsed.error();
+  }
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"-d", "/srv/pgo", "--datadir", "/srv/pgo-data"},
+           {"-d", "/srv/pgo", "--datadir", "/mnt/nfs"},
+       }) {
+    auto parsed = supervisor::parse_options(args);
+    EXPECT_TRUE(parsed.has_value()) << args[3] << ": " << parsed.error();
+  }
+}
+
 TEST(Flags, DoubleDashEndsFlags) {
   bool debug = false;
   FlagSet flags("t");
