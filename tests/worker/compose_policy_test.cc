@@ -1308,6 +1308,15 @@ TEST(PolicyTable, SecurityMdListsEveryRow) {
   EXPECT_TRUE(missing.empty()) << "docs/SECURITY.md lacks these rows:\n"
                                << missing << "\nthe whole table:\n"
                                << expected;
+  // And nothing else: the table in the document, from its header to its last row, is exactly
+  // the code's (a row the code dropped or changed must not live on in the documentation).
+  const std::string header = "| key | rule | why |\n| --- | --- | --- |\n";
+  const auto start = text.str().find(header);
+  ASSERT_NE(start, std::string::npos) << "docs/SECURITY.md has no policy table";
+  std::string documented;
+  std::istringstream rows(text.str().substr(start + header.size()));
+  for (std::string line; std::getline(rows, line) && line.starts_with("| `");) documented += line + "\n";
+  EXPECT_EQ(documented, expected);
 }
 
 TEST(PolicyTable, EveryKeyHasAReason) {
