@@ -671,11 +671,33 @@ const std::vector<Row> kMountRows = {
     {"tmpfs", Rule::kNested, "tmpfs options", nullptr, nullptr, &kTmpfsOptionRows},
 };
 
+// The options after a short volume's second colon ("./a:/a:ro,z"): the long form's rows, as an
+// allowlist; shared or slave propagation would let mounts cross between host and container.
+std::optional<std::string> why_short_mode_refused(const std::string& spec) {
+  static const std::set<std::string, std::less<>> kAllowed = {
+      "ro", "rw", "z", "Z", "nocopy", "private", "rprivate", "cached", "delegated", "consistent"};
+  static const std::set<std::string, std::less<>> kPropagation = {"shared", "rshared", "slave", "rslave"};
+  const std::size_t colon = spec.find(':');
+  const std::size_t mode_colon = colon == std::string::npos ? colon : spec.find(':', colon + 1);
+  if (mode_colon == std::string::npos) return std::nullopt;
+  std::string_view options = std::string_view(spec).substr(mode_colon + 1);
+  while (!options.empty()) {
+    const auto comma = options.find(',');
+    const auto option = options.substr(0, comma);
+    if (kPropagation.count(option) != 0) return "mount propagation other than private is refused";
+    if (kAllowed.count(option) == 0) return "volume option \"" + std::string(option) + "\" " + kNotReviewed;
+    options = comma == std::string_view::npos ? std::string_view() : options.substr(comma + 1);
+  }
+  return std::nullopt;
+}
+
 void check_volumes(Judge& judge, const std::string& service, const std::string& key, const YAML::Node& value) {
   for_each_entry(judge, service, key, value, [&](const YAML::Node& entry) {
     const auto mount = parse_mount(entry);
     if (!mount) return judge.refuse(service, key, entry, "cannot be judged: unexpected volume shape");
     if (entry.IsMap()) judge_keys(judge, service, key, entry, kMountRows);
+    if (is_scalar(entry))
+      if (auto why = why_short_mode_refused(entry.Scalar())) return judge.refuse(service, key, entry, *why);
     if (mount->type == "bind") {
       if (mount->source.empty()) return judge.refuse(service, key, entry, "a bind mount without a source");
       // config resolves every relative source; one it left (c:/etc is a Windows path to compose)

@@ -658,7 +658,15 @@ kj::Promise<std::optional<std::string>> Service::judge_commit(const std::string&
                 return "the model the containers run would be refused in this commit: " + *refused;
               return std::nullopt;
             },
-            [this](kj::Exception&& e) { return std::optional<std::string>(redacted(e.getDescription().cStr())); });
+            [this, root = *staged](kj::Exception&& e) {
+              // Compose ran in the staging tree: its paths are named as the checkout's, which is
+              // where the commit would land.
+              std::string text = e.getDescription().cStr();
+              const std::string live = settings_.getCheckoutDir().cStr();
+              for (auto at = text.find(root); at != std::string::npos; at = text.find(root, at + live.size()))
+                text.replace(at, root.size(), live);
+              return std::optional<std::string>(redacted(text));
+            });
       });
 }
 

@@ -454,6 +454,12 @@ services:
         RefusedCase{"links outside", v1("    links:\n    - other_db_1:db\n"), "web", "links", "other_db_1",
                     "services of this project"},
         RefusedCase{"mac_address", v2("    mac_address: 02:42:ac:11:00:02\n"), "web", "mac_address", "02:42", "MAC"},
+        RefusedCase{"short bind propagation v1", v1("    volumes:\n    - /srv/pgo/web/x:/x:rw,rshared\n"), "web",
+                    "volumes", "/srv/pgo/web/x:/x:rw,rshared", "propagation"},
+        RefusedCase{"short volume slave", v1("    volumes:\n    - /srv/pgo/web/x:/x:slave\n"), "web", "volumes",
+                    "slave", "propagation"},
+        RefusedCase{"short mode unknown", v1("    volumes:\n    - /srv/pgo/web/x:/x:ro,bogus\n"), "web", "volumes",
+                    "bogus", "volume option \"bogus\" not reviewed"},
         RefusedCase{"bind propagation",
                     v2("    volumes:\n      - type: bind\n        source: /srv/pgo/web/x\n        target: /x\n        "
                        "bind:\n          propagation: rshared\n"),
@@ -652,6 +658,8 @@ networks:
         AcceptedCase{"null values", v1("    privileged: null\n    cap_add: null\n    ipc: null\n")},
         AcceptedCase{"checkout itself read-only", v1("    volumes:\n    - /srv/pgo/web:/src:ro\n")},
         AcceptedCase{"bind inside", v2("    volumes:\n      - /srv/pgo/web/html:/html\n")},
+        AcceptedCase{"short modes", v1("    volumes:\n    - /srv/pgo/web/html:/html:ro,z\n"
+                                       "    - /srv/pgo/web/cache:/cache:rw,rprivate,delegated\n")},
         AcceptedCase{"remote build contexts", R"(services:
   a:
     build:
