@@ -31,6 +31,8 @@ const char* state_word(rpc::ServiceState state) {
       return "stopped";
     case rpc::ServiceState::STARTING:
       return "starting";
+    case rpc::ServiceState::REVERTED:
+      return "reverted";
   }
   return "unknown";
 }

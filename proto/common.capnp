@@ -13,6 +13,7 @@ enum ServiceState {
   diff @4;      # git cannot be reconciled (repeated fetch failures, unreachable upstream)
   stopped @5;   # <dir>/<service>.stop exists: brought down, stays down
   starting @6;  # the first cycle has not finished yet
+  reverted @7;  # a deploy failed its health gate: the last good one runs again until upstream moves
 }
 
 struct ServiceStatus {

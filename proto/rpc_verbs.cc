@@ -68,6 +68,8 @@ const char* service_state_name(rpc::ServiceState state) {
       return "STOPPED";
     case rpc::ServiceState::STARTING:
       return "STARTING";
+    case rpc::ServiceState::REVERTED:
+      return "REVERTED";
   }
   return "UNKNOWN";
 }

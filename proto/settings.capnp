@@ -34,6 +34,7 @@ struct ServiceSettings {
   debug @22 :Bool;
   composeProgram @23 :ComposeProgram;
   dockerHost @24 :Text;         # unix://<rundir>/docker/<service>.sock on the docker gate; empty: dockerd's own
+  healthTimeoutNs @25 :UInt64;  # pgo.toml health_timeout: how long a deploy's containers get to be ready; 0: the default
 
   struct EnvVar {
     name @0 :Text;

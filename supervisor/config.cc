@@ -11,6 +11,7 @@
 #include <array>
 #include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <optional>
@@ -18,6 +19,7 @@
 #include <tuple>
 
 #include "command_grammar.h"
+#include "duration.h"
 #include "service_name.h"
 #include "system_call.h"
 #include "unique_fd.h"
@@ -30,9 +32,13 @@ constexpr std::size_t kMaxPathLength = 1024;
 constexpr off_t kMaxConfigSize = 4 << 20;
 constexpr std::size_t kMaxValueLength = 4096;
 
-constexpr std::array<std::string_view, 13> kServiceKeys = {"name",    "user",  "repository", "branch",   "registries",
-                                                           "compose", "env",   "urls",       "networks", "import",
-                                                           "reload",  "mount", "ignore"};
+constexpr std::array<std::string_view, 14> kServiceKeys = {
+    "name",   "user",   "repository", "branch", "registries", "compose", "env", "urls", "networks",
+    "import", "reload", "mount",      "ignore", "health_timeout"};
+
+// A deploy's containers get this long to be ready at most: beyond it a broken deploy keeps the
+// service down (its containers replaced, not ready) for longer than anyone waits.
+constexpr auto kMaxHealthTimeout = std::chrono::hours(1);
 
 // Debian's nobody and the kernel's overflow uid: shared by unrelated daemons, the uid NFS
 // squashes root to, and the user pgod's clean-up of removed services runs as.
@@ -444,6 +450,16 @@ class Validator {
       } else if (key == "ignore") {
         if (const auto* ignore = typed<toml::value<bool>>(node, label, key, "a boolean"))
           service.ignore = ignore->get();
+      } else if (key == "health_timeout") {
+        if (const auto* text = string_value(node, label, key)) {
+          const auto timeout = parse_duration(*text);
+          if (!timeout)
+            add(position, label, key, timeout.error());
+          else if (*timeout < std::chrono::seconds(1) || *timeout > kMaxHealthTimeout)
+            add(position, label, key, fmt::format("{} is outside 1s..1h", quoted(*text)));
+          else
+            service.health_timeout = std::chrono::duration_cast<std::chrono::seconds>(*timeout);
+        }
       }
     }
 

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <functional>
 #include <optional>
 #include <string>
@@ -51,6 +52,7 @@ struct Service {
   std::string reload;  // a validated "host:service//exec …" line
   std::string mount;   // nfs://host/path
   bool ignore = false;
+  std::chrono::seconds health_timeout{0};  // 0: the worker's default
   SourcePosition position;       // of the [[services]] table
   SourcePosition user_position;  // of its user value
 };

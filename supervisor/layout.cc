@@ -78,6 +78,8 @@ kj::Array<capnp::word> worker_settings(const config::Service& service, const Ide
   if (!service.import_path.empty()) settings.setImportContent(caddy);
   settings.setReload(service.reload);
   settings.setIgnore(service.ignore);
+  settings.setHealthTimeoutNs(
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(service.health_timeout).count()));
   return capnp::messageToFlatArray(message);
 }
 

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "duration.h"
 #include "service_name.h"
 #include "system_call.h"
 #include "unique_fd.h"
@@ -1601,6 +1602,20 @@ std::vector<Violation> check_raw_host_files(const PolicyContext& context, const 
     }
   }
   return judge.take_violations();
+}
+
+std::optional<std::chrono::seconds> compose_health_timeout(std::string_view yaml) {
+  try {
+    const auto model = load_yaml(yaml);
+    if (!model) return std::nullopt;
+    const YAML::Node timeout = get(get(*model, "x-pgo"), "health_timeout");
+    if (!is_scalar(timeout)) return std::nullopt;
+    const auto parsed = parse_duration(timeout.Scalar());
+    if (!parsed || *parsed < std::chrono::seconds(1) || *parsed > std::chrono::hours(1)) return std::nullopt;
+    return std::chrono::duration_cast<std::chrono::seconds>(*parsed);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
 }
 
 bool compose_reload_enabled(std::string_view yaml) {

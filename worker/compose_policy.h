@@ -4,6 +4,7 @@
 // past it. The compose file and everything it references are attacker-controlled.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <optional>
 #include <string>
@@ -61,6 +62,9 @@ std::vector<PolicyRow> compose_policy_table();
 // The top-level `x-pgo: reload:` setting (default true). Read from the raw compose file when
 // the normalised output drops extensions.
 bool compose_reload_enabled(std::string_view yaml);
+// x-pgo: health_timeout (a duration, 1s..1h) of the raw compose file; nullopt when absent or
+// not one (pgo.toml's, or the default, then holds).
+std::optional<std::chrono::seconds> compose_health_timeout(std::string_view yaml);
 
 // Files and directories inside the checkout that the compose model references (env_file,
 // bind-mount sources, build contexts and Dockerfiles), as paths relative to checkout_dir, for

@@ -39,6 +39,7 @@ struct Service::Normalized {
   std::string yaml;                     // the model that passed the policy
   std::vector<std::string> referenced;  // compose file + what it references, for the diff
   bool reload = true;                   // x-pgo: reload
+  std::optional<std::chrono::seconds> health_timeout;  // x-pgo: health_timeout
 };
 
 namespace {
@@ -48,7 +49,6 @@ constexpr int kFetchFailuresBeforeDiff = 3;
 constexpr auto kComposeUpTimeout = 20min;
 constexpr auto kComposeDownTimeout = 10min;
 constexpr auto kDockerLoginTimeout = 1min;
-constexpr std::size_t kErrorTail = 2000;
 // Read verbs each run a compose process (~50 MB for compose v1), so they are bounded. Short
 // ones (ps, status, logs without -f, …) run a few at once and the rest wait their turn: a burst
 // of CI jobs asking `ps` is served, slower, rather than refused. `logs -f` and `exec` may run
@@ -62,18 +62,6 @@ constexpr std::size_t kMaxComposeFileBytes = 1 << 20;
 // Env values shorter than this are too likely to appear in ordinary text ("true", "prod") to
 // be redacted everywhere; tokens and passwords are longer.
 constexpr std::size_t kMinRedactedLength = 8;
-
-std::int64_t now_seconds() { return static_cast<std::int64_t>(std::time(nullptr)); }
-
-std::string short_hash(const std::string& hash) { return hash.empty() ? "(none)" : hash.substr(0, 12); }
-
-// The last lines of a command's stderr, for an error message.
-std::string tail(const std::string& text) {
-  std::string trimmed = text;
-  while (!trimmed.empty() && (trimmed.back() == '\n' || trimmed.back() == ' ')) trimmed.pop_back();
-  if (trimmed.size() > kErrorTail) trimmed = "…" + trimmed.substr(trimmed.size() - kErrorTail);
-  return trimmed;
-}
 
 std::string format_time(std::int64_t seconds) {
   if (seconds == 0) return "-";
@@ -128,6 +116,18 @@ kj::Promise<void> pump(kj::AsyncInputStream& input, OutputSink& output, bool to_
 }
 
 }  // namespace
+
+std::int64_t now_seconds() { return static_cast<std::int64_t>(std::time(nullptr)); }
+
+std::string short_hash(const std::string& hash) { return hash.empty() ? "(none)" : hash.substr(0, 12); }
+
+std::string tail(const std::string& text) {
+  constexpr std::size_t kErrorTail = 2000;
+  std::string trimmed = text;
+  while (!trimmed.empty() && (trimmed.back() == '\n' || trimmed.back() == ' ')) trimmed.pop_back();
+  if (trimmed.size() > kErrorTail) trimmed = "…" + trimmed.substr(trimmed.size() - kErrorTail);
+  return trimmed;
+}
 
 Service::Service(kj::AsyncIoContext& io, rpc::ServiceSettings::Reader settings, std::string path_prefix)
     : io_(io),
@@ -223,12 +223,20 @@ void Service::load_persisted() {
     if (key == "deployed") deployed_hash_ = value;
     if (key == "upstream") upstream_hash_ = value;
     if (key == "last_deploy") last_deploy_ = std::atoll(value.c_str());
+    if (key == "good") good_hash_ = value;
+    if (key == "failed") failed_hash_ = value;
+    if (key == "failed_reason") failed_reason_ = value;
   }
 }
 
 bool Service::persist() const {
-  const std::string text = fmt::format("frozen={}\npinned={}\ndeployed={}\nlast_deploy={}\nupstream={}\n",
-                                       frozen_ ? 1 : 0, pinned_hash_, deployed_hash_, last_deploy_, upstream_hash_);
+  // One line per key: a reason's line breaks become spaces.
+  std::string reason = failed_reason_;
+  std::replace_if(reason.begin(), reason.end(), [](char c) { return c == '\n' || c == '\r'; }, ' ');
+  const std::string text =
+      fmt::format("frozen={}\npinned={}\ndeployed={}\nlast_deploy={}\nupstream={}\ngood={}\nfailed={}\nfailed_reason={}\n",
+                  frozen_ ? 1 : 0, pinned_hash_, deployed_hash_, last_deploy_, upstream_hash_, good_hash_,
+                  failed_hash_, reason);
   if (auto written = replace_file(settings_.getStateDir().cStr(), "state", text, 0600); !written) {
     log_->error("cannot save state in {}: {}", settings_.getStateDir().cStr(), written.error());
     return false;
@@ -598,6 +606,14 @@ kj::Promise<void> Service::cycle() {
               });
             });
       }
+      if (!failed_hash_.empty()) {
+        // A commit that failed its health gate is not tried again until upstream moves on.
+        if (upstream_hash_ == failed_hash_) {
+          if (state_ != rpc::ServiceState::REVERTED) set_state(rpc::ServiceState::REVERTED, failed_reason_);
+          return kj::READY_NOW;
+        }
+        if (fetched) log_->info("upstream moved past {}, which failed its health gate", short_hash(failed_hash_));
+      }
       if (!fetched) return kj::READY_NOW;  // git trouble never touches the containers
       // HEAD as the repository says (a restarted worker knows it from there): a commit already
       // checked out was judged when it moved there.
@@ -768,6 +784,7 @@ kj::Promise<Service::Normalized> Service::normalize_now(const std::string& root)
         normalized.referenced.erase(std::unique(normalized.referenced.begin(), normalized.referenced.end()),
                                     normalized.referenced.end());
         normalized.reload = compose_reload_enabled(text);
+        normalized.health_timeout = compose_health_timeout(text);
         return normalized;
       });
 }
@@ -840,9 +857,20 @@ kj::Promise<void> Service::down_before_up(const DeployPlan& plan) {
   });
 }
 
+// A new commit's `up` goes through the health gate; the same commit's (every cycle's `up -d`)
+// does not: it was judged when it came.
 kj::Promise<void> Service::compose_up(DeployPlan& plan) {
   if (!save_validated(plan.model.yaml)) fail("cannot save the validated compose model");
-  return compose_collect({"up", "-d"}, kComposeUpTimeout).then([this](CollectedOutput up) { record_deploy(up); });
+  const bool new_commit = hash_ != deployed_hash_;
+  return compose_collect({"up", "-d"}, kComposeUpTimeout)
+      .then([this, new_commit, model = plan.model.yaml, timeout = health_timeout(plan.model.health_timeout)](
+                CollectedOutput up) -> kj::Promise<void> {
+        if (up.exit.code != 0 || !new_commit) {
+          record_deploy(up);
+          return kj::READY_NOW;
+        }
+        return gate_deploy(model, timeout);
+      });
 }
 
 void Service::record_deploy(const CollectedOutput& up) {
@@ -851,6 +879,10 @@ void Service::record_deploy(const CollectedOutput& up) {
     return;
   }
   if (deployed_hash_ != hash_) log_->info("deployed {}", short_hash(hash_));
+  if (!failed_hash_.empty() && hash_ != good_hash_) {
+    failed_hash_.clear();  // a newer commit is up: the failed one is history
+    failed_reason_.clear();
+  }
   deployed_hash_ = hash_;
   last_deploy_ = now_seconds();
   persist();
@@ -1015,9 +1047,13 @@ kj::Promise<VerbResult> Service::answer_unfreeze(VerbCall call) {
   return run_to_end([this]() {
            frozen_ = false;
            pinned_hash_.clear();
+           // The operator says: track upstream again, a commit that failed its gate included.
+           failed_hash_.clear();
+           failed_reason_.clear();
            persist();
            // Tracking again; the cycle says whether that works.
-           if (state_ == rpc::ServiceState::FROZEN || state_ == rpc::ServiceState::ROLLBACK)
+           if (state_ == rpc::ServiceState::FROZEN || state_ == rpc::ServiceState::ROLLBACK ||
+               state_ == rpc::ServiceState::REVERTED)
              set_state(rpc::ServiceState::OK);
            return cycle();
          })

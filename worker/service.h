@@ -8,6 +8,7 @@
 #include <spdlog/logger.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -21,6 +22,7 @@
 #include "compose.h"
 #include "compose_policy.h"
 #include "git_tracker.h"
+#include "health_gate.h"
 #include "read_slots.h"
 #include "secret.h"
 #include "settings.capnp.h"
@@ -47,6 +49,11 @@ struct VerbCall {
   CheckedArguments arguments;
   OutputSink& output;
 };
+
+// Small text helpers the service's files share.
+std::int64_t now_seconds();
+std::string short_hash(const std::string& hash);  // 12 hex digits, or "(none)"
+std::string tail(const std::string& text);        // the end of a command's stderr, for a message
 
 class Service final : private kj::TaskSet::ErrorHandler {
  public:
@@ -122,6 +129,19 @@ class Service final : private kj::TaskSet::ErrorHandler {
   kj::Promise<void> down_before_up(const DeployPlan& plan);
   kj::Promise<void> compose_up(DeployPlan& plan);
   void record_deploy(const CollectedOutput& up);
+  // The health gate (deploy_gate.cc): after `up` of a new commit, the containers watched until
+  // ready or `timeout`; a deploy that passes is kept as the last good one, one that fails is
+  // replaced by it (REVERTED) or, with none to go back to, left BROKEN.
+  struct GateOutcome;
+  std::chrono::seconds health_timeout(std::optional<std::chrono::seconds> from_compose_file) const;
+  kj::Promise<GateOutcome> health_gate(std::chrono::seconds timeout);
+  kj::Promise<GateOutcome> gate_round(kj::TimePoint deadline, std::chrono::seconds timeout);
+  kj::Promise<void> gate_deploy(std::string model, std::chrono::seconds timeout);
+  kj::Promise<void> keep_as_last_good(std::string model, std::vector<ContainerState> containers);
+  kj::Promise<void> pin_last_good(std::string model, std::map<std::string, std::string> image_of_service,
+                                  std::map<std::string, ImageNames> images);
+  kj::Promise<void> revert_to_last_good(std::string reason, std::chrono::seconds timeout);
+  kj::Promise<void> up_last_good(std::string why, std::chrono::seconds timeout);
   kj::Promise<void> reload_if_import_changed(const DeployPlan& plan);
   // `rollback`'s job: the commit resolved, judged, checked out, pinned and deployed; `error`
   // says why not, for the caller.
@@ -203,6 +223,9 @@ class Service final : private kj::TaskSet::ErrorHandler {
   std::string upstream_hash_;  // origin/<branch> at the last fetch
   std::string deployed_hash_;  // the commit last brought up (persisted)
   std::string pinned_hash_;    // rollback target (persisted)
+  std::string good_hash_;      // the last deploy that passed the health gate (persisted; model in last-good.yaml)
+  std::string failed_hash_;    // a commit that failed it, not tried again until upstream moves (persisted)
+  std::string failed_reason_;  // why, for the REVERTED state (persisted)
   bool frozen_ = false;        // (persisted)
   std::string last_error_;
   std::int64_t last_change_ = 0;

@@ -1,0 +1,230 @@
+// The health gate of a deploy and the way back to the last good one (service.h, Service).
+#include <fmt/format.h>
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "safe_files.h"
+#include "service.h"
+#include "service_name.h"
+
+namespace pgod::worker {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr auto kDefaultHealthTimeout = 2min;
+// A container without a healthcheck must stay up this long after its start: one that exits
+// at once (a crash, a missing file) is caught before the deploy counts as good.
+constexpr auto kSettle = 3s;
+constexpr auto kGatePoll = 1 * kj::SECONDS;
+constexpr auto kGateCommandTimeout = 1min;
+constexpr auto kRevertUpTimeout = 20min;
+constexpr const char* kLastGoodFile = "last-good.yaml";
+
+}  // namespace
+
+struct Service::GateOutcome {
+  GateVerdict verdict;
+  std::vector<ContainerState> containers;
+};
+
+std::chrono::seconds Service::health_timeout(std::optional<std::chrono::seconds> from_compose_file) const {
+  if (from_compose_file) return *from_compose_file;
+  const auto configured = std::chrono::nanoseconds(settings_.getHealthTimeoutNs());
+  if (configured > 0ns) return std::chrono::duration_cast<std::chrono::seconds>(configured);
+  return kDefaultHealthTimeout;
+}
+
+kj::Promise<Service::GateOutcome> Service::health_gate(std::chrono::seconds timeout) {
+  const auto deadline = io_.provider->getTimer().now() + timeout.count() * kj::SECONDS;
+  return gate_round(deadline, timeout);
+}
+
+// One look at the project's containers: `compose ps -a -q` for their ids, `docker inspect` for
+// their state; again a second later while some are not ready and there is time.
+kj::Promise<Service::GateOutcome> Service::gate_round(kj::TimePoint deadline, std::chrono::seconds timeout) {
+  const auto command_timeout = std::chrono::duration_cast<std::chrono::seconds>(kGateCommandTimeout);
+  return compose_collect({"ps", "-a", "-q"}, command_timeout)
+      .then([this, deadline, timeout, command_timeout](CollectedOutput listed) -> kj::Promise<GateOutcome> {
+        if (listed.exit.code != 0)
+          return GateOutcome{{GateVerdict::Kind::kFailed,
+                              fmt::format("compose ps failed (exit {}): {}", listed.exit.code, tail(listed.err))},
+                             {}};
+        std::vector<std::string> argv = {"docker", "inspect"};
+        std::istringstream ids(listed.out);
+        for (std::string id; ids >> id;) argv.push_back(id);
+        if (argv.size() == 2) return GateOutcome{};  // no containers: nothing to wait for
+        return run_collect(*io_.lowLevelProvider, io_.unixEventPort, io_.provider->getTimer(),
+                           docker_spec(std::move(argv), command_timeout))
+            .then([this, deadline, timeout](CollectedOutput inspected) -> kj::Promise<GateOutcome> {
+              if (inspected.exit.code != 0)
+                return GateOutcome{{GateVerdict::Kind::kFailed,
+                                    fmt::format("cannot read the containers' state (exit {}): {}", inspected.exit.code,
+                                                tail(inspected.err))},
+                                   {}};
+              auto containers = parse_inspect(inspected.out);
+              if (!containers) return GateOutcome{{GateVerdict::Kind::kFailed, containers.error()}, {}};
+              GateOutcome outcome{judge_containers(*containers, now_seconds(), kSettle), std::move(*containers)};
+              if (outcome.verdict.kind != GateVerdict::Kind::kWaiting) return outcome;
+              auto& timer = io_.provider->getTimer();
+              if (timer.now() + kGatePoll > deadline) {
+                outcome.verdict = {GateVerdict::Kind::kFailed,
+                                   fmt::format("not ready after {} s: {}", timeout.count(), outcome.verdict.reason)};
+                return outcome;
+              }
+              return timer.afterDelay(kGatePoll).then(
+                  [this, deadline, timeout]() { return gate_round(deadline, timeout); });
+            });
+      });
+}
+
+kj::Promise<void> Service::gate_deploy(std::string model, std::chrono::seconds timeout) {
+  log_->info("health gate: waiting up to {} s for the containers of {}", timeout.count(), short_hash(hash_));
+  return health_gate(timeout).then(
+      [this, model = std::move(model), timeout](GateOutcome outcome) mutable -> kj::Promise<void> {
+        if (outcome.verdict.kind == GateVerdict::Kind::kPassed) {
+          // Kept before the state says deployed: whoever waits for it finds the deploy complete.
+          return keep_as_last_good(std::move(model), std::move(outcome.containers)).then([this]() {
+            CollectedOutput up;
+            up.exit.code = 0;  // `up` itself had exited 0 before the gate
+            record_deploy(up);
+          });
+        }
+        return revert_to_last_good(redacted(outcome.verdict.reason), timeout);
+      });
+}
+
+// The deploy that passed, kept so that a later one can go back to it: its commit, and its model
+// with every service's image named so that it stays this image (a repository digest, or a tag of
+// the project's own for images built here), whatever the tags in the compose file point at later.
+kj::Promise<void> Service::keep_as_last_good(std::string model, std::vector<ContainerState> containers) {
+  std::map<std::string, std::string> image_of_service;
+  std::set<std::string> ids;
+  for (const auto& container : containers) {
+    if (container.one_off || container.service.empty() || container.image_id.empty()) continue;
+    image_of_service.emplace(container.service, container.image_id);
+    ids.insert(container.image_id);
+  }
+  if (ids.empty()) return pin_last_good(std::move(model), {}, {});
+  std::vector<std::string> argv = {"docker", "image", "inspect"};
+  argv.insert(argv.end(), ids.begin(), ids.end());
+  return run_collect(*io_.lowLevelProvider, io_.unixEventPort, io_.provider->getTimer(),
+                     docker_spec(std::move(argv), std::chrono::duration_cast<std::chrono::seconds>(kGateCommandTimeout)))
+      .then([this, model = std::move(model), image_of_service = std::move(image_of_service)](
+                CollectedOutput out) mutable -> kj::Promise<void> {
+        std::map<std::string, ImageNames> images;
+        if (out.exit.code == 0) {
+          if (auto parsed = parse_image_inspect(out.out))
+            for (auto& image : *parsed) images.emplace(image.id, std::move(image));
+        }
+        return pin_last_good(std::move(model), std::move(image_of_service), std::move(images));
+      });
+}
+
+// Each service's image named for good: its repository digest, or (built here, so only under
+// the project's names) a tag of the project's own that nothing else moves.
+kj::Promise<void> Service::pin_last_good(std::string model, std::map<std::string, std::string> image_of_service,
+                                         std::map<std::string, ImageNames> images) {
+  const std::string project = compose_project_name(settings_.getName().cStr());
+  std::map<std::string, std::string> pinned;
+  std::vector<std::pair<std::string, std::string>> to_tag;  // image id, tag
+  for (const auto& [service, id] : image_of_service) {
+    const auto image = images.find(id);
+    if (image == images.end()) continue;
+    if (auto digest = digest_reference(image->second, ""); !digest.empty()) {
+      pinned[service] = digest;
+      continue;
+    }
+    const auto& tags = image->second.tags;
+    const bool built_here = std::any_of(tags.begin(), tags.end(), [&](const std::string& tag) {
+      return is_project_owned_name(project, tag.substr(0, tag.rfind(':')));
+    });
+    if (!built_here) continue;  // neither a digest nor a name of ours: the compose file's reference stays
+    const std::string tag = fmt::format("{}-pgod-good:s{}", project, to_tag.size());
+    to_tag.emplace_back(id, tag);
+    pinned[service] = tag;
+  }
+  kj::Promise<void> tagged = kj::READY_NOW;
+  for (const auto& [id, tag] : to_tag) {
+    tagged = tagged.then([this, id = id, tag = tag]() {
+      return run_collect(*io_.lowLevelProvider, io_.unixEventPort, io_.provider->getTimer(),
+                         docker_spec({"docker", "tag", id, tag},
+                                     std::chrono::duration_cast<std::chrono::seconds>(kGateCommandTimeout)))
+          .then([this, tag](CollectedOutput out) {
+            if (out.exit.code != 0) log_->warn("cannot tag the good image {}: {}", tag, redacted(tail(out.err)));
+          });
+    });
+  }
+  return tagged.then([this, model = std::move(model), pinned = std::move(pinned)]() {
+    auto pinned_model = pin_images(model, pinned);
+    if (!pinned_model) {
+      log_->warn("cannot keep {} as the last good deploy: {}", short_hash(hash_), pinned_model.error());
+      return;
+    }
+    if (auto written = replace_file(settings_.getStateDir().cStr(), kLastGoodFile, *pinned_model, 0600); !written) {
+      log_->warn("cannot keep {} as the last good deploy: {}", short_hash(hash_), written.error());
+      return;
+    }
+    good_hash_ = hash_;
+    persist();
+    log_->info("health gate passed: {} is the last good deploy", short_hash(hash_));
+  });
+}
+
+kj::Promise<void> Service::revert_to_last_good(std::string reason, std::chrono::seconds timeout) {
+  const std::string failed = hash_;
+  std::string why = fmt::format("deploy of {} failed its health gate: {}", short_hash(failed), reason);
+  const std::string last_good = std::string(settings_.getStateDir().cStr()) + "/" + kLastGoodFile;
+  struct stat info {};
+  const bool have_last_good = !good_hash_.empty() && good_hash_ != failed && stat(last_good.c_str(), &info) == 0;
+  if (!pinned_hash_.empty() || !have_last_good) {
+    // A pinned commit is the operator's choice; a first deploy has nothing to go back to.
+    broken(why + (pinned_hash_.empty() ? "; no earlier good deploy to go back to" : "; pinned: not reverted"));
+    return kj::READY_NOW;
+  }
+  log_->warn("{}; going back to {}", why, short_hash(good_hash_));
+  failed_hash_ = failed;
+  failed_reason_ = why + "; running " + short_hash(good_hash_) + " again until upstream moves";
+  persist();
+  return advance_to(good_hash_).then([this, why, timeout](bool moved) -> kj::Promise<void> {
+    if (!moved) return kj::READY_NOW;  // refused or git failed: the state says why
+    return up_last_good(why, timeout);
+  });
+}
+
+kj::Promise<void> Service::up_last_good(std::string why, std::chrono::seconds timeout) {
+  std::ifstream in(std::string(settings_.getStateDir().cStr()) + "/" + kLastGoodFile);
+  std::stringstream model;
+  model << in.rdbuf();
+  if (!in || !save_validated(model.str())) {
+    broken(why + "; cannot read the last good deploy's model");
+    return kj::READY_NOW;
+  }
+  return compose_collect({"up", "-d", "--remove-orphans"},
+                         std::chrono::duration_cast<std::chrono::seconds>(kRevertUpTimeout))
+      .then([this, why, timeout](CollectedOutput up) -> kj::Promise<void> {
+        if (up.exit.code != 0) {
+          broken(fmt::format("{}; going back to {} failed too: compose up (exit {}): {}", why, short_hash(good_hash_),
+                             up.exit.code, tail(up.err)));
+          return kj::READY_NOW;
+        }
+        return health_gate(timeout).then([this, why](GateOutcome outcome) {
+          if (outcome.verdict.kind != GateVerdict::Kind::kPassed) {
+            broken(fmt::format("{}; the last good deploy {} failed its health gate too: {}", why,
+                               short_hash(good_hash_), redacted(outcome.verdict.reason)));
+            return;
+          }
+          deployed_hash_ = hash_;
+          last_deploy_ = now_seconds();
+          persist();
+          set_state(rpc::ServiceState::REVERTED, failed_reason_);
+        });
+      });
+}
+
+}  // namespace pgod::worker
