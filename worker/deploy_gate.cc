@@ -191,7 +191,7 @@ kj::Promise<void> Service::revert_to_last_good(std::string reason, std::chrono::
   failed_hash_ = failed;
   failed_reason_ = why + "; running " + short_hash(good_hash_) + " again until upstream moves";
   persist();
-  return advance_to(good_hash_).then([this, why, timeout](bool moved) -> kj::Promise<void> {
+  return advance_to(good_hash_, /*going_back=*/true).then([this, why, timeout](bool moved) -> kj::Promise<void> {
     if (!moved) return kj::READY_NOW;  // refused or git failed: the state says why
     return up_last_good(why, timeout);
   });

@@ -686,12 +686,12 @@ kj::Promise<std::optional<std::string>> Service::judge_commit(const std::string&
       });
 }
 
-kj::Promise<bool> Service::advance_to(const std::string& commit) {
+kj::Promise<bool> Service::advance_to(const std::string& commit, bool going_back) {
   // A new commit is judged in the staging tree before the checkout moves: a refused one leaves
   // the checkout (which running containers mount), the containers and the state as they were.
   kj::Promise<std::optional<std::string>> verdict = std::optional<std::string>();
   if (commit != hash_) verdict = judge_commit(commit);
-  return verdict.then([this, commit](std::optional<std::string> refusal) -> kj::Promise<bool> {
+  return verdict.then([this, commit, going_back](std::optional<std::string> refusal) -> kj::Promise<bool> {
     if (refusal) {
       // Right after an upgrade nothing is checked out by the new repository yet: what runs is
       // what was deployed.
@@ -702,7 +702,7 @@ kj::Promise<bool> Service::advance_to(const std::string& commit) {
     }
     return git_thread_
         .run<Expected<SyncResult, GitError>>([git = git_.get(), commit]() { return git->move_to(commit); })
-        .then([this](Expected<SyncResult, GitError> result) {
+        .then([this, going_back](Expected<SyncResult, GitError> result) {
           if (!result) {
             const auto message = redacted(result.error().message);
             sync_error_ = message;
@@ -711,7 +711,7 @@ kj::Promise<bool> Service::advance_to(const std::string& commit) {
             return false;
           }
           if (result->recloned) log_->warn("the repository was broken and has been rebuilt");
-          if (result->force_pushed) log_->warn("upstream was force-pushed: checkout reset to it");
+          if (result->force_pushed && !going_back) log_->warn("upstream was force-pushed: checkout reset to it");
           for (const auto& path : result->discarded) log_->warn("discarded local change to {}", path);
           if (result->current_hash != hash_) {
             if (!hash_.empty()) log_->info("moved {} -> {}", short_hash(hash_), short_hash(result->current_hash));
@@ -879,7 +879,7 @@ void Service::record_deploy(const CollectedOutput& up) {
     return;
   }
   if (deployed_hash_ != hash_) log_->info("deployed {}", short_hash(hash_));
-  if (!failed_hash_.empty() && hash_ != good_hash_) {
+  if (!failed_hash_.empty() && hash_ != failed_hash_) {
     failed_hash_.clear();  // a newer commit is up: the failed one is history
     failed_reason_.clear();
   }

@@ -121,7 +121,7 @@ class Service final : private kj::TaskSet::ErrorHandler {
   kj::Promise<std::optional<std::string>> judge_commit(const std::string& commit);
   // Moves the checkout to `commit` once it is judged (a new commit) or at once (HEAD itself,
   // to discard local edits); false when refused or git failed (the state says why).
-  kj::Promise<bool> advance_to(const std::string& commit);
+  kj::Promise<bool> advance_to(const std::string& commit, bool going_back = false);
   // The deploy, stage by stage (service.cc, Service::deploy).
   kj::Promise<void> deploy();
   kj::Promise<void> plan_deploy(DeployPlan& plan, Normalized model);

@@ -275,6 +275,61 @@ TEST_F(WorkerDockerTest, OneServiceCannotReachAnothersImageVolumeNetworkOrNames)
   EXPECT_EQ(a_aliases.find("\"app\""), std::string::npos) << a_aliases;
 }
 
+// The health gate on the real engine: a commit whose healthcheck fails, then one whose container
+// exits at once, each goes back to the last good deploy (REVERTED, saying which container and
+// which check), whose container runs the good model again; a fixed commit is deployed.
+TEST_F(WorkerDockerTest, ADeployThatFailsItsHealthGateGoesBackToTheLastGoodOne) {
+  TempDir repos;
+  GitUpstream upstream(repos.path());
+  const auto good = upstream.commit({{"compose.yaml", compose("    environment:\n      MODE: good\n")}});
+  auto worker = real_worker(upstream.path(), project);
+  ASSERT_TRUE(worker->wait_for([&] { return worker->state() != ServiceState::STARTING; }, 120s)) << worker->worker_log();
+  ASSERT_EQ(worker->state(), ServiceState::OK) << worker->worker_log();
+  auto& engine = docker_environment();
+  const auto mode = [&] {
+    const auto ids = engine.containers(project);
+    return ids.size() == 1 ? engine.docker({"exec", ids[0], "sh", "-c", "echo $MODE"}).out : std::string("?");
+  };
+  ASSERT_EQ(mode(), "good\n");
+  const auto last_error = [&] {
+    auto status = worker->client().statusRequest().send().wait(worker->io().waitScope);
+    return std::string(status.getStatus().getLastError().cStr());
+  };
+
+  const struct {
+    std::string what, extra, reason;
+  } failures[] = {
+      {"a failing healthcheck",
+       "    environment:\n      MODE: unhealthy\n    healthcheck:\n      test: [\"CMD-SHELL\", \"echo no db; exit 1\"]\n"
+       "      interval: 1s\n      timeout: 2s\n      retries: 1\n",
+       "is unhealthy: its healthcheck says: no db"},
+      {"a container that exits at once", "    environment:\n      MODE: exits\n    entrypoint: [\"sh\", \"-c\", \"exit 3\"]\n",
+       "exited with code 3"},
+  };
+  for (const auto& failure : failures) {
+    const auto bad = upstream.commit({{"compose.yaml", compose(failure.extra)}});
+    const auto pull = worker->run(Verb::GIT_PULL);
+    EXPECT_EQ(pull.exit_status, 1u) << failure.what;
+    EXPECT_EQ(worker->state(), ServiceState::REVERTED) << failure.what << "\n" << worker->worker_log();
+    const auto error = last_error();
+    EXPECT_NE(error.find("deploy of " + bad.substr(0, 12) + " failed its health gate"), std::string::npos) << error;
+    EXPECT_NE(error.find(failure.reason), std::string::npos) << failure.what << ": " << error;
+    EXPECT_NE(error.find("running " + good.substr(0, 12) + " again"), std::string::npos) << error;
+    EXPECT_EQ(mode(), "good\n") << failure.what << ": the good model runs again";
+    // By the image's digest: a tag moved since would not matter.
+    const auto ids = engine.containers(project);
+    ASSERT_EQ(ids.size(), 1u);
+    EXPECT_NE(engine.docker({"inspect", "-f", "{{.Config.Image}}", ids[0]}).out.find("@sha256:"), std::string::npos);
+    EXPECT_EQ(worker->run(Verb::GIT_HASH).out, good + "\n");
+  }
+
+  upstream.commit({{"compose.yaml", compose("    environment:\n      MODE: fixed\n")}});
+  const auto fixed = worker->run(Verb::GIT_PULL);
+  EXPECT_EQ(fixed.exit_status, 0u) << fixed.out << fixed.err;
+  EXPECT_EQ(worker->state(), ServiceState::OK) << last_error();
+  EXPECT_EQ(mode(), "fixed\n");
+}
+
 TEST_F(WorkerDockerTest, PullWithoutCredentialsFails) {
   // The same image, no registries configured: the registry refuses, proving login mattered.
   TempDir repos;

@@ -518,6 +518,59 @@ TEST_F(WorkerTest, ARunningModelTheNewPolicyRefusesDoesNotBlockTheFix) {
   EXPECT_NE(saved.find("V: \"2\""), std::string::npos) << saved;
 }
 
+// A deploy whose container exits at once fails its health gate: the last good deploy comes back
+// (REVERTED, with which container and why), the failed commit is not tried again until upstream
+// moves, and that survives a restart of the worker.
+TEST_F(WorkerTest, ADeployThatFailsItsHealthGateGoesBackToTheLastGoodOne) {
+  WorkerHarness worker(upstream->path());
+  start(worker);
+  ASSERT_EQ(worker.state(), ServiceState::OK);
+  const auto bad = upstream->commit({{"compose.yaml", kCompose + "    environment:\n      MODE: exits-at-once\n"}});
+  worker.clear_calls();
+  auto pull = worker.run(Verb::GIT_PULL);
+  EXPECT_EQ(pull.exit_status, 1u) << pull.out;
+  EXPECT_EQ(worker.state(), ServiceState::REVERTED);
+  auto status = worker.client().statusRequest().send().wait(worker.io().waitScope);
+  const std::string error = status.getStatus().getLastError().cStr();
+  EXPECT_NE(error.find("deploy of " + bad.substr(0, 12) + " failed its health gate: container standin-web-1 (service "
+                       "\"web\") exited with code 3"),
+            std::string::npos)
+      << error;
+  EXPECT_NE(error.find("running " + first_commit.substr(0, 12) + " again"), std::string::npos) << error;
+  EXPECT_EQ(std::string(status.getStatus().getHash().cStr()), first_commit) << "the checkout went back too";
+  EXPECT_EQ(read_file(worker.state_dir() + "/compose.validated.yaml").find("exits-at-once"), std::string::npos);
+  EXPECT_EQ(count(worker.calls(), " up -d --remove-orphans"), 1u) << worker.calls();
+
+  // Not tried again while upstream stays there, across a restart too.
+  worker.clear_calls();
+  worker.run(Verb::GIT_PULL);
+  worker.stop();
+  worker.start();
+  ASSERT_TRUE(worker.wait_for([&] { return worker.state() != ServiceState::STARTING; }, 30s));
+  EXPECT_EQ(worker.state(), ServiceState::REVERTED);
+  EXPECT_EQ(count(worker.calls(), " up"), 0u) << worker.calls();
+
+  // Upstream moves on: deployed, and the service is OK again.
+  upstream->commit({{"compose.yaml", kCompose + "    environment:\n      MODE: fixed\n"}});
+  pull = worker.run(Verb::GIT_PULL);
+  EXPECT_EQ(pull.exit_status, 0u) << pull.out << pull.err;
+  EXPECT_EQ(worker.state(), ServiceState::OK);
+  EXPECT_NE(read_file(worker.state_dir() + "/state").find("\nfailed=\n"), std::string::npos)
+      << read_file(worker.state_dir() + "/state");
+}
+
+// The first deploy has nothing to go back to: BROKEN, with the reason, and the containers left.
+TEST_F(WorkerTest, AFirstDeployThatFailsItsHealthGateIsBroken) {
+  upstream->commit({{"compose.yaml", kCompose + "    environment:\n      MODE: exits-at-once\n"}});
+  WorkerHarness worker(upstream->path());
+  start(worker);
+  EXPECT_EQ(worker.state(), ServiceState::BROKEN);
+  auto status = worker.client().statusRequest().send().wait(worker.io().waitScope);
+  const std::string error = status.getStatus().getLastError().cStr();
+  EXPECT_NE(error.find("exited with code 3; no earlier good deploy to go back to"), std::string::npos) << error;
+  EXPECT_EQ(count(worker.calls(), " down"), 0u) << worker.calls();
+}
+
 // A restarted worker reads the tracked head's keys on its git thread; until then it has none.
 // "None yet" must never be an answer: a gateway asking at that moment would drop the keys it
 // holds for an empty list (seen under ASan when a worker was killed fifty times in a row).
