@@ -33,8 +33,8 @@ constexpr off_t kMaxConfigSize = 4 << 20;
 constexpr std::size_t kMaxValueLength = 4096;
 
 constexpr std::array<std::string_view, 14> kServiceKeys = {
-    "name",   "user",   "repository", "branch", "registries", "compose", "env", "urls", "networks",
-    "import", "reload", "mount",      "ignore", "health_timeout"};
+    "name", "user",     "repository", "branch", "registries", "compose", "env",
+    "urls", "networks", "import",     "reload", "mount",      "ignore",  "health_timeout"};
 
 // A deploy's containers get this long to be ready at most: beyond it a broken deploy keeps the
 // service down (its containers replaced, not ready) for longer than anyone waits.

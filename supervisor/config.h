@@ -53,8 +53,8 @@ struct Service {
   std::string mount;   // nfs://host/path
   bool ignore = false;
   std::chrono::seconds health_timeout{0};  // 0: the worker's default
-  SourcePosition position;       // of the [[services]] table
-  SourcePosition user_position;  // of its user value
+  SourcePosition position;                 // of the [[services]] table
+  SourcePosition user_position;            // of its user value
 };
 
 struct Config {

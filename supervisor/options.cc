@@ -116,9 +116,10 @@ Expected<Done, std::string> validate(Options& o) {
     // checkout, state directory (the git directory, DOCKER_CONFIG) or socket.
     for (auto [flag, value] : {std::pair{"-d/--dir", &o.dir}, std::pair{"--rundir", &o.rundir}}) {
       if (directories_overlap(o.datadir, *value))
-        return Unexpected{fmt::format("--datadir {} and {} {} overlap: containers may bind below <datadir>/<service>, "
-                                      "so it must not hold or be inside pgod's own directories",
-                                      o.datadir, flag, *value)};
+        return Unexpected{
+            fmt::format("--datadir {} and {} {} overlap: containers may bind below <datadir>/<service>, "
+                        "so it must not hold or be inside pgod's own directories",
+                        o.datadir, flag, *value)};
     }
   }
   if (o.mount_with_systemd &&

@@ -63,22 +63,23 @@ kj::Promise<Service::GateOutcome> Service::gate_round(kj::TimePoint deadline, st
                            docker_spec(std::move(argv), command_timeout))
             .then([this, deadline, timeout](CollectedOutput inspected) -> kj::Promise<GateOutcome> {
               if (inspected.exit.code != 0)
-                return GateOutcome{{GateVerdict::Kind::kFailed,
-                                    fmt::format("cannot read the containers' state (exit {}): {}", inspected.exit.code,
-                                                tail(inspected.err))},
-                                   {}};
+                return GateOutcome{
+                    {GateVerdict::Kind::kFailed, fmt::format("cannot read the containers' state (exit {}): {}",
+                                                             inspected.exit.code, tail(inspected.err))},
+                    {}};
               auto containers = parse_inspect(inspected.out);
               if (!containers) return GateOutcome{{GateVerdict::Kind::kFailed, containers.error()}, {}};
               GateOutcome outcome{judge_containers(*containers, now_seconds(), kSettle), std::move(*containers)};
               if (outcome.verdict.kind != GateVerdict::Kind::kWaiting) return outcome;
               auto& timer = io_.provider->getTimer();
-              if (timer.now() + kGatePoll > deadline) {
+              if (timer.now() >= deadline) {
                 outcome.verdict = {GateVerdict::Kind::kFailed,
                                    fmt::format("not ready after {} s: {}", timeout.count(), outcome.verdict.reason)};
                 return outcome;
               }
-              return timer.afterDelay(kGatePoll).then(
-                  [this, deadline, timeout]() { return gate_round(deadline, timeout); });
+              // The last look comes at the deadline itself: the containers get all their time.
+              const auto wait = kj::min(kGatePoll, deadline - timer.now());
+              return timer.afterDelay(wait).then([this, deadline, timeout]() { return gate_round(deadline, timeout); });
             });
       });
 }
@@ -113,10 +114,11 @@ kj::Promise<void> Service::keep_as_last_good(std::string model, std::vector<Cont
   if (ids.empty()) return pin_last_good(std::move(model), {}, {});
   std::vector<std::string> argv = {"docker", "image", "inspect"};
   argv.insert(argv.end(), ids.begin(), ids.end());
-  return run_collect(*io_.lowLevelProvider, io_.unixEventPort, io_.provider->getTimer(),
-                     docker_spec(std::move(argv), std::chrono::duration_cast<std::chrono::seconds>(kGateCommandTimeout)))
-      .then([this, model = std::move(model), image_of_service = std::move(image_of_service)](
-                CollectedOutput out) mutable -> kj::Promise<void> {
+  return run_collect(
+             *io_.lowLevelProvider, io_.unixEventPort, io_.provider->getTimer(),
+             docker_spec(std::move(argv), std::chrono::duration_cast<std::chrono::seconds>(kGateCommandTimeout)))
+      .then([this, model = std::move(model),
+             image_of_service = std::move(image_of_service)](CollectedOutput out) mutable -> kj::Promise<void> {
         std::map<std::string, ImageNames> images;
         if (out.exit.code == 0) {
           if (auto parsed = parse_image_inspect(out.out))

@@ -21,11 +21,11 @@ struct ContainerState {
   std::string name;     // without docker's leading '/'
   std::string service;  // the com.docker.compose.service label
   std::string image_id;
-  std::string status;  // created, running, restarting, exited, paused, dead, removing
-  std::string health;  // starting, healthy, unhealthy; empty without a healthcheck
+  std::string status;         // created, running, restarting, exited, paused, dead, removing
+  std::string health;         // starting, healthy, unhealthy; empty without a healthcheck
   std::string health_output;  // the last check's output, for the reason
   int exit_code = 0;
-  bool one_off = false;  // a `compose run` container: not part of the deploy
+  bool one_off = false;         // a `compose run` container: not part of the deploy
   std::int64_t started_at = 0;  // unix seconds; 0 when never started
 };
 

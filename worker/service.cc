@@ -36,9 +36,9 @@
 namespace pgod::worker {
 
 struct Service::Normalized {
-  std::string yaml;                     // the model that passed the policy
-  std::vector<std::string> referenced;  // compose file + what it references, for the diff
-  bool reload = true;                   // x-pgo: reload
+  std::string yaml;                                    // the model that passed the policy
+  std::vector<std::string> referenced;                 // compose file + what it references, for the diff
+  bool reload = true;                                  // x-pgo: reload
   std::optional<std::chrono::seconds> health_timeout;  // x-pgo: health_timeout
 };
 
@@ -232,11 +232,11 @@ void Service::load_persisted() {
 bool Service::persist() const {
   // One line per key: a reason's line breaks become spaces.
   std::string reason = failed_reason_;
-  std::replace_if(reason.begin(), reason.end(), [](char c) { return c == '\n' || c == '\r'; }, ' ');
-  const std::string text =
-      fmt::format("frozen={}\npinned={}\ndeployed={}\nlast_deploy={}\nupstream={}\ngood={}\nfailed={}\nfailed_reason={}\n",
-                  frozen_ ? 1 : 0, pinned_hash_, deployed_hash_, last_deploy_, upstream_hash_, good_hash_,
-                  failed_hash_, reason);
+  std::replace_if(
+      reason.begin(), reason.end(), [](char c) { return c == '\n' || c == '\r'; }, ' ');
+  const std::string text = fmt::format(
+      "frozen={}\npinned={}\ndeployed={}\nlast_deploy={}\nupstream={}\ngood={}\nfailed={}\nfailed_reason={}\n",
+      frozen_ ? 1 : 0, pinned_hash_, deployed_hash_, last_deploy_, upstream_hash_, good_hash_, failed_hash_, reason);
   if (auto written = replace_file(settings_.getStateDir().cStr(), "state", text, 0600); !written) {
     log_->error("cannot save state in {}: {}", settings_.getStateDir().cStr(), written.error());
     return false;
@@ -863,8 +863,8 @@ kj::Promise<void> Service::compose_up(DeployPlan& plan) {
   if (!save_validated(plan.model.yaml)) fail("cannot save the validated compose model");
   const bool new_commit = hash_ != deployed_hash_;
   return compose_collect({"up", "-d"}, kComposeUpTimeout)
-      .then([this, new_commit, model = plan.model.yaml, timeout = health_timeout(plan.model.health_timeout)](
-                CollectedOutput up) -> kj::Promise<void> {
+      .then([this, new_commit, model = plan.model.yaml,
+             timeout = health_timeout(plan.model.health_timeout)](CollectedOutput up) -> kj::Promise<void> {
         if (up.exit.code != 0 || !new_commit) {
           record_deploy(up);
           return kj::READY_NOW;

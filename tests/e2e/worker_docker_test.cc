@@ -241,13 +241,15 @@ TEST_F(WorkerDockerTest, OneServiceCannotReachAnothersImageVolumeNetworkOrNames)
   const struct {
     std::string what, compose_file, reason;
   } attempts[] = {
-      {"B's volume", compose("    volumes:\n      - stolen:/data\nvolumes:\n  stolen:\n    name: " + project_b + "_data\n"),
+      {"B's volume",
+       compose("    volumes:\n      - stolen:/data\nvolumes:\n  stolen:\n    name: " + project_b + "_data\n"),
        "volume names must start with"},
       {"B's network", compose("    networks: [theirs]\nnetworks:\n  theirs:\n    name: " + project_b + "_default\n"),
        "network names must start with"},
       {"B's container name", compose("    container_name: " + b_container + "\n"), "must start with"},
       {"B's service name as an alias on the shared network",
-       compose("    networks:\n      default:\n      shared:\n        aliases: [app]\n" + on_shared), "must start with"},
+       compose("    networks:\n      default:\n      shared:\n        aliases: [app]\n" + on_shared),
+       "must start with"},
       {"B's container name as a hostname on the shared network",
        compose("    hostname: " + b_container + "\n    networks: [default, shared]\n" + on_shared), "must start with"},
   };
@@ -262,15 +264,16 @@ TEST_F(WorkerDockerTest, OneServiceCannotReachAnothersImageVolumeNetworkOrNames)
 
   // B as it was: its container, its volume's content, its networks.
   EXPECT_EQ(engine.docker({"exec", b_container, "sh", "-c", "read line < /data/mark && echo $line"}).out, "kept\n");
-  EXPECT_EQ(engine.docker({"inspect", "-f", "{{range $n, $_ := .NetworkSettings.Networks}}{{$n}} {{end}}", b_container})
-                .out,
-            b_networks);
+  EXPECT_EQ(
+      engine.docker({"inspect", "-f", "{{range $n, $_ := .NetworkSettings.Networks}}{{$n}} {{end}}", b_container}).out,
+      b_networks);
   const auto a_ids = engine.containers(project);
   ASSERT_EQ(a_ids.size(), 1u) << "A still runs its accepted container only";
   // Both compose services are named app: compose asks for the bare name as an alias on every
   // network, and the gate leaves it off the shared one, where it would be B's address too.
   const auto a_aliases =
-      engine.docker({"inspect", "-f", "{{json (index .NetworkSettings.Networks \"" + shared + "\").Aliases}}", a_ids[0]})
+      engine
+          .docker({"inspect", "-f", "{{json (index .NetworkSettings.Networks \"" + shared + "\").Aliases}}", a_ids[0]})
           .out;
   EXPECT_EQ(a_aliases.find("\"app\""), std::string::npos) << a_aliases;
 }
@@ -283,7 +286,8 @@ TEST_F(WorkerDockerTest, ADeployThatFailsItsHealthGateGoesBackToTheLastGoodOne) 
   GitUpstream upstream(repos.path());
   const auto good = upstream.commit({{"compose.yaml", compose("    environment:\n      MODE: good\n")}});
   auto worker = real_worker(upstream.path(), project);
-  ASSERT_TRUE(worker->wait_for([&] { return worker->state() != ServiceState::STARTING; }, 120s)) << worker->worker_log();
+  ASSERT_TRUE(worker->wait_for([&] { return worker->state() != ServiceState::STARTING; }, 120s))
+      << worker->worker_log();
   ASSERT_EQ(worker->state(), ServiceState::OK) << worker->worker_log();
   auto& engine = docker_environment();
   const auto mode = [&] {
@@ -300,11 +304,12 @@ TEST_F(WorkerDockerTest, ADeployThatFailsItsHealthGateGoesBackToTheLastGoodOne) 
     std::string what, extra, reason;
   } failures[] = {
       {"a failing healthcheck",
-       "    environment:\n      MODE: unhealthy\n    healthcheck:\n      test: [\"CMD-SHELL\", \"echo no db; exit 1\"]\n"
+       "    environment:\n      MODE: unhealthy\n    healthcheck:\n      test: [\"CMD-SHELL\", \"echo no db; exit "
+       "1\"]\n"
        "      interval: 1s\n      timeout: 2s\n      retries: 1\n",
        "is unhealthy: its healthcheck says: no db"},
-      {"a container that exits at once", "    environment:\n      MODE: exits\n    entrypoint: [\"sh\", \"-c\", \"exit 3\"]\n",
-       "exited with code 3"},
+      {"a container that exits at once",
+       "    environment:\n      MODE: exits\n    entrypoint: [\"sh\", \"-c\", \"exit 3\"]\n", "exited with code 3"},
   };
   for (const auto& failure : failures) {
     const auto bad = upstream.commit({{"compose.yaml", compose(failure.extra)}});

@@ -285,8 +285,24 @@ INSTANTIATE_TEST_SUITE_P(
         RejectCase{"mount_comma", V + "mount = \"nfs://server/a,b\"\n", 5, "\"nfs", "web", "mount", "invalid path"},
         // ignore
         RejectCase{"ignore_type", V + "ignore = \"yes\"\n", 5, "\"yes\"", "web", "ignore",
-                   "is a string (expected a boolean)"}),
+                   "is a string (expected a boolean)"},
+        // health_timeout
+        RejectCase{"health_timeout_word", V + "health_timeout = \"fast\"\n", 5, "\"fast\"", "web", "health_timeout",
+                   "fast"},
+        RejectCase{"health_timeout_long", V + "health_timeout = \"2h\"\n", 5, "\"2h\"", "web", "health_timeout",
+                   "outside 1s..1h"},
+        RejectCase{"health_timeout_type", V + "health_timeout = 30\n", 5, "30", "web", "health_timeout",
+                   "expected a string"}),
     [](const ::testing::TestParamInfo<RejectCase>& info) { return info.param.label; });
+
+TEST(Config, HealthTimeoutIsADuration) {
+  auto result = parse_config(V + "health_timeout = \"45s\"\n", "pgo.toml", test_context());
+  ASSERT_TRUE(result.has_value()) << result.error().front().to_string();
+  EXPECT_EQ(result->services.front().health_timeout, std::chrono::seconds(45));
+  result = parse_config(V, "pgo.toml", test_context());
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->services.front().health_timeout, std::chrono::seconds(0)) << "the worker's default";
+}
 
 TEST(Config, MountNeedsDatadir) {
   auto result = parse_config(V + "mount = \"nfs://server/share\"\n", "pgo.toml", test_context(false));

@@ -53,7 +53,8 @@ TEST(HealthGate, ParsesWhatTheGateReadsFromDockerInspect) {
 }
 
 TEST(HealthGate, AnythingButAListOfContainersIsAnError) {
-  for (const char* text : {"", "{}", "[1]", "[{\"Id\": \"x\"}]", "not json", "[{\"State\": {\"Status\": \"running\"}}]"})
+  for (const char* text :
+       {"", "{}", "[1]", "[{\"Id\": \"x\"}]", "not json", "[{\"State\": {\"Status\": \"running\"}}]"})
     EXPECT_FALSE(parse_inspect(text).has_value()) << text;
   EXPECT_TRUE(parse_inspect("[]").has_value());
 }
@@ -67,8 +68,8 @@ TEST(HealthGate, RunningHealthyAndDoneOneShotsPass) {
 }
 
 TEST(HealthGate, StartingOnesAreWaitedFor) {
-  for (const auto& state : {container("running", "", 0, kNow - 1), container("running", "starting"),
-                            container("created")}) {
+  for (const auto& state :
+       {container("running", "", 0, kNow - 1), container("running", "starting"), container("created")}) {
     const auto verdict = judge_containers({container("running"), state}, kNow, 3s);
     EXPECT_EQ(verdict.kind, Kind::kWaiting) << state.status << "/" << state.health;
     EXPECT_NE(verdict.reason.find("web-app-1"), std::string::npos) << verdict.reason;

@@ -532,7 +532,8 @@ TEST_F(WorkerTest, ADeployThatFailsItsHealthGateGoesBackToTheLastGoodOne) {
   EXPECT_EQ(worker.state(), ServiceState::REVERTED);
   auto status = worker.client().statusRequest().send().wait(worker.io().waitScope);
   const std::string error = status.getStatus().getLastError().cStr();
-  EXPECT_NE(error.find("deploy of " + bad.substr(0, 12) + " failed its health gate: container standin-web-1 (service "
+  EXPECT_NE(error.find("deploy of " + bad.substr(0, 12) +
+                       " failed its health gate: container standin-web-1 (service "
                        "\"web\") exited with code 3"),
             std::string::npos)
       << error;
@@ -557,6 +558,36 @@ TEST_F(WorkerTest, ADeployThatFailsItsHealthGateGoesBackToTheLastGoodOne) {
   EXPECT_EQ(worker.state(), ServiceState::OK);
   EXPECT_NE(read_file(worker.state_dir() + "/state").find("\nfailed=\n"), std::string::npos)
       << read_file(worker.state_dir() + "/state");
+}
+
+// The gate waits as long as pgo.toml's health_timeout says, or the compose file's x-pgo, which
+// takes its place; a container still starting then fails it (and here the last good deploy too,
+// whose container the stand-in also reports as starting: BROKEN, saying both).
+TEST_F(WorkerTest, TheHealthTimeoutComesFromPgoTomlOrTheComposeFile) {
+  WorkerHarness worker(upstream->path(), [](rpc::ServiceSettings::Builder s) {
+    s.setName("web");
+    s.setHealthTimeoutNs(2'000'000'000);
+  });
+  start(worker);
+  ASSERT_EQ(worker.state(), ServiceState::OK);
+  std::ofstream(worker.standin_dir() + "/inspect-json")
+      << R"([{"Id":"c1","Name":"/web-web-1","Image":"sha256:standin","Config":{"Labels":{"com.docker.compose.service":"web"}},)"
+      << R"("State":{"Status":"running","StartedAt":"2000-01-01T00:00:00Z","Health":{"Status":"starting"}}}])";
+  const auto error_after = [&](const std::string& compose) {
+    upstream->commit({{"compose.yaml", compose}});
+    worker.run(Verb::GIT_PULL);
+    auto status = worker.client().statusRequest().send().wait(worker.io().waitScope);
+    return std::string(status.getStatus().getLastError().cStr());
+  };
+  auto error = error_after(kCompose + "    environment:\n      V: \"2\"\n");
+  EXPECT_NE(error.find("failed its health gate: not ready after 2 s: container web-web-1 (service \"web\") health "
+                       "starting"),
+            std::string::npos)
+      << error;
+  EXPECT_NE(error.find("failed its health gate too: not ready after 2 s"), std::string::npos) << error;
+  EXPECT_EQ(worker.state(), ServiceState::BROKEN);
+  error = error_after(kCompose + "    environment:\n      V: \"3\"\nx-pgo:\n  health_timeout: 1s\n");
+  EXPECT_NE(error.find("not ready after 1 s"), std::string::npos) << error;
 }
 
 // The first deploy has nothing to go back to: BROKEN, with the reason, and the containers left.
