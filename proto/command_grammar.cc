@@ -30,6 +30,7 @@ constexpr std::array kVerbs = {
     VerbInfo{Verb::kFreeze, "freeze", Handler::kWorker, true, "stop tracking upstream"},
     VerbInfo{Verb::kUnfreeze, "unfreeze", Handler::kWorker, true, "track upstream again"},
     VerbInfo{Verb::kRollback, "rollback", Handler::kWorker, true, "pin to a commit: rollback <hash>"},
+    VerbInfo{Verb::kHistory, "history", Handler::kWorker, false, "list the last deploys"},
     VerbInfo{Verb::kWorkerRestart, "worker restart", Handler::kSupervisor, true,
              "restart this service's worker process"},
 };

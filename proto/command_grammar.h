@@ -40,6 +40,7 @@ enum class Verb : std::uint8_t {
   kFreeze,
   kUnfreeze,
   kRollback,
+  kHistory,
   kWorkerRestart,
 };
 

@@ -6,7 +6,7 @@
 namespace pgod {
 namespace {
 
-constexpr std::array<std::pair<Verb, rpc::Verb>, 17> kWorkerVerbs = {{
+constexpr std::array<std::pair<Verb, rpc::Verb>, 18> kWorkerVerbs = {{
     {Verb::kUp, rpc::Verb::UP},
     {Verb::kDown, rpc::Verb::DOWN},
     {Verb::kStop, rpc::Verb::STOP},
@@ -24,6 +24,7 @@ constexpr std::array<std::pair<Verb, rpc::Verb>, 17> kWorkerVerbs = {{
     {Verb::kFreeze, rpc::Verb::FREEZE},
     {Verb::kUnfreeze, rpc::Verb::UNFREEZE},
     {Verb::kRollback, rpc::Verb::ROLLBACK},
+    {Verb::kHistory, rpc::Verb::HISTORY},
 }};
 
 }  // namespace

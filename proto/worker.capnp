@@ -40,6 +40,7 @@ enum Verb {
   freeze @14;
   unfreeze @15;
   rollback @16;
+  history @17;
 }
 
 struct AuthorizedKey {

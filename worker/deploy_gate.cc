@@ -187,6 +187,7 @@ kj::Promise<void> Service::revert_to_last_good(std::string reason, std::chrono::
   if (!pinned_hash_.empty() || !have_last_good) {
     // A pinned commit is the operator's choice; a first deploy has nothing to go back to.
     broken(why + (pinned_hash_.empty() ? "; no earlier good deploy to go back to" : "; pinned: not reverted"));
+    note_deploy(failed, "broken", last_error_);
     return kj::READY_NOW;
   }
   log_->warn("{}; going back to {}", why, short_hash(good_hash_));
@@ -213,18 +214,21 @@ kj::Promise<void> Service::up_last_good(std::string why, std::chrono::seconds ti
         if (up.exit.code != 0) {
           broken(fmt::format("{}; going back to {} failed too: compose up (exit {}): {}", why, short_hash(good_hash_),
                              up.exit.code, tail(up.err)));
+          note_deploy(failed_hash_, "broken", last_error_);
           return kj::READY_NOW;
         }
         return health_gate(timeout).then([this, why](GateOutcome outcome) {
           if (outcome.verdict.kind != GateVerdict::Kind::kPassed) {
             broken(fmt::format("{}; the last good deploy {} failed its health gate too: {}", why,
                                short_hash(good_hash_), redacted(outcome.verdict.reason)));
+            note_deploy(failed_hash_, "broken", last_error_);
             return;
           }
           deployed_hash_ = hash_;
           last_deploy_ = now_seconds();
           persist();
           set_state(rpc::ServiceState::REVERTED, failed_reason_);
+          note_deploy(failed_hash_, "reverted", failed_reason_);
         });
       });
 }

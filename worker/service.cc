@@ -26,6 +26,7 @@
 #include <sstream>
 
 #include "compose_policy.h"
+#include "history.h"
 #include "logging.h"
 #include "rpc_verbs.h"
 #include "safe_files.h"
@@ -72,6 +73,9 @@ std::string format_time(std::int64_t seconds) {
   std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buffer;
 }
+
+// Who asked, for the history: the key's comment, or root (pgoctl on the host as root).
+std::string caller_name(const std::string& caller) { return caller.empty() ? std::string("root") : caller; }
 
 // For the audit log: values after '=' may be secrets (exec -e TOKEN=…).
 std::string loggable_args(const std::vector<std::string>& args) {
@@ -191,6 +195,19 @@ void Service::set_state(rpc::ServiceState state, std::string error) {
                error.empty() ? "" : ": " + error);
   state_ = state;
   last_error_ = std::move(error);
+}
+
+void Service::note_deploy(const std::string& commit, std::string result, std::string detail) {
+  DeployRecord record;
+  record.time = now_seconds();
+  record.trigger = trigger_;
+  record.commit = commit;
+  record.result = std::move(result);
+  record.duration_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - job_started_).count();
+  record.detail = redacted(detail);
+  if (!append_history(settings_.getStateDir().cStr(), record))
+    log_->warn("cannot add to the deploy history in {}", settings_.getStateDir().cStr());
 }
 
 void Service::broken(std::string reason) {
@@ -501,7 +518,7 @@ kj::Promise<void> Service::run() {
       .then([this]() {
         log_->info("tracking {} branch {} with {}", redact_url(settings_.getRepository().cStr()),
                    settings_.getBranch().cStr(), fmt::join(compose_program_, " "));
-        return serialized<void>([this]() { return cycle(); }).catch_([this](kj::Exception&& e) {
+        return serialized<void>([this]() { return cycle_for("start"); }).catch_([this](kj::Exception&& e) {
           log_->error("the cycle failed: {}", redacted(e.getDescription().cStr()));
         });
       })
@@ -567,11 +584,17 @@ kj::Promise<void> Service::schedule_cycles() {
   return io_.provider->getTimer()
       .afterDelay(delay * kj::NANOSECONDS)
       .then([this]() {
-        return serialized<void>([this]() { return cycle(); }).catch_([this](kj::Exception&& e) {
+        return serialized<void>([this]() { return cycle_for("poll"); }).catch_([this](kj::Exception&& e) {
           log_->error("the cycle failed: {}", redacted(e.getDescription().cStr()));
         });
       })
       .then([this]() { return schedule_cycles(); });
+}
+
+kj::Promise<void> Service::cycle_for(std::string trigger) {
+  trigger_ = std::move(trigger);
+  job_started_ = std::chrono::steady_clock::now();
+  return cycle();
 }
 
 kj::Promise<void> Service::cycle() {
@@ -698,6 +721,7 @@ kj::Promise<bool> Service::advance_to(const std::string& commit, bool going_back
       const std::string& current = hash_.empty() ? deployed_hash_ : hash_;
       broken(fmt::format("commit {} refused (the checkout stays at {}): {}", short_hash(commit), short_hash(current),
                          *refusal));
+      note_deploy(commit, "refused", *refusal);
       return false;
     }
     return git_thread_
@@ -810,7 +834,10 @@ kj::Promise<void> Service::deploy() {
       .then([this, &plan]() { return compose_down_up(plan); })
       .then([this, &plan]() { return reload_if_import_changed(plan); })
       .attach(kj::mv(owned_plan))
-      .catch_([this](kj::Exception&& e) { broken(e.getDescription().cStr()); });
+      .catch_([this](kj::Exception&& e) {
+        broken(e.getDescription().cStr());
+        if (hash_ != deployed_hash_) note_deploy(hash_, "broken", last_error_);
+      });
 }
 
 // Whether this deploy brings the containers down first: when what the model reads changed
@@ -876,9 +903,13 @@ kj::Promise<void> Service::compose_up(DeployPlan& plan) {
 void Service::record_deploy(const CollectedOutput& up) {
   if (up.exit.code != 0) {
     broken(fmt::format("compose up failed (exit {}): {}", up.exit.code, tail(up.err)));
+    note_deploy(hash_, "failed", last_error_);
     return;
   }
-  if (deployed_hash_ != hash_) log_->info("deployed {}", short_hash(hash_));
+  if (deployed_hash_ != hash_) {
+    log_->info("deployed {}", short_hash(hash_));
+    note_deploy(hash_, "deployed");
+  }
   if (!failed_hash_.empty() && hash_ != failed_hash_) {
     failed_hash_.clear();  // a newer commit is up: the failed one is history
     failed_reason_.clear();
@@ -941,7 +972,7 @@ kj::Promise<VerbResult> Service::run_verb(Verb verb, std::vector<std::string> ar
   auto checked = check_arguments(*row, args);
   if (!checked) return VerbResult{static_cast<std::uint32_t>(Status::kNotAcceptable), checked.error()};
   log_->info("{}: {}{}", caller.empty() ? "root" : caller, verb_info(verb).words, loggable_args(args));
-  return (this->*row->handler)(VerbCall{*row, std::move(*checked), output});
+  return (this->*row->handler)(VerbCall{*row, std::move(*checked), output, caller});
 }
 
 kj::Promise<VerbResult> Service::in_turn(const WorkerVerb& row, bool follow,
@@ -978,6 +1009,12 @@ kj::Promise<VerbResult> Service::in_read_slot(bool long_running, kj::Function<kj
 kj::Promise<VerbResult> Service::answer_status(VerbCall call) {
   return in_turn(call.row, false,
                  [this, &output = call.output]() { return write_then_exit(output, kToStdout, describe_status(), 0); });
+}
+
+kj::Promise<VerbResult> Service::answer_history(VerbCall call) {
+  return in_turn(call.row, false, [this, &output = call.output]() {
+    return write_then_exit(output, kToStdout, format_history(read_history(settings_.getStateDir().cStr())), 0);
+  });
 }
 
 kj::Promise<VerbResult> Service::answer_git_hash(VerbCall call) {
@@ -1020,8 +1057,9 @@ kj::Promise<VerbResult> Service::answer_git_pull(VerbCall call) {
   // The state forgives a failed fetch or two (DIFF after three in a row), but whoever asked
   // for this pull is told at once. Shared with the cycle, which runs on if the caller leaves.
   auto fetch_error = std::make_shared<std::string>();
-  return run_to_end(
-             [this, fetch_error]() { return cycle().then([this, fetch_error]() { *fetch_error = sync_error_; }); })
+  return run_to_end([this, fetch_error, trigger = "git pull by " + caller_name(call.caller)]() {
+           return cycle_for(trigger).then([this, fetch_error]() { *fetch_error = sync_error_; });
+         })
       .then([this, &output = call.output, fetch_error]() {
         const bool good = state_ == rpc::ServiceState::OK && fetch_error->empty();
         auto text = describe_status();
@@ -1044,7 +1082,7 @@ kj::Promise<VerbResult> Service::answer_freeze(VerbCall call) {
 }
 
 kj::Promise<VerbResult> Service::answer_unfreeze(VerbCall call) {
-  return run_to_end([this]() {
+  return run_to_end([this, trigger = "unfreeze by " + caller_name(call.caller)]() {
            frozen_ = false;
            pinned_hash_.clear();
            // The operator says: track upstream again, a commit that failed its gate included.
@@ -1055,7 +1093,7 @@ kj::Promise<VerbResult> Service::answer_unfreeze(VerbCall call) {
            if (state_ == rpc::ServiceState::FROZEN || state_ == rpc::ServiceState::ROLLBACK ||
                state_ == rpc::ServiceState::REVERTED)
              set_state(rpc::ServiceState::OK);
-           return cycle();
+           return cycle_for(trigger);
          })
       .then([this, &output = call.output]() { return write_then_exit(output, kToStdout, describe_status(), 0); });
 }
@@ -1065,7 +1103,11 @@ kj::Promise<VerbResult> Service::answer_rollback(VerbCall call) {
   // An error for the caller, empty on success. Shared with the job, which runs on (and may
   // still set it) after a caller that went away has dropped its side.
   auto error = std::make_shared<std::string>();
-  return run_to_end([this, wanted = std::move(wanted), error]() { return roll_back_to(wanted, error); })
+  return run_to_end([this, wanted = std::move(wanted), error, trigger = "rollback by " + caller_name(call.caller)]() {
+           trigger_ = trigger;
+           job_started_ = std::chrono::steady_clock::now();
+           return roll_back_to(wanted, error);
+         })
       .then([this, &output = call.output, error]() {
         if (!error->empty()) return write_then_exit(output, kToStderr, *error + "\n", 1);
         const bool good = state_ == rpc::ServiceState::ROLLBACK;

@@ -7,6 +7,7 @@
 #include <kj/async-io.h>
 #include <spdlog/logger.h>
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -48,6 +49,7 @@ struct VerbCall {
   const WorkerVerb& row;
   CheckedArguments arguments;
   OutputSink& output;
+  const std::string& caller;  // the key's comment, "" for root
 };
 
 // Small text helpers the service's files share.
@@ -101,6 +103,7 @@ class Service final : private kj::TaskSet::ErrorHandler {
   kj::Promise<VerbResult> answer_freeze(VerbCall call);
   kj::Promise<VerbResult> answer_unfreeze(VerbCall call);
   kj::Promise<VerbResult> answer_rollback(VerbCall call);
+  kj::Promise<VerbResult> answer_history(VerbCall call);
   kj::Promise<VerbResult> answer_compose(VerbCall call);
 
   // Runs a verb's job when its row's Turn lets it: at once, in the queue, or in a read slot.
@@ -114,6 +117,7 @@ class Service final : private kj::TaskSet::ErrorHandler {
 
   kj::Promise<void> detect_compose_program();
   kj::Promise<void> cycle();
+  kj::Promise<void> cycle_for(std::string trigger);  // the cycle, for the history's trigger
   // Fetches origin/<branch> into upstream_hash_; false when the fetch failed (counted towards
   // DIFF while tracking).
   kj::Promise<bool> fetch_upstream();
@@ -187,6 +191,9 @@ class Service final : private kj::TaskSet::ErrorHandler {
   kj::Promise<bool> write_caddy_import();
   kj::Promise<void> run_reload();
 
+  // One line of the deploy history: `commit` with its result, the trigger and the time since
+  // the cycle or verb that deployed it began.
+  void note_deploy(const std::string& commit, std::string result, std::string detail = "");
   void set_state(rpc::ServiceState state, std::string error = "");
   void broken(std::string reason);
   void settle_state();
@@ -219,14 +226,16 @@ class Service final : private kj::TaskSet::ErrorHandler {
   BlockingThread git_thread_;
 
   rpc::ServiceState state_ = rpc::ServiceState::STARTING;
-  std::string hash_;           // HEAD of the checkout
-  std::string upstream_hash_;  // origin/<branch> at the last fetch
-  std::string deployed_hash_;  // the commit last brought up (persisted)
-  std::string pinned_hash_;    // rollback target (persisted)
-  std::string good_hash_;      // the last deploy that passed the health gate (persisted; model in last-good.yaml)
-  std::string failed_hash_;    // a commit that failed it, not tried again until upstream moves (persisted)
-  std::string failed_reason_;  // why, for the REVERTED state (persisted)
-  bool frozen_ = false;        // (persisted)
+  std::string hash_;              // HEAD of the checkout
+  std::string upstream_hash_;     // origin/<branch> at the last fetch
+  std::string deployed_hash_;     // the commit last brought up (persisted)
+  std::string pinned_hash_;       // rollback target (persisted)
+  std::string good_hash_;         // the last deploy that passed the health gate (persisted; model in last-good.yaml)
+  std::string failed_hash_;       // a commit that failed it, not tried again until upstream moves (persisted)
+  std::string failed_reason_;     // why, for the REVERTED state (persisted)
+  std::string trigger_ = "poll";  // what started the job deploying now, for the history
+  std::chrono::steady_clock::time_point job_started_ = std::chrono::steady_clock::now();
+  bool frozen_ = false;  // (persisted)
   std::string last_error_;
   std::int64_t last_change_ = 0;
   std::int64_t last_deploy_ = 0;

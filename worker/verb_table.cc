@@ -224,6 +224,7 @@ const WorkerVerb* find_worker_verb(Verb verb) {
     WorkerVerb{Verb::kFreeze,    "",        kNothingForced, kNoFlags,     Positionals::kNone,     false, 1min,  Turn::kQueued,   &Service::answer_freeze},
     WorkerVerb{Verb::kUnfreeze,  "",        kNothingForced, kNoFlags,     Positionals::kNone,     false, 30min, Turn::kToTheEnd, &Service::answer_unfreeze},
     WorkerVerb{Verb::kRollback,  "",        kNothingForced, kNoFlags,     Positionals::kHash,     false, 30min, Turn::kToTheEnd, &Service::answer_rollback},
+    WorkerVerb{Verb::kHistory,   "",        kNothingForced, kNoFlags,     Positionals::kNone,     false, 1min,  Turn::kAtOnce,   &Service::answer_history},
   };
   // clang-format on
   for (const auto& row : kVerbs)

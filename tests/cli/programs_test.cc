@@ -12,7 +12,7 @@ TEST(Pgoctl, UnknownCommandIsCaughtLocallyWithTheList) {
   EXPECT_EQ(result.err,
             "pgoctl: Not Acceptable: Command \"frob\" does not match any route\n"
             "pgoctl: valid commands: up, down, stop, start, restart, ps, pull, build, logs, exec, load, git pull, "
-            "git hash, ping, status, freeze, unfreeze, rollback, worker restart\n");
+            "git hash, ping, status, freeze, unfreeze, rollback, history, worker restart\n");
 }
 
 TEST(Pgoctl, UsageAndHostRequired) {

@@ -45,6 +45,7 @@ INSTANTIATE_TEST_SUITE_P(
         ParseCase{"pgo//git pull", "", "pgo", Verb::kGitPull, {}},
         ParseCase{"pgo//git hash", "", "pgo", Verb::kGitHash, {}},
         ParseCase{"pgo//worker restart", "", "pgo", Verb::kWorkerRestart, {}},
+        ParseCase{"pgo//history", "", "pgo", Verb::kHistory, {}},
         ParseCase{"pgo//rollback 0123abcd", "", "pgo", Verb::kRollback, {"0123abcd"}},
         ParseCase{"  pgo//stop\tweb  ", "", "pgo", Verb::kStop, {"web"}},
         ParseCase{"pgo//exec web sh -c \"echo hi\"", "", "pgo", Verb::kExec, {"web", "sh", "-c", "echo hi"}},
@@ -92,7 +93,7 @@ INSTANTIATE_TEST_SUITE_P(
         ErrorCase{"pgo/ps", Status::kBadRequest, "expected [host:]service//command, got \"pgo/ps\""},
         ErrorCase{"pgo//", Status::kBadRequest,
                   "no command after // (expected one of: up, down, stop, start, restart, ps, pull, build, logs, exec, "
-                  "load, git pull, git hash, ping, status, freeze, unfreeze, rollback, worker restart)"},
+                  "load, git pull, git hash, ping, status, freeze, unfreeze, rollback, history, worker restart)"},
         ErrorCase{"//ps", Status::kBadRequest,
                   "invalid service name \"\" (expected [a-z0-9][a-z0-9_.-]*, at most 64 characters)"},
         ErrorCase{"host://ps", Status::kBadRequest,
@@ -160,7 +161,7 @@ TEST(Grammar, VerbTableIsComplete) {
     ASSERT_TRUE(command.has_value()) << info.words;
     EXPECT_EQ(command->verb, info.verb);
   }
-  EXPECT_EQ(all_verbs().size(), 19u);
+  EXPECT_EQ(all_verbs().size(), 20u);
   EXPECT_EQ(verb_info(Verb::kPing).handler, Handler::kGateway);
   EXPECT_EQ(verb_info(Verb::kWorkerRestart).handler, Handler::kSupervisor);
   EXPECT_FALSE(verb_info(Verb::kPs).mutates);

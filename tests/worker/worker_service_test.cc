@@ -558,6 +558,22 @@ TEST_F(WorkerTest, ADeployThatFailsItsHealthGateGoesBackToTheLastGoodOne) {
   EXPECT_EQ(worker.state(), ServiceState::OK);
   EXPECT_NE(read_file(worker.state_dir() + "/state").find("\nfailed=\n"), std::string::npos)
       << read_file(worker.state_dir() + "/state");
+
+  // The history, newest first, across the restart: what deployed, what was reverted and why.
+  const auto history = worker.run(Verb::HISTORY);
+  EXPECT_EQ(history.exit_status, 0u);
+  std::vector<std::string> lines;
+  std::istringstream text(history.out);
+  for (std::string line; std::getline(text, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 3u) << history.out;
+  EXPECT_NE(lines[0].find("  deployed "), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find(" git pull by test"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[1].find(bad.substr(0, 12) + "  reverted "), std::string::npos) << lines[1];
+  EXPECT_NE(lines[1].find("git pull by test: deploy of " + bad.substr(0, 12) + " failed its health gate"),
+            std::string::npos)
+      << lines[1];
+  EXPECT_NE(lines[2].find(first_commit.substr(0, 12) + "  deployed "), std::string::npos) << lines[2];
+  EXPECT_NE(lines[2].find(" start"), std::string::npos) << lines[2];
 }
 
 // The gate waits as long as pgo.toml's health_timeout says, or the compose file's x-pgo, which
