@@ -16,7 +16,7 @@ namespace {
 
 std::optional<std::string> check_directory(std::string_view flag, const std::string& path) {
   if (path.empty() || path.front() != '/') return fmt::format("{} must be an absolute path, got \"{}\"", flag, path);
-  if (path.find_first_not_of('/') == std::string::npos) return fmt::format("{} may not be /", flag);
+  if (std::filesystem::path(path).lexically_normal() == "/") return fmt::format("{} may not be /", flag);
   return std::nullopt;
 }
 
@@ -24,8 +24,8 @@ std::optional<std::string> check_directory(std::string_view flag, const std::str
 bool directories_overlap(const std::string& a, const std::string& b) {
   const auto normal = [](const std::string& path) {
     auto text = std::filesystem::path(path).lexically_normal().string();
-    if (text.size() > 1 && text.back() == '/') text.pop_back();
-    return text + "/";
+    while (!text.empty() && text.back() == '/') text.pop_back();
+    return text + "/";  // "/" for the root, which holds everything
   };
   const auto left = normal(a), right = normal(b);
   return left.starts_with(right) || right.starts_with(left);

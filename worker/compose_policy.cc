@@ -768,6 +768,22 @@ void check_cache_from(Judge& judge, const std::string& service, const std::strin
   });
 }
 
+// <project>-pgod-* names the images of the last good deploy (worker/deploy_gate.cc): a build
+// that took one would change what going back to it runs.
+constexpr char kPgodsOwnImage[] = "the names \"<project>-pgod-...\" are pgod's own (the last good deploy's images)";
+
+bool is_pgods_own_image(const Judge& judge, std::string_view repository) {
+  return repository.starts_with(judge.project() + "-pgod-");
+}
+
+void check_build_tags(Judge& judge, const std::string& service, const std::string& key, const YAML::Node& value) {
+  check_each_project_owned(judge, service, key, value);
+  for_each_entry(judge, service, key, value, [&](const YAML::Node& entry) {
+    if (is_scalar(entry) && is_pgods_own_image(judge, entry.Scalar()))
+      judge.refuse(service, key, entry, kPgodsOwnImage);
+  });
+}
+
 const std::vector<Row> kBuildRows = {
     {"context", Rule::kChecked, "inside the checkout after resolving symlinks, or a remote URL", nullptr,
      judged_with_build},
@@ -792,7 +808,7 @@ const std::vector<Row> kBuildRows = {
     {"entitlements", Rule::kRefused, "build entitlements (host network, insecure) are refused"},
     {"ssh", Rule::kRefused, "forwarding ssh keys into builds is refused"},
     {"secrets", Rule::kRefused, "build secrets are host files or the worker's environment: refused"},
-    {"tags", Rule::kChecked, "every tag the project's own image name", nullptr, check_each_project_owned},
+    {"tags", Rule::kChecked, "every tag the project's own image name, not pgod's", nullptr, check_build_tags},
     {"ulimits", Rule::kChecked, "finite, under a ceiling", nullptr, check_ulimits},
 };
 
@@ -821,6 +837,8 @@ void check_build(Judge& judge, const std::string& service, const std::string& ke
   const YAML::Node given = value.IsMap() ? get(value, "dockerfile") : YAML::Node();
   const bool use_default = !asks_for_something(given) && !inline_text && context_inside;
   const YAML::Node dockerfile = use_default ? YAML::Node("Dockerfile") : given;
+  // The docker CLI's builder falls back to a lowercase `dockerfile` when `Dockerfile` is missing.
+  if (use_default && !remote) inside_checkout("dockerfile", context + "/dockerfile", YAML::Node("dockerfile"));
   if (asks_for_something(dockerfile) && !remote) {
     if (!is_scalar(dockerfile)) return judge.refuse(service, key + ".dockerfile", dockerfile, "cannot be judged");
     // The Dockerfile is read by the compose client, which joins it to the context lexically
@@ -974,6 +992,8 @@ void check_built_image(Judge& judge, const std::string& service, const YAML::Nod
     judge.refuse(service, "image", image,
                  "a built image must be named \"" + judge.project() +
                      "-...\" (it would replace that image for everyone on this daemon)");
+  else if (is_pgods_own_image(judge, repository))
+    judge.refuse(service, "image", image, kPgodsOwnImage);
 }
 
 const std::vector<Row> kServiceRows = {

@@ -8,6 +8,7 @@
 #include <set>
 #include <sstream>
 
+#include "compose_policy.h"
 #include "safe_files.h"
 #include "service.h"
 #include "service_name.h"
@@ -33,11 +34,13 @@ struct Service::GateOutcome {
   std::vector<ContainerState> containers;
 };
 
+// pgo.toml's timeout (or the default) is the most a deploy gets: the compose file, which the
+// repository's authors write, may shorten it, never lengthen it (the gate holds the queue).
 std::chrono::seconds Service::health_timeout(std::optional<std::chrono::seconds> from_compose_file) const {
-  if (from_compose_file) return *from_compose_file;
   const auto configured = std::chrono::nanoseconds(settings_.getHealthTimeoutNs());
-  if (configured > 0ns) return std::chrono::duration_cast<std::chrono::seconds>(configured);
-  return kDefaultHealthTimeout;
+  const std::chrono::seconds ceiling =
+      configured > 0ns ? std::chrono::duration_cast<std::chrono::seconds>(configured) : kDefaultHealthTimeout;
+  return from_compose_file ? std::min(*from_compose_file, ceiling) : ceiling;
 }
 
 kj::Promise<Service::GateOutcome> Service::health_gate(std::chrono::seconds timeout) {
@@ -96,7 +99,7 @@ kj::Promise<void> Service::gate_deploy(std::string model, std::chrono::seconds t
             record_deploy(up);
           });
         }
-        return revert_to_last_good(redacted(outcome.verdict.reason), timeout);
+        return revert_to_last_good(redacted(outcome.verdict.reason));
       });
 }
 
@@ -120,10 +123,12 @@ kj::Promise<void> Service::keep_as_last_good(std::string model, std::vector<Cont
       .then([this, model = std::move(model),
              image_of_service = std::move(image_of_service)](CollectedOutput out) mutable -> kj::Promise<void> {
         std::map<std::string, ImageNames> images;
-        if (out.exit.code == 0) {
-          if (auto parsed = parse_image_inspect(out.out))
-            for (auto& image : *parsed) images.emplace(image.id, std::move(image));
-        }
+        auto parsed = out.exit.code == 0 ? parse_image_inspect(out.out)
+                                         : Expected<std::vector<ImageNames>, std::string>(Unexpected(tail(out.err)));
+        if (parsed)
+          for (auto& image : *parsed) images.emplace(image.id, std::move(image));
+        else
+          log_->warn("cannot name the good images for good (their tags stay): {}", redacted(parsed.error()));
         return pin_last_good(std::move(model), std::move(image_of_service), std::move(images));
       });
 }
@@ -178,7 +183,7 @@ kj::Promise<void> Service::pin_last_good(std::string model, std::map<std::string
   });
 }
 
-kj::Promise<void> Service::revert_to_last_good(std::string reason, std::chrono::seconds timeout) {
+kj::Promise<void> Service::revert_to_last_good(std::string reason) {
   const std::string failed = hash_;
   std::string why = fmt::format("deploy of {} failed its health gate: {}", short_hash(failed), reason);
   const std::string last_good = std::string(settings_.getStateDir().cStr()) + "/" + kLastGoodFile;
@@ -194,18 +199,71 @@ kj::Promise<void> Service::revert_to_last_good(std::string reason, std::chrono::
   failed_hash_ = failed;
   failed_reason_ = why + "; running " + short_hash(good_hash_) + " again until upstream moves";
   persist();
-  return advance_to(good_hash_, /*going_back=*/true).then([this, why, timeout](bool moved) -> kj::Promise<void> {
+  // The good deploy gets the service's own time, not the failed file's.
+  return advance_to(good_hash_, /*going_back=*/true).then([this, why](bool moved) -> kj::Promise<void> {
     if (!moved) return kj::READY_NOW;  // refused or git failed: the state says why
-    return up_last_good(why, timeout);
+    return up_last_good(why, health_timeout(std::nullopt));
   });
+}
+
+bool Service::running_last_good() const {
+  if (hash_ != good_hash_ || deployed_hash_ != good_hash_) return false;
+  const auto read = [](const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    return in ? text.str() : std::string();
+  };
+  const auto last_good = read(std::string(settings_.getStateDir().cStr()) + "/" + kLastGoodFile);
+  return !last_good.empty() && read(validated_file_) == last_good;
+}
+
+kj::Promise<void> Service::stay_reverted() {
+  if (state_ == rpc::ServiceState::BROKEN) return kj::READY_NOW;  // the way back failed: it says why
+  if (hash_.empty()) {
+    // A restarted worker: where the checkout is, from the repository, first.
+    return git_thread_.run<std::string>([git = git_.get()]() { return git->head_hash(); })
+        .then([this](std::string head) -> kj::Promise<void> {
+          if (head.empty()) return broken(failed_reason_ + "; the checkout is at no commit"), kj::READY_NOW;
+          hash_ = std::move(head);
+          return stay_reverted();
+        });
+  }
+  if (!running_last_good()) {
+    log_->info("finishing the way back to {}", short_hash(good_hash_));
+    return advance_to(good_hash_, /*going_back=*/true).then([this](bool moved) -> kj::Promise<void> {
+      if (!moved) return kj::READY_NOW;
+      return up_last_good(failed_reason_, health_timeout(std::nullopt));
+    });
+  }
+  // The cycle's self-heal, on the saved (pinned) model.
+  return compose_collect({"up", "-d"}, std::chrono::duration_cast<std::chrono::seconds>(kRevertUpTimeout))
+      .then([this](CollectedOutput up) {
+        if (up.exit.code != 0)
+          broken(fmt::format("{}; compose up of the last good deploy failed (exit {}): {}", failed_reason_,
+                             up.exit.code, tail(up.err)));
+        else if (state_ != rpc::ServiceState::REVERTED)
+          set_state(rpc::ServiceState::REVERTED, failed_reason_);
+      });
 }
 
 kj::Promise<void> Service::up_last_good(std::string why, std::chrono::seconds timeout) {
   std::ifstream in(std::string(settings_.getStateDir().cStr()) + "/" + kLastGoodFile);
   std::stringstream model;
   model << in.rdbuf();
-  if (!in || !save_validated(model.str())) {
+  if (!in) {
     broken(why + "; cannot read the last good deploy's model");
+    return kj::READY_NOW;
+  }
+  // Judged again as any model is before it runs: the policy or pgod's settings may have moved.
+  auto verdict = check_compose_policy(model.str(), policy_context());
+  if (!verdict || !verdict->empty()) {
+    broken(why + "; the last good deploy's model is refused now: " +
+           (verdict ? (verdict->front().to_string()) : verdict.error()));
+    return kj::READY_NOW;
+  }
+  if (!save_validated(model.str())) {
+    broken(why + "; cannot save the last good deploy's model");
     return kj::READY_NOW;
   }
   return compose_collect({"up", "-d", "--remove-orphans"},

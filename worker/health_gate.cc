@@ -6,6 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "command_grammar.h"
+
 namespace pgod::worker {
 namespace {
 
@@ -39,6 +41,7 @@ std::string last_check_output(const Json& health) {
   for (char& c : output)
     if (c == '\n' || c == '\r' || c == '\t') c = ' ';
   while (!output.empty() && output.back() == ' ') output.pop_back();
+  output = printable(output);  // the container writes it: no terminal escapes in status or journal
   constexpr std::size_t kMaxOutput = 200;
   if (output.size() > kMaxOutput) output = output.substr(0, kMaxOutput) + "...";
   return output;

@@ -282,6 +282,7 @@ std::optional<std::string> Service::recheck_validated(const std::string& root) {
 Expected<std::vector<std::string>, std::string> Service::validated_model_refusals(const std::string& root) const {
   if (!has_validated_model()) return std::vector<std::string>();
   std::ifstream in(validated_file_);
+  if (!in) return Unexpected(std::string("cannot read the saved compose model ") + validated_file_);
   std::stringstream text;
   text << in.rdbuf();
   auto verdict = check_compose_policy(text.str(), policy_context(root));
@@ -299,9 +300,16 @@ std::optional<std::string> Service::refusals_new_in(const std::string& root) con
   if (!staged) return staged.error();
   auto judged_live = validated_model_refusals();
   const auto live = judged_live ? *judged_live : std::vector<std::string>();
+  // What a path resolves to is not in every refusal's words ("cannot be resolved"), and the
+  // containers mount what it resolved to when they were created: a refusal about where a path
+  // leads always counts, whatever the live tree says.
+  const auto about_the_tree = [](const std::string& refusal) {
+    return refusal.find("resolve") != std::string::npos ||
+           refusal.find("holds another bind source") != std::string::npos;
+  };
   std::vector<std::string> added;
   for (const auto& refusal : *staged)
-    if (std::find(live.begin(), live.end(), refusal) == live.end()) added.push_back(refusal);
+    if (about_the_tree(refusal) || std::find(live.begin(), live.end(), refusal) == live.end()) added.push_back(refusal);
   if (added.empty()) return std::nullopt;
   return redacted("refused: " + fmt::format("{}", fmt::join(added, "; ")));
 }
@@ -631,10 +639,7 @@ kj::Promise<void> Service::cycle() {
       }
       if (!failed_hash_.empty()) {
         // A commit that failed its health gate is not tried again until upstream moves on.
-        if (upstream_hash_ == failed_hash_) {
-          if (state_ != rpc::ServiceState::REVERTED) set_state(rpc::ServiceState::REVERTED, failed_reason_);
-          return kj::READY_NOW;
-        }
+        if (upstream_hash_ == failed_hash_) return stay_reverted();
         if (fetched) log_->info("upstream moved past {}, which failed its health gate", short_hash(failed_hash_));
       }
       if (!fetched) return kj::READY_NOW;  // git trouble never touches the containers

@@ -144,8 +144,12 @@ class Service final : private kj::TaskSet::ErrorHandler {
   kj::Promise<void> keep_as_last_good(std::string model, std::vector<ContainerState> containers);
   kj::Promise<void> pin_last_good(std::string model, std::map<std::string, std::string> image_of_service,
                                   std::map<std::string, ImageNames> images);
-  kj::Promise<void> revert_to_last_good(std::string reason, std::chrono::seconds timeout);
+  kj::Promise<void> revert_to_last_good(std::string reason);
   kj::Promise<void> up_last_good(std::string why, std::chrono::seconds timeout);
+  // A cycle while upstream is still at the failed commit: the last good deploy kept up (or the
+  // way back to it finished, after a worker restart); a failed way back stays BROKEN.
+  kj::Promise<void> stay_reverted();
+  bool running_last_good() const;  // the checkout at the good commit, its saved model up
   kj::Promise<void> reload_if_import_changed(const DeployPlan& plan);
   // `rollback`'s job: the commit resolved, judged, checked out, pinned and deployed; `error`
   // says why not, for the caller.

@@ -228,6 +228,10 @@ TEST(Flags, ADatadirOverlappingPgodsOwnDirectoriesIsRefused) {
     ASSERT_FALSE(parsed.has_value()) << args[3];
     EXPECT_NE(parsed.error().find("overlap"), std::string::npos) << parsed.error();
   }
+  // A name that is / in the end is /.
+  auto root = supervisor::parse_options({"--datadir", "/srv/.."});
+  ASSERT_FALSE(root.has_value());
+  EXPECT_EQ(root.error(), "--datadir may not be /");
   for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
            {"-d", "/srv/pgo", "--datadir", "/srv/pgo-data"},
            {"-d", "/srv/pgo", "--datadir", "/mnt/nfs"},

@@ -454,6 +454,13 @@ services:
         RefusedCase{"links outside", v1("    links:\n    - other_db_1:db\n"), "web", "links", "other_db_1",
                     "services of this project"},
         RefusedCase{"mac_address", v2("    mac_address: 02:42:ac:11:00:02\n"), "web", "mac_address", "02:42", "MAC"},
+        RefusedCase{
+            "pgod's own image name",
+            "name: web\nservices:\n  web:\n    build:\n      context: /srv/pgo/web\n    image: web-pgod-good:s0\n",
+            "web", "image", "web-pgod-good", "pgod's own"},
+        RefusedCase{"pgod's own build tag",
+                    v2("    build:\n      context: /srv/pgo/web\n      tags: [\"web-pgod-good:s1\"]\n"), "web",
+                    "build.tags", "web-pgod-good", "pgod's own"},
         RefusedCase{"short bind propagation v1", v1("    volumes:\n    - /srv/pgo/web/x:/x:rw,rshared\n"), "web",
                     "volumes", "/srv/pgo/web/x:/x:rw,rshared", "propagation"},
         RefusedCase{"short volume slave", v1("    volumes:\n    - /srv/pgo/web/x:/x:slave\n"), "web", "volumes",

@@ -549,7 +549,9 @@ TEST_F(WorkerTest, ADeployThatFailsItsHealthGateGoesBackToTheLastGoodOne) {
   worker.start();
   ASSERT_TRUE(worker.wait_for([&] { return worker.state() != ServiceState::STARTING; }, 30s));
   EXPECT_EQ(worker.state(), ServiceState::REVERTED);
-  EXPECT_EQ(count(worker.calls(), " up"), 0u) << worker.calls();
+  // Only the cycle's self-heal of the good deploy: no way back again, the failed file never up.
+  EXPECT_EQ(count(worker.calls(), "--remove-orphans"), 0u) << worker.calls();
+  EXPECT_EQ(read_file(worker.state_dir() + "/compose.validated.yaml").find("exits-at-once"), std::string::npos);
 
   // Upstream moves on: deployed, and the service is OK again.
   upstream->commit({{"compose.yaml", kCompose + "    environment:\n      MODE: fixed\n"}});
@@ -616,6 +618,29 @@ TEST_F(WorkerTest, AFirstDeployThatFailsItsHealthGateIsBroken) {
   const std::string error = status.getStatus().getLastError().cStr();
   EXPECT_NE(error.find("exited with code 3; no earlier good deploy to go back to"), std::string::npos) << error;
   EXPECT_EQ(count(worker.calls(), " down"), 0u) << worker.calls();
+}
+
+// A refusal about where a path leads always counts, even when the live tree has the same words:
+// "cannot be resolved" does not say what the path led to when the containers were created.
+TEST_F(WorkerTest, ABindSourceThatCannotBeResolvedInTheNewTreeHoldsTheCommitBack) {
+  WorkerHarness worker(upstream->path());
+  // Absolute, as compose config writes it (the stand-in's config prints the file as it is).
+  upstream->commit({{"compose.yaml", kCompose + "    volumes:\n      - " + worker.checkout_dir() + "/data:/data\n"},
+                    {"data/.keep", ""}});
+  start(worker);
+  ASSERT_EQ(worker.state(), ServiceState::OK) << worker.worker_log();
+  // Something turned the live data/ into a loop; the new commit makes it one too, and its own
+  // compose file no longer binds it.
+  std::filesystem::remove_all(worker.checkout_dir() + "/data");
+  std::filesystem::create_symlink("data", worker.checkout_dir() + "/data");
+  upstream->commit({{"compose.yaml", kCompose}, {"data/.keep", std::nullopt}});
+  upstream->commit_symlink("data", "data");
+  auto pull = worker.run(Verb::GIT_PULL);
+  EXPECT_EQ(pull.exit_status, 1u) << pull.out;
+  auto status = worker.client().statusRequest().send().wait(worker.io().waitScope);
+  const std::string error = status.getStatus().getLastError().cStr();
+  EXPECT_NE(error.find("the model the containers run would be refused in this commit"), std::string::npos) << error;
+  EXPECT_NE(error.find("cannot be resolved"), std::string::npos) << error;
 }
 
 // A restarted worker reads the tracked head's keys on its git thread; until then it has none.
