@@ -607,12 +607,30 @@ void Supervisor::retire(const std::string& name) {
     return;
   }
   refresh_dockergate();
-  auto settings = retire_settings(name, identity, layout, settings_.defaults, work_dir);
+  bring_down_retired(name, identity, 1);
+}
+
+// `compose down` of a retired service, by pgod-worker --retire. Another retirement ending, or a
+// service added, restarts the docker gate, and a down caught by that restart loses its
+// connection: it is tried again, a few seconds later, before the service is kept for the next
+// start or reload.
+constexpr int kRetireAttempts = 3;
+constexpr auto kRetireRetryDelay = 2 * kj::SECONDS;
+
+void Supervisor::bring_down_retired(const std::string& name, const Identity& identity, int attempt) {
+  auto log = service_logger(name);
+  const std::string work_name = ".retire-" + name;
+  const std::string work_dir = settings_.layout.state_root() + "/" + work_name;
+  const auto give_up = [this, &name, &work_name]() {
+    if (auto removed = remove_tree(settings_.layout.state_root(), work_name); !removed)
+      spdlog::error("[{}] {}", name, removed.error());
+    finish_retirement(name, false);
+  };
+  auto settings = retire_settings(name, identity, settings_.layout, settings_.defaults, work_dir);
   auto memfd = sealed_memfd(name, settings.asBytes());
   if (!memfd) {
     log->error("{}: cannot bring it down; kept", memfd.error());
-    finish_retirement(name, false);
-    return;
+    return give_up();
   }
   SpawnSpec spec = child_spec(identity);
   spec.program = settings_.worker_program;
@@ -622,17 +640,26 @@ void Supervisor::retire(const std::string& name) {
   auto pid = spawn_confined(spec);
   if (!pid) {
     log->error("{}: cannot bring it down; kept", pid.error());
-    finish_retirement(name, false);
-    return;
+    return give_up();
   }
-  tasks_.add(wait_child(*pid, kRetireTimeout, "compose down of " + name).then([this, name, log, work_name](int status) {
-    if (status != 0)
-      log->error("compose down failed ({}): kept {}; retried at the next start or reload", describe_exit(status),
-                 settings_.layout.checkout(name));
-    if (auto removed = remove_tree(settings_.layout.state_root(), work_name); !removed)
-      log->error("{}", removed.error());
-    finish_retirement(name, status == 0);
-  }));
+  tasks_.add(
+      wait_child(*pid, kRetireTimeout, "compose down of " + name)
+          .then([this, name, log, work_name, identity, attempt](int status) -> kj::Promise<void> {
+            if (status != 0 && attempt < kRetireAttempts && !shutting_down_) {
+              log->warn("compose down failed ({}): trying again ({} of {})", describe_exit(status), attempt + 1,
+                        kRetireAttempts);
+              return io_.provider->getTimer().afterDelay(kRetireRetryDelay).then([this, name, identity, attempt]() {
+                bring_down_retired(name, identity, attempt + 1);
+              });
+            }
+            if (status != 0)
+              log->error("compose down failed ({}): kept {}; retried at the next start or reload",
+                         describe_exit(status), settings_.layout.checkout(name));
+            if (auto removed = remove_tree(settings_.layout.state_root(), work_name); !removed)
+              log->error("{}", removed.error());
+            finish_retirement(name, status == 0);
+            return kj::READY_NOW;
+          }));
 }
 
 void Supervisor::finish_retirement(const std::string& name, bool downed) {

@@ -107,6 +107,7 @@ class Supervisor final : private kj::TaskSet::ErrorHandler {
   kj::Promise<int> wait_child(pid_t pid, std::chrono::seconds timeout, std::string what);
   void remove_stale_services();
   void retire(const std::string& name);
+  void bring_down_retired(const std::string& name, const Identity& identity, int attempt);
   void finish_retirement(const std::string& name, bool downed);
   void end_retirement(const std::string& name);
   // The docker gate's sockets: one per service, bound or re-owned as the service's user changes.

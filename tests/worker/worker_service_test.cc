@@ -578,8 +578,8 @@ TEST_F(WorkerTest, ADeployThatFailsItsHealthGateGoesBackToTheLastGoodOne) {
   EXPECT_NE(lines[2].find(" start"), std::string::npos) << lines[2];
 }
 
-// The gate waits as long as pgo.toml's health_timeout says, or the compose file's x-pgo, which
-// takes its place; a container still starting then fails it (and here the last good deploy too,
+// The gate waits as long as pgo.toml's health_timeout says, or less when the compose file's
+// x-pgo says so; a container still starting then fails it (and here the last good deploy too,
 // whose container the stand-in also reports as starting: BROKEN, saying both).
 TEST_F(WorkerTest, TheHealthTimeoutComesFromPgoTomlOrTheComposeFile) {
   WorkerHarness worker(upstream->path(), [](rpc::ServiceSettings::Builder s) {
@@ -606,6 +606,9 @@ TEST_F(WorkerTest, TheHealthTimeoutComesFromPgoTomlOrTheComposeFile) {
   EXPECT_EQ(worker.state(), ServiceState::BROKEN);
   error = error_after(kCompose + "    environment:\n      V: \"3\"\nx-pgo:\n  health_timeout: 1s\n");
   EXPECT_NE(error.find("not ready after 1 s"), std::string::npos) << error;
+  // The repository may shorten pgo.toml's time, never lengthen it.
+  error = error_after(kCompose + "    environment:\n      V: \"4\"\nx-pgo:\n  health_timeout: 30s\n");
+  EXPECT_NE(error.find("not ready after 2 s"), std::string::npos) << error;
 }
 
 // The first deploy has nothing to go back to: BROKEN, with the reason, and the containers left.
