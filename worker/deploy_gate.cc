@@ -65,14 +65,17 @@ kj::Promise<Service::GateOutcome> Service::gate_round(kj::TimePoint deadline, st
         return run_collect(*io_.lowLevelProvider, io_.unixEventPort, io_.provider->getTimer(),
                            docker_spec(std::move(argv), command_timeout))
             .then([this, deadline, timeout](CollectedOutput inspected) -> kj::Promise<GateOutcome> {
-              if (inspected.exit.code != 0)
-                return GateOutcome{
-                    {GateVerdict::Kind::kFailed, fmt::format("cannot read the containers' state (exit {}): {}",
-                                                             inspected.exit.code, tail(inspected.err))},
-                    {}};
-              auto containers = parse_inspect(inspected.out);
-              if (!containers) return GateOutcome{{GateVerdict::Kind::kFailed, containers.error()}, {}};
-              GateOutcome outcome{judge_containers(*containers, now_seconds(), kSettle), std::move(*containers)};
+              GateOutcome outcome;
+              if (inspected.exit.code != 0) {
+                // A container replaced between ps and inspect ("No such object"): look again.
+                outcome.verdict = {GateVerdict::Kind::kWaiting,
+                                   fmt::format("cannot read the containers' state (exit {}): {}", inspected.exit.code,
+                                               tail(inspected.err))};
+              } else {
+                auto containers = parse_inspect(inspected.out);
+                if (!containers) return GateOutcome{{GateVerdict::Kind::kFailed, containers.error()}, {}};
+                outcome = {judge_containers(*containers, now_seconds(), kSettle), std::move(*containers)};
+              }
               if (outcome.verdict.kind != GateVerdict::Kind::kWaiting) return outcome;
               auto& timer = io_.provider->getTimer();
               if (timer.now() >= deadline) {
