@@ -87,7 +87,7 @@ bool has_space_or_control(std::string_view text) {
 }
 
 // Quotes a value for an error message (non-secret values only), showing control characters.
-std::string quoted(std::string_view text) {
+std::string quote(std::string_view text) {
   std::string out = "\"";
   for (const unsigned char c : text.substr(0, 200)) {
     if (c < 0x20 || c == 0x7f)
@@ -138,25 +138,25 @@ std::optional<std::string> check_relative_path(std::string_view path) {
   if (path.empty()) return "is empty (expected a path relative to the checkout)";
   if (path.size() > kMaxPathLength) return fmt::format("is longer than {} bytes", kMaxPathLength);
   if (path.front() == '/')
-    return fmt::format("{} is absolute (expected a path relative to the checkout)", quoted(path));
+    return fmt::format("{} is absolute (expected a path relative to the checkout)", quote(path));
   if (std::any_of(path.begin(), path.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
-    return fmt::format("{} contains control characters", quoted(path));
-  if (path.back() == '/') return fmt::format("{} names a directory (expected a file)", quoted(path));
+    return fmt::format("{} contains control characters", quote(path));
+  if (path.back() == '/') return fmt::format("{} names a directory (expected a file)", quote(path));
   std::size_t begin = 0;
   bool first = true;
   bool named_something = false;
   while (begin <= path.size()) {
     const auto end = std::min(path.find('/', begin), path.size());
     const auto part = path.substr(begin, end - begin);
-    if (part == "..") return fmt::format("{} leaves the checkout (\"..\" is not allowed)", quoted(path));
-    if (first && part == ".git") return fmt::format("{} points into .git", quoted(path));
+    if (part == "..") return fmt::format("{} leaves the checkout (\"..\" is not allowed)", quote(path));
+    if (first && part == ".git") return fmt::format("{} points into .git", quote(path));
     if (!part.empty() && part != ".") {
       first = false;
       named_something = true;
     }
     begin = end + 1;
   }
-  if (!named_something) return fmt::format("{} names no file", quoted(path));
+  if (!named_something) return fmt::format("{} names no file", quote(path));
   return std::nullopt;
 }
 
@@ -177,7 +177,7 @@ std::optional<std::string> check_repository(std::string_view url) {
         return std::nullopt;
       }
     }
-    return fmt::format("uses the unsupported scheme {} ({})", quoted(scheme), expected);
+    return fmt::format("uses the unsupported scheme {} ({})", quote(scheme), expected);
   }
   // scp-like: [user@]host:path, with no '/' before the ':'.
   const auto colon = url.find(':');
@@ -191,7 +191,7 @@ std::optional<std::string> check_repository(std::string_view url) {
 // The subset of git-check-ref-format(1) that matters for a branch name given in a config.
 std::optional<std::string> check_branch(std::string_view branch) {
   const auto bad = [&] {
-    return fmt::format("{} is not a valid branch name (see git-check-ref-format(1))", quoted(branch));
+    return fmt::format("{} is not a valid branch name (see git-check-ref-format(1))", quote(branch));
   };
   if (branch.empty()) return "is empty (expected a branch name such as main)";
   if (branch.size() > 255) return "is longer than 255 bytes";
@@ -250,22 +250,22 @@ std::optional<std::string> check_url_target(std::string_view target) {
   const auto colon = target.rfind(':');
   if (colon == std::string_view::npos || !valid_compose_name(target.substr(0, colon)) ||
       !valid_port(target.substr(colon + 1)))
-    return fmt::format("target {} is not service:port (a compose service name and a port 1-65535)", quoted(target));
+    return fmt::format("target {} is not service:port (a compose service name and a port 1-65535)", quote(target));
   return std::nullopt;
 }
 
 std::optional<std::string> check_mount(std::string_view mount) {
   constexpr std::string_view expected = "expected nfs://server/path";
-  if (!mount.starts_with("nfs://")) return fmt::format("{} does not start with nfs:// ({})", quoted(mount), expected);
+  if (!mount.starts_with("nfs://")) return fmt::format("{} does not start with nfs:// ({})", quote(mount), expected);
   const auto rest = mount.substr(6);
   const auto slash = rest.find('/', rest.starts_with('[') ? rest.find(']') : 0);
   if (slash == std::string_view::npos || slash == 0)
-    return fmt::format("{} has no server or no path ({})", quoted(mount), expected);
+    return fmt::format("{} has no server or no path ({})", quote(mount), expected);
   if (!valid_host(rest.substr(0, slash)))
-    return fmt::format("{} names an invalid server ({})", quoted(mount), expected);
+    return fmt::format("{} names an invalid server ({})", quote(mount), expected);
   const auto path = rest.substr(slash);
   if (path.size() > kMaxPathLength || has_space_or_control(path) || path.find(',') != std::string_view::npos)
-    return fmt::format("{} has an invalid path (no whitespace, control characters or commas)", quoted(mount));
+    return fmt::format("{} has an invalid path (no whitespace, control characters or commas)", quote(mount));
   return std::nullopt;
 }
 
@@ -370,7 +370,7 @@ class Validator {
           add(position_of(node->source()), label, "name",
               fmt::format(
                   "{} is not a valid service name (expected [a-z0-9][a-z0-9_.-]*, no \"..\", at most {} characters)",
-                  quoted(*name), kMaxServiceNameLength));
+                  quote(*name), kMaxServiceNameLength));
         } else {
           service.name = *name;
           label = *name;
@@ -390,11 +390,11 @@ class Validator {
       } else if (key == "user") {
         if (const auto* user = string_value(node, label, key)) {
           if (!valid_user_name(*user))
-            add(position, label, key, fmt::format("{} is not a valid user name", quoted(*user)));
+            add(position, label, key, fmt::format("{} is not a valid user name", quote(*user)));
           else if (context_.user_exists && !context_.user_exists(*user))
             add(position, label, key,
                 fmt::format("user {} does not exist on this host (create it, or name an existing user)",
-                            quoted(*user)));
+                            quote(*user)));
           else if (auto problem = check_service_user(*user))
             add(position, label, key, *problem);
           else {
@@ -432,7 +432,7 @@ class Validator {
       } else if (key == "networks") {
         each_string(node, label, key, [&](std::size_t i, SourcePosition at, const std::string& network) {
           if (!valid_compose_name(network))
-            add(at, label, key, fmt::format("item {} ({}) is not a docker network name", i, quoted(network)));
+            add(at, label, key, fmt::format("item {} ({}) is not a docker network name", i, quote(network)));
           else
             service.networks.push_back(network);
         });
@@ -456,7 +456,7 @@ class Validator {
           if (!timeout)
             add(position, label, key, timeout.error());
           else if (*timeout < std::chrono::seconds(1) || *timeout > kMaxHealthTimeout)
-            add(position, label, key, fmt::format("{} is outside 1s..1h", quoted(*text)));
+            add(position, label, key, fmt::format("{} is outside 1s..1h", quote(*text)));
           else
             service.health_timeout = std::chrono::duration_cast<std::chrono::seconds>(*timeout);
         }
@@ -487,7 +487,7 @@ class Validator {
       const auto credentials = std::string_view(item).substr(0, at_sign);
       const auto registry = std::string_view(item).substr(at_sign + 1);
       if (!valid_host_port(registry)) {
-        add(at, label, "registries", fmt::format("item {}: registry {} is not host[:port]", i, quoted(registry)));
+        add(at, label, "registries", fmt::format("item {}: registry {} is not host[:port]", i, quote(registry)));
         return;
       }
       RegistryLogin login;
@@ -520,7 +520,7 @@ class Validator {
       if (!valid_env_name(name)) {
         add(at, label, "env",
             fmt::format("item {}: {} is not a variable name (expected [A-Za-z_][A-Za-z0-9_]* before '=')", i,
-                        quoted(name)));
+                        quote(name)));
       } else if (std::find(kReservedEnv.begin(), kReservedEnv.end(), name) != kReservedEnv.end()) {
         add(at, label, "env",
             fmt::format("item {} sets {}, which pgod sets itself (reserved: HOME, PATH, DOCKER_CONFIG, "
@@ -542,18 +542,18 @@ class Validator {
       const auto at = position_of(target_node.source());
       if (!valid_site_host(host)) {
         add(position_of(host_key.source()), label, "urls",
-            fmt::format("{} is not a host name (expected DNS labels, optionally starting with \"*.\")", quoted(host)));
+            fmt::format("{} is not a host name (expected DNS labels, optionally starting with \"*.\")", quote(host)));
         continue;
       }
       const auto* target = target_node.as_string();
       if (target == nullptr) {
         add(at, label, "urls",
-            fmt::format("{} maps to {} (expected a \"service:port\" string)", quoted(host),
+            fmt::format("{} maps to {} (expected a \"service:port\" string)", quote(host),
                         type_name(target_node.type())));
         continue;
       }
       if (auto problem = check_url_target(target->get())) {
-        add(at, label, "urls", fmt::format("{}: {}", quoted(host), *problem));
+        add(at, label, "urls", fmt::format("{}: {}", quote(host), *problem));
         continue;
       }
       service.urls.push_back({host, target->get()});
@@ -570,14 +570,14 @@ class Validator {
       return;
     }
     if (command->verb != Verb::kExec || command->args.empty()) {
-      add(at, label, "reload", fmt::format("{} is not an exec command ({})", quoted(reload), expected));
+      add(at, label, "reload", fmt::format("{} is not an exec command ({})", quote(reload), expected));
       return;
     }
     // A worker can only exec in its own compose project.
     if (!service.name.empty() && command->service != service.name) {
       add(at, label, "reload",
           fmt::format("names service {}, but reload runs in this service's own project (use {}//exec …)",
-                      quoted(command->service), service.name));
+                      quote(command->service), service.name));
       return;
     }
     service.reload = reload;
@@ -601,19 +601,19 @@ class Validator {
           "{} shared by unrelated daemons, NFS's squashed root and pgod's clean-up of removed "
           "services: {}",
           user == "nobody" ? std::string("user \"nobody\" is")
-                           : fmt::format("user {} has uid {}, nobody's, which is", quoted(user), kNobodyUid),
+                           : fmt::format("user {} has uid {}, nobody's, which is", quote(user), kNobodyUid),
           own_user);
     if (!context_.gateway_user.empty() && (user == context_.gateway_user || (uid && uid == gateway_uid_)))
       return fmt::format(
           "user {} is the gateway's user (--gateway-user {}), which may talk to every worker and to "
           "pgod, so it must own no service: {}",
-          quoted(user), context_.gateway_user, own_user);
+          quote(user), context_.gateway_user, own_user);
     if (!context_.dockergate_user.empty() &&
         (user == context_.dockergate_user || (uid && uid == uid_of(context_.dockergate_user))))
       return fmt::format(
           "user {} is the docker gate's user (--dockergate-user {}), the one user in the docker group, so it "
           "must own no service: {}",
-          quoted(user), context_.dockergate_user, own_user);
+          quote(user), context_.dockergate_user, own_user);
     return std::nullopt;
   }
 
@@ -624,7 +624,7 @@ class Validator {
     for (const auto& service : config.services) {
       if (const auto [it, inserted] = by_name.emplace(service.name, &service); !inserted) {
         add(service.position, service.name, "name",
-            fmt::format("service name {} is not unique (first defined at line {})", quoted(service.name),
+            fmt::format("service name {} is not unique (first defined at line {})", quote(service.name),
                         it->second->position.line));
         continue;
       }
@@ -644,14 +644,14 @@ class Validator {
       if (project == other_project) {
         add(service.position, service.name, "name",
             fmt::format("service {} and service {} (line {}) would share the compose project {}: rename one",
-                        quoted(service.name), quoted(other->name), other->position.line, quoted(project)));
+                        quote(service.name), quote(other->name), other->position.line, quote(project)));
       } else {
         const bool shorter_is_other = other_project.size() < project.size();
         add(service.position, service.name, "name",
             fmt::format("service {} (compose project {}) and service {} (line {}, compose project {}) could name "
                         "the same docker objects ({}): rename one",
-                        quoted(service.name), quoted(project), quoted(other->name), other->position.line,
-                        quoted(other_project),
+                        quote(service.name), quote(project), quote(other->name), other->position.line,
+                        quote(other_project),
                         shorter_is_other ? collision_example(other_project, project)
                                          : collision_example(project, other_project)));
       }
@@ -670,10 +670,10 @@ class Validator {
     if (inserted) return;
     const Service& first = *it->second;
     const auto whose = first.user == service.user
-                           ? fmt::format("user {} is already the user of service {} (line {})", quoted(service.user),
-                                         quoted(first.name), first.user_position.line)
-                           : fmt::format("user {} has uid {}, as service {}'s user {} (line {})", quoted(service.user),
-                                         *uid, quoted(first.name), quoted(first.user), first.user_position.line);
+                           ? fmt::format("user {} is already the user of service {} (line {})", quote(service.user),
+                                         quote(first.name), first.user_position.line)
+                           : fmt::format("user {} has uid {}, as service {}'s user {} (line {})", quote(service.user),
+                                         *uid, quote(first.name), quote(first.user), first.user_position.line);
     add(service.user_position, service.name, "user",
         fmt::format("{}: give each service a user of its own (a service's user owns its checkout, state and "
                     "docker config; two services sharing one can read each other's tokens and change each "
