@@ -137,8 +137,7 @@ bool valid_host_port(std::string_view text) {
 std::optional<std::string> check_relative_path(std::string_view path) {
   if (path.empty()) return "is empty (expected a path relative to the checkout)";
   if (path.size() > kMaxPathLength) return fmt::format("is longer than {} bytes", kMaxPathLength);
-  if (path.front() == '/')
-    return fmt::format("{} is absolute (expected a path relative to the checkout)", quote(path));
+  if (path.front() == '/') return fmt::format("{} is absolute (expected a path relative to the checkout)", quote(path));
   if (std::any_of(path.begin(), path.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
     return fmt::format("{} contains control characters", quote(path));
   if (path.back() == '/') return fmt::format("{} names a directory (expected a file)", quote(path));
@@ -261,8 +260,7 @@ std::optional<std::string> check_mount(std::string_view mount) {
   const auto slash = rest.find('/', rest.starts_with('[') ? rest.find(']') : 0);
   if (slash == std::string_view::npos || slash == 0)
     return fmt::format("{} has no server or no path ({})", quote(mount), expected);
-  if (!valid_host(rest.substr(0, slash)))
-    return fmt::format("{} names an invalid server ({})", quote(mount), expected);
+  if (!valid_host(rest.substr(0, slash))) return fmt::format("{} names an invalid server ({})", quote(mount), expected);
   const auto path = rest.substr(slash);
   if (path.size() > kMaxPathLength || has_space_or_control(path) || path.find(',') != std::string_view::npos)
     return fmt::format("{} has an invalid path (no whitespace, control characters or commas)", quote(mount));
@@ -393,8 +391,7 @@ class Validator {
             add(position, label, key, fmt::format("{} is not a valid user name", quote(*user)));
           else if (context_.user_exists && !context_.user_exists(*user))
             add(position, label, key,
-                fmt::format("user {} does not exist on this host (create it, or name an existing user)",
-                            quote(*user)));
+                fmt::format("user {} does not exist on this host (create it, or name an existing user)", quote(*user)));
           else if (auto problem = check_service_user(*user))
             add(position, label, key, *problem);
           else {
