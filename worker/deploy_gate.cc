@@ -98,18 +98,17 @@ kj::Promise<Service::GateOutcome> Service::gate_round(kj::TimePoint deadline, st
 
 kj::Promise<void> Service::gate_deploy(std::string model, std::chrono::seconds timeout) {
   log_->info("health gate: waiting up to {} s for the containers of {}", timeout.count(), short_hash(hash_));
-  return health_gate(timeout).then(
-      [this, model = std::move(model), timeout](GateOutcome outcome) mutable -> kj::Promise<void> {
-        if (outcome.verdict.kind == GateVerdict::Kind::kPassed) {
-          // Kept before the state says deployed: whoever waits for it finds the deploy complete.
-          return keep_as_last_good(std::move(model), std::move(outcome.containers)).then([this]() {
-            CollectedOutput up;
-            up.exit.code = 0;  // `up` itself had exited 0 before the gate
-            record_deploy(up);
-          });
-        }
-        return revert_to_last_good(redacted(outcome.verdict.reason));
+  return health_gate(timeout).then([this, model = std::move(model)](GateOutcome outcome) mutable -> kj::Promise<void> {
+    if (outcome.verdict.kind == GateVerdict::Kind::kPassed) {
+      // Kept before the state says deployed: whoever waits for it finds the deploy complete.
+      return keep_as_last_good(std::move(model), std::move(outcome.containers)).then([this]() {
+        CollectedOutput up;
+        up.exit.code = 0;  // `up` itself had exited 0 before the gate
+        record_deploy(up);
       });
+    }
+    return revert_to_last_good(redacted(outcome.verdict.reason));
+  });
 }
 
 // The deploy that passed, kept so that a later one can go back to it: its commit, and its model
