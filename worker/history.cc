@@ -1,13 +1,13 @@
 #include "history.h"
 
 #include <fmt/format.h>
-#include <time.h>
 
 #include <fstream>
 #include <sstream>
 
 #include "command_grammar.h"
 #include "safe_files.h"
+#include "service.h"
 
 namespace pgod::worker {
 namespace {
@@ -28,15 +28,6 @@ std::string field(const std::string& text) {
 std::string line_of(const DeployRecord& record) {
   return fmt::format("{}\t{}\t{}\t{}\t{}\t{}\n", record.time, field(record.trigger), field(record.commit),
                      field(record.result), record.duration_ms, field(record.detail));
-}
-
-std::string format_time(std::int64_t seconds) {
-  const time_t t = seconds;
-  tm parts{};
-  gmtime_r(&t, &parts);
-  char buffer[32];
-  strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &parts);
-  return buffer;
 }
 
 }  // namespace

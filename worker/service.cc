@@ -64,16 +64,6 @@ constexpr std::size_t kMaxComposeFileBytes = 1 << 20;
 // be redacted everywhere; tokens and passwords are longer.
 constexpr std::size_t kMinRedactedLength = 8;
 
-std::string format_time(std::int64_t seconds) {
-  if (seconds == 0) return "-";
-  const std::time_t t = seconds;
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buffer[32];
-  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buffer;
-}
-
 // Who asked, for the history: the key's comment, or root (pgoctl on the host as root).
 std::string caller_name(const std::string& caller) { return caller.empty() ? std::string("root") : caller; }
 
@@ -122,6 +112,16 @@ kj::Promise<void> pump(kj::AsyncInputStream& input, OutputSink& output, bool to_
 }  // namespace
 
 std::int64_t now_seconds() { return static_cast<std::int64_t>(std::time(nullptr)); }
+
+std::string format_time(std::int64_t seconds) {
+  if (seconds == 0) return "-";
+  const std::time_t t = seconds;
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buffer[32];
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buffer;
+}
 
 std::string short_hash(const std::string& hash) { return hash.empty() ? "(none)" : hash.substr(0, 12); }
 

@@ -55,6 +55,7 @@ struct VerbCall {
 // Small text helpers the service's files share.
 std::int64_t now_seconds();
 std::string short_hash(const std::string& hash);  // 12 hex digits, or "(none)"
+std::string format_time(std::int64_t seconds);    // UTC, RFC 3339; "-" for 0
 std::string tail(const std::string& text);        // the end of a command's stderr, for a message
 
 class Service final : private kj::TaskSet::ErrorHandler {
