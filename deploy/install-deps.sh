@@ -27,7 +27,7 @@ build_packages=(
   capnproto libcapnp-dev
   libssh-dev libgit2-dev libseccomp-dev libsystemd-dev prometheus-cpp-dev
   libtomlplusplus-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
-  nlohmann-json3-dev libhttp-parser-dev
+  nlohmann-json3-dev libhttp-parser-dev libssl-dev
   libgtest-dev libgmock-dev
   dpkg-dev
 )

@@ -27,6 +27,8 @@
 #include "confinement.h"
 #include "flags.h"
 #include "gateway_limits.h"
+#include "hook_request.h"
+#include "hooks.h"
 #include "key_index.h"
 #include "listen_address.h"
 #include "logging.h"
@@ -51,11 +53,12 @@ constexpr auto kServicePollInterval = 2 * kj::SECONDS;
 struct Options {
   std::string ssh_address = ":2222";
   std::string metrics_address = ":9112";
+  std::string hooks_address = "127.0.0.1:9113";
   std::string host_key = "/etc/pgo/ssh_host_ed25519_key";
   std::string host_key_fd;
   std::string rundir = "/run/pgod";
   std::string user = "pgod-gw";
-  std::string ssh_fd, metrics_fd;
+  std::string ssh_fd, metrics_fd, hooks_fd;
   pgod::gateway::Limits limits;
   bool debug = false;
 };
@@ -63,6 +66,7 @@ struct Options {
 struct Listeners {
   pgod::UniqueFd ssh;
   pgod::UniqueFd metrics;
+  pgod::UniqueFd hooks;
 };
 
 struct SshBindFree {
@@ -91,6 +95,9 @@ pgod::Expected<Options, int> parse_flags(int argc, char** argv) {
   flags.add_string(0, "ssh-fd", &options.ssh_fd, "inherited listening socket for SSH (pgod passes it; replaces -s)",
                    "fd");
   flags.add_string(0, "metrics-fd", &options.metrics_fd, "inherited listening socket for /metrics (replaces -m)", "fd");
+  flags.add_string(0, "hooks", &options.hooks_address, "address for push hooks, POST /hooks/<service>", "addr");
+  flags.add_string(0, "hooks-fd", &options.hooks_fd, "inherited listening socket for push hooks (replaces --hooks)",
+                   "fd");
   flags.add_string(0, "rundir", &options.rundir, "directory holding supervisor.sock and workers/", "dir");
   flags.add_string(0, "user", &options.user, "user to become when started as root", "name");
   pgod::add_gateway_limit_flags(flags, &options.limits);
@@ -168,17 +175,19 @@ pgod::Expected<pgod::Done, std::string> make_non_blocking(int fd) {
   return pgod::Done{};
 }
 
-// The SSH and /metrics listeners, non-blocking. Before the drop (a port below 1024 needs root)
+// The SSH, /metrics and push hook listeners, non-blocking. Before the drop (a port below 1024 needs root)
 // and the allowlist (which forbids new network sockets).
 pgod::Expected<Listeners, std::string> open_listeners(const Options& options) {
   auto ssh = open_listener(options.ssh_fd, options.ssh_address, "-s/--ssh");
   if (!ssh) return pgod::Unexpected{ssh.error()};
   auto metrics = open_listener(options.metrics_fd, options.metrics_address, "-m/--metrics");
   if (!metrics) return pgod::Unexpected{metrics.error()};
-  for (int fd : {ssh->get(), metrics->get()}) {
+  auto hooks = open_listener(options.hooks_fd, options.hooks_address, "--hooks");
+  if (!hooks) return pgod::Unexpected{hooks.error()};
+  for (int fd : {ssh->get(), metrics->get(), hooks->get()}) {
     if (auto made = make_non_blocking(fd); !made) return pgod::Unexpected{made.error()};
   }
-  return Listeners{std::move(*ssh), std::move(*metrics)};
+  return Listeners{std::move(*ssh), std::move(*metrics), std::move(*hooks)};
 }
 
 // The host key file, open and checked: a regular file and, when the gateway runs as root and
@@ -271,9 +280,19 @@ kj::AsyncIoContext start_event_loop() {
 }
 
 void announce_ready(const Listeners& listeners) {
-  spdlog::info("ready: ssh on {}, metrics on {}, uid {}, confined",
+  spdlog::info("ready: ssh on {}, metrics on {}, hooks on {}, uid {}, confined",
                pgod::gateway::socket_address(listeners.ssh.get(), false),
-               pgod::gateway::socket_address(listeners.metrics.get(), false), getuid());
+               pgod::gateway::socket_address(listeners.metrics.get(), false),
+               pgod::gateway::socket_address(listeners.hooks.get(), false), getuid());
+}
+
+// OpenSSL finds SHA-256 through a provider it loads (and may read its config for) on first
+// use: that happens here, before the allowlist forbids opening files.
+pgod::Expected<pgod::Done, std::string> prepare_hook_crypto() {
+  if (pgod::gateway::hmac_sha256_hex("key", "The quick brown fox jumps over the lazy dog") !=
+      "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8")
+    return pgod::Unexpected{std::string("HMAC-SHA256 does not work in this OpenSSL")};
+  return pgod::Done{};
 }
 
 // The SSH server, the service poll and /metrics, until SIGTERM or SIGINT.
@@ -285,10 +304,13 @@ int serve(kj::AsyncIoContext& io, const Options& options, Listeners& listeners, 
   pgod::gateway::SshServer server(io, bind, listeners.ssh.get(), backends, keys, metrics, options.limits, host);
   auto metrics_receiver =
       io.lowLevelProvider->wrapListenSocketFd(listeners.metrics.release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+  auto hooks_receiver =
+      io.lowLevelProvider->wrapListenSocketFd(listeners.hooks.release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
   auto serving = server.run()
                      .exclusiveJoin(backends.run(kServicePollInterval))
                      .exclusiveJoin(pgod::gateway::serve_metrics(*metrics_receiver, io.provider->getTimer(), metrics,
                                                                  [&backends]() { return backends.snapshot(); }))
+                     .exclusiveJoin(pgod::gateway::serve_hooks(*hooks_receiver, io.provider->getTimer(), backends))
                      .exclusiveJoin(io.unixEventPort.onSignal(SIGTERM).ignoreResult())
                      .exclusiveJoin(io.unixEventPort.onSignal(SIGINT).ignoreResult());
   serving.wait(io.waitScope);
@@ -312,6 +334,7 @@ int main(int argc, char** argv) {
   if (!bind) return fail(bind.error());
   auto host = host_name();
   if (!host) return fail(host.error());
+  if (auto crypto = prepare_hook_crypto(); !crypto) return fail(crypto.error());
   auto io = start_event_loop();
 
   // Confined: from here on no exec, no fork, no file, no new network socket but a unix one.

@@ -26,4 +26,9 @@ interface Supervisor {
   restartWorker @1 (name :Text) -> ();
   # Restarts one service's worker now (containers are not touched). Fails with an error
   # naming the service when there is none.
+
+  hookSettings @2 (name :Text) -> (secret :Data, branch :Text);
+  # What the gateway checks a push hook for this service against: its hook_secret from
+  # pgo.toml and the branch it tracks. Asked for each delivery, so a changed secret counts at
+  # once; an empty secret (or no such service) means the service takes no hooks.
 }

@@ -67,4 +67,10 @@ interface Worker {
   authorizedKeys @2 (after :UInt64) -> (generation :UInt64, keys :List(AuthorizedKey)) $Cxx.allowCancellation;
   # The keys this service accepts. A long poll: returns at once when the key set's generation
   # differs from `after`, else when it next changes (pass 0 the first time).
+
+  pushed @3 (source :Text) -> (queued :Bool);
+  # A push hook for this service verified at the gateway: the worker polls now, as `git pull`
+  # would, and answers at once. `source` ("push hook (github) from 192.0.2.7") is what the
+  # history records as the trigger. false: a poll queued by an earlier push had not started
+  # yet, and serves this one too.
 }

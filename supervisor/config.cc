@@ -32,9 +32,14 @@ constexpr std::size_t kMaxPathLength = 1024;
 constexpr off_t kMaxConfigSize = 4 << 20;
 constexpr std::size_t kMaxValueLength = 4096;
 
-constexpr std::array<std::string_view, 14> kServiceKeys = {
-    "name", "user",     "repository", "branch", "registries", "compose", "env",
-    "urls", "networks", "import",     "reload", "mount",      "ignore",  "health_timeout"};
+constexpr std::array<std::string_view, 15> kServiceKeys = {
+    "name",     "user",   "repository", "branch", "registries", "compose",        "env",        "urls",
+    "networks", "import", "reload",     "mount",  "ignore",     "health_timeout", "hook_secret"};
+
+// A push hook's secret: long enough that guessing it is hopeless, short enough for any forge's
+// form (GitHub takes any length; GitLab's token field, 255).
+constexpr std::size_t kMinHookSecret = 16;
+constexpr std::size_t kMaxHookSecret = 255;
 
 // A deploy's containers get this long to be ready at most: beyond it a broken deploy keeps the
 // service down (its containers replaced, not ready) for longer than anyone waits.
@@ -457,6 +462,17 @@ class Validator {
           else
             service.health_timeout = std::chrono::duration_cast<std::chrono::seconds>(*timeout);
         }
+      } else if (key == "hook_secret") {
+        // A secret: errors describe it without echoing it.
+        if (const auto* text = string_value(node, label, key)) {
+          if (text->size() < kMinHookSecret || text->size() > kMaxHookSecret || has_space_or_control(*text))
+            add(position, label, key,
+                fmt::format("must be {}..{} characters without whitespace (value not shown: it is a secret; make one "
+                            "with: openssl rand -hex 32)",
+                            kMinHookSecret, kMaxHookSecret));
+          else
+            service.hook_secret = Secret(std::string(*text));
+        }
       }
     }
 
@@ -723,6 +739,7 @@ std::optional<SecretPlace> first_secret(const Config& config) {
     if (redact_url(service.repository) != service.repository) return SecretPlace{service.name, "repository"};
     if (!service.registries.empty()) return SecretPlace{service.name, "registries"};
     if (!service.env.empty()) return SecretPlace{service.name, "env"};
+    if (!service.hook_secret.empty()) return SecretPlace{service.name, "hook_secret"};
   }
   return std::nullopt;
 }

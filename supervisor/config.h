@@ -53,6 +53,7 @@ struct Service {
   std::string mount;   // nfs://host/path
   bool ignore = false;
   std::chrono::seconds health_timeout{0};  // 0: the worker's default
+  Secret hook_secret;                      // empty: no push hooks for this service
   SourcePosition position;                 // of the [[services]] table
   SourcePosition user_position;            // of its user value
 };

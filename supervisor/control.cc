@@ -50,6 +50,18 @@ class ControlService final : public rpc::Supervisor::Server {
     return kj::READY_NOW;
   }
 
+  // Only the gateway (and root) can reach this socket; the secret goes to the gateway, which
+  // compares a delivery's signature against it and forgets it.
+  kj::Promise<void> hookSettings(HookSettingsContext context) override {
+    const auto hook = supervisor_.hook_settings(context.getParams().getName().cStr());
+    if (!hook) return kj::READY_NOW;  // empty: no hooks for this service
+    auto results = context.getResults();
+    const auto& secret = hook->secret.reveal();
+    results.setSecret(kj::arrayPtr(reinterpret_cast<const kj::byte*>(secret.data()), secret.size()));
+    results.setBranch(hook->branch);
+    return kj::READY_NOW;
+  }
+
  private:
   Supervisor& supervisor_;
 };

@@ -318,12 +318,13 @@ Expected<Done, std::string> find_dockergate(const Options& options, SupervisorSe
   return Done{};
 }
 
-// The gateway's SSH and metrics listeners, bound by root (the gateway may not bind low ports).
+// The gateway's SSH, metrics and hook listeners, bound by root (the gateway may not bind low ports).
 // pgod keeps them open for as long as it runs: each start of the gateway inherits them.
 Expected<std::vector<pgod::UniqueFd>, std::string> open_gateway_listeners(const Options& options,
                                                                           SupervisorSettings& settings) {
   std::vector<pgod::UniqueFd> sockets;
-  for (auto [flag, text] : {std::pair{"-s/--ssh", options.ssh}, std::pair{"-m/--metrics", options.metrics}}) {
+  for (auto [flag, text] : {std::pair{"-s/--ssh", options.ssh}, std::pair{"-m/--metrics", options.metrics},
+                            std::pair{"--hooks", options.hooks}}) {
     auto address = pgod::parse_listen_address(text);  // checked by parse_options
     auto socket = pgod::bind_listen_address(*address, flag);
     if (!socket) return Unexpected{socket.error()};

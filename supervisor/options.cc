@@ -41,6 +41,9 @@ void register_flags(FlagSet& flags, Options& o) {
   flags.add_bool(0, "debug", &o.debug, "enable debug logging");
   flags.add_bool(0, "restart", &o.restart, "reload the config when the file changes");
   flags.add_string('m', "metrics", &o.metrics, "address for the Prometheus /metrics endpoint", "addr");
+  flags.add_string(0, "hooks", &o.hooks,
+                   "address for push hooks, POST /hooks/<service> (loopback by default: put a TLS proxy in front)",
+                   "addr");
   flags.add_bool(0, "check", &o.check,
                  "validate the config file, print a summary or every error; as root, also list the services whose "
                  "deployed compose model this version's policy refuses (see -d); exit");
@@ -133,7 +136,8 @@ Expected<Done, std::string> validate(Options& o) {
     return Unexpected{
         std::string("--gateway-limits is for the gateway pgod starts: with --no-gateway, give the "
                     "limits to pgod-gateway itself")};
-  for (auto [flag, value] : {std::pair{"-s/--ssh", &o.ssh}, std::pair{"-m/--metrics", &o.metrics}}) {
+  for (auto [flag, value] :
+       {std::pair{"-s/--ssh", &o.ssh}, std::pair{"-m/--metrics", &o.metrics}, std::pair{"--hooks", &o.hooks}}) {
     if (auto address = parse_listen_address(*value); !address)
       return Unexpected{fmt::format("{}: {}", flag, address.error())};
   }

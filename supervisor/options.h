@@ -16,6 +16,7 @@ struct Options {
   std::chrono::nanoseconds duration = std::chrono::minutes(5);
   std::string datadir;  // empty: no NFS mounts, binds only inside the checkout
   std::string metrics = ":9112";
+  std::string hooks = "127.0.0.1:9113";  // push hooks; loopback: a TLS proxy on this host in front
   bool debug = false;
   bool restart = true;
   std::string compose = "auto";  // auto, plugin or standalone (compose_program.h)

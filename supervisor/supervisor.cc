@@ -379,7 +379,7 @@ bool Supervisor::spawn(Supervised& child) {
       return false;
     }
     settings_fd = std::move(*memfd);
-    spec.argv = {spec.program, "--ssh-fd", "3", "--metrics-fd", "4", "--host-key-fd", "5"};
+    spec.argv = {spec.program, "--ssh-fd", "3", "--metrics-fd", "4", "--hooks-fd", "5", "--host-key-fd", "6"};
     spec.argv.insert(spec.argv.end(), settings_.gateway_args.begin(), settings_.gateway_args.end());
     spec.fds = settings_.gateway_fds;
     spec.fds.push_back(settings_fd.get());
@@ -842,6 +842,13 @@ bool Supervisor::restart_worker(const std::string& name) {
     if (retiring_.count(child.name) == 0) launch(child);  // not if removed meanwhile
   }));
   return true;
+}
+
+std::optional<HookSettings> Supervisor::hook_settings(const std::string& name) const {
+  if (retiring_.count(name) != 0) return std::nullopt;
+  for (const auto& service : config_.services)
+    if (service.name == name && !service.hook_secret.empty()) return HookSettings{service.hook_secret, service.branch};
+  return std::nullopt;
 }
 
 std::string Supervisor::summary() const {

@@ -49,6 +49,12 @@ struct SupervisorSettings {
   bool change_identity = true;  // false only under --no-root-check as non-root
 };
 
+// What the gateway checks a service's push hooks against (supervisor.capnp hookSettings).
+struct HookSettings {
+  Secret secret;
+  std::string branch;
+};
+
 // What the RPC interface and the logs show about one worker.
 struct WorkerView {
   std::string name;
@@ -81,6 +87,8 @@ class Supervisor final : private kj::TaskSet::ErrorHandler {
   std::vector<WorkerView> workers() const;
   // Restarts one worker now; false when there is no such service.
   bool restart_worker(const std::string& name);
+  // The service's hook secret and branch; nullopt when it has no hook_secret (or no service).
+  std::optional<HookSettings> hook_settings(const std::string& name) const;
   // "N services, M workers running": for sd_notify STATUS and the log.
   std::string summary() const;
 

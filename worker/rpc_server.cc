@@ -104,6 +104,11 @@ class WorkerImpl final : public rpc::Worker::Server {
     });
   }
 
+  kj::Promise<void> pushed(PushedContext context) override {
+    context.getResults().setQueued(service_.pushed(context.getParams().getSource().cStr()));
+    return kj::READY_NOW;
+  }
+
  private:
   Service& service_;
 };

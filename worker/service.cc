@@ -183,6 +183,21 @@ kj::Promise<void> Service::run_to_end(kj::Function<kj::Promise<void>()> job) {
   return forked.addBranch();
 }
 
+bool Service::pushed(const std::string& source) {
+  if (push_waiting_) return false;
+  push_waiting_ = true;
+  // The gateway's words, bounded and printable: they end up in the history and the log.
+  std::string trigger;
+  for (char c : std::string_view(source).substr(0, 160)) trigger += (c >= 0x20 && c < 0x7f && c != '\t') ? c : '?';
+  log_->info("{}: polling now", trigger);
+  // Not waited on: the gateway answers the forge at once, the cycle runs in its turn.
+  (void)run_to_end([this, trigger = std::move(trigger)]() {
+    push_waiting_ = false;
+    return cycle_for(trigger);
+  });
+  return true;
+}
+
 void Service::taskFailed(kj::Exception&& exception) {
   log_->error("a reconcile job failed: {}", redacted(exception.getDescription().cStr()));
 }

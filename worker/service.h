@@ -88,6 +88,10 @@ class Service final : private kj::TaskSet::ErrorHandler {
   std::uint64_t key_generation() const { return key_generation_; }
   kj::Promise<void> wait_for_keys(std::uint64_t after);
 
+  // A push hook verified at the gateway: a cycle now, as a poll, with `source` as its trigger.
+  // False when a cycle queued by an earlier push has not started yet (it serves this one too).
+  bool pushed(const std::string& source);
+
  private:
   struct Normalized;
   struct CredentialsGuard;
@@ -239,6 +243,7 @@ class Service final : private kj::TaskSet::ErrorHandler {
   std::string failed_hash_;       // a commit that failed it, not tried again until upstream moves (persisted)
   std::string failed_reason_;     // why, for the REVERTED state (persisted)
   std::string trigger_ = "poll";  // what started the job deploying now, for the history
+  bool push_waiting_ = false;     // a cycle queued by a push hook has not started yet
   std::chrono::steady_clock::time_point job_started_ = std::chrono::steady_clock::now();
   bool frozen_ = false;  // (persisted)
   std::string last_error_;

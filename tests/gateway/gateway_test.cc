@@ -484,6 +484,8 @@ TEST_F(GatewayTest, LimitsHoldAndAreLogged) {
                                      "127.0.0.1:" + std::to_string(port),
                                      "-m",
                                      "127.0.0.1:" + std::to_string(free_loopback_port()),
+                                     "--hooks",
+                                     "127.0.0.1:0",
                                      "--host-key",
                                      host_key,
                                      "--rundir",
@@ -627,6 +629,8 @@ class GatewayFromInsideTest : public GatewayTest, public ::testing::WithParamInt
                                       "127.0.0.1:" + std::to_string(port),
                                       "-m",
                                       "127.0.0.1:" + std::to_string(free_loopback_port()),
+                                      "--hooks",
+                                      "127.0.0.1:0",
                                       "--host-key",
                                       host_key,
                                       "--rundir",
@@ -672,12 +676,26 @@ TEST_F(GatewayTest, AnOpenFromInsideTheGatewayIsRefusedAndItKeepsServing) {
   const std::string log_path = pgod_.root() + "/probe-openat.log";
   const int port = free_loopback_port();
   const std::string host_key = make_key(pgod_.root(), "probe-host-key-openat");
-  auto gateway =
-      spawn_background({"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>>" + log_path, "/usr/bin/env",
-                        std::string("LD_PRELOAD=") + PGOD_SYSCALL_PROBE_PATH, "PGOD_PROBE_SYSCALL=openat",
-                        "ASAN_OPTIONS=verify_asan_link_order=0", programs_dir() + "/pgod-gateway", "-s",
-                        "127.0.0.1:" + std::to_string(port), "-m", "127.0.0.1:" + std::to_string(free_loopback_port()),
-                        "--host-key", host_key, "--rundir", pgod_.rundir(), "--user", gateway_user().name});
+  auto gateway = spawn_background({"/bin/sh",
+                                   "-c",
+                                   "exec \"$0\" \"$@\" 2>>" + log_path,
+                                   "/usr/bin/env",
+                                   std::string("LD_PRELOAD=") + PGOD_SYSCALL_PROBE_PATH,
+                                   "PGOD_PROBE_SYSCALL=openat",
+                                   "ASAN_OPTIONS=verify_asan_link_order=0",
+                                   programs_dir() + "/pgod-gateway",
+                                   "-s",
+                                   "127.0.0.1:" + std::to_string(port),
+                                   "-m",
+                                   "127.0.0.1:" + std::to_string(free_loopback_port()),
+                                   "--hooks",
+                                   "127.0.0.1:0",
+                                   "--host-key",
+                                   host_key,
+                                   "--rundir",
+                                   pgod_.rundir(),
+                                   "--user",
+                                   gateway_user().name});
   ASSERT_TRUE(PgodHarness::wait_for([&]() { return read_file(log_path).find("ready: ssh on") != std::string::npos; }))
       << read_file(log_path);
   ASSERT_EQ(kill(gateway->pid, SIGUSR2), 0);

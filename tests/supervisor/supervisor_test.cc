@@ -512,7 +512,7 @@ TEST_F(SupervisorTest, TheGatewayRunsAsItsUserWithTheListeningSocketsAndIsRestar
   const pid_t gateway = std::stoi(gateway_pid);
   ASSERT_TRUE(PgodHarness::wait_for([&]() { return pgod.log().find("GATEWAY-PROBE") != std::string::npos; }));
   EXPECT_NE(pgod.log().find("GATEWAY-PROBE uid=" + std::to_string(gateway_user().uid) +
-                            " args=--ssh-fd 3 --metrics-fd 4 --host-key-fd 5 --rundir " + pgod.rundir()),
+                            " args=--ssh-fd 3 --metrics-fd 4 --hooks-fd 5 --host-key-fd 6 --rundir " + pgod.rundir()),
             std::string::npos)
       << pgod.log();
   auto status = proc_status(gateway);

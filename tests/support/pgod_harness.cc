@@ -175,6 +175,10 @@ void PgodHarness::start(std::vector<std::string> args, bool wait) {
   for (const auto& arg : args) host_key = host_key || arg == "--host-key";
   // Never the system's /etc/pgo: a key of the test's own (pgod makes it on first start).
   if (gateway && !host_key) argv.insert(argv.end(), {"--host-key", root_.path() + "/ssh_host_ed25519_key"});
+  bool hooks = false;
+  for (const auto& arg : args) hooks = hooks || arg == "--hooks";
+  // Never the default 127.0.0.1:9113, which a pgod already running on this host may hold.
+  if (gateway && !hooks) argv.insert(argv.end(), {"--hooks", "127.0.0.1:0"});
   argv.insert(argv.end(), args.begin(), args.end());
 
   std::vector<char*> pointers;

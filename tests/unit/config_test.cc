@@ -292,7 +292,14 @@ INSTANTIATE_TEST_SUITE_P(
         RejectCase{"health_timeout_long", V + "health_timeout = \"2h\"\n", 5, "\"2h\"", "web", "health_timeout",
                    "outside 1s..1h"},
         RejectCase{"health_timeout_type", V + "health_timeout = 30\n", 5, "30", "web", "health_timeout",
-                   "expected a string"}),
+                   "expected a string"},
+        // hook_secret: a secret, never echoed
+        RejectCase{"hook_secret_short", V + "hook_secret = \"Sh0rtS3cret\"\n", 5, "\"Sh0rtS3cret\"", "web",
+                   "hook_secret", "16..255 characters", "Sh0rtS3cret"},
+        RejectCase{"hook_secret_space", V + "hook_secret = \"a long secret with spaces in it\"\n", 5, "\"a long secret",
+                   "web", "hook_secret", "without whitespace", "spaces in it"},
+        RejectCase{"hook_secret_type", V + "hook_secret = 1234567890123456789\n", 5, "1234567890123456789", "web",
+                   "hook_secret", "expected a string"}),
     [](const ::testing::TestParamInfo<RejectCase>& info) { return info.param.label; });
 
 TEST(Config, HealthTimeoutIsADuration) {
@@ -302,6 +309,16 @@ TEST(Config, HealthTimeoutIsADuration) {
   result = parse_config(V, "pgo.toml", test_context());
   ASSERT_TRUE(result.has_value());
   EXPECT_EQ(result->services.front().health_timeout, std::chrono::seconds(0)) << "the worker's default";
+}
+
+TEST(Config, HookSecretIsASecret) {
+  auto result = parse_config(V + "hook_secret = \"0123456789abcdef0123\"\n", "pgo.toml", test_context());
+  ASSERT_TRUE(result.has_value()) << result.error().front().to_string();
+  EXPECT_EQ(result->services.front().hook_secret.reveal(), "0123456789abcdef0123");
+  EXPECT_EQ(fmt::format("{}", result->services.front().hook_secret), "[redacted]");
+  const auto readable = check_file_readers("/etc/pgo.toml", {0, 0644}, *result);
+  ASSERT_TRUE(readable.has_value());
+  EXPECT_NE(readable->message.find("(hook_secret of service \"web\")"), std::string::npos) << readable->to_string();
 }
 
 TEST(Config, MountNeedsDatadir) {
