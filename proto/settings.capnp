@@ -35,6 +35,8 @@ struct ServiceSettings {
   composeProgram @23 :ComposeProgram;
   dockerHost @24 :Text;         # unix://<rundir>/docker/<service>.sock on the docker gate; empty: dockerd's own
   healthTimeoutNs @25 :UInt64;  # pgo.toml health_timeout: how long a deploy's containers get to be ready; 0: the default
+  signers @26 :List(Text);      # pgo.toml signers: allowed-signers lines; set: only commits they signed deploy
+  allowForcePush @27 :Bool;     # with signers: a head that does not descend from the deployed commit is followed
 
   struct EnvVar {
     name @0 :Text;

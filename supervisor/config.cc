@@ -16,6 +16,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <tuple>
 
 #include "command_grammar.h"
@@ -32,9 +33,20 @@ constexpr std::size_t kMaxPathLength = 1024;
 constexpr off_t kMaxConfigSize = 4 << 20;
 constexpr std::size_t kMaxValueLength = 4096;
 
-constexpr std::array<std::string_view, 15> kServiceKeys = {
-    "name",     "user",   "repository", "branch", "registries", "compose",        "env",        "urls",
-    "networks", "import", "reload",     "mount",  "ignore",     "health_timeout", "hook_secret"};
+constexpr std::array<std::string_view, 17> kServiceKeys = {
+    "name",   "user",           "repository",  "branch",  "registries",      "compose",
+    "env",    "urls",           "networks",    "import",  "reload",          "mount",
+    "ignore", "health_timeout", "hook_secret", "signers", "allow_force_push"};
+
+// Keys a signer's line may use, as ssh-keygen(1) ALLOWED SIGNERS names them.
+constexpr std::array<std::string_view, 7> kSignerKeyTypes = {"ssh-ed25519",
+                                                             "ssh-rsa",
+                                                             "ecdsa-sha2-nistp256",
+                                                             "ecdsa-sha2-nistp384",
+                                                             "ecdsa-sha2-nistp521",
+                                                             "sk-ssh-ed25519@openssh.com",
+                                                             "sk-ecdsa-sha2-nistp256@openssh.com"};
+constexpr std::size_t kMaxSigners = 100;
 
 // A push hook's secret: long enough that guessing it is hopeless, short enough for any forge's
 // form (GitHub takes any length; GitLab's token field, 255).
@@ -52,6 +64,42 @@ constexpr uid_t kNobodyUid = 65534;
 // Set by the worker for every compose run; an env item may not change them.
 constexpr std::array<std::string_view, 6> kReservedEnv = {
     "HOME", "PATH", "DOCKER_CONFIG", "COMPOSE_PROJECT_NAME", "COMPOSE_FILE", "PYTHONNOUSERSITE"};
+
+// One line of an allowed-signers file (ssh-keygen(1)): principals, then options (only
+// namespaces="git", valid-after, valid-before) or none, then a key type and its base64. Checked
+// here so a mistake is a config error, not a refused deploy; ssh-keygen reads it again.
+std::optional<std::string> check_signer_line(const std::string& line) {
+  if (line.empty() || line.find_first_of("\r\n") != std::string::npos ||
+      std::any_of(line.begin(), line.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 && c != ' '; }))
+    return "is not one allowed-signers line (principal key-type base64)";
+  std::vector<std::string> fields;
+  std::istringstream words(line);
+  for (std::string word; words >> word;) fields.push_back(word);
+  std::size_t type_at = 1;
+  // Four fields or more with no key type second: the second is the options field.
+  if (fields.size() > 3 &&
+      std::find(kSignerKeyTypes.begin(), kSignerKeyTypes.end(), fields[1]) == kSignerKeyTypes.end()) {
+    // An options field: each option allowed by name.
+    std::istringstream options(fields[1]);
+    for (std::string option; std::getline(options, option, ',');) {
+      const auto name = option.substr(0, option.find('='));
+      if (name != "namespaces" && name != "valid-after" && name != "valid-before")
+        return fmt::format("option \"{}\" is not one pgod accepts (namespaces, valid-after, valid-before)", name);
+    }
+    type_at = 2;
+  }
+  if (fields.size() < type_at + 2)
+    return "is not principal [options] key-type base64 (as in ssh-keygen's ALLOWED SIGNERS; e.g. "
+           "\"alice@example.org ssh-ed25519 AAAA...\")";
+  if (std::find(kSignerKeyTypes.begin(), kSignerKeyTypes.end(), fields[type_at]) == kSignerKeyTypes.end())
+    return fmt::format("key type \"{}\" is not an SSH signing key type", fields[type_at].substr(0, 40));
+  const auto& blob = fields[type_at + 1];
+  if (!std::all_of(blob.begin(), blob.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/' || c == '=';
+      }))
+    return "the key is not base64";
+  return std::nullopt;
+}
 
 SourcePosition position_of(const toml::source_region& region) {
   return {static_cast<int>(region.begin.line), static_cast<int>(region.begin.column)};
@@ -462,6 +510,18 @@ class Validator {
           else
             service.health_timeout = std::chrono::duration_cast<std::chrono::seconds>(*timeout);
         }
+      } else if (key == "signers") {
+        each_string(node, label, key, [&](std::size_t i, SourcePosition at, const std::string& line) {
+          if (auto problem = check_signer_line(line))
+            add(at, label, key, fmt::format("item {}: {}", i, *problem));
+          else if (service.signers.size() >= kMaxSigners)
+            add(at, label, key, fmt::format("more than {} signers", kMaxSigners));
+          else
+            service.signers.push_back(line);
+        });
+      } else if (key == "allow_force_push") {
+        if (const auto* allow = typed<toml::value<bool>>(node, label, key, "a boolean"))
+          service.allow_force_push = allow->get();
       } else if (key == "hook_secret") {
         // A secret: errors describe it without echoing it.
         if (const auto* text = string_value(node, label, key)) {

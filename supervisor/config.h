@@ -54,6 +54,8 @@ struct Service {
   bool ignore = false;
   std::chrono::seconds health_timeout{0};  // 0: the worker's default
   Secret hook_secret;                      // empty: no push hooks for this service
+  std::vector<std::string> signers;        // allowed-signers lines; set: only signed commits deploy
+  bool allow_force_push = false;           // with signers: follow a head that does not descend
   SourcePosition position;                 // of the [[services]] table
   SourcePosition user_position;            // of its user value
 };

@@ -80,6 +80,9 @@ kj::Array<capnp::word> worker_settings(const config::Service& service, const Ide
   settings.setIgnore(service.ignore);
   settings.setHealthTimeoutNs(
       static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(service.health_timeout).count()));
+  auto signers = settings.initSigners(static_cast<unsigned>(service.signers.size()));
+  for (unsigned i = 0; i < service.signers.size(); ++i) signers.set(i, service.signers[i]);
+  settings.setAllowForcePush(service.allow_force_push);
   return capnp::messageToFlatArray(message);
 }
 

@@ -1382,6 +1382,40 @@ Expected<std::vector<std::string>, GitError> GitTracker::changed_paths(const std
   return paths_in_diff(diff.get(), paths, wanted);
 }
 
+Expected<GitTracker::Signature, GitError> GitTracker::commit_signature(const std::string& commit_hash) const {
+  const std::string doing = impl_->redacted("reading the signature of " + commit_hash);
+  auto repo = impl_->open_existing(doing);
+  if (!repo) return Unexpected(repo.error());
+  auto id = impl_->resolve(repo->get(), commit_hash);
+  if (!id) return Unexpected(GitError{id.error().message});
+  git_buf signature = GIT_BUF_INIT;
+  git_buf signed_data = GIT_BUF_INIT;
+  const int rc = git_commit_extract_signature(&signature, &signed_data, repo->get(), &*id, nullptr);
+  Signature found;
+  if (rc == 0) {
+    found.signature.assign(signature.ptr, signature.size);
+    found.signed_data.assign(signed_data.ptr, signed_data.size);
+  }
+  git_buf_dispose(&signature);
+  git_buf_dispose(&signed_data);
+  if (rc < 0 && rc != GIT_ENOTFOUND) return Unexpected(GitError{impl_->failure(doing + " failed", rc, false).message});
+  return found;
+}
+
+Expected<bool, GitError> GitTracker::descends_from(const std::string& commit, const std::string& ancestor) const {
+  const std::string doing = impl_->redacted("comparing " + commit + " with " + ancestor);
+  auto repo = impl_->open_existing(doing);
+  if (!repo) return Unexpected(repo.error());
+  auto descendant = impl_->resolve(repo->get(), commit);
+  if (!descendant) return Unexpected(GitError{descendant.error().message});
+  auto base = impl_->resolve(repo->get(), ancestor);
+  if (!base) return Unexpected(GitError{base.error().message});
+  if (git_oid_equal(&*descendant, &*base)) return true;
+  const int rc = git_graph_descendant_of(repo->get(), &*descendant, &*base);
+  if (rc < 0) return Unexpected(GitError{impl_->failure(doing + " failed", rc, false).message});
+  return rc == 1;
+}
+
 Expected<std::string, GitError> GitTracker::resolve_commit(const std::string& hash) const {
   auto repo = impl_->open_existing(impl_->redacted("resolving commit " + hash));
   if (!repo) return Unexpected(repo.error());

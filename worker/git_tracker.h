@@ -97,6 +97,18 @@ class GitTracker {
   Expected<std::vector<std::string>, GitError> changed_paths(const std::string& from, const std::string& to,
                                                              const std::vector<std::string>& paths) const;
 
+  // A local commit's signature and the bytes it signs (the commit object without its gpgsig
+  // header), as `git verify-commit` hands them to the verifier. Both empty: the commit is not
+  // signed.
+  struct Signature {
+    std::string signature;
+    std::string signed_data;
+  };
+  Expected<Signature, GitError> commit_signature(const std::string& commit_hash) const;
+
+  // Whether local commit `commit` is `ancestor` or descends from it.
+  Expected<bool, GitError> descends_from(const std::string& commit, const std::string& ancestor) const;
+
   // Whether `hash` (full or abbreviated, at least 4 hex digits) names a commit in the repo;
   // returns the full hash.
   Expected<std::string, GitError> resolve_commit(const std::string& hash) const;

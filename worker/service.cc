@@ -25,6 +25,7 @@
 #include <random>
 #include <sstream>
 
+#include "commit_signature.h"
 #include "compose_policy.h"
 #include "history.h"
 #include "logging.h"
@@ -339,26 +340,44 @@ kj::Promise<void> Service::refresh_keys() {
   // commit must not bring back keys removed since) or a container wrote into it. Before the
   // first fetch of this repository: the checkout's.
   if (upstream_hash_.empty()) {
-    apply_keys(read_authorized_keys(settings_.getCheckoutDir().cStr()));
+    if (settings_.getSigners().size() == 0)
+      apply_keys(read_authorized_keys(settings_.getCheckoutDir().cStr()));
+    else if (key_generation_ == 0)
+      apply_keys(KeyScan{});  // nothing verified yet: no keys
     return kj::READY_NOW;
   }
+  if (settings_.getSigners().size() == 0) return read_keys_at(upstream_hash_);
+  // With signers, who may run commands is decided by signed commits only: an unsigned head
+  // (pushed by whoever can push) must not add a key. Its keys count once it verifies; until
+  // then, those of the checkout's commit, which verified when the checkout moved to it.
+  return verify_signature(upstream_hash_).then([this](std::optional<std::string> refusal) -> kj::Promise<void> {
+    if (!refusal) return read_keys_at(upstream_hash_);
+    if (!hash_.empty()) return read_keys_at(hash_);
+    if (key_generation_ == 0) apply_keys(KeyScan{});
+    return kj::READY_NOW;
+  });
+}
+
+kj::Promise<void> Service::read_keys_at(const std::string& commit) {
   using Files = std::vector<std::pair<std::string, std::string>>;
+  const bool from_checkout = settings_.getSigners().size() == 0;  // the fallback, only without signers
   return git_thread_
-      .run<Expected<Files, GitError>>([git = git_.get(), commit = upstream_hash_]() {
-        return git->read_directory(commit, "ssh", kMaxKeyFiles, kMaxKeyFileBytes);
-      })
-      .then([this](Expected<Files, GitError> files) {
+      .run<Expected<Files, GitError>>(
+          [git = git_.get(), commit]() { return git->read_directory(commit, "ssh", kMaxKeyFiles, kMaxKeyFileBytes); })
+      .then([this, commit, from_checkout](Expected<Files, GitError> files) {
         if (!files) {
-          log_->warn("authorized keys: cannot read ssh/ of {}: {}", short_hash(upstream_hash_),
+          log_->warn("authorized keys: cannot read ssh/ of {}: {}", short_hash(commit),
                      redacted(files.error().message));
-          if (key_generation_ == 0) apply_keys(read_authorized_keys(settings_.getCheckoutDir().cStr()));
+          if (key_generation_ == 0)
+            apply_keys(from_checkout ? read_authorized_keys(settings_.getCheckoutDir().cStr()) : KeyScan{});
           return;
         }
         apply_keys(keys_from_files(*files));
       })
-      .catch_([this](kj::Exception&& e) {
+      .catch_([this, from_checkout](kj::Exception&& e) {
         log_->warn("authorized keys: {}", redacted(e.getDescription().cStr()));
-        if (key_generation_ == 0) apply_keys(read_authorized_keys(settings_.getCheckoutDir().cStr()));
+        if (key_generation_ == 0)
+          apply_keys(from_checkout ? read_authorized_keys(settings_.getCheckoutDir().cStr()) : KeyScan{});
       });
 }
 
@@ -663,6 +682,10 @@ kj::Promise<void> Service::cycle() {
       return git_thread_.run<std::string>([git = git_.get()]() { return git->head_hash(); })
           .then([this](std::string head) {
             if (!head.empty()) hash_ = std::move(head);
+            return forward_only(upstream_hash_);
+          })
+          .then([this](bool forward) -> kj::Promise<bool> {
+            if (!forward) return false;
             return advance_to(upstream_hash_);
           })
           .then([this](bool moved) -> kj::Promise<void> {
@@ -703,6 +726,36 @@ kj::Promise<bool> Service::fetch_upstream() {
 }
 
 kj::Promise<std::optional<std::string>> Service::judge_commit(const std::string& commit) {
+  return verify_signature(commit).then([this, commit](std::optional<std::string> refusal) {
+    if (refusal) return kj::Promise<std::optional<std::string>>(kj::mv(refusal));
+    return judge_tree(commit);
+  });
+}
+
+kj::Promise<std::optional<std::string>> Service::verify_signature(const std::string& commit) {
+  if (settings_.getSigners().size() == 0 || commit == signature_verified_) return std::optional<std::string>();
+  return git_thread_
+      .run<Expected<GitTracker::Signature, GitError>>(
+          [git = git_.get(), commit]() { return git->commit_signature(commit); })
+      .then([this, commit](Expected<GitTracker::Signature, GitError> found) -> kj::Promise<std::optional<std::string>> {
+        if (!found) return std::optional<std::string>(redacted("cannot read the signature: " + found.error().message));
+        SignatureCheck check;
+        for (auto line : settings_.getSigners()) check.signers.emplace_back(line.cStr());
+        check.work_dir = std::string(settings_.getStateDir().cStr()) + "/signatures";
+        check.home = settings_.getHome().cStr();
+        return verify_commit_signature(io_, check, short_hash(commit), std::move(found->signature),
+                                       std::move(found->signed_data))
+            .then([this, commit](SignatureVerdict verdict) {
+              if (!verdict.refusal) {
+                log_->info("commit {} is signed by {}", short_hash(commit), verdict.signer);
+                signature_verified_ = commit;
+              }
+              return verdict.refusal;
+            });
+      });
+}
+
+kj::Promise<std::optional<std::string>> Service::judge_tree(const std::string& commit) {
   return git_thread_
       .run<Expected<std::string, GitError>>(
           [git = git_.get(), commit, staging = staging_dir_]() { return git->stage(commit, staging); })
@@ -726,6 +779,29 @@ kj::Promise<std::optional<std::string>> Service::judge_commit(const std::string&
                 text.replace(at, root.size(), live);
               return std::optional<std::string>(redacted(text));
             });
+      });
+}
+
+kj::Promise<bool> Service::forward_only(const std::string& commit) {
+  // Only a service with signers holds its history fixed: a force-push could otherwise put an
+  // older signed commit (with a known hole) back in place of the deployed one.
+  if (settings_.getSigners().size() == 0 || settings_.getAllowForcePush() || hash_.empty() || commit == hash_)
+    return true;
+  return git_thread_
+      .run<Expected<bool, GitError>>(
+          [git = git_.get(), commit, deployed = hash_]() { return git->descends_from(commit, deployed); })
+      .then([this, commit](Expected<bool, GitError> descends) {
+        if (descends && *descends) return true;
+        const std::string why =
+            descends ? fmt::format(
+                           "upstream {} does not descend from the deployed {} (a force-push): with signers set "
+                           "it is deployed only when an operator says so (pgoctl {}//rollback {}, then "
+                           "unfreeze) or with allow_force_push = true",
+                           short_hash(commit), short_hash(hash_), settings_.getName().cStr(), short_hash(commit))
+                     : redacted(descends.error().message);
+        if (last_error_ != why) note_deploy(commit, "refused", why);
+        broken(why);
+        return false;
       });
 }
 

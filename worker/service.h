@@ -126,8 +126,14 @@ class Service final : private kj::TaskSet::ErrorHandler {
   // Fetches origin/<branch> into upstream_hash_; false when the fetch failed (counted towards
   // DIFF while tracking).
   kj::Promise<bool> fetch_upstream();
-  // Writes `commit` into the staging tree and judges it there: nullopt when accepted, else why.
+  // Checks `commit`'s signature (with signers set), then writes it into the staging tree and
+  // judges it there: nullopt when accepted, else why.
   kj::Promise<std::optional<std::string>> judge_commit(const std::string& commit);
+  kj::Promise<std::optional<std::string>> verify_signature(const std::string& commit);
+  kj::Promise<std::optional<std::string>> judge_tree(const std::string& commit);
+  // With signers set (and no allow_force_push): false, and BROKEN saying why, when `commit` does
+  // not descend from the checkout's HEAD.
+  kj::Promise<bool> forward_only(const std::string& commit);
   // Moves the checkout to `commit` once it is judged (a new commit) or at once (HEAD itself,
   // to discard local edits); false when refused or git failed (the state says why).
   kj::Promise<bool> advance_to(const std::string& commit, bool going_back = false);
@@ -207,6 +213,7 @@ class Service final : private kj::TaskSet::ErrorHandler {
   void broken(std::string reason);
   void settle_state();
   kj::Promise<void> refresh_keys();
+  kj::Promise<void> read_keys_at(const std::string& commit);  // ssh/*.pub of a local commit
   void apply_keys(KeyScan scan);
   void load_persisted();
   bool persist() const;
@@ -235,15 +242,16 @@ class Service final : private kj::TaskSet::ErrorHandler {
   BlockingThread git_thread_;
 
   rpc::ServiceState state_ = rpc::ServiceState::STARTING;
-  std::string hash_;              // HEAD of the checkout
-  std::string upstream_hash_;     // origin/<branch> at the last fetch
-  std::string deployed_hash_;     // the commit last brought up (persisted)
-  std::string pinned_hash_;       // rollback target (persisted)
-  std::string good_hash_;         // the last deploy that passed the health gate (persisted; model in last-good.yaml)
-  std::string failed_hash_;       // a commit that failed it, not tried again until upstream moves (persisted)
-  std::string failed_reason_;     // why, for the REVERTED state (persisted)
-  std::string trigger_ = "poll";  // what started the job deploying now, for the history
-  bool push_waiting_ = false;     // a cycle queued by a push hook has not started yet
+  std::string hash_;                // HEAD of the checkout
+  std::string upstream_hash_;       // origin/<branch> at the last fetch
+  std::string deployed_hash_;       // the commit last brought up (persisted)
+  std::string pinned_hash_;         // rollback target (persisted)
+  std::string good_hash_;           // the last deploy that passed the health gate (persisted; model in last-good.yaml)
+  std::string failed_hash_;         // a commit that failed it, not tried again until upstream moves (persisted)
+  std::string failed_reason_;       // why, for the REVERTED state (persisted)
+  std::string trigger_ = "poll";    // what started the job deploying now, for the history
+  bool push_waiting_ = false;       // a cycle queued by a push hook has not started yet
+  std::string signature_verified_;  // the last commit whose signature verified (not checked again)
   std::chrono::steady_clock::time_point job_started_ = std::chrono::steady_clock::now();
   bool frozen_ = false;  // (persisted)
   std::string last_error_;

@@ -276,8 +276,9 @@ TEST_F(HostileClientTest, AGatewayGivenAnRsaHostKeyRefusesToStart) {
   const std::string key = make_key(pgod_.root(), "rsa-host-key", "rsa");
   auto refused =
       run_process({programs_dir() + "/pgod-gateway", "-s", "127.0.0.1:" + std::to_string(free_loopback_port()), "-m",
-                   "127.0.0.1:" + std::to_string(free_loopback_port()), "--hooks", "127.0.0.1:0", "--host-key", key,
-                   "--rundir", pgod_.rundir(), "--user", gateway_user().name});
+                   "127.0.0.1:" + std::to_string(free_loopback_port()), "--hooks",
+                   "127.0.0.1:" + std::to_string(free_loopback_port()), "--host-key", key, "--rundir", pgod_.rundir(),
+                   "--user", gateway_user().name});
   EXPECT_EQ(refused.exit_code, 1);
   EXPECT_NE(refused.err.find("is ssh-rsa: the gateway serves only ed25519 host keys"), std::string::npos)
       << refused.err;

@@ -105,9 +105,20 @@ std::string GitUpstream::commit(const std::map<std::string, std::optional<std::s
                                 const std::string& message) {
   write_files(work_, files);
   git({"-C", work_, "add", "-A"});
-  git({"-C", work_, "commit", "-q", "--allow-empty", "-m", message});
+  commit_work(message);
   git({"-C", work_, "push", "-q", "origin", "HEAD:refs/heads/" + branch_});
   return git({"-C", work_, "rev-parse", "HEAD"});
+}
+
+void GitUpstream::sign_commits(const std::string& private_key) { signing_key_ = private_key; }
+
+void GitUpstream::commit_work(const std::string& message) {
+  if (signing_key_.empty()) {
+    git({"-C", work_, "commit", "-q", "--allow-empty", "-m", message});
+    return;
+  }
+  git({"-C", work_, "-c", "gpg.format=ssh", "-c", "user.signingkey=" + signing_key_, "commit", "-S", "-q",
+       "--allow-empty", "-m", message});
 }
 
 std::string GitUpstream::commit_symlink(const std::string& path, const std::string& target,
@@ -124,7 +135,7 @@ std::string GitUpstream::rewrite_last(const std::map<std::string, std::optional<
   git({"-C", work_, "reset", "-q", "--hard", "HEAD~1"});
   write_files(work_, files);
   git({"-C", work_, "add", "-A"});
-  git({"-C", work_, "commit", "-q", "--allow-empty", "-m", message});
+  commit_work(message);
   git({"-C", work_, "push", "-q", "--force", "origin", "HEAD:refs/heads/" + branch_});
   return git({"-C", work_, "rev-parse", "HEAD"});
 }

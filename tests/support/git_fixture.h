@@ -43,8 +43,15 @@ class GitUpstream {
   // The branch's tip in the bare repository.
   std::string head() const;
 
+  // Signs the commits made from now on with this SSH private key (git's gpg.format ssh);
+  // an empty path: unsigned again.
+  void sign_commits(const std::string& private_key);
+
  private:
+  void commit_work(const std::string& message);  // signed when sign_commits said so
+
   std::string bare_, work_, branch_;
+  std::string signing_key_;  // empty: commits are not signed
 };
 
 // A TCP port on 127.0.0.1 that was free a moment ago (lighttpd cannot bind port 0).

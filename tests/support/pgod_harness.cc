@@ -178,7 +178,7 @@ void PgodHarness::start(std::vector<std::string> args, bool wait) {
   bool hooks = false;
   for (const auto& arg : args) hooks = hooks || arg == "--hooks";
   // Never the default 127.0.0.1:9113, which a pgod already running on this host may hold.
-  if (gateway && !hooks) argv.insert(argv.end(), {"--hooks", "127.0.0.1:0"});
+  if (gateway && !hooks) argv.insert(argv.end(), {"--hooks", "127.0.0.1:" + std::to_string(free_loopback_port())});
   argv.insert(argv.end(), args.begin(), args.end());
 
   std::vector<char*> pointers;

@@ -299,7 +299,22 @@ INSTANTIATE_TEST_SUITE_P(
         RejectCase{"hook_secret_space", V + "hook_secret = \"a long secret with spaces in it\"\n", 5, "\"a long secret",
                    "web", "hook_secret", "without whitespace", "spaces in it"},
         RejectCase{"hook_secret_type", V + "hook_secret = 1234567890123456789\n", 5, "1234567890123456789", "web",
-                   "hook_secret", "expected a string"}),
+                   "hook_secret", "expected a string"},
+        // signers: allowed-signers lines
+        RejectCase{"signers_type", V + "signers = \"alice ssh-ed25519 AAAA\"\n", 5, "\"alice", "web", "signers",
+                   "expected an array of strings"},
+        RejectCase{"signers_key_type", V + "signers = [ \"alice ssh-dss AAAAB3\" ]\n", 5, "\"alice", "web", "signers",
+                   "item 1: key type \"ssh-dss\" is not an SSH signing key type"},
+        RejectCase{"signers_no_key", V + "signers = [ \"alice ssh-ed25519\" ]\n", 5, "\"alice", "web", "signers",
+                   "is not principal [options] key-type base64"},
+        RejectCase{"signers_option", V + "signers = [ \"alice cert-authority ssh-ed25519 AAAAC3\" ]\n", 5, "\"alice",
+                   "web", "signers", "option \"cert-authority\" is not one pgod accepts"},
+        RejectCase{"signers_blob", V + "signers = [ \"alice ssh-ed25519 AAAA$(x)\" ]\n", 5, "\"alice", "web", "signers",
+                   "the key is not base64"},
+        RejectCase{"signers_newline", V + "signers = [ \"alice ssh-ed25519 AAAA\\nbob ssh-ed25519 AAAA\" ]\n", 5,
+                   "\"alice", "web", "signers", "is not one allowed-signers line"},
+        RejectCase{"allow_force_push_type", V + "allow_force_push = \"yes\"\n", 5, "\"yes\"", "web", "allow_force_push",
+                   "expected a boolean"}),
     [](const ::testing::TestParamInfo<RejectCase>& info) { return info.param.label; });
 
 TEST(Config, HealthTimeoutIsADuration) {
@@ -319,6 +334,21 @@ TEST(Config, HookSecretIsASecret) {
   const auto readable = check_file_readers("/etc/pgo.toml", {0, 0644}, *result);
   ASSERT_TRUE(readable.has_value());
   EXPECT_NE(readable->message.find("(hook_secret of service \"web\")"), std::string::npos) << readable->to_string();
+}
+
+TEST(Config, SignersAreAllowedSignersLines) {
+  auto result =
+      parse_config(V + "signers = [ \"alice@example.org ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOk= laptop\", "
+                       "\"ci namespaces=\\\"git\\\" ecdsa-sha2-nistp256 AAAAE2VjZHNh\" ]\nallow_force_push = true\n",
+                   "pgo.toml", test_context());
+  ASSERT_TRUE(result.has_value()) << result.error().front().to_string();
+  ASSERT_EQ(result->services.front().signers.size(), 2u);
+  EXPECT_EQ(result->services.front().signers[0], "alice@example.org ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOk= laptop");
+  EXPECT_TRUE(result->services.front().allow_force_push);
+  result = parse_config(V, "pgo.toml", test_context());
+  ASSERT_TRUE(result.has_value());
+  EXPECT_TRUE(result->services.front().signers.empty());
+  EXPECT_FALSE(result->services.front().allow_force_push);
 }
 
 TEST(Config, MountNeedsDatadir) {

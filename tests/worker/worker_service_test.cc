@@ -611,6 +611,185 @@ TEST_F(WorkerTest, TheHealthTimeoutComesFromPgoTomlOrTheComposeFile) {
   EXPECT_NE(error.find("not ready after 2 s"), std::string::npos) << error;
 }
 
+// An ed25519 key pair made with ssh-keygen in `dir`; the private key's path.
+std::string signing_key(const std::string& dir, const std::string& name) {
+  const std::string key = dir + "/" + name;
+  const auto made = run_process({"/usr/bin/ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", key});
+  if (made.exit_code != 0) throw std::runtime_error("ssh-keygen: " + made.err);
+  return key;
+}
+
+// "principal key-type base64" for a key made above: one allowed-signers line.
+std::string signer_line(const std::string& principal, const std::string& key) {
+  std::istringstream public_key(read_file(key + ".pub"));
+  std::string type, blob;
+  public_key >> type >> blob;
+  return principal + " " + type + " " + blob;
+}
+
+class SignedCommitTest : public WorkerTest {
+ protected:
+  void SetUp() override {
+    WorkerTest::SetUp();
+    alice = signing_key(keys.path(), "alice");
+    mallory = signing_key(keys.path(), "mallory");
+    upstream->sign_commits(alice);
+    signed_head = upstream->commit({{"compose.yaml", kCompose + "    environment:\n      V: \"signed\"\n"}});
+  }
+
+  std::function<void(rpc::ServiceSettings::Builder)> with_signers(bool allow_force_push = false) const {
+    return [line = signer_line("alice@example.org", alice), allow_force_push](rpc::ServiceSettings::Builder s) {
+      s.setName("web");
+      auto signers = s.initSigners(1);
+      signers.set(0, line);
+      s.setAllowForcePush(allow_force_push);
+    };
+  }
+
+  static std::string hash_of(WorkerHarness& worker) {
+    auto status = worker.client().statusRequest().send().wait(worker.io().waitScope);
+    return status.getStatus().getHash().cStr();
+  }
+
+  static std::string last_error(WorkerHarness& worker) {
+    auto status = worker.client().statusRequest().send().wait(worker.io().waitScope);
+    return status.getStatus().getLastError().cStr();
+  }
+
+  TempDir keys;
+  std::string alice, mallory, signed_head;
+};
+
+// With signers set, only a commit one of them signed reaches the checkout: unsigned, signed by
+// another key, or signed over other bytes, the deployed commit stays, and the state says why.
+TEST_F(SignedCommitTest, OnlyCommitsTheSignersSignedAreDeployed) {
+  WorkerHarness worker(upstream->path(), with_signers());
+  start(worker);
+  ASSERT_EQ(worker.state(), ServiceState::OK) << worker.worker_log();
+  EXPECT_EQ(hash_of(worker), signed_head);
+  EXPECT_NE(worker.worker_log().find("is signed by alice@example.org"), std::string::npos) << worker.worker_log();
+
+  upstream->sign_commits("");
+  const auto unsigned_commit = upstream->commit({{"compose.yaml", kCompose + "    environment:\n      V: \"u\"\n"}});
+  worker.run(Verb::GIT_PULL);
+  EXPECT_EQ(worker.state(), ServiceState::BROKEN);
+  EXPECT_NE(last_error(worker).find("commit " + unsigned_commit.substr(0, 12) + " is not signed"), std::string::npos)
+      << last_error(worker);
+  EXPECT_EQ(hash_of(worker), signed_head) << "the checkout stays at the signed commit";
+
+  upstream->sign_commits(mallory);
+  const auto mallorys = upstream->commit({{"compose.yaml", kCompose + "    environment:\n      V: \"m\"\n"}});
+  worker.run(Verb::GIT_PULL);
+  EXPECT_EQ(worker.state(), ServiceState::BROKEN);
+  EXPECT_NE(last_error(worker).find("commit " + mallorys.substr(0, 12) +
+                                    " is signed by a key that is not one of this service's signers"),
+            std::string::npos)
+      << last_error(worker);
+  EXPECT_EQ(hash_of(worker), signed_head);
+  const auto history = worker.run(Verb::HISTORY);
+  EXPECT_NE(history.out.find(mallorys.substr(0, 12) + "  refused"), std::string::npos) << history.out;
+
+  upstream->sign_commits(alice);
+  const auto next = upstream->commit({{"compose.yaml", kCompose + "    environment:\n      V: \"a2\"\n"}});
+  const auto pulled = worker.run(Verb::GIT_PULL);
+  EXPECT_EQ(pulled.exit_status, 0u) << pulled.err;
+  EXPECT_EQ(worker.state(), ServiceState::OK) << last_error(worker);
+  EXPECT_EQ(hash_of(worker), next);
+}
+
+// Who may run commands is decided by signed commits only: a key added by an unsigned commit
+// counts for nothing, the same key in a signed one counts.
+TEST_F(SignedCommitTest, KeysComeFromSignedCommitsOnly) {
+  WorkerHarness worker(upstream->path(), with_signers());
+  start(worker);
+  const auto comments = [&] {
+    auto keys = worker.client().authorizedKeysRequest().send().wait(worker.io().waitScope);
+    std::string out;
+    for (auto key : keys.getKeys()) out += std::string(key.getComment().cStr()) + ";";
+    return out;
+  };
+  const auto before = comments();
+  EXPECT_EQ(before.find("mallory"), std::string::npos) << before;
+  upstream->sign_commits("");
+  upstream->commit({{"ssh/mallory.pub", read_file(mallory + ".pub")}});
+  worker.run(Verb::GIT_PULL);
+  EXPECT_EQ(comments(), before) << "an unsigned commit adds no key";
+  upstream->sign_commits(alice);
+  upstream->commit({{"README", "signed again\n"}});
+  worker.run(Verb::GIT_PULL);
+  EXPECT_NE(comments().find("mallory"), std::string::npos) << "signed by alice, the key counts";
+}
+
+// A signature copied onto other bytes (the message changed, the signature kept) is found to be
+// alice's by its key, and still refused: -Y verify checks it over the commit as it is.
+TEST_F(SignedCommitTest, ASignatureOverOtherBytesIsRefused) {
+  WorkerHarness worker(upstream->path(), with_signers());
+  start(worker);
+  ASSERT_EQ(hash_of(worker), signed_head);
+  const auto genuine = upstream->commit({{"compose.yaml", kCompose + "    environment:\n      V: \"g\"\n"}});
+  auto object = run_process({"/usr/bin/git", "-C", upstream->path(), "cat-file", "commit", genuine}).out;
+  const auto message = object.rfind("\nchange\n");
+  ASSERT_NE(message, std::string::npos) << object;
+  object.replace(message, 8, "\nchanged by mallory\n");
+  const auto forged =
+      run_process({"/usr/bin/git", "-C", upstream->path(), "hash-object", "-t", "commit", "-w", "--stdin"}, object);
+  ASSERT_EQ(forged.exit_code, 0) << forged.err;
+  const std::string forged_hash = forged.out.substr(0, 40);
+  ASSERT_EQ(
+      run_process({"/usr/bin/git", "-C", upstream->path(), "update-ref", "refs/heads/main", forged_hash}).exit_code, 0);
+  worker.run(Verb::GIT_PULL);
+  EXPECT_EQ(worker.state(), ServiceState::BROKEN);
+  EXPECT_NE(last_error(worker).find("the signature of commit " + forged_hash.substr(0, 12) +
+                                    " by alice@example.org does not verify"),
+            std::string::npos)
+      << last_error(worker);
+  EXPECT_EQ(hash_of(worker), signed_head);
+}
+
+// A head that does not descend from the deployed commit (a force-push that could bring back an
+// older signed commit) waits for an operator; a rollback to it, then unfreeze, is that word.
+TEST_F(SignedCommitTest, AForcePushWaitsForAnOperator) {
+  WorkerHarness worker(upstream->path(), with_signers());
+  start(worker);
+  ASSERT_EQ(hash_of(worker), signed_head);
+  const auto rewritten = upstream->rewrite_last({{"compose.yaml", kCompose + "    environment:\n      V: \"r\"\n"}});
+  worker.run(Verb::GIT_PULL);
+  EXPECT_EQ(worker.state(), ServiceState::BROKEN);
+  EXPECT_NE(last_error(worker).find("upstream " + rewritten.substr(0, 12) + " does not descend from the deployed " +
+                                    signed_head.substr(0, 12)),
+            std::string::npos)
+      << last_error(worker);
+  EXPECT_EQ(hash_of(worker), signed_head);
+
+  const auto pinned = worker.run(Verb::ROLLBACK, {rewritten});
+  ASSERT_EQ(pinned.exit_status, 0u) << pinned.err;
+  const auto unfrozen = worker.run(Verb::UNFREEZE);
+  ASSERT_EQ(unfrozen.exit_status, 0u) << unfrozen.err;
+  EXPECT_EQ(worker.state(), ServiceState::OK) << last_error(worker);
+  EXPECT_EQ(hash_of(worker), rewritten);
+}
+
+TEST_F(SignedCommitTest, AllowForcePushFollowsARewrittenBranch) {
+  WorkerHarness worker(upstream->path(), with_signers(true));
+  start(worker);
+  ASSERT_EQ(hash_of(worker), signed_head);
+  const auto rewritten = upstream->rewrite_last({{"compose.yaml", kCompose + "    environment:\n      V: \"r\"\n"}});
+  worker.run(Verb::GIT_PULL);
+  EXPECT_EQ(worker.state(), ServiceState::OK) << last_error(worker);
+  EXPECT_EQ(hash_of(worker), rewritten);
+}
+
+// Without signers, nothing changes: unsigned commits and force-pushes are followed as before.
+TEST_F(SignedCommitTest, WithoutSignersUnsignedCommitsAndForcePushesAreFollowed) {
+  WorkerHarness worker(upstream->path());
+  start(worker);
+  upstream->sign_commits("");
+  const auto rewritten = upstream->rewrite_last({{"compose.yaml", kCompose + "    environment:\n      V: \"r\"\n"}});
+  worker.run(Verb::GIT_PULL);
+  EXPECT_EQ(worker.state(), ServiceState::OK) << last_error(worker);
+  EXPECT_EQ(hash_of(worker), rewritten);
+}
+
 // The first deploy has nothing to go back to: BROKEN, with the reason, and the containers left.
 TEST_F(WorkerTest, AFirstDeployThatFailsItsHealthGateIsBroken) {
   upstream->commit({{"compose.yaml", kCompose + "    environment:\n      MODE: exits-at-once\n"}});
