@@ -176,38 +176,38 @@ class HookService final : public kj::HttpService {
 
  private:
   kj::Promise<void> handle(std::string service, HookHeaders headers, std::string body, Response& response) {
-    // Only failures spend from this bucket (refuse() below); while it is empty the service's
-    // hook answers 429 before its secret is asked for, and the log says so once.
-    if (!desk_.failures.allow(service, RateLimiter::Clock::now(), false)) {
-      if (!desk_.failures_logged[service])
-        spdlog::warn("[{}] push hook: too many deliveries failed to authenticate; answering 429 for a while", service);
-      desk_.failures_logged[service] = true;
-      return send(response, answer(429, "Too Many Requests", "too many failed deliveries: try again later"));
-    }
-    if (desk_.failures_logged[service]) spdlog::info("[{}] push hook: taking deliveries again", service);
-    desk_.failures_logged[service] = false;
+    // The service first: the tables below are keyed by service, and only names from the config
+    // may add to them (any other name would let a stranger grow them without end).
     auto known = desk_.backends.has_service(service) ? kj::Promise<void>(kj::READY_NOW) : desk_.backends.refresh_soon();
-    return known
-        .then([this, service]() -> kj::Promise<std::pair<std::string, std::string>> {
-          if (!desk_.backends.has_service(service)) return std::pair<std::string, std::string>();
-          auto request = desk_.backends.supervisor().hookSettingsRequest();
-          request.setName(service);
-          return request.send().then([](auto reply) {
-            auto secret = reply.getSecret();
-            return std::pair<std::string, std::string>(
-                std::string(reinterpret_cast<const char*>(secret.begin()), secret.size()), reply.getBranch().cStr());
-          });
-        })
-        .then([this, service, headers = kj::mv(headers), body = kj::mv(body),
-               &response](std::pair<std::string, std::string> settings) mutable -> kj::Promise<void> {
-          auto& [secret, branch] = settings;
-          if (secret.empty())
-            return refuse(response, service, answer(404, "Not Found", "no push hook for this service"),
-                          "no such service, or it has no hook_secret");
-          const auto judged = judge_hook(headers, body, secret, branch, peer_.loopback);
-          std::fill(secret.begin(), secret.end(), '\0');
-          return act(service, judged, response);
-        });
+    return known.then([this, service = kj::mv(service), headers = kj::mv(headers), body = kj::mv(body),
+                       &response]() mutable -> kj::Promise<void> {
+      if (!desk_.backends.has_service(service))
+        return refuse(response, service, answer(404, "Not Found", "no push hook for this service"), "no such service");
+      // Only failures spend from this bucket (refuse() below); while it is empty the service's
+      // hook answers 429 before its secret is asked for, and the log says so once.
+      if (!desk_.failures.allow(service, RateLimiter::Clock::now(), false)) {
+        if (!desk_.failures_logged[service])
+          spdlog::warn("[{}] push hook: too many deliveries failed to authenticate; answering 429 for a while",
+                       service);
+        desk_.failures_logged[service] = true;
+        return send(response, answer(429, "Too Many Requests", "too many failed deliveries: try again later"));
+      }
+      if (desk_.failures_logged[service]) spdlog::info("[{}] push hook: taking deliveries again", service);
+      desk_.failures_logged[service] = false;
+      auto request = desk_.backends.supervisor().hookSettingsRequest();
+      request.setName(service);
+      return request.send().then([this, service, headers = kj::mv(headers), body = kj::mv(body),
+                                  &response](auto reply) mutable -> kj::Promise<void> {
+        auto bytes = reply.getSecret();
+        std::string secret(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+        if (secret.empty())
+          return refuse(response, service, answer(404, "Not Found", "no push hook for this service"),
+                        "it has no hook_secret");
+        const auto judged = judge_hook(headers, body, secret, reply.getBranch().cStr(), peer_.loopback);
+        std::fill(secret.begin(), secret.end(), '\0');
+        return act(service, judged, response);
+      });
+    });
   }
 
   kj::Promise<void> act(const std::string& service, const HookJudgement& judged, Response& response) {
@@ -262,11 +262,16 @@ class HookService final : public kj::HttpService {
         });
   }
 
-  // A refusal: logged, and counted against the service's failure bucket.
+  // A refusal: logged and, for a service of the config, counted against its failure bucket. A
+  // name no service has is only a debug line: anyone can make them up.
   kj::Promise<void> refuse(Response& response, const std::string& service, Answer refusal, const std::string& why) {
-    desk_.failures.allow(service, RateLimiter::Clock::now());
-    spdlog::warn("[{}] push hook from {} refused ({}): {}", service, source_.empty() ? peer_.address : source_,
-                 refusal.status, why);
+    const std::string& from = source_.empty() ? peer_.address : source_;
+    if (desk_.backends.has_service(service)) {
+      desk_.failures.allow(service, RateLimiter::Clock::now());
+      spdlog::warn("[{}] push hook from {} refused ({}): {}", service, from, refusal.status, why);
+    } else {
+      spdlog::debug("push hook for \"{}\" from {} refused ({}): {}", service, from, refusal.status, why);
+    }
     return send(response, kj::mv(refusal));
   }
 

@@ -1,5 +1,7 @@
 #include "key_index.h"
 
+#include <openssl/evp.h>
+
 #include <memory>
 
 namespace pgod::gateway {
@@ -11,6 +13,29 @@ struct KeyFree {
 using OwnedKey = std::unique_ptr<std::remove_pointer_t<ssh_key>, KeyFree>;
 
 }  // namespace
+
+std::string key_fingerprint(const std::string& canonical_key) {
+  const auto space = canonical_key.find(' ');
+  const std::string blob = space == std::string::npos ? canonical_key : canonical_key.substr(space + 1);
+  if (blob.empty() || blob.size() % 4 != 0 || blob.size() > 64 * 1024) return "unknown";
+  std::string decoded(blob.size() / 4 * 3, '\0');
+  const int length =
+      EVP_DecodeBlock(reinterpret_cast<unsigned char*>(decoded.data()),
+                      reinterpret_cast<const unsigned char*>(blob.data()), static_cast<int>(blob.size()));
+  if (length < 0) return "unknown";
+  // EVP_DecodeBlock counts the padding's zero bytes: take them off.
+  std::size_t size = static_cast<std::size_t>(length);
+  for (auto it = blob.rbegin(); it != blob.rend() && *it == '=' && size > 0; ++it) --size;
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_length = 0;
+  if (EVP_Digest(decoded.data(), size, digest, &digest_length, EVP_sha256(), nullptr) != 1) return "unknown";
+  std::string encoded(4 * ((digest_length + 2) / 3) + 1, '\0');
+  const int written =
+      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(encoded.data()), digest, static_cast<int>(digest_length));
+  encoded.resize(static_cast<std::size_t>(written));
+  while (!encoded.empty() && encoded.back() == '=') encoded.pop_back();
+  return "SHA256:" + encoded;
+}
 
 std::optional<std::string> KeyIndex::canonical(ssh_key key) {
   char* blob = nullptr;

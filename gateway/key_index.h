@@ -22,6 +22,10 @@ struct ListedKey {
   std::string file;     // ssh/<name>.pub
 };
 
+// "SHA256:<base64>" of a canonical key ("type base64"), as ssh-keygen -l prints it; "unknown"
+// when the base64 does not decode.
+std::string key_fingerprint(const std::string& canonical_key);
+
 class KeyIndex {
  public:
   // Replaces the keys `service` accepts. Keys libssh cannot parse are skipped and counted in

@@ -22,6 +22,7 @@
 #include <random>
 #include <vector>
 
+#include "audit.h"
 #include "command_grammar.h"
 #include "logging.h"
 #include "rpc_verbs.h"
@@ -298,6 +299,7 @@ struct Channel {
   kj::Promise<void> restart_worker(const std::string& service);
   kj::Promise<void> run_on_worker(const Command& command, const std::string& caller);
   kj::Promise<void> finish(std::uint32_t status, std::string message);
+  void audit_command(std::uint32_t status, std::chrono::milliseconds elapsed) const;
   void cancel();
   void close_local();
   void count_running(const std::string& service);
@@ -312,10 +314,12 @@ struct Channel {
   bool started = false;
   bool remote_closed = false;
   bool local_closed = false;
-  std::string counted_service;  // counted in running_per_service and running_per_key while not empty
-  kj::TimePoint opened_at;      // a session with no command by --exec-timeout is closed
-  std::string log_service;      // the known service a command went to (metrics, log)
-  std::string words;            // the verb as typed, for the log
+  std::string counted_service;    // counted in running_per_service and running_per_key while not empty
+  kj::TimePoint opened_at;        // a session with no command by --exec-timeout is closed
+  std::string log_service;        // the known service a command went to (metrics, log)
+  std::string words;              // the verb as typed, for the log
+  std::vector<std::string> args;  // the command's arguments, for the audit (values redacted there)
+  std::string commit;             // the checkout's commit after the command, as the worker said
   std::chrono::steady_clock::time_point started_at{};
   kj::Promise<void> task = nullptr;
 
@@ -658,6 +662,7 @@ kj::Promise<void> Channel::dispatch(Command command) {
   auto& server = connection.server;
   const auto& info = verb_info(command.verb);
   words = std::string(info.words);
+  args = command.args;
   if (!server.backends.has_service(command.service))
     return finish(static_cast<std::uint32_t>(Status::kNotFound), not_found_message(command.service));
   auto listed = server.keys.listed_by(command.service, connection.key);
@@ -734,6 +739,7 @@ kj::Promise<void> Channel::run_on_worker(const Command& command, const std::stri
   request.setCaller(caller);
   return request.send().then(
       [this](capnp::Response<rpc::Worker::RunResults> response) {
+        commit = response.getCommit().cStr();
         return finish(response.getExitStatus(), response.getMessage());
       },
       [this, service = command.service](kj::Exception&& e) {
@@ -757,6 +763,7 @@ kj::Promise<void> Channel::finish(std::uint32_t status, std::string message) {
     service_logger(log_service)
         ->info("{} from {}: {}: exit {} in {} ms", printable(connection.user), connection.peer, words, status,
                elapsed.count());
+    audit_command(status, elapsed);
   } else {
     server.metrics.count_rejected(rejection_reason(status));
     spdlog::info("{} ({}): refused with {}: {}", connection.peer, printable(connection.user), status,
@@ -774,6 +781,22 @@ kj::Promise<void> Channel::finish(std::uint32_t status, std::string message) {
     ssh_channel_send_eof(channel);
     close_local();
   });
+}
+
+// The command's audit entry: who (the key's fingerprint, the address), what (verb, arguments
+// with values after '=' hidden), the outcome and the commit the service was at.
+void Channel::audit_command(std::uint32_t status, std::chrono::milliseconds elapsed) const {
+  const std::string fingerprint = key_fingerprint(connection.key);
+  const std::string redacted = pgod::redact_arguments(args);
+  pgod::AuditEntry entry;
+  entry.kind = "command";
+  entry.message = fmt::format("[{}] {} ({}) from {}: {}{}{}: exit {}", log_service, printable(connection.user),
+                              fingerprint, connection.peer, words, redacted.empty() ? "" : " ", redacted, status);
+  entry.fields = {
+      {"SERVICE", log_service}, {"KEY_FINGERPRINT", fingerprint}, {"VERB", words},
+      {"ARGS", redacted},       {"EXIT", std::to_string(status)}, {"COMMIT", commit},
+      {"TRIGGER", "command"},   {"SOURCE", connection.peer},      {"DURATION_MS", std::to_string(elapsed.count())}};
+  pgod::send_audit(entry);
 }
 
 void Channel::cancel() {

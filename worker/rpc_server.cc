@@ -74,10 +74,11 @@ class WorkerImpl final : public rpc::Worker::Server {
           // The answer goes after the output: a reader that has gone is no reason to fail.
           return sink.finish().catch_([](kj::Exception&&) {}).then([result = std::move(result)]() { return result; });
         })
-        .then([context](VerbResult result) mutable {
+        .then([this, context](VerbResult result) mutable {
           auto results = context.getResults();
           results.setExitStatus(result.exit_status);
           results.setMessage(result.message);
+          results.setCommit(service_.head_hash());
         })
         .attach(kj::mv(output));
   }

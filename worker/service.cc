@@ -25,6 +25,7 @@
 #include <random>
 #include <sstream>
 
+#include "audit.h"
 #include "commit_signature.h"
 #include "compose_policy.h"
 #include "history.h"
@@ -224,6 +225,18 @@ void Service::note_deploy(const std::string& commit, std::string result, std::st
   record.detail = redacted(detail);
   if (!append_history(settings_.getStateDir().cStr(), record))
     log_->warn("cannot add to the deploy history in {}", settings_.getStateDir().cStr());
+  // The same record in the journal, with fields of its own (proto/audit.h).
+  AuditEntry entry;
+  entry.kind = "deploy";
+  entry.message = fmt::format("[{}] {} {}: {}{}", settings_.getName().cStr(), short_hash(commit), record.result,
+                              record.trigger, record.detail.empty() ? "" : ": " + record.detail);
+  entry.fields = {{"SERVICE", settings_.getName().cStr()},
+                  {"COMMIT", commit},
+                  {"RESULT", record.result},
+                  {"TRIGGER", record.trigger},
+                  {"DURATION_MS", std::to_string(record.duration_ms)}};
+  if (!record.detail.empty()) entry.fields.emplace_back("DETAIL", record.detail);
+  send_audit(entry);
 }
 
 void Service::broken(std::string reason) {

@@ -81,6 +81,7 @@ class Service final : private kj::TaskSet::ErrorHandler {
 
   void fill_status(rpc::ServiceStatus::Builder status) const;
   rpc::ServiceState state() const { return state_; }
+  const std::string& head_hash() const { return hash_; }  // the checkout's commit
 
   // The accepted keys and their generation; wait_for_keys resolves when the generation
   // differs from `after`.

@@ -102,5 +102,20 @@ TEST_F(KeyIndexTest, CanonicalFormIgnoresTheCommentAndTheFile) {
   EXPECT_EQ(KeyIndex::canonical(nullptr), std::nullopt);
 }
 
+// The audit's KEY_FINGERPRINT is what ssh-keygen -l shows for the same key (every key type:
+// blob lengths that need one, two or no padding characters).
+TEST_F(KeyIndexTest, FingerprintsAreSshKeygens) {
+  for (const auto* name : {"ed", "rsa", "ecdsa"}) {
+    const auto shown =
+        test::run_process({"/usr/bin/ssh-keygen", "-l", "-E", "sha256", "-f", dir_->path() + "/" + name + ".pub"}).out;
+    const auto start = shown.find("SHA256:");
+    ASSERT_NE(start, std::string::npos) << shown;
+    const MadeKey& key = std::string(name) == "ed" ? ed_ : std::string(name) == "rsa" ? rsa_ : ecdsa_;
+    EXPECT_EQ(key_fingerprint(key.canonical), shown.substr(start, shown.find(' ', start) - start)) << name;
+  }
+  EXPECT_EQ(key_fingerprint("ssh-ed25519 not*base64"), "unknown");
+  EXPECT_EQ(key_fingerprint(""), "unknown");
+}
+
 }  // namespace
 }  // namespace pgod::gateway
