@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include <map>
+#include <set>
 #include <string>
 
 #include "backends.h"
@@ -32,7 +33,8 @@ constexpr kj::Duration kIdleTimeout = 1 * kj::SECONDS;
 constexpr kj::Duration kBodyDeadline = 10 * kj::SECONDS;
 constexpr kj::Duration kAnswerDeadline = 10 * kj::SECONDS;
 // Pushes a service's worker is poked for: five at once, then one every 12 s (the worker folds
-// pokes that arrive while one waits into it anyway).
+// pokes that arrive while one waits into it anyway). A push past that is not lost: one poke is
+// held back until the next 12 s have passed, and later pushes join it.
 constexpr unsigned kPushBurst = 5;
 constexpr auto kPushRefill = std::chrono::seconds(12);
 // Deliveries that fail to authenticate: past twenty a minute a service's hook answers 429
@@ -86,13 +88,12 @@ struct HeaderIds {
         gitlab_token(builder.add("X-Gitlab-Token")),
         forwarded_proto(builder.add("X-Forwarded-Proto")),
         forwarded_for(builder.add("X-Forwarded-For")),
-        allow(builder.add("Allow")),
-        retry_after(builder.add("Retry-After")) {}
+        allow(builder.add("Allow")) {}
 
   kj::HttpHeaderId github_event, gitea_event, forgejo_event, gitlab_event;
   kj::HttpHeaderId github_delivery, gitea_delivery, forgejo_delivery, gitlab_delivery;
   kj::HttpHeaderId hub_signature_256, gitea_signature, forgejo_signature, gitlab_token;
-  kj::HttpHeaderId forwarded_proto, forwarded_for, allow, retry_after;
+  kj::HttpHeaderId forwarded_proto, forwarded_for, allow;
 
   HookHeaders read(const kj::HttpHeaders& headers) const {
     auto get = [&headers](kj::HttpHeaderId id) {
@@ -105,6 +106,13 @@ struct HeaderIds {
             get(github_delivery),   get(gitea_delivery),  get(forgejo_delivery),  get(gitlab_delivery),
             get(hub_signature_256), get(gitea_signature), get(forgejo_signature), get(gitlab_token),
             get(forwarded_proto)};
+  }
+};
+
+class LoggedErrors final : public kj::TaskSet::ErrorHandler {
+ public:
+  void taskFailed(kj::Exception&& e) override {
+    spdlog::warn("push hook: a held-back pull failed: {}", e.getDescription().cStr());
   }
 };
 
@@ -123,13 +131,31 @@ struct Desk {
   RateLimiter pushes{kPushBurst, kPushRefill};
   RateLimiter failures{kFailureBurst, kFailureRefill};
   std::map<std::string, bool, std::less<>> failures_logged;  // service → "refusing" said
+  std::set<std::string, std::less<>> held_back;              // services with a poke waiting for the limit
+  LoggedErrors errors;
+  kj::TaskSet later{errors};  // last: its tasks use everything above
+
+  // The worker's poke for `service`, `kPushRefill` from now, unless one already waits: whether
+  // this call queued it.
+  bool hold_back(const std::string& service, std::string source) {
+    if (!held_back.insert(service).second) return false;
+    later.add(timer.afterDelay(std::chrono::duration_cast<std::chrono::seconds>(kPushRefill).count() * kj::SECONDS)
+                  .then([this, service, source = std::move(source)]() {
+                    held_back.erase(service);
+                    if (!backends.has_service(service)) return kj::Promise<void>(kj::READY_NOW);
+                    auto request = backends.worker(service).pushedRequest();
+                    request.setSource(source);
+                    spdlog::info("[{}] push hook: the pull held back by the rate limit is queued now", service);
+                    return request.send().ignoreResult();
+                  }));
+    return true;
+  }
 };
 
 struct Answer {
   unsigned status;
   kj::StringPtr reason;
   std::string body;
-  unsigned retry_after = 0;
 };
 
 Answer answer(unsigned status, kj::StringPtr reason, std::string body) {
@@ -240,15 +266,16 @@ class HookService final : public kj::HttpService {
       spdlog::info("[{}] push hook from {} ({}): delivered before, not acted on again", service, source_, what);
       return send(response, answer(200, "OK", "delivered before: nothing to do"));
     }
+    const std::string trigger = fmt::format("push hook ({}) from {}", judged.forge, source_);
     if (!desk_.pushes.allow(service, RateLimiter::Clock::now())) {
-      spdlog::warn("[{}] push hook from {} ({}): over the rate limit, the next poll picks it up", service, source_,
-                   what);
-      auto over = answer(429, "Too Many Requests", "too many pushes: the next poll deploys it");
-      over.retry_after = static_cast<unsigned>(kPushRefill.count());
-      return send(response, kj::mv(over));
+      const bool queued = desk_.hold_back(service, trigger);
+      const auto note = fmt::format("{} in {} s (rate limit)", queued ? "pull queued" : "a pull was already queued",
+                                    kPushRefill.count());
+      spdlog::warn("[{}] push hook from {} ({}): over the rate limit: {}", service, source_, what, note);
+      return send(response, answer(202, "Accepted", note));
     }
     auto request = desk_.backends.worker(service).pushedRequest();
-    request.setSource(fmt::format("push hook ({}) from {}", judged.forge, source_));
+    request.setSource(trigger);
     return request.send().then(
         [this, service, what, &response](auto reply) {
           const bool queued = reply.getQueued();
@@ -280,11 +307,6 @@ class HookService final : public kj::HttpService {
   }
   kj::Promise<void> send(Response& response, Answer reply, kj::HttpHeaders headers) {
     headers.set(kj::HttpHeaderId::CONTENT_TYPE, "text/plain; charset=utf-8");
-    std::string retry;
-    if (reply.retry_after > 0) {
-      retry = std::to_string(reply.retry_after);
-      headers.set(desk_.ids.retry_after, retry);
-    }
     auto stream = response.send(reply.status, reply.reason, headers, reply.body.size());
     auto owned = kj::heap<std::string>(std::move(reply.body));
     auto write = stream->write(owned->data(), owned->size()).attach(kj::mv(stream), kj::mv(owned));

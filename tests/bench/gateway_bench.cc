@@ -15,6 +15,11 @@
 //      the gateway's defaults admit 64 pending logins from one source (its per-source cap and the
 //      start of its early drop), so neither side drops logins by design.
 //
+//   4. Push → `up -d` started: a new compose commit in the service's upstream, then, in turn,
+//      a signed push hook (GitHub's form) to the gateway's hook listener, or `pgoctl …//git pull`;
+//      from just before the trigger until the stand-in docker records `up -d` starting. Each
+//      deploy is let finish (its health gate settles) before the next push. runs/3 of each.
+//
 //   build/tests/gateway_bench [runs] [stream-MiB] [stream-runs] [rounds]   (30 256 5 5)
 //
 // Exit status 1 on a measurement error (a client failed, a byte count was wrong); a missed goal
@@ -29,6 +34,7 @@
 #include <thread>
 
 #include "bench_common.h"
+#include "hook_request.h"
 #include "pgod_harness.h"
 
 using namespace pgod::test;
@@ -112,14 +118,18 @@ std::string make_key(const std::string& dir) {
   return key;
 }
 
-// Ours: pgod with one service listing the key, and the real gateway on a loopback port, once it
-// answers a//ping; that port.
-int start_pgod(PgodHarness& pgod, const std::string& key) {
+constexpr const char* kHookSecret = "bench-hook-secret-0123456789";
+
+// Ours: pgod with one service listing the key (and taking push hooks on `hooks_port`), and the
+// real gateway on a loopback port, once it answers a//ping; that port.
+int start_pgod(PgodHarness& pgod, const std::string& key, int hooks_port) {
   const int port = free_loopback_port();
   pgod.upstream("a").commit({{"ssh/dev.pub", read_file(key + ".pub")}});
-  pgod.write_config(PgodHarness::service_toml("a", service_user_a().name, pgod.upstream("a").path()));
+  pgod.write_config(PgodHarness::service_toml("a", service_user_a().name, pgod.upstream("a").path(),
+                                              std::string("hook_secret = \"") + kHookSecret + "\""));
   pgod.start({"--gateway-program", programs_dir() + "/pgod-gateway", "-s", "127.0.0.1:" + std::to_string(port), "-m",
-              "127.0.0.1:" + std::to_string(free_loopback_port())});
+              "127.0.0.1:" + std::to_string(free_loopback_port()), "--hooks",
+              "127.0.0.1:" + std::to_string(hooks_port)});
   if (!pgod.wait_ready({"a"}) ||
       !PgodHarness::wait_for([&]() { return run(ssh(port, key, "tester@127.0.0.1", "a//ping")).exit_code == 0; }))
     throw std::runtime_error("the gateway does not answer a//ping: " + pgod.log());
@@ -245,6 +255,66 @@ Crowd measure_crowd(int rounds, const Clients& clients) {
   return crowd;
 }
 
+// 4. Push → `up -d` started, through a push hook and through pgoctl's `git pull`.
+struct Push {
+  std::vector<double> hook, pgoctl;
+};
+
+// The t= stamp (ns, realtime) of the last `up -d` the stand-in recorded; 0 when none.
+std::int64_t last_up_stamp(const std::string& calls) {
+  const auto at = calls.rfind(" up -d");
+  if (at == std::string::npos) return 0;
+  const auto stamp = calls.find("| t=", at);
+  return stamp == std::string::npos ? 0 : std::stoll(calls.substr(stamp + 4));
+}
+
+std::int64_t realtime_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Push measure_push(int runs, PgodHarness& pgod, const Clients& clients, int hooks_port) {
+  Push push;
+  const auto pgoctl_pull = [&]() {
+    auto argv = clients.ping_pgoctl;
+    argv.back() = "127.0.0.1:a//git pull";
+    return argv;
+  };
+  int serial = 0;
+  const auto side = [&](bool through_hook, std::vector<double>& into) {
+    return [&, through_hook]() {
+      const std::string commit = pgod.upstream("a").commit(
+          {{"compose.yaml", "services:\n  web:\n    image: busybox\n    environment:\n      N: \"" +
+                                std::to_string(++serial) + "\"\n"}});
+      const std::int64_t before = realtime_ns();
+      if (through_hook) {
+        const std::string body = R"({"ref":"refs/heads/main"})";
+        const auto reply = http_exchange(
+            hooks_port,
+            http_post("/hooks/a", body,
+                      {"X-GitHub-Event: push", "X-GitHub-Delivery: bench-" + std::to_string(serial),
+                       "X-Hub-Signature-256: sha256=" + pgod::gateway::hmac_sha256_hex(kHookSecret, body)}));
+        if (reply.status != 202)
+          error("the push hook was answered " + std::to_string(reply.status) + ": " + reply.text);
+      } else {
+        const auto r = run(pgoctl_pull());
+        if (r.exit_code != 0) error("pgoctl git pull failed: " + r.err);
+      }
+      if (!PgodHarness::wait_for([&]() { return last_up_stamp(pgod.calls()) > before; }, 30s)) {
+        error("no up -d after the push");
+        return;
+      }
+      into.push_back(static_cast<double>(last_up_stamp(pgod.calls()) - before) / 1e6);
+      // The deploy finishes (health gate) before the next push, or the pushes would merge.
+      const auto deployed = ssh(clients.port, clients.key, "tester@127.0.0.1", "a//history");
+      PgodHarness::wait_for(
+          [&]() { return run(deployed).head.find(commit.substr(0, 12) + "  deployed") != std::string::npos; }, 30s);
+    };
+  };
+  interleave(std::max(1, runs / 3), {side(true, push.hook), side(false, push.pgoctl)});
+  return push;
+}
+
 // The samples, for tests/bench/run.sh (which pools several runs).
 void print_figures(const Pgoctl& pgoctl, const Ping& ping, const Stream& stream, const Crowd& crowd,
                    const Options& options) {
@@ -329,14 +399,22 @@ int main(int argc, char** argv) {
     TempDir dir;
     const std::string key = make_key(dir.path());
     PgodHarness pgod;
-    const int port = start_pgod(pgod, key);
+    const int hooks_port = free_loopback_port();
+    const int port = start_pgod(pgod, key, hooks_port);
     Sshd sshd(dir.path(), key + ".pub");
     const Clients clients = clients_for(port, sshd.port(), key);
     const Pgoctl pgoctl = probe(clients);
     const Ping ping = measure_ping(options.runs, clients, pgoctl);
     const Stream stream = measure_stream(options, pgod.standin_dir(), clients);
     const Crowd crowd = measure_crowd(options.rounds, clients);
+    const Push push = measure_push(options.runs, pgod, clients, hooks_port);
     print_figures(pgoctl, ping, stream, crowd, options);
+    figure("push_hook_up_ms", push.hook);
+    figure("push_pgoctl_up_ms", push.pgoctl);
+    std::printf(
+        "\npush -> up -d started, median of %zu: through a push hook %s ms, through pgoctl git pull %s ms (%sx)\n",
+        push.hook.size(), fixed(median(push.hook)).c_str(), fixed(median(push.pgoctl)).c_str(),
+        fixed(median(push.hook) / median(push.pgoctl), 2).c_str());
     print_table(pgoctl, ping, stream, crowd, options);
     print_goals(pgoctl, ping, stream);
     stop(pgod);

@@ -1,9 +1,13 @@
 #include "process.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -144,6 +148,41 @@ std::string TempDir::write(const std::string& name, const std::string& content) 
   std::filesystem::create_directories(std::filesystem::path(file).parent_path());
   std::ofstream(file, std::ios::binary) << content;
   return file;
+}
+
+HttpReply http_exchange(int port, const std::string& request) {
+  HttpReply reply;
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return reply;
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval timeout{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+      write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
+    char buffer[4096];
+    ssize_t got;
+    while ((got = read(fd, buffer, sizeof buffer)) > 0) {
+      reply.text.append(buffer, static_cast<std::size_t>(got));
+      const auto end = reply.text.find("\r\n\r\n");
+      const auto length = reply.text.find("Content-Length: ");
+      if (end != std::string::npos && length != std::string::npos && length < end &&
+          reply.text.size() >= end + 4 + std::stoul(reply.text.substr(length + 16)))
+        break;
+    }
+  }
+  close(fd);
+  if (reply.text.starts_with("HTTP/1.1 ")) reply.status = std::stoi(reply.text.substr(9, 3));
+  return reply;
+}
+
+std::string http_post(const std::string& path, const std::string& body, const std::vector<std::string>& headers) {
+  std::string request = "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
+  for (const auto& header : headers) request += header + "\r\n";
+  request += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  return request;
 }
 
 }  // namespace pgod::test

@@ -25,6 +25,18 @@ void stop_child(pid_t pid, std::chrono::milliseconds grace);
 // A whole file's contents; empty when it cannot be read.
 std::string read_file(const std::string& path);
 
+// One HTTP/1.1 request (the whole text) on its own connection to 127.0.0.1:port; the reply,
+// read up to its Content-Length (as a forge does: it does not wait for the server to close) or
+// for 10 s. status 0: no reply.
+struct HttpReply {
+  int status = 0;
+  std::string text;  // status line, headers and body
+};
+HttpReply http_exchange(int port, const std::string& request);
+
+// A POST of `body` to `path` with `headers` ("Name: value"), as a webhook sends it.
+std::string http_post(const std::string& path, const std::string& body, const std::vector<std::string>& headers);
+
 // A process's resident memory in KiB (VmRSS), and the bytes it has written so far (wchar in
 // /proc/PID/io, pipes included); -1 when unreadable.
 long rss_kib(pid_t pid);
