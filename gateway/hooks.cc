@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -46,6 +47,19 @@ struct Peer {
   std::string address = "unknown";
   bool loopback = false;
 };
+
+// The last address of an X-Forwarded-For list, when it is one.
+std::optional<std::string> forwarded_client(std::string_view list) {
+  const auto comma = list.rfind(',');
+  std::string last(comma == std::string_view::npos ? list : list.substr(comma + 1));
+  last.erase(0, last.find_first_not_of(' '));
+  last.erase(last.find_last_not_of(' ') + 1);
+  in6_addr v6{};
+  in_addr v4{};
+  if (last.empty() || (inet_pton(AF_INET, last.c_str(), &v4) != 1 && inet_pton(AF_INET6, last.c_str(), &v6) != 1))
+    return std::nullopt;
+  return last;
+}
 
 Peer peer_of(kj::AsyncIoStream& stream) {
   sockaddr_storage address{};
@@ -112,7 +126,7 @@ struct HeaderIds {
 class LoggedErrors final : public kj::TaskSet::ErrorHandler {
  public:
   void taskFailed(kj::Exception&& e) override {
-    spdlog::warn("push hook: a held-back pull failed: {}", e.getDescription().cStr());
+    spdlog::warn("push hook: a held-back pull failed: {}", printable_prefix(e.getDescription().cStr(), 300));
   }
 };
 
@@ -186,8 +200,10 @@ class HookService final : public kj::HttpService {
     auto hook_headers = desk_.ids.read(headers);
     source_ = peer_.address;
     KJ_IF_MAYBE (forwarded, headers.get(desk_.ids.forwarded_for)) {
-      // Only a proxy on this host is believed about who it forwards for.
-      if (peer_.loopback) source_ = printable_prefix(forwarded->cStr(), 64) + " via " + peer_.address;
+      // Only a proxy on this host is believed about who it forwards for, and only in what it
+      // added itself: the last address of the list (the client wrote the ones before it).
+      const auto client = forwarded_client(std::string_view(forwarded->cStr(), forwarded->size()));
+      if (peer_.loopback && client) source_ = *client + " via " + peer_.address;
     }
     auto read = desk_.timer.timeoutAfter(kBodyDeadline, body.readAllBytes(kMaxHookBody + 1));
     return read.then(
@@ -284,7 +300,8 @@ class HookService final : public kj::HttpService {
           return send(response, answer(202, "Accepted", queued ? "pull queued" : "a pull was already waiting"));
         },
         [this, service, &response](kj::Exception&& e) {
-          spdlog::error("[{}] push hook: the worker did not take it: {}", service, e.getDescription().cStr());
+          spdlog::error("[{}] push hook: the worker did not take it: {}", service,
+                        printable_prefix(e.getDescription().cStr(), 300));
           return send(response, answer(503, "Service Unavailable", "the service's worker is not running"));
         });
   }

@@ -25,8 +25,10 @@ struct AuditEntry {
 // Sends the entry; false when the journal did not take it (none running, or an error).
 bool send_audit(const AuditEntry& entry);
 
-// Command arguments as the audit shows them: each value after a '=' replaced (an `exec … env
-// FOO=secret`, a `-e KEY=value`), everything else as given, control characters escaped.
+// Command arguments as the audit shows them: the value of every environment assignment
+// replaced by *** (NAME=value, the argument after -e/--env, --env=NAME=value), everything else
+// whole, each argument quoted as a shell would need it, control characters escaped; at most
+// 8 KiB.
 std::string redact_arguments(const std::vector<std::string>& args);
 
 }  // namespace pgod

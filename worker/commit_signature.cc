@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 
@@ -61,27 +62,37 @@ kj::Promise<SignatureVerdict> verify_commit_signature(kj::AsyncIoContext& io, co
                     short_commit));
   if (mkdir(check.work_dir.c_str(), 0700) != 0 && errno != EEXIST)
     return refused(fmt::format("cannot create {} to check the signature of {}", check.work_dir, short_commit));
+  // Files of this check alone: two checks may overlap (the key refresh and the cycle).
+  static unsigned serial = 0;
+  const std::string allowed_file = fmt::format("allowed_signers.{}", ++serial);
+  const std::string signature_file = fmt::format("commit.sig.{}", serial);
   std::string allowed;
   for (const auto& line : check.signers) allowed += line + "\n";
-  if (auto written = replace_file(check.work_dir, "allowed_signers", allowed, 0600); !written)
+  if (auto written = replace_file(check.work_dir, allowed_file, allowed, 0600); !written)
     return refused("cannot write the allowed signers: " + written.error());
-  if (auto written = replace_file(check.work_dir, "commit.sig", signature, 0600); !written)
+  if (auto written = replace_file(check.work_dir, signature_file, signature, 0600); !written)
     return refused("cannot write the signature: " + written.error());
+  auto remove_files = kj::defer([dir = check.work_dir, allowed_file, signature_file]() {
+    unlink((dir + "/" + allowed_file).c_str());
+    unlink((dir + "/" + signature_file).c_str());
+  });
 
   auto& provider = *io.lowLevelProvider;
   auto& events = io.unixEventPort;
   auto& timer = io.provider->getTimer();
   // Who signed, by key: the principal -Y verify then checks the signature for.
-  auto find = keygen_spec(check, {"-Y", "find-principals", "-f", "allowed_signers", "-s", "commit.sig"});
+  auto find = keygen_spec(check, {"-Y", "find-principals", "-f", allowed_file, "-s", signature_file});
   return run_collect(provider, events, timer, find, kVerifyOutputLimit)
-      .then([&provider, &events, &timer, check, short_commit,
+      .then([&provider, &events, &timer, check, short_commit, allowed_file, signature_file,
              signed_data = std::move(signed_data)](CollectedOutput found) mutable -> kj::Promise<SignatureVerdict> {
         if (found.exit.code != 0 || found.out.empty())
           return refused(fmt::format("commit {} is signed by a key that is not one of this service's signers{}",
                                      short_commit, found.err.empty() ? "" : " (" + last_line(found.err) + ")"));
+        // The first principal of the first matching line ("a@x,b@y" names two).
         std::string principal = found.out.substr(0, found.out.find('\n'));
+        principal = principal.substr(0, principal.find(','));
         auto verify = keygen_spec(
-            check, {"-Y", "verify", "-f", "allowed_signers", "-I", principal, "-n", "git", "-s", "commit.sig"});
+            check, {"-Y", "verify", "-f", allowed_file, "-I", principal, "-n", "git", "-s", signature_file});
         verify.stdin_text = std::move(signed_data);
         return run_collect(provider, events, timer, verify, kVerifyOutputLimit)
             .then([short_commit, principal](CollectedOutput verified) -> SignatureVerdict {
@@ -91,7 +102,8 @@ kj::Promise<SignatureVerdict> verify_commit_signature(kj::AsyncIoContext& io, co
                         ""};
               return {std::nullopt, principal};
             });
-      });
+      })
+      .attach(kj::mv(remove_files));
 }
 
 }  // namespace pgod::worker

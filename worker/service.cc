@@ -360,15 +360,47 @@ kj::Promise<void> Service::refresh_keys() {
     return kj::READY_NOW;
   }
   if (settings_.getSigners().size() == 0) return read_keys_at(upstream_hash_);
-  // With signers, who may run commands is decided by signed commits only: an unsigned head
-  // (pushed by whoever can push) must not add a key. Its keys count once it verifies; until
-  // then, those of the checkout's commit, which verified when the checkout moved to it.
-  return verify_signature(upstream_hash_).then([this](std::optional<std::string> refusal) -> kj::Promise<void> {
-    if (!refusal) return read_keys_at(upstream_hash_);
-    if (!hash_.empty()) return read_keys_at(hash_);
-    if (key_generation_ == 0) apply_keys(KeyScan{});
-    return kj::READY_NOW;
-  });
+  // With signers, who may run commands is decided by signed commits only, and only forward: an
+  // unsigned head (pushed by whoever can push) adds no key, nor does an older signed commit
+  // force-pushed back (it may list a key removed since). Until a head qualifies, the keys last
+  // applied stay; a restarted worker starts from the checkout's commit, if it verifies.
+  const std::string upstream = upstream_hash_;
+  return verify_signature(upstream)
+      .then([this, upstream](std::optional<std::string> refusal) -> kj::Promise<bool> {
+        if (refusal) return false;
+        return keys_may_move_to(upstream);
+      })
+      .then([this, upstream](bool usable) -> kj::Promise<void> {
+        if (usable) {
+          keys_commit_ = upstream;
+          return read_keys_at(upstream);
+        }
+        if (key_generation_ != 0) return kj::READY_NOW;
+        return git_thread_.run<std::string>([git = git_.get()]() { return git->head_hash(); })
+            .then([this](std::string head) -> kj::Promise<void> {
+              if (head.empty()) {
+                apply_keys(KeyScan{});
+                return kj::READY_NOW;
+              }
+              return verify_signature(head).then([this, head](std::optional<std::string> refusal) {
+                if (refusal) {
+                  apply_keys(KeyScan{});
+                  return kj::Promise<void>(kj::READY_NOW);
+                }
+                keys_commit_ = head;
+                return read_keys_at(head);
+              });
+            });
+      });
+}
+
+kj::Promise<bool> Service::keys_may_move_to(const std::string& commit) {
+  const std::string& base = !keys_commit_.empty() ? keys_commit_ : !hash_.empty() ? hash_ : deployed_hash_;
+  // The checkout's commit was accepted (forward, or by an operator's rollback): its keys count.
+  if (settings_.getAllowForcePush() || base.empty() || base == commit || commit == hash_) return true;
+  return git_thread_
+      .run<Expected<bool, GitError>>([git = git_.get(), commit, base]() { return git->descends_from(commit, base); })
+      .then([](Expected<bool, GitError> descends) { return descends && *descends; });
 }
 
 kj::Promise<void> Service::read_keys_at(const std::string& commit) {
@@ -675,7 +707,7 @@ kj::Promise<void> Service::cycle() {
         return git_thread_.run<std::string>([git = git_.get()]() { return git->head_hash(); })
             .then([this](std::string head) -> kj::Promise<void> {
               hash_ = std::move(head);
-              if (!hash_.empty()) return deploy();
+              if (!hash_.empty()) return deploy_if_signed();
               const std::string target = pinned_hash_.empty() ? deployed_hash_ : pinned_hash_;
               if (target.empty()) return kj::READY_NOW;
               return advance_to(target).then([this](bool moved) -> kj::Promise<void> {
@@ -746,7 +778,9 @@ kj::Promise<std::optional<std::string>> Service::judge_commit(const std::string&
 }
 
 kj::Promise<std::optional<std::string>> Service::verify_signature(const std::string& commit) {
-  if (settings_.getSigners().size() == 0 || commit == signature_verified_) return std::optional<std::string>();
+  if (settings_.getSigners().size() == 0) return std::optional<std::string>();
+  if (commit.empty()) return std::optional<std::string>("no commit to check the signature of");
+  if (commit == signature_verified_) return std::optional<std::string>();
   return git_thread_
       .run<Expected<GitTracker::Signature, GitError>>(
           [git = git_.get(), commit]() { return git->commit_signature(commit); })
@@ -795,15 +829,25 @@ kj::Promise<std::optional<std::string>> Service::judge_tree(const std::string& c
       });
 }
 
+kj::Promise<void> Service::deploy_if_signed() {
+  return verify_signature(hash_).then([this](std::optional<std::string> refusal) -> kj::Promise<void> {
+    if (!refusal) return deploy();
+    broken(fmt::format("the checkout's commit {} is not deployed: {}", short_hash(hash_), *refusal));
+    return kj::READY_NOW;
+  });
+}
+
 kj::Promise<bool> Service::forward_only(const std::string& commit) {
   // Only a service with signers holds its history fixed: a force-push could otherwise put an
   // older signed commit (with a known hole) back in place of the deployed one.
-  if (settings_.getSigners().size() == 0 || settings_.getAllowForcePush() || hash_.empty() || commit == hash_)
+  // What runs is the floor: the checkout's commit, or (a repository rebuilt, an upgrade) the
+  // one last deployed.
+  const std::string floor = hash_.empty() ? deployed_hash_ : hash_;
+  if (settings_.getSigners().size() == 0 || settings_.getAllowForcePush() || floor.empty() || commit == floor)
     return true;
   return git_thread_
-      .run<Expected<bool, GitError>>(
-          [git = git_.get(), commit, deployed = hash_]() { return git->descends_from(commit, deployed); })
-      .then([this, commit](Expected<bool, GitError> descends) {
+      .run<Expected<bool, GitError>>([git = git_.get(), commit, floor]() { return git->descends_from(commit, floor); })
+      .then([this, commit, floor](Expected<bool, GitError> descends) {
         if (descends && *descends) return true;
         const std::string why =
             descends ? fmt::format(
@@ -822,7 +866,10 @@ kj::Promise<bool> Service::advance_to(const std::string& commit, bool going_back
   // A new commit is judged in the staging tree before the checkout moves: a refused one leaves
   // the checkout (which running containers mount), the containers and the state as they were.
   kj::Promise<std::optional<std::string>> verdict = std::optional<std::string>();
-  if (commit != hash_) verdict = judge_commit(commit);
+  if (commit != hash_)
+    verdict = judge_commit(commit);
+  else
+    verdict = verify_signature(commit);  // signers added since it was checked out: it must pass them too
   return verdict.then([this, commit, going_back](std::optional<std::string> refusal) -> kj::Promise<bool> {
     if (refusal) {
       // Right after an upgrade nothing is checked out by the new repository yet: what runs is

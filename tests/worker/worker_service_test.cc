@@ -715,9 +715,20 @@ TEST_F(SignedCommitTest, KeysComeFromSignedCommitsOnly) {
   worker.run(Verb::GIT_PULL);
   EXPECT_EQ(comments(), before) << "an unsigned commit adds no key";
   upstream->sign_commits(alice);
-  upstream->commit({{"README", "signed again\n"}});
+  const auto with_key = upstream->commit({{"README", "signed again\n"}});
   worker.run(Verb::GIT_PULL);
   EXPECT_NE(comments().find("mallory"), std::string::npos) << "signed by alice, the key counts";
+
+  // Alice removes the key; the branch is then force-pushed back to her older commit that still
+  // lists it. Signed, but not forward: the key stays removed (and the commit is not deployed).
+  upstream->commit({{"ssh/mallory.pub", std::nullopt}});
+  worker.run(Verb::GIT_PULL);
+  EXPECT_EQ(comments().find("mallory"), std::string::npos);
+  ASSERT_EQ(run_process({"/usr/bin/git", "-C", upstream->path(), "update-ref", "refs/heads/main", with_key}).exit_code,
+            0);
+  worker.run(Verb::GIT_PULL);
+  EXPECT_EQ(worker.state(), ServiceState::BROKEN);
+  EXPECT_EQ(comments().find("mallory"), std::string::npos) << "an older signed commit brings no removed key back";
 }
 
 // A signature copied onto other bytes (the message changed, the signature kept) is found to be
