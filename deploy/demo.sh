@@ -10,6 +10,7 @@
 #
 # For its test, which must leave a running demo alone, the places and names can be moved:
 # PGOD_DEMO_DIR, PGOD_DEMO_RUNDIR, PGOD_DEMO_LOG, PGOD_DEMO_SSH_PORT, PGOD_DEMO_METRICS_PORT,
+# PGOD_DEMO_HOOKS_PORT (push hooks, 9113),
 # PGOD_DEMO_SERVICE (the service and compose project, "demo"), PGOD_DEMO_USER ("pgo-demo"),
 # and PGOD_DEMO_BIN (programs already built: no build).
 set -euo pipefail
@@ -23,6 +24,7 @@ user=${PGOD_DEMO_USER:-pgo-demo}
 image=pgod-demo/busybox:1
 ssh_port=${PGOD_DEMO_SSH_PORT:-2222}
 metrics_port=${PGOD_DEMO_METRICS_PORT:-9112}
+hooks_port=${PGOD_DEMO_HOOKS_PORT:-9113}
 
 say() { printf '== %s\n' "$*"; }
 die() { printf 'deploy/demo.sh: %s\n' "$*" >&2; exit 1; }
@@ -136,7 +138,8 @@ say "pgod"
 stop_demo
 install -d -m 0755 "$demo/checkouts" "$rundir"
 setsid "$demo/bin/pgod" -c "$demo/pgo.toml" -d "$demo/checkouts" --rundir "$rundir" \
-  --host-key "$demo/ssh_host_ed25519_key" -s "127.0.0.1:$ssh_port" -m "127.0.0.1:$metrics_port" -t 30s \
+  --host-key "$demo/ssh_host_ed25519_key" -s "127.0.0.1:$ssh_port" -m "127.0.0.1:$metrics_port" \
+  --hooks "127.0.0.1:$hooks_port" -t 30s \
   >>"$log" 2>&1 </dev/null &
 echo $! >"$rundir/pgod.pid"
 

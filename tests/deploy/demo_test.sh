@@ -25,7 +25,8 @@ chmod 0755 "$work"  # the demo's users run programs from here, as from /var/lib/
 export PGOD_DEMO_DIR=$work/demo PGOD_DEMO_RUNDIR=$work/run PGOD_DEMO_LOG=$work/pgod.log PGOD_DEMO_BIN=$bin
 PGOD_DEMO_SSH_PORT=$(free_port)
 PGOD_DEMO_METRICS_PORT=$(free_port)
-export PGOD_DEMO_SSH_PORT PGOD_DEMO_METRICS_PORT
+PGOD_DEMO_HOOKS_PORT=$(free_port)
+export PGOD_DEMO_SSH_PORT PGOD_DEMO_METRICS_PORT PGOD_DEMO_HOOKS_PORT
 service=demotest$$
 export PGOD_DEMO_SERVICE=$service PGOD_DEMO_USER=pgo-demotest
 image=pgod-demo/busybox:1
