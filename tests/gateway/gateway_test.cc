@@ -425,7 +425,13 @@ TEST_F(GatewayTest, AStalledReaderIsBoundedAndDelaysNoOneElse) {
   const long gateway_after = rss_kib(gateway), worker_after = rss_kib(worker);
   EXPECT_LT(gateway_after - gateway_before, 8 * 1024) << gateway_before << " → " << gateway_after << " KiB";
   EXPECT_LT(worker_after - worker_before, 8 * 1024) << worker_before << " → " << worker_after << " KiB";
-  EXPECT_LT(gateway_after, 64 * 1024) << "the gateway holds " << gateway_after << " KiB";
+#if defined(__SANITIZE_ADDRESS__)
+  // ASan's shadow and quarantine add tens of MiB to any process: the growth above is the bound.
+  constexpr long kGatewayCeilingKib = 128 * 1024;
+#else
+  constexpr long kGatewayCeilingKib = 64 * 1024;
+#endif
+  EXPECT_LT(gateway_after, kGatewayCeilingKib) << "the gateway holds " << gateway_after << " KiB";
   stalled->stop(SIGKILL);
   EXPECT_TRUE(PgodHarness::wait_for([&]() { return !process_alive(producer); }, 10s))
       << "the compose process ends with its client";
