@@ -10,7 +10,7 @@
 //      bytes (compose process → worker → Cap'n Proto → gateway → SSH). Reference:
 //      `head -c SIZE /dev/zero` on sshd. Rates from the first byte to EOF and over the whole
 //      run (login included), and the cipher and key exchange each side negotiated (`ssh -v`).
-//   3. 64 clients at once (threads each running ssh), p50 and p99 latency of several rounds
+//   3. CLIENTS at once (64 unless told; threads each running ssh), p50 and p99 latency of several rounds
 //      pooled, and failures. Ours: `a//ping`; reference: `echo pong`. sshd gets MaxStartups 100;
 //      the gateway's defaults admit 64 pending logins from one source (its per-source cap and the
 //      start of its early drop), so neither side drops logins by design.
@@ -21,7 +21,7 @@
 //      deploy is let finish (its health gate settles) before the next push, and hook pushes are
 //      12.5 s apart (the hook's rate limit holds back what comes faster). runs/3 of each.
 //
-//   build/tests/gateway_bench [runs] [stream-MiB] [stream-runs] [rounds]   (30 256 5 5)
+//   build/tests/gateway_bench [runs] [stream-MiB] [stream-runs] [rounds] [clients]   (30 256 5 5 64)
 //
 // Exit status 1 on a measurement error (a client failed, a byte count was wrong); a missed goal
 // (ping ≤ 30 ms, stream ≥ 0.9× sshd) is printed, not failed: this is a benchmark, not a test.
@@ -91,14 +91,14 @@ void row(const std::string& what, const std::string& ours, const std::string& re
   std::printf("| %s | %s | %s | %s |\n", what.c_str(), ours.c_str(), reference.c_str(), ratio.c_str());
 }
 
-constexpr int kClients = 64;  // 3.: how many clients at once
-
-// The command line: [runs] [stream-MiB] [stream-runs] [rounds], and the whole of it for the table.
+// The command line: [runs] [stream-MiB] [stream-runs] [rounds] [clients], and the whole of it for
+// the table.
 struct Options {
   int runs;
   std::uint64_t stream_bytes;
   int stream_runs;
   int rounds;
+  int clients;  // 3.: how many at once
   std::string command;
 };
 
@@ -107,6 +107,7 @@ Options parse_arguments(int argc, char** argv) {
                   .stream_bytes = (argc > 2 ? std::stoull(argv[2]) : 256) << 20,
                   .stream_runs = argc > 3 ? std::atoi(argv[3]) : 5,
                   .rounds = argc > 4 ? std::atoi(argv[4]) : 5,
+                  .clients = argc > 5 ? std::atoi(argv[5]) : 64,
                   .command = ""};
   for (int i = 0; i < argc; ++i) options.command += (i ? " " : "") + std::string(argv[i]);
   return options;
@@ -230,22 +231,22 @@ Stream measure_stream(const Options& options, const std::string& standin_dir, co
   return stream;
 }
 
-// 3. kClients at once: every client's wall ms, pooled over the rounds, and how many failed.
+// 3. `clients` at once: every client's wall ms, pooled over the rounds, and how many failed.
 struct Crowd {
   std::vector<double> ours, reference;
   int ours_failed = 0, reference_failed = 0;
 };
 
-Crowd measure_crowd(int rounds, const Clients& clients) {
+Crowd measure_crowd(int rounds, int at_once_count, const Clients& clients) {
   Crowd crowd;
-  const auto at_once_side = [](const std::vector<std::string>& client, const char* expected, std::vector<double>& into,
-                               int& failed) {
-    return [&client, expected, &into, &failed]() {
-      for (const auto& r : at_once(kClients, client)) {
+  const auto at_once_side = [at_once_count](const std::vector<std::string>& client, const char* expected,
+                                            std::vector<double>& into, int& failed) {
+    return [&client, expected, &into, &failed, at_once_count]() {
+      for (const auto& r : at_once(at_once_count, client)) {
         into.push_back(r.ms());
         if (!answered(r, expected)) {
           ++failed;
-          error(client.back() + " (one of " + std::to_string(kClients) + ") failed: exit " +
+          error(client.back() + " (one of " + std::to_string(at_once_count) + ") failed: exit " +
                 std::to_string(r.exit_code) + ": " + first_line(r.err));
         }
       }
@@ -340,6 +341,7 @@ void print_figures(const Pgoctl& pgoctl, const Ping& ping, const Stream& stream,
   figure("crowd_sshd_ms", crowd.reference);
   figure("crowd_failed_ours", crowd.ours_failed);
   figure("crowd_failed_sshd", crowd.reference_failed);
+  figure("crowd_clients", options.clients);
   figure_text("openssh", first_line(run({"/usr/bin/ssh", "-V"}).err));
 }
 
@@ -351,7 +353,7 @@ void print_table(const Pgoctl& pgoctl, const Ping& ping, const Stream& stream, c
   std::printf("\nmachine: %s\n", machine().c_str());
   std::printf("command: %s   (runs %d, stream %llu MiB x %d, %d rounds of %d clients)\n", options.command.c_str(),
               options.runs, static_cast<unsigned long long>(options.stream_bytes >> 20), options.stream_runs,
-              options.rounds, kClients);
+              options.rounds, options.clients);
   std::printf("reference: %s, sshd on 127.0.0.1; clients: OpenSSH ssh, ed25519 key\n\n",
               first_line(run({"/usr/bin/ssh", "-V"}).err).c_str());
   row("", "ours (pgod-gateway)", "reference (sshd)", "ours/ref");
@@ -368,13 +370,13 @@ void print_table(const Pgoctl& pgoctl, const Ping& ping, const Stream& stream, c
   row("cipher negotiated (server to client)", stream.ours_algorithms.second, stream.reference_algorithms.second, "");
   row("key exchange negotiated", stream.ours_algorithms.first, stream.reference_algorithms.first, "");
   const std::string crowd_size = std::to_string(options.rounds) + " rounds pooled";
-  row(std::to_string(kClients) + " at once, p50 ms (" + crowd_size + ")", fixed(percentile(crowd.ours, 0.5)),
+  row(std::to_string(options.clients) + " at once, p50 ms (" + crowd_size + ")", fixed(percentile(crowd.ours, 0.5)),
       fixed(percentile(crowd.reference, 0.5)),
       fixed(percentile(crowd.ours, 0.5) / percentile(crowd.reference, 0.5), 2));
-  row(std::to_string(kClients) + " at once, p99 ms", fixed(percentile(crowd.ours, 0.99)),
+  row(std::to_string(options.clients) + " at once, p99 ms", fixed(percentile(crowd.ours, 0.99)),
       fixed(percentile(crowd.reference, 0.99)),
       fixed(percentile(crowd.ours, 0.99) / percentile(crowd.reference, 0.99), 2));
-  row(std::to_string(kClients) + " at once, failed clients",
+  row(std::to_string(options.clients) + " at once, failed clients",
       std::to_string(crowd.ours_failed) + " of " + std::to_string(crowd.ours.size()),
       std::to_string(crowd.reference_failed) + " of " + std::to_string(crowd.reference.size()), "");
 }
@@ -412,7 +414,7 @@ int main(int argc, char** argv) {
     const Pgoctl pgoctl = probe(clients);
     const Ping ping = measure_ping(options.runs, clients, pgoctl);
     const Stream stream = measure_stream(options, pgod.standin_dir(), clients);
-    const Crowd crowd = measure_crowd(options.rounds, clients);
+    const Crowd crowd = measure_crowd(options.rounds, options.clients, clients);
     const Push push = measure_push(options.runs, pgod, clients, hooks_port);
     print_figures(pgoctl, ping, stream, crowd, options);
     figure("push_hook_up_ms", push.hook);

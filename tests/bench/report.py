@@ -186,14 +186,15 @@ def build_compose(t):
 
 
 def build_gateway_crowd(t):
-    # 4. 64 clients at once.
+    # 4. 64 clients at once (fewer in --quick).
+    clients = num(t.median("crowd_clients"), 0)
     for number, p, label in (("4", 0.5, "p50"), ("4b", 0.99, "p99")):
         ours, ref = t.percentile("crowd_ours_ms", p), t.percentile("crowd_sshd_ms", p)
-        t.row(number, f"64 clients at once, `a//ping`, {label} of all rounds pooled", num(ours, unit=" ms"),
-              f"64 × `echo pong` to sshd: {num(ref, unit=' ms')}", ratio(ours, ref), t.count("crowd_ours_ms"))
+        t.row(number, f"{clients} clients at once, `a//ping`, {label} of all rounds pooled", num(ours, unit=" ms"),
+              f"{clients} × `echo pong` to sshd: {num(ref, unit=' ms')}", ratio(ours, ref), t.count("crowd_ours_ms"))
     failed = sum(t.samples.get("crowd_failed_ours") or [math.nan])
     failed_ref = sum(t.samples.get("crowd_failed_sshd") or [math.nan])
-    t.row("4c", "64 clients at once: failed clients", f"{num(failed, 0)} of {t.count('crowd_ours_ms')}",
+    t.row("4c", f"{clients} clients at once: failed clients", f"{num(failed, 0)} of {t.count('crowd_ours_ms')}",
           f"{num(failed_ref, 0)} of {t.count('crowd_sshd_ms')}", "", "", "0", None if math.isnan(failed) else failed == 0)
 
 
@@ -225,6 +226,11 @@ def build_worker_push(t):
     t.row("7", "Push → `up -d` started, after the worker's `git pull` (median)", num(up, unit=" ms"),
           f"`git fetch` + `reset --hard` + spawn `up -d`: {num(up_ref, unit=' ms')}", ratio(up, up_ref),
           t.count("push_up_ms"), "≤ 200 ms", None if math.isnan(up) else up <= 200)
+    if t.has("push_hook_up_ms"):
+        hook, pulled = t.median("push_hook_up_ms"), t.median("push_pgoctl_up_ms")
+        t.row("7b", "Push → `up -d` started, through a signed push hook to pgod-gateway (median; gateway_bench)",
+              num(hook, unit=" ms"), f"`pgoctl … a//git pull`: {num(pulled, unit=' ms')}", ratio(hook, pulled),
+              t.count("push_hook_up_ms"))
 
 
 def build_supervisor_idle_start(t):

@@ -54,7 +54,7 @@ if [ "$quick" = 1 ]; then
   runs=${runs:-1}
   worker_args=(5)                # iterations
   compose_args=(3)               # interleaved rounds
-  gateway_args=(3 16 2 1)        # ping runs, stream MiB, stream runs, rounds of 64 clients
+  gateway_args=(3 16 2 1 8)      # ping runs, stream MiB, stream runs, rounds, clients at once
   supervisor_args=(3 5 5)        # start runs, idle seconds, service counts...
   dockergate_args=(3 16 2 1 100) # ps/up rounds, logs MiB, logs rounds, gate starts for PSS, services
   flood_args=(40 2 5 30)         # pings, ramp s, attack at least s, at most s
@@ -63,7 +63,7 @@ else
   runs=${runs:-3}
   worker_args=(30)
   compose_args=(15)
-  gateway_args=(30 256 5 5)
+  gateway_args=(30 256 5 5 64)
   supervisor_args=(20 30 50 100)
   dockergate_args=(15 64 5 3 100)
   flood_args=(300 10 60 300)

@@ -1,10 +1,15 @@
 #include "compose_programs.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <regex>
+#include <system_error>
 
 #include "process.h"
 
@@ -13,7 +18,7 @@ namespace {
 
 // The major version `version` prints: "docker-compose version 1.29.2, build …" (v1),
 // "Docker Compose version v2.26.1" / "2.26.1-4" (v2; Debian drops the v).
-int major_version(const std::vector<std::string>& program) {
+int ask_major_version(const std::vector<std::string>& program) {
   auto argv = program;
   argv.push_back("version");
   const auto result = run_process(argv);
@@ -22,6 +27,56 @@ int major_version(const std::vector<std::string>& program) {
   static const std::regex kVersion("version v?([0-9]+)\\.");
   if (!std::regex_search(result.out, match, kVersion)) return 0;
   return std::stoi(match[1]);
+}
+
+// The files whose change may change what `program version` says: the program, and for the
+// docker CLI the places its compose plugin is looked up.
+std::string fingerprint(const std::vector<std::string>& program) {
+  std::vector<std::string> files = {program.front()};
+  if (program.size() > 1 && program[1] == "compose") {
+    if (const char* home = std::getenv("HOME"))
+      files.push_back(std::string(home) + "/.docker/cli-plugins/docker-compose");
+    for (const char* dir : {"/usr/local/lib", "/usr/local/libexec", "/usr/lib", "/usr/libexec"})
+      files.push_back(std::string(dir) + "/docker/cli-plugins/docker-compose");
+  }
+  std::string key;
+  for (const auto& file : files) {
+    struct stat status {};
+    key += file;
+    if (stat(file.c_str(), &status) == 0)
+      key += " " + std::to_string(status.st_dev) + ":" + std::to_string(status.st_ino) + " " +
+             std::to_string(status.st_size) + " " + std::to_string(status.st_mtim.tv_sec) + "." +
+             std::to_string(status.st_mtim.tv_nsec);
+    key += "\n";
+  }
+  return key;
+}
+
+// Asking costs about a second (v1 is Python), and googletest asks at every process start, since
+// suites are parameterised by what is installed and ctest starts one process per test: the
+// answer is kept beside the test programs, valid while the programs' files are unchanged.
+int major_version(const std::vector<std::string>& program) {
+  std::error_code error;
+  const auto directory = std::filesystem::read_symlink("/proc/self/exe", error).parent_path() / "compose-versions";
+  std::string name;
+  for (const auto& word : program) name += (name.empty() ? "" : "_") + word;
+  std::replace(name.begin(), name.end(), '/', '-');
+  const auto cached = directory / name;
+  const auto key = fingerprint(program);
+  if (!error) {
+    std::ifstream in(cached);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (text.starts_with(key) && text.size() > key.size()) return std::atoi(text.c_str() + key.size());
+  }
+  const int major = ask_major_version(program);
+  if (error) return major;
+  std::filesystem::create_directories(directory, error);
+  if (error) return major;
+  // Tests run side by side: each writes its own file and renames it over the answer.
+  const auto written = directory / (name + "." + std::to_string(getpid()));
+  std::ofstream(written) << key << major << "\n";
+  std::filesystem::rename(written, cached, error);
+  return major;
 }
 
 }  // namespace
