@@ -299,7 +299,8 @@ struct Channel {
   kj::Promise<void> restart_worker(const std::string& service);
   kj::Promise<void> run_on_worker(const Command& command, const std::string& caller);
   kj::Promise<void> finish(std::uint32_t status, std::string message);
-  void audit_command(std::uint32_t status, std::chrono::milliseconds elapsed) const;
+  // `exit`: the exit status, or "abandoned" for a command whose client left before it ended.
+  void audit_command(const std::string& exit, std::chrono::milliseconds elapsed);
   void cancel();
   void close_local();
   void count_running(const std::string& service);
@@ -320,6 +321,7 @@ struct Channel {
   std::string words;              // the verb as typed, for the log
   std::vector<std::string> args;  // the command's arguments, for the audit (values redacted there)
   std::string commit;             // the checkout's commit after the command, as the worker said
+  bool audited = false;           // its audit entry is written
   std::chrono::steady_clock::time_point started_at{};
   kj::Promise<void> task = nullptr;
 
@@ -524,6 +526,12 @@ Channel::Channel(Connection& connection_in, ssh_channel channel_in)
 }
 
 Channel::~Channel() {
+  // A command its client left before it ended is recorded too (a destructor must not throw).
+  if (!log_service.empty() && !audited) try {
+      audit_command("abandoned", std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::steady_clock::now() - started_at));
+    } catch (...) {
+    }
   target->channel = nullptr;
   task = nullptr;  // cancels the worker call: the worker kills the command
   fail_queue("the channel is gone");
@@ -737,6 +745,7 @@ kj::Promise<void> Channel::run_on_worker(const Command& command, const std::stri
   for (unsigned i = 0; i < command.args.size(); ++i) args.set(i, command.args[i]);
   request.setOutput(kj::heap<ChannelSink>(target));
   request.setCaller(caller);
+  request.setKeyFingerprint(key_fingerprint(connection.key));
   return request.send().then(
       [this](capnp::Response<rpc::Worker::RunResults> response) {
         commit = response.getCommit().cStr();
@@ -763,7 +772,7 @@ kj::Promise<void> Channel::finish(std::uint32_t status, std::string message) {
     service_logger(log_service)
         ->info("{} from {}: {}: exit {} in {} ms", printable(connection.user), connection.peer, words, status,
                elapsed.count());
-    audit_command(status, elapsed);
+    audit_command(std::to_string(status), elapsed);
   } else {
     server.metrics.count_rejected(rejection_reason(status));
     spdlog::info("{} ({}): refused with {}: {}", connection.peer, printable(connection.user), status,
@@ -785,17 +794,24 @@ kj::Promise<void> Channel::finish(std::uint32_t status, std::string message) {
 
 // The command's audit entry: who (the key's fingerprint, the address), what (verb, arguments
 // with values after '=' hidden), the outcome and the commit the service was at.
-void Channel::audit_command(std::uint32_t status, std::chrono::milliseconds elapsed) const {
+void Channel::audit_command(const std::string& exit, std::chrono::milliseconds elapsed) {
+  audited = true;
   const std::string fingerprint = key_fingerprint(connection.key);
   const std::string redacted = pgod::redact_arguments(args);
   pgod::AuditEntry entry;
   entry.kind = "command";
-  entry.message = fmt::format("[{}] {} ({}) from {}: {}{}{}: exit {}", log_service, printable(connection.user),
-                              fingerprint, connection.peer, words, redacted.empty() ? "" : " ", redacted, status);
-  entry.fields = {
-      {"SERVICE", log_service}, {"KEY_FINGERPRINT", fingerprint}, {"VERB", words},
-      {"ARGS", redacted},       {"EXIT", std::to_string(status)}, {"COMMIT", commit},
-      {"TRIGGER", "command"},   {"SOURCE", connection.peer},      {"DURATION_MS", std::to_string(elapsed.count())}};
+  entry.message = fmt::format("[{}] {} ({}) from {}: {}{}{}: {}", log_service, printable(connection.user), fingerprint,
+                              connection.peer, words, redacted.empty() ? "" : " ", redacted,
+                              exit == "abandoned" ? "abandoned (the client went away first)" : "exit " + exit);
+  entry.fields = {{"SERVICE", log_service},
+                  {"KEY_FINGERPRINT", fingerprint},
+                  {"VERB", words},
+                  {"ARGS", redacted},
+                  {"EXIT", exit},
+                  {"COMMIT", commit},
+                  {"TRIGGER", "command"},
+                  {"SOURCE", connection.peer},
+                  {"DURATION_MS", std::to_string(elapsed.count())}};
   pgod::send_audit(entry);
 }
 

@@ -53,15 +53,16 @@ struct AuthorizedKey {
 }
 
 interface Worker {
-  run @0 (verb :Verb, args :List(Text), output :OutputSink, caller :Text)
+  run @0 (verb :Verb, args :List(Text), output :OutputSink, caller :Text, keyFingerprint :Text)
       -> (exitStatus :UInt32, message :Text, commit :Text) $Cxx.allowCancellation;
   # Runs one verb. exitStatus is the compose program's own exit code (0..255), or one of the
   # status codes 400/406/500 with message saying why. Dropping the call (the client went away)
   # cancels it: the worker kills the command's process group. (On Cap'n Proto 0.9, which
   # lacks the annotation, the build takes it out and the worker allows cancellation at run
-  # time: see proto/CMakeLists.txt.) `caller` names the key that
-  # asked, for the worker's log. `commit` is the checkout's commit once the verb is done, for
-  # the gateway's audit entry.
+  # time: see proto/CMakeLists.txt.) `caller` says who asked ("user@address:port (key
+  # comment)"), for the worker's log; it and `keyFingerprint` (as ssh-keygen -l shows it) go into
+  # the service's history, which records every command. Both are empty for root. `commit` is the checkout's commit once the verb is
+  # done, for the gateway's audit entry.
 
   status @1 () -> (status :Common.ServiceStatus);
 

@@ -1,5 +1,6 @@
-// The service's deploy history: one line per deploy (when, what triggered it, the commit, the
-// result, how long it took), kept in the state directory across restarts and bounded.
+// The service's history: one line per deploy (when, what triggered it, the commit, the result,
+// how long it took) and one per command run on it (what, who, the outcome), kept in the state
+// directory across restarts and bounded.
 #pragma once
 
 #include <cstdint>
@@ -26,7 +27,30 @@ bool append_history(const std::string& state_dir, const DeployRecord& record);
 // The records, oldest first (a line that cannot be read is skipped).
 std::vector<DeployRecord> read_history(const std::string& state_dir);
 
-// Newest first, one line each, for `history`.
-std::string format_history(const std::vector<DeployRecord>& records);
+// One command a caller ran on the service (the gateway's audit entry, as the worker saw it).
+struct CommandRecord {
+  std::int64_t time = 0;  // unix seconds, when it ended
+  std::string command;    // the verb's words and arguments, values of environment assignments hidden
+  std::string caller;     // "user@address:port (key comment), key <fingerprint>", or root
+  std::string commit;     // the checkout's commit when it ended
+  std::string result;     // "exit N", "error", or "abandoned" (its client went away first)
+  std::int64_t duration_ms = 0;
+  std::string detail;       // pgod's message (why a 406), if any
+  bool reads_only = false;  // ps, logs, status, history, git hash: these make room first
+};
+
+// The newest kMaxCommands are kept; when there are more, the oldest read-only command goes
+// first, so that a monitor's `ps` every minute does not push out who ran `down`. The file is
+// appended to and cut back when it holds twice that.
+constexpr std::size_t kMaxCommands = 200;
+
+// Appends `record` to <state_dir>/commands; false when the file cannot be written.
+bool append_command(const std::string& state_dir, const CommandRecord& record);
+
+// The commands, oldest first (a line that cannot be read is skipped).
+std::vector<CommandRecord> read_commands(const std::string& state_dir);
+
+// Newest first, one line each, deploys and commands interleaved by time, for `history`.
+std::string format_history(const std::vector<DeployRecord>& records, const std::vector<CommandRecord>& commands = {});
 
 }  // namespace pgod::worker

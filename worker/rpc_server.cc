@@ -67,7 +67,7 @@ class WorkerImpl final : public rpc::Worker::Server {
       return kj::READY_NOW;
     }
     auto output = kj::heap<RpcOutput>(params.getOutput());
-    const std::string caller = params.getCaller().cStr();
+    const Caller caller{params.getCaller().cStr(), params.getKeyFingerprint().cStr()};
     auto& sink = *output;
     return service_.run_verb(*verb, std::move(args), sink, caller)
         .then([&sink](VerbResult result) {

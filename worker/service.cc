@@ -1112,13 +1112,77 @@ kj::Promise<void> Service::run_reload() {
 
 // ---- verbs ---------------------------------------------------------------------------------
 
+namespace {
+
+// A command's history line, written when it ends: with its answer, or as abandoned when its
+// caller went away first (the call is dropped, and this with it).
+class CommandEntry {
+ public:
+  CommandEntry(std::string state_dir, std::shared_ptr<spdlog::logger> log, CommandRecord record)
+      : state_dir_(std::move(state_dir)), log_(std::move(log)), record_(std::move(record)) {}
+  ~CommandEntry() {
+    if (!written_) write("abandoned", "the client went away first", record_.commit);
+  }
+  KJ_DISALLOW_COPY(CommandEntry);
+
+  // `detail` is already redacted (Service::redacted).
+  void write(std::string result, std::string detail, const std::string& commit) {
+    written_ = true;
+    record_.result = std::move(result);
+    record_.detail = std::move(detail);
+    record_.commit = commit;
+    record_.time = now_seconds();
+    record_.duration_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_).count();
+    if (!append_command(state_dir_, record_)) log_->warn("cannot add to the command history in {}", state_dir_);
+  }
+
+ private:
+  std::string state_dir_;
+  std::shared_ptr<spdlog::logger> log_;
+  CommandRecord record_;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  bool written_ = false;
+};
+
+// "deploy@192.0.2.7:51234 (alice@laptop), key SHA256:…", or root.
+std::string caller_description(const Caller& caller) {
+  return caller_name(caller.comment) + (caller.fingerprint.empty() ? "" : ", key " + caller.fingerprint);
+}
+
+}  // namespace
+
 kj::Promise<VerbResult> Service::run_verb(Verb verb, std::vector<std::string> args, OutputSink& output,
-                                          const std::string& caller) {
+                                          const Caller& caller) {
+  const auto* row = find_worker_verb(verb);
+  CommandRecord record;
+  const std::string arguments = redact_arguments(args);
+  record.command = std::string(verb_info(verb).words) + (arguments.empty() ? "" : " " + arguments);
+  record.caller = caller_description(caller);
+  record.commit = hash_;
+  record.reads_only = row != nullptr && (row->turn == Turn::kAtOnce || row->turn == Turn::kRead);
+  auto entry = kj::heap<CommandEntry>(settings_.getStateDir().cStr(), log_, std::move(record));
+  auto& written = *entry;
+  return dispatch_verb(verb, std::move(args), output, caller.comment)
+      .then(
+          [this, &written](VerbResult result) {
+            written.write(fmt::format("exit {}", result.exit_status), redacted(result.message), hash_);
+            return result;
+          },
+          [this, &written](kj::Exception&& e) -> VerbResult {
+            written.write("error", redacted(e.getDescription().cStr()), hash_);
+            kj::throwFatalException(kj::mv(e));
+          })
+      .attach(kj::mv(entry));
+}
+
+kj::Promise<VerbResult> Service::dispatch_verb(Verb verb, std::vector<std::string> args, OutputSink& output,
+                                               const std::string& caller) {
   // A worker that has just started serves at once, but may not know its compose program yet.
   if (compose_program_.empty())
     KJ_IF_MAYBE (detected, compose_detected_) {
       return detected->addBranch().then([this, verb, args = std::move(args), &output, caller]() mutable {
-        return run_verb(verb, std::move(args), output, caller);
+        return dispatch_verb(verb, std::move(args), output, caller);
       });
     }
   const auto* row = find_worker_verb(verb);
@@ -1169,7 +1233,8 @@ kj::Promise<VerbResult> Service::answer_status(VerbCall call) {
 
 kj::Promise<VerbResult> Service::answer_history(VerbCall call) {
   return in_turn(call.row, false, [this, &output = call.output]() {
-    return write_then_exit(output, kToStdout, format_history(read_history(settings_.getStateDir().cStr())), 0);
+    const std::string state_dir = settings_.getStateDir().cStr();
+    return write_then_exit(output, kToStdout, format_history(read_history(state_dir), read_commands(state_dir)), 0);
   });
 }
 

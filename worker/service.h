@@ -44,6 +44,13 @@ struct VerbResult {
   std::string message;            // why, for pgod statuses
 };
 
+// Who asked for a verb, as the gateway says: "user@address:port (key comment)" (for the log, and
+// for triggers such as "git pull by …"), and the key's fingerprint. Both empty: root.
+struct Caller {
+  std::string comment;
+  std::string fingerprint;
+};
+
 // One verb asked for, its arguments checked against its row: what a verb handler is given.
 struct VerbCall {
   const WorkerVerb& row;
@@ -70,10 +77,9 @@ class Service final : private kj::TaskSet::ErrorHandler {
   // cycling every duration + jitter. The promise never resolves while the service runs.
   kj::Promise<void> run();
 
-  // Runs one verb for a caller (the key's comment, for the log): checks its arguments against
-  // its row of the verb table and hands it to the row's handler.
-  kj::Promise<VerbResult> run_verb(Verb verb, std::vector<std::string> args, OutputSink& output,
-                                   const std::string& caller);
+  // Runs one verb for a caller: checks its arguments against its row of the verb table, hands
+  // it to the row's handler, and adds it to the history when it ends (or its caller leaves).
+  kj::Promise<VerbResult> run_verb(Verb verb, std::vector<std::string> args, OutputSink& output, const Caller& caller);
 
   // One-shot, for a service removed from the config: `compose down --remove-orphans` of the
   // service's compose project, without reading the checkout. Resolves to compose's exit code.
@@ -111,6 +117,9 @@ class Service final : private kj::TaskSet::ErrorHandler {
   kj::Promise<VerbResult> answer_rollback(VerbCall call);
   kj::Promise<VerbResult> answer_history(VerbCall call);
   kj::Promise<VerbResult> answer_compose(VerbCall call);
+  // run_verb without the history: the row, the arguments' check, the handler.
+  kj::Promise<VerbResult> dispatch_verb(Verb verb, std::vector<std::string> args, OutputSink& output,
+                                        const std::string& caller);
 
   // Runs a verb's job when its row's Turn lets it: at once, in the queue, or in a read slot.
   // (kToTheEnd verbs run their job through run_to_end and answer after it.)

@@ -2,6 +2,7 @@
 // the journal as one entry with its fields. On a host with journald the entries are read back
 // with journalctl; without one (a container), the test listens on the journal's socket itself
 // and reads the datagrams libsystemd sends there, in the journal's native protocol.
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -172,8 +173,56 @@ TEST_F(AuditTest, EveryCommandAndEveryDeployIsOneJournalEntryWithItsFields) {
   EXPECT_EQ(deploy->at("RESULT"), "deployed");
   EXPECT_NE(deploy->at("TRIGGER").find("git pull by tester@127.0.0.1"), std::string::npos) << deploy->at("TRIGGER");
   EXPECT_FALSE(deploy->at("DURATION_MS").empty());
-  // The history says the same.
-  EXPECT_NE(ssh(key_b_, "b//history").out.find(pushed.substr(0, 12) + "  deployed"), std::string::npos);
+  // The history says the same, and lists the commands too: who (the key's comment and
+  // fingerprint, the address), what (environment values hidden), the outcome, newest first.
+  const auto history = ssh(key_b_, "b//history").out;
+  const auto deployed_at = history.find(pushed.substr(0, 12) + "  deployed");
+  EXPECT_NE(deployed_at, std::string::npos) << history;
+  const std::string by = " by tester@127.0.0.1:";
+  const std::string key = "), key " + fingerprint + "\n";  // after the file that lists it
+  const auto pull_at = history.find(pushed.substr(0, 12) + "  exit 0 ");
+  ASSERT_NE(pull_at, std::string::npos) << history;
+  EXPECT_NE(history.find("git pull" + by, pull_at), std::string::npos) << history;
+  EXPECT_NE(history.find(key, pull_at), std::string::npos) << history;
+  EXPECT_LT(pull_at, deployed_at) << "the command ended after the deploy it asked for:\n" << history;
+  EXPECT_NE(history.find("exec -e TOKEN=*** web true" + by), std::string::npos) << history;
+  EXPECT_EQ(history.find("hunter2"), std::string::npos) << history;
+}
+
+// A command whose client goes away before it ends is recorded too, as abandoned: one journal
+// entry from the gateway, one history line from the worker.
+TEST_F(AuditTest, ACommandWhoseClientLeavesIsRecordedAsAbandoned) {
+  Journal journal;
+  start();
+  auto follower = spawn_background(ssh_argv(key_a_, "a//logs -f"));
+  const auto first = follower->read_until("line 3\n", 10s);
+  ASSERT_NE(first.find("line 3\n"), std::string::npos) << first << pgod_.log();
+  follower->stop(SIGTERM);
+  std::string history;
+  EXPECT_TRUE(PgodHarness::wait_for(
+      [&]() {
+        history = ssh(key_a_, "a//history").out;
+        return history.find("abandoned") != std::string::npos;
+      },
+      10s))
+      << history;
+  const auto line = history.substr(history.find("abandoned"));
+  EXPECT_NE(line.find("logs -f by tester@127.0.0.1:"), std::string::npos) << history;
+  EXPECT_NE(line.find(" (ssh/dev.pub), key SHA256:"), std::string::npos) << history;
+  EXPECT_NE(line.find(": the client went away first"), std::string::npos) << history;
+  std::vector<Entry> entries;
+  EXPECT_TRUE(PgodHarness::wait_for(
+      [&]() {
+        entries = journal.entries();
+        return find_entry(entries, "command", "EXIT", "abandoned").has_value();
+      },
+      10s))
+      << describe(entries);
+  const auto entry = find_entry(entries, "command", "EXIT", "abandoned");
+  ASSERT_TRUE(entry) << describe(entries);
+  EXPECT_EQ(entry->at("VERB"), "logs");
+  EXPECT_EQ(entry->at("ARGS"), "-f");
+  EXPECT_EQ(entry->at("SERVICE"), "a");
 }
 
 }  // namespace

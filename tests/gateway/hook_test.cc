@@ -51,8 +51,8 @@ TEST_F(HookTest, ASignedPushDeploysTheNewCommitAtOnceAndTheHistorySaysWhy) {
   const auto reply = github_push("b", push_body(), "delivery-1");
   EXPECT_EQ(reply.status, 202) << reply.text;
   EXPECT_NE(reply.text.find("pull queued"), std::string::npos) << reply.text;
-  ASSERT_TRUE(
-      PgodHarness::wait_for([&]() { return history_of_b().find(pushed.substr(0, 12)) != std::string::npos; }, 30s))
+  ASSERT_TRUE(PgodHarness::wait_for(
+      [&]() { return history_of_b().find(pushed.substr(0, 12) + "  deployed") != std::string::npos; }, 30s))
       << history_of_b() << pgod_.log();
   const auto history = history_of_b();
   EXPECT_NE(history.find("push hook (github) from 127.0.0.1"), std::string::npos) << history;

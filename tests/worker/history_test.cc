@@ -30,7 +30,62 @@ TEST(History, FieldsFromTheRepositoryStayOnTheirLine) {
   ASSERT_EQ(records.size(), 1u);
   EXPECT_EQ(records[0].trigger, "git pull by dev  laptop\\x1b[2J");
   EXPECT_EQ(records[0].detail, "a b c");
-  EXPECT_EQ(format_history({}), "no deploys recorded yet\n");
+  EXPECT_EQ(format_history({}), "no deploys or commands recorded yet\n");
+}
+
+CommandRecord command(std::int64_t time, const std::string& what, bool reads_only) {
+  return {time, what, "dev@192.0.2.7:4000 (dev@laptop), key SHA256:abc", "c0ffee", "exit 0", 240, "", reads_only};
+}
+
+// A monitor's `ps` every minute must not push out who ran `down`: read-only commands make room
+// first, and only when there are none does the oldest command go.
+TEST(History, ReadOnlyCommandsMakeRoomFirst) {
+  test::TempDir dir;
+  ASSERT_TRUE(append_command(dir.path(), command(1, "down", false)));
+  for (int i = 0; i < 300; ++i) ASSERT_TRUE(append_command(dir.path(), command(2 + i, "ps", true)));
+  auto records = read_commands(dir.path());
+  ASSERT_EQ(records.size(), kMaxCommands);
+  EXPECT_EQ(records.front().command, "down");
+  EXPECT_EQ(records[1].time, 2 + 300 - static_cast<std::int64_t>(kMaxCommands) + 1) << "the newest ps are kept";
+  for (int i = 0; i < 300; ++i) ASSERT_TRUE(append_command(dir.path(), command(1000 + i, "up", false)));
+  records = read_commands(dir.path());
+  ASSERT_EQ(records.size(), kMaxCommands);
+  EXPECT_EQ(records.front().time, 1000 + 300 - static_cast<std::int64_t>(kMaxCommands));
+  EXPECT_EQ(records.back().command, "up");
+  EXPECT_EQ(records.back().caller, "dev@192.0.2.7:4000 (dev@laptop), key SHA256:abc");
+  EXPECT_EQ(records.back().duration_ms, 240);
+  EXPECT_FALSE(records.back().reads_only);
+}
+
+TEST(History, DeploysAndCommandsInterleaveNewestFirst) {
+  const std::vector<DeployRecord> deploys = {{100, "poll", "aaaa", "deployed", 2000, ""},
+                                             {300, "git pull by dev", "bbbb", "failed", 1000, "exited 3"}};
+  auto pull = command(300, "git pull", false);
+  pull.result = "exit 1";
+  auto refused = command(200, "exec web sh", false);
+  refused.result = "exit 406";
+  refused.detail = "exec --privileged is not allowed";
+  const auto shown = format_history(deploys, {refused, pull});
+  EXPECT_EQ(shown,
+            "1970-01-01T00:05:00Z  c0ffee  exit 1         0.2 s  git pull by dev@192.0.2.7:4000 (dev@laptop), key "
+            "SHA256:abc\n"
+            "1970-01-01T00:05:00Z  bbbb  failed         1.0 s  git pull by dev: exited 3\n"
+            "1970-01-01T00:03:20Z  c0ffee  exit 406       0.2 s  exec web sh by dev@192.0.2.7:4000 (dev@laptop), "
+            "key SHA256:abc: exec --privileged is not allowed\n"
+            "1970-01-01T00:01:40Z  aaaa  deployed       2.0 s  poll\n");
+}
+
+TEST(History, ACommandsFieldsStayOnTheirLine) {
+  test::TempDir dir;
+  auto hostile = command(5, "exec web sh -c 'a\nb'", false);
+  hostile.caller = "x\ty\x1b[2J";
+  hostile.detail = std::string(2000, 'd');
+  ASSERT_TRUE(append_command(dir.path(), hostile));
+  const auto records = read_commands(dir.path());
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].command, "exec web sh -c 'a b'");
+  EXPECT_EQ(records[0].caller, "x y\\x1b[2J");
+  EXPECT_LT(records[0].detail.size(), 600u);
 }
 
 }  // namespace

@@ -561,12 +561,21 @@ TEST_F(WorkerTest, ADeployThatFailsItsHealthGateGoesBackToTheLastGoodOne) {
   EXPECT_NE(read_file(worker.state_dir() + "/state").find("\nfailed=\n"), std::string::npos)
       << read_file(worker.state_dir() + "/state");
 
-  // The history, newest first, across the restart: what deployed, what was reverted and why.
+  // The history, newest first, across the restart: what deployed, what was reverted and why,
+  // and the commands that asked (each git pull's own line, its exit status; the newest line is
+  // the last pull, which ended after the deploy it asked for).
   const auto history = worker.run(Verb::HISTORY);
   EXPECT_EQ(history.exit_status, 0u);
-  std::vector<std::string> lines;
+  std::vector<std::string> lines, commands;
   std::istringstream text(history.out);
-  for (std::string line; std::getline(text, line);) lines.push_back(line);
+  for (std::string line; std::getline(text, line);)
+    (line.find("  exit ") != std::string::npos ? commands : lines).push_back(line);
+  ASSERT_EQ(commands.size(), 3u) << history.out;
+  EXPECT_EQ(history.out.substr(0, history.out.find('\n')), commands[0]);
+  EXPECT_NE(commands[0].find("  exit 0 "), std::string::npos) << commands[0];
+  EXPECT_NE(commands[0].find(" git pull by test"), std::string::npos) << commands[0];
+  // The failed pull: exit 1, and the checkout back at the good commit when it ended.
+  EXPECT_NE(commands[2].find(first_commit.substr(0, 12) + "  exit 1 "), std::string::npos) << commands[2];
   ASSERT_EQ(lines.size(), 3u) << history.out;
   EXPECT_NE(lines[0].find("  deployed "), std::string::npos) << lines[0];
   EXPECT_NE(lines[0].find(" git pull by test"), std::string::npos) << lines[0];
