@@ -149,6 +149,19 @@ constexpr auto kEvictableAfter = 1 * kj::SECONDS;
 
 std::int64_t whole_seconds(kj::Duration duration) { return (duration + 999 * kj::MILLISECONDS) / kj::SECONDS; }
 
+// The SSH user name as the worker's log and history show it: the client chose it, so printable
+// ASCII only (no bidi or look-alike characters) and short enough that it cannot push who really
+// asked out of a bounded field.
+std::string shown_user(const std::string& user) {
+  constexpr std::size_t kMaxShown = 64;
+  std::string shown;
+  for (const char c : user) {
+    if (shown.size() == kMaxShown) return shown + "...";
+    shown += c > 0x20 && c < 0x7f ? c : '?';
+  }
+  return shown;
+}
+
 void release_count(std::map<std::string, std::size_t, std::less<>>& counts, const std::string& name) {
   auto found = counts.find(name);
   if (found != counts.end() && --found->second == 0) counts.erase(found);
@@ -714,7 +727,7 @@ kj::Promise<void> Channel::dispatch(Command command) {
     case Handler::kWorker:
       break;
   }
-  return run_on_worker(command, fmt::format("{}@{} ({})", printable(connection.user), connection.peer, *listed));
+  return run_on_worker(command, fmt::format("{}@{} ({})", shown_user(connection.user), connection.peer, *listed));
 }
 
 // worker restart: asked of the supervisor, which owns the workers.

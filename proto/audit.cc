@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <optional>
 
 #include <sys/uio.h>
 #include <systemd/sd-journal.h>
@@ -46,6 +47,23 @@ bool is_assignment(std::string_view arg) {
                      [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
 }
 
+// Where the value of an environment assignment starts in `arg`, when it holds one: NAME=value
+// itself, or glued to a flag as compose reads it (-eNAME=value, -e=NAME=value, --env=NAME=value,
+// --build-arg=NAME=value).
+std::optional<std::size_t> assignment_value_at(std::string_view arg) {
+  std::size_t start = 0;
+  if (arg.starts_with("--")) {
+    start = arg.find('=');
+    if (start == std::string_view::npos) return std::nullopt;
+    ++start;
+  } else if (arg.starts_with("-") && arg.size() > 2) {
+    start = arg[2] == '=' ? 3 : 2;
+  }
+  const auto rest = arg.substr(start);
+  if (!is_assignment(rest)) return std::nullopt;
+  return start + rest.find('=') + 1;
+}
+
 // An argument as a shell would read it back: quoted when it holds anything but plain characters.
 std::string quoted(std::string_view arg) {
   const bool plain = !arg.empty() && std::all_of(arg.begin(), arg.end(), [](char c) {
@@ -67,11 +85,11 @@ std::string redact_arguments(const std::vector<std::string>& args) {
     std::string shown = arg;
     // The values of environment assignments are secrets (exec -e TOKEN=…, env FOO=…); any other
     // argument is shown whole, so that no command can hide behind an '='.
-    if (arg.starts_with("--env=") && is_assignment(std::string_view(arg).substr(6)))
-      shown = arg.substr(0, arg.find('=', 6) + 1) + "***";
-    else if ((after_env_flag || is_assignment(arg)) && arg.find('=') != std::string::npos)
+    if (const auto value = assignment_value_at(arg))
+      shown = arg.substr(0, *value) + "***";
+    else if (after_env_flag && arg.find('=') != std::string::npos)
       shown = arg.substr(0, arg.find('=') + 1) + "***";
-    after_env_flag = arg == "-e" || arg == "--env";
+    after_env_flag = arg == "-e" || arg == "--env" || arg == "--build-arg";
     if (!out.empty()) out += ' ';
     out += one_line(quoted(shown));
     if (out.size() > kMaxFieldBytes) {

@@ -59,8 +59,8 @@ interface Worker {
   # status codes 400/406/500 with message saying why. Dropping the call (the client went away)
   # cancels it: the worker kills the command's process group. (On Cap'n Proto 0.9, which
   # lacks the annotation, the build takes it out and the worker allows cancellation at run
-  # time: see proto/CMakeLists.txt.) `caller` says who asked ("user@address:port (key
-  # comment)"), for the worker's log; it and `keyFingerprint` (as ssh-keygen -l shows it) go into
+  # time: see proto/CMakeLists.txt.) `caller` says who asked ("user@address:port (the file
+  # listing the key)"), for the worker's log; it and `keyFingerprint` (as ssh-keygen -l shows it) go into
   # the service's history, which records every command. Both are empty for root. `commit` is the checkout's commit once the verb is
   # done, for the gateway's audit entry.
 

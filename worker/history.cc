@@ -2,12 +2,13 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <fstream>
-#include <iterator>
+#include <optional>
 #include <sstream>
 
 #include "command_grammar.h"
@@ -39,7 +40,7 @@ std::string line_of(const DeployRecord& record) {
 
 std::string line_of(const CommandRecord& record) {
   return fmt::format("{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n", record.time, field(record.command), field(record.caller),
-                     field(record.commit), field(record.result), record.duration_ms, record.reads_only ? 1 : 0,
+                     field(record.commit), field(record.result), record.duration_ms, record.expendable ? 1 : 0,
                      field(record.detail));
 }
 
@@ -58,20 +59,31 @@ std::string shown(std::int64_t time, const std::string& commit, const std::strin
                      static_cast<double>(duration_ms) / 1000.0, what, detail.empty() ? "" : ": " + detail);
 }
 
-}  // namespace
-
-namespace {
-
-// The newest kMaxCommands, the oldest read-only ones leaving first.
+// The newest kMaxCommands, the oldest expendable ones leaving first (one pass: a planted file
+// may hold many lines).
 void keep_newest(std::vector<CommandRecord>& records) {
-  while (records.size() > kMaxCommands) {
-    const auto reader = std::find_if(records.begin(), records.end(), [](const auto& r) { return r.reads_only; });
-    records.erase(reader != records.end() ? reader : records.begin());
+  if (records.size() <= kMaxCommands) return;
+  const std::size_t excess = records.size() - kMaxCommands;
+  const auto expendable = static_cast<std::size_t>(
+      std::count_if(records.begin(), records.end(), [](const auto& r) { return r.expendable; }));
+  std::size_t drop_expendable = std::min(excess, expendable);
+  std::size_t drop_others = excess - drop_expendable;
+  std::vector<CommandRecord> kept;
+  kept.reserve(kMaxCommands);
+  for (auto& record : records) {
+    auto& budget = record.expendable ? drop_expendable : drop_others;
+    if (budget > 0) {
+      --budget;
+      continue;
+    }
+    kept.push_back(std::move(record));
   }
+  records = std::move(kept);
 }
 
-std::vector<CommandRecord> parse_commands(std::istream& in) {
+std::vector<CommandRecord> parse_commands(const std::string& text) {
   std::vector<CommandRecord> records;
+  std::istringstream in(text);
   for (std::string line; std::getline(in, line);) {
     const auto parts = fields_of(line);
     if (parts.size() < 7) continue;
@@ -82,48 +94,62 @@ std::vector<CommandRecord> parse_commands(std::istream& in) {
     record.commit = parts[3];
     record.result = parts[4];
     record.duration_ms = std::atoll(parts[5].c_str());
-    record.reads_only = parts[6] == "1";
+    record.expendable = parts[6] == "1";
     if (parts.size() > 7) record.detail = parts[7];
     records.push_back(std::move(record));
   }
   return records;
 }
 
-// One line at the end of dir/name (never through a symlink), without a flush to disk: a
-// command's line is a record, not state the worker resumes from, and every `ps` waiting for
-// the disk would be slower.
-bool append_line(const std::string& dir, const char* name, const std::string& line) {
-  const UniqueFd fd(open((dir + "/" + name).c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
-  if (!fd) return false;
+// dir/name if it is a regular file (never through a symlink, never waiting on a FIFO), at most
+// kCommandsFileMaxBytes of it; "" when it is missing or anything else.
+std::string read_regular(const std::string& dir, const char* name) {
+  const UniqueFd fd(open((dir + "/" + name).c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  struct stat info {};
+  if (!fd || fstat(fd.get(), &info) != 0 || !S_ISREG(info.st_mode)) return "";
+  std::string text;
+  char buffer[65536];
+  while (text.size() < kCommandsFileMaxBytes) {
+    const ssize_t n = read(fd.get(), buffer, std::min(sizeof buffer, kCommandsFileMaxBytes - text.size()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    text.append(buffer, static_cast<std::size_t>(n));
+  }
+  return text;
+}
+
+// One line at the end of dir/name, a regular file (never through a symlink, never waiting on a
+// FIFO), without a flush to disk: a command's line is a record, not state the worker resumes
+// from, and every `ps` waiting for the disk would be slower. The file's size after it, or
+// nullopt when it could not be written.
+std::optional<std::size_t> append_line(const std::string& dir, const char* name, const std::string& line) {
+  const UniqueFd fd(
+      open((dir + "/" + name).c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600));
+  struct stat info {};
+  if (!fd || fstat(fd.get(), &info) != 0 || !S_ISREG(info.st_mode)) return std::nullopt;
   for (std::size_t written = 0; written < line.size();) {
     const ssize_t n = write(fd.get(), line.data() + written, line.size() - written);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
+    if (n <= 0) return std::nullopt;
     written += static_cast<std::size_t>(n);
   }
-  return true;
+  return static_cast<std::size_t>(info.st_size) + line.size();
 }
 
 }  // namespace
 
 std::vector<CommandRecord> read_commands(const std::string& state_dir) {
-  std::ifstream in(state_dir + "/" + kCommandsFile);
-  auto records = parse_commands(in);
+  auto records = parse_commands(read_regular(state_dir, kCommandsFile));
   keep_newest(records);
   return records;
 }
 
 bool append_command(const std::string& state_dir, const CommandRecord& record) {
-  if (!append_line(state_dir, kCommandsFile, line_of(record))) return false;
-  // The file is cut back to kMaxCommands when it holds twice that.
-  std::ifstream in(state_dir + "/" + kCommandsFile);
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')) <= 2 * kMaxCommands) return true;
-  std::istringstream lines(text);
-  auto records = parse_commands(lines);
-  keep_newest(records);
+  const auto size = append_line(state_dir, kCommandsFile, line_of(record));
+  if (!size) return false;
+  if (*size <= kCommandsFileTrimBytes) return true;
   std::string kept;
-  for (const auto& each : records) kept += line_of(each);
+  for (const auto& each : read_commands(state_dir)) kept += line_of(each);
   return replace_file(state_dir, kCommandsFile, kept, 0600).has_value();
 }
 

@@ -31,18 +31,23 @@ std::vector<DeployRecord> read_history(const std::string& state_dir);
 struct CommandRecord {
   std::int64_t time = 0;  // unix seconds, when it ended
   std::string command;    // the verb's words and arguments, values of environment assignments hidden
-  std::string caller;     // "user@address:port (key comment), key <fingerprint>", or root
+  std::string caller;     // "key <fingerprint>, user@address:port (the file listing it)", or root
   std::string commit;     // the checkout's commit when it ended
-  std::string result;     // "exit N", "error", or "abandoned" (its client went away first)
+  std::string result;     // "exit N", "error", or "abandoned" (ended before it answered)
   std::int64_t duration_ms = 0;
-  std::string detail;       // pgod's message (why a 406), if any
-  bool reads_only = false;  // ps, logs, status, history, git hash: these make room first
+  std::string detail;  // pgod's message (why a 406), if any
+  // Read-only (ps, logs, status, history, git hash), or refused before it ran (400, 406):
+  // these make room first.
+  bool expendable = false;
 };
 
-// The newest kMaxCommands are kept; when there are more, the oldest read-only command goes
-// first, so that a monitor's `ps` every minute does not push out who ran `down`. The file is
-// appended to and cut back when it holds twice that.
+// The newest kMaxCommands are shown; when there are more, the oldest expendable command goes
+// first, so that a monitor's `ps` every minute (or a flood of refused commands) does not push
+// out who ran `down`. The file is appended to, and cut back to that when it grows past
+// kCommandsFileTrimBytes; more than kCommandsFileMaxBytes of it is never read.
 constexpr std::size_t kMaxCommands = 200;
+constexpr std::size_t kCommandsFileTrimBytes = 256 * 1024;
+constexpr std::size_t kCommandsFileMaxBytes = 1024 * 1024;
 
 // Appends `record` to <state_dir>/commands; false when the file cannot be written.
 bool append_command(const std::string& state_dir, const CommandRecord& record);

@@ -1121,13 +1121,20 @@ class CommandEntry {
   CommandEntry(std::string state_dir, std::shared_ptr<spdlog::logger> log, CommandRecord record)
       : state_dir_(std::move(state_dir)), log_(std::move(log)), record_(std::move(record)) {}
   ~CommandEntry() {
-    if (!written_) write("abandoned", "the client went away first", record_.commit);
+    // Its call was dropped: the client went away, or the worker is stopping. (A destructor must
+    // not throw.)
+    if (!written_) try {
+        write("abandoned", "ended before it answered (its client went away, or the worker stopped)", record_.commit);
+      } catch (...) {
+      }
   }
   KJ_DISALLOW_COPY(CommandEntry);
 
   // `detail` is already redacted (Service::redacted).
   void write(std::string result, std::string detail, const std::string& commit) {
     written_ = true;
+    // A refusal before anything ran makes room first, as a read does.
+    if (result == "exit 400" || result == "exit 406") record_.expendable = true;
     record_.result = std::move(result);
     record_.detail = std::move(detail);
     record_.commit = commit;
@@ -1145,9 +1152,10 @@ class CommandEntry {
   bool written_ = false;
 };
 
-// "deploy@192.0.2.7:51234 (alice@laptop), key SHA256:…", or root.
+// "key SHA256:…, deploy@192.0.2.7:51234 (ssh/ci.pub)", or root: the fingerprint first, where no
+// user name can push it out of the bounded field.
 std::string caller_description(const Caller& caller) {
-  return caller_name(caller.comment) + (caller.fingerprint.empty() ? "" : ", key " + caller.fingerprint);
+  return (caller.fingerprint.empty() ? "" : "key " + caller.fingerprint + ", ") + caller_name(caller.comment);
 }
 
 }  // namespace
@@ -1157,10 +1165,10 @@ kj::Promise<VerbResult> Service::run_verb(Verb verb, std::vector<std::string> ar
   const auto* row = find_worker_verb(verb);
   CommandRecord record;
   const std::string arguments = redact_arguments(args);
-  record.command = std::string(verb_info(verb).words) + (arguments.empty() ? "" : " " + arguments);
+  record.command = redacted(std::string(verb_info(verb).words) + (arguments.empty() ? "" : " " + arguments));
   record.caller = caller_description(caller);
   record.commit = hash_;
-  record.reads_only = row != nullptr && (row->turn == Turn::kAtOnce || row->turn == Turn::kRead);
+  record.expendable = row != nullptr && (row->turn == Turn::kAtOnce || row->turn == Turn::kRead);
   auto entry = kj::heap<CommandEntry>(settings_.getStateDir().cStr(), log_, std::move(record));
   auto& written = *entry;
   return dispatch_verb(verb, std::move(args), output, caller.comment)

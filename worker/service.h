@@ -44,8 +44,9 @@ struct VerbResult {
   std::string message;            // why, for pgod statuses
 };
 
-// Who asked for a verb, as the gateway says: "user@address:port (key comment)" (for the log, and
-// for triggers such as "git pull by …"), and the key's fingerprint. Both empty: root.
+// Who asked for a verb, as the gateway says: "user@address:port (the file listing the key)" (for
+// the log, and for triggers such as "git pull by …"), and the key's fingerprint. Both empty: root
+// (a test, or a tool on the host speaking to the worker's socket).
 struct Caller {
   std::string comment;
   std::string fingerprint;

@@ -11,6 +11,12 @@ TEST(Audit, ValuesOfEnvironmentAssignmentsAreHidden) {
   EXPECT_EQ(redact_arguments({"--env=TOKEN=hunter2", "web"}), "--env=TOKEN=*** web");
   EXPECT_EQ(redact_arguments({"web", "env", "DB_PASSWORD=s3cret", "sh"}), "web env DB_PASSWORD=*** sh");
   EXPECT_EQ(redact_arguments({"--tail", "10", "web"}), "--tail 10 web");
+  // Glued to the flag, as compose reads it too.
+  EXPECT_EQ(redact_arguments({"-eTOKEN=hunter2", "web"}), "-eTOKEN=*** web");
+  EXPECT_EQ(redact_arguments({"-e=TOKEN=hunter2", "web"}), "-e=TOKEN=*** web");
+  EXPECT_EQ(redact_arguments({"--build-arg=NPM_TOKEN=hunter2", "web"}), "--build-arg=NPM_TOKEN=*** web");
+  EXPECT_EQ(redact_arguments({"--build-arg", "NPM_TOKEN=hunter2"}), "--build-arg NPM_TOKEN=***");
+  EXPECT_EQ(redact_arguments({"--since=2024-01-01", "-f"}), "--since=2024-01-01 -f");
   EXPECT_EQ(redact_arguments({}), "");
 }
 

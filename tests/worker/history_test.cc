@@ -2,6 +2,9 @@
 #include "history.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <filesystem>
 
 #include "process.h"
 
@@ -33,8 +36,8 @@ TEST(History, FieldsFromTheRepositoryStayOnTheirLine) {
   EXPECT_EQ(format_history({}), "no deploys or commands recorded yet\n");
 }
 
-CommandRecord command(std::int64_t time, const std::string& what, bool reads_only) {
-  return {time, what, "dev@192.0.2.7:4000 (dev@laptop), key SHA256:abc", "c0ffee", "exit 0", 240, "", reads_only};
+CommandRecord command(std::int64_t time, const std::string& what, bool expendable) {
+  return {time, what, "dev@192.0.2.7:4000 (dev@laptop), key SHA256:abc", "c0ffee", "exit 0", 240, "", expendable};
 }
 
 // A monitor's `ps` every minute must not push out who ran `down`: read-only commands make room
@@ -54,7 +57,7 @@ TEST(History, ReadOnlyCommandsMakeRoomFirst) {
   EXPECT_EQ(records.back().command, "up");
   EXPECT_EQ(records.back().caller, "dev@192.0.2.7:4000 (dev@laptop), key SHA256:abc");
   EXPECT_EQ(records.back().duration_ms, 240);
-  EXPECT_FALSE(records.back().reads_only);
+  EXPECT_FALSE(records.back().expendable);
 }
 
 TEST(History, DeploysAndCommandsInterleaveNewestFirst) {
@@ -73,6 +76,38 @@ TEST(History, DeploysAndCommandsInterleaveNewestFirst) {
             "1970-01-01T00:03:20Z  c0ffee  exit 406       0.2 s  exec web sh by dev@192.0.2.7:4000 (dev@laptop), "
             "key SHA256:abc: exec --privileged is not allowed\n"
             "1970-01-01T00:01:40Z  aaaa  deployed       2.0 s  poll\n");
+}
+
+// The file is the service user's: a FIFO or a symlink there is refused at once, never waited
+// on or followed, and a huge file is read only as far as the bound.
+TEST(History, ACommandsFileThatIsNotARegularFileIsLeftAlone) {
+  test::TempDir dir;
+  ASSERT_EQ(mkfifo((dir.path() + "/commands").c_str(), 0600), 0);
+  EXPECT_FALSE(append_command(dir.path(), command(1, "down", false)));
+  EXPECT_TRUE(read_commands(dir.path()).empty());
+  std::filesystem::remove(dir.path() + "/commands");
+  dir.write("elsewhere", "");
+  std::filesystem::create_symlink(dir.path() + "/elsewhere", dir.path() + "/commands");
+  EXPECT_FALSE(append_command(dir.path(), command(1, "down", false)));
+  EXPECT_EQ(std::filesystem::file_size(dir.path() + "/elsewhere"), 0u);
+  std::filesystem::remove(dir.path() + "/commands");
+  // Over the trim size the file is cut back to kMaxCommands lines.
+  for (int i = 0; i < 3000; ++i) ASSERT_TRUE(append_command(dir.path(), command(i, "up", i % 2 == 0)));
+  EXPECT_LE(std::filesystem::file_size(dir.path() + "/commands"), kCommandsFileTrimBytes);
+  const auto kept = read_commands(dir.path());
+  ASSERT_EQ(kept.size(), kMaxCommands);
+  EXPECT_EQ(kept.back().time, 2999);
+}
+
+// A refusal before anything ran makes room first, as a read does: a flood of refused commands
+// cannot push out who ran `down`.
+TEST(History, RefusedCommandsMakeRoomFirst) {
+  test::TempDir dir;
+  ASSERT_TRUE(append_command(dir.path(), command(1, "down", false)));
+  auto refused = command(2, "down --x", true);
+  refused.result = "exit 406";
+  for (int i = 0; i < 300; ++i) ASSERT_TRUE(append_command(dir.path(), refused));
+  EXPECT_EQ(read_commands(dir.path()).front().command, "down");
 }
 
 TEST(History, ACommandsFieldsStayOnTheirLine) {

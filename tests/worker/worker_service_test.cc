@@ -168,6 +168,26 @@ TEST_F(WorkerTest, RefusedArgumentsNeverReachDocker) {
     EXPECT_NE(result.message.find("is not allowed"), std::string::npos) << result.message;
   }
   EXPECT_EQ(worker.calls(), "");
+  // Each is in the history with its refusal, and makes room first: a flood of refusals cannot
+  // push out the commands that ran.
+  // The file's lines: time, command, caller, commit, result, ms, makes room first, detail.
+  std::vector<std::vector<std::string>> commands;
+  std::istringstream file(read_file(worker.state_dir() + "/commands"));
+  for (std::string line; std::getline(file, line);) {
+    std::vector<std::string> fields;
+    std::istringstream parts(line);
+    for (std::string field; std::getline(parts, field, '\t');) fields.push_back(field);
+    commands.push_back(fields);
+  }
+  ASSERT_EQ(commands.size(), 5u);
+  EXPECT_EQ(commands[0][1], "exec --privileged web sh");
+  EXPECT_EQ(commands[0][2], "test");
+  for (const auto& command : commands) {
+    ASSERT_EQ(command.size(), 8u);
+    EXPECT_EQ(command[4], "exit 406") << command[1];
+    EXPECT_EQ(command[6], "1") << command[1];
+    EXPECT_NE(command[7].find("is not allowed"), std::string::npos) << command[7];
+  }
 }
 
 // A verb number this build does not know (a newer peer's) is refused: never taken for status.
