@@ -18,6 +18,10 @@
 
 namespace pgod::worker {
 
+// How much of a streamed command's output is read and sent at a time, and what its stdout pipe
+// holds (256 KiB: fewer, larger RPC messages; measured in docs/PERFORMANCE.md, row 2).
+inline constexpr std::size_t kOutputChunk = std::size_t{256} << 10;
+
 struct ChildSpec {
   std::vector<std::string> argv;  // argv[0] is looked up in PATH from `env`
   std::vector<std::string> env;   // "NAME=VALUE", the whole environment

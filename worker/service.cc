@@ -98,17 +98,23 @@ kj::Promise<VerbResult> write_then_exit(OutputSink& output, bool to_stderr, std:
   return write_text(output, to_stderr, std::move(text)).then([code]() { return exited(code); });
 }
 
-kj::Promise<void> pump(kj::AsyncInputStream& input, OutputSink& output, bool to_stderr) {
-  // A pipe's whole default capacity: fewer, larger messages cost less on both sides of the RPC.
-  auto buffer = kj::heapArray<kj::byte>(65536);
+// One buffer for the whole stream, handed on from read to read.
+kj::Promise<void> pump_with(kj::AsyncInputStream& input, OutputSink& output, bool to_stderr,
+                            kj::Array<kj::byte> buffer) {
   auto read = input.tryRead(buffer.begin(), 1, buffer.size());
   return read.then([&input, &output, to_stderr, buffer = kj::mv(buffer)](std::size_t n) mutable -> kj::Promise<void> {
     if (n == 0) return kj::READY_NOW;
     auto written = output.write(to_stderr, buffer.slice(0, n));
-    return written.attach(kj::mv(buffer)).then([&input, &output, to_stderr]() {
-      return pump(input, output, to_stderr);
+    return written.then([&input, &output, to_stderr, buffer = kj::mv(buffer)]() mutable {
+      return pump_with(input, output, to_stderr, kj::mv(buffer));
     });
   });
+}
+
+kj::Promise<void> pump(kj::AsyncInputStream& input, OutputSink& output, bool to_stderr) {
+  // Fewer, larger messages cost less on both sides of the RPC: 64 KiB ones left a third of two
+  // cores idle between the hops and streamed at 0.78x sshd (gateway_bench, docs/PERFORMANCE.md).
+  return pump_with(input, output, to_stderr, kj::heapArray<kj::byte>(kOutputChunk));
 }
 
 }  // namespace

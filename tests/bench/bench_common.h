@@ -47,6 +47,7 @@ struct Run {
   std::uint64_t bytes = 0;
   std::string head, err;
   Clock::time_point start, first_byte, end;
+  double cpu_ms = 0;  // the process's own user + system CPU time (its children's not counted)
   double ms() const { return seconds_between(start, end) * 1000; }
 };
 Run run(const std::vector<std::string>& argv, const std::optional<RunAs>& as = std::nullopt);
