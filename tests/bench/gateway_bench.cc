@@ -339,11 +339,12 @@ Stream measure_stream(const Options& options, const std::string& standin_dir, co
 // 3. `clients` at once: every client's wall ms, pooled over the rounds, and how many failed.
 struct Crowd {
   std::vector<double> ours, reference;
-  std::vector<double> ours_client_cpu;  // each of our clients' own CPU ms: what the crowd needs of the cores
+  std::vector<double> ours_client_cpu;        // each of our clients' own CPU ms: what the crowd needs of the cores
+  std::vector<double> gateway_cpu_per_login;  // per round: the gateway's CPU ms over its logins
   int ours_failed = 0, reference_failed = 0;
 };
 
-Crowd measure_crowd(int rounds, int at_once_count, const Clients& clients) {
+Crowd measure_crowd(int rounds, int at_once_count, const Clients& clients, pid_t gateway) {
   Crowd crowd;
   const auto at_once_side = [at_once_count](const std::vector<std::string>& client, const char* expected,
                                             std::vector<double>& into, int& failed, std::vector<double>* cpu) {
@@ -359,8 +360,19 @@ Crowd measure_crowd(int rounds, int at_once_count, const Clients& clients) {
       }
     };
   };
-  interleave(rounds, {at_once_side(clients.ping_ssh, "pong! - ", crowd.ours, crowd.ours_failed, &crowd.ours_client_cpu),
-                      at_once_side(clients.pong_sshd, "pong\n", crowd.reference, crowd.reference_failed, nullptr)});
+  const auto ours = at_once_side(clients.ping_ssh, "pong! - ", crowd.ours, crowd.ours_failed, &crowd.ours_client_cpu);
+  // The gateway's own CPU time over the round (clock ticks of 10 ms: a round of 64 logins
+  // spans tens of them).
+  const auto ours_timed = [&]() {
+    const std::uint64_t before = cpu_ticks(gateway);
+    ours();
+    const std::uint64_t after = cpu_ticks(gateway);
+    if (gateway > 0 && after >= before)
+      crowd.gateway_cpu_per_login.push_back(static_cast<double>(after - before) * 1000.0 / sysconf(_SC_CLK_TCK) /
+                                            at_once_count);
+  };
+  interleave(rounds,
+             {ours_timed, at_once_side(clients.pong_sshd, "pong\n", crowd.reference, crowd.reference_failed, nullptr)});
   return crowd;
 }
 
@@ -450,6 +462,7 @@ void print_figures(const Pgoctl& pgoctl, const Ping& ping, const Stream& stream,
   figure("crowd_failed_sshd", crowd.reference_failed);
   figure("crowd_clients", options.clients);
   figure("crowd_client_cpu_ms", crowd.ours_client_cpu);
+  figure("crowd_gateway_cpu_ms_per_login", crowd.gateway_cpu_per_login);
   figure("online_cpus", static_cast<double>(std::thread::hardware_concurrency()));
   figure_text("openssh", first_line(run({"/usr/bin/ssh", "-V"}).err));
 }
@@ -541,7 +554,7 @@ int main(int argc, char** argv) {
     const Ping ping = measure_ping(options.runs, clients, pgoctl);
     const Phases phases = measure_phases(options.runs, clients);
     const Stream stream = measure_stream(options, pgod.standin_dir(), clients);
-    const Crowd crowd = measure_crowd(options.rounds, options.clients, clients);
+    const Crowd crowd = measure_crowd(options.rounds, options.clients, clients, gateway_pid(pgod.log()));
     const Push push = measure_push(options.runs, pgod, clients, hooks_port);
     print_figures(pgoctl, ping, stream, crowd, options);
     figure("push_hook_up_ms", push.hook);

@@ -215,6 +215,13 @@ def build_gateway_crowd(t):
         t.row("4d", f"{clients} clients at once: each `ssh` client's own CPU time (median), and the wall time "
               f"{clients} of them need of {num(cores, 0)} cores however fast the server", num(cpu, 1, " ms"),
               f"floor: {num(floor, 0, ' ms')}", "", t.count("crowd_client_cpu_ms"))
+    if t.has("crowd_gateway_cpu_ms_per_login"):
+        # The server's side of it: the gateway does every key exchange on one thread.
+        login = t.median("crowd_gateway_cpu_ms_per_login")
+        t.row("4e", f"{clients} clients at once: pgod-gateway's CPU time per login (median of rounds), and what "
+              f"{clients} logins take of its one thread", num(login, 2, " ms"),
+              f"{clients} logins: {num(login * t.median('crowd_clients'), 0, ' ms')}", "",
+              t.count("crowd_gateway_cpu_ms_per_login"))
     failed = sum(t.samples.get("crowd_failed_ours") or [math.nan])
     failed_ref = sum(t.samples.get("crowd_failed_sshd") or [math.nan])
     t.row("4c", f"{clients} clients at once: failed clients", f"{num(failed, 0)} of {t.count('crowd_ours_ms')}",
