@@ -53,8 +53,16 @@ struct Users {
     dockergate = create_user(prefix + "dg");
   }
   ~Users() {
-    for (const auto* user : {&a, &b, &c, &gateway, &dockergate})
-      if (!user->name.empty()) run_process({"/usr/sbin/userdel", user->name});
+    for (const auto* user : {&a, &b, &c, &gateway, &dockergate}) {
+      if (user->name.empty()) continue;
+      // userdel refuses while a process of the user lingers (a gateway or a worker still
+      // exiting after pgod stopped): try again for a while rather than leave the user behind.
+      for (int attempt = 0; attempt < 50; ++attempt) {
+        if (run_process({"/usr/sbin/userdel", user->name}).exit_code == 0 || getpwnam(user->name.c_str()) == nullptr)
+          break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      }
+    }
   }
   TestUser a, b, c, gateway, dockergate;
 };
