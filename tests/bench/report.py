@@ -158,9 +158,14 @@ def build_gateway_ping_stream(t):
     # 2. Streamed output.
     mib = num(t.median("stream_mib"), 0)
     ours, ref = t.median("stream_ours_mbs"), t.median("stream_sshd_mbs")
-    t.row("2", f"Streamed output, {mib} MiB of `a//logs`, first byte to EOF (median)", num(ours, 0, " MB/s"),
+    # Single runs vary by several per cent on a small machine: the verdict says when the 95 %
+    # interval of the difference reaches across the goal.
+    low, high = t.median_difference_interval("stream_ours_mbs", "stream_sshd_mbs")
+    holds = None if math.isnan(ours) or math.isnan(ref) else ours >= ref
+    t.row("2", f"Streamed output, {mib} MiB of `a//logs`, first byte to EOF (median)",
+          f"{num(ours, 0, ' MB/s')} ({signed(ours - ref, ' MB/s')}, 95 % interval {signed(low, '')}…{signed(high, ' MB/s')})",
           f"`head -c` on sshd: {num(ref, 0, ' MB/s')}", ratio(ours, ref), t.count("stream_ours_mbs"), "≥ 1.0× sshd",
-          None if math.isnan(ours) or math.isnan(ref) else ours >= ref)
+          holds, resolved=(low >= 0) if holds else (high < 0))
     whole, whole_ref = t.median("stream_whole_ours_mbs"), t.median("stream_whole_sshd_mbs")
     t.row("2b", "Streamed output, whole client run incl. login (median)", num(whole, 0, " MB/s"),
           num(whole_ref, 0, " MB/s"), ratio(whole, whole_ref), t.count("stream_whole_ours_mbs"))
