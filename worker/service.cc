@@ -114,7 +114,9 @@ kj::Promise<void> pump_with(kj::AsyncInputStream& input, OutputSink& output, boo
 kj::Promise<void> pump(kj::AsyncInputStream& input, OutputSink& output, bool to_stderr) {
   // Fewer, larger messages cost less on both sides of the RPC: 64 KiB ones left a third of two
   // cores idle between the hops and streamed at 0.78x sshd (gateway_bench, docs/PERFORMANCE.md).
-  return pump_with(input, output, to_stderr, kj::heapArray<kj::byte>(kOutputChunk));
+  // stderr carries messages, not bulk: its pipe keeps the default 64 KiB, and so does its buffer.
+  constexpr std::size_t kStderrChunk = std::size_t{64} << 10;
+  return pump_with(input, output, to_stderr, kj::heapArray<kj::byte>(to_stderr ? kStderrChunk : kOutputChunk));
 }
 
 }  // namespace
