@@ -42,9 +42,10 @@ kj::Duration as_kj(std::chrono::nanoseconds duration) { return duration.count() 
 
 constexpr auto kHousekeeping = 1 * kj::SECONDS;
 constexpr auto kRefusalLogInterval = std::chrono::seconds(10);
-// Handed to libssh at once (see Channel::pump), and so the most it holds for a client that stops
-// reading. As large as the worker's messages (kOutputChunk): each slice waits for a turn of the
-// loop, and 64 KiB slices held the stream to 0.78x sshd.
+// Handed to libssh at once (see Channel::pump), and so bounds what it holds for a client that stops
+// reading (its output buffer rounds up to 512 KiB, kept until the connection ends). As large as
+// the worker's messages (kOutputChunk): each slice waits for a turn of the loop, and 64 KiB
+// slices held the stream to 0.78x sshd.
 constexpr std::size_t kWriteSlice = 256 * 1024;
 
 // The reason word /metrics counts a refusal under.

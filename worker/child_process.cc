@@ -158,8 +158,10 @@ ChildProcess::ChildProcess(kj::LowLevelAsyncIoProvider& io, kj::UnixEventPort& e
   Pipe out = make_pipe();
   Pipe err = make_pipe();
   // A streamed command's output leaves in reads of kOutputChunk (see pump in service.cc): a pipe
-  // that holds one lets the command go on writing while the worker sends. Best effort: past the
-  // service user's pipe allowance the kernel refuses, and the default 64 KiB still works.
+  // that holds one lets the command go on writing while the worker sends. Every child's stdout
+  // gets it (the collected ones only cost pages of the service user's pipe allowance). Best
+  // effort: refused (EPERM past the user's allowance or above pipe-max-size), the pipe keeps
+  // what the kernel gave it, which only slows a stream.
   (void)fcntl(out.read_end.get(), F_SETPIPE_SZ, static_cast<int>(kOutputChunk));
   Pipe in = make_pipe();
 

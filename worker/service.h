@@ -35,7 +35,9 @@ namespace pgod::worker {
 class OutputSink {
  public:
   virtual ~OutputSink() noexcept(false) = default;
-  // Resolves when more may be written (flow control); rejects when the reader is gone.
+  // Resolves when more may be written (flow control); rejects when the reader is gone. `data`
+  // is the caller's again once the promise resolves (pump reuses its buffer): copy it, or be
+  // done with it, by then.
   virtual kj::Promise<void> write(bool to_stderr, kj::ArrayPtr<const kj::byte> data) = 0;
 };
 

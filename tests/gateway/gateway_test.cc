@@ -379,7 +379,7 @@ TEST_F(GatewayTest, ClientsThatStopReadingTheirSocketsCostTheGatewayLittleAndHol
   (void)gateway_after;
 #else
   // What the worker may have in flight per stream (its Cap'n Proto stream window, about the
-  // unix socket's buffer, plus one message of up to 256 KiB) is held: measured 4.6–4.8 MiB for
+  // unix socket's buffer, plus up to two messages of 256 KiB) is held: measured 4.6–4.8 MiB for
   // eight. Buffered too, the eight open SSH
   // windows would add 16 MiB more (measured 15–17 MiB before the gateway held back).
   EXPECT_LT(gateway_after - gateway_before, 6 * 1024) << gateway_before << " → " << gateway_after << " KiB";
