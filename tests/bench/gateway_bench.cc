@@ -219,6 +219,21 @@ double ms_since(Clock::time_point& from) {
   return ms;
 }
 
+// The command's exit status, once it came (both calls wait for it); -1 without one. libssh 0.11
+// (Debian 13) deprecates the older call.
+int exit_code(ssh_channel channel) {
+#if LIBSSH_VERSION_INT >= SSH_VERSION_INT(0, 11, 0)
+  std::uint32_t code = 0;
+  char* signal = nullptr;
+  int core_dumped = 0;
+  const int rc = ssh_channel_get_exit_state(channel, &code, &signal, &core_dumped);
+  ssh_string_free_char(signal);
+  return rc == SSH_OK ? static_cast<int>(code) : -1;
+#else
+  return ssh_channel_get_exit_status(channel);
+#endif
+}
+
 // One command on a channel of its own: open, exec, read to EOF; whether it exited 0 with output
 // starting with `expected`.
 bool channel_round_trip(ssh_session session, const char* command, const char* expected) {
@@ -228,7 +243,7 @@ bool channel_round_trip(ssh_session session, const char* command, const char* ex
   bool ok = ssh_channel_open_session(channel) == SSH_OK && ssh_channel_request_exec(channel, command) == SSH_OK;
   char buffer[4096];
   for (int n; ok && (n = ssh_channel_read(channel, buffer, sizeof buffer, 0)) > 0;) out.append(buffer, n);
-  ok = ok && ssh_channel_get_exit_status(channel) == 0 && out.rfind(expected, 0) == 0;
+  ok = ok && exit_code(channel) == 0 && out.rfind(expected, 0) == 0;
   ssh_channel_close(channel);
   ssh_channel_free(channel);
   return ok;
