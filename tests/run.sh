@@ -38,8 +38,27 @@ if [ "$quick" = 1 ]; then
   exit
 fi
 
+# Each end-to-end test program starts a docker engine when none answers and stops it at its
+# end: about 2 s a program, for well over a hundred of them. One engine for the whole run instead,
+# started here only when none answers (the demo's, say, is used as it is) and stopped at the end.
+engine_pid=
+engine_log=$(mktemp)
+stop_engine() {
+  if [ -n "$engine_pid" ]; then kill "$engine_pid" 2>/dev/null && wait "$engine_pid" || true; fi
+  rm -f "$engine_log"
+}
+trap stop_engine EXIT
+if ! docker info >/dev/null 2>&1; then
+  /usr/sbin/dockerd >"$engine_log" 2>&1 &
+  engine_pid=$!
+  for _ in $(seq 120); do docker info >/dev/null 2>&1 && break; sleep 0.25; done
+  docker info >/dev/null 2>&1 || { echo "tests/run.sh: dockerd did not start:" >&2; tail -20 "$engine_log" >&2; exit 1; }
+fi
+
 echo "== tests =="
 (cd build && ctest --output-on-failure -j"$jobs")
+stop_engine
+engine_pid=
 
 if [ "$asan" = 1 ]; then
   labels=${PGOD_ASAN_LABELS:-unit|cli}
