@@ -15,11 +15,14 @@
 //      the gateway's defaults admit 64 pending logins from one source (its per-source cap and the
 //      start of its early drop), so neither side drops logins by design.
 //
-//   1b. Where a ping's time goes: process start (`pgoctl --version` against `/bin/true`), then,
-//      from an in-process libssh client speaking as pgoctl does, each step apart: the TCP
-//      connect, the version exchange and key exchange, authentication (`none`, then the key), and
-//      a command's round trip: `a//ping` (answered by the gateway) and `a//git hash` (answered
-//      by the worker, no compose run), each on a channel of its own.
+//   1b. Where a ping's time goes: process start (`pgoctl --version` against `/bin/true`, and a
+//      program that only loads libssh), then, from an in-process libssh client speaking as
+//      pgoctl does, each step apart: the TCP connect, the version exchange and key exchange,
+//      authentication (`none`, then the key), and a command's round trip: `a//ping` (answered by
+//      the gateway) and `a//git hash` (answered by the worker, no compose run), each on a channel
+//      of its own. Each step twice: warm (the bench's own process, after the first login) and
+//      first use in a fresh process (this program started again with --cold-phases, as pgoctl
+//      is started for every command; reading the key file is timed there too).
 //
 //   4. Push → `up -d` started: a new compose commit in the service's upstream, then, in turn,
 //      a signed push hook (GitHub's form) to the gateway's hook listener, or `pgoctl …//git pull`;
@@ -34,6 +37,7 @@
 #include <arpa/inet.h>
 #include <libssh/libssh.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -43,6 +47,8 @@
 #include <fstream>
 #include <latch>
 #include <regex>
+#include <sstream>
+#include <string_view>
 #include <thread>
 
 #include "bench_common.h"
@@ -209,7 +215,8 @@ Ping measure_ping(int runs, const Clients& clients, const Pgoctl& pgoctl) {
 
 // 1b. A ping's steps, ms each: one sample per run.
 struct Phases {
-  std::vector<double> start_pgoctl, start_true, tcp, kex, auth, ping, worker;
+  std::vector<double> start_pgoctl, start_true, start_libssh, tcp, kex, auth, ping, worker;
+  std::vector<double> cold_key, cold_tcp, cold_kex, cold_auth, cold_ping, cold_worker;
 };
 
 double ms_since(Clock::time_point& from) {
@@ -257,7 +264,11 @@ bool one_phased_ping(int port, ssh_key key, Phases& phases) {
   address.sin_family = AF_INET;
   address.sin_port = htons(static_cast<std::uint16_t>(port));
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+  // As pgoctl does (ctl/client.cc): with Nagle on, a command's small packets wait for delayed ACKs,
+  // 40 ms a time.
+  const int yes = 1;
+  if (fd < 0 || setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes) != 0 ||
+      connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
     if (fd >= 0) close(fd);
     error("phases: connect failed");
     return false;
@@ -309,11 +320,46 @@ Phases measure_phases(int runs, const Clients& clients) {
       into.push_back(r.ms());
     };
   };
-  const std::vector<std::string> version = {PGOCTL_BIN, "--version"}, bin_true = {"/bin/true"};
+  const std::vector<std::string> version = {PGOCTL_BIN, "--version"}, bin_true = {"/bin/true"},
+                                 libssh_start = {LIBSSH_START_BIN},
+                                 cold = {"/proc/self/exe", "--cold-phases", std::to_string(clients.port), clients.key};
+  const auto cold_phases = [&]() {
+    const auto r = run(cold);
+    std::istringstream line(r.head);
+    double key_ms = 0, tcp = 0, kex = 0, auth = 0, ping = 0, worker = 0;
+    if (r.exit_code != 0 || !(line >> key_ms >> tcp >> kex >> auth >> ping >> worker)) {
+      error("--cold-phases failed: " + r.err);
+      return;
+    }
+    for (auto [into, ms] : {std::pair{&phases.cold_key, key_ms},
+                            {&phases.cold_tcp, tcp},
+                            {&phases.cold_kex, kex},
+                            {&phases.cold_auth, auth},
+                            {&phases.cold_ping, ping},
+                            {&phases.cold_worker, worker}})
+      into->push_back(ms);
+  };
   interleave(runs, {started(version, phases.start_pgoctl), started(bin_true, phases.start_true),
-                    [&]() { one_phased_ping(clients.port, key, phases); }});
+                    started(libssh_start, phases.start_libssh), [&]() { one_phased_ping(clients.port, key, phases); },
+                    cold_phases});
   ssh_key_free(key);
   return phases;
+}
+
+// --cold-phases PORT KEY: one phased login in this fresh process, as pgoctl makes one, printed as
+// "key tcp kex auth ping worker" (ms).
+int cold_phases_main(int port, const char* key_file) {
+  auto at = Clock::now();
+  ssh_key key = nullptr;
+  if (ssh_pki_import_privkey_file(key_file, nullptr, nullptr, nullptr, &key) != SSH_OK) return 1;
+  const double key_ms = ms_since(at);
+  Phases phases;
+  const bool ok = one_phased_ping(port, key, phases);
+  ssh_key_free(key);
+  if (!ok) return 1;
+  std::printf("%.4f %.4f %.4f %.4f %.4f %.4f\n", key_ms, phases.tcp[0], phases.kex[0], phases.auth[0], phases.ping[0],
+              phases.worker[0]);
+  return 0;
 }
 
 // 2. Streamed output: MB/s from the first byte to EOF and over the whole run, and what each side
@@ -532,11 +578,18 @@ void print_goals(const Pgoctl& pgoctl, const Ping& ping, const Stream& stream) {
 void print_phases(const Phases& phases) {
   const std::pair<const char*, const std::vector<double>*> steps[] = {{"phase_start_pgoctl_ms", &phases.start_pgoctl},
                                                                       {"phase_start_true_ms", &phases.start_true},
+                                                                      {"phase_start_libssh_ms", &phases.start_libssh},
                                                                       {"phase_tcp_ms", &phases.tcp},
                                                                       {"phase_kex_ms", &phases.kex},
                                                                       {"phase_auth_ms", &phases.auth},
                                                                       {"phase_ping_ms", &phases.ping},
-                                                                      {"phase_worker_ms", &phases.worker}};
+                                                                      {"phase_worker_ms", &phases.worker},
+                                                                      {"phase_cold_key_ms", &phases.cold_key},
+                                                                      {"phase_cold_tcp_ms", &phases.cold_tcp},
+                                                                      {"phase_cold_kex_ms", &phases.cold_kex},
+                                                                      {"phase_cold_auth_ms", &phases.cold_auth},
+                                                                      {"phase_cold_ping_ms", &phases.cold_ping},
+                                                                      {"phase_cold_worker_ms", &phases.cold_worker}};
   std::string line = "where a ping goes (median ms):";
   for (const auto& [name, samples] : steps) {
     figure(name, *samples);
@@ -555,6 +608,7 @@ void stop(PgodHarness& pgod) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 4 && std::string_view(argv[1]) == "--cold-phases") return cold_phases_main(std::atoi(argv[2]), argv[3]);
   const Options options = parse_arguments(argc, argv);
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   try {
