@@ -42,23 +42,41 @@ fi
 # end: about 2 s a program, for well over a hundred of them. One engine for the whole run instead,
 # started here only when none answers (the demo's, say, is used as it is) and stopped at the end.
 engine_pid=
-engine_log=$(mktemp)
+engine_log=build/dockerd.log  # kept, for a look after a failure
 stop_engine() {
-  if [ -n "$engine_pid" ]; then kill "$engine_pid" 2>/dev/null && wait "$engine_pid" || true; fi
-  rm -f "$engine_log"
+  [ -n "$engine_pid" ] || return 0
+  kill "$engine_pid" 2>/dev/null || true
+  for _ in $(seq 120); do
+    kill -0 "$engine_pid" 2>/dev/null || break
+    sleep 0.25
+  done
+  kill -KILL "$engine_pid" 2>/dev/null || true
+  wait "$engine_pid" 2>/dev/null || true
+  engine_pid=
 }
 trap stop_engine EXIT
 if ! docker info >/dev/null 2>&1; then
   /usr/sbin/dockerd >"$engine_log" 2>&1 &
   engine_pid=$!
-  for _ in $(seq 120); do docker info >/dev/null 2>&1 && break; sleep 0.25; done
-  docker info >/dev/null 2>&1 || { echo "tests/run.sh: dockerd did not start:" >&2; tail -20 "$engine_log" >&2; exit 1; }
+  for _ in $(seq 120); do
+    docker info >/dev/null 2>&1 && break
+    kill -0 "$engine_pid" 2>/dev/null || break  # it gave up (another engine took the socket, say)
+    sleep 0.25
+  done
+  if ! kill -0 "$engine_pid" 2>/dev/null; then
+    wait "$engine_pid" 2>/dev/null || true
+    engine_pid=
+  fi
+  docker info >/dev/null 2>&1 || {
+    echo "tests/run.sh: dockerd did not start ($engine_log):" >&2
+    tail -20 "$engine_log" >&2
+    exit 1
+  }
 fi
 
 echo "== tests =="
 (cd build && ctest --output-on-failure -j"$jobs")
 stop_engine
-engine_pid=
 
 if [ "$asan" = 1 ]; then
   labels=${PGOD_ASAN_LABELS:-unit|cli}
