@@ -20,9 +20,10 @@
 //      pgoctl does, each step apart: the TCP connect, the version exchange and key exchange,
 //      authentication (`none`, then the key), and a command's round trip: `a//ping` (answered by
 //      the gateway) and `a//git hash` (answered by the worker, no compose run), each on a channel
-//      of its own. Each step twice: warm (the bench's own process, after the first login) and
-//      first use in a fresh process (this program started again with --cold-phases, as pgoctl
-//      is started for every command; reading the key file is timed there too).
+//      of its own. Each step twice: warm (the bench's own process, after a first login left out)
+//      and first use in a fresh process (this program started again with --cold-phases, a
+//      fresh process per login as pgoctl is, though with its own libraries; reading the key
+//      file is timed there too).
 //
 //   4. Push → `up -d` started: a new compose commit in the service's upstream, then, in turn,
 //      a signed push hook (GitHub's form) to the gateway's hook listener, or `pgoctl …//git pull`;
@@ -339,6 +340,8 @@ Phases measure_phases(int runs, const Clients& clients) {
                             {&phases.cold_worker, worker}})
       into->push_back(ms);
   };
+  Phases first_login;  // warms this process's libssh and OpenSSL up; left out
+  one_phased_ping(clients.port, key, first_login);
   interleave(runs, {started(version, phases.start_pgoctl), started(bin_true, phases.start_true),
                     started(libssh_start, phases.start_libssh), [&]() { one_phased_ping(clients.port, key, phases); },
                     cold_phases});
@@ -351,7 +354,10 @@ Phases measure_phases(int runs, const Clients& clients) {
 int cold_phases_main(int port, const char* key_file) {
   auto at = Clock::now();
   ssh_key key = nullptr;
-  if (ssh_pki_import_privkey_file(key_file, nullptr, nullptr, nullptr, &key) != SSH_OK) return 1;
+  if (ssh_pki_import_privkey_file(key_file, nullptr, nullptr, nullptr, &key) != SSH_OK) {
+    std::fprintf(stderr, "cannot read the client key %s\n", key_file);
+    return 1;
+  }
   const double key_ms = ms_since(at);
   Phases phases;
   const bool ok = one_phased_ping(port, key, phases);

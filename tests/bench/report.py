@@ -153,19 +153,20 @@ def build_gateway_ping_stream(t):
             t.row("1c2", "Where 1b goes: a program that only loads libssh and returns (the floor under 1c)",
                   num(floor, 2, " ms"), f"`/bin/true`: {num(bare, 2, ' ms')}", ratio(floor, bare),
                   t.count("phase_start_libssh_ms"))
-        cold = t.has("phase_cold_kex_ms")
+        cold = t.has("phase_start_libssh_ms")  # the benches that time the libssh floor time fresh logins too
         if cold:
             t.row("1c3", "Where 1b goes: reading the ed25519 key file (fresh process)",
                   num(t.median("phase_cold_key_ms"), 2, " ms"), "—", "", t.count("phase_cold_key_ms"))
-        # Each step warm (the bench's own client after its first login) and, beside it, the same
-        # step in a fresh process, as pgoctl makes it: first use of libssh and OpenSSL included.
+        # Each step warm (the bench's own client, its first login left out) and, beside it, the
+        # same step in a fresh process of the bench's, one login per process as pgoctl makes:
+        # first use of libssh and OpenSSL included.
         for number, key, what in (("1d", "tcp", "the TCP connect"),
                                   ("1e", "kex", "version and key exchange (libssh's `ssh_connect`)"),
                                   ("1f", "auth", "authentication (`none`, then the ed25519 key)"),
                                   ("1g", "ping", "`a//ping` on a channel (the gateway answers)"),
                                   ("1h", "worker", "`a//git hash` on a channel (the worker answers)")):
-            fresh = (f"first use, fresh process: {num(t.median(f'phase_cold_{key}_ms'), 2, ' ms')}" if cold
-                     else "—")
+            fresh = (f"first use, fresh process: {num(t.median(f'phase_cold_{key}_ms'), 2, ' ms')} "
+                     f"(of {t.count(f'phase_cold_{key}_ms')})" if cold else "—")
             t.row(number, f"Where 1b goes, in-process libssh client, warm: {what}",
                   num(t.median(f"phase_{key}_ms"), 2, " ms"), fresh, "", t.count(f"phase_{key}_ms"))
     # 2. Streamed output.
