@@ -4,6 +4,8 @@
 # hostile RPC tests need again under AddressSanitizer + UndefinedBehaviorSanitizer and reruns
 # those there (PGOD_ASAN_LABELS widens it, e.g. 'unit|cli|integration', building everything), and
 # finally builds the fuzz targets with clang and runs each for PGOD_FUZZ_SECONDS (default 20).
+# The sanitizer and fuzz builds run while the main tests do, on CPU time the tests leave idle
+# (SCHED_IDLE): the end-to-end tests, one at a time, keep the two cores about 70 % idle.
 # Exits non-zero on any failure.
 #
 #   tests/run.sh            everything
@@ -74,19 +76,51 @@ if ! docker info >/dev/null 2>&1; then
   }
 fi
 
+labels=${PGOD_ASAN_LABELS:-unit|cli}
+fuzz_seconds=${PGOD_FUZZ_SECONDS:-20}
+# The sanitizer and fuzz builds, meanwhile: SCHED_IDLE, so that they run only on a core no test
+# wants at that moment and cannot slow a test down (a waking test preempts them at once). Their
+# own session, so that a failing step stops them (stop_background_builds) and leaves no compiler.
+background_pid=
+background_log=build/background-builds.log
+stop_background_builds() {
+  [ -n "$background_pid" ] || return 0
+  kill -- "-$background_pid" 2>/dev/null || true
+  wait "$background_pid" 2>/dev/null || true
+  background_pid=
+}
+trap 'stop_background_builds; stop_engine' EXIT
+if [ "$asan" = 1 ]; then
+  asan_target=(--target sanitizer_pass_tests)
+  [ "$labels" = 'unit|cli' ] || asan_target=()
+  # shellcheck disable=SC2016 # expanded by the inner bash, from its arguments
+  setsid chrt --idle 0 ionice -c 3 bash -euo pipefail -c '
+    echo "== sanitizer build (build-asan/) =="
+    cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DPGOD_WERROR=ON -DPGOD_SANITIZE=ON >/dev/null
+    cmake --build build-asan -j"$1" "${@:3}"
+    echo "== fuzz build (build-fuzz/) =="
+    cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+      -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPGOD_FUZZ=ON -DPGOD_WERROR=ON -DPGOD_FUZZ_SECONDS="$2" >/dev/null
+    cmake --build build-fuzz -j"$1" --target fuzzers
+  ' background-builds "$jobs" "$fuzz_seconds" "${asan_target[@]}" >"$background_log" 2>&1 &
+  background_pid=$!
+fi
+
 echo "== tests =="
 (cd build && ctest --output-on-failure -j"$jobs")
 stop_engine
 
 if [ "$asan" = 1 ]; then
-  labels=${PGOD_ASAN_LABELS:-unit|cli}
-  echo "== tests labelled $labels under ASan+UBSan =="
-  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DPGOD_WERROR=ON -DPGOD_SANITIZE=ON >/dev/null
-  if [ "$labels" = 'unit|cli' ]; then
-    cmake --build build-asan -j"$jobs" --target sanitizer_pass_tests
-  else
-    cmake --build build-asan -j"$jobs"
+  echo "== sanitizer and fuzz builds (run during the tests; $background_log) =="
+  background_status=0
+  wait "$background_pid" || background_status=$?
+  background_pid=
+  cat "$background_log"
+  if [ "$background_status" != 0 ]; then
+    echo "tests/run.sh: the sanitizer or fuzz build failed (exit $background_status; $background_log)" >&2
+    exit 1
   fi
+  echo "== tests labelled $labels under ASan+UBSan =="
   # A test program left out of the build would leave its tests out of the pass without a word:
   # every test the full build has must be there (the sanitizer build has a few of its own).
   names() { ctest --test-dir "$1" -N "${@:2}" | sed -n 's/^ *Test *#[0-9]*: //p' | sort; }
@@ -107,9 +141,7 @@ if [ "$asan" = 1 ]; then
 fi
 
 if [ "$asan" = 1 ]; then
-  echo "== fuzz targets (clang, libFuzzer + ASan/UBSan), ${PGOD_FUZZ_SECONDS:-20} s each =="
-  cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DPGOD_FUZZ=ON -DPGOD_WERROR=ON -DPGOD_FUZZ_SECONDS="${PGOD_FUZZ_SECONDS:-20}" >/dev/null
-  cmake --build build-fuzz -j"$jobs" --target fuzzers
-  (cd build-fuzz && ctest --output-on-failure -L fuzz)
+  # One target a core: each still fuzzes for its full time on a core of its own.
+  echo "== fuzz targets (clang, libFuzzer + ASan/UBSan), $fuzz_seconds s each =="
+  (cd build-fuzz && ctest --output-on-failure -j"$jobs" -L fuzz)
 fi

@@ -148,13 +148,12 @@ def build_gateway_ping_stream(t):
         start = t.median("phase_start_pgoctl_ms")
         t.row("1c", "Where 1b goes: starting pgoctl (`pgoctl --version`, whole process)", num(start, 2, " ms"),
               f"`/bin/true`: {num(bare, 2, ' ms')}", ratio(start, bare), t.count("phase_start_pgoctl_ms"))
-        if t.has("phase_start_libssh_ms"):
+        cold = t.has("phase_start_libssh_ms")  # the benches that time the libssh floor time fresh logins too
+        if cold:
             floor = t.median("phase_start_libssh_ms")
             t.row("1c2", "Where 1b goes: a program that only loads libssh and returns (the floor under 1c)",
                   num(floor, 2, " ms"), f"`/bin/true`: {num(bare, 2, ' ms')}", ratio(floor, bare),
                   t.count("phase_start_libssh_ms"))
-        cold = t.has("phase_start_libssh_ms")  # the benches that time the libssh floor time fresh logins too
-        if cold:
             t.row("1c3", "Where 1b goes: reading the ed25519 key file (fresh process)",
                   num(t.median("phase_cold_key_ms"), 2, " ms"), "—", "", t.count("phase_cold_key_ms"))
         # Each step warm (the bench's own client, its first login left out) and, beside it, the
