@@ -4,8 +4,8 @@
 # hostile RPC tests need again under AddressSanitizer + UndefinedBehaviorSanitizer and reruns
 # those there (PGOD_ASAN_LABELS widens it, e.g. 'unit|cli|integration', building everything), and
 # finally builds the fuzz targets with clang and runs each for PGOD_FUZZ_SECONDS (default 20).
-# The sanitizer and fuzz builds run while the main tests do, on CPU time the tests leave idle
-# (SCHED_IDLE): the end-to-end tests, one at a time, keep the two cores about 70 % idle.
+# The sanitizer and fuzz builds run while the main tests do, at the idle scheduling class, on
+# CPU time the tests leave: the end-to-end tests, one at a time, keep two cores ~70 % idle.
 # Exits non-zero on any failure.
 #
 #   tests/run.sh            everything
@@ -78,14 +78,26 @@ fi
 
 labels=${PGOD_ASAN_LABELS:-unit|cli}
 fuzz_seconds=${PGOD_FUZZ_SECONDS:-20}
-# The sanitizer and fuzz builds, meanwhile: SCHED_IDLE, so that they run only on a core no test
-# wants at that moment and cannot slow a test down (a waking test preempts them at once). Their
-# own session, so that a failing step stops them (stop_background_builds) and leaves no compiler.
+# The sanitizer and fuzz builds, meanwhile, at the idle scheduling class: they get a core when
+# no process of the tests' cgroup wants it, and a waking test preempts them at once. Their own
+# session, so that a failing step stops them all (stop_background_builds); --wait, so that their
+# exit status is theirs even if setsid had to fork (it does not without job control). The gtest
+# discovery of the sanitizer build runs when ctest reads the tests, not at link time: at the idle
+# class it could wait past its 30 s limit behind busy tests.
 background_pid=
 background_log=build/background-builds.log
 stop_background_builds() {
   [ -n "$background_pid" ] || return 0
-  kill -- "-$background_pid" 2>/dev/null || true
+  # Only while the job runs: a finished job's process group id may belong to someone else now.
+  if jobs -rp | grep -qx "$background_pid"; then
+    kill -- "-$background_pid" 2>/dev/null || true
+    for _ in $(seq 40); do
+      kill -0 -- "-$background_pid" 2>/dev/null || break
+      sleep 0.25
+    done
+    kill -KILL -- "-$background_pid" 2>/dev/null || true
+    echo "tests/run.sh: stopped the sanitizer and fuzz builds; their output so far: $background_log" >&2
+  fi
   wait "$background_pid" 2>/dev/null || true
   background_pid=
 }
@@ -94,9 +106,10 @@ if [ "$asan" = 1 ]; then
   asan_target=(--target sanitizer_pass_tests)
   [ "$labels" = 'unit|cli' ] || asan_target=()
   # shellcheck disable=SC2016 # expanded by the inner bash, from its arguments
-  setsid chrt --idle 0 ionice -c 3 bash -euo pipefail -c '
+  setsid --wait chrt --idle 0 ionice -c 3 bash -euo pipefail -c '
     echo "== sanitizer build (build-asan/) =="
-    cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DPGOD_WERROR=ON -DPGOD_SANITIZE=ON >/dev/null
+    cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DPGOD_WERROR=ON -DPGOD_SANITIZE=ON \
+      -DCMAKE_GTEST_DISCOVER_TESTS_DISCOVERY_MODE=PRE_TEST >/dev/null
     cmake --build build-asan -j"$1" "${@:3}"
     echo "== fuzz build (build-fuzz/) =="
     cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
