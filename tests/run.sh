@@ -45,14 +45,23 @@ fi
 # started here only when none answers (the demo's, say, is used as it is) and stopped at the end.
 engine_pid=
 engine_log=build/dockerd.log  # kept, for a look after a failure
-stop_engine() {
-  [ -n "$engine_pid" ] || return 0
-  kill "$engine_pid" 2>/dev/null || true
-  for _ in $(seq 120); do
-    kill -0 "$engine_pid" 2>/dev/null || break
+# terminate PID SECONDS [group]: stops PID, a job of this shell, if it still runs (bash reaps a
+# job as it ends, so a finished job's PID may be someone else's by now): SIGTERM to it (with
+# "group", to its process group), up to SECONDS to go, then SIGKILL. Fails if it had ended.
+terminate() {
+  jobs -rp | grep -qx "$1" || return 1
+  local target=$1
+  [ "${3:-}" != group ] || target=-$1
+  kill -- "$target" 2>/dev/null || true
+  for _ in $(seq $(($2 * 4))); do
+    kill -0 -- "$target" 2>/dev/null || return 0
     sleep 0.25
   done
-  kill -KILL "$engine_pid" 2>/dev/null || true
+  kill -KILL -- "$target" 2>/dev/null || true
+}
+stop_engine() {
+  [ -n "$engine_pid" ] || return 0
+  terminate "$engine_pid" 30 || true
   wait "$engine_pid" 2>/dev/null || true
   engine_pid=
 }
@@ -88,14 +97,7 @@ background_pid=
 background_log=build/background-builds.log
 stop_background_builds() {
   [ -n "$background_pid" ] || return 0
-  # Only while the job runs: a finished job's process group id may belong to someone else now.
-  if jobs -rp | grep -qx "$background_pid"; then
-    kill -- "-$background_pid" 2>/dev/null || true
-    for _ in $(seq 40); do
-      kill -0 -- "-$background_pid" 2>/dev/null || break
-      sleep 0.25
-    done
-    kill -KILL -- "-$background_pid" 2>/dev/null || true
+  if terminate "$background_pid" 10 group; then
     echo "tests/run.sh: stopped the sanitizer and fuzz builds; their output so far: $background_log" >&2
   fi
   wait "$background_pid" 2>/dev/null || true
