@@ -13,7 +13,10 @@
 //   3. CLIENTS at once (64 unless told; threads each running ssh), p50 and p99 latency of several rounds
 //      pooled, and failures. Ours: `a//ping`; reference: `echo pong`. sshd gets MaxStartups 100;
 //      the gateway's defaults admit 64 pending logins from one source (its per-source cap and the
-//      start of its early drop), so neither side drops logins by design.
+//      start of its early drop), so neither side drops logins by design. In the same rounds, the
+//      same crowd of pgoctl processes, and of libssh clients on threads of this process (a login
+//      and `a//ping` each, no process start): lighter clients, so more of what is left is the
+//      gateway's.
 //
 //   1b. Where a ping's time goes: process start (`pgoctl --version` against `/bin/true`, and a
 //      program that only loads libssh), then, from an in-process libssh client speaking as
@@ -43,6 +46,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -51,6 +55,7 @@
 #include <sstream>
 #include <string_view>
 #include <thread>
+#include <tuple>
 
 #include "bench_common.h"
 #include "hook_request.h"
@@ -62,7 +67,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-int errors = 0;  // measurement errors: failed clients, wrong byte counts
+std::atomic<int> errors = 0;  // measurement errors: failed clients, wrong byte counts (crowd threads too)
 void error(const std::string& what) {
   ++errors;
   std::fprintf(stderr, "error: %s\n", what.c_str());
@@ -257,8 +262,9 @@ bool channel_round_trip(ssh_session session, const char* command, const char* ex
   return ok;
 }
 
-// One login and two commands, each step timed; false (and a measurement error) if one failed.
-bool one_phased_ping(int port, ssh_key key, Phases& phases) {
+// One login and two commands (only the first unless `ask_worker`), each step timed; false (and a
+// measurement error) if one failed.
+bool one_phased_ping(int port, ssh_key key, Phases& phases, bool ask_worker = true) {
   auto at = Clock::now();
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in address{};
@@ -277,10 +283,12 @@ bool one_phased_ping(int port, ssh_key key, Phases& phases) {
   const double tcp = ms_since(at);
   ssh_session session = ssh_new();
   const int no = 0;
+  const long timeout = 30;  // seconds: a login that stalls fails instead of holding the bench
   const bool connected = session != nullptr && ssh_options_set(session, SSH_OPTIONS_FD, &fd) == SSH_OK &&
                          ssh_options_set(session, SSH_OPTIONS_HOST, "127.0.0.1") == SSH_OK &&
                          ssh_options_set(session, SSH_OPTIONS_USER, "tester") == SSH_OK &&
                          ssh_options_set(session, SSH_OPTIONS_PROCESS_CONFIG, &no) == SSH_OK &&
+                         ssh_options_set(session, SSH_OPTIONS_TIMEOUT, &timeout) == SSH_OK &&
                          ssh_connect(session) == SSH_OK;
   const double kex = ms_since(at);
   const bool authenticated = connected && ssh_userauth_none(session, nullptr) != SSH_AUTH_ERROR &&
@@ -288,11 +296,17 @@ bool one_phased_ping(int port, ssh_key key, Phases& phases) {
   const double auth = ms_since(at);
   const bool pinged = authenticated && channel_round_trip(session, "a//ping", "pong! - ");
   const double ping = ms_since(at);
-  const bool hashed = pinged && channel_round_trip(session, "a//git hash", "");
+  const bool hashed = pinged && (!ask_worker || channel_round_trip(session, "a//git hash", ""));
   const double worker = ms_since(at);
   if (session != nullptr) {
+    // Since libssh 0.10 a socket handed over with SSH_OPTIONS_FD stays open after ssh_disconnect
+    // (libssh closes it itself only when the connect failed, and then forgets it): closed here,
+    // or each login would hold a connection, and a slot of the gateway's per-key cap, until the
+    // gateway's idle timeout.
+    const socket_t held = ssh_get_fd(session);
     ssh_disconnect(session);
-    ssh_free(session);  // closes fd (SSH_OPTIONS_FD hands it over)
+    ssh_free(session);
+    if (held != SSH_INVALID_SOCKET) close(held);
   } else {
     close(fd);
   }
@@ -409,7 +423,65 @@ struct Crowd {
   std::vector<double> ours_client_cpu;        // each of our clients' own CPU ms: what the crowd needs of the cores
   std::vector<double> gateway_cpu_per_login;  // per round: the gateway's CPU ms over its logins
   int ours_failed = 0, reference_failed = 0;
+  // The same crowd of pgoctl processes, and of libssh clients on threads of this process (a login
+  // and `a//ping` each, what pgoctl does, without a process start each): the clients' own cost
+  // falls, so more of what is left is the gateway's.
+  std::vector<double> pgoctl, pgoctl_client_cpu, in_process;
+  int pgoctl_failed = 0, in_process_failed = 0;
 };
+
+// Waits (up to 10 s) until the gateway has closed every connection on `port`: the crowds come
+// one after another from one source and one key, and a crowd's clients exit before the gateway
+// has seen all of them go. Over its per-key cap (64), the next crowd would be refused, and its
+// refusals would count against the source.
+void wait_until_closed(int port) {
+  const auto open_connections = [port]() {
+    std::ifstream tcp("/proc/net/tcp");
+    std::string line;
+    int open = 0;
+    std::getline(tcp, line);  // the header
+    while (std::getline(tcp, line)) {
+      std::istringstream fields(line);
+      std::string slot, local, remote, state;
+      fields >> slot >> local >> remote >> state;
+      const auto colon = local.find(':');
+      if (colon == std::string::npos || std::stoi(local.substr(colon + 1), nullptr, 16) != port) continue;
+      if (state != "0A" && state != "06") ++open;  // neither listening nor in TIME_WAIT
+    }
+    return open;
+  };
+  if (!PgodHarness::wait_for([&]() { return open_connections() == 0; }, 10s))
+    error("the gateway still holds connections 10 s after a crowd");
+}
+
+// `count` logins with `a//ping` at once, each from a thread of this process; their wall ms from
+// the common start, and how many failed.
+void in_process_at_once(int count, const Clients& clients, std::vector<double>& into, int& failed) {
+  std::vector<double> ms(count, -1);
+  std::latch go(count);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < count; ++i)
+    threads.emplace_back([&, i]() {
+      // Each its own copy of the key, read before the start, as each pgoctl reads its own.
+      ssh_key key = nullptr;
+      const bool have_key = ssh_pki_import_privkey_file(clients.key.c_str(), nullptr, nullptr, nullptr, &key) == SSH_OK;
+      go.arrive_and_wait();
+      const auto start = Clock::now();
+      Phases phases;
+      if (have_key && one_phased_ping(clients.port, key, phases, false))
+        ms[i] = seconds_between(start, Clock::now()) * 1000;
+      ssh_key_free(key);
+    });
+  for (auto& thread : threads) thread.join();
+  for (const double one : ms) {
+    if (one >= 0) {
+      into.push_back(one);
+    } else {
+      ++failed;
+      error("an in-process client (one of " + std::to_string(count) + ") failed");
+    }
+  }
+}
 
 Crowd measure_crowd(int rounds, int at_once_count, const Clients& clients, pid_t gateway) {
   Crowd crowd;
@@ -438,8 +510,19 @@ Crowd measure_crowd(int rounds, int at_once_count, const Clients& clients, pid_t
       crowd.gateway_cpu_per_login.push_back(static_cast<double>(after - before) * 1000.0 / sysconf(_SC_CLK_TCK) /
                                             at_once_count);
   };
-  interleave(rounds,
-             {ours_timed, at_once_side(clients.pong_sshd, "pong\n", crowd.reference, crowd.reference_failed, nullptr)});
+  const auto pgoctl =
+      at_once_side(clients.ping_pgoctl, "pong! - ", crowd.pgoctl, crowd.pgoctl_failed, &crowd.pgoctl_client_cpu);
+  const auto in_process = [&]() {
+    in_process_at_once(at_once_count, clients, crowd.in_process, crowd.in_process_failed);
+  };
+  const auto after_closed = [&clients](std::function<void()> side) {
+    return [&clients, side]() {
+      wait_until_closed(clients.port);
+      side();
+    };
+  };
+  interleave(rounds, {after_closed(ours_timed), after_closed(pgoctl), after_closed(in_process),
+                      at_once_side(clients.pong_sshd, "pong\n", crowd.reference, crowd.reference_failed, nullptr)});
   return crowd;
 }
 
@@ -530,6 +613,11 @@ void print_figures(const Pgoctl& pgoctl, const Ping& ping, const Stream& stream,
   figure("crowd_clients", options.clients);
   figure("crowd_client_cpu_ms", crowd.ours_client_cpu);
   figure("crowd_gateway_cpu_ms_per_login", crowd.gateway_cpu_per_login);
+  figure("crowd_pgoctl_ms", crowd.pgoctl);
+  figure("crowd_pgoctl_client_cpu_ms", crowd.pgoctl_client_cpu);
+  figure("crowd_failed_pgoctl", crowd.pgoctl_failed);
+  figure("crowd_in_process_ms", crowd.in_process);
+  figure("crowd_failed_in_process", crowd.in_process_failed);
   figure("online_cpus", static_cast<double>(std::thread::hardware_concurrency()));
   figure_text("openssh", first_line(run({"/usr/bin/ssh", "-V"}).err));
 }
@@ -568,6 +656,11 @@ void print_table(const Pgoctl& pgoctl, const Ping& ping, const Stream& stream, c
   row(std::to_string(options.clients) + " at once, failed clients",
       std::to_string(crowd.ours_failed) + " of " + std::to_string(crowd.ours.size()),
       std::to_string(crowd.reference_failed) + " of " + std::to_string(crowd.reference.size()), "");
+  for (const auto& [who, wall, failed] :
+       {std::tuple{"pgoctl processes", &crowd.pgoctl, crowd.pgoctl_failed},
+        {"libssh clients on threads of one process", &crowd.in_process, crowd.in_process_failed}})
+    row(std::to_string(options.clients) + " " + who + " at once, p50 / p99 ms (" + std::to_string(failed) + " failed)",
+        fixed(percentile(*wall, 0.5)) + " / " + fixed(percentile(*wall, 0.99)), "", "");
 }
 
 // The goals (ping median <= 30 ms, stream >= 1.0x sshd), met or missed, and why pgoctl is n/a.
@@ -641,11 +734,12 @@ int main(int argc, char** argv) {
         fixed(median(push.hook) / median(push.pgoctl), 2).c_str());
     print_table(pgoctl, ping, stream, crowd, options);
     print_goals(pgoctl, ping, stream);
+    if (errors > 0) std::fprintf(stderr, "pgod's log:\n%s\n", pgod.log().c_str());
     stop(pgod);
   } catch (const std::exception& failure) {
     std::fprintf(stderr, "gateway_bench: %s\n", failure.what());
     return 1;
   }
-  if (errors > 0) std::printf("%d measurement errors (see stderr)\n", errors);
+  if (errors > 0) std::printf("%d measurement errors (see stderr)\n", errors.load());
   return errors > 0 ? 1 : 0;
 }

@@ -240,10 +240,36 @@ def build_gateway_crowd(t):
               f"{clients} logins take of its one thread", num(login, 2, " ms"),
               f"{clients} logins: {num(login * t.median('crowd_clients'), 0, ' ms')}", "",
               t.count("crowd_gateway_cpu_ms_per_login"))
+    build_gateway_lighter_crowds(t, clients)
     failed = sum(t.samples.get("crowd_failed_ours") or [math.nan])
     failed_ref = sum(t.samples.get("crowd_failed_sshd") or [math.nan])
     t.row("4c", f"{clients} clients at once: failed clients", f"{num(failed, 0)} of {t.count('crowd_ours_ms')}",
           f"{num(failed_ref, 0)} of {t.count('crowd_sshd_ms')}", "", "", "0", None if math.isnan(failed) else failed == 0)
+
+
+def build_gateway_lighter_crowds(t, clients):
+    # The same crowd from lighter clients, in the same rounds: pgoctl processes, then libssh
+    # clients on threads of one process (no process start each), so that less of the wall time
+    # is the clients' own and more the gateway's.
+    ssh_p50, ssh_p99 = t.percentile("crowd_ours_ms", 0.5), t.percentile("crowd_ours_ms", 0.99)
+    for number, key, failed_key, who in (
+            ("4f", "crowd_pgoctl_ms", "crowd_failed_pgoctl", "`pgoctl … a//ping` processes"),
+            ("4h", "crowd_in_process_ms", "crowd_failed_in_process",
+             "libssh clients on threads of one process (a login and `a//ping` each, no process start)")):
+        if not t.has(key):
+            continue
+        p50, p99 = t.percentile(key, 0.5), t.percentile(key, 0.99)
+        failed = sum(t.samples.get(failed_key) or [math.nan])
+        t.row(number, f"{clients} clients at once, {who}: p50 / p99 of all rounds pooled ({num(failed, 0)} failed)",
+              f"{num(p50, unit=' ms')} / {num(p99, unit=' ms')}",
+              f"`ssh` clients (4, 4b): {num(ssh_p50, unit=' ms')} / {num(ssh_p99, unit=' ms')}", ratio(p99, ssh_p99),
+              t.count(key))
+        if number == "4f" and t.has("crowd_pgoctl_client_cpu_ms"):
+            cpu, cores = t.median("crowd_pgoctl_client_cpu_ms"), t.median("online_cpus")
+            t.row("4g", f"{clients} clients at once: each `pgoctl` client's own CPU time (median), and the wall "
+                  f"time {clients} of them need of {num(cores, 0)} cores however fast the server", num(cpu, 1, " ms"),
+                  f"floor: {num(cpu * t.median('crowd_clients') / cores, 0, ' ms')}", "",
+                  t.count("crowd_pgoctl_client_cpu_ms"))
 
 
 def build_supervisor_memory(t):
