@@ -232,8 +232,8 @@ Expected<Session, std::string> connect(const ClientOptions& options, UniqueFd so
   const socket_t fd = socket.get();
   if (ssh_options_set(s, SSH_OPTIONS_FD, &fd) != SSH_OK)
     return Unexpected{fmt::format("cannot set up the SSH session: {}", ssh_get_error(s))};
-  // The session holds it now. libssh closes it when the connect fails; after ssh_disconnect
-  // (libssh 0.10 on) it stays open, and pgoctl's exit closes it.
+  // The session holds it now. libssh may close it on an error; after ssh_disconnect (libssh
+  // 0.10 on) it stays open, and pgoctl's exit closes it.
   socket.release();
   // ~/.ssh/config is not read: the command line alone says where pgoctl goes and with which
   // key, the same on a laptop as in CI.

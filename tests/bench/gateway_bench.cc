@@ -299,14 +299,13 @@ bool one_phased_ping(int port, ssh_key key, Phases& phases, bool ask_worker = tr
   const bool hashed = pinged && (!ask_worker || channel_round_trip(session, "a//git hash", ""));
   const double worker = ms_since(at);
   if (session != nullptr) {
-    // Since libssh 0.10 a socket handed over with SSH_OPTIONS_FD stays open after ssh_disconnect
-    // (libssh closes it itself only when the connect failed, and then forgets it): closed here,
-    // or each login would hold a connection, and a slot of the gateway's per-key cap, until the
-    // gateway's idle timeout.
-    const socket_t held = ssh_get_fd(session);
-    ssh_disconnect(session);
+    // ssh_free alone, no ssh_disconnect: since libssh 0.10 a socket handed over with
+    // SSH_OPTIONS_FD stays open after ssh_disconnect (each login would hold a connection, and a
+    // slot of the gateway's per-key cap, until the gateway's idle timeout), and closing it here
+    // instead could close it twice, since libssh closes it itself on some errors, the sending
+    // of the disconnect among them, while another crowd thread may have been given its number.
+    // ssh_free closes it if, and only if, libssh still holds it.
     ssh_free(session);
-    if (held != SSH_INVALID_SOCKET) close(held);
   } else {
     close(fd);
   }
@@ -468,18 +467,18 @@ void in_process_at_once(int count, const Clients& clients, std::vector<double>& 
       go.arrive_and_wait();
       const auto start = Clock::now();
       Phases phases;
-      if (have_key && one_phased_ping(clients.port, key, phases, false))
+      if (!have_key)
+        error("an in-process client cannot read the key " + clients.key);  // else one_phased_ping says why
+      else if (one_phased_ping(clients.port, key, phases, false))
         ms[i] = seconds_between(start, Clock::now()) * 1000;
       ssh_key_free(key);
     });
   for (auto& thread : threads) thread.join();
   for (const double one : ms) {
-    if (one >= 0) {
+    if (one >= 0)
       into.push_back(one);
-    } else {
+    else
       ++failed;
-      error("an in-process client (one of " + std::to_string(count) + ") failed");
-    }
   }
 }
 
