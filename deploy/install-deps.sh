@@ -28,6 +28,7 @@ build_packages=(
   libssh-dev libgit2-dev libseccomp-dev libsystemd-dev prometheus-cpp-dev
   libtomlplusplus-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
   nlohmann-json3-dev libhttp-parser-dev libssl-dev
+  zlib1g-dev libzstd-dev libkrb5-dev  # pgoctl's static libssh, OpenSSL (zstd on 13), zlib; gssapi.h
   libgtest-dev libgmock-dev
   dpkg-dev
 )
