@@ -151,7 +151,7 @@ def build_gateway_ping_stream(t):
         cold = t.has("phase_start_libssh_ms")  # the benches that time the libssh floor time fresh logins too
         if cold:
             floor = t.median("phase_start_libssh_ms")
-            t.row("1c2", "Where 1b goes: a program that only loads libssh and returns (the floor under 1c)",
+            t.row("1c2", "Where 1b goes: a program that only loads the shared libssh and returns (what 1c was before pgoctl linked libssh in)",
                   num(floor, 2, " ms"), f"`/bin/true`: {num(bare, 2, ' ms')}", ratio(floor, bare),
                   t.count("phase_start_libssh_ms"))
             t.row("1c3", "Where 1b goes: reading the ed25519 key file (fresh process)",

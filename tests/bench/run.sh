@@ -135,6 +135,30 @@ entries=()
 for program in "${programs[@]}"; do
   if [ "$program" = compose_bench ]; then entries+=("${compose_runs[@]}"); else entries+=("$program"); fi
 done
+# Percent of the CPUs busy over the next second (/proc/stat: everything but idle and iowait).
+busy_percent() {
+  local a b
+  read -r -a a < <(sed -n 's/^cpu  //p' /proc/stat)
+  sleep 1
+  read -r -a b < <(sed -n 's/^cpu  //p' /proc/stat)
+  local total=0 idle=$(((b[3] + b[4]) - (a[3] + a[4]))) i
+  for i in "${!b[@]}"; do total=$((total + b[i] - a[i])); done
+  echo $((total > 0 ? 100 * (total - idle) / total : 0))
+}
+
+# What a program leaves behind (an engine tidying up containers, processes ending) must not be
+# measured as the next one's cost: each program starts once the CPUs are mostly idle, or after
+# 60 s however busy they are, and says which.
+settle() {
+  local waited=0 busy
+  busy=$(busy_percent)
+  while [ "$busy" -ge 15 ] && [ "$waited" -lt 60 ]; do
+    busy=$(busy_percent)
+    waited=$((waited + 1))
+  done
+  printf '(settled %s s, %s %% busy) ' "$waited" "$busy"
+}
+
 for round in $(seq 1 "$runs"); do
   for entry in "${entries[@]}"; do
     program=${entry%%:*}
@@ -147,8 +171,9 @@ for round in $(seq 1 "$runs"); do
       gateway_flood_bench) args=("${flood_args[@]}") ;;
     esac
     log="$work/logs/${entry/:/.}.$round.log"
-    t0=$(date +%s)
     printf '== round %s/%s: %s %s ... ' "$round" "$runs" "$program" "${args[*]}"
+    settle
+    t0=$(date +%s)
     if ! (cd "$work" && "$build/tests/$program" "${args[@]}") >"$log" 2>&1; then
       echo "FAILED"
       tail -40 "$log"
