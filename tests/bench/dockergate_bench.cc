@@ -14,7 +14,7 @@
 //     (the container must stay the same one);
 //   - `docker logs ID` of a container (the project's label) that has written MIB MiB of
 //     1024-byte lines: MB/s over the whole client run and from the first byte to EOF, the byte
-//     count exact;
+//     count exact, and the gate process's CPU time during each run through it;
 //   - the gate's PSS (/proc/PID/smaps_rollup) idle with 1 service and with SERVICES services,
 //     each gate started alone, every socket answering one /_ping, then 1 s idle.
 //
@@ -178,6 +178,7 @@ Side side(const std::string& name, const std::string& host, const std::string& d
 struct Samples {
   std::vector<double> ps_direct, ps_gate, up_direct, up_gate;
   std::vector<double> logs_direct, logs_gate, logs_stream_direct, logs_stream_gate;
+  std::vector<double> logs_gate_cpu_ms;  // the gate process's CPU time while it relayed one run
   std::vector<double> pss_one, pss_many;
 };
 
@@ -210,11 +211,17 @@ void measure_compose(const Options& options, const std::vector<std::string>& com
 
 // docker logs of a finished container that wrote exactly `bytes`, interleaved.
 void measure_logs(const Options& options, const std::string& id, std::uint64_t bytes, const Side& direct,
-                  const Side& gate, Samples& samples) {
+                  const Side& gate, pid_t gate_pid, Samples& samples) {
   const std::vector<std::string> logs = {"/usr/bin/docker", "logs", id};
-  const auto client = [&](const Side& on, std::vector<double>& whole, std::vector<double>& stream) {
-    return [&]() {
+  static const double ms_per_tick = 1000.0 / static_cast<double>(sysconf(_SC_CLK_TCK));
+  const auto client = [&](const Side& on, std::vector<double>& whole, std::vector<double>& stream,
+                          std::vector<double>* relay_cpu) {
+    return [&, relay_cpu]() {
+      const std::uint64_t ticks_before = relay_cpu != nullptr ? cpu_ticks(gate_pid) : 0;
       const auto r = run(logs, on.as);
+      // /proc/PID/stat sums every thread of the gate, the connection's among them, live or ended.
+      if (relay_cpu != nullptr)
+        relay_cpu->push_back(static_cast<double>(cpu_ticks(gate_pid) - ticks_before) * ms_per_tick);
       if (r.exit_code != 0 || r.bytes != bytes) {
         error(on.name + " docker logs (exit " + std::to_string(r.exit_code) + "): " + std::to_string(r.bytes) +
               " bytes of " + std::to_string(bytes) + ": " + r.err.substr(0, 2000));
@@ -225,8 +232,9 @@ void measure_logs(const Options& options, const std::string& id, std::uint64_t b
     };
   };
   for (const auto* on : {&direct, &gate}) run(logs, on->as);  // warm-up, unmeasured
-  interleave(options.stream_runs, {client(direct, samples.logs_direct, samples.logs_stream_direct),
-                                   client(gate, samples.logs_gate, samples.logs_stream_gate)});
+  interleave(options.stream_runs,
+             {client(direct, samples.logs_direct, samples.logs_stream_direct, nullptr),
+              client(gate, samples.logs_gate, samples.logs_stream_gate, &samples.logs_gate_cpu_ms)});
 }
 
 // A container of the project that writes `bytes` of 1024-byte lines to stdout and exits; its ID
@@ -273,6 +281,7 @@ void print_summary(const Options& options, const Samples& s) {
   line("docker compose up -d (no change)", median(s.up_direct), median(s.up_gate), "ms");
   line("docker logs, whole client run", median(s.logs_direct), median(s.logs_gate), "MB/s");
   line("docker logs, first byte to EOF", median(s.logs_stream_direct), median(s.logs_stream_gate), "MB/s");
+  std::printf("  the gate's CPU time per docker logs run: %.0f ms\n", median(s.logs_gate_cpu_ms));
   std::printf("  gate PSS idle: 1 service %.2f MiB, %d services %.2f MiB\n", median(s.pss_one) / 1024, options.services,
               median(s.pss_many) / 1024);
   const double ps = median(s.ps_gate) / median(s.ps_direct), up = median(s.up_gate) / median(s.up_direct);
@@ -293,6 +302,7 @@ void print_figures(const Options& options, const Samples& s, const std::string& 
   figure("gate_logs_gate_mbs", s.logs_gate);
   figure("gate_logs_stream_direct_mbs", s.logs_stream_direct);
   figure("gate_logs_stream_gate_mbs", s.logs_stream_gate);
+  figure("gate_logs_gate_cpu_ms", s.logs_gate_cpu_ms);
   figure("gate_pss_kib_1", s.pss_one);
   figure("gate_pss_kib_" + std::to_string(options.services), s.pss_many);
   figure_text("gate_compose_program", "docker compose " + compose_version);
@@ -355,7 +365,7 @@ int main(int argc, char** argv) {
 
     const std::uint64_t bytes = static_cast<std::uint64_t>(options->mib) << 20;
     const std::string id = logs_container(engine, project, bytes);
-    measure_logs(*options, id, bytes, direct, through, samples);
+    measure_logs(*options, id, bytes, direct, through, gate->pid(), samples);
     if (waitpid(gate->pid(), nullptr, WNOHANG) != 0) error("the gate exited during the measurements");
     gate->stop();
 

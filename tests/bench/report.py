@@ -369,6 +369,9 @@ def build_dockergate(t):
     ours, direct = t.median("gate_logs_stream_gate_mbs"), t.median("gate_logs_stream_direct_mbs")
     t.row("12b", "`docker logs` through the gate, first byte to EOF (median)", num(ours, 0, " MB/s"),
           f"direct: {num(direct, 0, ' MB/s')}", ratio(ours, direct), t.count("gate_logs_stream_gate_mbs"))
+    if t.has("gate_logs_gate_cpu_ms"):
+        t.row("12c", f"the gate's CPU time while it relays one `docker logs` run of {mib} MiB (median)",
+              num(t.median("gate_logs_gate_cpu_ms"), 0, " ms"), "—", "", t.count("gate_logs_gate_cpu_ms"))
     # 13. Memory.
     one = t.median("gate_pss_kib_1")
     t.row("13", "PSS of pgod-dockergate, idle, 1 service", num(one / 1024, 2, " MiB"), "—", "",
