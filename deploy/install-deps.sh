@@ -15,7 +15,8 @@
 #                               from Debian 13's docker-compose package (a static Go binary that
 #                               needs only libc) and installed as
 #                               /usr/local/libexec/docker/cli-plugins/docker-compose.
-#   install-deps.sh ci          what .ci/run needs besides (debootstrap for the Debian 13 root)
+#   install-deps.sh ci          what .ci/run needs besides (debootstrap for the Debian 13 root,
+#                               pgrep)
 # Needs root when something is missing; says what to install otherwise.
 set -euo pipefail
 
@@ -48,7 +49,7 @@ test_packages=(
   clang
 )
 
-ci_packages=(debootstrap)
+ci_packages=(debootstrap procps)  # procps: pgrep in .ci/run
 
 # What differs between the releases. docker-compose is v1 (1.29, Python) on Debian 12 and v2
 # (2.26, also the CLI plugin) on Debian 13; clang's runtime (LeakSanitizer, libFuzzer) is named
