@@ -9,6 +9,7 @@
 // run in the order written: the last one checks that the gate still serves after every refusal.
 #include <grp.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -20,12 +21,14 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -1115,6 +1118,113 @@ TEST_F(HostileClient, ComposeLikeCreateIsForwardedAndStaysInTheProject) {
   const auto removed = call_a("DELETE", "/containers/" + container + "?force=1&v=1");
   EXPECT_EQ(removed.status, 204) << removed.raw;
   EXPECT_FALSE(container_exists(id));
+}
+
+// Docker's multiplexed log frames (8-byte header: stream, 0, 0, 0, big-endian length) joined.
+std::string demultiplex(const std::string& frames) {
+  std::string out;
+  std::size_t at = 0;
+  while (at + 8 <= frames.size()) {
+    const std::size_t size = (static_cast<std::size_t>(static_cast<unsigned char>(frames[at + 4])) << 24) |
+                             (static_cast<std::size_t>(static_cast<unsigned char>(frames[at + 5])) << 16) |
+                             (static_cast<std::size_t>(static_cast<unsigned char>(frames[at + 6])) << 8) |
+                             static_cast<std::size_t>(static_cast<unsigned char>(frames[at + 7]));
+    if (at + 8 + size > frames.size()) break;
+    out.append(frames, at + 8, size);
+    at += 8 + size;
+  }
+  return out;
+}
+
+// dockerd's RFC 3339 time stamp of a log line (what `timestamps=1` puts first), as a time point.
+std::optional<std::chrono::system_clock::time_point> parse_stamp(const std::string& stamp) {
+  std::tm tm{};
+  const char* rest = strptime(stamp.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (rest == nullptr) return std::nullopt;
+  auto point = std::chrono::system_clock::from_time_t(timegm(&tm));
+  if (*rest == '.') {
+    std::string digits;
+    for (++rest; *rest >= '0' && *rest <= '9'; ++rest) digits += *rest;
+    digits = (digits + "000000000").substr(0, 9);
+    point +=
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(std::stoll(digits)));
+  }
+  return point;
+}
+
+// Once a reply is long, the gate gathers dockerd's short pieces before it relays them
+// (dockergate/gate.cc, gather_more): a long followed log must still reach the client whole and
+// in order, and a line must come through as soon as dockerd has it, not when more follows: the
+// last line of the burst and two lines written seconds apart each arrive within a second of
+// their time stamps.
+TEST_F(HostileClient, ALongFollowedLogArrivesWholeAndEachLineAtOnce) {
+  const std::string container = name("chatty");
+  constexpr int kLines = 150000;  // ~1 MiB of numbered lines, four times the gate's "long reply"
+  const std::string last_line = std::to_string(kLines);
+  Json body = good_create();
+  body["Cmd"] = Json::array(
+      {"sh", "-c",
+       "busybox seq 1 " + last_line + "; sleep 3; echo late-line-1; sleep 3; echo late-line-2; exec sleep 3600"});
+  const auto created = call_a("POST", "/containers/create?name=" + container, body.dump());
+  ASSERT_EQ(created.status, 201) << created.raw;
+  struct Removed {  // whatever the test ends with
+    std::string container;
+    ~Removed() { docker({"rm", "-f", container}); }
+  } removed{container};
+  const auto started = call_a("POST", "/containers/" + container + "/start");
+  ASSERT_EQ(started.status, 204) << started.raw;
+
+  UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(fd);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strncpy(address.sun_path, w().socket_a.c_str(), sizeof address.sun_path - 1);
+  ASSERT_EQ(connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address), 0) << strerror(errno);
+  const std::string ask =
+      request("GET", std::string(kApi) + "/containers/" + container + "/logs?follow=1&stdout=1&timestamps=1");
+  ASSERT_EQ(send(fd.get(), ask.data(), ask.size(), MSG_NOSIGNAL), static_cast<ssize_t>(ask.size()));
+
+  // Read until the second late line is in, noting when each watched line came.
+  const std::vector<std::string> watched = {" " + last_line + "\n", " late-line-1\n", " late-line-2\n"};
+  std::map<std::string, std::chrono::system_clock::time_point> arrived;
+  std::string raw;
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (arrived.size() < watched.size() && std::chrono::steady_clock::now() < deadline) {
+    pollfd watch{fd.get(), POLLIN, 0};
+    if (poll(&watch, 1, 1000) <= 0) continue;
+    char buffer[65536];
+    const ssize_t got = recv(fd.get(), buffer, sizeof buffer, 0);
+    ASSERT_GT(got, 0) << "the gate ended the followed log; so far:\n" << raw.substr(0, 400);
+    raw.append(buffer, static_cast<std::size_t>(got));
+    const auto now = std::chrono::system_clock::now();
+    for (const auto& line : watched)
+      if (!arrived.contains(line) && raw.find(line) != std::string::npos) arrived[line] = now;
+  }
+  ASSERT_EQ(arrived.size(), watched.size()) << "not every line within 60 s; " << raw.size() << " bytes came";
+
+  const Reply reply = parse_reply(raw);
+  ASSERT_EQ(reply.status, 200) << raw.substr(0, 400);
+  std::string expected;
+  for (int line = 1; line <= kLines; ++line) expected += std::to_string(line) + "\n";
+  expected += "late-line-1\nlate-line-2\n";
+  std::string text;                            // the lines without their time stamps
+  std::map<std::string, std::string> stamped;  // watched line -> its time stamp
+  for (const auto& line : lines_of(demultiplex(reply.body))) {
+    const std::size_t space = line.find(' ');
+    ASSERT_NE(space, std::string::npos) << "a line without a time stamp: " << line;
+    text += line.substr(space + 1) + "\n";
+    const std::string key = " " + line.substr(space + 1) + "\n";
+    if (std::find(watched.begin(), watched.end(), key) != watched.end()) stamped[key] = line.substr(0, space);
+  }
+  EXPECT_TRUE(text == expected) << "the log came through changed: " << text.size() << " bytes of lines, "
+                                << expected.size() << " expected";
+  for (const auto& line : watched) {
+    const auto written = parse_stamp(stamped[line]);
+    ASSERT_TRUE(written) << "no time stamp on" << line << ": '" << stamped[line] << "'";
+    // The gate adds at most a millisecond; seconds mean a piece was held until more came.
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(arrived[line] - *written);
+    EXPECT_LT(took, 1000ms) << "the line" << line << "took " << took.count() << " ms to come through the gate";
+  }
 }
 
 // compose through the gate, as the worker runs it: DOCKER_HOST is A's socket.
