@@ -398,20 +398,19 @@ bool stream_body(RequestReader& reader, int daemon) {
 // dockerd flushes a log stream a line at a time. Relayed piece by piece, each few KiB cost the
 // gate a poll, a recv and a send and woke the client once more: the gate used three times the
 // CPU of a stream relayed in larger pieces, and `docker logs` of 64 MiB ran at 0.72-0.84x of
-// dockerd's socket (dockergate_bench 1 64 5 1 1). So once a reply is long (a log, an export, not
-// an API answer), a short piece waits up to twice kGatherPause for more before it is sent: when
-// dockerd is the slower side, waiting costs nothing but that latency, and when it is the faster
-// one, pieces are long and nothing waits. Streams after a 101 (attach, exec) are interactive and
-// never wait.
+// dockerd's socket (dockergate_bench 1 64 5 1 1). So once a reply is long (past kLongReply: a
+// log, an export, a pull's progress, a large list), a short piece waits up to twice
+// kGatherPause for more before it is sent: when dockerd is the slower side, waiting costs
+// nothing but that latency, and when it is the faster one, pieces are long and nothing waits.
+// Streams after a 101 (attach, exec) are interactive and never wait.
 constexpr std::size_t kLongReply = std::size_t{256} << 10;
-constexpr std::size_t kShortPiece = std::size_t{32} << 10;
 constexpr timespec kGatherPause{0, 500'000};
 constexpr int kGatherPauses = 2;
 
-// Adds to buffer[0, got) what dockerd sends within the pauses, until the piece is no longer
-// short; returns the new length. An end or an error is left for the next recv to see.
+}  // namespace
+
 std::size_t gather_more(int daemon, std::span<char> buffer, std::size_t got) {
-  for (int pause = 0; pause < kGatherPauses && got < kShortPiece; ++pause) {
+  for (int pause = 0; pause < kGatherPauses && got < kGatherEnough && got < buffer.size(); ++pause) {
     if (ppoll(nullptr, 0, &kGatherPause, nullptr) < 0 && errno != EINTR) break;
     const ssize_t more =
         retry_eintr([&] { return recv(daemon, buffer.data() + got, buffer.size() - got, MSG_DONTWAIT); });
@@ -420,6 +419,8 @@ std::size_t gather_more(int daemon, std::span<char> buffer, std::size_t got) {
   }
   return got;
 }
+
+namespace {
 
 // Copies dockerd's reply (and, after a 101, the client's stream the other way) until one side
 // ends. The client's side is watched even when it should send nothing: its hang-up ends the

@@ -5,7 +5,9 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "gate_service.h"
@@ -32,6 +34,13 @@ struct ServedService {
 // Serves one accepted connection to its end. Runs on the connection's own thread.
 void serve_connection(const std::string& docker_socket, ServedService& served, UniqueFd client,
                       const GateLimits& limits);
+
+// Once a reply has passed 256 KiB, a piece of it shorter than this waits for more (relay in
+// gate.cc says why): gather_more adds to buffer[0, got) what `daemon` brings within two pauses
+// of 0.5 ms, until the piece is this long or the buffer full, and returns the new length. An end
+// or an error is left for the caller's next recv to see.
+inline constexpr std::size_t kGatherEnough = std::size_t{32} << 10;
+std::size_t gather_more(int daemon, std::span<char> buffer, std::size_t got);
 
 // Accepts on `listener` and starts a thread per connection (within the limit); returns when
 // accept fails with anything but EINTR/ECONNABORTED/EAGAIN.

