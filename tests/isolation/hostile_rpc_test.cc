@@ -18,12 +18,16 @@
 #include <capnp/message.h>
 #include <capnp/rpc.capnp.h>
 #include <capnp/serialize.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <random>
@@ -402,6 +406,46 @@ TEST_P(HostileRpcTest, GarbageDisembargosEndOnlyTheirConnection) {
     EXPECT_TRUE(has_reply_starting(replies, "abort: ")) << what << ": " << joined(replies);
     expect_alive_and_serving(std::string("after ") + what);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Descriptors
+
+// The worker's link passes descriptors (one per message: the stdout pipe it hands the gateway
+// rides that way), the supervisor's none. What a peer sends along is closed, whatever it is and
+// however many: nothing asks for it, the calls are answered, and no descriptor is left behind.
+TEST_P(HostileRpcTest, DescriptorsSentAlongWithMessagesAreClosedAndCallsAreAnswered) {
+  const pid_t server = GetParam() == Target::kWorker ? worker_pid : pgod_pid;
+  const auto open_descriptors = [server]() {
+    std::error_code error;
+    std::size_t count = 0;
+    for ([[maybe_unused]] const auto& entry :
+         std::filesystem::directory_iterator("/proc/" + std::to_string(server) + "/fd", error))
+      ++count;
+    return count;
+  };
+  const std::size_t before = open_descriptors();
+  {
+    RawRpcPeer peer(socket());
+    for (uint32_t question = 0; question < 20; ++question) {
+      int ends[2];
+      ASSERT_EQ(pipe2(ends, O_CLOEXEC), 0);
+      UniqueFd read_end(ends[0]), write_end(ends[1]);
+      UniqueFd directory(open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      ASSERT_TRUE(peer.send_words_with_fds(bootstrap(question), {read_end.get(), write_end.get(), directory.get()}))
+          << "message " << question;
+    }
+    const auto replies = peer.replies();
+    std::size_t answered = 0;
+    for (uint32_t question = 0; question < 20; ++question)
+      answered += std::count(replies.begin(), replies.end(), "return " + std::to_string(question) + " results");
+    EXPECT_EQ(answered, 20u) << joined(replies);
+    // 60 were sent: at most the connection itself is held meanwhile (and a moment's slack).
+    EXPECT_LE(open_descriptors(), before + 2) << "descriptors held while the connection is open";
+  }
+  EXPECT_TRUE(PgodHarness::wait_for([&]() { return open_descriptors() <= before; }))
+      << open_descriptors() << " descriptors open, " << before << " before";
+  expect_alive_and_serving("after descriptors sent along");
 }
 
 // ---------------------------------------------------------------------------------------------
