@@ -294,6 +294,8 @@ struct SshServer::Impl final : kj::TaskSet::ErrorHandler {
 // the channel (the worker may still be sending), so it holds this instead of the channel.
 struct SinkTarget {
   Channel* channel = nullptr;
+  // Fulfilled when the channel goes: a stdout pipe's drain ends then, whatever the worker does.
+  kj::Own<kj::PromiseFulfiller<void>> gone;
 };
 
 // One session channel: at most one command (exec), its output queue and its exit.
@@ -409,8 +411,8 @@ struct Connection {
 
 class ChannelSink final : public rpc::OutputSink::Server {
  public:
-  ChannelSink(std::shared_ptr<SinkTarget> target, kj::LowLevelAsyncIoProvider& io)
-      : target_(std::move(target)), io_(io) {}
+  ChannelSink(std::shared_ptr<SinkTarget> target, kj::UnixEventPort& events)
+      : target_(std::move(target)), events_(events) {}
 
  protected:
   kj::Promise<void> stdout(StdoutContext context) override { return write(false, context.getParams().getData()); }
@@ -426,24 +428,32 @@ class ChannelSink final : public rpc::OutputSink::Server {
     if (target_->channel == nullptr) return KJ_EXCEPTION(DISCONNECTED, "the client went away");
     if (pipe_asked_) return KJ_EXCEPTION(FAILED, "a second stdout pipe for one command");
     pipe_asked_ = true;
-    auto pipe = context.getParams().getPipe();
-    return pipe.getFd().then([this, pipe](kj::Maybe<int> fd) mutable -> kj::Promise<void> {
+    auto gone = kj::newPromiseAndFulfiller<void>();
+    target_->gone = kj::mv(gone.fulfiller);
+    auto fd = context.getParams().getPipe().getFd();
+    auto draining = fd.then([this, context](kj::Maybe<int> fd) mutable -> kj::Promise<void> {
       KJ_IF_MAYBE (number, fd) {
-        KJ_IF_MAYBE (input, adopt_worker_pipe(io_, *number)) {
+        auto adopted = WorkerPipe::adopt(events_, *number, kWriteSlice);
+        // Ours is a duplicate: the descriptor that came with the call is closed now.
+        context.releaseParams();
+        KJ_IF_MAYBE (input, adopted) {
           auto& stream = **input;
-          return drain(stream, kj::heapArray<kj::byte>(kWriteSlice)).attach(kj::mv(*input), kj::mv(pipe));
+          return drain(stream, kj::heapArray<kj::byte>(kWriteSlice)).attach(kj::mv(*input));
         }
         return KJ_EXCEPTION(FAILED, "the worker's stdout is not the read end of a pipe");
       }
       // Nothing read yet: the worker pumps the pipe itself.
       return KJ_EXCEPTION(UNIMPLEMENTED, "no descriptor came with the pipe");
     });
+    // A worker that neither closes the pipe nor cancels the call does not keep it open here.
+    return draining.exclusiveJoin(
+        gone.promise.then([]() -> kj::Promise<void> { return KJ_EXCEPTION(DISCONNECTED, "the client went away"); }));
   }
 
  private:
   // One buffer, reused once the channel has taken what it held (send's promise).
-  kj::Promise<void> drain(kj::AsyncInputStream& pipe, kj::Array<kj::byte> buffer) {
-    auto read = pipe.tryRead(buffer.begin(), 1, buffer.size());
+  kj::Promise<void> drain(WorkerPipe& pipe, kj::Array<kj::byte> buffer) {
+    auto read = pipe.read(buffer);
     return read.then([this, &pipe, buffer = kj::mv(buffer)](std::size_t n) mutable -> kj::Promise<void> {
       if (n == 0) return kj::READY_NOW;
       if (target_->channel == nullptr) return KJ_EXCEPTION(DISCONNECTED, "the client went away");
@@ -459,7 +469,7 @@ class ChannelSink final : public rpc::OutputSink::Server {
     return target_->channel->send(to_stderr, data);
   }
   std::shared_ptr<SinkTarget> target_;
-  kj::LowLevelAsyncIoProvider& io_;
+  kj::UnixEventPort& events_;
   bool pipe_asked_ = false;
 };
 
@@ -587,6 +597,7 @@ Channel::~Channel() {
     } catch (...) {
     }
   target->channel = nullptr;
+  if (target->gone) target->gone->fulfill();
   task = nullptr;  // cancels the worker call: the worker kills the command
   fail_queue("the channel is gone");
   count_running("");
@@ -797,7 +808,7 @@ kj::Promise<void> Channel::run_on_worker(const Command& command, const std::stri
   request.setVerb(*verb);
   auto args = request.initArgs(static_cast<unsigned>(command.args.size()));
   for (unsigned i = 0; i < command.args.size(); ++i) args.set(i, command.args[i]);
-  request.setOutput(kj::heap<ChannelSink>(target, *connection.server.io.lowLevelProvider));
+  request.setOutput(kj::heap<ChannelSink>(target, connection.server.io.unixEventPort));
   request.setCaller(caller);
   request.setKeyFingerprint(key_fingerprint(connection.key));
   return request.send().then(

@@ -130,8 +130,8 @@ kj::Promise<void> pump_stdout(ChildProcess& child, OutputSink& output, kj::LowLe
   return output.drain_stdout_pipe(kj::mv(handed))
       .catch_([&output, &io, kept = kj::mv(kept)](kj::Exception&& e) mutable -> kj::Promise<void> {
         if (e.getType() != kj::Exception::Type::UNIMPLEMENTED) return kj::mv(e);
-        const auto flags = kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP | kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC |
-                           kj::LowLevelAsyncIoProvider::ALREADY_NONBLOCK;
+        // Not ALREADY_NONBLOCK: KJ sets the flag again itself.
+        const auto flags = kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP | kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC;
         auto input = io.wrapInputFd(kept.release(), flags);
         auto& stream = *input;
         return pump(stream, output, false).attach(kj::mv(input));
