@@ -50,8 +50,7 @@ class Backends {
  private:
   struct Link;
   struct WorkerEntry;
-  // `max_fds`: descriptors one message from the peer may carry (the rest are closed unread).
-  kj::Own<Link> connect(const std::string& path, unsigned max_fds);
+  kj::Own<Link> connect(const std::string& path);
   Link& supervisor_link();
   Link& worker_link(WorkerEntry& entry);
   kj::Promise<void> watch_keys(WorkerEntry& entry);

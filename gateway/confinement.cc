@@ -103,9 +103,6 @@ constexpr Rule kRules[] = {
     allow("readv"),
     allow("writev"),
     allow("pread64"),
-    // A worker's stdout pipe is spliced into a pipe of the gateway's own, never read
-    // (gateway/worker_pipe.cc): splice with SPLICE_F_NONBLOCK only.
-    allow_if("splice", arg_eq(5, SPLICE_F_NONBLOCK | SPLICE_F_MOVE)),
     allow("pwrite64"),
     allow("close"),
     allow("lseek"),
