@@ -31,9 +31,10 @@ Expected<Done, std::string> send_bytes(int socket, std::string_view bytes) {
   return Done{};
 }
 
-Expected<Done, std::string> send_batch(int socket, const int* fds, std::size_t count) {
-  char marker = 'F';
-  iovec data{&marker, 1};
+}  // namespace
+
+Expected<Done, std::string> send_byte_with_fds(int socket, char byte, const int* fds, std::size_t count) {
+  iovec data{&byte, 1};
   std::vector<char> control(CMSG_SPACE(sizeof(int) * count));
   msghdr message{};
   message.msg_iov = &data;
@@ -50,8 +51,6 @@ Expected<Done, std::string> send_batch(int socket, const int* fds, std::size_t c
   return Done{};
 }
 
-}  // namespace
-
 Expected<Done, std::string> send_with_fds(int socket, std::string_view message, const std::vector<int>& fds) {
   std::string head;
   put_u32(head, static_cast<std::uint32_t>(message.size()));
@@ -59,7 +58,8 @@ Expected<Done, std::string> send_with_fds(int socket, std::string_view message, 
   if (auto sent = send_bytes(socket, head); !sent) return sent;
   if (auto sent = send_bytes(socket, message); !sent) return sent;
   for (std::size_t at = 0; at < fds.size(); at += kFdsPerBatch)
-    if (auto sent = send_batch(socket, fds.data() + at, std::min(kFdsPerBatch, fds.size() - at)); !sent) return sent;
+    if (auto sent = send_byte_with_fds(socket, 'F', fds.data() + at, std::min(kFdsPerBatch, fds.size() - at)); !sent)
+      return sent;
   return Done{};
 }
 

@@ -22,6 +22,9 @@ inline constexpr std::size_t kFdsPerBatch = 200;  // under the kernel's SCM_MAX_
 // Blocking; the socket's send timeout (if any) bounds it.
 Expected<Done, std::string> send_with_fds(int socket, std::string_view message, const std::vector<int>& fds);
 
+// One byte carrying `count` descriptors (at most the kernel's SCM_MAX_FD, 253) as SCM_RIGHTS.
+Expected<Done, std::string> send_byte_with_fds(int socket, char byte, const int* fds, std::size_t count);
+
 struct ReceivedFds {
   std::string message;
   std::vector<UniqueFd> fds;  // in the order they were sent, close-on-exec

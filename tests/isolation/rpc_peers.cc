@@ -16,6 +16,7 @@
 #include <system_error>
 
 #include "common.capnp.h"
+#include "fd_passing.h"
 #include "rpc_verbs.h"
 #include "supervisor.capnp.h"
 #include "worker.capnp.h"
@@ -70,23 +71,7 @@ bool RawRpcPeer::send_words(const std::vector<uint64_t>& words) {
 bool RawRpcPeer::send_words_with_fds(const std::vector<uint64_t>& words, const std::vector<int>& fds) {
   if (words.empty()) return false;
   const auto* bytes = reinterpret_cast<const char*>(words.data());
-  std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
-  iovec first{const_cast<char*>(bytes), 1};
-  msghdr message{};
-  message.msg_iov = &first;
-  message.msg_iovlen = 1;
-  message.msg_control = control.data();
-  message.msg_controllen = control.size();
-  cmsghdr* header = CMSG_FIRSTHDR(&message);
-  header->cmsg_level = SOL_SOCKET;
-  header->cmsg_type = SCM_RIGHTS;
-  header->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-  std::memcpy(CMSG_DATA(header), fds.data(), sizeof(int) * fds.size());
-  ssize_t sent;
-  do {
-    sent = ::sendmsg(fd_.get(), &message, MSG_NOSIGNAL);
-  } while (sent < 0 && errno == EINTR);
-  if (sent != 1) return false;
+  if (!send_byte_with_fds(fd_.get(), bytes[0], fds.data(), fds.size())) return false;
   return send_bytes(bytes + 1, words.size() * sizeof(uint64_t) - 1);
 }
 
