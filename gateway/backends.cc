@@ -37,6 +37,18 @@ const char* state_word(rpc::ServiceState state) {
   return "unknown";
 }
 
+// The peer is less trusted than us: its messages are bounded like ours are, and so are the
+// descriptors they may carry (`max_fds` a message: a worker's stdout pipe).
+kj::Own<capnp::TwoPartyVatNetwork> client_network(kj::AsyncIoStream& stream, unsigned max_fds) {
+  if (max_fds > 0) {
+    KJ_IF_MAYBE (unix_stream, kj::dynamicDowncastIfAvailable<kj::AsyncCapabilityStream>(stream)) {
+      return kj::heap<capnp::TwoPartyVatNetwork>(*unix_stream, max_fds, capnp::rpc::twoparty::Side::CLIENT,
+                                                 rpc_reader_options());
+    }
+  }
+  return kj::heap<capnp::TwoPartyVatNetwork>(stream, capnp::rpc::twoparty::Side::CLIENT, rpc_reader_options());
+}
+
 }  // namespace
 
 // One Cap'n Proto connection to a unix socket. `bootstrap` can be used at once: calls made
@@ -63,17 +75,15 @@ Backends::Backends(kj::AsyncIoContext& io, std::string rundir, KeyIndex& keys)
 
 Backends::~Backends() = default;
 
-kj::Own<Backends::Link> Backends::connect(const std::string& path) {
+kj::Own<Backends::Link> Backends::connect(const std::string& path, unsigned max_fds) {
   auto link = kj::heap<Link>();
   Link& l = *link;
   auto connected = io_.provider->getNetwork()
                        .parseAddress(kj::str("unix:", path.c_str()))
                        .then([](kj::Own<kj::NetworkAddress> address) { return address->connect(); })
-                       .then([&l](kj::Own<kj::AsyncIoStream> stream) -> capnp::Capability::Client {
+                       .then([&l, max_fds](kj::Own<kj::AsyncIoStream> stream) -> capnp::Capability::Client {
                          l.stream = kj::mv(stream);
-                         // The peer is less trusted than us: its messages are bounded like ours are.
-                         l.network = kj::heap<capnp::TwoPartyVatNetwork>(*l.stream, capnp::rpc::twoparty::Side::CLIENT,
-                                                                         rpc_reader_options());
+                         l.network = client_network(*l.stream, max_fds);
                          l.rpc =
                              kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(capnp::makeRpcClient(*l.network));
                          capnp::MallocMessageBuilder message(8);
@@ -91,12 +101,12 @@ kj::Own<Backends::Link> Backends::connect(const std::string& path) {
 }
 
 Backends::Link& Backends::supervisor_link() {
-  if (!supervisor_ || supervisor_->broken) supervisor_ = connect(rundir_ + "/supervisor.sock");
+  if (!supervisor_ || supervisor_->broken) supervisor_ = connect(rundir_ + "/supervisor.sock", 0);
   return *supervisor_;
 }
 
 Backends::Link& Backends::worker_link(WorkerEntry& entry) {
-  if (!entry.link || entry.link->broken) entry.link = connect(rundir_ + "/workers/" + entry.name + ".sock");
+  if (!entry.link || entry.link->broken) entry.link = connect(rundir_ + "/workers/" + entry.name + ".sock", 1);
   return *entry.link;
 }
 

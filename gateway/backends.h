@@ -50,7 +50,8 @@ class Backends {
  private:
   struct Link;
   struct WorkerEntry;
-  kj::Own<Link> connect(const std::string& path);
+  // `max_fds`: descriptors one message from the peer may carry (the rest are closed unread).
+  kj::Own<Link> connect(const std::string& path, unsigned max_fds);
   Link& supervisor_link();
   Link& worker_link(WorkerEntry& entry);
   kj::Promise<void> watch_keys(WorkerEntry& entry);

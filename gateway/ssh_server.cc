@@ -23,12 +23,14 @@
 #include <vector>
 
 #include "audit.h"
+#include "capnp_compat.h"
 #include "command_grammar.h"
 #include "logging.h"
 #include "rpc_verbs.h"
 #include "status.h"
 #include "system_call.h"
 #include "unique_fd.h"
+#include "worker_pipe.h"
 
 namespace pgod::gateway {
 
@@ -44,8 +46,9 @@ constexpr auto kHousekeeping = 1 * kj::SECONDS;
 constexpr auto kRefusalLogInterval = std::chrono::seconds(10);
 // Handed to libssh at once (see Channel::pump), and so bounds what it holds for a client that stops
 // reading (its output buffer rounds up to 512 KiB, kept until the connection ends). As large as
-// the worker's messages (kOutputChunk): each slice waits for a turn of the loop, and 64 KiB
-// slices held the stream to 0.78x sshd.
+// a read of a command's stdout pipe (ChannelSink::drain) and the worker's messages
+// (kOutputChunk): each slice waits for a turn of the loop, and 64 KiB slices held the stream to
+// 0.78x sshd.
 constexpr std::size_t kWriteSlice = 256 * 1024;
 
 // The reason word /metrics counts a refusal under.
@@ -291,6 +294,8 @@ struct SshServer::Impl final : kj::TaskSet::ErrorHandler {
 // the channel (the worker may still be sending), so it holds this instead of the channel.
 struct SinkTarget {
   Channel* channel = nullptr;
+  // Fulfilled when the channel goes: a stdout pipe's drain ends then, whatever the worker does.
+  kj::Own<kj::PromiseFulfiller<void>> gone;
 };
 
 // One session channel: at most one command (exec), its output queue and its exit.
@@ -406,7 +411,8 @@ struct Connection {
 
 class ChannelSink final : public rpc::OutputSink::Server {
  public:
-  explicit ChannelSink(std::shared_ptr<SinkTarget> target) : target_(std::move(target)) {}
+  ChannelSink(std::shared_ptr<SinkTarget> target, kj::UnixEventPort& events)
+      : target_(std::move(target)), events_(events) {}
 
  protected:
   kj::Promise<void> stdout(StdoutContext context) override { return write(false, context.getParams().getData()); }
@@ -415,8 +421,48 @@ class ChannelSink final : public rpc::OutputSink::Server {
     if (target_->channel == nullptr) return KJ_EXCEPTION(DISCONNECTED, "the client went away");
     return target_->channel->drained();
   }
+  // The command's stdout pipe itself, read here straight into the channel: the worker's copy of
+  // each byte, and its message, saved (see OutputSink.stdoutPipe).
+  kj::Promise<void> stdoutPipe(StdoutPipeContext context) override {
+    allow_cancellation(context);
+    if (target_->channel == nullptr) return KJ_EXCEPTION(DISCONNECTED, "the client went away");
+    if (pipe_asked_) return KJ_EXCEPTION(FAILED, "a second stdout pipe for one command");
+    pipe_asked_ = true;
+    auto gone = kj::newPromiseAndFulfiller<void>();
+    target_->gone = kj::mv(gone.fulfiller);
+    auto fd = context.getParams().getPipe().getFd();
+    auto draining = fd.then([this, context](kj::Maybe<int> fd) mutable -> kj::Promise<void> {
+      KJ_IF_MAYBE (number, fd) {
+        if (!WorkerPipe::acceptable(*number))
+          return KJ_EXCEPTION(FAILED, "the worker's stdout is not the read end of a pipe");
+        auto adopted = WorkerPipe::adopt(events_, *number, kWriteSlice);
+        // Ours is a duplicate: the descriptor that came with the call is closed now.
+        context.releaseParams();
+        KJ_IF_MAYBE (input, adopted) {
+          auto& stream = **input;
+          return drain(stream).attach(kj::mv(*input));
+        }
+        // Every reader thread busy (or none could be made): nothing read, the worker pumps.
+        return KJ_EXCEPTION(UNIMPLEMENTED, "no reader thread for the pipe");
+      }
+      // Nothing read yet: the worker pumps the pipe itself.
+      return KJ_EXCEPTION(UNIMPLEMENTED, "no descriptor came with the pipe");
+    });
+    // A worker that neither closes the pipe nor cancels the call does not keep it open here.
+    return draining.exclusiveJoin(
+        gone.promise.then([]() -> kj::Promise<void> { return KJ_EXCEPTION(DISCONNECTED, "the client went away"); }));
+  }
 
  private:
+  // The pipe's next bytes go to the channel, and the next read waits until libssh has them.
+  kj::Promise<void> drain(WorkerPipe& pipe) {
+    return pipe.read().then([this, &pipe](kj::ArrayPtr<const kj::byte> bytes) -> kj::Promise<void> {
+      if (bytes.size() == 0) return kj::READY_NOW;
+      if (target_->channel == nullptr) return KJ_EXCEPTION(DISCONNECTED, "the client went away");
+      return target_->channel->send(false, bytes).then([this, &pipe]() { return drain(pipe); });
+    });
+  }
+
   // Resolves once the bytes are in the SSH channel: until then the worker's stream window
   // stays full and it stops reading the command's pipe.
   kj::Promise<void> write(bool to_stderr, capnp::Data::Reader data) {
@@ -424,6 +470,8 @@ class ChannelSink final : public rpc::OutputSink::Server {
     return target_->channel->send(to_stderr, data);
   }
   std::shared_ptr<SinkTarget> target_;
+  kj::UnixEventPort& events_;
+  bool pipe_asked_ = false;
 };
 
 // --- libssh callbacks: they only record what happened; the work happens after the poll. ---
@@ -550,6 +598,7 @@ Channel::~Channel() {
     } catch (...) {
     }
   target->channel = nullptr;
+  if (target->gone) target->gone->fulfill();
   task = nullptr;  // cancels the worker call: the worker kills the command
   fail_queue("the channel is gone");
   count_running("");
@@ -760,7 +809,7 @@ kj::Promise<void> Channel::run_on_worker(const Command& command, const std::stri
   request.setVerb(*verb);
   auto args = request.initArgs(static_cast<unsigned>(command.args.size()));
   for (unsigned i = 0; i < command.args.size(); ++i) args.set(i, command.args[i]);
-  request.setOutput(kj::heap<ChannelSink>(target));
+  request.setOutput(kj::heap<ChannelSink>(target, connection.server.io.unixEventPort));
   request.setCaller(caller);
   request.setKeyFingerprint(key_fingerprint(connection.key));
   return request.send().then(

@@ -10,13 +10,25 @@ namespace {
 // Far above what the gateway needs (one connection per running command).
 constexpr std::size_t kMaxConnections = 256;
 
+// With `max_fds`, over kj's unix socket stream: a worker hands the gateway a command's stdout
+// pipe that way.
+kj::Own<capnp::TwoPartyVatNetwork> server_network(kj::AsyncIoStream& stream, unsigned max_fds) {
+  if (max_fds > 0) {
+    KJ_IF_MAYBE (unix_stream, kj::dynamicDowncastIfAvailable<kj::AsyncCapabilityStream>(stream)) {
+      return kj::heap<capnp::TwoPartyVatNetwork>(*unix_stream, max_fds, capnp::rpc::twoparty::Side::SERVER,
+                                                 rpc_reader_options());
+    }
+  }
+  return kj::heap<capnp::TwoPartyVatNetwork>(stream, capnp::rpc::twoparty::Side::SERVER, rpc_reader_options());
+}
+
 struct Connection {
-  Connection(kj::Own<kj::AsyncIoStream> stream_in, capnp::Capability::Client bootstrap)
+  Connection(kj::Own<kj::AsyncIoStream> stream_in, capnp::Capability::Client bootstrap, unsigned max_fds)
       : stream(kj::mv(stream_in)),
-        network(*stream, capnp::rpc::twoparty::Side::SERVER, rpc_reader_options()),
-        rpc(capnp::makeRpcServer(network, kj::mv(bootstrap))) {}
+        network(server_network(*stream, max_fds)),
+        rpc(capnp::makeRpcServer(*network, kj::mv(bootstrap))) {}
   kj::Own<kj::AsyncIoStream> stream;
-  capnp::TwoPartyVatNetwork network;
+  kj::Own<capnp::TwoPartyVatNetwork> network;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
 };
 
@@ -28,12 +40,18 @@ class ConnectionErrors final : public kj::TaskSet::ErrorHandler {
 };
 
 struct Listener {
-  Listener(kj::ConnectionReceiver& receiver_in, capnp::Capability::Client bootstrap_in, uid_t uid, std::string what_in)
-      : receiver(receiver_in), bootstrap(kj::mv(bootstrap_in)), allowed_uid(uid), what(std::move(what_in)) {}
+  Listener(kj::ConnectionReceiver& receiver_in, capnp::Capability::Client bootstrap_in, uid_t uid, std::string what_in,
+           unsigned max_fds_in)
+      : receiver(receiver_in),
+        bootstrap(kj::mv(bootstrap_in)),
+        allowed_uid(uid),
+        what(std::move(what_in)),
+        max_fds(max_fds_in) {}
   kj::ConnectionReceiver& receiver;
   capnp::Capability::Client bootstrap;
   uid_t allowed_uid;
   std::string what;
+  unsigned max_fds;
   std::size_t open = 0;
   ConnectionErrors errors;
   kj::TaskSet connections{errors};
@@ -53,12 +71,12 @@ kj::Promise<void> accept_loop(Listener& listener) {
       spdlog::warn("{}: refused a connection: {} are open already", listener.what, listener.open);
     } else {
       ++listener.open;
-      auto connection = kj::heap<Connection>(kj::mv(stream), listener.bootstrap);
-      auto ended = connection->network.onDisconnect().then([&listener]() { --listener.open; },
-                                                           [&listener](kj::Exception&& e) {
-                                                             --listener.open;
-                                                             kj::throwFatalException(kj::mv(e));
-                                                           });
+      auto connection = kj::heap<Connection>(kj::mv(stream), listener.bootstrap, listener.max_fds);
+      auto ended = connection->network->onDisconnect().then([&listener]() { --listener.open; },
+                                                            [&listener](kj::Exception&& e) {
+                                                              --listener.open;
+                                                              kj::throwFatalException(kj::mv(e));
+                                                            });
       listener.connections.add(ended.attach(kj::mv(connection)));
     }
     return accept_loop(listener);
@@ -83,8 +101,8 @@ std::optional<uid_t> peer_uid(int fd) {
 }
 
 kj::Promise<void> serve_unix_rpc(kj::ConnectionReceiver& listener, capnp::Capability::Client bootstrap,
-                                 uid_t allowed_uid, std::string what) {
-  auto state = kj::heap<Listener>(listener, kj::mv(bootstrap), allowed_uid, std::move(what));
+                                 uid_t allowed_uid, std::string what, unsigned max_fds) {
+  auto state = kj::heap<Listener>(listener, kj::mv(bootstrap), allowed_uid, std::move(what), max_fds);
   auto& ref = *state;
   return accept_loop(ref).attach(kj::mv(state));
 }

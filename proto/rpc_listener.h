@@ -21,8 +21,10 @@ capnp::ReaderOptions rpc_reader_options();
 std::optional<uid_t> peer_uid(int fd);
 
 // Accepts connections until the promise is dropped; each one gets `bootstrap`. `what` names the
-// socket in log lines ("worker socket", "supervisor socket").
+// socket in log lines ("worker socket", "supervisor socket"). `max_fds` > 0 lets capabilities
+// carry file descriptors both ways (Cap'n Proto sends none on a link that accepts none), at most
+// that many in one message from the peer; those nothing asks for are closed unread.
 kj::Promise<void> serve_unix_rpc(kj::ConnectionReceiver& listener, capnp::Capability::Client bootstrap,
-                                 uid_t allowed_uid, std::string what);
+                                 uid_t allowed_uid, std::string what, unsigned max_fds = 0);
 
 }  // namespace pgod

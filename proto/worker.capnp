@@ -18,6 +18,18 @@ interface OutputSink {
   # Called by the worker after the last write and before `run` returns: a streaming call is
   # delivered only after the one before it has finished, so when this returns every byte has
   # reached the client's channel, and the exit status cannot overtake the output.
+
+  stdoutPipe @3 (pipe :PipeEnd) -> () $Cxx.allowCancellation;
+  # A streamed command's stdout as the pipe itself: `pipe` carries the read end of the
+  # command's stdout pipe as a file descriptor, and the sink reads it to EOF, with the same flow
+  # control, before it returns; the worker makes no `stdout` calls meanwhile. Saves the worker
+  # a copy of every byte on a long stream. A sink that cannot take a descriptor (this link does
+  # not pass them, or none came) answers unimplemented before reading anything, and the worker
+  # pumps the pipe into `stdout` itself.
+}
+
+interface PipeEnd {
+  # Only a carrier: the file descriptor rides on the capability (Capability.getFd).
 }
 
 enum Verb {

@@ -192,6 +192,7 @@ ChildProcess::ChildProcess(kj::LowLevelAsyncIoProvider& io, kj::UnixEventPort& e
   in.write_end.reset();
 
   const auto flags = kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP | kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC;
+  stdout_fd_ = out.read_end.get();
   stdout_ = io.wrapInputFd(out.read_end.release(), flags);
   stderr_ = io.wrapInputFd(err.read_end.release(), flags);
 
@@ -226,6 +227,16 @@ void ChildProcess::terminate() {
   terminating_ = true;
   kill_group(SIGTERM);
   grace_ = timer_.afterDelay(kKillGrace).then([this]() { kill_group(SIGKILL); }).eagerlyEvaluate(nullptr);
+}
+
+kj::AutoCloseFd ChildProcess::take_stdout() {
+  // KJ watches the descriptor it wraps (edge-triggered epoll) until the wrapper is gone.
+  kj::AutoCloseFd copy(fcntl(stdout_fd_, F_DUPFD_CLOEXEC, 0));
+  if (copy.get() >= 0) {
+    stdout_ = nullptr;
+    stdout_fd_ = -1;
+  }
+  return copy;
 }
 
 kj::Promise<ChildExit> ChildProcess::exited() {

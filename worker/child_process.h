@@ -81,6 +81,10 @@ class ChildProcess {
   KJ_DISALLOW_COPY(ChildProcess);
 
   kj::AsyncInputStream& stdout_stream() { return *stdout_; }
+  // The stdout pipe's read end, taken out of this object to be read elsewhere: from then on
+  // stdout_stream() is gone, and no wake-up here follows each write into the pipe. An invalid
+  // descriptor (and the stream left in place) if it cannot be duplicated.
+  kj::AutoCloseFd take_stdout();
   kj::AsyncInputStream& stderr_stream() { return *stderr_; }
 
   // Resolves when the child has exited (and was reaped), or was killed at its deadline.
@@ -102,6 +106,7 @@ class ChildProcess {
   std::shared_ptr<kj::Maybe<pid_t>> reap_handle_;
   kj::Timer& timer_;
   kj::Own<kj::AsyncInputStream> stdout_;
+  int stdout_fd_ = -1;  // owned by stdout_
   kj::Own<kj::AsyncInputStream> stderr_;
   kj::Own<kj::AsyncOutputStream> stdin_;
   kj::ForkedPromise<int> status_;

@@ -16,6 +16,17 @@ namespace {
 constexpr std::size_t kMaxArgs = 256;
 constexpr std::size_t kMaxArgBytes = 64 * 1024;
 
+// Carries a pipe's read end to the sink: Cap'n Proto sends getFd()'s descriptor along with the
+// capability (SCM_RIGHTS) where the link passes descriptors; this copy closes with the object.
+class PipeEnd final : public rpc::PipeEnd::Server {
+ public:
+  explicit PipeEnd(kj::AutoCloseFd fd) : fd_(kj::mv(fd)) {}
+  kj::Maybe<int> getFd() override { return fd_.get(); }
+
+ private:
+  kj::AutoCloseFd fd_;
+};
+
 class RpcOutput final : public OutputSink {
  public:
   explicit RpcOutput(rpc::OutputSink::Client client) : client_(kj::mv(client)) {}
@@ -29,6 +40,11 @@ class RpcOutput final : public OutputSink {
     auto request = client_.stdoutRequest();
     request.setData(data);
     return request.send();
+  }
+  kj::Promise<void> drain_stdout_pipe(kj::AutoCloseFd read_end) override {
+    auto request = client_.stdoutPipeRequest();
+    request.setPipe(kj::heap<PipeEnd>(kj::mv(read_end)));
+    return request.send().ignoreResult();
   }
   // Waits until every write has been taken by the reader (see OutputSink.done).
   kj::Promise<void> finish() { return client_.doneRequest().send().ignoreResult(); }
@@ -117,7 +133,9 @@ class WorkerImpl final : public rpc::Worker::Server {
 }  // namespace
 
 kj::Promise<void> serve_worker(kj::ConnectionReceiver& listener, Service& service, uid_t gateway_uid) {
-  return serve_unix_rpc(listener, kj::heap<WorkerImpl>(service), gateway_uid, "worker socket");
+  // One descriptor a message: the stdout pipe goes out that way (OutputSink.stdoutPipe); what the
+  // gateway might send in is closed unread.
+  return serve_unix_rpc(listener, kj::heap<WorkerImpl>(service), gateway_uid, "worker socket", 1);
 }
 
 }  // namespace pgod::worker

@@ -119,7 +119,30 @@ kj::Promise<void> pump(kj::AsyncInputStream& input, OutputSink& output, bool to_
   return pump_with(input, output, to_stderr, kj::heapArray<kj::byte>(to_stderr ? kStderrChunk : kOutputChunk));
 }
 
+// The command's stdout: the pipe itself to a sink that takes it (the gateway reads it straight
+// into the SSH channel, and this process neither copies the bytes nor wakes up for them), else
+// pumped here.
+kj::Promise<void> pump_stdout(ChildProcess& child, OutputSink& output, kj::LowLevelAsyncIoProvider& io) {
+  auto kept = child.take_stdout();
+  if (kept.get() < 0) return pump(child.stdout_stream(), output, false);
+  kj::AutoCloseFd handed(fcntl(kept.get(), F_DUPFD_CLOEXEC, 0));
+  if (handed.get() < 0) return KJ_EXCEPTION(FAILED, "cannot duplicate the command's stdout pipe", errno);
+  return output.drain_stdout_pipe(kj::mv(handed))
+      .catch_([&output, &io, kept = kj::mv(kept)](kj::Exception&& e) mutable -> kj::Promise<void> {
+        if (e.getType() != kj::Exception::Type::UNIMPLEMENTED) return kj::mv(e);
+        // Not ALREADY_NONBLOCK: KJ sets the flag again itself.
+        const auto flags = kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP | kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC;
+        auto input = io.wrapInputFd(kept.release(), flags);
+        auto& stream = *input;
+        return pump(stream, output, false).attach(kj::mv(input));
+      });
+}
+
 }  // namespace
+
+kj::Promise<void> OutputSink::drain_stdout_pipe(kj::AutoCloseFd) {
+  return KJ_EXCEPTION(UNIMPLEMENTED, "this sink takes no pipe");
+}
 
 std::int64_t now_seconds() { return static_cast<std::int64_t>(std::time(nullptr)); }
 
@@ -525,7 +548,7 @@ kj::Promise<int> Service::stream_compose(std::vector<std::string> compose_args,
   auto failure = kj::newPromiseAndFulfiller<void>();
   auto* failed = failure.fulfiller.get();
   auto on_error = [failed](kj::Exception&& e) { failed->reject(kj::mv(e)); };
-  auto pumps = kj::joinPromises(kj::arr(pump(child->stdout_stream(), output, false).catch_(on_error),
+  auto pumps = kj::joinPromises(kj::arr(pump_stdout(*child, output, *io_.lowLevelProvider).catch_(on_error),
                                         pump(child->stderr_stream(), output, true).catch_(on_error)));
   auto& child_ref = *child;
   auto finished = pumps.exclusiveJoin(kj::mv(failure.promise))

@@ -39,6 +39,10 @@ class OutputSink {
   // is the caller's again once the promise resolves (pump reuses its buffer): copy it, or be
   // done with it, by then.
   virtual kj::Promise<void> write(bool to_stderr, kj::ArrayPtr<const kj::byte> data) = 0;
+  // Hands the reader the command's stdout pipe itself (`read_end`, a duplicate of it), to read
+  // to EOF; resolves then. Rejects with UNIMPLEMENTED, having read nothing, when this sink
+  // cannot take one: the caller pumps the pipe into write() instead.
+  virtual kj::Promise<void> drain_stdout_pipe(kj::AutoCloseFd read_end);
 };
 
 struct VerbResult {

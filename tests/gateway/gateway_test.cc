@@ -326,6 +326,30 @@ TEST_F(GatewayTest, AllOutputPrecedesTheExitStatusEvenForASlowReader) {
   std::filesystem::remove(pgod_.standin_dir() + "/logs-bytes");
 }
 
+// A streamed stdout goes from the command's pipe straight into the gateway
+// (OutputSink.stdoutPipe): every byte arrives, and the worker reads none of them.
+TEST_F(GatewayTest, AStreamedStdoutIsReadByTheGatewayNotCopiedThroughTheWorker) {
+  start();
+  constexpr long kBytes = 32L << 20;
+  std::ofstream(pgod_.standin_dir() + "/logs-bytes") << kBytes << "\n";
+  const pid_t gateway = gateway_pid();
+  const pid_t worker = pgod_.worker_pid("a");
+  ASSERT_GT(gateway, 0);
+  ASSERT_GT(worker, 0);
+  // The gateway's reader threads exit at EOF, and it has no children: all of it.
+  const long gateway_before = bytes_read(gateway), worker_before = bytes_read_by_threads(worker);
+  ASSERT_GE(gateway_before, 0);
+  ASSERT_GE(worker_before, 0);
+  auto logs = ssh(key_a_, "a//logs");
+  EXPECT_EQ(logs.exit_code, 0) << logs.err;
+  EXPECT_EQ(static_cast<long>(logs.out.size()), kBytes);
+  EXPECT_EQ(logs.out.find_first_not_of('\0'), std::string::npos) << "the bytes came through changed";
+  const long worker_read = bytes_read_by_threads(worker) - worker_before;
+  EXPECT_LT(worker_read, 1L << 20) << "the worker read " << worker_read << " bytes of the stream itself";
+  EXPECT_GE(bytes_read(gateway) - gateway_before, kBytes);
+  std::filesystem::remove(pgod_.standin_dir() + "/logs-bytes");
+}
+
 // Clients that keep their SSH windows open but stop reading their sockets (a hostile client
 // can announce a window of 4 GiB): the gateway hands libssh a slice at a time and only once
 // the socket took the last one, so it holds little, and the worker's producer is held back.
@@ -378,10 +402,10 @@ TEST_F(GatewayTest, ClientsThatStopReadingTheirSocketsCostTheGatewayLittleAndHol
   (void)gateway_before;
   (void)gateway_after;
 #else
-  // What the worker may have in flight per stream (its Cap'n Proto stream window, about the
-  // unix socket's buffer, plus up to two messages of 256 KiB) is held: measured 4.6–4.8 MiB for
-  // eight. Buffered too, the eight open SSH
-  // windows would add 16 MiB more (measured 15–17 MiB before the gateway held back).
+  // Per stream the gateway holds one read of the command's stdout pipe (256 KiB; before the
+  // worker handed the pipe over, its Cap'n Proto stream window and up to two messages of
+  // 256 KiB: measured 4.6–4.8 MiB for eight). Buffered too, the eight open SSH windows would add
+  // 16 MiB more (measured 15–17 MiB before the gateway held back).
   EXPECT_LT(gateway_after - gateway_before, 6 * 1024) << gateway_before << " → " << gateway_after << " KiB";
 #endif
   // Everyone else is served at once meanwhile.

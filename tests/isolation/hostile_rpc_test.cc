@@ -411,9 +411,9 @@ TEST_P(HostileRpcTest, GarbageDisembargosEndOnlyTheirConnection) {
 // ---------------------------------------------------------------------------------------------
 // Descriptors
 
-// Neither socket passes descriptors: what a peer sends along with its messages (SCM_RIGHTS) is
-// closed, whatever it is and however many, the calls are answered, and no descriptor is left
-// behind in the server.
+// The worker's link passes descriptors (one per message: the stdout pipe it hands the gateway
+// rides that way), the supervisor's none. What a peer sends along is closed, whatever it is and
+// however many: nothing asks for it, the calls are answered, and no descriptor is left behind.
 TEST_P(HostileRpcTest, DescriptorsSentAlongWithMessagesAreClosedAndCallsAreAnswered) {
   const pid_t server = GetParam() == Target::kWorker ? worker_pid : pgod_pid;
   const auto open_descriptors = [server]() {

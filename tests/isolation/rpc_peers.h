@@ -35,8 +35,8 @@ class RawRpcPeer {
   bool send(capnp::MessageBuilder& message);
   bool send_words(const std::vector<uint64_t>& words);
   bool send_bytes(const void* data, std::size_t size);
-  // `fds` ride along with the message's first byte (SCM_RIGHTS), as a peer passing
-  // descriptors would send them.
+  // `fds` ride along with the message's first byte (SCM_RIGHTS), as a link that passes
+  // descriptors sends them.
   bool send_words_with_fds(const std::vector<uint64_t>& words, const std::vector<int>& fds);
   void close_writing();  // shutdown(SHUT_WR): the server sees end of stream
 

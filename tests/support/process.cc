@@ -130,6 +130,16 @@ long proc_field(const std::string& file, const std::string& key) {
 
 long rss_kib(pid_t pid) { return proc_field("/proc/" + std::to_string(pid) + "/status", "VmRSS:"); }
 long bytes_written(pid_t pid) { return proc_field("/proc/" + std::to_string(pid) + "/io", "wchar:"); }
+long bytes_read(pid_t pid) { return proc_field("/proc/" + std::to_string(pid) + "/io", "rchar:"); }
+long bytes_read_by_threads(pid_t pid) {
+  long total = 0;
+  std::error_code error;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", error)) {
+    const long read = proc_field(task.path().string() + "/io", "rchar:");
+    if (read >= 0) total += read;
+  }
+  return error ? -1 : total;
+}
 
 TempDir::TempDir() {
   const char* base = std::getenv("TMPDIR");

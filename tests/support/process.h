@@ -41,6 +41,12 @@ std::string http_post(const std::string& path, const std::string& body, const st
 // /proc/PID/io, pipes included); -1 when unreadable.
 long rss_kib(pid_t pid);
 long bytes_written(pid_t pid);
+// The bytes a process has read so far (rchar of /proc/PID/io): its threads, those that have
+// exited too, and its reaped children.
+long bytes_read(pid_t pid);
+// The bytes a process's own live threads have read so far (rchar of each /proc/PID/task/TID/io,
+// pipes and sockets included). Not /proc/PID/io's: that adds what its reaped children read.
+long bytes_read_by_threads(pid_t pid);
 
 // A directory under $TMPDIR removed (recursively) when the object goes away.
 class TempDir {
