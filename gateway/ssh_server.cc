@@ -415,9 +415,10 @@ class ChannelSink final : public rpc::OutputSink::Server {
       : target_(std::move(target)), events_(events) {}
 
  protected:
-  kj::Promise<void> stdout(StdoutContext context) override { return write(false, context.getParams().getData()); }
-  kj::Promise<void> stderr(StderrContext context) override { return write(true, context.getParams().getData()); }
-  kj::Promise<void> done(DoneContext) override {
+  kj::Promise<void> stdout(StdoutContext context) override { return write(false, context); }
+  kj::Promise<void> stderr(StderrContext context) override { return write(true, context); }
+  kj::Promise<void> done(DoneContext context) override {
+    context.releaseParams();
     if (target_->channel == nullptr) return KJ_EXCEPTION(DISCONNECTED, "the client went away");
     return target_->channel->drained();
   }
@@ -433,8 +434,6 @@ class ChannelSink final : public rpc::OutputSink::Server {
     auto fd = context.getParams().getPipe().getFd();
     auto draining = fd.then([this, context](kj::Maybe<int> fd) mutable -> kj::Promise<void> {
       KJ_IF_MAYBE (number, fd) {
-        if (!WorkerPipe::acceptable(*number))
-          return KJ_EXCEPTION(FAILED, "the worker's stdout is not the read end of a pipe");
         auto adopted = WorkerPipe::adopt(events_, *number, kWriteSlice);
         // Ours is a duplicate: the descriptor that came with the call is closed now.
         context.releaseParams();
@@ -464,10 +463,16 @@ class ChannelSink final : public rpc::OutputSink::Server {
   }
 
   // Resolves once the bytes are in the SSH channel: until then the worker's stream window
-  // stays full and it stops reading the command's pipe.
-  kj::Promise<void> write(bool to_stderr, capnp::Data::Reader data) {
+  // stays full and it stops reading the command's pipe. The bytes are copied and the message
+  // let go at once: a descriptor a worker sent along with it (links to workers carry one a
+  // message, for stdoutPipe) is closed now, not held while the client is slow to read.
+  template <class Context>
+  kj::Promise<void> write(bool to_stderr, Context& context) {
     if (target_->channel == nullptr) return KJ_EXCEPTION(DISCONNECTED, "the client went away");
-    return target_->channel->send(to_stderr, data);
+    auto owned = kj::heapArray(context.getParams().getData());
+    context.releaseParams();
+    auto view = owned.asPtr().asConst();
+    return target_->channel->send(to_stderr, view, kj::mv(owned));
   }
   std::shared_ptr<SinkTarget> target_;
   kj::UnixEventPort& events_;

@@ -12,8 +12,8 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
+#include <exception>
 #include <mutex>
-#include <system_error>
 #include <thread>
 
 #include "unique_fd.h"
@@ -23,6 +23,9 @@ namespace {
 
 // Two reads in flight: the thread fills one while the event loop sends the other.
 constexpr std::size_t kSlots = 2;
+
+// Shared::error when the worker handed over something else than a pipe's read end.
+constexpr int kNotAPipe = -1;
 
 std::atomic<std::size_t> running_readers{0};
 
@@ -82,7 +85,10 @@ void read_until_done(std::shared_ptr<WorkerPipe::Shared> shared) {
     }
     signal(s.ready.get());
   };
+  // Judged here, not on the loop: fstat of a FIFO on FUSE or NFS asks the file system's server.
+  if (!WorkerPipe::acceptable(s.worker_end.get())) fail(kNotAPipe);
   for (;;) {
+    if (s.error != 0) break;  // only this thread sets it
     std::size_t slot = kSlots;
     {
       const std::lock_guard lock(s.mutex);
@@ -132,6 +138,23 @@ void read_until_done(std::shared_ptr<WorkerPipe::Shared> shared) {
 
 std::size_t WorkerPipe::readers_running() { return running_readers.load(); }
 
+namespace {
+
+// Gives a reader's place back unless told it is taken.
+struct ReaderPlace {
+  bool taken() {
+    if (running_readers.fetch_add(1) < WorkerPipe::kMaxReaders) return held = true;
+    running_readers.fetch_sub(1);
+    return false;
+  }
+  ~ReaderPlace() {
+    if (held) running_readers.fetch_sub(1);
+  }
+  bool held = false;
+};
+
+}  // namespace
+
 bool WorkerPipe::acceptable(int fd) {
   struct stat status {};
   if (fstat(fd, &status) != 0 || !S_ISFIFO(status.st_mode)) return false;
@@ -140,28 +163,25 @@ bool WorkerPipe::acceptable(int fd) {
 }
 
 kj::Maybe<kj::Own<WorkerPipe>> WorkerPipe::adopt(kj::UnixEventPort& events, int fd, std::size_t chunk) {
-  if (!acceptable(fd)) return nullptr;
-  if (running_readers.fetch_add(1) >= kMaxReaders) {
-    running_readers.fetch_sub(1);
-    return nullptr;
-  }
+  ReaderPlace place;
+  if (!place.taken()) return nullptr;
   auto shared = std::make_shared<Shared>();
   shared->worker_end.reset(fcntl(fd, F_DUPFD_CLOEXEC, 0));
   shared->ready.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   shared->wake.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (shared->worker_end.get() < 0 || shared->ready.get() < 0 || shared->wake.get() < 0) {
-    running_readers.fetch_sub(1);
-    return nullptr;
-  }
+  if (shared->worker_end.get() < 0 || shared->ready.get() < 0 || shared->wake.get() < 0) return nullptr;
   shared->chunk = chunk;
   for (auto& slot : shared->slots) slot = kj::heapArray<kj::byte>(chunk);
+  // Everything that can fail first (the observer's epoll_ctl too): a thread, once started, is
+  // always told to stop by the destructor.
+  auto pipe = kj::heap<WorkerPipe>(shared, events);
   try {
-    std::thread(read_until_done, shared).detach();
-  } catch (const std::system_error&) {
-    running_readers.fetch_sub(1);
-    return nullptr;
+    std::thread(read_until_done, std::move(shared)).detach();
+  } catch (const std::exception&) {
+    return nullptr;  // the destructor signals a thread that never ran: harmless
   }
-  return kj::heap<WorkerPipe>(std::move(shared), events);
+  place.held = false;  // the thread gives it back
+  return kj::mv(pipe);
 }
 
 WorkerPipe::WorkerPipe(std::shared_ptr<Shared> shared, kj::UnixEventPort& events)
@@ -194,6 +214,7 @@ kj::Promise<kj::ArrayPtr<const kj::byte>> WorkerPipe::read() {
       holding_ = true;
       return s.slots[s.first].slice(0, s.sizes[s.first]).asConst();
     }
+    if (s.error == kNotAPipe) return KJ_EXCEPTION(FAILED, "the worker's stdout is not the read end of a pipe");
     if (s.error != 0) return KJ_EXCEPTION(FAILED, "reading the command's stdout pipe failed", s.error);
     if (s.eof) return kj::ArrayPtr<const kj::byte>();
   }

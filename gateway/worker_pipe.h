@@ -25,12 +25,15 @@ class WorkerPipe {
   static constexpr std::size_t kMaxReaders = 32;
 
   // The worker is less trusted than the gateway: what it hands over as a command's stdout must
-  // be the read end of a pipe, not a socket to talk on, a file to read or a write end.
+  // be the read end of a pipe, not a socket to talk on, a file to read or a write end. May
+  // wait (see adopt), so it is asked on the reader thread.
   static bool acceptable(int fd);
 
-  // A reader of `fd`, which is duplicated (the caller keeps its own). nullptr when `fd` is not
-  // acceptable(), when kMaxReaders are running, or when the thread or the descriptors it needs
-  // cannot be made.
+  // A reader of `fd`, which is duplicated (the caller keeps its own): nothing on the calling
+  // thread asks anything of the file, since even fstat can wait (a FIFO on FUSE or NFS asks
+  // its server; F_GETPIPE_SZ takes the pipe's lock). The thread judges it with acceptable()
+  // first, and if it is not, read() fails and nothing is read. nullptr when kMaxReaders are
+  // running, or when the thread or the descriptors it needs cannot be made.
   static kj::Maybe<kj::Own<WorkerPipe>> adopt(kj::UnixEventPort& events, int fd, std::size_t chunk);
 
   // Reader threads running now: those of live WorkerPipes, and those still stuck after theirs

@@ -29,11 +29,27 @@
 namespace pgod::gateway {
 namespace {
 
+// Whether the gateway reads `fd` as a command's stdout. A refusal comes from the reader thread,
+// as read()'s failure, and nothing is read.
 bool adopted(int fd) {
   auto io = kj::setupAsyncIo();
-  const bool taken = WorkerPipe::adopt(io.unixEventPort, fd, 256 * 1024) != nullptr;
-  EXPECT_EQ(taken, WorkerPipe::acceptable(fd));
-  return taken;
+  KJ_IF_MAYBE (reader, WorkerPipe::adopt(io.unixEventPort, fd, 256 * 1024)) {
+    auto reading = (*reader)->read();
+    io.provider->getTimer().afterDelay(100 * kj::MILLISECONDS).wait(io.waitScope);
+    if (!reading.poll(io.waitScope)) {
+      EXPECT_TRUE(WorkerPipe::acceptable(fd));
+      return true;  // waiting for bytes: taken
+    }
+    KJ_IF_MAYBE (refusal, kj::runCatchingExceptions([&]() { reading.wait(io.waitScope); })) {
+      EXPECT_TRUE(std::string(refusal->getDescription().cStr()).find("not the read end of a pipe") != std::string::npos)
+          << refusal->getDescription().cStr();
+      EXPECT_FALSE(WorkerPipe::acceptable(fd));
+      return false;
+    }
+    return true;
+  }
+  ADD_FAILURE() << "no reader thread";
+  return false;
 }
 
 struct PipeEnds {
@@ -60,7 +76,8 @@ bool readers_drop_below(std::size_t limit, kj::Timer& timer, kj::WaitScope& wait
 TEST(WorkerPipeTest, ThePipesReadEndIsTakenAndReadsWhatTheCommandWroteThenEof) {
   auto io = kj::setupAsyncIo();
   PipeEnds pipe;
-  const std::size_t readers_before = WorkerPipe::readers_running();
+  ASSERT_TRUE(readers_drop_below(1, io.provider->getTimer(), io.waitScope));
+  const std::size_t readers_before = 0;
   auto adopted_pipe = WorkerPipe::adopt(io.unixEventPort, pipe.read_end.get(), 256 * 1024);
   ASSERT_TRUE(adopted_pipe != nullptr);
   EXPECT_EQ(WorkerPipe::readers_running(), readers_before + 1);
@@ -200,7 +217,9 @@ TEST(WorkerPipeTest, AWorkerHoldingThePipesLockStallsOnlyThatStreamsThreadNeverT
   alarm(60);  // the loop stalled: fail instead of hanging
   auto io = kj::setupAsyncIo();
   auto& timer = io.provider->getTimer();
-  const std::size_t readers_before = WorkerPipe::readers_running();
+  // Earlier tests' readers have ended: each one counted below is this test's.
+  ASSERT_TRUE(readers_drop_below(1, timer, io.waitScope));
+  const std::size_t readers_before = 0;
   PipeEnds pipe;
   ASSERT_EQ(write(pipe.write_end.get(), "abc", 3), 3);  // readable: the reader goes for the lock
   {
@@ -296,12 +315,14 @@ TEST(WorkerPipeTest, ANamedPipeOpenForWritingTooIsRefused) {
 }
 
 TEST(WorkerPipeTest, AClosedDescriptorIsRefused) {
+  auto io = kj::setupAsyncIo();  // first: its descriptors must not take the closed numbers
   int ends[2];
   ASSERT_EQ(pipe2(ends, O_CLOEXEC), 0);
   close(ends[0]);
   close(ends[1]);
-  EXPECT_FALSE(adopted(ends[0]));
-  EXPECT_FALSE(adopted(-1));
+  EXPECT_TRUE(WorkerPipe::adopt(io.unixEventPort, ends[0], 4096) == nullptr);
+  EXPECT_TRUE(WorkerPipe::adopt(io.unixEventPort, -1, 4096) == nullptr);
+  EXPECT_FALSE(WorkerPipe::acceptable(ends[0]));
 }
 
 }  // namespace
