@@ -37,18 +37,6 @@ const char* state_word(rpc::ServiceState state) {
   return "unknown";
 }
 
-// The peer is less trusted than us: its messages are bounded like ours are, and so are the
-// descriptors they may carry (`max_fds` a message: a worker's stdout pipe).
-kj::Own<capnp::TwoPartyVatNetwork> client_network(kj::AsyncIoStream& stream, unsigned max_fds) {
-  if (max_fds > 0) {
-    KJ_IF_MAYBE (unix_stream, kj::dynamicDowncastIfAvailable<kj::AsyncCapabilityStream>(stream)) {
-      return kj::heap<capnp::TwoPartyVatNetwork>(*unix_stream, max_fds, capnp::rpc::twoparty::Side::CLIENT,
-                                                 rpc_reader_options());
-    }
-  }
-  return kj::heap<capnp::TwoPartyVatNetwork>(stream, capnp::rpc::twoparty::Side::CLIENT, rpc_reader_options());
-}
-
 }  // namespace
 
 // One Cap'n Proto connection to a unix socket. `bootstrap` can be used at once: calls made
@@ -83,7 +71,7 @@ kj::Own<Backends::Link> Backends::connect(const std::string& path, unsigned max_
                        .then([](kj::Own<kj::NetworkAddress> address) { return address->connect(); })
                        .then([&l, max_fds](kj::Own<kj::AsyncIoStream> stream) -> capnp::Capability::Client {
                          l.stream = kj::mv(stream);
-                         l.network = client_network(*l.stream, max_fds);
+                         l.network = rpc_network(*l.stream, capnp::rpc::twoparty::Side::CLIENT, max_fds);
                          l.rpc =
                              kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(capnp::makeRpcClient(*l.network));
                          capnp::MallocMessageBuilder message(8);

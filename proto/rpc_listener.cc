@@ -5,27 +5,26 @@
 #include <sys/socket.h>
 
 namespace pgod {
+
+kj::Own<capnp::TwoPartyVatNetwork> rpc_network(kj::AsyncIoStream& stream, capnp::rpc::twoparty::Side side,
+                                               unsigned max_fds) {
+  if (max_fds > 0) {
+    KJ_IF_MAYBE (unix_stream, kj::dynamicDowncastIfAvailable<kj::AsyncCapabilityStream>(stream)) {
+      return kj::heap<capnp::TwoPartyVatNetwork>(*unix_stream, max_fds, side, rpc_reader_options());
+    }
+  }
+  return kj::heap<capnp::TwoPartyVatNetwork>(stream, side, rpc_reader_options());
+}
+
 namespace {
 
 // Far above what the gateway needs (one connection per running command).
 constexpr std::size_t kMaxConnections = 256;
 
-// With `max_fds`, over kj's unix socket stream: a worker hands the gateway a command's stdout
-// pipe that way.
-kj::Own<capnp::TwoPartyVatNetwork> server_network(kj::AsyncIoStream& stream, unsigned max_fds) {
-  if (max_fds > 0) {
-    KJ_IF_MAYBE (unix_stream, kj::dynamicDowncastIfAvailable<kj::AsyncCapabilityStream>(stream)) {
-      return kj::heap<capnp::TwoPartyVatNetwork>(*unix_stream, max_fds, capnp::rpc::twoparty::Side::SERVER,
-                                                 rpc_reader_options());
-    }
-  }
-  return kj::heap<capnp::TwoPartyVatNetwork>(stream, capnp::rpc::twoparty::Side::SERVER, rpc_reader_options());
-}
-
 struct Connection {
   Connection(kj::Own<kj::AsyncIoStream> stream_in, capnp::Capability::Client bootstrap, unsigned max_fds)
       : stream(kj::mv(stream_in)),
-        network(server_network(*stream, max_fds)),
+        network(rpc_network(*stream, capnp::rpc::twoparty::Side::SERVER, max_fds)),
         rpc(capnp::makeRpcServer(*network, kj::mv(bootstrap))) {}
   kj::Own<kj::AsyncIoStream> stream;
   kj::Own<capnp::TwoPartyVatNetwork> network;

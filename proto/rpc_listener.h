@@ -5,6 +5,7 @@
 
 #include <capnp/capability.h>
 #include <capnp/message.h>
+#include <capnp/rpc-twoparty.h>
 #include <kj/async-io.h>
 #include <sys/types.h>
 
@@ -16,6 +17,12 @@ namespace pgod {
 // Generous for real requests (a command line is at most kilobytes), small enough that a
 // malformed or hostile message cannot make the server allocate without bound.
 capnp::ReaderOptions rpc_reader_options();
+
+// A Cap'n Proto network on `stream` for a less trusted peer: its messages bounded by
+// rpc_reader_options(), and with `max_fds` > 0 (over kj's unix socket stream) up to that many
+// descriptors a message (a worker hands the gateway a command's stdout pipe that way).
+kj::Own<capnp::TwoPartyVatNetwork> rpc_network(kj::AsyncIoStream& stream, capnp::rpc::twoparty::Side side,
+                                               unsigned max_fds);
 
 // SO_PEERCRED's uid of a unix-socket peer; nullopt when it cannot be told.
 std::optional<uid_t> peer_uid(int fd);
