@@ -47,6 +47,7 @@ struct Backends::Link {
   kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc;
   capnp::Capability::Client bootstrap = nullptr;
   kj::Promise<void> lifetime = nullptr;
+  std::shared_ptr<WorkerLink> relay;  // workers' links only
   bool broken = false;
 };
 
@@ -63,21 +64,24 @@ Backends::Backends(kj::AsyncIoContext& io, std::string rundir, KeyIndex& keys)
 
 Backends::~Backends() = default;
 
-kj::Own<Backends::Link> Backends::connect(const std::string& path, unsigned max_fds) {
+capnp::Capability::Client Backends::start_rpc(Link& link, kj::Own<kj::AsyncIoStream> stream) {
+  link.stream = kj::mv(stream);
+  link.network = rpc_network(*link.stream, capnp::rpc::twoparty::Side::CLIENT, 0);
+  link.rpc = kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(capnp::makeRpcClient(*link.network));
+  capnp::MallocMessageBuilder message(8);
+  auto vat = message.initRoot<capnp::rpc::twoparty::VatId>();
+  vat.setSide(capnp::rpc::twoparty::Side::SERVER);
+  return link.rpc->bootstrap(vat);
+}
+
+kj::Own<Backends::Link> Backends::connect_supervisor(const std::string& path) {
   auto link = kj::heap<Link>();
   Link& l = *link;
   auto connected = io_.provider->getNetwork()
                        .parseAddress(kj::str("unix:", path.c_str()))
                        .then([](kj::Own<kj::NetworkAddress> address) { return address->connect(); })
-                       .then([&l, max_fds](kj::Own<kj::AsyncIoStream> stream) -> capnp::Capability::Client {
-                         l.stream = kj::mv(stream);
-                         l.network = rpc_network(*l.stream, capnp::rpc::twoparty::Side::CLIENT, max_fds);
-                         l.rpc =
-                             kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(capnp::makeRpcClient(*l.network));
-                         capnp::MallocMessageBuilder message(8);
-                         auto vat = message.initRoot<capnp::rpc::twoparty::VatId>();
-                         vat.setSide(capnp::rpc::twoparty::Side::SERVER);
-                         return l.rpc->bootstrap(vat);
+                       .then([this, &l](kj::Own<kj::AsyncIoStream> stream) -> capnp::Capability::Client {
+                         return start_rpc(l, kj::mv(stream));
                        })
                        .fork();
   l.bootstrap = connected.addBranch();
@@ -88,13 +92,33 @@ kj::Own<Backends::Link> Backends::connect(const std::string& path, unsigned max_
   return link;
 }
 
+kj::Own<Backends::Link> Backends::connect_worker(const std::string& path) {
+  auto link = kj::heap<Link>();
+  Link& l = *link;
+  UniqueFd loop_end;
+  l.relay = WorkerLink::open(path, loop_end);
+  if (!l.relay) {
+    l.bootstrap = KJ_EXCEPTION(DISCONNECTED, "no thread or socket pair for the worker's link");
+    l.broken = true;
+    return link;
+  }
+  // Connected at once; the relay connects to the worker, and ends the pair if it cannot.
+  l.bootstrap = start_rpc(
+      l, io_.lowLevelProvider->wrapSocketFd(loop_end.release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP |
+                                                                    kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC));
+  l.lifetime = l.network->onDisconnect()
+                   .then([&l]() { l.broken = true; }, [&l](kj::Exception&&) { l.broken = true; })
+                   .eagerlyEvaluate(nullptr);
+  return link;
+}
+
 Backends::Link& Backends::supervisor_link() {
-  if (!supervisor_ || supervisor_->broken) supervisor_ = connect(rundir_ + "/supervisor.sock", 0);
+  if (!supervisor_ || supervisor_->broken) supervisor_ = connect_supervisor(rundir_ + "/supervisor.sock");
   return *supervisor_;
 }
 
 Backends::Link& Backends::worker_link(WorkerEntry& entry) {
-  if (!entry.link || entry.link->broken) entry.link = connect(rundir_ + "/workers/" + entry.name + ".sock", 1);
+  if (!entry.link || entry.link->broken) entry.link = connect_worker(rundir_ + "/workers/" + entry.name + ".sock");
   return *entry.link;
 }
 
@@ -112,6 +136,12 @@ rpc::Worker::Client Backends::worker(const std::string& name) {
   auto found = workers_.find(name);
   KJ_REQUIRE(found != workers_.end(), "no such service");
   return worker_link(*found->second).bootstrap.castAs<rpc::Worker>();
+}
+
+std::shared_ptr<WorkerLink> Backends::worker_relay(const std::string& name) {
+  auto found = workers_.find(name);
+  if (found == workers_.end() || !found->second->link) return nullptr;
+  return found->second->link->relay;
 }
 
 kj::Promise<void> Backends::watch_keys(WorkerEntry& entry) {

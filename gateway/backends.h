@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "supervisor.capnp.h"
 #include "worker.capnp.h"
+#include "worker_link.h"
 
 namespace pgod::gateway {
 
@@ -42,6 +43,9 @@ class Backends {
   // The worker of a known service. Calls wait while it connects; after a disconnect (worker
   // restarted) the next call connects again.
   rpc::Worker::Client worker(const std::string& name);
+  // The relay of the link worker(name) last returned a client on: the descriptors the worker
+  // sent on it (see worker_link.h). nullptr for an unknown service.
+  std::shared_ptr<WorkerLink> worker_relay(const std::string& name);
   rpc::Supervisor::Client supervisor();
 
   // For /metrics: the supervisor's list and each worker's status (each bounded in time).
@@ -50,8 +54,10 @@ class Backends {
  private:
   struct Link;
   struct WorkerEntry;
-  // `max_fds`: descriptors one message from the peer may carry (the rest are closed unread).
-  kj::Own<Link> connect(const std::string& path, unsigned max_fds);
+  kj::Own<Link> connect_supervisor(const std::string& path);
+  // Through a relay thread: the loop's end of the link never carries a descriptor.
+  kj::Own<Link> connect_worker(const std::string& path);
+  capnp::Capability::Client start_rpc(Link& link, kj::Own<kj::AsyncIoStream> stream);
   Link& supervisor_link();
   Link& worker_link(WorkerEntry& entry);
   kj::Promise<void> watch_keys(WorkerEntry& entry);

@@ -30,6 +30,7 @@
 #include "status.h"
 #include "system_call.h"
 #include "unique_fd.h"
+#include "worker_link.h"
 #include "worker_pipe.h"
 
 namespace pgod::gateway {
@@ -411,8 +412,8 @@ struct Connection {
 
 class ChannelSink final : public rpc::OutputSink::Server {
  public:
-  ChannelSink(std::shared_ptr<SinkTarget> target, kj::UnixEventPort& events)
-      : target_(std::move(target)), events_(events) {}
+  ChannelSink(std::shared_ptr<SinkTarget> target, kj::UnixEventPort& events, std::shared_ptr<WorkerLink> link)
+      : target_(std::move(target)), events_(events), link_(std::move(link)) {}
 
  protected:
   kj::Promise<void> stdout(StdoutContext context) override { return write(false, context); }
@@ -426,30 +427,28 @@ class ChannelSink final : public rpc::OutputSink::Server {
   // each byte, and its message, saved (see OutputSink.stdoutPipe).
   kj::Promise<void> stdoutPipe(StdoutPipeContext context) override {
     allow_cancellation(context);
+    context.releaseParams();
+    // The descriptor came with this call, and the link's relay took it off (worker_link.h):
+    // taken first, whatever is answered, so that the next call finds its own.
+    auto pipe = link_ ? link_->take() : nullptr;
     if (target_->channel == nullptr) return KJ_EXCEPTION(DISCONNECTED, "the client went away");
     if (pipe_asked_) return KJ_EXCEPTION(FAILED, "a second stdout pipe for one command");
     pipe_asked_ = true;
-    auto gone = kj::newPromiseAndFulfiller<void>();
-    target_->gone = kj::mv(gone.fulfiller);
-    auto fd = context.getParams().getPipe().getFd();
-    auto draining = fd.then([this, context](kj::Maybe<int> fd) mutable -> kj::Promise<void> {
-      KJ_IF_MAYBE (number, fd) {
-        auto adopted = WorkerPipe::adopt(events_, *number, kWriteSlice);
-        // Ours is a duplicate: the descriptor that came with the call is closed now.
-        context.releaseParams();
-        KJ_IF_MAYBE (input, adopted) {
-          auto& stream = **input;
-          return drain(stream).attach(kj::mv(*input));
-        }
-        // Every reader thread busy (or none could be made): nothing read, the worker pumps.
-        return KJ_EXCEPTION(UNIMPLEMENTED, "no reader thread for the pipe");
-      }
-      // Nothing read yet: the worker pumps the pipe itself.
-      return KJ_EXCEPTION(UNIMPLEMENTED, "no descriptor came with the pipe");
-    });
-    // A worker that neither closes the pipe nor cancels the call does not keep it open here.
-    return draining.exclusiveJoin(
-        gone.promise.then([]() -> kj::Promise<void> { return KJ_EXCEPTION(DISCONNECTED, "the client went away"); }));
+    // Nothing read yet in either case: the worker pumps the pipe itself.
+    if (pipe == nullptr) return KJ_EXCEPTION(UNIMPLEMENTED, "no descriptor came with the pipe");
+    // A duplicate, read and closed on the reader's thread; the relay closes the one taken.
+    auto adopted = WorkerPipe::adopt(events_, pipe->fd(), kWriteSlice);
+    pipe.reset();
+    KJ_IF_MAYBE (input, adopted) {
+      auto gone = kj::newPromiseAndFulfiller<void>();
+      target_->gone = kj::mv(gone.fulfiller);
+      auto& stream = **input;
+      auto draining = drain(stream).attach(kj::mv(*input));
+      // A worker that neither closes the pipe nor cancels the call does not keep it open here.
+      return draining.exclusiveJoin(
+          gone.promise.then([]() -> kj::Promise<void> { return KJ_EXCEPTION(DISCONNECTED, "the client went away"); }));
+    }
+    return KJ_EXCEPTION(UNIMPLEMENTED, "no reader thread for the pipe");
   }
 
  private:
@@ -476,6 +475,7 @@ class ChannelSink final : public rpc::OutputSink::Server {
   }
   std::shared_ptr<SinkTarget> target_;
   kj::UnixEventPort& events_;
+  std::shared_ptr<WorkerLink> link_;
   bool pipe_asked_ = false;
 };
 
@@ -810,11 +810,13 @@ kj::Promise<void> Channel::restart_worker(const std::string& service) {
 kj::Promise<void> Channel::run_on_worker(const Command& command, const std::string& caller) {
   auto verb = to_rpc_verb(command.verb);
   KJ_ASSERT(verb != std::nullopt, "a worker verb without an RPC verb");
-  auto request = connection.server.backends.worker(command.service).runRequest();
+  auto& backends = connection.server.backends;
+  auto request = backends.worker(command.service).runRequest();
   request.setVerb(*verb);
   auto args = request.initArgs(static_cast<unsigned>(command.args.size()));
   for (unsigned i = 0; i < command.args.size(); ++i) args.set(i, command.args[i]);
-  request.setOutput(kj::heap<ChannelSink>(target, connection.server.io.unixEventPort));
+  request.setOutput(
+      kj::heap<ChannelSink>(target, connection.server.io.unixEventPort, backends.worker_relay(command.service)));
   request.setCaller(caller);
   request.setKeyFingerprint(key_fingerprint(connection.key));
   return request.send().then(

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <thread>
 
+#include "eventfd.h"
 #include "unique_fd.h"
 
 namespace pgod::gateway {
@@ -28,19 +29,6 @@ constexpr std::size_t kSlots = 2;
 constexpr int kNotAPipe = -1;
 
 std::atomic<std::size_t> running_readers{0};
-
-// Eventfds are counters: a write never blocks short of 2^64 - 2 unread wake-ups.
-void signal(int eventfd) {
-  const std::uint64_t one = 1;
-  while (::write(eventfd, &one, sizeof one) < 0 && errno == EINTR) {
-  }
-}
-
-void clear(int eventfd) {
-  std::uint64_t count = 0;
-  while (::read(eventfd, &count, sizeof count) < 0 && errno == EINTR) {
-  }
-}
 
 }  // namespace
 
@@ -71,7 +59,7 @@ bool wait_for(int fd, int wake, bool& woken) {
     if (errno != EINTR) return false;
   }
   woken = watched[count - 1].revents != 0;
-  if (woken) clear(wake);
+  if (woken) clear_eventfd(wake);
   return true;
 }
 
@@ -83,7 +71,7 @@ void read_until_done(std::shared_ptr<WorkerPipe::Shared> shared) {
       const std::lock_guard lock(s.mutex);
       s.error = error;
     }
-    signal(s.ready.get());
+    signal_eventfd(s.ready.get());
   };
   // Judged here, not on the loop: fstat of a FIFO on FUSE or NFS asks the file system's server.
   if (!WorkerPipe::acceptable(s.worker_end.get())) fail(kNotAPipe);
@@ -125,7 +113,7 @@ void read_until_done(std::shared_ptr<WorkerPipe::Shared> shared) {
         ++s.filled;
       }
     }
-    signal(s.ready.get());
+    signal_eventfd(s.ready.get());
     if (got == 0) break;
   }
   // The worker's pipe closes here, before the count drops: the limit bounds descriptors too.
@@ -192,7 +180,7 @@ WorkerPipe::~WorkerPipe() {
     const std::lock_guard lock(shared_->mutex);
     shared_->stop = true;
   }
-  signal(shared_->wake.get());
+  signal_eventfd(shared_->wake.get());
 }
 
 kj::Promise<kj::ArrayPtr<const kj::byte>> WorkerPipe::read() {
@@ -203,10 +191,10 @@ kj::Promise<kj::ArrayPtr<const kj::byte>> WorkerPipe::read() {
       shared_->first = (shared_->first + 1) % kSlots;
       --shared_->filled;
     }
-    signal(shared_->wake.get());
+    signal_eventfd(shared_->wake.get());
   }
   // Cleared before looking: a signal after the look is a new edge for the observer.
-  clear(shared_->ready.get());
+  clear_eventfd(shared_->ready.get());
   {
     const std::lock_guard lock(shared_->mutex);
     auto& s = *shared_;

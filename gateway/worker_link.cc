@@ -1,0 +1,260 @@
+#include "worker_link.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "eventfd.h"
+
+namespace pgod::gateway {
+namespace {
+
+// What the relay buffers each way: a Cap'n Proto message of any size passes in pieces.
+constexpr std::size_t kBufferBytes = 64 * 1024;
+// Room for descriptors in one read: a worker sends one with a message. More than this are closed
+// by the kernel inside recvmsg, on this thread too; what a stuck relay holds stays this small.
+constexpr std::size_t kRoomForDescriptors = 8;
+
+std::atomic<std::size_t> running_relays{0};
+
+}  // namespace
+
+struct WorkerLink::Shared {
+  UniqueFd wake;                   // eventfd, loop → relay: a descriptor to close, or the loop is done
+  std::mutex mutex;                // guards what follows; nothing is closed while it is held
+  std::deque<UniqueFd> held;       // taken off the link, not yet taken by the loop
+  std::vector<UniqueFd> to_close;  // given back by the loop
+  bool loop_gone = false;
+};
+
+namespace {
+
+struct Buffer {
+  std::array<char, kBufferBytes> bytes;
+  std::size_t start = 0;
+  std::size_t end = 0;
+  bool empty() const { return start == end; }
+};
+
+bool set_nonblocking(int fd) {
+  const int flags = fcntl(fd, F_GETFL);
+  return flags >= 0 && fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0;
+}
+
+UniqueFd connect_to(const std::string& path) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (path.size() >= sizeof address.sun_path) {
+    spdlog::warn("worker socket path too long: {}", path);
+    return UniqueFd();
+  }
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  UniqueFd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!socket) return UniqueFd();
+  int connected = -1;
+  do {
+    connected = ::connect(socket.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address);
+  } while (connected != 0 && errno == EINTR);
+  if (connected != 0) {
+    spdlog::debug("cannot connect to {}: {}", path, std::strerror(errno));
+    return UniqueFd();
+  }
+  return socket;
+}
+
+// Closes what the loop gave back; true once the loop is done with the link.
+bool close_given_back(WorkerLink::Shared& s) {
+  std::vector<UniqueFd> closing;
+  bool gone = false;
+  {
+    const std::lock_guard lock(s.mutex);
+    closing.swap(s.to_close);
+    gone = s.loop_gone;
+  }
+  return gone;  // `closing` closes here, outside the lock
+}
+
+// One message's bytes from the worker into `to_loop`, its first descriptor kept for take() and
+// any others put in `closing`. False when the link has ended.
+bool receive(WorkerLink::Shared& s, int worker, Buffer& to_loop, std::vector<UniqueFd>& closing) {
+  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int) * kRoomForDescriptors)> control{};
+  iovec into{to_loop.bytes.data(), to_loop.bytes.size()};
+  msghdr message{};
+  message.msg_iov = &into;
+  message.msg_iovlen = 1;
+  message.msg_control = control.data();
+  message.msg_controllen = control.size();
+  const ssize_t got = recvmsg(worker, &message, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  if (got < 0) return errno == EAGAIN || errno == EINTR;
+  for (cmsghdr* part = CMSG_FIRSTHDR(&message); part != nullptr; part = CMSG_NXTHDR(&message, part)) {
+    if (part->cmsg_level != SOL_SOCKET || part->cmsg_type != SCM_RIGHTS) continue;
+    const std::size_t count = (part->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (std::size_t i = 0; i < count; ++i) {
+      int fd = -1;
+      std::memcpy(&fd, CMSG_DATA(part) + i * sizeof(int), sizeof fd);
+      UniqueFd owned(fd);
+      if (i == 0 && closing.empty()) {
+        const std::lock_guard lock(s.mutex);
+        if (s.held.size() < WorkerLink::kHeldDescriptors) {
+          s.held.push_back(std::move(owned));
+          continue;
+        }
+      }
+      closing.push_back(std::move(owned));
+    }
+  }
+  to_loop.start = 0;
+  to_loop.end = static_cast<std::size_t>(got);
+  return got > 0;
+}
+
+// Sends what `from` holds to `to`, as much as fits. False when `to` has ended.
+bool send_some(int to, Buffer& from) {
+  if (from.empty()) return true;
+  const ssize_t sent = ::send(to, from.bytes.data() + from.start, from.end - from.start, MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (sent < 0) return errno == EAGAIN || errno == EINTR;
+  from.start += static_cast<std::size_t>(sent);
+  return true;
+}
+
+// Reads what `from` has into the empty `into`. False when `from` has ended.
+bool read_some(int from, Buffer& into) {
+  const ssize_t got = ::recv(from, into.bytes.data(), into.bytes.size(), MSG_DONTWAIT);
+  if (got < 0) return errno == EAGAIN || errno == EINTR;
+  into.start = 0;
+  into.end = static_cast<std::size_t>(got);
+  return got > 0;
+}
+
+// Carries bytes both ways until either side ends or the loop is done with the link. Every step
+// is non-blocking, and each side is watched only for what the relay can do next, so a side that
+// has hung up is never polled in a loop.
+void pump(WorkerLink::Shared& s, int worker, int loop) {
+  auto to_loop = std::make_unique<Buffer>();
+  auto to_worker = std::make_unique<Buffer>();
+  for (;;) {
+    std::array<pollfd, 3> watched{pollfd{worker, 0, 0}, pollfd{loop, 0, 0}, pollfd{s.wake.get(), POLLIN, 0}};
+    watched[0].events = static_cast<short>((to_loop->empty() ? POLLIN : 0) | (to_worker->empty() ? 0 : POLLOUT));
+    watched[1].events = static_cast<short>((to_worker->empty() ? POLLIN : 0) | (to_loop->empty() ? 0 : POLLOUT));
+    for (auto& side : watched)
+      if (side.events == 0) side.fd = -1;
+    if (poll(watched.data(), watched.size(), -1) < 0) {
+      if (errno == EINTR) continue;
+      spdlog::warn("worker link relay: poll failed: {}", std::strerror(errno));
+      return;
+    }
+    if (watched[2].revents != 0) {
+      clear_eventfd(s.wake.get());
+      if (close_given_back(s)) return;
+    }
+    // Reads only where poll saw something; sends are always tried (one that cannot go on yet
+    // answers EAGAIN).
+    std::vector<UniqueFd> closing;
+    if (to_loop->empty() && watched[0].revents != 0 && !receive(s, worker, *to_loop, closing)) return;
+    // The bytes go on before a descriptor beside them is closed: if that close waits, what came
+    // before it has reached the loop.
+    if (!send_some(loop, *to_loop)) return;
+    closing.clear();
+    if (to_worker->empty() && watched[1].revents != 0 && !read_some(loop, *to_worker)) return;
+    if (!send_some(worker, *to_worker)) return;
+  }
+}
+
+void relay(std::shared_ptr<WorkerLink::Shared> shared, std::string path, UniqueFd loop_side) {
+  (void)prctl(PR_SET_NAME, "pgod-gw-link", 0, 0, 0);
+  auto& s = *shared;
+  {
+    UniqueFd worker = connect_to(path);
+    if (worker && set_nonblocking(worker.get()) && set_nonblocking(loop_side.get()))
+      pump(s, worker.get(), loop_side.get());
+    // The worker's socket closes here: descriptors still queued on it close with it, here.
+  }
+  loop_side.reset();  // the loop sees the link end
+  for (;;) {
+    if (close_given_back(s)) break;
+    pollfd wake{s.wake.get(), POLLIN, 0};
+    if (poll(&wake, 1, -1) < 0 && errno != EINTR) break;
+    clear_eventfd(s.wake.get());
+  }
+  std::deque<UniqueFd> held;
+  std::vector<UniqueFd> given_back;
+  {
+    const std::lock_guard lock(s.mutex);
+    held.swap(s.held);
+    given_back.swap(s.to_close);
+  }
+  held.clear();
+  given_back.clear();
+  shared.reset();
+  running_relays.fetch_sub(1);
+}
+
+}  // namespace
+
+std::shared_ptr<WorkerLink> WorkerLink::open(const std::string& path, UniqueFd& loop_end) {
+  auto shared = std::make_shared<Shared>();
+  shared->wake.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!shared->wake) return nullptr;
+  std::array<int, 2> ends{-1, -1};
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends.data()) != 0) return nullptr;
+  UniqueFd loop_side(ends[0]);
+  UniqueFd relay_side(ends[1]);
+  auto link = std::make_shared<WorkerLink>(shared);
+  running_relays.fetch_add(1);
+  try {
+    std::thread(relay, std::move(shared), path, std::move(relay_side)).detach();
+  } catch (const std::exception&) {
+    running_relays.fetch_sub(1);
+    return nullptr;
+  }
+  loop_end = std::move(loop_side);
+  return link;
+}
+
+WorkerLink::WorkerLink(std::shared_ptr<Shared> shared) : shared_(std::move(shared)) {}
+
+WorkerLink::~WorkerLink() {
+  {
+    const std::lock_guard lock(shared_->mutex);
+    shared_->loop_gone = true;
+  }
+  signal_eventfd(shared_->wake.get());
+}
+
+std::unique_ptr<WorkerLink::Held> WorkerLink::take() {
+  int fd = -1;
+  {
+    const std::lock_guard lock(shared_->mutex);
+    if (shared_->held.empty()) return nullptr;
+    fd = shared_->held.front().release();
+    shared_->held.pop_front();
+  }
+  return std::make_unique<Held>(shared_from_this(), fd);
+}
+
+WorkerLink::Held::~Held() {
+  auto& s = *link_->shared_;
+  {
+    const std::lock_guard lock(s.mutex);
+    s.to_close.emplace_back(fd_);
+  }
+  signal_eventfd(s.wake.get());
+}
+
+std::size_t WorkerLink::relays_running() { return running_relays.load(); }
+
+}  // namespace pgod::gateway
