@@ -14,6 +14,8 @@ namespace {
 constexpr auto kStatusTimeout = 2 * kj::SECONDS;
 // After a key watch fails (worker restarting), wait this long before asking again.
 constexpr auto kKeyRetryDelay = 1 * kj::SECONDS;
+// Relay threads per service at once: its link's, and one of an earlier link still ending.
+constexpr std::size_t kRelaysPerService = 2;
 
 const char* state_word(rpc::ServiceState state) {
   switch (state) {
@@ -42,18 +44,23 @@ const char* state_word(rpc::ServiceState state) {
 // One Cap'n Proto connection to a unix socket. `bootstrap` can be used at once: calls made
 // while connecting wait for the connection. `broken` turns true when it fails or ends.
 struct Backends::Link {
+  // Workers' links only. Before the stream: it outlives it, since its relay closes the
+  // stream's descriptor once it is gone.
+  std::shared_ptr<WorkerLink> relay;
   kj::Own<kj::AsyncIoStream> stream;
   kj::Own<capnp::TwoPartyVatNetwork> network;
   kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc;
   capnp::Capability::Client bootstrap = nullptr;
   kj::Promise<void> lifetime = nullptr;
-  std::shared_ptr<WorkerLink> relay;  // workers' links only
   bool broken = false;
 };
 
 struct Backends::WorkerEntry {
   std::string name;
   kj::Own<Link> link;
+  // The relays of this service's earlier links: one stuck on a descriptor the worker holds
+  // outlives its link, and the next is not made while kRelaysPerService still run.
+  std::vector<std::weak_ptr<const void>> relays;
   rpc::ServiceInfo::WorkerState worker_state = rpc::ServiceInfo::WorkerState::STOPPED;
   std::uint64_t key_generation = 0;
   kj::Promise<void> key_watch = nullptr;
@@ -95,17 +102,17 @@ kj::Own<Backends::Link> Backends::connect_supervisor(const std::string& path) {
 kj::Own<Backends::Link> Backends::connect_worker(const std::string& path) {
   auto link = kj::heap<Link>();
   Link& l = *link;
-  UniqueFd loop_end;
+  int loop_end = -1;
   l.relay = WorkerLink::open(path, loop_end);
   if (!l.relay) {
     l.bootstrap = KJ_EXCEPTION(DISCONNECTED, "no thread or socket pair for the worker's link");
     l.broken = true;
     return link;
   }
-  // Connected at once; the relay connects to the worker, and ends the pair if it cannot.
-  l.bootstrap = start_rpc(
-      l, io_.lowLevelProvider->wrapSocketFd(loop_end.release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP |
-                                                                    kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC));
+  // Connected at once; the relay connects to the worker, and ends the pair if it cannot. Not
+  // the stream's to close: the relay closes it (see worker_link.h).
+  l.bootstrap =
+      start_rpc(l, io_.lowLevelProvider->wrapSocketFd(loop_end, kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC));
   l.lifetime = l.network->onDisconnect()
                    .then([&l]() { l.broken = true; }, [&l](kj::Exception&&) { l.broken = true; })
                    .eagerlyEvaluate(nullptr);
@@ -118,7 +125,18 @@ Backends::Link& Backends::supervisor_link() {
 }
 
 Backends::Link& Backends::worker_link(WorkerEntry& entry) {
-  if (!entry.link || entry.link->broken) entry.link = connect_worker(rundir_ + "/workers/" + entry.name + ".sock");
+  if (entry.link && !entry.link->broken) return *entry.link;
+  entry.link = nullptr;  // lets its relay end
+  std::erase_if(entry.relays, [](const std::weak_ptr<const void>& relay) { return relay.expired(); });
+  if (entry.relays.size() >= kRelaysPerService) {
+    // A worker that leaves a relay stuck on each link it breaks makes no more threads.
+    entry.link = kj::heap<Link>();
+    entry.link->bootstrap = KJ_EXCEPTION(DISCONNECTED, "the worker's earlier links have not ended yet");
+    entry.link->broken = true;
+    return *entry.link;
+  }
+  entry.link = connect_worker(rundir_ + "/workers/" + entry.name + ".sock");
+  if (entry.link->relay) entry.relays.push_back(entry.link->relay->relay_running());
   return *entry.link;
 }
 

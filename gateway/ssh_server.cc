@@ -427,18 +427,17 @@ class ChannelSink final : public rpc::OutputSink::Server {
   // each byte, and its message, saved (see OutputSink.stdoutPipe).
   kj::Promise<void> stdoutPipe(StdoutPipeContext context) override {
     allow_cancellation(context);
+    // The descriptor came with this call, and the link's relay took it off (worker_link.h),
+    // kept by the inode number the call names.
+    auto pipe = link_ ? link_->take(context.getParams().getInode()) : nullptr;
     context.releaseParams();
-    // The descriptor came with this call, and the link's relay took it off (worker_link.h):
-    // taken first, whatever is answered, so that the next call finds its own.
-    auto pipe = link_ ? link_->take() : nullptr;
     if (target_->channel == nullptr) return KJ_EXCEPTION(DISCONNECTED, "the client went away");
     if (pipe_asked_) return KJ_EXCEPTION(FAILED, "a second stdout pipe for one command");
     pipe_asked_ = true;
     // Nothing read yet in either case: the worker pumps the pipe itself.
     if (pipe == nullptr) return KJ_EXCEPTION(UNIMPLEMENTED, "no descriptor came with the pipe");
-    // A duplicate, read and closed on the reader's thread; the relay closes the one taken.
-    auto adopted = WorkerPipe::adopt(events_, pipe->fd(), kWriteSlice);
-    pipe.reset();
+    // Read on the reader's thread, which hands it back to the relay to close.
+    auto adopted = WorkerPipe::adopt(events_, std::move(pipe), kWriteSlice);
     KJ_IF_MAYBE (input, adopted) {
       auto gone = kj::newPromiseAndFulfiller<void>();
       target_->gone = kj::mv(gone.fulfiller);

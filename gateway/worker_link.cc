@@ -2,12 +2,13 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -15,10 +16,13 @@
 #include <deque>
 #include <exception>
 #include <mutex>
+#include <new>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "eventfd.h"
+#include "unique_fd.h"
 
 namespace pgod::gateway {
 namespace {
@@ -26,18 +30,26 @@ namespace {
 // What the relay buffers each way: a Cap'n Proto message of any size passes in pieces.
 constexpr std::size_t kBufferBytes = 64 * 1024;
 // Room for descriptors in one read: a worker sends one with a message. More than this are closed
-// by the kernel inside recvmsg, on this thread too; what a stuck relay holds stays this small.
+// by the kernel inside recvmsg, on this thread too; what a stuck relay holds stays bounded.
 constexpr std::size_t kRoomForDescriptors = 8;
 
 std::atomic<std::size_t> running_relays{0};
 
+struct Kept {
+  std::uint64_t inode = 0;
+  UniqueFd fd;
+};
+
 }  // namespace
 
+// The relay never logs: it may outlive everything at exit, and spdlog with it.
 struct WorkerLink::Shared {
-  UniqueFd wake;                   // eventfd, loop → relay: a descriptor to close, or the loop is done
-  std::mutex mutex;                // guards what follows; nothing is closed while it is held
-  std::deque<UniqueFd> held;       // taken off the link, not yet taken by the loop
-  std::vector<UniqueFd> to_close;  // given back by the loop
+  UniqueFd wake;                     // eventfd, loop → relay: a descriptor to close, or the loop is done
+  int loop_end = -1;                 // the loop's end of the pair, closed by the relay once the loop is gone
+  std::weak_ptr<const int> running;  // expires as the relay thread ends (it holds the only owner)
+  std::mutex mutex;                  // guards what follows; nothing is closed while it is held
+  std::deque<Kept> kept;             // taken off the link, not yet taken by the loop
+  std::vector<UniqueFd> to_close;    // given back by the loop
   bool loop_gone = false;
 };
 
@@ -55,24 +67,20 @@ bool set_nonblocking(int fd) {
   return flags >= 0 && fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0;
 }
 
+// Non-blocking: a worker whose backlog is full (it does not accept) is not waited for; the
+// link ends and the gateway tries again later.
 UniqueFd connect_to(const std::string& path) {
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
-  if (path.size() >= sizeof address.sun_path) {
-    spdlog::warn("worker socket path too long: {}", path);
-    return UniqueFd();
-  }
+  if (path.size() >= sizeof address.sun_path) return UniqueFd();
   std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
-  UniqueFd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  UniqueFd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!socket) return UniqueFd();
   int connected = -1;
   do {
     connected = ::connect(socket.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address);
   } while (connected != 0 && errno == EINTR);
-  if (connected != 0) {
-    spdlog::debug("cannot connect to {}: {}", path, std::strerror(errno));
-    return UniqueFd();
-  }
+  if (connected != 0) return UniqueFd();
   return socket;
 }
 
@@ -88,8 +96,24 @@ bool close_given_back(WorkerLink::Shared& s) {
   return gone;  // `closing` closes here, outside the lock
 }
 
-// One message's bytes from the worker into `to_loop`, its first descriptor kept for take() and
-// any others put in `closing`. False when the link has ended.
+// Keeps `fd` for take(), by its inode number; the oldest kept one goes to `closing` if there
+// are kKeptDescriptors already. fstat here, not on the loop: on FUSE it asks the server.
+void keep(WorkerLink::Shared& s, UniqueFd fd, std::vector<UniqueFd>& closing) {
+  struct stat status {};
+  if (fstat(fd.get(), &status) != 0) {
+    closing.push_back(std::move(fd));
+    return;
+  }
+  const std::lock_guard lock(s.mutex);
+  if (s.kept.size() >= WorkerLink::kKeptDescriptors) {
+    closing.push_back(std::move(s.kept.front().fd));
+    s.kept.pop_front();
+  }
+  s.kept.push_back(Kept{static_cast<std::uint64_t>(status.st_ino), std::move(fd)});
+}
+
+// One read's bytes from the worker into `to_loop`, the first descriptor of it kept and any
+// others put in `closing`. False when the link has ended.
 bool receive(WorkerLink::Shared& s, int worker, Buffer& to_loop, std::vector<UniqueFd>& closing) {
   alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int) * kRoomForDescriptors)> control{};
   iovec into{to_loop.bytes.data(), to_loop.bytes.size()};
@@ -100,21 +124,19 @@ bool receive(WorkerLink::Shared& s, int worker, Buffer& to_loop, std::vector<Uni
   message.msg_controllen = control.size();
   const ssize_t got = recvmsg(worker, &message, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
   if (got < 0) return errno == EAGAIN || errno == EINTR;
+  bool first = true;
   for (cmsghdr* part = CMSG_FIRSTHDR(&message); part != nullptr; part = CMSG_NXTHDR(&message, part)) {
     if (part->cmsg_level != SOL_SOCKET || part->cmsg_type != SCM_RIGHTS) continue;
     const std::size_t count = (part->cmsg_len - CMSG_LEN(0)) / sizeof(int);
     for (std::size_t i = 0; i < count; ++i) {
       int fd = -1;
       std::memcpy(&fd, CMSG_DATA(part) + i * sizeof(int), sizeof fd);
-      UniqueFd owned(fd);
-      if (i == 0 && closing.empty()) {
-        const std::lock_guard lock(s.mutex);
-        if (s.held.size() < WorkerLink::kHeldDescriptors) {
-          s.held.push_back(std::move(owned));
-          continue;
-        }
+      if (first) {
+        keep(s, UniqueFd(fd), closing);
+        first = false;
+      } else {
+        closing.emplace_back(fd);
       }
-      closing.push_back(std::move(owned));
     }
   }
   to_loop.start = 0;
@@ -154,7 +176,6 @@ void pump(WorkerLink::Shared& s, int worker, int loop) {
       if (side.events == 0) side.fd = -1;
     if (poll(watched.data(), watched.size(), -1) < 0) {
       if (errno == EINTR) continue;
-      spdlog::warn("worker link relay: poll failed: {}", std::strerror(errno));
       return;
     }
     if (watched[2].revents != 0) {
@@ -174,38 +195,41 @@ void pump(WorkerLink::Shared& s, int worker, int loop) {
   }
 }
 
-void relay(std::shared_ptr<WorkerLink::Shared> shared, std::string path, UniqueFd loop_side) {
+void relay(std::shared_ptr<WorkerLink::Shared> shared, std::string path, UniqueFd relay_side,
+           std::shared_ptr<const int> running) {
   (void)prctl(PR_SET_NAME, "pgod-gw-link", 0, 0, 0);
   auto& s = *shared;
   {
     UniqueFd worker = connect_to(path);
-    if (worker && set_nonblocking(worker.get()) && set_nonblocking(loop_side.get()))
-      pump(s, worker.get(), loop_side.get());
+    if (worker && set_nonblocking(relay_side.get())) pump(s, worker.get(), relay_side.get());
     // The worker's socket closes here: descriptors still queued on it close with it, here.
   }
-  loop_side.reset();  // the loop sees the link end
+  relay_side.reset();  // the loop sees the link end
   for (;;) {
     if (close_given_back(s)) break;
     pollfd wake{s.wake.get(), POLLIN, 0};
     if (poll(&wake, 1, -1) < 0 && errno != EINTR) break;
     clear_eventfd(s.wake.get());
   }
-  std::deque<UniqueFd> held;
+  UniqueFd loop_end(s.loop_end);  // the loop has let go of its end: closed here, with the rest
+  std::deque<Kept> kept;
   std::vector<UniqueFd> given_back;
   {
     const std::lock_guard lock(s.mutex);
-    held.swap(s.held);
+    kept.swap(s.kept);
     given_back.swap(s.to_close);
   }
-  held.clear();
+  kept.clear();
   given_back.clear();
+  loop_end.reset();
   shared.reset();
   running_relays.fetch_sub(1);
+  running.reset();
 }
 
 }  // namespace
 
-std::shared_ptr<WorkerLink> WorkerLink::open(const std::string& path, UniqueFd& loop_end) {
+std::shared_ptr<WorkerLink> WorkerLink::open(const std::string& path, int& loop_end) {
   auto shared = std::make_shared<Shared>();
   shared->wake.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!shared->wake) return nullptr;
@@ -214,14 +238,18 @@ std::shared_ptr<WorkerLink> WorkerLink::open(const std::string& path, UniqueFd& 
   UniqueFd loop_side(ends[0]);
   UniqueFd relay_side(ends[1]);
   auto link = std::make_shared<WorkerLink>(shared);
+  shared->loop_end = loop_side.get();
+  auto running = std::make_shared<const int>(0);
+  shared->running = running;
   running_relays.fetch_add(1);
   try {
-    std::thread(relay, std::move(shared), path, std::move(relay_side)).detach();
+    std::thread(relay, shared, path, std::move(relay_side), std::move(running)).detach();
   } catch (const std::exception&) {
     running_relays.fetch_sub(1);
+    shared->loop_end = -1;  // no relay to close it: `loop_side` does, and no one has used it
     return nullptr;
   }
-  loop_end = std::move(loop_side);
+  loop_end = loop_side.release();
   return link;
 }
 
@@ -235,23 +263,33 @@ WorkerLink::~WorkerLink() {
   signal_eventfd(shared_->wake.get());
 }
 
-std::unique_ptr<WorkerLink::Held> WorkerLink::take() {
-  int fd = -1;
+std::unique_ptr<WorkerLink::Held> WorkerLink::take(std::uint64_t inode) {
+  auto held = std::make_unique<Held>(shared_from_this(), -1);  // made before anything is taken off
   {
     const std::lock_guard lock(shared_->mutex);
-    if (shared_->held.empty()) return nullptr;
-    fd = shared_->held.front().release();
-    shared_->held.pop_front();
+    auto& kept = shared_->kept;
+    const auto found = std::find_if(kept.begin(), kept.end(), [inode](const Kept& k) { return k.inode == inode; });
+    if (found == kept.end()) return nullptr;
+    held->fd_ = found->fd.release();
+    kept.erase(found);
   }
-  return std::make_unique<Held>(shared_from_this(), fd);
+  return held;
 }
 
+std::weak_ptr<const void> WorkerLink::relay_running() const { return shared_->running; }
+
 WorkerLink::Held::~Held() {
+  if (fd_ < 0) return;
   auto& s = *link_->shared_;
   {
     const std::lock_guard lock(s.mutex);
-    s.to_close.emplace_back(fd_);
+    try {
+      s.to_close.emplace_back(fd_);
+      fd_ = -1;
+    } catch (const std::bad_alloc&) {
+    }
   }
+  if (fd_ >= 0) ::close(fd_);  // out of memory, in a destructor: the last resort
   signal_eventfd(s.wake.get());
 }
 

@@ -4,35 +4,39 @@
 // Why: a descriptor sent with a message over a unix socket is the receiver's to close, and the
 // kernel closes those a read(2) does not take inside that read. Some closes wait: the last close
 // of a pipe takes the pipe's lock, which a worker sharing the pipe can hold as long as it likes
-// (see worker_pipe.h). Were the event loop reading the worker's socket, one descriptor from a
-// worker taken over would freeze every client of every service. The relay takes every descriptor
-// off the link itself, keeps the first of a message for OutputSink.stdoutPipe and closes the
-// rest; the loop's end carries bytes only, and the loop
-// never closes the last reference to anything a worker sent. A stall holds this relay, so this
-// one service's link, and nothing else.
+// (see worker_pipe.h); every close of a FUSE file asks its server. Were the event loop reading
+// the worker's socket, one descriptor from a worker taken over would freeze every client of
+// every service. The relay takes every descriptor off the link itself, keeps the first of a
+// message, by its inode number, for the OutputSink.stdoutPipe call that names it, and closes
+// the rest. The loop's end carries bytes only, and the loop closes nothing a worker sent, nor
+// the socket pair (a unix socket's close can collect other sockets' descriptors in flight, on
+// kernels before 6.8): the relay closes them all, on its own thread. A close that waits holds
+// this relay, so this one service's link, and nothing else.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 
-#include "unique_fd.h"
+#include "worker_pipe.h"
 
 namespace pgod::gateway {
 
 class WorkerLink : public std::enable_shared_from_this<WorkerLink> {
  public:
-  // Descriptors kept for stdoutPipe calls not served yet; past this, one more is closed at once
-  // (the worker then streams through messages).
-  static constexpr std::size_t kHeldDescriptors = 4;
+  // Descriptors kept for stdoutPipe calls not served yet (a worker runs at most 24 streaming
+  // commands at once); one more pushes out the oldest, left by a call that never came.
+  static constexpr std::size_t kKeptDescriptors = 32;
 
   struct Shared;
   class Held;
 
-  // Starts a relay that connects to the worker's socket at `path`. `loop_end` receives the
-  // event loop's end of the link: it ends (EOF) when the worker's does, or when the worker's
+  // Starts a relay that connects to the worker's socket at `path`. `loop_end` is set to the
+  // event loop's end of the link: the loop reads and writes it but never closes it (the relay
+  // does, once this object is gone). It ends (EOF) when the worker's does, or when the worker's
   // socket cannot be reached. nullptr if the socket pair or the thread cannot be made.
-  static std::shared_ptr<WorkerLink> open(const std::string& path, UniqueFd& loop_end);
+  static std::shared_ptr<WorkerLink> open(const std::string& path, int& loop_end);
 
   explicit WorkerLink(std::shared_ptr<Shared> shared);
   // Tells the relay the loop is done with it. Never waits: the relay closes what it holds and
@@ -41,10 +45,13 @@ class WorkerLink : public std::enable_shared_from_this<WorkerLink> {
   WorkerLink(const WorkerLink&) = delete;
   WorkerLink& operator=(const WorkerLink&) = delete;
 
-  // The oldest descriptor the worker sent that nobody has taken yet (nullptr if none). The
-  // messages that carried them have all reached the loop's end already. Use it, or duplicate
-  // it, while the Held lives; it is closed on the relay thread, never on the caller's.
-  std::unique_ptr<Held> take();
+  // The descriptor kept with inode number `inode` (nullptr if none): the worker names its pipe
+  // in the stdoutPipe call that carried it, so a descriptor goes to its own call whatever the
+  // order the calls are served in. Open while the Held lives; closed on the relay's thread.
+  std::unique_ptr<Held> take(std::uint64_t inode);
+
+  // Whether this link's relay thread is still running (a stuck one may outlive the link).
+  std::weak_ptr<const void> relay_running() const;
 
   // Relay threads running now, those of live links and those still closing a stuck descriptor.
   static std::size_t relays_running();
@@ -53,15 +60,17 @@ class WorkerLink : public std::enable_shared_from_this<WorkerLink> {
   std::shared_ptr<Shared> shared_;
 };
 
-class WorkerLink::Held {
+class WorkerLink::Held final : public LentFd {
  public:
   Held(std::shared_ptr<WorkerLink> link, int fd) : link_(std::move(link)), fd_(fd) {}
-  ~Held();
+  // Hands the descriptor back to the relay, which closes it.
+  ~Held() override;
   Held(const Held&) = delete;
   Held& operator=(const Held&) = delete;
-  int fd() const { return fd_; }
+  int fd() const override { return fd_; }
 
  private:
+  friend class WorkerLink;
   std::shared_ptr<WorkerLink> link_;
   int fd_;
 };

@@ -33,9 +33,9 @@ std::atomic<std::size_t> running_readers{0};
 }  // namespace
 
 struct WorkerPipe::Shared {
-  UniqueFd worker_end;  // a duplicate of what the worker handed over; only the thread reads it
-  UniqueFd ready;       // eventfd, thread → loop: bytes, EOF or an error
-  UniqueFd wake;        // eventfd, loop → thread: a slot is free again, or stop
+  std::unique_ptr<LentFd> worker_end;  // what the worker handed over; only the thread reads it
+  UniqueFd ready;                      // eventfd, thread → loop: bytes, EOF or an error
+  UniqueFd wake;                       // eventfd, loop → thread: a slot is free again, or stop
   std::size_t chunk = 0;
   std::array<kj::Array<kj::byte>, kSlots> slots;
 
@@ -74,7 +74,7 @@ void read_until_done(std::shared_ptr<WorkerPipe::Shared> shared) {
     signal_eventfd(s.ready.get());
   };
   // Judged here, not on the loop: fstat of a FIFO on FUSE or NFS asks the file system's server.
-  if (!WorkerPipe::acceptable(s.worker_end.get())) fail(kNotAPipe);
+  if (!WorkerPipe::acceptable(s.worker_end->fd())) fail(kNotAPipe);
   for (;;) {
     if (s.error != 0) break;  // only this thread sets it
     std::size_t slot = kSlots;
@@ -91,14 +91,14 @@ void read_until_done(std::shared_ptr<WorkerPipe::Shared> shared) {
       }
       continue;
     }
-    if (!wait_for(s.worker_end.get(), s.wake.get(), woken)) {
+    if (!wait_for(s.worker_end->fd(), s.wake.get(), woken)) {
       fail(errno);
       break;
     }
     if (woken) continue;
     // May block if the worker cleared O_NONBLOCK and took the bytes itself, or holds the lock:
     // this thread waits, nothing else does.
-    const ssize_t got = ::read(s.worker_end.get(), s.slots[slot].begin(), s.chunk);
+    const ssize_t got = ::read(s.worker_end->fd(), s.slots[slot].begin(), s.chunk);
     if (got < 0) {
       if (errno == EAGAIN || errno == EINTR) continue;
       fail(errno);
@@ -116,7 +116,7 @@ void read_until_done(std::shared_ptr<WorkerPipe::Shared> shared) {
     signal_eventfd(s.ready.get());
     if (got == 0) break;
   }
-  // The worker's pipe closes here, before the count drops: the limit bounds descriptors too.
+  // The worker's pipe is let go of here, before the count drops: the limit bounds descriptors too.
   s.worker_end.reset();
   shared.reset();
   running_readers.fetch_sub(1);
@@ -150,14 +150,15 @@ bool WorkerPipe::acceptable(int fd) {
   return flags >= 0 && (flags & O_ACCMODE) == O_RDONLY;
 }
 
-kj::Maybe<kj::Own<WorkerPipe>> WorkerPipe::adopt(kj::UnixEventPort& events, int fd, std::size_t chunk) {
+kj::Maybe<kj::Own<WorkerPipe>> WorkerPipe::adopt(kj::UnixEventPort& events, std::unique_ptr<LentFd> lent,
+                                                 std::size_t chunk) {
   ReaderPlace place;
   if (!place.taken()) return nullptr;
   auto shared = std::make_shared<Shared>();
-  shared->worker_end.reset(fcntl(fd, F_DUPFD_CLOEXEC, 0));
   shared->ready.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   shared->wake.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (shared->worker_end.get() < 0 || shared->ready.get() < 0 || shared->wake.get() < 0) return nullptr;
+  if (shared->ready.get() < 0 || shared->wake.get() < 0) return nullptr;
+  shared->worker_end = std::move(lent);
   shared->chunk = chunk;
   for (auto& slot : shared->slots) slot = kj::heapArray<kj::byte>(chunk);
   // Everything that can fail first (the observer's epoll_ctl too): a thread, once started, is

@@ -17,6 +17,15 @@
 
 namespace pgod::gateway {
 
+// A descriptor lent to a reader: open while this object lives. Letting go is the lender's
+// business: a worker link's relay closes it on its own thread (worker_link.h), since even a
+// close that is not the last can wait (every close of a FUSE file asks its server).
+class LentFd {
+ public:
+  virtual ~LentFd() = default;
+  virtual int fd() const = 0;
+};
+
 class WorkerPipe {
  public:
   // Reader threads at once, across all streams. A thread stuck on a hostile worker's pipe lock
@@ -29,12 +38,14 @@ class WorkerPipe {
   // wait (see adopt), so it is asked on the reader thread.
   static bool acceptable(int fd);
 
-  // A reader of `fd`, which is duplicated (the caller keeps its own): nothing on the calling
-  // thread asks anything of the file, since even fstat can wait (a FIFO on FUSE or NFS asks
-  // its server; F_GETPIPE_SZ takes the pipe's lock). The thread judges it with acceptable()
-  // first, and if it is not, read() fails and nothing is read. nullptr when kMaxReaders are
-  // running, or when the thread or the descriptors it needs cannot be made.
-  static kj::Maybe<kj::Own<WorkerPipe>> adopt(kj::UnixEventPort& events, int fd, std::size_t chunk);
+  // A reader of `lent`, which the thread lets go of when it is done: nothing on the calling
+  // thread asks anything of the file or closes it, since even fstat can wait (a FIFO on FUSE or
+  // NFS asks its server; F_GETPIPE_SZ takes the pipe's lock). The thread judges it with
+  // acceptable() first, and if it is not, read() fails and nothing is read. nullptr (and
+  // `lent` let go of here) when kMaxReaders are running, or when the thread or the descriptors
+  // it needs cannot be made.
+  static kj::Maybe<kj::Own<WorkerPipe>> adopt(kj::UnixEventPort& events, std::unique_ptr<LentFd> lent,
+                                              std::size_t chunk);
 
   // Reader threads running now: those of live WorkerPipes, and those still stuck after theirs
   // went.

@@ -112,4 +112,22 @@ Expected<ReceivedFds, std::string> receive_with_fds(int socket, std::size_t max_
   return received;
 }
 
+// SO_PASSRIGHTS (Linux 6.16) is newer than Debian 12's and 13's headers. 83 where the
+// architecture uses asm-generic/socket.h's numbers, which is every Debian architecture but
+// mips*, whose numbers differ: there the option is not asked for.
+#if !defined(SO_PASSRIGHTS) && !defined(__mips__)
+#define SO_PASSRIGHTS 83
+#endif
+
+bool refuse_descriptors(int socket) {
+#ifdef SO_PASSRIGHTS
+  const int off = 0;
+  return setsockopt(socket, SOL_SOCKET, SO_PASSRIGHTS, &off, sizeof off) == 0;
+#else
+  (void)socket;
+  errno = ENOPROTOOPT;
+  return false;
+#endif
+}
+
 }  // namespace pgod

@@ -33,4 +33,12 @@ struct ReceivedFds {
 // Refuses a message over `max_message` bytes or more than `max_fds` descriptors.
 Expected<ReceivedFds, std::string> receive_with_fds(int socket, std::size_t max_message, std::size_t max_fds);
 
+// Asks the kernel to refuse, at the sender (EPERM), any descriptor sent to `socket`; a listening
+// socket's connections inherit it. Why: a descriptor sent over a unix socket is the receiver's
+// to close, the kernel closes those a read does not take inside that read, and some closes wait
+// as long as the sender likes (a pipe whose lock it holds, a FUSE file): a peer could stall the
+// receiver's event loop with one. Linux 6.16 and later have the option (SO_PASSRIGHTS); false
+// when this kernel lacks it (errno ENOPROTOOPT), and then nothing changes.
+bool refuse_descriptors(int socket);
+
 }  // namespace pgod

@@ -19,13 +19,15 @@ interface OutputSink {
   # delivered only after the one before it has finished, so when this returns every byte has
   # reached the client's channel, and the exit status cannot overtake the output.
 
-  stdoutPipe @3 (pipe :PipeEnd) -> () $Cxx.allowCancellation;
+  stdoutPipe @3 (pipe :PipeEnd, inode :UInt64) -> () $Cxx.allowCancellation;
   # A streamed command's stdout as the pipe itself: `pipe` carries the read end of the
   # command's stdout pipe as a file descriptor, and the sink reads it to EOF, with the same flow
   # control, before it returns; the worker makes no `stdout` calls meanwhile. Saves the worker
   # a copy of every byte on a long stream. A sink that cannot take a descriptor (this link does
   # not pass them, or none came) answers unimplemented before reading anything, and the worker
-  # pumps the pipe into `stdout` itself.
+  # pumps the pipe into `stdout` itself. `inode` is the pipe's inode number (st_ino): the
+  # gateway's relay takes descriptors off the link as they come, and the number pairs this call
+  # with its own.
 }
 
 interface PipeEnd {

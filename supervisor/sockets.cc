@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "fd_passing.h"
 #include "system_call.h"
 
 namespace pgod::supervisor {
@@ -26,6 +27,10 @@ Expected<UniqueFd, std::string> bind_unix_socket(const std::string& path, uid_t 
   std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
   UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) return Unexpected{os_error("socket for", path, errno)};
+  // None of pgod's sockets is for sending descriptors to their owner (the docker gate's
+  // hand-over sends them the other way): where the kernel can, a peer that tries gets EPERM.
+  if (!refuse_descriptors(fd.get()) && errno != ENOPROTOOPT)
+    return Unexpected{os_error("setsockopt SO_PASSRIGHTS on", path, errno)};
   struct stat info {};
   if (lstat(path.c_str(), &info) == 0) {
     // Only ever replace a socket (left by an earlier run); anything else is not ours.

@@ -27,6 +27,7 @@
 #include "compose.h"
 #include "compose_policy.h"
 #include "compose_program.h"
+#include "fd_passing.h"
 #include "flags.h"
 #include "logging.h"
 #include "rpc_server.h"
@@ -62,6 +63,9 @@ int parse_fd(const std::string& text, const char* flag) {
 pgod::UniqueFd bind_socket(const std::string& path) {
   pgod::UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) pgod::worker::fail(pgod::os_error("socket", "", errno));
+  // The gateway sends no descriptors: where the kernel can, it refuses them (fd_passing.h).
+  if (!pgod::refuse_descriptors(fd.get()) && errno != ENOPROTOOPT)
+    pgod::worker::fail(pgod::os_error("setsockopt SO_PASSRIGHTS", path, errno));
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   if (path.size() >= sizeof address.sun_path) pgod::worker::fail(fmt::format("socket path too long: {}", path));

@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 
+#include <cerrno>
+#include <cstdint>
 #include <optional>
 
 #include "capnp_compat.h"
@@ -42,7 +45,11 @@ class RpcOutput final : public OutputSink {
     return request.send();
   }
   kj::Promise<void> drain_stdout_pipe(kj::AutoCloseFd read_end) override {
+    struct stat status {};
+    // Unnamed, the pipe could not be paired with this call: pumped here instead.
+    if (fstat(read_end.get(), &status) != 0) return KJ_EXCEPTION(UNIMPLEMENTED, "fstat of the stdout pipe", errno);
     auto request = client_.stdoutPipeRequest();
+    request.setInode(static_cast<std::uint64_t>(status.st_ino));
     request.setPipe(kj::heap<PipeEnd>(kj::mv(read_end)));
     return request.send().ignoreResult();
   }

@@ -51,8 +51,7 @@ class WorkerLinkTest : public ::testing::Test {
     ASSERT_TRUE(worker_);
   }
   void TearDown() override {
-    link_.reset();
-    loop_end_.reset();
+    link_.reset();  // the relay closes the loop's end
     worker_.reset();
     std::filesystem::remove_all(dir_);
   }
@@ -84,7 +83,7 @@ class WorkerLinkTest : public ::testing::Test {
     while (got.size() < want) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
       if (left.count() <= 0) break;
-      pollfd readable{loop_end_.get(), POLLIN, 0};
+      pollfd readable{loop_end_, POLLIN, 0};
       if (poll(&readable, 1, static_cast<int>(left.count())) != 1) break;
       std::vector<char> buffer(want - got.size());
       iovec into{buffer.data(), buffer.size()};
@@ -93,7 +92,7 @@ class WorkerLinkTest : public ::testing::Test {
       msghdr message{};
       message.msg_iov = &into;
       message.msg_iovlen = 1;
-      const ssize_t n = recvmsg(loop_end_.get(), &message, MSG_DONTWAIT);
+      const ssize_t n = recvmsg(loop_end_, &message, MSG_DONTWAIT);
       if (n <= 0) break;
       if ((message.msg_flags & MSG_CTRUNC) != 0 && descriptors != nullptr) *descriptors = true;
       got.append(buffer.data(), static_cast<std::size_t>(n));
@@ -110,7 +109,8 @@ class WorkerLinkTest : public ::testing::Test {
   }
 
   std::string dir_, path_;
-  UniqueFd listener_, worker_, loop_end_;
+  UniqueFd listener_, worker_;
+  int loop_end_ = -1;  // the relay's to close
   std::shared_ptr<WorkerLink> link_;
   std::size_t relays_before_ = 0;
 };
@@ -161,8 +161,8 @@ TEST_F(WorkerLinkTest, BytesPassBothWaysWholeAndInOrderAtTheSameTime) {
   std::string got_up, got_down;
   {
     std::thread worker_writes([&]() { write_all(worker_.get(), up); });
-    std::thread loop_writes([&]() { write_all(loop_end_.get(), down); });
-    std::thread loop_reads_it([&]() { got_up = read_exactly(loop_end_.get(), up.size()); });
+    std::thread loop_writes([&]() { write_all(loop_end_, down); });
+    std::thread loop_reads_it([&]() { got_up = read_exactly(loop_end_, up.size()); });
     got_down = read_exactly(worker_.get(), down.size());
     worker_writes.join();
     loop_writes.join();
@@ -177,34 +177,61 @@ TEST_F(WorkerLinkTest, AMessagesFirstDescriptorIsKeptForTheLoopTheOthersClosedAn
   UniqueFd null_device(open("/dev/null", O_RDONLY | O_CLOEXEC));
   send_with("hello", {first.read_end.get(), second.read_end.get(), null_device.get()});
   const ino_t first_inode = inode_of(first.read_end.get());
+  const ino_t second_inode = inode_of(second.read_end.get());
   first.read_end.reset();
   second.read_end.reset();
   bool descriptors = false;
   EXPECT_EQ(loop_reads(5, 2000ms, &descriptors), "hello");
   EXPECT_FALSE(descriptors) << "the loop's end carries bytes only";
   EXPECT_TRUE(reader_closed(second.write_end.get())) << "a second descriptor is closed by the relay";
-  auto held = link_->take();
+  EXPECT_EQ(link_->take(second_inode), nullptr) << "one a message";
+  auto held = link_->take(first_inode);
   ASSERT_NE(held, nullptr);
   EXPECT_EQ(inode_of(held->fd()), first_inode);
-  EXPECT_EQ(link_->take(), nullptr) << "one a message";
+  EXPECT_EQ(link_->take(first_inode), nullptr) << "taken once";
   EXPECT_EQ(write(first.write_end.get(), "x", 1), 1) << "held while taken";
   held.reset();
   EXPECT_TRUE(reader_closed(first.write_end.get())) << "given back, the relay closes it";
 }
 
-TEST_F(WorkerLinkTest, AtMostFourDescriptorsAreHeldAndOneMoreIsClosed) {
-  std::vector<PipeEnds> pipes(WorkerLink::kHeldDescriptors + 2);
+// Calls may be served in another order than their descriptors came (the loop is busy, a call
+// is cancelled): each takes the one its call names, never the next in line.
+TEST_F(WorkerLinkTest, EachCallTakesTheDescriptorItNamesWhateverTheOrder) {
+  std::vector<PipeEnds> pipes(3);
+  std::vector<ino_t> inodes;
   for (auto& pipe : pipes) {
+    inodes.push_back(inode_of(pipe.read_end.get()));
+    send_with("m", {pipe.read_end.get()});
+    pipe.read_end.reset();
+  }
+  EXPECT_EQ(loop_reads(pipes.size(), 2000ms), "mmm");
+  for (std::size_t i : {2, 0, 1}) {
+    auto held = link_->take(inodes[i]);
+    ASSERT_NE(held, nullptr) << "pipe " << i;
+    EXPECT_EQ(inode_of(held->fd()), inodes[i]);
+  }
+  EXPECT_EQ(link_->take(inodes[0]), nullptr);
+  EXPECT_EQ(link_->take(12345), nullptr) << "a number no descriptor has";
+}
+
+// Descriptors whose calls never came are bounded: one past kKeptDescriptors pushes out (and
+// closes) the oldest, and the others stay takeable.
+TEST_F(WorkerLinkTest, PastTheLimitTheOldestKeptDescriptorIsClosed) {
+  std::vector<PipeEnds> pipes(WorkerLink::kKeptDescriptors + 2);
+  std::vector<ino_t> inodes;
+  for (auto& pipe : pipes) {
+    inodes.push_back(inode_of(pipe.read_end.get()));
     send_with("m", {pipe.read_end.get()});
     pipe.read_end.reset();
   }
   EXPECT_EQ(loop_reads(pipes.size(), 2000ms).size(), pipes.size());
-  std::vector<std::unique_ptr<WorkerLink::Held>> taken;
-  while (auto held = link_->take()) taken.push_back(std::move(held));
-  EXPECT_EQ(taken.size(), WorkerLink::kHeldDescriptors);
-  for (std::size_t i = WorkerLink::kHeldDescriptors; i < pipes.size(); ++i)
-    EXPECT_TRUE(reader_closed(pipes[i].write_end.get())) << "pipe " << i;
-  EXPECT_EQ(write(pipes[0].write_end.get(), "x", 1), 1);
+  EXPECT_TRUE(reader_closed(pipes[0].write_end.get()));
+  EXPECT_TRUE(reader_closed(pipes[1].write_end.get()));
+  EXPECT_EQ(link_->take(inodes[0]), nullptr);
+  for (std::size_t i = 2; i < pipes.size(); ++i) {
+    EXPECT_EQ(write(pipes[i].write_end.get(), "x", 1), 1) << "pipe " << i << " is kept";
+    EXPECT_NE(link_->take(inodes[i]), nullptr) << "pipe " << i;
+  }
 }
 
 // More descriptors than the relay has room for in one read: the kernel closes the rest inside
@@ -220,10 +247,9 @@ TEST_F(WorkerLinkTest, AMessageWithManyDescriptorsKeepsItsFirstAndClosesEveryOth
   EXPECT_EQ(loop_reads(4, 2000ms, &descriptors), "many");
   EXPECT_FALSE(descriptors);
   for (std::size_t i = 1; i < pipes.size(); ++i) EXPECT_TRUE(reader_closed(pipes[i].write_end.get())) << "pipe " << i;
-  auto held = link_->take();
+  auto held = link_->take(first_inode);
   ASSERT_NE(held, nullptr);
   EXPECT_EQ(inode_of(held->fd()), first_inode);
-  EXPECT_EQ(link_->take(), nullptr);
 }
 
 // The worker sends a pipe whose lock it holds (a write faulting on memory userfaultfd leaves
@@ -246,23 +272,45 @@ TEST_F(WorkerLinkTest, ADescriptorWhoseCloseWaitsHoldsTheRelayNeverTheLoopsEnd) 
     EXPECT_EQ(holder.release(), 100);
     EXPECT_EQ(loop_reads(6, 5000ms), "second") << "let go, the relay goes on";
   }
-  auto held = link_->take();
+  auto held = link_->take(inode_of(good.read_end.get()));
   ASSERT_NE(held, nullptr);
-  EXPECT_EQ(inode_of(held->fd()), inode_of(good.read_end.get()));
+  alarm(0);
+}
+
+// A relay stuck on a descriptor outlives its link, and says so (the gateway makes no more links
+// for a service while two of its relays run): it ends once the worker lets go.
+TEST_F(WorkerLinkTest, ARelayStuckClosingAKeptDescriptorOutlivesItsLinkUntilTheWorkerLetsGo) {
+  alarm(60);
+  PipeEnds locked;
+  ASSERT_EQ(write(locked.write_end.get(), "abc", 3), 3);
+  PipeLockHolder holder(locked.write_end.get());
+  send_with("x", {locked.read_end.get()});
+  locked.read_end.reset();
+  EXPECT_EQ(loop_reads(1, 2000ms), "x");
+  const auto running = link_->relay_running();
+  link_.reset();  // the relay closes what it kept: the last close of the pipe, which waits
+  std::this_thread::sleep_for(300ms);
+  EXPECT_FALSE(running.expired()) << "stuck on the pipe's lock";
+  EXPECT_GT(WorkerLink::relays_running(), relays_before_);
+  EXPECT_EQ(holder.release(), 100);
+  for (int tries = 0; tries < 500 && !running.expired(); ++tries) std::this_thread::sleep_for(10ms);
+  EXPECT_TRUE(running.expired()) << "let go, the relay ends";
+  EXPECT_TRUE(relays_drop_to(relays_before_));
   alarm(0);
 }
 
 TEST_F(WorkerLinkTest, AWorkerThatHangsUpEndsTheLoopsEndAndTheRelayEndsOnceTheLoopLetsGo) {
   PipeEnds pipe;
+  const ino_t inode = inode_of(pipe.read_end.get());
   send_with("x", {pipe.read_end.get()});
   pipe.read_end.reset();
   worker_.reset();
   EXPECT_EQ(loop_reads(1, 2000ms), "x");
-  pollfd readable{loop_end_.get(), POLLIN, 0};
+  pollfd readable{loop_end_, POLLIN, 0};
   ASSERT_EQ(poll(&readable, 1, 2000), 1);
   char byte = 0;
-  EXPECT_EQ(read(loop_end_.get(), &byte, 1), 0) << "EOF";
-  auto held = link_->take();
+  EXPECT_EQ(read(loop_end_, &byte, 1), 0) << "EOF";
+  auto held = link_->take(inode);
   ASSERT_NE(held, nullptr) << "what was taken off stays takeable until the loop lets go";
   EXPECT_EQ(write(pipe.write_end.get(), "y", 1), 1);
   EXPECT_GT(WorkerLink::relays_running(), relays_before_);
@@ -274,14 +322,13 @@ TEST_F(WorkerLinkTest, AWorkerThatHangsUpEndsTheLoopsEndAndTheRelayEndsOnceTheLo
 
 TEST(WorkerLinkOpenTest, AWorkerSocketThatIsNotThereEndsTheLoopsEnd) {
   const auto before = WorkerLink::relays_running();
-  UniqueFd loop_end;
+  int loop_end = -1;
   auto link = WorkerLink::open("/nonexistent-pgod-test/worker.sock", loop_end);
   ASSERT_NE(link, nullptr);
-  pollfd readable{loop_end.get(), POLLIN, 0};
+  pollfd readable{loop_end, POLLIN, 0};
   ASSERT_EQ(poll(&readable, 1, 5000), 1);
   char byte = 0;
-  EXPECT_EQ(read(loop_end.get(), &byte, 1), 0);
-  EXPECT_EQ(link->take(), nullptr);
+  EXPECT_EQ(read(loop_end, &byte, 1), 0);
   link.reset();
   for (int tries = 0; tries < 500 && WorkerLink::relays_running() > before; ++tries) std::this_thread::sleep_for(10ms);
   EXPECT_EQ(WorkerLink::relays_running(), before);

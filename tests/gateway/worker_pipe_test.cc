@@ -26,11 +26,23 @@
 namespace pgod::gateway {
 namespace {
 
+// Lends a reader a duplicate of `fd` (closed when the reader lets go), as a worker link's relay
+// lends what it kept; -1 when `fd` is not open.
+std::unique_ptr<LentFd> lend(int fd) {
+  struct Duplicate final : LentFd {
+    UniqueFd owned;
+    int fd() const override { return owned.get(); }
+  };
+  auto lent = std::make_unique<Duplicate>();
+  if (fd >= 0) lent->owned.reset(fcntl(fd, F_DUPFD_CLOEXEC, 0));
+  return lent;
+}
+
 // Whether the gateway reads `fd` as a command's stdout. A refusal comes from the reader thread,
 // as read()'s failure, and nothing is read.
 bool adopted(int fd) {
   auto io = kj::setupAsyncIo();
-  KJ_IF_MAYBE (reader, WorkerPipe::adopt(io.unixEventPort, fd, 256 * 1024)) {
+  KJ_IF_MAYBE (reader, WorkerPipe::adopt(io.unixEventPort, lend(fd), 256 * 1024)) {
     auto reading = (*reader)->read();
     io.provider->getTimer().afterDelay(100 * kj::MILLISECONDS).wait(io.waitScope);
     if (!reading.poll(io.waitScope)) {
@@ -65,7 +77,7 @@ TEST(WorkerPipeTest, ThePipesReadEndIsTakenAndReadsWhatTheCommandWroteThenEof) {
   PipeEnds pipe;
   ASSERT_TRUE(readers_drop_below(1, io.provider->getTimer(), io.waitScope));
   const std::size_t readers_before = 0;
-  auto adopted_pipe = WorkerPipe::adopt(io.unixEventPort, pipe.read_end.get(), 256 * 1024);
+  auto adopted_pipe = WorkerPipe::adopt(io.unixEventPort, lend(pipe.read_end.get()), 256 * 1024);
   ASSERT_TRUE(adopted_pipe != nullptr);
   EXPECT_EQ(WorkerPipe::readers_running(), readers_before + 1);
   // The gateway reads its own duplicate: the worker's copy may close at once.
@@ -87,7 +99,7 @@ TEST(WorkerPipeTest, ALongStreamArrivesWholeAndInOrder) {
   auto io = kj::setupAsyncIo();
   PipeEnds pipe;
   constexpr std::size_t kChunk = 4096;
-  auto adopted_pipe = WorkerPipe::adopt(io.unixEventPort, pipe.read_end.get(), kChunk);
+  auto adopted_pipe = WorkerPipe::adopt(io.unixEventPort, lend(pipe.read_end.get()), kChunk);
   ASSERT_TRUE(adopted_pipe != nullptr);
   pipe.read_end.reset();
   constexpr std::size_t kBytes = 8 << 20;
@@ -126,7 +138,7 @@ TEST(WorkerPipeTest, AnEmptyPipeWhoseNonBlockingFlagTheWorkerClearedNeverBlocksT
   alarm(20);  // a blocking read would hang here: fail instead
   auto io = kj::setupAsyncIo();
   PipeEnds pipe;
-  auto adopted_pipe = WorkerPipe::adopt(io.unixEventPort, pipe.read_end.get(), 256 * 1024);
+  auto adopted_pipe = WorkerPipe::adopt(io.unixEventPort, lend(pipe.read_end.get()), 256 * 1024);
   ASSERT_TRUE(adopted_pipe != nullptr);
   KJ_IF_MAYBE (reader, adopted_pipe) {
     for (int round = 0; round < 3; ++round) {
@@ -154,7 +166,7 @@ TEST(WorkerPipeTest, AWorkerHoldingThePipesLockStallsOnlyThatStreamsThreadNeverT
   ASSERT_EQ(write(pipe.write_end.get(), "abc", 3), 3);  // readable: the reader goes for the lock
   {
     PipeLockHolder holder(pipe.write_end.get());
-    auto adopted_pipe = WorkerPipe::adopt(io.unixEventPort, pipe.read_end.get(), 256 * 1024);
+    auto adopted_pipe = WorkerPipe::adopt(io.unixEventPort, lend(pipe.read_end.get()), 256 * 1024);
     ASSERT_TRUE(adopted_pipe != nullptr);
     KJ_IF_MAYBE (reader, adopted_pipe) {
       auto reading = (*reader)->read();
@@ -171,7 +183,7 @@ TEST(WorkerPipeTest, AWorkerHoldingThePipesLockStallsOnlyThatStreamsThreadNeverT
   ASSERT_EQ(write(pipe.write_end.get(), "def", 3), 3);
   {
     PipeLockHolder holder(pipe.write_end.get());
-    auto adopted_pipe = WorkerPipe::adopt(io.unixEventPort, pipe.read_end.get(), 256 * 1024);
+    auto adopted_pipe = WorkerPipe::adopt(io.unixEventPort, lend(pipe.read_end.get()), 256 * 1024);
     ASSERT_TRUE(adopted_pipe != nullptr);
     timer.afterDelay(50 * kj::MILLISECONDS).wait(io.waitScope);
     adopted_pipe = nullptr;  // the client went: never waits for the stuck thread
@@ -192,7 +204,7 @@ TEST(WorkerPipeTest, ReaderThreadsAreBoundedAndAnEndedOneFreesItsPlace) {
   std::vector<PipeEnds> pipes(WorkerPipe::kMaxReaders + 1);
   std::vector<kj::Own<WorkerPipe>> readers;
   for (std::size_t i = 0; i < WorkerPipe::kMaxReaders; ++i) {
-    KJ_IF_MAYBE (reader, WorkerPipe::adopt(io.unixEventPort, pipes[i].read_end.get(), 4096)) {
+    KJ_IF_MAYBE (reader, WorkerPipe::adopt(io.unixEventPort, lend(pipes[i].read_end.get()), 4096)) {
       readers.push_back(kj::mv(*reader));
     } else {
       ADD_FAILURE() << "reader " << i << " refused";
@@ -200,11 +212,11 @@ TEST(WorkerPipeTest, ReaderThreadsAreBoundedAndAnEndedOneFreesItsPlace) {
   }
   EXPECT_EQ(WorkerPipe::readers_running(), WorkerPipe::kMaxReaders);
   const int last = pipes.back().read_end.get();
-  EXPECT_TRUE(WorkerPipe::adopt(io.unixEventPort, last, 4096) == nullptr) << "one more than the limit";
+  EXPECT_TRUE(WorkerPipe::adopt(io.unixEventPort, lend(last), 4096) == nullptr) << "one more than the limit";
   EXPECT_TRUE(WorkerPipe::acceptable(last)) << "refused for the limit, not for what it is";
   readers.pop_back();
   ASSERT_TRUE(readers_drop_below(WorkerPipe::kMaxReaders, timer, io.waitScope));
-  EXPECT_TRUE(WorkerPipe::adopt(io.unixEventPort, last, 4096) != nullptr) << "a place came free";
+  EXPECT_TRUE(WorkerPipe::adopt(io.unixEventPort, lend(last), 4096) != nullptr) << "a place came free";
   readers.clear();
   EXPECT_TRUE(readers_drop_below(1, timer, io.waitScope));
 }
@@ -245,14 +257,12 @@ TEST(WorkerPipeTest, ANamedPipeOpenForWritingTooIsRefused) {
 }
 
 TEST(WorkerPipeTest, AClosedDescriptorIsRefused) {
-  auto io = kj::setupAsyncIo();  // first: its descriptors must not take the closed numbers
   int ends[2];
   ASSERT_EQ(pipe2(ends, O_CLOEXEC), 0);
   close(ends[0]);
   close(ends[1]);
-  EXPECT_TRUE(WorkerPipe::adopt(io.unixEventPort, ends[0], 4096) == nullptr);
-  EXPECT_TRUE(WorkerPipe::adopt(io.unixEventPort, -1, 4096) == nullptr);
-  EXPECT_FALSE(WorkerPipe::acceptable(ends[0]));
+  EXPECT_FALSE(adopted(ends[0]));
+  EXPECT_FALSE(adopted(-1));
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -36,6 +37,7 @@
 #include <thread>
 #include <vector>
 
+#include "fd_passing.h"
 #include "pgod_harness.h"
 #include "rpc_peers.h"
 #include "supervisor.capnp.h"
@@ -411,10 +413,16 @@ TEST_P(HostileRpcTest, GarbageDisembargosEndOnlyTheirConnection) {
 // ---------------------------------------------------------------------------------------------
 // Descriptors
 
-// The worker's link passes descriptors (one per message: the stdout pipe it hands the gateway
-// rides that way), the supervisor's none. What a peer sends along is closed, whatever it is and
-// however many: nothing asks for it, the calls are answered, and no descriptor is left behind.
+// Neither server takes descriptors from its peer (the stdout pipe goes the other way, worker to
+// gateway). Where the kernel can (SO_PASSRIGHTS, Linux 6.16), pgod's sockets refuse them at the
+// sender, and nothing reaches the server. Elsewhere what a peer sends along is closed, whatever
+// it is and however many: nothing asks for it, and no descriptor is left behind. The calls are
+// answered either way.
 TEST_P(HostileRpcTest, DescriptorsSentAlongWithMessagesAreClosedAndCallsAreAnswered) {
+  const bool kernel_refuses = [] {
+    UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    return refuse_descriptors(probe.get());
+  }();
   const pid_t server = GetParam() == Target::kWorker ? worker_pid : pgod_pid;
   const auto open_descriptors = [server]() {
     std::error_code error;
@@ -432,8 +440,14 @@ TEST_P(HostileRpcTest, DescriptorsSentAlongWithMessagesAreClosedAndCallsAreAnswe
       ASSERT_EQ(pipe2(ends, O_CLOEXEC), 0);
       UniqueFd read_end(ends[0]), write_end(ends[1]);
       UniqueFd directory(open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-      ASSERT_TRUE(peer.send_words_with_fds(bootstrap(question), {read_end.get(), write_end.get(), directory.get()}))
-          << "message " << question;
+      const bool sent =
+          peer.send_words_with_fds(bootstrap(question), {read_end.get(), write_end.get(), directory.get()});
+      if (kernel_refuses) {
+        ASSERT_FALSE(sent) << "message " << question << ": the socket took descriptors";
+        ASSERT_TRUE(peer.send_words(bootstrap(question))) << "message " << question;
+      } else {
+        ASSERT_TRUE(sent) << "message " << question;
+      }
     }
     const auto replies = peer.replies();
     std::size_t answered = 0;

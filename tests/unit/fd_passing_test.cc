@@ -7,8 +7,12 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+#include <string>
 #include <thread>
 
 namespace pgod {
@@ -73,6 +77,43 @@ TEST(FdPassing, AHandOverCutShortIsRefused) {
   auto received = receive_with_fds(pair.receiver.get(), 1 << 20, 10);
   ASSERT_FALSE(received);
   EXPECT_NE(received.error().find("ended early"), std::string::npos) << received.error();
+}
+
+// A listening socket that refuses descriptors: its connections inherit that, and a peer sending
+// one gets EPERM before anything reaches the receiver, while plain bytes pass. On a kernel
+// without SO_PASSRIGHTS (before 6.16) the call says so (ENOPROTOOPT) and descriptors still pass.
+TEST(FdPassing, ASocketThatRefusesDescriptorsTurnsThemAwayAtTheSender) {
+  char dir[] = "/tmp/pgod-refuse.XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string path = std::string(dir) + "/s";
+  UniqueFd listener(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  const bool refusing = refuse_descriptors(listener.get());
+  const int why = errno;
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
+  ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(listen(listener.get(), 4), 0);
+  UniqueFd peer(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_EQ(connect(peer.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  UniqueFd accepted(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  ASSERT_TRUE(accepted);
+  UniqueFd null_device(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  const int sent_fd = null_device.get();
+  const auto sent = send_byte_with_fds(peer.get(), 'x', &sent_fd, 1);
+  if (refusing) {
+    ASSERT_FALSE(sent.has_value()) << "a descriptor reached a socket that refuses them";
+    EXPECT_NE(sent.error().find("not permitted"), std::string::npos) << sent.error();
+  } else {
+    EXPECT_EQ(why, ENOPROTOOPT) << "refuse_descriptors failed for another reason: " << std::strerror(why);
+    EXPECT_TRUE(sent.has_value());
+  }
+  ASSERT_EQ(send(peer.get(), "y", 1, MSG_NOSIGNAL), 1);
+  char got[2] = {};
+  const ssize_t n = recv(accepted.get(), got, sizeof got, 0);
+  EXPECT_EQ(std::string(got, n > 0 ? static_cast<std::size_t>(n) : 0), refusing ? "y" : "xy");
+  unlink(path.c_str());
+  rmdir(dir);
 }
 
 }  // namespace
