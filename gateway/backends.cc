@@ -58,9 +58,6 @@ struct Backends::Link {
 struct Backends::WorkerEntry {
   std::string name;
   kj::Own<Link> link;
-  // The relays of this service's earlier links: one stuck on a descriptor the worker holds
-  // outlives its link, and the next is not made while kRelaysPerService still run.
-  std::vector<std::weak_ptr<const void>> relays;
   rpc::ServiceInfo::WorkerState worker_state = rpc::ServiceInfo::WorkerState::STOPPED;
   std::uint64_t key_generation = 0;
   kj::Promise<void> key_watch = nullptr;
@@ -127,8 +124,9 @@ Backends::Link& Backends::supervisor_link() {
 Backends::Link& Backends::worker_link(WorkerEntry& entry) {
   if (entry.link && !entry.link->broken) return *entry.link;
   entry.link = nullptr;  // lets its relay end
-  std::erase_if(entry.relays, [](const std::weak_ptr<const void>& relay) { return relay.expired(); });
-  if (entry.relays.size() >= kRelaysPerService) {
+  auto& relays = relays_[entry.name];
+  std::erase_if(relays, [](const std::weak_ptr<const void>& relay) { return relay.expired(); });
+  if (relays.size() >= kRelaysPerService) {
     // A worker that leaves a relay stuck on each link it breaks makes no more threads.
     entry.link = kj::heap<Link>();
     entry.link->bootstrap = KJ_EXCEPTION(DISCONNECTED, "the worker's earlier links have not ended yet");
@@ -136,7 +134,7 @@ Backends::Link& Backends::worker_link(WorkerEntry& entry) {
     return *entry.link;
   }
   entry.link = connect_worker(rundir_ + "/workers/" + entry.name + ".sock");
-  if (entry.link->relay) entry.relays.push_back(entry.link->relay->relay_running());
+  if (entry.link->relay) relays.push_back(entry.link->relay->relay_running());
   return *entry.link;
 }
 

@@ -68,6 +68,10 @@ class Backends {
   KeyIndex& keys_;
   kj::Own<Link> supervisor_;
   std::map<std::string, std::unique_ptr<WorkerEntry>, std::less<>> workers_;
+  // The relays of each service's links, by name (kept when a service is removed: a relay stuck
+  // on a descriptor the worker holds outlives its link, and its service may come back). No new
+  // link is made while two of a service's relays still run.
+  std::map<std::string, std::vector<std::weak_ptr<const void>>, std::less<>> relays_;
   bool supervisor_unreachable_logged_ = false;
   kj::Maybe<kj::TimePoint> last_refresh_;
 };

@@ -462,8 +462,7 @@ class ChannelSink final : public rpc::OutputSink::Server {
 
   // Resolves once the bytes are in the SSH channel: until then the worker's stream window
   // stays full and it stops reading the command's pipe. The bytes are copied and the message
-  // let go at once: a descriptor a worker sent along with it (links to workers carry one a
-  // message, for stdoutPipe) is closed now, not held while the client is slow to read.
+  // let go at once, not held while the client is slow to read.
   template <class Context>
   kj::Promise<void> write(bool to_stderr, Context& context) {
     if (target_->channel == nullptr) return KJ_EXCEPTION(DISCONNECTED, "the client went away");

@@ -12,9 +12,11 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <deque>
 #include <exception>
+#include <iterator>
 #include <mutex>
 #include <new>
 #include <thread>
@@ -35,10 +37,19 @@ constexpr std::size_t kRoomForDescriptors = 8;
 
 std::atomic<std::size_t> running_relays{0};
 
+// A kept descriptor whose call has not come for this long never will (it was cancelled): it is
+// not handed out (inode numbers are recycled) and goes at the next read.
+constexpr auto kKeptFor = std::chrono::seconds(60);
+
 struct Kept {
   std::uint64_t inode = 0;
+  std::chrono::steady_clock::time_point since;
   UniqueFd fd;
 };
+
+// Given back at once by every Held (kKeptDescriptors are kept, kMaxReaders read): with room
+// reserved for more, ~Held never allocates.
+constexpr std::size_t kGivenBackRoom = 2 * (WorkerLink::kKeptDescriptors + WorkerPipe::kMaxReaders);
 
 }  // namespace
 
@@ -51,6 +62,7 @@ struct WorkerLink::Shared {
   std::deque<Kept> kept;             // taken off the link, not yet taken by the loop
   std::vector<UniqueFd> to_close;    // given back by the loop
   bool loop_gone = false;
+  std::vector<UniqueFd> closing;  // the relay's alone: swapped with to_close, so both keep their room
 };
 
 namespace {
@@ -86,30 +98,31 @@ UniqueFd connect_to(const std::string& path) {
 
 // Closes what the loop gave back; true once the loop is done with the link.
 bool close_given_back(WorkerLink::Shared& s) {
-  std::vector<UniqueFd> closing;
   bool gone = false;
   {
     const std::lock_guard lock(s.mutex);
-    closing.swap(s.to_close);
+    s.closing.swap(s.to_close);
     gone = s.loop_gone;
   }
-  return gone;  // `closing` closes here, outside the lock
+  s.closing.clear();  // here, outside the lock
+  return gone;
 }
 
-// Keeps `fd` for take(), by its inode number; the oldest kept one goes to `closing` if there
-// are kKeptDescriptors already. fstat here, not on the loop: on FUSE it asks the server.
+// Keeps `fd` for take(), by its inode number; stale kept ones, and the oldest if there are
+// kKeptDescriptors already, go to `closing`. fstat here, not on the loop: on FUSE it asks the server.
 void keep(WorkerLink::Shared& s, UniqueFd fd, std::vector<UniqueFd>& closing) {
   struct stat status {};
   if (fstat(fd.get(), &status) != 0) {
     closing.push_back(std::move(fd));
     return;
   }
+  const auto now = std::chrono::steady_clock::now();
   const std::lock_guard lock(s.mutex);
-  if (s.kept.size() >= WorkerLink::kKeptDescriptors) {
+  while (!s.kept.empty() && (s.kept.size() >= WorkerLink::kKeptDescriptors || now - s.kept.front().since > kKeptFor)) {
     closing.push_back(std::move(s.kept.front().fd));
     s.kept.pop_front();
   }
-  s.kept.push_back(Kept{static_cast<std::uint64_t>(status.st_ino), std::move(fd)});
+  s.kept.push_back(Kept{static_cast<std::uint64_t>(status.st_ino), now, std::move(fd)});
 }
 
 // One read's bytes from the worker into `to_loop`, the first descriptor of it kept and any
@@ -166,8 +179,10 @@ bool read_some(int from, Buffer& into) {
 // is non-blocking, and each side is watched only for what the relay can do next, so a side that
 // has hung up is never polled in a loop.
 void pump(WorkerLink::Shared& s, int worker, int loop) {
-  auto to_loop = std::make_unique<Buffer>();
-  auto to_worker = std::make_unique<Buffer>();
+  // Not zeroed: an idle link touches a page of each, not 64 KiB (100 links cost the gateway
+  // 14 MiB of PSS zeroed).
+  auto to_loop = std::make_unique_for_overwrite<Buffer>();
+  auto to_worker = std::make_unique_for_overwrite<Buffer>();
   for (;;) {
     std::array<pollfd, 3> watched{pollfd{worker, 0, 0}, pollfd{loop, 0, 0}, pollfd{s.wake.get(), POLLIN, 0}};
     watched[0].events = static_cast<short>((to_loop->empty() ? POLLIN : 0) | (to_worker->empty() ? 0 : POLLOUT));
@@ -233,6 +248,8 @@ std::shared_ptr<WorkerLink> WorkerLink::open(const std::string& path, int& loop_
   auto shared = std::make_shared<Shared>();
   shared->wake.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!shared->wake) return nullptr;
+  shared->to_close.reserve(kGivenBackRoom);
+  shared->closing.reserve(kGivenBackRoom);
   std::array<int, 2> ends{-1, -1};
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends.data()) != 0) return nullptr;
   UniqueFd loop_side(ends[0]);
@@ -268,10 +285,13 @@ std::unique_ptr<WorkerLink::Held> WorkerLink::take(std::uint64_t inode) {
   {
     const std::lock_guard lock(shared_->mutex);
     auto& kept = shared_->kept;
-    const auto found = std::find_if(kept.begin(), kept.end(), [inode](const Kept& k) { return k.inode == inode; });
-    if (found == kept.end()) return nullptr;
+    // The newest of that number, and not a stale one: inode numbers are recycled, and this
+    // call's own descriptor was kept just before its message reached the loop.
+    const auto now = std::chrono::steady_clock::now();
+    const auto found = std::find_if(kept.rbegin(), kept.rend(), [inode](const Kept& k) { return k.inode == inode; });
+    if (found == kept.rend() || now - found->since > kKeptFor) return nullptr;
     held->fd_ = found->fd.release();
-    kept.erase(found);
+    kept.erase(std::next(found).base());
   }
   return held;
 }
@@ -289,7 +309,7 @@ WorkerLink::Held::~Held() {
     } catch (const std::bad_alloc&) {
     }
   }
-  if (fd_ >= 0) ::close(fd_);  // out of memory, in a destructor: the last resort
+  if (fd_ >= 0) ::close(fd_);  // beyond the room reserved and out of memory: the last resort
   signal_eventfd(s.wake.get());
 }
 

@@ -26,7 +26,8 @@ namespace pgod::gateway {
 class WorkerLink : public std::enable_shared_from_this<WorkerLink> {
  public:
   // Descriptors kept for stdoutPipe calls not served yet (a worker runs at most 24 streaming
-  // commands at once); one more pushes out the oldest, left by a call that never came.
+  // commands at once); one more pushes out the oldest, left by a call that never came, and one
+  // kept for a minute is not handed out and goes.
   static constexpr std::size_t kKeptDescriptors = 32;
 
   struct Shared;

@@ -112,10 +112,12 @@ Expected<ReceivedFds, std::string> receive_with_fds(int socket, std::size_t max_
   return received;
 }
 
-// SO_PASSRIGHTS (Linux 6.16) is newer than Debian 12's and 13's headers. 83 where the
-// architecture uses asm-generic/socket.h's numbers, which is every Debian architecture but
-// mips*, whose numbers differ: there the option is not asked for.
-#if !defined(SO_PASSRIGHTS) && !defined(__mips__)
+// SO_PASSRIGHTS (Linux 6.16) is newer than Debian 12's and 13's headers. 83 on the
+// architectures that take asm-generic/socket.h's numbers; alpha, mips, parisc and sparc have
+// their own tables, and there the option is not asked for (a wrong number would set another).
+#if !defined(SO_PASSRIGHTS) &&                                                                                       \
+    (defined(__x86_64__) || defined(__i386__) || defined(__aarch64__) || defined(__arm__) || defined(__powerpc__) || \
+     defined(__s390__) || defined(__riscv) || defined(__loongarch__))
 #define SO_PASSRIGHTS 83
 #endif
 

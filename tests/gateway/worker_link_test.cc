@@ -214,6 +214,29 @@ TEST_F(WorkerLinkTest, EachCallTakesTheDescriptorItNamesWhateverTheOrder) {
   EXPECT_EQ(link_->take(12345), nullptr) << "a number no descriptor has";
 }
 
+// Inode numbers are recycled: of two kept descriptors with one number, a call gets the newer,
+// its own (kept just before its message reached the loop), never a stale one left by a call
+// that never came. Two openings of one FIFO share an inode; their flags tell them apart.
+TEST_F(WorkerLinkTest, OfTwoDescriptorsWithOneInodeNumberACallTakesTheNewer) {
+  const std::string fifo = dir_ + "/fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  UniqueFd older(open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  UniqueFd newer(open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  ASSERT_TRUE(older && newer);
+  ASSERT_EQ(fcntl(newer.get(), F_SETFL, O_RDONLY), 0);  // the newer one blocks
+  const ino_t inode = inode_of(older.get());
+  ASSERT_EQ(inode_of(newer.get()), inode);
+  send_with("o", {older.get()});
+  send_with("n", {newer.get()});
+  EXPECT_EQ(loop_reads(2, 2000ms), "on");
+  auto held = link_->take(inode);
+  ASSERT_NE(held, nullptr);
+  EXPECT_EQ(fcntl(held->fd(), F_GETFL) & O_NONBLOCK, 0) << "the newer one";
+  auto second = link_->take(inode);
+  ASSERT_NE(second, nullptr);
+  EXPECT_NE(fcntl(second->fd(), F_GETFL) & O_NONBLOCK, 0) << "then the older";
+}
+
 // Descriptors whose calls never came are bounded: one past kKeptDescriptors pushes out (and
 // closes) the oldest, and the others stay takeable.
 TEST_F(WorkerLinkTest, PastTheLimitTheOldestKeptDescriptorIsClosed) {

@@ -11,8 +11,10 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <system_error>
@@ -142,20 +144,43 @@ std::string GitUpstream::rewrite_last(const std::map<std::string, std::optional<
 
 std::string GitUpstream::head() const { return git({"-C", bare_, "rev-parse", "refs/heads/" + branch_}); }
 
-int free_loopback_port() {
+namespace {
+
+// Whether a server could bind 127.0.0.1:`port` (0: any; the port taken is returned).
+int bind_loopback(int port) {
   UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) throw std::system_error(errno, std::generic_category(), "socket");
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) < 0) {
-    throw std::system_error(errno, std::generic_category(), "bind");
-  }
+  address.sin_port = htons(static_cast<std::uint16_t>(port));
+  if (bind(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) < 0) return -1;
   socklen_t size = sizeof address;
   if (getsockname(fd.get(), reinterpret_cast<sockaddr*>(&address), &size) < 0) {
     throw std::system_error(errno, std::generic_category(), "getsockname");
   }
   return ntohs(address.sin_port);
+}
+
+}  // namespace
+
+// Below the kernel's ephemeral range: outgoing connections (the tests' own clients) take their
+// source ports from it, and one took a port handed out by bind(0) before pgod could bind it.
+int free_loopback_port() {
+  int ephemeral_low = 32768;
+  std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> ephemeral_low;
+  constexpr int kLowest = 10000;
+  if (ephemeral_low > kLowest + 1000) {
+    thread_local std::mt19937 random{std::random_device{}()};
+    std::uniform_int_distribution<int> ports(kLowest, ephemeral_low - 1);
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      const int port = bind_loopback(ports(random));
+      if (port > 0) return port;
+    }
+  }
+  const int port = bind_loopback(0);
+  if (port < 0) throw std::system_error(errno, std::generic_category(), "bind");
+  return port;
 }
 
 GitHttpServer::GitHttpServer(const std::string& project_root, const std::string& user, const std::string& token) {

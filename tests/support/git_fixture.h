@@ -54,7 +54,8 @@ class GitUpstream {
   std::string signing_key_;  // empty: commits are not signed
 };
 
-// A TCP port on 127.0.0.1 that was free a moment ago (lighttpd cannot bind port 0).
+// A TCP port on 127.0.0.1 that was free a moment ago, below the ephemeral range where the
+// kernel can (lighttpd cannot bind port 0).
 int free_loopback_port();
 
 // lighttpd on 127.0.0.1 serving the bare repositories below `project_root` at
