@@ -135,6 +135,7 @@ Backends::Link& Backends::worker_link(WorkerEntry& entry) {
   }
   entry.link = connect_worker(rundir_ + "/workers/" + entry.name + ".sock");
   if (entry.link->relay) relays.push_back(entry.link->relay->relay_running());
+  if (relays.empty()) relays_.erase(entry.name);
   return *entry.link;
 }
 

@@ -38,7 +38,7 @@ constexpr std::size_t kRoomForDescriptors = 8;
 std::atomic<std::size_t> running_relays{0};
 
 // A kept descriptor whose call has not come for this long never will (it was cancelled): it is
-// not handed out (inode numbers are recycled) and goes at the next read.
+// not handed out (inode numbers are recycled), and goes when the next one is kept.
 constexpr auto kKeptFor = std::chrono::seconds(60);
 
 struct Kept {
@@ -220,10 +220,10 @@ void relay(std::shared_ptr<WorkerLink::Shared> shared, std::string path, UniqueF
     // The worker's socket closes here: descriptors still queued on it close with it, here.
   }
   relay_side.reset();  // the loop sees the link end
-  for (;;) {
-    if (close_given_back(s)) break;
+  // Never before the loop is done: until then it may still use its end, and give back.
+  while (!close_given_back(s)) {
     pollfd wake{s.wake.get(), POLLIN, 0};
-    if (poll(&wake, 1, -1) < 0 && errno != EINTR) break;
+    if (poll(&wake, 1, -1) < 0 && errno != EINTR) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     clear_eventfd(s.wake.get());
   }
   UniqueFd loop_end(s.loop_end);  // the loop has let go of its end: closed here, with the rest

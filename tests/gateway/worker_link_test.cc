@@ -44,7 +44,10 @@ class WorkerLinkTest : public ::testing::Test {
     std::strncpy(address.sun_path, path_.c_str(), sizeof address.sun_path - 1);
     ASSERT_EQ(bind(listener_.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
     ASSERT_EQ(listen(listener_.get(), 4), 0);
-    relays_before_ = WorkerLink::relays_running();
+    // The relays of earlier tests end on their own threads, after those tests: counted from
+    // none, so that every one counted below is this test's.
+    ASSERT_TRUE(relays_drop_to(0)) << WorkerLink::relays_running() << " relays of earlier tests still run";
+    relays_before_ = 0;
     link_ = WorkerLink::open(path_, loop_end_);
     ASSERT_NE(link_, nullptr);
     worker_.reset(accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
@@ -344,17 +347,18 @@ TEST_F(WorkerLinkTest, AWorkerThatHangsUpEndsTheLoopsEndAndTheRelayEndsOnceTheLo
 }
 
 TEST(WorkerLinkOpenTest, AWorkerSocketThatIsNotThereEndsTheLoopsEnd) {
-  const auto before = WorkerLink::relays_running();
   int loop_end = -1;
   auto link = WorkerLink::open("/nonexistent-pgod-test/worker.sock", loop_end);
   ASSERT_NE(link, nullptr);
+  const auto running = link->relay_running();
   pollfd readable{loop_end, POLLIN, 0};
   ASSERT_EQ(poll(&readable, 1, 5000), 1);
   char byte = 0;
   EXPECT_EQ(read(loop_end, &byte, 1), 0);
+  EXPECT_FALSE(running.expired()) << "the relay waits for the loop to let go";
   link.reset();
-  for (int tries = 0; tries < 500 && WorkerLink::relays_running() > before; ++tries) std::this_thread::sleep_for(10ms);
-  EXPECT_EQ(WorkerLink::relays_running(), before);
+  for (int tries = 0; tries < 500 && !running.expired(); ++tries) std::this_thread::sleep_for(10ms);
+  EXPECT_TRUE(running.expired()) << "let go, the relay ends";
 }
 
 }  // namespace

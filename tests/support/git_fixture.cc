@@ -14,7 +14,9 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <random>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <system_error>
@@ -171,11 +173,19 @@ int free_loopback_port() {
   std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> ephemeral_low;
   constexpr int kLowest = 10000;
   if (ephemeral_low > kLowest + 1000) {
+    // Never the same port twice in one process: fixtures take two or three in a row.
+    static std::mutex handed_out_mutex;
+    static std::set<int> handed_out;
     thread_local std::mt19937 random{std::random_device{}()};
     std::uniform_int_distribution<int> ports(kLowest, ephemeral_low - 1);
     for (int attempt = 0; attempt < 100; ++attempt) {
-      const int port = bind_loopback(ports(random));
-      if (port > 0) return port;
+      const int candidate = ports(random);
+      const std::lock_guard lock(handed_out_mutex);
+      if (handed_out.count(candidate) != 0) continue;
+      const int port = bind_loopback(candidate);
+      if (port <= 0) continue;
+      handed_out.insert(port);
+      return port;
     }
   }
   const int port = bind_loopback(0);
