@@ -278,28 +278,32 @@ TEST_F(WorkerLinkTest, AMessageWithManyDescriptorsKeepsItsFirstAndClosesEveryOth
   EXPECT_EQ(inode_of(held->fd()), first_inode);
 }
 
-// The worker sends a pipe whose lock it holds (a write faulting on memory userfaultfd leaves
-// unanswered), beside a good one: the relay's close of it waits, and that holds only the relay.
-// Were the loop's end the worker's socket, a plain read of it would close the descriptor there
-// and the loop would wait too.
+// A descriptor whose last close waits (a pipe whose lock the worker holds, by a write faulting
+// on memory userfaultfd leaves unanswered) is closed by the relay, never by the loop: handed
+// back, it holds the relay, and the loop's thread goes on. The relay keeps it until it is handed
+// back, so the test's own copy is never the last (closed first, it would wait here instead).
+// Were the loop's end the worker's socket, a plain read of it would take the descriptor and
+// close it there, and take() would find nothing.
 TEST_F(WorkerLinkTest, ADescriptorWhoseCloseWaitsHoldsTheRelayNeverTheLoopsEnd) {
-  alarm(60);  // a stalled read: fail instead of hanging
-  PipeEnds good, locked;
+  alarm(60);  // a stalled thread: fail instead of hanging
+  PipeEnds locked;
   ASSERT_EQ(write(locked.write_end.get(), "abc", 3), 3);
+  const ino_t inode = inode_of(locked.read_end.get());
+  send_with("first", {locked.read_end.get()});
+  EXPECT_EQ(loop_reads(5, 5000ms), "first");
+  locked.read_end.reset();  // the relay keeps its own: not the last close
+  auto held = link_->take(inode);
+  ASSERT_NE(held, nullptr);
   {
     PipeLockHolder holder(locked.write_end.get());
-    send_with("first", {good.read_end.get(), locked.read_end.get()});
-    locked.read_end.reset();  // the relay's copy is the last: its close takes the lock
     const auto started = std::chrono::steady_clock::now();
-    EXPECT_EQ(loop_reads(5, 5000ms), "first");
-    EXPECT_LT(std::chrono::steady_clock::now() - started, 2s) << "the loop's end did not wait for the lock";
+    held.reset();  // given back: the relay's close is the last, and takes the lock
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 2s) << "the loop's thread did not wait for the lock";
     send_with("second", {});
     EXPECT_EQ(loop_reads(6, 300ms), "") << "the relay waits for the lock (the premise)";
     EXPECT_EQ(holder.release(), 100);
     EXPECT_EQ(loop_reads(6, 5000ms), "second") << "let go, the relay goes on";
   }
-  auto held = link_->take(inode_of(good.read_end.get()));
-  ASSERT_NE(held, nullptr);
   alarm(0);
 }
 
