@@ -167,12 +167,15 @@ std::vector<std::string> ssh(int port, const std::string& key, const std::string
   return argv;
 }
 
-Sshd::Sshd(const std::string& dir, const std::string& public_key_file) : port_(test::free_loopback_port()) {
+Sshd::Sshd(const std::string& dir, const std::string& public_key_file, bool with_ecdsa_host_key)
+    : port_(test::free_loopback_port()) {
   must({"/usr/bin/ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", dir + "/host"});
+  if (with_ecdsa_host_key) must({"/usr/bin/ssh-keygen", "-q", "-t", "ecdsa", "-N", "", "-f", dir + "/host_ecdsa"});
   std::ofstream(dir + "/authorized_keys") << test::read_file(public_key_file);
   const std::string config = dir + "/sshd_config";
-  std::ofstream(config) << "ListenAddress 127.0.0.1\nPort " << port_ << "\nHostKey " << dir
-                        << "/host\nAuthorizedKeysFile " << dir << "/authorized_keys\n"
+  std::ofstream(config) << "ListenAddress 127.0.0.1\nPort " << port_ << "\nHostKey " << dir << "/host\n"
+                        << (with_ecdsa_host_key ? "HostKey " + dir + "/host_ecdsa\n" : "") << "AuthorizedKeysFile "
+                        << dir << "/authorized_keys\n"
                         << "UsePAM no\nStrictModes no\nPermitRootLogin yes\nPidFile none\nUseDNS no\n"
                         << "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPrintMotd no\n"
                         << "MaxStartups 100\n";

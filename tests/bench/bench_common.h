@@ -62,7 +62,9 @@ std::vector<std::string> ssh(int port, const std::string& key, const std::string
 // PAM, MaxStartups 100. Stopped (SIGTERM, by its PID) when the object goes away.
 class Sshd {
  public:
-  Sshd(const std::string& dir, const std::string& public_key_file);
+  // `with_ecdsa_host_key`: an ECDSA host key beside the ed25519 one (clients still prefer
+  // ed25519 unless told otherwise).
+  Sshd(const std::string& dir, const std::string& public_key_file, bool with_ecdsa_host_key = false);
   ~Sshd();
   Sshd(const Sshd&) = delete;
   Sshd& operator=(const Sshd&) = delete;

@@ -17,6 +17,10 @@
 //      same crowd of pgoctl processes, and of libssh clients on threads of this process (a login
 //      and `a//ping` each, no process start): lighter clients, so more of what is left is the
 //      gateway's.
+//   3b. Where an OpenSSH client's own CPU goes: `ssh -V` (its start), a login and `a//ping` to
+//      the gateway, and a login and `true` to an sshd of its own, once with what the gateway
+//      offers (curve25519-sha256, an ssh-ed25519 host key: OpenSSH's portable C) and once with
+//      ecdh-sha2-nistp256 and an ecdsa-sha2-nistp256 host key (OpenSSL's code), `runs` each.
 //
 //   1b. Where a ping's time goes: process start (`pgoctl --version` against `/bin/true`, and a
 //      program that only loads libssh), then, from an in-process libssh client speaking as
@@ -43,6 +47,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -525,6 +530,44 @@ Crowd measure_crowd(int rounds, int at_once_count, const Clients& clients, pid_t
   return crowd;
 }
 
+// Where an OpenSSH client's CPU goes (4d): its start, a login to the gateway, and what the
+// gateway's algorithms cost it. OpenSSH 9.2 computes curve25519 and ed25519 with its own portable
+// C, NIST P-256 with OpenSSL's assembly: the same login to sshd with each pair shows the part of
+// the crowd's floor that comes from the algorithms the gateway offers.
+struct ClientCost {
+  std::vector<double> start, gateway_login, curve25519_login, nistp256_login;
+};
+
+ClientCost measure_client_cost(int runs, const Clients& clients, const std::string& dir) {
+  // An sshd of its own with an ECDSA host key too; the reference sshd of the other rows keeps
+  // its one key.
+  if (mkdir(dir.c_str(), 0700) != 0) throw std::runtime_error("cannot create " + dir);
+  const Sshd sshd(dir, clients.key + ".pub", true);
+  const auto with = [&](const char* kex, const char* host_key) {
+    auto argv = ssh(sshd.port(), clients.key, "root@127.0.0.1", "true");
+    argv.insert(argv.begin() + 1,
+                {"-o", std::string("KexAlgorithms=") + kex, "-o", std::string("HostKeyAlgorithms=") + host_key});
+    return argv;
+  };
+  const std::vector<std::string> version = {"/usr/bin/ssh", "-V"};
+  const auto curve25519 = with("curve25519-sha256", "ssh-ed25519");
+  const auto nistp256 = with("ecdh-sha2-nistp256", "ecdsa-sha2-nistp256");
+  ClientCost cost;
+  const auto side = [](const std::vector<std::string>& client, std::vector<double>& into, const char* expected) {
+    return [&client, &into, expected]() {
+      const auto r = run(client);
+      if (r.exit_code != 0 || (expected != nullptr && !answered(r, expected))) {
+        error(client.back() + ": exit " + std::to_string(r.exit_code) + ": " + first_line(r.err));
+        return;
+      }
+      into.push_back(r.cpu_ms);
+    };
+  };
+  interleave(runs, {side(version, cost.start, nullptr), side(clients.ping_ssh, cost.gateway_login, "pong! - "),
+                    side(curve25519, cost.curve25519_login, nullptr), side(nistp256, cost.nistp256_login, nullptr)});
+  return cost;
+}
+
 // 4. Push → `up -d` started, through a push hook and through pgoctl's `git pull`.
 struct Push {
   std::vector<double> hook, pgoctl;
@@ -592,7 +635,7 @@ Push measure_push(int runs, PgodHarness& pgod, const Clients& clients, int hooks
 
 // The samples, for tests/bench/run.sh (which pools several runs).
 void print_figures(const Pgoctl& pgoctl, const Ping& ping, const Stream& stream, const Crowd& crowd,
-                   const Options& options) {
+                   const ClientCost& client_cost, const Options& options) {
   figure("ping_ssh_ms", ping.ours);
   figure("ping_sshd_ms", ping.reference);
   if (pgoctl.works) figure("ping_pgoctl_ms", ping.pgoctl);
@@ -617,6 +660,10 @@ void print_figures(const Pgoctl& pgoctl, const Ping& ping, const Stream& stream,
   figure("crowd_failed_pgoctl", crowd.pgoctl_failed);
   figure("crowd_in_process_ms", crowd.in_process);
   figure("crowd_failed_in_process", crowd.in_process_failed);
+  figure("ssh_client_start_cpu_ms", client_cost.start);
+  figure("ssh_client_gateway_cpu_ms", client_cost.gateway_login);
+  figure("ssh_client_curve25519_cpu_ms", client_cost.curve25519_login);
+  figure("ssh_client_nistp256_cpu_ms", client_cost.nistp256_login);
   figure("online_cpus", static_cast<double>(std::thread::hardware_concurrency()));
   figure_text("openssh", first_line(run({"/usr/bin/ssh", "-V"}).err));
 }
@@ -722,8 +769,9 @@ int main(int argc, char** argv) {
     const Phases phases = measure_phases(options.runs, clients);
     const Stream stream = measure_stream(options, pgod.standin_dir(), clients);
     const Crowd crowd = measure_crowd(options.rounds, options.clients, clients, gateway_pid(pgod.log()));
+    const ClientCost client_cost = measure_client_cost(options.runs, clients, dir.path() + "/client-cost");
     const Push push = measure_push(options.runs, pgod, clients, hooks_port);
-    print_figures(pgoctl, ping, stream, crowd, options);
+    print_figures(pgoctl, ping, stream, crowd, client_cost, options);
     figure("push_hook_up_ms", push.hook);
     print_phases(phases);
     figure("push_pgoctl_up_ms", push.pgoctl);

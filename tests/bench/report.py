@@ -241,6 +241,8 @@ def build_gateway_crowd(t):
               f"{clients} logins: {num(login * t.median('crowd_clients'), 0, ' ms')}", "",
               t.count("crowd_gateway_cpu_ms_per_login"))
     build_gateway_lighter_crowds(t, clients)
+    if t.has("ssh_client_gateway_cpu_ms"):
+        build_ssh_client_cost(t, clients)
     failed = sum(t.samples.get("crowd_failed_ours") or [math.nan])
     failed_ref = sum(t.samples.get("crowd_failed_sshd") or [math.nan])
     ours = f"{num(failed, 0)} of {t.count('crowd_ours_ms')}"
@@ -256,6 +258,24 @@ def build_gateway_crowd(t):
             failed += lighter
     t.row("4c", f"{clients} clients at once: failed clients", ours,
           f"{num(failed_ref, 0)} of {t.count('crowd_sshd_ms')}", "", "", "0", None if math.isnan(failed) else failed == 0)
+
+
+def build_ssh_client_cost(t, clients):
+    # Where 4d's CPU goes, one client alone: its start, then what the algorithms the gateway offers
+    # cost it. OpenSSH computes curve25519 and ed25519 in portable C and NIST P-256 with OpenSSL's
+    # assembly; the gateway keeps the former (see PERFORMANCE.md, "Reading the misses").
+    start, login = t.median("ssh_client_start_cpu_ms"), t.median("ssh_client_gateway_cpu_ms")
+    curve, nist = t.median("ssh_client_curve25519_cpu_ms"), t.median("ssh_client_nistp256_cpu_ms")
+    crowd, cores = t.median("crowd_clients"), t.median("online_cpus")
+    t.row("4i", "Where 4d goes: one `ssh` client alone, its own CPU time for a login and `a//ping` to pgod-gateway "
+          "(median), against starting `ssh -V`", num(login, 2, " ms"), f"`ssh -V`: {num(start, 2, ' ms')}",
+          ratio(login, start), t.count("ssh_client_gateway_cpu_ms"))
+    t.row("4j", "Where 4d goes: one `ssh` client's CPU time for a login and `true` to sshd with the gateway's "
+          "algorithms (curve25519-sha256, ssh-ed25519 host key), against ecdh-sha2-nistp256 with an "
+          f"ecdsa-sha2-nistp256 host key; and the floor of 4d were the gateway's logins cheaper by the "
+          f"difference", num(curve, 2, " ms"),
+          f"nistp256: {num(nist, 2, ' ms')}; floor: {num((login - (curve - nist)) * crowd / cores, 0, ' ms')}",
+          ratio(curve, nist), t.count("ssh_client_curve25519_cpu_ms"))
 
 
 def build_gateway_lighter_crowds(t, clients):
