@@ -126,7 +126,11 @@ constexpr Rule kRules[] = {
     allow("recvfrom"),
     allow("recvmsg"),
     allow("sendto"),
-    allow("sendmsg"),
+    // No sendmsg (nor sendmmsg, unlisted): it is the only way to send a descriptor. A gateway
+    // taken over could otherwise hand pgod's loop or a worker's one whose last close waits (a
+    // lingering TCP socket whose peer stops reading, a pipe whose lock is held, a FUSE file),
+    // and Debian's kernels have no SO_PASSRIGHTS to refuse it. The audit trail goes with sendto.
+    fail("sendmsg", Verdict::kEperm),
     allow("shutdown"),
     allow("getsockopt"),
     allow("setsockopt"),

@@ -2,8 +2,8 @@
 // and every deploy (written by the worker, which knows the commit and the trigger) is one
 // journald entry with fields of its own, so that
 //   journalctl -o verbose PGOD_AUDIT=command PGOD_AUDIT=deploy
-// lists them, and `journalctl SERVICE=web PGOD_AUDIT=command` one service's commands. Sent with
-// libsystemd's sd_journal_sendv on the journal's socket; without a journal (a container, a
+// lists them, and `journalctl SERVICE=web PGOD_AUDIT=command` one service's commands. Sent as one
+// datagram in the journal's native protocol on its socket; without a journal (a container, a
 // test machine) the entry is dropped and the plain log line (the caller's) remains.
 #pragma once
 
@@ -24,6 +24,10 @@ struct AuditEntry {
 
 // Sends the entry; false when the journal did not take it (none running, or an error).
 bool send_audit(const AuditEntry& entry);
+
+// The datagram send_audit sends: NAME=value lines (MESSAGE, PRIORITY, PGOD_AUDIT,
+// SYSLOG_IDENTIFIER, then the entry's fields), every value cut to one line.
+std::string journal_datagram(const AuditEntry& entry);
 
 // Command arguments as the audit shows them: the value of every environment assignment
 // replaced by *** (NAME=value, the argument after -e/--env, --env=NAME=value), everything else

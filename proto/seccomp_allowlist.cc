@@ -32,6 +32,8 @@ std::uint32_t action_of(Verdict verdict) {
       return SCMP_ACT_ERRNO(ENOSYS);
     case Verdict::kEnotty:
       return SCMP_ACT_ERRNO(ENOTTY);
+    case Verdict::kEperm:
+      return SCMP_ACT_ERRNO(EPERM);
   }
   return SCMP_ACT_KILL_PROCESS;
 }

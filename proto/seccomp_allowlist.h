@@ -23,6 +23,7 @@ enum class Verdict {
   kEacces,  // the call fails as if the file were unreadable
   kEnosys,  // the call fails as if the kernel did not have it
   kEnotty,  // the descriptor is not a terminal
+  kEperm,   // the call is not permitted
 };
 
 // One comparison of a syscall argument. For SCMP_CMP_MASKED_EQ, `datum` is the mask and

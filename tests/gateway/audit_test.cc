@@ -1,7 +1,7 @@
 // The audit trail: each command (from the gateway) and each deploy (from the worker) reaches
 // the journal as one entry with its fields. On a host with journald the entries are read back
 // with journalctl; without one (a container), the test listens on the journal's socket itself
-// and reads the datagrams libsystemd sends there, in the journal's native protocol.
+// and reads the datagrams send_audit sends there, in the journal's native protocol.
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>

@@ -1,6 +1,7 @@
 // What the audit trail shows of a command's arguments.
 #include "audit.h"
 
+#include <errno.h>
 #include <gtest/gtest.h>
 
 namespace pgod {
@@ -30,6 +31,20 @@ TEST(Audit, ALineStaysALineAndBounded) {
   EXPECT_EQ(redact_arguments({"a\nPGOD_AUDIT", "b"}), "'a?PGOD_AUDIT' b");
   const auto long_args = redact_arguments({std::string(20000, 'x')});
   EXPECT_LE(long_args.size(), 8192u + 3u);
+}
+
+TEST(Audit, AnEntryIsOneDatagramOfOneLineFieldsInTheJournalsNativeProtocol) {
+  AuditEntry entry{.kind = "command",
+                   .message = "[web] root ran ps\nPGOD_AUDIT=forged",
+                   .fields = {{"SERVICE", "web"}, {"ARGS", "a\nEXIT=0"}, {"EXIT", "1"}}};
+  const std::string datagram = journal_datagram(entry);
+  EXPECT_EQ(datagram, std::string("MESSAGE=[web] root ran ps?PGOD_AUDIT=forged\nPRIORITY=6\nPGOD_AUDIT=command\n") +
+                          "SYSLOG_IDENTIFIER=" + program_invocation_short_name +
+                          "\nSERVICE=web\nARGS=a?EXIT=0\nEXIT=1\n")
+      << "a newline in a value would start a field of the sender's choosing";
+  // Bounded: a huge value is cut, so the entry stays one datagram the journal takes whole.
+  entry.fields = {{"ARGS", std::string(100000, 'x')}};
+  EXPECT_LT(journal_datagram(entry).size(), 9000u);
 }
 
 }  // namespace

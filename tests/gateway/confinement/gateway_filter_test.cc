@@ -598,6 +598,54 @@ TEST(GatewayFilterTest, AUnixSocketpairWorks) {
             "ping");
 }
 
+// No descriptor leaves the gateway: sendmsg is the only call that carries one, and it fails.
+// A gateway taken over cannot hand pgod or a worker one whose last close would hold up their
+// loops; Debian's own kernels have no SO_PASSRIGHTS for the receivers to refuse it with.
+TEST(GatewayFilterTest, SendmsgFailsSoNoDescriptorCanBeSent) {
+  const auto call = [] {
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) return "socketpair: " + outcome(-1);
+    const UniqueFd a(pair[0]), b(pair[1]);
+    char byte = 'x';
+    iovec vector{&byte, 1};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr message{};
+    message.msg_iov = &vector;
+    message.msg_iovlen = 1;
+    message.msg_control = control;
+    message.msg_controllen = sizeof control;
+    cmsghdr* header = CMSG_FIRSTHDR(&message);
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SCM_RIGHTS;
+    header->cmsg_len = CMSG_LEN(sizeof(int));
+    const int sent_fd = a.get();
+    std::memcpy(CMSG_DATA(header), &sent_fd, sizeof sent_fd);
+    const std::string result = outcome(sendmsg(a.get(), &message, MSG_NOSIGNAL));
+    char received = 0;
+    const bool nothing_arrived = recv(b.get(), &received, 1, MSG_DONTWAIT) < 0 && errno == EAGAIN;
+    return result + (nothing_arrived ? "" : ", and a byte arrived");
+  };
+  EXPECT_EQ(confined(call), "EPERM");
+  EXPECT_EQ(unconfined(call), "ok, and a byte arrived") << "the control: the kernel itself lets it through";
+}
+
+TEST(GatewayFilterTest, SendmmsgKills) {
+  EXPECT_EQ(confined([] { return outcome(syscall(SYS_sendmmsg, -1, nullptr, 0, 0)); }), kKilled);
+}
+
+// The audit trail's way to the journal: sendto on a datagram socket.
+TEST(GatewayFilterTest, ADatagramCanBeSentWithSendto) {
+  int pair[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, pair), 0);
+  const UniqueFd reader(pair[0]), writer(pair[1]);
+  EXPECT_EQ(confined([&writer] {
+              return outcome(sendto(writer.get(), "MESSAGE=x\n", 10, MSG_NOSIGNAL, nullptr, 0) == 10 ? 0 : -1);
+            }),
+            "ok");
+  char buffer[16] = {};
+  EXPECT_EQ(recv(reader.get(), buffer, sizeof buffer, MSG_DONTWAIT), 10);
+}
+
 TEST(GatewayFilterTest, RandomnessUnameAndClocksWork) {
   EXPECT_EQ(confined([] {
               unsigned char bytes[32];
