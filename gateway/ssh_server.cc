@@ -435,7 +435,8 @@ class ChannelSink final : public rpc::OutputSink::Server {
     if (pipe_asked_) return KJ_EXCEPTION(FAILED, "a second stdout pipe for one command");
     pipe_asked_ = true;
     // Nothing read yet in either case: the worker pumps the pipe itself.
-    if (pipe == nullptr) return KJ_EXCEPTION(UNIMPLEMENTED, "no descriptor came with the pipe");
+    if (pipe == nullptr)
+      return KJ_EXCEPTION(UNIMPLEMENTED, "no descriptor came with the pipe, or this worker has enough being read");
     // Read on the reader's thread, which hands it back to the relay to close.
     auto adopted = WorkerPipe::adopt(events_, std::move(pipe), kWriteSlice);
     KJ_IF_MAYBE (input, adopted) {

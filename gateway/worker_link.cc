@@ -60,6 +60,7 @@ struct WorkerLink::Shared {
   std::weak_ptr<const int> running;  // expires as the relay thread ends (it holds the only owner)
   std::mutex mutex;                  // guards what follows; nothing is closed while it is held
   std::deque<Kept> kept;             // taken off the link, not yet taken by the loop
+  std::size_t lent = 0;              // Helds holding a descriptor
   std::vector<UniqueFd> to_close;    // given back by the loop
   bool loop_gone = false;
   std::vector<UniqueFd> closing;  // the relay's alone: swapped with to_close, so both keep their room
@@ -292,6 +293,7 @@ std::unique_ptr<WorkerLink::Held> WorkerLink::take(std::uint64_t inode) {
     if (found == kept.rend() || now - found->since > kKeptFor) return nullptr;
     held->fd_ = found->fd.release();
     kept.erase(std::next(found).base());
+    if (++shared_->lent > kLentAtOnce) return nullptr;  // ~Held hands it back: the relay closes it
   }
   return held;
 }
@@ -303,6 +305,7 @@ WorkerLink::Held::~Held() {
   auto& s = *link_->shared_;
   {
     const std::lock_guard lock(s.mutex);
+    --s.lent;
     try {
       s.to_close.emplace_back(fd_);
       fd_ = -1;

@@ -29,6 +29,11 @@ class WorkerLink : public std::enable_shared_from_this<WorkerLink> {
   // commands at once); one more pushes out the oldest, left by a call that never came, and one
   // kept for a minute is not handed out and goes.
   static constexpr std::size_t kKeptDescriptors = 32;
+  // Descriptors lent out at once, each to a reader thread (worker_pipe.h) until it is done. A
+  // service has at most two links with running relays (backends.cc), and a Held keeps its
+  // link's relay running, so one worker, however hostile, holds at most 8 of the gateway's
+  // kMaxReaders threads, stuck or not; the rest stay for the other services.
+  static constexpr std::size_t kLentAtOnce = 4;
 
   struct Shared;
   class Held;
@@ -46,9 +51,11 @@ class WorkerLink : public std::enable_shared_from_this<WorkerLink> {
   WorkerLink(const WorkerLink&) = delete;
   WorkerLink& operator=(const WorkerLink&) = delete;
 
-  // The descriptor kept with inode number `inode` (nullptr if none): the worker names its pipe
-  // in the stdoutPipe call that carried it, so a descriptor goes to its own call whatever the
-  // order the calls are served in. Open while the Held lives; closed on the relay's thread.
+  // The descriptor kept with inode number `inode`: the worker names its pipe in the stdoutPipe
+  // call that carried it, so a descriptor goes to its own call whatever the order the calls are
+  // served in. Open while the Held lives; closed on the relay's thread. nullptr if none is kept
+  // by that number, or if kLentAtOnce are out already (then the relay closes it; the worker
+  // streams the command's output through messages instead).
   std::unique_ptr<Held> take(std::uint64_t inode);
 
   // Whether this link's relay thread is still running (a stuck one may outlive the link).

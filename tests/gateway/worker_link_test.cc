@@ -240,6 +240,32 @@ TEST_F(WorkerLinkTest, OfTwoDescriptorsWithOneInodeNumberACallTakesTheNewer) {
   EXPECT_NE(fcntl(second->fd(), F_GETFL) & O_NONBLOCK, 0) << "then the older";
 }
 
+// One worker holds at most kLentAtOnce reader threads per link: past them a call gets none, the
+// relay closes the descriptor, and the worker streams through messages; one handed back makes
+// room for the next.
+TEST_F(WorkerLinkTest, ALinkLendsAtMostFourDescriptorsAtOnceAndTheRelayClosesOneMore) {
+  std::vector<PipeEnds> pipes(WorkerLink::kLentAtOnce + 2);
+  std::vector<ino_t> inodes;
+  for (auto& pipe : pipes) {
+    inodes.push_back(inode_of(pipe.read_end.get()));
+    send_with("m", {pipe.read_end.get()});
+    pipe.read_end.reset();
+  }
+  EXPECT_EQ(loop_reads(pipes.size(), 2000ms).size(), pipes.size());
+  std::vector<std::unique_ptr<WorkerLink::Held>> lent;
+  for (std::size_t i = 0; i < WorkerLink::kLentAtOnce; ++i) {
+    lent.push_back(link_->take(inodes[i]));
+    ASSERT_NE(lent.back(), nullptr) << "pipe " << i;
+  }
+  const std::size_t over = WorkerLink::kLentAtOnce;
+  EXPECT_EQ(link_->take(inodes[over]), nullptr) << "one more than a link lends at once";
+  EXPECT_TRUE(reader_closed(pipes[over].write_end.get())) << "the relay closed the one it did not lend";
+  EXPECT_EQ(write(pipes[0].write_end.get(), "x", 1), 1) << "the lent ones stay open";
+  lent.front().reset();  // a reader is done
+  EXPECT_TRUE(reader_closed(pipes[0].write_end.get()));
+  EXPECT_NE(link_->take(inodes[over + 1]), nullptr) << "room again";
+}
+
 // Descriptors whose calls never came are bounded: one past kKeptDescriptors pushes out (and
 // closes) the oldest, and the others stay takeable.
 TEST_F(WorkerLinkTest, PastTheLimitTheOldestKeptDescriptorIsClosed) {
