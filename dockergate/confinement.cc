@@ -332,7 +332,10 @@ constexpr Rule kRules[] = {
     allow("recvfrom"),
     allow("recvmsg"),
     allow("sendto"),
-    allow("sendmsg"),
+    // No sendmsg: the gate never sends a descriptor, and this is the call that can. Its
+    // hand-over connection to pgod is one pgod closes unread: a descriptor queued on it would be
+    // closed on pgod's loop (see the gateway's allowlist).
+    fail("sendmsg", Verdict::kEperm),
     allow("shutdown"),
     allow("getsockopt"),
     allow("setsockopt"),

@@ -11,8 +11,6 @@
 #include <cstring>
 #include <mutex>
 
-#include "unique_fd.h"
-
 namespace pgod {
 namespace {
 
@@ -36,8 +34,15 @@ std::string journal_datagram(const AuditEntry& entry) {
   // The journal's native protocol: NAME=value lines, one entry per datagram. Every value is one
   // line (one_line), so no field needs the protocol's length-prefixed form.
   std::string datagram = "MESSAGE=" + one_line(entry.message) + "\nPRIORITY=6\nPGOD_AUDIT=" + one_line(entry.kind) +
-                         "\nSYSLOG_IDENTIFIER=" + program_invocation_short_name + "\n";
-  for (const auto& [name, value] : entry.fields) datagram += name + "=" + one_line(value) + "\n";
+                         "\nSYSLOG_IDENTIFIER=" + one_line(program_invocation_short_name) + "\n";
+  for (const auto& [name, value] : entry.fields) {
+    // Names are the callers' constants; one that is not a journal field name is left out rather
+    // than let shape the datagram.
+    const bool field_name = !name.empty() && name.front() != '_' && std::all_of(name.begin(), name.end(), [](char c) {
+      return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+    });
+    if (field_name) datagram += name + "=" + one_line(value) + "\n";
+  }
   return datagram;
 }
 
@@ -45,13 +50,15 @@ bool send_audit(const AuditEntry& entry) {
   // sendto on a datagram socket of our own rather than libsystemd's sd_journal_sendv, which
   // sends with sendmsg: the gateway's allowlist refuses sendmsg, the one call that can pass a
   // descriptor. Like libsystemd's, the socket is opened on first use and kept, close-on-exec.
+  // Never closed, on purpose (as libsystemd's is not): closed at exit, its number could be
+  // reused under a thread still sending.
   static std::mutex opening;
-  static UniqueFd journal;
+  static int journal = -1;
   int fd = -1;
   {
     const std::lock_guard lock(opening);
-    if (!journal) journal = UniqueFd(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    fd = journal.get();
+    if (journal < 0) journal = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    fd = journal;
   }
   if (fd < 0) return false;
   sockaddr_un address{};

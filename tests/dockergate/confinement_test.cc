@@ -41,6 +41,7 @@
 #include <thread>
 #include <vector>
 
+#include "fd_passing.h"
 #include "judge.h"
 #include "unique_fd.h"
 
@@ -503,6 +504,20 @@ TEST_F(DockergateConfinement, ForkKills) {
             }),
             kKilledBySigsys);
   EXPECT_EQ(confined([] { return "clone: " + outcome(syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0)); }), kKilledBySigsys);
+}
+
+// The gate sends no descriptor, and cannot: pgod closes its hand-over connection unread, so
+// one queued there would be closed on pgod's loop.
+TEST_F(DockergateConfinement, SendmsgFailsSoNoDescriptorCanBeSent) {
+  EXPECT_EQ(confined([] {
+              int pair[2];
+              if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) return "socketpair: " + outcome(-1);
+              const UniqueFd a(pair[0]), b(pair[1]);
+              const int descriptor = a.get();
+              const auto sent = send_byte_with_fds(a.get(), 'x', &descriptor, 1);
+              return sent ? std::string("sent") : sent.error();
+            }),
+            "sendmsg(SCM_RIGHTS) the descriptor hand-over: Operation not permitted");
 }
 
 TEST_F(DockergateConfinement, InetSocketsKill) {

@@ -108,7 +108,7 @@ TEST_F(SupervisorTest, EachWorkerRunsAsItsUserWithoutTheDockerGroupNoPrivilegesA
       EXPECT_EQ(status[set], "0000000000000000") << name << " " << set;
 
     // Open fds: the standard three, KJ's own event fds, exactly one socket, its own, and at most
-    // libsystemd's unbound datagram socket to the journal (the audit trail), close-on-exec.
+    // the audit trail's unbound datagram socket to the journal (proto/audit.cc), close-on-exec.
     const auto sockets = unix_socket_paths();
     int socket_count = 0, journal_count = 0;
     for (const auto& [fd, target] : proc_fds(pid)) {

@@ -42,6 +42,12 @@ TEST(Audit, AnEntryIsOneDatagramOfOneLineFieldsInTheJournalsNativeProtocol) {
                           "SYSLOG_IDENTIFIER=" + program_invocation_short_name +
                           "\nSERVICE=web\nARGS=a?EXIT=0\nEXIT=1\n")
       << "a newline in a value would start a field of the sender's choosing";
+  // A name that is not a journal field name (lower case, a leading '_' the journal keeps for
+  // itself, '=' or a newline in it) is left out.
+  entry.fields = {{"_UID", "0"}, {"a", "b"}, {"X=Y", "z"}, {"X\nY", "z"}, {"", "z"}, {"OK_1", "fine"}};
+  const std::string filtered = journal_datagram(entry);
+  EXPECT_EQ(filtered.substr(filtered.find("SYSLOG_IDENTIFIER=")),
+            std::string("SYSLOG_IDENTIFIER=") + program_invocation_short_name + "\nOK_1=fine\n");
   // Bounded: a huge value is cut, so the entry stays one datagram the journal takes whole.
   entry.fields = {{"ARGS", std::string(100000, 'x')}};
   EXPECT_LT(journal_datagram(entry).size(), 9000u);
