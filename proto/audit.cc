@@ -19,12 +19,55 @@ constexpr std::size_t kMaxFieldBytes = 8192;
 
 constexpr char kJournalSocket[] = "/run/systemd/journal/socket";
 
+// The length of the well-formed UTF-8 sequence (RFC 3629: no overlong forms, no surrogates,
+// nothing past U+10FFFF) at the start of `text`, or 0.
+std::size_t utf8_sequence(std::string_view text) {
+  const auto byte = [&text](std::size_t i) { return static_cast<unsigned char>(text[i]); };
+  const unsigned char lead = byte(0);
+  std::size_t length = 0;
+  unsigned char low = 0x80, high = 0xbf;  // the second byte's range
+  if (lead >= 0xc2 && lead <= 0xdf) {
+    length = 2;
+  } else if (lead >= 0xe0 && lead <= 0xef) {
+    length = 3;
+    if (lead == 0xe0) low = 0xa0;
+    if (lead == 0xed) high = 0x9f;
+  } else if (lead >= 0xf0 && lead <= 0xf4) {
+    length = 4;
+    if (lead == 0xf0) low = 0x90;
+    if (lead == 0xf4) high = 0x8f;
+  } else {
+    return 0;
+  }
+  if (text.size() < length || byte(1) < low || byte(1) > high) return 0;
+  for (std::size_t i = 2; i < length; ++i)
+    if (byte(i) < 0x80 || byte(i) > 0xbf) return 0;
+  return length;
+}
+
 // A field's value on one line: the journal keeps newlines, a reader of `-o short` would not.
+// Control characters and bytes that are not UTF-8 become '?': journalctl shows a field that is
+// not valid UTF-8 as "[… blob data]", which would hide a command from its default output. A
+// sequence cut at the limit is not valid either.
 std::string one_line(std::string_view text) {
   std::string out;
   text = text.substr(0, kMaxFieldBytes);
   out.reserve(text.size());
-  for (char c : text) out += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? '?' : c;
+  while (!text.empty()) {
+    const auto c = static_cast<unsigned char>(text.front());
+    std::size_t taken = 1;
+    if (c < 0x20 || c == 0x7f) {
+      out += '?';
+    } else if (c < 0x80) {
+      out += text.front();
+    } else if (const std::size_t length = utf8_sequence(text); length > 0) {
+      out.append(text.substr(0, length));
+      taken = length;
+    } else {
+      out += '?';
+    }
+    text.remove_prefix(taken);
+  }
   return out;
 }
 

@@ -48,7 +48,19 @@ TEST(Audit, AnEntryIsOneDatagramOfOneLineFieldsInTheJournalsNativeProtocol) {
   const std::string filtered = journal_datagram(entry);
   EXPECT_EQ(filtered.substr(filtered.find("SYSLOG_IDENTIFIER=")),
             std::string("SYSLOG_IDENTIFIER=") + program_invocation_short_name + "\nOK_1=fine\n");
-  // Bounded: a huge value is cut, so the entry stays one datagram the journal takes whole.
+  // UTF-8 stays; bytes that are not UTF-8 become '?' (journalctl would show the whole field
+  // as "[… blob data]"): overlong forms, surrogates, stray continuation bytes, a cut sequence.
+  entry.fields = {{"ARGS", "h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80"},
+                  {"BAD",
+                   "a\xff\xc0\xaf"
+                   "b\xed\xa0\x80"
+                   "c\x80"
+                   "d\xe2\x82"}};
+  const std::string utf8 = journal_datagram(entry);
+  EXPECT_NE(utf8.find("\nARGS=h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80\n"), std::string::npos) << utf8;
+  EXPECT_NE(utf8.find("\nBAD=a???b???c?d??\n"), std::string::npos) << utf8;
+  // Bounded: a huge value is cut  // Bounded: a huge value is cut, so the entry stays one datagram the journal takes
+  // whole.
   entry.fields = {{"ARGS", std::string(100000, 'x')}};
   EXPECT_LT(journal_datagram(entry).size(), 9000u);
 }
