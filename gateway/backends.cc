@@ -110,6 +110,7 @@ kj::Own<Backends::Link> Backends::connect_worker(const std::string& path) {
   // the stream's to close: the relay closes it (see worker_link.h).
   l.bootstrap =
       start_rpc(l, io_.lowLevelProvider->wrapSocketFd(loop_end, kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC));
+  l.rpc->setFlowLimit(kWorkerCallBytes / sizeof(capnp::word));
   l.lifetime = l.network->onDisconnect()
                    .then([&l]() { l.broken = true; }, [&l](kj::Exception&&) { l.broken = true; })
                    .eagerlyEvaluate(nullptr);
