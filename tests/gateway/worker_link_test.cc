@@ -103,6 +103,20 @@ class WorkerLinkTest : public ::testing::Test {
     return got;
   }
 
+  // Sends each pipe's read end with a message of its own ("m"), lets go of the test's copy, and
+  // waits until the loop has read every message; the pipes' inode numbers, in order.
+  std::vector<ino_t> send_each(std::vector<PipeEnds>& pipes) {
+    std::vector<ino_t> inodes;
+    for (auto& pipe : pipes) {
+      struct stat status {};
+      inodes.push_back(fstat(pipe.read_end.get(), &status) == 0 ? status.st_ino : 0);
+      send_with("m", {pipe.read_end.get()});
+      pipe.read_end.reset();
+    }
+    EXPECT_EQ(loop_reads(pipes.size(), 2000ms), std::string(pipes.size(), 'm'));
+    return inodes;
+  }
+
   bool relays_drop_to(std::size_t count) {
     for (int tries = 0; tries < 500; ++tries) {
       if (WorkerLink::relays_running() <= count) return true;
@@ -201,13 +215,7 @@ TEST_F(WorkerLinkTest, AMessagesFirstDescriptorIsKeptForTheLoopTheOthersClosedAn
 // is cancelled): each takes the one its call names, never the next in line.
 TEST_F(WorkerLinkTest, EachCallTakesTheDescriptorItNamesWhateverTheOrder) {
   std::vector<PipeEnds> pipes(3);
-  std::vector<ino_t> inodes;
-  for (auto& pipe : pipes) {
-    inodes.push_back(inode_of(pipe.read_end.get()));
-    send_with("m", {pipe.read_end.get()});
-    pipe.read_end.reset();
-  }
-  EXPECT_EQ(loop_reads(pipes.size(), 2000ms), "mmm");
+  const std::vector<ino_t> inodes = send_each(pipes);
   for (std::size_t i : {2, 0, 1}) {
     auto held = link_->take(inodes[i]);
     ASSERT_NE(held, nullptr) << "pipe " << i;
@@ -245,13 +253,7 @@ TEST_F(WorkerLinkTest, OfTwoDescriptorsWithOneInodeNumberACallTakesTheNewer) {
 // room for the next.
 TEST_F(WorkerLinkTest, ALinkLendsAtMostFourDescriptorsAtOnceAndTheRelayClosesOneMore) {
   std::vector<PipeEnds> pipes(WorkerLink::kLentAtOnce + 2);
-  std::vector<ino_t> inodes;
-  for (auto& pipe : pipes) {
-    inodes.push_back(inode_of(pipe.read_end.get()));
-    send_with("m", {pipe.read_end.get()});
-    pipe.read_end.reset();
-  }
-  EXPECT_EQ(loop_reads(pipes.size(), 2000ms).size(), pipes.size());
+  const std::vector<ino_t> inodes = send_each(pipes);
   std::vector<std::unique_ptr<WorkerLink::Held>> lent;
   for (std::size_t i = 0; i < WorkerLink::kLentAtOnce; ++i) {
     lent.push_back(link_->take(inodes[i]));
@@ -270,13 +272,7 @@ TEST_F(WorkerLinkTest, ALinkLendsAtMostFourDescriptorsAtOnceAndTheRelayClosesOne
 // closes) the oldest, and the others stay takeable.
 TEST_F(WorkerLinkTest, PastTheLimitTheOldestKeptDescriptorIsClosed) {
   std::vector<PipeEnds> pipes(WorkerLink::kKeptDescriptors + 2);
-  std::vector<ino_t> inodes;
-  for (auto& pipe : pipes) {
-    inodes.push_back(inode_of(pipe.read_end.get()));
-    send_with("m", {pipe.read_end.get()});
-    pipe.read_end.reset();
-  }
-  EXPECT_EQ(loop_reads(pipes.size(), 2000ms).size(), pipes.size());
+  const std::vector<ino_t> inodes = send_each(pipes);
   EXPECT_TRUE(reader_closed(pipes[0].write_end.get()));
   EXPECT_TRUE(reader_closed(pipes[1].write_end.get()));
   EXPECT_EQ(link_->take(inodes[0]), nullptr);
