@@ -22,12 +22,13 @@ namespace pgod::gateway {
 
 class Backends {
  public:
-  // Bytes of a worker's calls (its commands' output) not answered yet, past which the gateway
-  // stops reading that worker's link until some are. Cap'n Proto queues calls to a streaming
-  // method that is still busy, with their messages, without bound: a worker taken over could
-  // otherwise make the gateway hold any amount of memory, and every service would lose it. A
-  // worker that keeps to its streams' windows (about 200 KiB each, at most 24 streams) stays far
-  // below; past it, only that worker's link waits.
+  // Bytes of a worker's calls (its commands' output) not answered yet, as they came over the
+  // wire, past which the gateway stops reading that worker's link until some are. Cap'n Proto
+  // queues calls to a streaming method that is still busy, with their messages, without bound:
+  // a worker taken over could otherwise flood the gateway's memory with output, and every
+  // service would lose it. A worker that keeps to its streams' windows (about 0.6 MiB each at
+  // the default socket buffer, at most 24 streams) stays far below; past it, only that
+  // worker's link waits. (It counts wire bytes, not what small calls cost: docs/SECURITY.md.)
   static constexpr std::size_t kWorkerCallBytes = std::size_t{32} << 20;
 
   Backends(kj::AsyncIoContext& io, std::string rundir, KeyIndex& keys);

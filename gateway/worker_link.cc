@@ -282,7 +282,7 @@ WorkerLink::~WorkerLink() {
 }
 
 std::unique_ptr<WorkerLink::Held> WorkerLink::take(std::uint64_t inode) {
-  auto held = std::make_unique<Held>(shared_from_this(), -1);  // made before anything is taken off
+  std::unique_ptr<Held> held(new Held(shared_from_this(), -1));  // made before anything is taken off
   {
     const std::lock_guard lock(shared_->mutex);
     auto& kept = shared_->kept;

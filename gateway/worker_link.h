@@ -70,7 +70,6 @@ class WorkerLink : public std::enable_shared_from_this<WorkerLink> {
 
 class WorkerLink::Held final : public LentFd {
  public:
-  Held(std::shared_ptr<WorkerLink> link, int fd) : link_(std::move(link)), fd_(fd) {}
   // Hands the descriptor back to the relay, which closes it.
   ~Held() override;
   Held(const Held&) = delete;
@@ -79,6 +78,8 @@ class WorkerLink::Held final : public LentFd {
 
  private:
   friend class WorkerLink;
+  // Only take() makes one: it counts what it lends.
+  Held(std::shared_ptr<WorkerLink> link, int fd) : link_(std::move(link)), fd_(fd) {}
   std::shared_ptr<WorkerLink> link_;
   int fd_;
 };

@@ -45,10 +45,22 @@ std::size_t utf8_sequence(std::string_view text) {
   return length;
 }
 
+// Whether a well-formed UTF-8 sequence shows as the text it is: not a C1 control (U+0080 to
+// U+009F, which journalctl also shows as "blob data"), a line or paragraph separator, or a
+// bidirectional override or isolate, which would show the rest of a line in another order.
+bool shown_as_text(std::string_view sequence) {
+  const auto byte = [&sequence](std::size_t i) { return static_cast<unsigned char>(sequence[i]); };
+  if (sequence.size() == 2) return !(byte(0) == 0xc2 && byte(1) <= 0x9f);
+  if (sequence.size() == 3 && byte(0) == 0xe2 && byte(1) == 0x80) return byte(2) < 0xa8 || byte(2) > 0xae;
+  if (sequence.size() == 3 && byte(0) == 0xe2 && byte(1) == 0x81) return byte(2) < 0xa6 || byte(2) > 0xa9;
+  return true;
+}
+
 // A field's value on one line: the journal keeps newlines, a reader of `-o short` would not.
-// Control characters and bytes that are not UTF-8 become '?': journalctl shows a field that is
-// not valid UTF-8 as "[… blob data]", which would hide a command from its default output. A
-// sequence cut at the limit is not valid either.
+// Control characters (C0 and C1), bytes that are not UTF-8 and what shown_as_text refuses
+// become '?': journalctl shows a field that is not valid UTF-8, or holds a control character, as
+// "[… blob data]", which would hide a command from its default output. A sequence cut at the
+// limit is not valid either.
 std::string one_line(std::string_view text) {
   std::string out;
   text = text.substr(0, kMaxFieldBytes);
@@ -61,7 +73,8 @@ std::string one_line(std::string_view text) {
     } else if (c < 0x80) {
       out += text.front();
     } else if (const std::size_t length = utf8_sequence(text); length > 0) {
-      out.append(text.substr(0, length));
+      const std::string_view sequence = text.substr(0, length);
+      out += shown_as_text(sequence) ? sequence : std::string_view("?");
       taken = length;
     } else {
       out += '?';

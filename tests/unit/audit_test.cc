@@ -59,8 +59,19 @@ TEST(Audit, AnEntryIsOneDatagramOfOneLineFieldsInTheJournalsNativeProtocol) {
   const std::string utf8 = journal_datagram(entry);
   EXPECT_NE(utf8.find("\nARGS=h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80\n"), std::string::npos) << utf8;
   EXPECT_NE(utf8.find("\nBAD=a???b???c?d??\n"), std::string::npos) << utf8;
-  // Bounded: a huge value is cut  // Bounded: a huge value is cut, so the entry stays one datagram the journal takes
-  // whole.
+  // Well-formed, but shown as blob data or in another order: C1 controls (U+0085, U+009B),
+  // U+2028, a right-to-left override (U+202E), an isolate (U+2066). U+00A0 and U+2030 stay.
+  entry.fields = {{"ARGS",
+                   "a\xc2\x85"
+                   "b\xc2\x9b"
+                   "c\xe2\x80\xa8"
+                   "d\xe2\x80\xae"
+                   "e\xe2\x81\xa6"
+                   "f\xc2\xa0"
+                   "g\xe2\x80\xb0"}};
+  EXPECT_NE(journal_datagram(entry).find("\nARGS=a?b?c?d?e?f\xc2\xa0g\xe2\x80\xb0\n"), std::string::npos)
+      << journal_datagram(entry);
+  // Bounded: a huge value is cut, so the entry stays one datagram the journal takes whole.
   entry.fields = {{"ARGS", std::string(100000, 'x')}};
   EXPECT_LT(journal_datagram(entry).size(), 9000u);
 }
