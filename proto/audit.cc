@@ -4,12 +4,14 @@
 #include <cctype>
 #include <optional>
 
-#include <errno.h>
+#include <errno.h>  // program_invocation_short_name
 #include <sys/socket.h>
 #include <sys/un.h>
 
 #include <cstring>
 #include <mutex>
+
+#include "system_call.h"
 
 namespace pgod {
 namespace {
@@ -121,11 +123,10 @@ bool send_audit(const AuditEntry& entry) {
   address.sun_family = AF_UNIX;
   std::memcpy(address.sun_path, kJournalSocket, sizeof kJournalSocket);
   const std::string datagram = journal_datagram(entry);
-  ssize_t sent = -1;
-  do {
-    sent = sendto(fd, datagram.data(), datagram.size(), MSG_NOSIGNAL, reinterpret_cast<const sockaddr*>(&address),
+  const ssize_t sent = retry_eintr([&] {
+    return sendto(fd, datagram.data(), datagram.size(), MSG_NOSIGNAL, reinterpret_cast<const sockaddr*>(&address),
                   sizeof address);
-  } while (sent < 0 && errno == EINTR);
+  });
   return sent == static_cast<ssize_t>(datagram.size());
 }
 
